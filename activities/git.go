@@ -1,0 +1,132 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// Application error types the workflows branch on.
+const (
+	ErrTypeInvalidPlan    = "InvalidPlan"
+	ErrTypeBranchNotFound = "BranchNotFound"
+	ErrTypeRevertConflict = "RevertConflict"
+	ErrTypeCommitNotFound = "CommitNotFound"
+)
+
+// Repo is what the git activities need from the fleet repository.
+type Repo interface {
+	Refresh(ctx context.Context) error
+	Commit(sha string) (gitops.CommitInfo, error)
+	ReadFile(commit, path string) ([]byte, error)
+	Promote(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
+	Revert(ctx context.Context, req gitops.RevertRequest) ([]gitops.Change, error)
+}
+
+// Git runs the activities that read and write the fleet repository.
+type Git struct {
+	Repo Repo
+}
+
+// LoadPlanInput names the commit whose plan to load.
+type LoadPlanInput struct {
+	Commit string
+}
+
+// LoadPlanResult is the validated plan at the commit.
+type LoadPlanResult struct {
+	Plan    *rollout.Plan
+	Commit  string
+	Subject string
+}
+
+// LoadPlan reads and validates fleetwave.yaml at the commit. An invalid or missing plan is a
+// non-retryable InvalidPlan error whose message carries file:line:col positions.
+func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, error) {
+	if err := g.Repo.Refresh(ctx); err != nil {
+		return LoadPlanResult{}, fmt.Errorf("load plan at %s: %w", rollout.Short(in.Commit), err)
+	}
+	info, err := g.Repo.Commit(in.Commit)
+	if errors.Is(err, gitops.ErrCommitNotFound) {
+		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("commit %s is not in the fleet repository", in.Commit), ErrTypeCommitNotFound, err)
+	}
+	if err != nil {
+		return LoadPlanResult{}, err
+	}
+	data, err := g.Repo.ReadFile(info.SHA, rollout.PlanFile)
+	if errors.Is(err, gitops.ErrFileNotFound) {
+		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s: not found at commit %s", rollout.PlanFile, rollout.Short(info.SHA)), ErrTypeInvalidPlan, err)
+	}
+	if err != nil {
+		return LoadPlanResult{}, err
+	}
+	plan, err := rollout.ParsePlan(rollout.PlanFile, data)
+	if err != nil {
+		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidPlan, nil)
+	}
+	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject}, nil
+}
+
+// PromoteInput asks for promotion commits of Source on the targets' site branches.
+type PromoteInput struct {
+	Rollout, Wave, Source string
+	Targets               []gitops.Target
+}
+
+// ChangeResult lists what happened to each site branch.
+type ChangeResult struct {
+	Changes []gitops.Change
+}
+
+// Promote writes the promotion commits of one batch in one push. It is idempotent: a retry
+// after a lost response finds the commits already there and writes nothing.
+func (g *Git) Promote(ctx context.Context, in PromoteInput) (ChangeResult, error) {
+	changes, err := g.Repo.Promote(ctx, gitops.PromoteRequest{Rollout: in.Rollout, Wave: in.Wave, Source: in.Source, Targets: in.Targets})
+	if err != nil {
+		return ChangeResult{}, gitError(err)
+	}
+	for _, c := range changes {
+		activity.GetLogger(ctx).Info("promoted", "rollout", in.Rollout, "wave", in.Wave, "site", c.Site, "revision", c.Commit, "created", c.Created)
+	}
+	return ChangeResult{Changes: changes}, nil
+}
+
+// RevertInput asks for revert commits of the rollout's promotions on the targets' branches.
+type RevertInput struct {
+	Rollout, Reason string
+	Targets         []gitops.Target
+}
+
+// Revert writes git revert commits of the rollout's promotions in one push; idempotent too.
+func (g *Git) Revert(ctx context.Context, in RevertInput) (ChangeResult, error) {
+	changes, err := g.Repo.Revert(ctx, gitops.RevertRequest{Rollout: in.Rollout, Reason: in.Reason, Targets: in.Targets})
+	if err != nil {
+		return ChangeResult{}, gitError(err)
+	}
+	for _, c := range changes {
+		activity.GetLogger(ctx).Info("reverted", "rollout", in.Rollout, "site", c.Site, "revision", c.Commit, "created", c.Created)
+	}
+	return ChangeResult{Changes: changes}, nil
+}
+
+// gitError marks the failures a retry cannot fix as non-retryable; the rest (an unreachable
+// server, a lost race after every attempt) are retried with backoff by Temporal.
+func gitError(err error) error {
+	switch {
+	case errors.Is(err, gitops.ErrBranchNotFound):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBranchNotFound, err)
+	case errors.Is(err, gitops.ErrRevertConflict):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRevertConflict, err)
+	case errors.Is(err, gitops.ErrCommitNotFound):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeCommitNotFound, err)
+	}
+	return err
+}

@@ -1,0 +1,106 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/fleetwave/fleetwave/deploy"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// Sites runs the activities that observe sites.
+type Sites struct {
+	Driver deploy.Driver
+	// Poll is the time between observations while waiting for convergence (default 2s).
+	Poll time.Duration
+}
+
+// Expectation is a site and the commit it should run.
+type Expectation struct {
+	Site   rollout.Site
+	Commit string
+}
+
+// ConvergeInput lists the sites to wait for and the absolute deadline (so a retried attempt
+// does not restart the clock).
+type ConvergeInput struct {
+	Sites    []Expectation
+	Deadline time.Time
+}
+
+// ConvergeResult holds the last observation of every site; Converged[i] says whether site i
+// applied its commit and is ready.
+type ConvergeResult struct {
+	States    []rollout.SiteState
+	Converged []bool
+	// Failed is true when a site's Flux gave up on our commit (Stalled, or not Ready at it).
+	Failed bool
+}
+
+// WaitConverged observes the sites until every one applied its commit and is ready, one fails
+// at it, or the deadline passes; it heartbeats on every round. Reaching the deadline is not an
+// error: the result says which sites did not converge and where they are.
+func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeResult, error) {
+	poll := s.Poll
+	if poll <= 0 {
+		poll = 2 * time.Second
+	}
+	res := ConvergeResult{States: make([]rollout.SiteState, len(in.Sites)), Converged: make([]bool, len(in.Sites))}
+	for {
+		done := 0
+		for i, e := range in.Sites {
+			if res.Converged[i] {
+				done++
+				continue
+			}
+			st, err := s.Driver.Observe(ctx, e.Site)
+			if err != nil {
+				return res, fmt.Errorf("observe site %s: %w", e.Site.Name, err)
+			}
+			res.States[i] = st
+			switch {
+			case st.Converged(e.Commit):
+				res.Converged[i] = true
+				done++
+			case st.FluxFailed(e.Commit):
+				res.Failed = true
+			}
+		}
+		activity.RecordHeartbeat(ctx, done)
+		if done == len(in.Sites) || res.Failed || !time.Now().Before(in.Deadline) {
+			return res, nil
+		}
+		wait := min(poll, time.Until(in.Deadline))
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// ObserveInput lists the sites to observe.
+type ObserveInput struct {
+	Sites []rollout.Site
+}
+
+// ObserveResult holds one observation per site, in order.
+type ObserveResult struct {
+	States []rollout.SiteState
+}
+
+// Observe takes one observation of every site (a health round during bake).
+func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, error) {
+	out := ObserveResult{States: make([]rollout.SiteState, len(in.Sites))}
+	for i, site := range in.Sites {
+		st, err := s.Driver.Observe(ctx, site)
+		if err != nil {
+			return out, fmt.Errorf("observe site %s: %w", site.Name, err)
+		}
+		out.States[i] = st
+	}
+	return out, nil
+}

@@ -1,0 +1,233 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// ConfigFile is where a commit describes how simulated sites behave when they apply it.
+const ConfigFile = ".fleetwave/sim.yaml"
+
+// DefaultReconcileDelay is how long a site takes to apply a commit without a sim.yaml.
+const DefaultReconcileDelay = time.Second
+
+// CheckName names the simulated health check.
+const CheckName = "sim"
+
+// Config is the content of .fleetwave/sim.yaml.
+type Config struct {
+	ReconcileDelay string   `yaml:"reconcileDelay"`
+	Degraded       []string `yaml:"degraded"`
+	Unreachable    []string `yaml:"unreachable"`
+}
+
+// ParseConfig parses a sim.yaml; errors carry line and column.
+func ParseConfig(data []byte) (Config, time.Duration, error) {
+	var c Config
+	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
+		return Config{}, 0, fmt.Errorf("%s:%s", ConfigFile, strings.TrimSpace(yaml.FormatError(err, false, false)))
+	}
+	delay := DefaultReconcileDelay
+	if c.ReconcileDelay != "" {
+		d, err := time.ParseDuration(c.ReconcileDelay)
+		if err != nil || d < 0 {
+			return Config{}, 0, fmt.Errorf("%s: invalid reconcileDelay %q", ConfigFile, c.ReconcileDelay)
+		}
+		delay = d
+	}
+	return c, delay, nil
+}
+
+func lists(list []string, site string) bool {
+	return slices.Contains(list, site) || slices.Contains(list, "*")
+}
+
+// Source is the part of a git repository the fleet reads.
+type Source interface {
+	Refresh(ctx context.Context) error
+	Branch(name string) (string, error)
+	ReadFile(commit, path string) ([]byte, error)
+}
+
+// Fleet is a set of simulated sites. It implements deploy.Driver.
+type Fleet struct {
+	src        Source
+	siteBranch string
+	poll       time.Duration
+	now        func() time.Time
+	log        *slog.Logger
+
+	mu    sync.Mutex
+	sites map[string]*site
+}
+
+type site struct {
+	branch string
+	// applied is what the site runs; pending is the branch head it is applying, since when.
+	applied, pending string
+	since            time.Time
+	delay            time.Duration
+	// cfg is the sim.yaml of the applied commit, next that of the pending one.
+	cfg, next       Config
+	cfgErr, nextErr error
+	missing         bool
+}
+
+// Option configures a Fleet.
+type Option func(*Fleet)
+
+// WithPoll sets how often the fleet fetches the repository (default 300ms).
+func WithPoll(d time.Duration) Option { return func(f *Fleet) { f.poll = d } }
+
+// WithClock replaces the clock.
+func WithClock(now func() time.Time) Option { return func(f *Fleet) { f.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(f *Fleet) { f.log = l } }
+
+// New returns a fleet whose sites follow the branches named by the siteBranch template
+// ("sites/{site}") in src. Sites are added by Track, or when first observed.
+func New(src Source, siteBranch string, opts ...Option) *Fleet {
+	f := &Fleet{src: src, siteBranch: siteBranch, poll: 300 * time.Millisecond, now: time.Now,
+		log: slog.New(slog.DiscardHandler), sites: map[string]*site{}}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
+}
+
+// Track adds sites that are running whatever their branch head is now.
+func (f *Fleet) Track(names ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, n := range names {
+		f.track(n)
+	}
+}
+
+func (f *Fleet) track(name string) *site {
+	if s, ok := f.sites[name]; ok {
+		return s
+	}
+	s := &site{branch: strings.ReplaceAll(f.siteBranch, "{site}", name)}
+	if head, err := f.src.Branch(s.branch); err == nil {
+		s.applied, s.pending = head, head
+		s.cfg, s.delay, s.cfgErr = f.config(head)
+	} else {
+		s.missing = true
+	}
+	f.sites[name] = s
+	return s
+}
+
+func (f *Fleet) config(commit string) (Config, time.Duration, error) {
+	data, err := f.src.ReadFile(commit, ConfigFile)
+	if errors.Is(err, gitops.ErrFileNotFound) {
+		return Config{}, DefaultReconcileDelay, nil
+	}
+	if err != nil {
+		return Config{}, DefaultReconcileDelay, err
+	}
+	return ParseConfig(data)
+}
+
+// Run fetches and advances the sites every poll interval until ctx ends.
+func (f *Fleet) Run(ctx context.Context) error {
+	t := time.NewTicker(f.poll)
+	defer t.Stop()
+	var last string
+	for {
+		err := f.Step(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && err.Error() != last:
+			f.log.Warn("simulated fleet cannot read the repository", "error", err)
+			last = err.Error()
+		case err == nil && last != "":
+			f.log.Info("simulated fleet reads the repository again")
+			last = ""
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Step fetches the repository once and lets every site move forward: a new branch head starts
+// applying, and a commit whose reconcileDelay has passed becomes the applied one.
+func (f *Fleet) Step(ctx context.Context) error {
+	if err := f.src.Refresh(ctx); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	for name, s := range f.sites {
+		head, err := f.src.Branch(s.branch)
+		if err != nil {
+			s.missing = true
+			continue
+		}
+		s.missing = false
+		if head != s.pending {
+			s.pending, s.since = head, now
+			s.next, s.delay, s.nextErr = f.config(head)
+		}
+		if s.applied != s.pending && now.Sub(s.since) >= s.delay {
+			s.applied = s.pending
+			s.cfg, s.cfgErr = s.next, s.nextErr
+			f.log.Info("simulated site applied", "site", name, "revision", rollout.FormatRevision(s.branch, s.applied))
+		}
+	}
+	return nil
+}
+
+// Observe reports what the site applied and how healthy it is, as a Flux Kustomization and a
+// health check would.
+func (f *Fleet) Observe(ctx context.Context, st rollout.Site) (rollout.SiteState, error) {
+	if err := ctx.Err(); err != nil {
+		return rollout.SiteState{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.track(st.Name)
+	out := rollout.SiteState{Site: st.Name, ObservedAt: f.now()}
+	switch {
+	case s.missing:
+		out.Message = fmt.Sprintf("site branch %s does not exist", s.branch)
+		return out, nil
+	case lists(s.cfg.Unreachable, st.Name):
+		out.Message = fmt.Sprintf("simulated outage: %s at %s lists the site as unreachable", ConfigFile, rollout.Short(s.applied))
+		return out, nil
+	}
+	out.Reachable = true
+	out.Revision = rollout.FormatRevision(s.branch, s.applied)
+	out.Reconciling = s.pending != s.applied
+	if s.cfgErr != nil {
+		out.Stalled = true
+		out.Message = s.cfgErr.Error()
+		return out, nil
+	}
+	out.Ready = true
+	out.Message = "Applied revision: " + out.Revision
+	check := rollout.CheckResult{Name: CheckName, OK: true, Value: 0, Threshold: "== 0"}
+	if lists(s.cfg.Degraded, st.Name) {
+		check.OK = false
+		check.Value = 1
+		check.Message = fmt.Sprintf("%s at %s lists the site as degraded", ConfigFile, rollout.Short(s.applied))
+	}
+	out.Checks = []rollout.CheckResult{check}
+	return out, nil
+}

@@ -1,0 +1,201 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
+)
+
+// retryBackoff is the pause before the second push attempt; it grows
+// linearly with the attempt number.
+var retryBackoff = 100 * time.Millisecond
+
+// write runs plan against freshly fetched branches and pushes the commits it
+// created, starting over from a new fetch when a branch moved under it.
+func (r *Repo) write(ctx context.Context, op string, plan func() ([]Change, error)) ([]Change, error) {
+	for attempt := 1; ; attempt++ {
+		changes, err := r.tryWrite(ctx, attempt, plan)
+		if err == nil {
+			return changes, nil
+		}
+		if !errors.Is(err, ErrNonFastForward) {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if attempt >= r.opts.maxAttempts {
+			return nil, fmt.Errorf("%s: gave up after %d attempts: %w", op, attempt, err)
+		}
+		r.opts.logger.InfoContext(ctx, "site branch moved during push, retrying", "attempt", attempt, "error", err)
+		t := time.NewTimer(time.Duration(attempt) * retryBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%s: %w (after %v)", op, ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Repo) tryWrite(ctx context.Context, attempt int, plan func() ([]Change, error)) ([]Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refreshLocked(ctx); err != nil {
+		return nil, err
+	}
+	changes, err := plan()
+	if err != nil {
+		return nil, err
+	}
+	var created []Change
+	for _, c := range changes {
+		if c.Created {
+			created = append(created, c)
+		}
+	}
+	if len(created) == 0 {
+		return changes, nil
+	}
+	if err := r.pushLocked(ctx, attempt, created); err != nil {
+		return nil, err
+	}
+	for _, c := range created {
+		r.opts.logger.InfoContext(ctx, "pushed site branch", "site", c.Site, "revision", c.Branch+"@sha1:"+c.Commit)
+	}
+	return changes, nil
+}
+
+// pushLocked pushes every created commit onto its branch in one push, never
+// forcing; a rejection because a branch moved is returned as
+// ErrNonFastForward.
+func (r *Repo) pushLocked(ctx context.Context, attempt int, created []Change) error {
+	atomic, err := r.supportsAtomic(ctx)
+	if err != nil {
+		return fmt.Errorf("push to %s: %w", r.safeURL, r.redact(err))
+	}
+	specs := make([]config.RefSpec, 0, len(created))
+	for _, c := range created {
+		specs = append(specs, config.RefSpec(c.Commit+":refs/heads/"+c.Branch))
+	}
+	if r.beforePush != nil {
+		r.beforePush(attempt)
+	}
+	r.lastPushAtomic = atomic
+	r.opts.logger.DebugContext(ctx, "pushing", "branches", len(specs), "atomic", atomic, "attempt", attempt)
+	var remoteSaid limitedBuffer
+	err = r.repo.PushContext(ctx, &git.PushOptions{
+		RemoteName: remoteName,
+		RefSpecs:   specs,
+		Auth:       r.opts.auth,
+		Atomic:     atomic,
+		Progress:   &remoteSaid,
+	})
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	err = r.redact(err)
+	if r.rejectedBecauseMoved(ctx, err, created) {
+		return fmt.Errorf("push to %s: %w: %v", r.safeURL, ErrNonFastForward, err)
+	}
+	if said := strings.TrimSpace(remoteSaid.String()); said != "" {
+		// go-git reports only the first refused ref ("atomic push
+		// failure" for an innocent one); the server's messages say why.
+		return fmt.Errorf("push to %s: %w (remote: %s)", r.safeURL, err, strings.Join(strings.Fields(said), " "))
+	}
+	return fmt.Errorf("push to %s: %w", r.safeURL, err)
+}
+
+// limitedBuffer keeps the first 2 KiB written to it: the server's messages
+// during a push.
+type limitedBuffer struct{ b []byte }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 2048 - len(l.b); room > 0 {
+		l.b = append(l.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }
+
+// nonFastForwardText are the ways go-git and git receive-pack say that a
+// branch is not where the push expected it.
+var nonFastForwardText = []string{
+	"non-fast-forward", // go-git's own check against the advertised refs
+	"fetch first",
+	"stale info",
+	"failed to update ref",
+	"failed to lock",
+	"cannot lock ref",
+}
+
+// rejectedBecauseMoved tells whether a failed push was refused because a
+// site branch moved. A rejection whose text is not conclusive (e.g. an
+// "atomic push failure" reported for the first branch while another one
+// moved) is confirmed by listing the remote's branches.
+func (r *Repo) rejectedBecauseMoved(ctx context.Context, err error, created []Change) bool {
+	msg := err.Error()
+	for _, s := range nonFastForwardText {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	if !errors.Is(err, plumbing.ErrObjectNotFound) && !strings.Contains(msg, "command error on") {
+		return false // not a rejection: transport, auth, unpack errors
+	}
+	remote, rerr := r.repo.Remote(remoteName)
+	if rerr != nil {
+		return false
+	}
+	refs, rerr := remote.ListContext(ctx, &git.ListOptions{Auth: r.opts.auth})
+	if rerr != nil {
+		return false
+	}
+	heads := map[plumbing.ReferenceName]plumbing.Hash{}
+	for _, ref := range refs {
+		heads[ref.Name()] = ref.Hash()
+	}
+	for _, c := range created {
+		if heads[plumbing.NewBranchReferenceName(c.Branch)] != plumbing.NewHash(c.Previous) {
+			return true
+		}
+	}
+	return false
+}
+
+// supportsAtomic asks the remote's receive-pack whether it advertises the
+// atomic capability, once per Repo.
+func (r *Repo) supportsAtomic(ctx context.Context) (bool, error) {
+	if r.atomicKnown {
+		return r.atomic, nil
+	}
+	ep, err := transport.NewEndpoint(r.url)
+	if err != nil {
+		return false, err
+	}
+	cl, err := client.NewClient(ep)
+	if err != nil {
+		return false, err
+	}
+	sess, err := cl.NewReceivePackSession(ep, r.opts.auth)
+	if err != nil {
+		return false, err
+	}
+	defer sess.Close()
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		return false, err
+	}
+	r.atomic, r.atomicKnown = ar.Capabilities.Supports(capability.Atomic), true
+	if !r.atomic {
+		r.opts.logger.WarnContext(ctx, "git server does not support atomic pushes; branches of one wave may be updated partially")
+	}
+	return r.atomic, nil
+}

@@ -1,0 +1,321 @@
+package gitops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+// Sentinel errors returned (wrapped) by Repo methods; check them with errors.Is.
+var (
+	// ErrBranchNotFound means a branch does not exist on the remote as of the last fetch.
+	ErrBranchNotFound = errors.New("branch not found")
+	// ErrFileNotFound means a path does not name a file in a commit's tree.
+	ErrFileNotFound = errors.New("file not found")
+	// ErrCommitNotFound means a commit is not known to the repo as of the last fetch.
+	ErrCommitNotFound = errors.New("commit not found")
+	// ErrNonFastForward means a push was rejected because a branch moved on the
+	// remote; Promote and Revert retry on it and return it only once
+	// they ran out of attempts.
+	ErrNonFastForward = errors.New("non-fast-forward")
+	// ErrRevertConflict means a promotion cannot be reverted because a later
+	// commit changed a path that the promotion changed.
+	ErrRevertConflict = errors.New("revert conflict")
+)
+
+const (
+	remoteName    = "origin"
+	remoteRefBase = "refs/remotes/" + remoteName + "/"
+	// walkLimit bounds the first-parent history walks of idempotency checks.
+	walkLimit = 1000
+)
+
+// Option configures a Repo in Open.
+type Option func(*options)
+
+type options struct {
+	auth        transport.AuthMethod
+	secrets     []string // strings that must never appear in errors or logs
+	authorName  string
+	authorEmail string
+	now         func() time.Time
+	logger      *slog.Logger
+	maxAttempts int
+	err         error
+}
+
+// WithBasicAuth authenticates HTTP(S) requests with a user name and password.
+func WithBasicAuth(user, password string) Option {
+	return func(o *options) {
+		o.auth = &githttp.BasicAuth{Username: user, Password: password}
+		o.secrets = append(o.secrets, password)
+	}
+}
+
+// WithToken authenticates HTTP(S) requests with an access token sent as the
+// password of the user "fleetwave", which GitHub, GitLab and Gitea accept.
+func WithToken(token string) Option {
+	return func(o *options) {
+		o.auth = &githttp.BasicAuth{Username: "fleetwave", Password: token}
+		o.secrets = append(o.secrets, token)
+	}
+}
+
+// WithSSHKey authenticates SSH connections with a private key file, decrypted
+// with passphrase when it is not empty. Host keys are checked against the
+// user's known_hosts files, as go-git does by default.
+func WithSSHKey(user, keyFile, passphrase string) Option {
+	return func(o *options) {
+		if passphrase != "" {
+			o.secrets = append(o.secrets, passphrase)
+		}
+		auth, err := gitssh.NewPublicKeysFromFile(user, keyFile, passphrase)
+		if err != nil {
+			o.err = fmt.Errorf("load ssh key %s: %w", keyFile, err)
+			return
+		}
+		o.auth = auth
+	}
+}
+
+// WithAuthor sets the author and committer of the commits fleetwave writes;
+// the default is "fleetwave <fleetwave@localhost>".
+func WithAuthor(name, email string) Option {
+	return func(o *options) { o.authorName, o.authorEmail = name, email }
+}
+
+// WithClock sets the clock that dates new commits; the default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// WithLogger sets the logger; by default nothing is logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithMaxAttempts sets how many times Promote and Revert push before giving
+// up on branches that keep moving (non-fast-forward rejections); default 5.
+func WithMaxAttempts(n int) Option {
+	return func(o *options) { o.maxAttempts = n }
+}
+
+// Repo is an in-memory copy of one remote fleet repo: its branches as of the
+// last fetch and the objects they reach. A Repo is safe for concurrent use;
+// writes (Refresh, Promote, Revert) are serialized.
+type Repo struct {
+	url     string // as given; may hold credentials
+	safeURL string // url without credentials, for errors and logs
+	opts    options
+
+	mu   sync.RWMutex
+	repo *git.Repository
+	stor *memory.Storage
+
+	// beforePush, when set by tests, runs right before every push attempt
+	// with the attempt number (1-based).
+	beforePush func(attempt int)
+	// atomic and atomicKnown cache whether the remote supports atomic pushes.
+	atomic, atomicKnown bool
+	// lastPushAtomic records whether the last push asked for an atomic
+	// update; read by tests.
+	lastPushAtomic bool
+}
+
+// Open prepares a Repo for the remote url (http(s)://, ssh://, git@host:path
+// or file://) and fetches all of its branches. The error names the url
+// without credentials.
+func Open(ctx context.Context, url string, opts ...Option) (*Repo, error) {
+	o := options{
+		authorName:  "fleetwave",
+		authorEmail: "fleetwave@localhost",
+		now:         time.Now,
+		maxAttempts: 5,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	safe, urlSecrets := redactURL(url)
+	o.secrets = append(o.secrets, urlSecrets...)
+	if o.err != nil {
+		return nil, fmt.Errorf("open %s: %w", safe, o.err)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.maxAttempts < 1 {
+		o.maxAttempts = 1
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+
+	stor := memory.NewStorage()
+	repo, err := git.Init(stor, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", safe, err)
+	}
+	if _, err := repo.CreateRemote(&config.RemoteConfig{
+		Name:  remoteName,
+		URLs:  []string{url},
+		Fetch: []config.RefSpec{config.RefSpec("+refs/heads/*:" + remoteRefBase + "*")},
+	}); err != nil {
+		return nil, fmt.Errorf("open %s: %w", safe, redactErr(err, url, safe, o.secrets))
+	}
+	r := &Repo{url: url, safeURL: safe, opts: o, repo: repo, stor: stor}
+	if err := r.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	return r, nil
+}
+
+// URL returns the remote url without credentials.
+func (r *Repo) URL() string { return r.safeURL }
+
+// Refresh fetches all branches of the remote, dropping branches that were
+// deleted there.
+func (r *Repo) Refresh(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refreshLocked(ctx)
+}
+
+func (r *Repo) refreshLocked(ctx context.Context) error {
+	err := r.repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: remoteName,
+		Auth:       r.opts.auth,
+		Prune:      true,
+		Force:      true,
+		Tags:       git.NoTags,
+	})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+		return nil
+	case errors.Is(err, transport.ErrEmptyRemoteRepository):
+		// go-git returns before pruning when the remote has no refs at all.
+		return r.dropRemoteRefs()
+	default:
+		return fmt.Errorf("fetch %s: %w", r.safeURL, r.redact(err))
+	}
+}
+
+func (r *Repo) dropRemoteRefs() error {
+	iter, err := r.stor.IterReferences()
+	if err != nil {
+		return err
+	}
+	var names []plumbing.ReferenceName
+	_ = iter.ForEach(func(ref *plumbing.Reference) error {
+		if strings.HasPrefix(ref.Name().String(), remoteRefBase) {
+			names = append(names, ref.Name())
+		}
+		return nil
+	})
+	for _, n := range names {
+		if err := r.stor.RemoveReference(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Branch returns the commit sha of a branch as of the last fetch, or an error
+// wrapping ErrBranchNotFound.
+func (r *Repo) Branch(name string) (string, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	h, err := r.branchLocked(name)
+	if err != nil {
+		return "", err
+	}
+	return h.String(), nil
+}
+
+func (r *Repo) branchLocked(name string) (plumbing.Hash, error) {
+	ref, err := r.stor.Reference(plumbing.ReferenceName(remoteRefBase + name))
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		return plumbing.ZeroHash, fmt.Errorf("branch %s: %w", name, ErrBranchNotFound)
+	}
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("branch %s: %w", name, err)
+	}
+	return ref.Hash(), nil
+}
+
+// ReadFile returns the content of the file at path in commit, which is a full
+// sha or a branch name. A missing file gives an error wrapping
+// ErrFileNotFound, an unknown commit one wrapping ErrCommitNotFound.
+func (r *Repo) ReadFile(commit, path string) ([]byte, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, err := r.resolveLocked(commit)
+	if err != nil {
+		return nil, err
+	}
+	f, err := c.File(strings.TrimPrefix(path, "/"))
+	if errors.Is(err, object.ErrFileNotFound) || errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
+		return nil, fmt.Errorf("read %s at %s: %w", path, short(c.Hash), ErrFileNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %s: %w", path, short(c.Hash), err)
+	}
+	s, err := f.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %s: %w", path, short(c.Hash), err)
+	}
+	return []byte(s), nil
+}
+
+// Commit describes the commit sha (a full sha or a branch name), or returns
+// an error wrapping ErrCommitNotFound.
+func (r *Repo) Commit(sha string) (CommitInfo, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, err := r.resolveLocked(sha)
+	if err != nil {
+		return CommitInfo{}, err
+	}
+	return commitInfo(c), nil
+}
+
+// resolveLocked finds a commit by full sha, or else by branch name.
+func (r *Repo) resolveLocked(rev string) (*object.Commit, error) {
+	if plumbing.IsHash(rev) {
+		return r.commitLocked(plumbing.NewHash(rev))
+	}
+	if h, err := r.branchLocked(rev); err == nil {
+		return r.commitLocked(h)
+	}
+	return nil, fmt.Errorf("commit %s: %w", rev, ErrCommitNotFound)
+}
+
+func (r *Repo) commitLocked(h plumbing.Hash) (*object.Commit, error) {
+	c, err := object.GetCommit(r.stor, h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, fmt.Errorf("commit %s: %w", h, ErrCommitNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", h, err)
+	}
+	return c, nil
+}
+
+func (r *Repo) redact(err error) error {
+	return redactErr(err, r.url, r.safeURL, r.opts.secrets)
+}
+
+func short(h plumbing.Hash) string { return h.String()[:7] }

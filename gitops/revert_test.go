@@ -1,0 +1,188 @@
+package gitops
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// promoteRich makes a source commit that modifies, adds, deletes and
+// chmods files, and promotes it to ams-1 (and fra-1) with rollout r1.
+func promoteRich(t *testing.T, f *fleet, r *Repo, sites ...string) (src string, changes []Change) {
+	t.Helper()
+	src = f.commitFunc(t, "main", "Rework apps", func(dir string) {
+		write := func(p, c string, mode os.FileMode) {
+			full := filepath.Join(dir, filepath.FromSlash(p))
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(full, []byte(c), mode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write("apps/web/deploy.yaml", "image: web:2\n", 0o644)
+		write("apps/cache/deploy.yaml", "image: redis:7\n", 0o644)
+		write("apps/cache/init.sh", "#!/bin/sh\n", 0o755)
+		run(t, dir, "rm", "--quiet", "apps/api/deploy.yaml")
+		run(t, dir, "update-index", "--chmod=+x", "clusters/ams-1/ks.yaml")
+	})
+	changes, err := r.Promote(ctxT(t), PromoteRequest{Rollout: "r1", Wave: "canary", Source: src, Targets: targets(sites...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, changes
+}
+
+// cliRevertTree is the tree `git revert --no-edit p` gives on top of head.
+func cliRevertTree(t *testing.T, f *fleet, head, p string) string {
+	t.Helper()
+	dir := f.clone(t)
+	run(t, dir, "checkout", "--quiet", "--detach", head)
+	run(t, dir, "revert", "--no-edit", p)
+	return run(t, dir, "rev-parse", "HEAD^{tree}")
+}
+
+// TestRevertHead: reverting the head promotion gives the tree and message
+// of `git revert`, with the rollout and reason as trailers.
+func TestRevertHead(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1")
+	r := f.open(t)
+	_, prom := promoteRich(t, f, r, "ams-1")
+	p := prom[0].Commit
+
+	got, err := r.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "error-rate 0.2 > 0.01\non ams-1", Targets: targets("ams-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got[0]
+	if !c.Created || c.Previous != p || f.head(t, "sites/ams-1") != c.Commit {
+		t.Fatalf("change = %+v", c)
+	}
+	if got, want := run(t, f.dir, "rev-parse", c.Commit+"^{tree}"), cliRevertTree(t, f, p, p); got != want {
+		t.Errorf("revert tree %s, git revert gives %s", got, want)
+	}
+	if got, want := run(t, f.dir, "rev-parse", c.Commit+"^{tree}"), run(t, f.dir, "rev-parse", f.source+"^{tree}"); got != want {
+		t.Errorf("revert tree %s, want the tree before the promotion %s", got, want)
+	}
+	if got := run(t, f.dir, "rev-parse", c.Commit+"^"); got != p {
+		t.Errorf("parent %s, want %s", got, p)
+	}
+	msg := run(t, f.dir, "log", "-1", "--format=%B", c.Commit)
+	subject := run(t, f.dir, "log", "-1", "--format=%s", p)
+	want := "Revert \"" + subject + "\"\n\nThis reverts commit " + p + ".\n\n" +
+		"Fleetwave-Rollout: r1\nFleetwave-Reason: error-rate 0.2 > 0.01 on ams-1"
+	if diff := cmp.Diff(want, msg); diff != "" {
+		t.Errorf("message (-want +got):\n%s", diff)
+	}
+	cmd := exec.Command("git", "interpret-trailers", "--parse")
+	cmd.Stdin = strings.NewReader(msg)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff("Fleetwave-Rollout: r1\nFleetwave-Reason: error-rate 0.2 > 0.01 on ams-1\n", string(out)); diff != "" {
+		t.Errorf("interpret-trailers (-want +got):\n%s", diff)
+	}
+}
+
+// TestRevertAfterLaterCommit: the promotion is no longer the head (an
+// unrelated file changed since); the revert undoes only the promotion's
+// changes, exactly like `git revert`.
+func TestRevertAfterLaterCommit(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1")
+	r := f.open(t)
+	_, prom := promoteRich(t, f, r, "ams-1")
+	p := prom[0].Commit
+	later := f.commitOn(t, "sites/ams-1", "Tune ams-1", map[string]string{
+		"clusters/ams-1/extra.yaml": "replicas: 3\n",
+		"fleetwave.yaml":            "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\n# tuned\n",
+	})
+
+	got, err := r.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "bad", Targets: targets("ams-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got[0]
+	if !c.Created || c.Previous != later {
+		t.Fatalf("change = %+v", c)
+	}
+	if got := run(t, f.dir, "rev-parse", c.Commit+"^"); got != later {
+		t.Errorf("parent %s, want %s", got, later)
+	}
+	if got, want := run(t, f.dir, "rev-parse", c.Commit+"^{tree}"), cliRevertTree(t, f, later, p); got != want {
+		t.Errorf("revert tree %s, git revert gives %s", got, want)
+	}
+}
+
+// TestRevertConflict: a later commit changed a file the promotion changed;
+// Revert fails with ErrRevertConflict naming site and path, and pushes
+// nothing, not even for the other, clean site.
+func TestRevertConflict(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1", "sites/fra-1")
+	r := f.open(t)
+	promoteRich(t, f, r, "fra-1", "ams-1")
+	f.commitOn(t, "sites/ams-1", "Pin web", map[string]string{"apps/web/deploy.yaml": "image: web:2-pinned\n"})
+	ams, fra := f.head(t, "sites/ams-1"), f.head(t, "sites/fra-1")
+	pushes := f.pushes.Load()
+
+	_, err := r.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "bad", Targets: targets("fra-1", "ams-1")})
+	if !errors.Is(err, ErrRevertConflict) {
+		t.Fatalf("err = %v, want ErrRevertConflict", err)
+	}
+	if !strings.Contains(err.Error(), "ams-1") || !strings.Contains(err.Error(), "apps/web/deploy.yaml") {
+		t.Errorf("err = %q, want it to name the site and the path", err)
+	}
+	if f.head(t, "sites/ams-1") != ams || f.head(t, "sites/fra-1") != fra || f.pushes.Load() != pushes {
+		t.Error("something was pushed")
+	}
+	// The CLI agrees that this is a conflict.
+	dir := f.clone(t)
+	run(t, dir, "checkout", "--quiet", "--detach", ams)
+	if _, err := gitErr(dir, "revert", "--no-edit", ams+"^"); err == nil {
+		t.Error("git revert succeeded where we report a conflict")
+	}
+}
+
+// TestRevertIdempotent: a second Revert, and a Revert of a rollout that
+// promoted nothing, write nothing.
+func TestRevertIdempotent(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1", "sites/fra-1")
+	r := f.open(t)
+	promoteRich(t, f, r, "ams-1")
+	req := RevertRequest{Rollout: "r1", Reason: "bad", Targets: targets("ams-1", "fra-1")}
+	first, err := r.Revert(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first[0].Created || first[1].Created {
+		t.Fatalf("first Revert = %+v, want ams-1 reverted and fra-1 (never promoted) untouched", first)
+	}
+	pushes := f.pushes.Load()
+	second, err := r.Revert(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{
+		{Site: "ams-1", Branch: "sites/ams-1", Commit: first[0].Commit, Previous: first[0].Commit},
+		{Site: "fra-1", Branch: "sites/fra-1", Commit: f.source, Previous: f.source},
+	}
+	if diff := cmp.Diff(want, second); diff != "" {
+		t.Errorf("second Revert (-want +got):\n%s", diff)
+	}
+	if f.pushes.Load() != pushes || f.head(t, "sites/ams-1") != first[0].Commit {
+		t.Error("second Revert wrote")
+	}
+	other, err := r.Revert(ctxT(t), RevertRequest{Rollout: "r-other", Reason: "x", Targets: targets("ams-1")})
+	if err != nil || other[0].Created {
+		t.Errorf("Revert of another rollout = %+v, %v; want no-op", other, err)
+	}
+}

@@ -1,0 +1,415 @@
+package rollout
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// PlanError lists everything wrong with a plan file, each issue with its position.
+type PlanError struct {
+	File   string
+	Issues []Issue
+}
+
+// Issue is one problem in a plan file. Line and Column are 1-based; 0 when unknown.
+type Issue struct {
+	Line, Column int
+	Message      string
+}
+
+// Error formats every issue as "file:line:col: message", one per line.
+func (e *PlanError) Error() string {
+	lines := make([]string, len(e.Issues))
+	for i, is := range e.Issues {
+		lines[i] = fmt.Sprintf("%s:%d:%d: %s", e.File, is.Line, is.Column, is.Message)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// The file schema. It is kept apart from Plan so the model carries parsed values (durations,
+// resolved waves) while the file keeps what the user wrote, for positions and messages.
+type fileDoc struct {
+	APIVersion string       `yaml:"apiVersion"`
+	Kind       string       `yaml:"kind"`
+	Metadata   fileMetadata `yaml:"metadata"`
+	Spec       fileSpec     `yaml:"spec"`
+}
+
+type fileMetadata struct {
+	Name string `yaml:"name"`
+}
+
+type fileSpec struct {
+	SourceBranch string        `yaml:"sourceBranch"`
+	SiteBranch   string        `yaml:"siteBranch"`
+	Sites        []fileSite    `yaml:"sites"`
+	Waves        []fileWave    `yaml:"waves"`
+	Health       fileHealth    `yaml:"health"`
+	Rollback     *fileRollback `yaml:"rollback"`
+}
+
+type fileSite struct {
+	Name     string            `yaml:"name"`
+	Labels   map[string]string `yaml:"labels"`
+	Timezone string            `yaml:"timezone"`
+	Cluster  *Cluster          `yaml:"cluster"`
+}
+
+type fileWave struct {
+	Name        string            `yaml:"name"`
+	Selector    map[string]string `yaml:"selector"`
+	Sites       []string          `yaml:"sites"`
+	MaxParallel *int              `yaml:"maxParallel"`
+	Bake        string            `yaml:"bake"`
+}
+
+type fileHealth struct {
+	ConvergenceTimeout string `yaml:"convergenceTimeout"`
+	Interval           string `yaml:"interval"`
+	FailureThreshold   *int   `yaml:"failureThreshold"`
+	UnknownTimeout     string `yaml:"unknownTimeout"`
+}
+
+type fileRollback struct {
+	Automatic *bool  `yaml:"automatic"`
+	Scope     string `yaml:"scope"`
+}
+
+// nameRE is what site, wave and fleet names may look like: they end up in branch names,
+// workflow IDs and Temporal search attributes.
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
+
+// ParsePlan parses and validates a plan file. file names it in error messages. On failure the
+// error is a *PlanError listing every problem found with its line and column.
+func ParsePlan(file string, data []byte) (*Plan, error) {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err)}}
+	}
+	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
+		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1, Message: "expected exactly one YAML document with a RolloutPlan"}}}
+	}
+	var doc fileDoc
+	if err := yaml.NodeToValue(f.Docs[0].Body, &doc, yaml.Strict()); err != nil {
+		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err)}}
+	}
+	v := &validator{file: f}
+	plan := v.plan(doc)
+	if len(v.issues) > 0 {
+		slices.SortStableFunc(v.issues, func(a, b Issue) int {
+			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		})
+		return nil, &PlanError{File: file, Issues: v.issues}
+	}
+	return plan, nil
+}
+
+// yamlIssue turns a go-yaml error into an Issue with its position.
+func yamlIssue(err error) Issue {
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		is := Issue{Message: ye.GetMessage()}
+		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+			is.Line, is.Column = tk.Position.Line, tk.Position.Column
+		}
+		return is
+	}
+	return Issue{Message: err.Error()}
+}
+
+type validator struct {
+	file   *ast.File
+	issues []Issue
+}
+
+// errorf records an issue at the node found by the YAML path; when the path does not exist
+// (a field left out) it reports the nearest enclosing node that does.
+func (v *validator) errorf(path, format string, args ...any) {
+	line, col := v.position(path)
+	v.issues = append(v.issues, Issue{Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) position(path string) (int, int) {
+	for path != "" && path != "$" {
+		if p, err := yaml.PathString(path); err == nil {
+			if n, err := p.FilterFile(v.file); err == nil && n != nil {
+				if tk := n.GetToken(); tk != nil && tk.Position != nil {
+					return tk.Position.Line, tk.Position.Column
+				}
+			}
+		}
+		cut := strings.LastIndexAny(path, ".[")
+		if cut < 0 {
+			break
+		}
+		path = path[:cut]
+	}
+	return 1, 1
+}
+
+func (v *validator) duration(path, s string, def time.Duration, allowZero bool) time.Duration {
+	if s == "" {
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		v.errorf(path, "invalid duration %q: use a number with a unit, like 30s, 10m or 1h", s)
+		return def
+	}
+	if d < 0 || (d == 0 && !allowZero) {
+		v.errorf(path, "duration %q must be positive", s)
+		return def
+	}
+	return d
+}
+
+func (v *validator) branch(path, b string) {
+	if b == "" || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
+		strings.HasSuffix(b, ".lock") || strings.Contains(b, "..") || strings.ContainsAny(b, " ~^:?*[\\\t\n") {
+		v.errorf(path, "invalid branch name %q", b)
+	}
+}
+
+func (v *validator) plan(doc fileDoc) *Plan {
+	if doc.APIVersion != APIVersion {
+		v.errorf("$.apiVersion", "apiVersion must be %q, got %q", APIVersion, doc.APIVersion)
+	}
+	if doc.Kind != Kind {
+		v.errorf("$.kind", "kind must be %q, got %q", Kind, doc.Kind)
+	}
+	if doc.Metadata.Name != "" && !nameRE.MatchString(doc.Metadata.Name) {
+		v.errorf("$.metadata.name", "invalid fleet name %q: use lowercase letters, digits, '.', '_' and '-'", doc.Metadata.Name)
+	}
+	s := doc.Spec
+	p := &Plan{
+		Name:         doc.Metadata.Name,
+		SourceBranch: cmpOr(s.SourceBranch, DefaultSourceBranch),
+		SiteBranch:   cmpOr(s.SiteBranch, DefaultSiteBranch),
+	}
+	v.branch("$.spec.sourceBranch", p.SourceBranch)
+	if !strings.Contains(p.SiteBranch, "{site}") {
+		v.errorf("$.spec.siteBranch", "siteBranch %q must contain {site}", p.SiteBranch)
+	} else {
+		v.branch("$.spec.siteBranch", strings.ReplaceAll(p.SiteBranch, "{site}", "x"))
+		if p.SiteBranchFor("x") == p.SourceBranch {
+			v.errorf("$.spec.siteBranch", "siteBranch must differ from sourceBranch")
+		}
+	}
+
+	p.Sites = v.sites(s.Sites)
+	p.Waves = v.waves(s.Waves, p.Sites)
+	p.Health = v.health(s.Health)
+	p.Rollback = Rollback{Automatic: true, Scope: ScopeWave}
+	if r := s.Rollback; r != nil {
+		if r.Automatic != nil {
+			p.Rollback.Automatic = *r.Automatic
+		}
+		switch r.Scope {
+		case "":
+		case ScopeSite, ScopeWave, ScopeAll:
+			p.Rollback.Scope = r.Scope
+		default:
+			v.errorf("$.spec.rollback.scope", "rollback scope must be site, wave or all, got %q", r.Scope)
+		}
+	}
+	return p
+}
+
+func (v *validator) sites(in []fileSite) []Site {
+	if len(in) == 0 {
+		v.errorf("$.spec.sites", "the plan lists no sites")
+	}
+	first := map[string]int{}
+	out := make([]Site, 0, len(in))
+	for i, fs := range in {
+		path := fmt.Sprintf("$.spec.sites[%d]", i)
+		switch {
+		case fs.Name == "":
+			v.errorf(path, "site %d has no name", i+1)
+		case !nameRE.MatchString(fs.Name):
+			v.errorf(path+".name", "invalid site name %q: use lowercase letters, digits, '.', '_' and '-'", fs.Name)
+		}
+		if j, dup := first[fs.Name]; dup && fs.Name != "" {
+			line, _ := v.position(fmt.Sprintf("$.spec.sites[%d].name", j))
+			v.errorf(path+".name", "duplicate site name %q (first defined on line %d)", fs.Name, line)
+			continue
+		}
+		first[fs.Name] = i
+		if c := fs.Cluster; c != nil && c.Kustomization != "" {
+			if ns, name, ok := strings.Cut(c.Kustomization, "/"); !ok || ns == "" || name == "" {
+				v.errorf(path+".cluster.kustomization", "kustomization must be namespace/name, got %q", c.Kustomization)
+			}
+		}
+		out = append(out, Site{Name: fs.Name, Labels: fs.Labels, Timezone: fs.Timezone, Cluster: fs.Cluster})
+	}
+	return out
+}
+
+// waves resolves wave membership. Sites are claimed in wave order: an explicit list names its
+// sites, a selector takes the matching sites not claimed by an earlier wave, and a wave with
+// neither takes every site no other wave claims. Every site must end up in exactly one wave.
+func (v *validator) waves(in []fileWave, sites []Site) []Wave {
+	if len(in) == 0 {
+		v.errorf("$.spec.waves", "the plan has no waves")
+		return nil
+	}
+	known := map[string]bool{}
+	for _, s := range sites {
+		known[s.Name] = true
+	}
+	owner := map[string]string{} // site -> wave that claimed it
+	names := map[string]bool{}
+	out := make([]Wave, len(in))
+	rest := -1
+
+	// Explicit lists first: they state intent, so a clash with them is reported, never resolved.
+	for i, fw := range in {
+		path := fmt.Sprintf("$.spec.waves[%d]", i)
+		w := Wave{Name: fw.Name, Selector: fw.Selector, Explicit: fw.Sites}
+		switch {
+		case fw.Name == "":
+			v.errorf(path, "wave %d has no name", i+1)
+		case !nameRE.MatchString(fw.Name):
+			v.errorf(path+".name", "invalid wave name %q: use lowercase letters, digits, '.', '_' and '-'", fw.Name)
+		case names[fw.Name]:
+			v.errorf(path+".name", "duplicate wave name %q", fw.Name)
+		}
+		names[fw.Name] = true
+		if fw.Selector != nil && fw.Sites != nil {
+			v.errorf(path+".selector", "wave %q has both selector and sites; use one", fw.Name)
+		}
+		if fw.Selector != nil && len(fw.Selector) == 0 {
+			v.errorf(path+".selector", "wave %q has an empty selector; leave selector out to take the remaining sites", fw.Name)
+		}
+		if fw.Sites != nil && len(fw.Sites) == 0 {
+			v.errorf(path+".sites", "wave %q lists no sites", fw.Name)
+		}
+		for j, name := range fw.Sites {
+			sp := fmt.Sprintf("%s.sites[%d]", path, j)
+			switch {
+			case !known[name]:
+				v.errorf(sp, "wave %q names unknown site %q", fw.Name, name)
+			case owner[name] != "":
+				v.errorf(sp, "site %q is in two waves: %q and %q", name, owner[name], fw.Name)
+			default:
+				owner[name] = fw.Name
+			}
+		}
+		if fw.MaxParallel != nil {
+			if *fw.MaxParallel < 1 {
+				v.errorf(path+".maxParallel", "maxParallel must be at least 1, got %d", *fw.MaxParallel)
+			} else {
+				w.MaxParallel = *fw.MaxParallel
+			}
+		}
+		w.Bake = v.duration(path+".bake", fw.Bake, 0, true)
+		if w.Rest() {
+			if rest >= 0 {
+				v.errorf(path, "waves %q and %q both take the remaining sites; give one a selector or a site list", in[rest].Name, fw.Name)
+			}
+			rest = i
+		}
+		out[i] = w
+	}
+	// Then selectors, in wave order, over what is left.
+	for i := range out {
+		w := &out[i]
+		if w.Selector == nil || len(w.Selector) == 0 {
+			continue
+		}
+		for _, s := range sites {
+			if owner[s.Name] == "" && matches(w.Selector, s.Labels) {
+				owner[s.Name] = w.Name
+			}
+		}
+	}
+	// Then the rest.
+	if rest >= 0 {
+		for _, s := range sites {
+			if owner[s.Name] == "" {
+				owner[s.Name] = out[rest].Name
+			}
+		}
+	}
+	for i := range out {
+		w := &out[i]
+		for _, s := range sites {
+			if owner[s.Name] == w.Name && w.Name != "" {
+				w.Sites = append(w.Sites, s.Name)
+			}
+		}
+		path := fmt.Sprintf("$.spec.waves[%d]", i)
+		if len(w.Sites) == 0 {
+			switch {
+			case len(w.Selector) > 0 && slices.ContainsFunc(sites, func(s Site) bool { return matches(w.Selector, s.Labels) }):
+				v.errorf(path+".selector", "wave %q: selector %s matches only sites already in earlier waves", w.Name, formatSelector(w.Selector))
+			case len(w.Selector) > 0:
+				v.errorf(path+".selector", "wave %q: selector %s matches no site", w.Name, formatSelector(w.Selector))
+			case w.Rest() && i == rest:
+				v.errorf(path, "wave %q takes the remaining sites, but every site is already in another wave", w.Name)
+			}
+		}
+	}
+	for i, s := range sites {
+		if owner[s.Name] == "" {
+			v.errorf(fmt.Sprintf("$.spec.sites[%d].name", i), "site %q is in no wave; add it to a wave, or add a last wave without selector to take the remaining sites", s.Name)
+		}
+	}
+	return out
+}
+
+func (v *validator) health(h fileHealth) Health {
+	out := Health{
+		ConvergenceTimeout: v.duration("$.spec.health.convergenceTimeout", h.ConvergenceTimeout, DefaultConvergenceTimeout, false),
+		Interval:           v.duration("$.spec.health.interval", h.Interval, DefaultInterval, false),
+		UnknownTimeout:     v.duration("$.spec.health.unknownTimeout", h.UnknownTimeout, DefaultUnknownTimeout, false),
+		FailureThreshold:   DefaultFailureThreshold,
+	}
+	if h.FailureThreshold != nil {
+		if *h.FailureThreshold < 1 {
+			v.errorf("$.spec.health.failureThreshold", "failureThreshold must be at least 1, got %d", *h.FailureThreshold)
+		} else {
+			out.FailureThreshold = *h.FailureThreshold
+		}
+	}
+	return out
+}
+
+// matches reports whether labels carry every key and value of the selector.
+func matches(selector, labels map[string]string) bool {
+	for k, want := range selector {
+		if got, ok := labels[k]; !ok || got != want {
+			return false
+		}
+	}
+	return true
+}
+
+func formatSelector(sel map[string]string) string {
+	keys := make([]string, 0, len(sel))
+	for k := range sel {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + sel[k]
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

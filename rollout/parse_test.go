@@ -1,0 +1,306 @@
+package rollout
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParsePlanExample(t *testing.T) {
+	data, err := os.ReadFile("testdata/fleetwave.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParsePlan("fleetwave.yaml", data)
+	if err != nil {
+		t.Fatalf("ParsePlan: %v", err)
+	}
+	want := &Plan{
+		Name:         "demo",
+		SourceBranch: "main",
+		SiteBranch:   "sites/{site}",
+		Sites: []Site{
+			{Name: "ams-1", Labels: map[string]string{"region": "eu-west", "tier": "canary"}, Timezone: "Europe/Amsterdam",
+				Cluster: &Cluster{Context: "ams-1", Kustomization: "flux-system/apps"}},
+			{Name: "ams-2", Labels: map[string]string{"region": "eu-west"}},
+			{Name: "fra-1", Labels: map[string]string{"region": "eu-west"}},
+			{Name: "nyc-1", Labels: map[string]string{"region": "us-east"}},
+			{Name: "nyc-2", Labels: map[string]string{"region": "us-east"}},
+			{Name: "sfo-1", Labels: map[string]string{"region": "us-west"}},
+		},
+		Waves: []Wave{
+			{Name: "canary", Selector: map[string]string{"tier": "canary"}, Sites: []string{"ams-1"}, Bake: 10 * time.Minute},
+			{Name: "eu-west", Selector: map[string]string{"region": "eu-west"}, Sites: []string{"ams-2", "fra-1"}, MaxParallel: 2, Bake: 30 * time.Minute},
+			{Name: "fleet", Sites: []string{"nyc-1", "nyc-2", "sfo-1"}, Bake: time.Hour},
+		},
+		Health:   Health{ConvergenceTimeout: 10 * time.Minute, Interval: 30 * time.Second, FailureThreshold: 3, UnknownTimeout: 5 * time.Minute},
+		Rollback: Rollback{Automatic: true, Scope: ScopeWave},
+	}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+	if got := p.SiteBranchFor("ams-1"); got != "sites/ams-1" {
+		t.Errorf("SiteBranchFor = %q", got)
+	}
+}
+
+const header = "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nspec:\n"
+
+func TestParsePlanDefaultsAndResolution(t *testing.T) {
+	tests := []struct {
+		name  string
+		spec  string
+		waves map[string][]string
+	}{
+		{
+			name: "explicit lists and rest",
+			spec: `  sites: [{name: a}, {name: b}, {name: c}, {name: d}]
+  waves:
+    - {name: one, sites: [c]}
+    - {name: two, sites: [a, d]}
+    - {name: rest}
+`,
+			waves: map[string][]string{"one": {"c"}, "two": {"a", "d"}, "rest": {"b"}},
+		},
+		{
+			name: "rest wave first still takes only unclaimed sites",
+			spec: `  sites: [{name: a, labels: {t: x}}, {name: b}]
+  waves:
+    - {name: rest}
+    - {name: x, selector: {t: x}}
+`,
+			waves: map[string][]string{"rest": {"b"}, "x": {"a"}},
+		},
+		{
+			name: "selector skips sites claimed by an explicit list in a later wave",
+			spec: `  sites: [{name: a, labels: {r: eu}}, {name: b, labels: {r: eu}}]
+  waves:
+    - {name: eu, selector: {r: eu}}
+    - {name: pinned, sites: [a]}
+`,
+			waves: map[string][]string{"eu": {"b"}, "pinned": {"a"}},
+		},
+		{
+			name: "multi-label selector",
+			spec: `  sites: [{name: a, labels: {r: eu, t: canary}}, {name: b, labels: {r: eu}}, {name: c, labels: {t: canary}}]
+  waves:
+    - {name: c1, selector: {r: eu, t: canary}}
+    - {name: rest}
+`,
+			waves: map[string][]string{"c1": {"a"}, "rest": {"b", "c"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := ParsePlan("f.yaml", []byte(header+tt.spec))
+			if err != nil {
+				t.Fatalf("ParsePlan: %v", err)
+			}
+			got := map[string][]string{}
+			for _, w := range p.Waves {
+				got[w.Name] = w.Sites
+			}
+			if diff := cmp.Diff(tt.waves, got); diff != "" {
+				t.Errorf("waves (-want +got):\n%s", diff)
+			}
+			if p.SourceBranch != "main" || p.SiteBranch != "sites/{site}" || p.Health.FailureThreshold != 3 ||
+				p.Health.Interval != 30*time.Second || p.Rollback != (Rollback{Automatic: true, Scope: ScopeWave}) {
+				t.Errorf("defaults not applied: %+v", p)
+			}
+		})
+	}
+}
+
+func TestParsePlanErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []string // "line:col: message substring"
+	}{
+		{
+			name: "syntax error",
+			doc:  header + "  sites: [\n",
+			want: []string{"4:"},
+		},
+		{
+			name: "unknown field",
+			doc:  header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  colour: blue\n",
+			want: []string{`6:3: unknown field "colour"`},
+		},
+		{
+			name: "unknown field in a wave",
+			doc:  header + "  sites: [{name: a}]\n  waves:\n    - name: w\n      parallel: 2\n",
+			want: []string{`7:7: unknown field "parallel"`},
+		},
+		{
+			name: "wrong type",
+			doc:  header + "  sites: [{name: a}]\n  waves:\n    - name: w\n      maxParallel: two\n",
+			want: []string{"7:20:"},
+		},
+		{
+			name: "wrong apiVersion and kind",
+			doc:  "apiVersion: v1\nkind: Plan\nspec:\n  sites: [{name: a}]\n  waves: [{name: w}]\n",
+			want: []string{`1:13: apiVersion must be "fleetwave.dev/v1alpha1"`, `2:7: kind must be "RolloutPlan"`},
+		},
+		{
+			name: "duplicate site",
+			doc: header + `  sites:
+    - name: a
+    - name: a
+  waves: [{name: w}]
+`,
+			want: []string{`6:13: duplicate site name "a" (first defined on line 5)`},
+		},
+		{
+			name: "site in two waves",
+			doc: header + `  sites: [{name: a}, {name: b}]
+  waves:
+    - {name: one, sites: [a]}
+    - {name: two, sites: [b, a]}
+`,
+			want: []string{`7:30: site "a" is in two waves: "one" and "two"`},
+		},
+		{
+			name: "site in no wave",
+			doc: header + `  sites:
+    - name: a
+    - name: b
+  waves:
+    - {name: one, sites: [a]}
+`,
+			want: []string{`6:13: site "b" is in no wave`},
+		},
+		{
+			name: "empty wave list and unknown site",
+			doc: header + `  sites: [{name: a}]
+  waves:
+    - name: one
+      sites: []
+    - name: two
+      sites: [zz]
+    - name: three
+`,
+			want: []string{`7:14: wave "one" lists no sites`, `9:15: wave "two" names unknown site "zz"`},
+		},
+		{
+			name: "selector matching nothing",
+			doc: header + `  sites: [{name: a, labels: {r: eu}}]
+  waves:
+    - name: eu
+      selector: {r: eu}
+    - name: us
+      selector: {r: us}
+`,
+			want: []string{`9:17: wave "us": selector {r=us} matches no site`},
+		},
+		{
+			name: "selector matching only sites of earlier waves",
+			doc: header + `  sites: [{name: a, labels: {r: eu}}]
+  waves:
+    - name: first
+      sites: [a]
+    - name: eu
+      selector: {r: eu}
+`,
+			want: []string{`9:17: wave "eu": selector {r=eu} matches only sites already in earlier waves`},
+		},
+		{
+			name: "bad durations and numbers",
+			doc: header + `  sites: [{name: a}]
+  waves:
+    - name: w
+      bake: 10 minutes
+      maxParallel: 0
+  health:
+    interval: -5s
+    failureThreshold: 0
+    convergenceTimeout: 1d
+`,
+			want: []string{
+				`7:13: invalid duration "10 minutes"`,
+				`8:20: maxParallel must be at least 1, got 0`,
+				`12:25: invalid duration "1d"`,
+				`10:15: duration "-5s" must be positive`,
+				`11:23: failureThreshold must be at least 1, got 0`,
+			},
+		},
+		{
+			name: "two rest waves, bad scope, bad branch template",
+			doc: header + `  siteBranch: deploy
+  sites: [{name: a}]
+  waves:
+    - name: one
+    - name: two
+  rollback: {scope: everything}
+`,
+			want: []string{
+				`4:15: siteBranch "deploy" must contain {site}`,
+				`8:11: waves "one" and "two" both take the remaining sites`,
+				`9:21: rollback scope must be site, wave or all`,
+			},
+		},
+		{
+			name: "bad names",
+			doc: header + `  sites: [{name: "Ams 1"}, {labels: {a: b}}]
+  waves: [{name: W}]
+`,
+			want: []string{`4:18: invalid site name "Ams 1"`, `4:28: site 2 has no name`, `5:18: invalid wave name "W"`},
+		},
+		{
+			name: "no sites no waves",
+			doc:  header + "  sourceBranch: main\n",
+			want: []string{"the plan lists no sites", "the plan has no waves"},
+		},
+		{
+			name: "empty document",
+			doc:  "",
+			want: []string{"1:1: expected exactly one YAML document"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParsePlan("plans/f.yaml", []byte(tt.doc))
+			var pe *PlanError
+			if !errors.As(err, &pe) {
+				t.Fatalf("ParsePlan error = %v, want *PlanError", err)
+			}
+			msg := err.Error()
+			for _, w := range tt.want {
+				if !strings.Contains(msg, "plans/f.yaml:"+w) && !strings.Contains(msg, w) {
+					t.Errorf("error does not contain %q:\n%s", w, msg)
+				}
+			}
+			for _, line := range strings.Split(msg, "\n") {
+				if !strings.HasPrefix(line, "plans/f.yaml:") {
+					t.Errorf("line %q does not start with the file name", line)
+				}
+			}
+			if len(pe.Issues) != len(tt.want) && tt.name != "syntax error" && tt.name != "no sites no waves" {
+				t.Errorf("got %d issues, want %d:\n%s", len(pe.Issues), len(tt.want), msg)
+			}
+		})
+	}
+}
+
+func TestBatches(t *testing.T) {
+	tests := []struct {
+		sites []string
+		max   int
+		want  [][]string
+	}{
+		{[]string{"a", "b", "c"}, 0, [][]string{{"a", "b", "c"}}},
+		{[]string{"a", "b", "c"}, 2, [][]string{{"a", "b"}, {"c"}}},
+		{[]string{"a", "b", "c"}, 1, [][]string{{"a"}, {"b"}, {"c"}}},
+		{[]string{"a", "b"}, 5, [][]string{{"a", "b"}}},
+	}
+	for _, tt := range tests {
+		got := Wave{Sites: tt.sites, MaxParallel: tt.max}.Batches()
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("Batches(%v, %d) (-want +got):\n%s", tt.sites, tt.max, diff)
+		}
+	}
+}

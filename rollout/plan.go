@@ -1,0 +1,137 @@
+package rollout
+
+import (
+	"strings"
+	"time"
+)
+
+// APIVersion and Kind identify a rollout plan document.
+const (
+	APIVersion = "fleetwave.dev/v1alpha1"
+	Kind       = "RolloutPlan"
+)
+
+// PlanFile is the path of the plan at the root of the fleet repo.
+const PlanFile = "fleetwave.yaml"
+
+// Rollback scopes: what is reverted when a site degrades.
+const (
+	ScopeSite = "site" // only the sites that degraded
+	ScopeWave = "wave" // every site promoted in the failing wave
+	ScopeAll  = "all"  // every site promoted by the rollout, in reverse wave order
+)
+
+// Plan is a validated rollout plan. Every wave's Sites are resolved, so the plan can travel
+// through Temporal as plain data and be used without the file it came from.
+type Plan struct {
+	// Name names the fleet (metadata.name); empty when the file does not set it.
+	Name         string
+	SourceBranch string
+	// SiteBranch is the branch template; "{site}" is replaced by the site name.
+	SiteBranch string
+	Sites      []Site
+	Waves      []Wave
+	Health     Health
+	Rollback   Rollback
+}
+
+// Site is one Kubernetes cluster running Flux.
+type Site struct {
+	Name     string
+	Labels   map[string]string `json:",omitempty"`
+	Timezone string            `json:",omitempty"`
+	Cluster  *Cluster          `json:",omitempty"`
+}
+
+// Cluster says where a site's Flux lives: a kubeconfig context and the Kustomization that
+// applies the site branch ("namespace/name").
+type Cluster struct {
+	Context       string `json:",omitempty"`
+	Kustomization string `json:",omitempty"`
+}
+
+// Wave is an ordered group of sites promoted together.
+type Wave struct {
+	Name string
+	// Selector matches site labels; nil when the wave lists sites explicitly or takes the rest.
+	Selector map[string]string `json:",omitempty"`
+	// Explicit is the site list written in the plan, if any.
+	Explicit []string `json:",omitempty"`
+	// Sites are the resolved members, in the order the plan lists its sites.
+	Sites []string
+	// MaxParallel is how many sites are promoted at once; batches converge before the next starts.
+	MaxParallel int
+	// Bake is how long the whole wave must stay healthy after converging.
+	Bake time.Duration
+}
+
+// Rest reports whether the wave takes every site not claimed by an earlier wave.
+func (w Wave) Rest() bool { return w.Selector == nil && w.Explicit == nil }
+
+// Batches splits the wave's sites into groups of at most MaxParallel, in order.
+func (w Wave) Batches() [][]string {
+	size := w.MaxParallel
+	if size <= 0 {
+		size = len(w.Sites)
+	}
+	var out [][]string
+	for start := 0; start < len(w.Sites); start += size {
+		end := min(start+size, len(w.Sites))
+		out = append(out, w.Sites[start:end])
+	}
+	return out
+}
+
+// Health says how sites are judged after a promotion.
+type Health struct {
+	// ConvergenceTimeout bounds the wait for a site to apply the promotion commit.
+	ConvergenceTimeout time.Duration
+	// Interval is the time between health checks during bake.
+	Interval time.Duration
+	// FailureThreshold is the number of consecutive failed checks that make a site Degraded.
+	FailureThreshold int
+	// UnknownTimeout is how long a site may stay Unknown (unreachable) before the wave fails closed.
+	UnknownTimeout time.Duration
+}
+
+// Rollback says what happens when a site degrades.
+type Rollback struct {
+	// Automatic reverts through git; when false the rollout only stops.
+	Automatic bool
+	Scope     string
+}
+
+// Defaults applied when the plan leaves a field out.
+const (
+	DefaultSourceBranch       = "main"
+	DefaultSiteBranch         = "sites/{site}"
+	DefaultConvergenceTimeout = 10 * time.Minute
+	DefaultInterval           = 30 * time.Second
+	DefaultFailureThreshold   = 3
+	DefaultUnknownTimeout     = 5 * time.Minute
+)
+
+// SiteBranchFor returns the site branch of the named site.
+func (p *Plan) SiteBranchFor(site string) string {
+	return strings.ReplaceAll(p.SiteBranch, "{site}", site)
+}
+
+// Site returns the named site.
+func (p *Plan) Site(name string) (Site, bool) {
+	for _, s := range p.Sites {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Site{}, false
+}
+
+// Wave returns the named wave and its index.
+func (p *Plan) Wave(name string) (Wave, int, bool) {
+	for i, w := range p.Waves {
+		if w.Name == name {
+			return w, i, true
+		}
+	}
+	return Wave{}, -1, false
+}

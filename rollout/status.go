@@ -1,0 +1,281 @@
+package rollout
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Verdict is what fleetwave concludes about one site.
+type Verdict string
+
+// Verdicts. Unknown never counts as healthy.
+const (
+	VerdictPending    Verdict = "Pending"    // not promoted yet
+	VerdictConverging Verdict = "Converging" // promoted, not yet applied and ready
+	VerdictHealthy    Verdict = "Healthy"    // applied our commit, ready, checks passing
+	VerdictDegraded   Verdict = "Degraded"   // a check failed FailureThreshold times in a row, Flux failed, or Unknown too long
+	VerdictUnknown    Verdict = "Unknown"    // cannot tell: the site is unreachable
+	VerdictReverted   Verdict = "Reverted"   // the promotion was reverted through git
+)
+
+// State is the phase of a rollout or a wave.
+type State string
+
+// States of a rollout and of its waves.
+const (
+	StatePending     State = "Pending"
+	StateLoading     State = "Loading"
+	StatePromoting   State = "Promoting"
+	StateConverging  State = "Converging"
+	StateBaking      State = "Baking"
+	StateRollingBack State = "RollingBack"
+	StateSucceeded   State = "Succeeded"
+	StateFailed      State = "Failed"
+)
+
+// CheckResult is one measurement of one health check on one site.
+type CheckResult struct {
+	Name string
+	OK   bool
+	// Value is the measurement (a metric value, an HTTP status); Threshold says what was expected.
+	Value     float64 `json:",omitempty"`
+	Threshold string  `json:",omitempty"`
+	Message   string  `json:",omitempty"`
+}
+
+// String describes the measurement for status lines and revert reasons.
+func (c CheckResult) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "check %s ", c.Name)
+	if c.OK {
+		b.WriteString("passed")
+	} else {
+		b.WriteString("failed")
+	}
+	if c.Threshold != "" {
+		fmt.Fprintf(&b, " (value %g, want %s)", c.Value, c.Threshold)
+	}
+	if c.Message != "" {
+		b.WriteString(": " + c.Message)
+	}
+	return b.String()
+}
+
+// SiteState is one observation of a site, as a site driver reports it.
+type SiteState struct {
+	Site string
+	// Reachable is false when the site could not be asked; Message says why.
+	Reachable bool
+	// Revision is what Flux last applied, in Flux's format ("sites/ams-1@sha1:<hash>").
+	Revision    string `json:",omitempty"`
+	Ready       bool
+	Reconciling bool          `json:",omitempty"`
+	Stalled     bool          `json:",omitempty"`
+	Message     string        `json:",omitempty"`
+	Checks      []CheckResult `json:",omitempty"`
+	ObservedAt  time.Time
+}
+
+// Applied reports whether the site applied the commit with the given hash.
+func (s SiteState) Applied(hash string) bool {
+	return s.Reachable && hash != "" && RevisionHash(s.Revision) == hash
+}
+
+// Converged reports whether the site applied the commit and Flux calls it ready: Ready and
+// neither Stalled nor Reconciling, Flux's own rule.
+func (s SiteState) Converged(hash string) bool {
+	return s.Applied(hash) && s.Ready && !s.Stalled && !s.Reconciling
+}
+
+// FluxFailed reports whether Flux gave up on the commit: Stalled, or not Ready while no longer
+// reconciling it.
+func (s SiteState) FluxFailed(hash string) bool {
+	return s.Applied(hash) && (s.Stalled || (!s.Ready && !s.Reconciling))
+}
+
+// FormatRevision formats a revision the way Flux reports lastAppliedRevision.
+func FormatRevision(branch, hash string) string {
+	return branch + "@sha1:" + hash
+}
+
+// RevisionHash returns the commit hash of a Flux revision ("main@sha1:<hash>", "sha1:<hash>",
+// or a bare hash).
+func RevisionHash(rev string) string {
+	if i := strings.LastIndex(rev, ":"); i >= 0 {
+		return rev[i+1:]
+	}
+	if i := strings.LastIndex(rev, "@"); i >= 0 {
+		return rev[i+1:]
+	}
+	return rev
+}
+
+// Short returns the 7-character form of a commit hash.
+func Short(hash string) string {
+	if len(hash) > 7 {
+		return hash[:7]
+	}
+	return hash
+}
+
+// SiteStatus is everything known about one site in a rollout.
+type SiteStatus struct {
+	Name    string
+	Branch  string
+	Verdict Verdict
+	// Promotion is the promotion commit (or the head already carrying the tree); Promoted is
+	// true when this rollout wrote it.
+	Promotion string `json:",omitempty"`
+	Promoted  bool   `json:",omitempty"`
+	Previous  string `json:",omitempty"`
+	// Revert is the revert commit written for this site, if any.
+	Revert string `json:",omitempty"`
+	// Failures counts consecutive failed health rounds.
+	Failures     int           `json:",omitempty"`
+	UnknownSince time.Time     `json:",omitempty"`
+	Checks       []CheckResult `json:",omitempty"`
+	Revision     string        `json:",omitempty"`
+	Message      string        `json:",omitempty"`
+	UpdatedAt    time.Time     `json:",omitempty"`
+}
+
+// ObserveHealth folds one health observation into the site's status, for a site that should
+// run the commit hash. A site becomes Degraded after h.FailureThreshold failed rounds in a row
+// or after being unreachable for h.UnknownTimeout; Degraded is final.
+func (s *SiteStatus) ObserveHealth(st SiteState, hash string, h Health, now time.Time) {
+	if s.Verdict == VerdictDegraded || s.Verdict == VerdictReverted {
+		return
+	}
+	s.UpdatedAt = now
+	if !st.Reachable {
+		if s.UnknownSince.IsZero() {
+			s.UnknownSince = now
+		}
+		s.Verdict = VerdictUnknown
+		s.Message = "unreachable: " + st.Message
+		if gone := now.Sub(s.UnknownSince); gone >= h.UnknownTimeout {
+			s.Verdict = VerdictDegraded
+			s.Message = fmt.Sprintf("unreachable for %s (unknownTimeout %s): %s", gone, h.UnknownTimeout, st.Message)
+		}
+		return
+	}
+	s.UnknownSince = time.Time{}
+	s.Revision = st.Revision
+	s.Checks = st.Checks
+	failure := healthFailure(st, hash)
+	if failure == "" {
+		s.Failures = 0
+		s.Verdict = VerdictHealthy
+		s.Message = ""
+		return
+	}
+	s.Failures++
+	s.Message = fmt.Sprintf("%s (%d of %d failures in a row)", failure, s.Failures, h.FailureThreshold)
+	s.Verdict = VerdictHealthy
+	if s.Failures >= h.FailureThreshold {
+		s.Verdict = VerdictDegraded
+		s.Message = fmt.Sprintf("%s, %d times in a row", failure, s.Failures)
+	}
+}
+
+// healthFailure describes why an observation is not healthy, or returns "".
+func healthFailure(st SiteState, hash string) string {
+	switch {
+	case !st.Applied(hash):
+		return fmt.Sprintf("applied revision %q instead of %s", st.Revision, Short(hash))
+	case st.Stalled:
+		return "flux stalled: " + st.Message
+	case !st.Ready && !st.Reconciling:
+		return "flux not ready: " + st.Message
+	}
+	for _, c := range st.Checks {
+		if !c.OK {
+			return c.String()
+		}
+	}
+	return ""
+}
+
+// WaveStatus is the state of one wave.
+type WaveStatus struct {
+	Name        string
+	Index       int
+	State       State
+	Sites       []SiteStatus
+	StartedAt   time.Time `json:",omitempty"`
+	ConvergedAt time.Time `json:",omitempty"`
+	BakeUntil   time.Time `json:",omitempty"`
+	FinishedAt  time.Time `json:",omitempty"`
+	Message     string    `json:",omitempty"`
+}
+
+// Site returns a pointer to the named site's status, or nil.
+func (w *WaveStatus) Site(name string) *SiteStatus {
+	for i := range w.Sites {
+		if w.Sites[i].Name == name {
+			return &w.Sites[i]
+		}
+	}
+	return nil
+}
+
+// Status is the whole state of a rollout, as the status query returns it.
+type Status struct {
+	Rollout string
+	Fleet   string
+	Commit  string
+	Subject string `json:",omitempty"`
+	State   State
+	// Wave is the name of the current (or last) wave.
+	Wave       string `json:",omitempty"`
+	Waves      []WaveStatus
+	Reason     string    `json:",omitempty"`
+	StartedAt  time.Time `json:",omitempty"`
+	FinishedAt time.Time `json:",omitempty"`
+	// Waiting lists the activities in flight with their attempt and last failure; the client
+	// fills it from Temporal, the workflow does not.
+	Waiting []string `json:",omitempty"`
+}
+
+// NewWaveStatus returns the initial status of a wave of the plan.
+func NewWaveStatus(p *Plan, index int) WaveStatus {
+	w := p.Waves[index]
+	ws := WaveStatus{Name: w.Name, Index: index, State: StatePending}
+	for _, name := range w.Sites {
+		ws.Sites = append(ws.Sites, SiteStatus{Name: name, Branch: p.SiteBranchFor(name), Verdict: VerdictPending})
+	}
+	return ws
+}
+
+// RevertSet is the sites of one wave to revert.
+type RevertSet struct {
+	Wave  string
+	Sites []string
+}
+
+// RevertOrder lists what to revert after wave failed degraded, for a rollback scope: the
+// degraded sites (site), every site the failed wave promoted (wave), or every site the rollout
+// promoted (all). Waves come in reverse order, and only sites this rollout wrote to are listed.
+func RevertOrder(waves []WaveStatus, failed int, scope string) []RevertSet {
+	var out []RevertSet
+	for i := failed; i >= 0; i-- {
+		if i != failed && scope != ScopeAll {
+			break
+		}
+		set := RevertSet{Wave: waves[i].Name}
+		for _, s := range waves[i].Sites {
+			if !s.Promoted || s.Revert != "" {
+				continue
+			}
+			if scope == ScopeSite && s.Verdict != VerdictDegraded {
+				continue
+			}
+			set.Sites = append(set.Sites, s.Name)
+		}
+		if len(set.Sites) > 0 {
+			out = append(out, set)
+		}
+	}
+	return out
+}

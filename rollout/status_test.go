@@ -1,0 +1,104 @@
+package rollout
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestRevisionHash(t *testing.T) {
+	for in, want := range map[string]string{
+		"main@sha1:abc123":        "abc123",
+		"sites/ams-1@sha1:abc123": "abc123",
+		"sha1:abc123":             "abc123",
+		"abc123":                  "abc123",
+		"":                        "",
+	} {
+		if got := RevisionHash(in); got != want {
+			t.Errorf("RevisionHash(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := FormatRevision("sites/a", "abc"); got != "sites/a@sha1:abc" {
+		t.Errorf("FormatRevision = %q", got)
+	}
+}
+
+func TestObserveHealth(t *testing.T) {
+	h := Health{FailureThreshold: 3, UnknownTimeout: 5 * time.Minute}
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	good := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true, Checks: []CheckResult{{Name: "sim", OK: true}}}
+	bad := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true,
+		Checks: []CheckResult{{Name: "error-rate", OK: false, Value: 0.2, Threshold: "<= 0.01"}}}
+	down := SiteState{Reachable: false, Message: "connection refused"}
+	stalled := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Stalled: true, Message: "kustomize build failed"}
+	old := SiteState{Reachable: true, Revision: "sites/a@sha1:c0", Ready: true}
+	reconciling := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Reconciling: true}
+
+	tests := []struct {
+		name        string
+		seq         []SiteState
+		step        time.Duration
+		want        Verdict
+		wantFails   int
+		wantMessage string
+	}{
+		{"healthy", []SiteState{good, good}, time.Minute, VerdictHealthy, 0, ""},
+		{"two failures stay healthy", []SiteState{bad, bad}, time.Minute, VerdictHealthy, 2, "2 of 3 failures"},
+		{"failure streak resets", []SiteState{bad, bad, good, bad, bad}, time.Minute, VerdictHealthy, 2, ""},
+		{"three in a row degrade", []SiteState{bad, bad, bad}, time.Minute, VerdictDegraded, 3,
+			"check error-rate failed (value 0.2, want <= 0.01), 3 times in a row"},
+		{"degraded is final", []SiteState{bad, bad, bad, good}, time.Minute, VerdictDegraded, 3, ""},
+		{"stalled counts as failure", []SiteState{stalled, stalled, stalled}, time.Minute, VerdictDegraded, 3, "flux stalled: kustomize build failed"},
+		{"old revision counts as failure", []SiteState{old}, time.Minute, VerdictHealthy, 1, `applied revision "sites/a@sha1:c0" instead of c1`},
+		{"reconciling at our revision is fine", []SiteState{reconciling}, time.Minute, VerdictHealthy, 0, ""},
+		{"unreachable is unknown", []SiteState{down, down}, time.Minute, VerdictUnknown, 0, "unreachable: connection refused"},
+		{"unreachable past unknownTimeout degrades", []SiteState{down, down, down}, 3 * time.Minute, VerdictDegraded, 0, "unreachable for 6m0s"},
+		{"reachable again clears unknown", []SiteState{down, down, good, down}, 3 * time.Minute, VerdictUnknown, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := SiteStatus{Name: "a", Verdict: VerdictConverging}
+			now := t0
+			for _, st := range tt.seq {
+				s.ObserveHealth(st, "c1", h, now)
+				now = now.Add(tt.step)
+			}
+			if s.Verdict != tt.want || s.Failures != tt.wantFails {
+				t.Errorf("verdict %s failures %d, want %s %d (message %q)", s.Verdict, s.Failures, tt.want, tt.wantFails, s.Message)
+			}
+			if !strings.Contains(s.Message, tt.wantMessage) {
+				t.Errorf("message %q does not contain %q", s.Message, tt.wantMessage)
+			}
+		})
+	}
+}
+
+func TestRevertOrder(t *testing.T) {
+	site := func(name string, v Verdict, promoted bool) SiteStatus {
+		return SiteStatus{Name: name, Verdict: v, Promoted: promoted}
+	}
+	waves := []WaveStatus{
+		{Name: "canary", Sites: []SiteStatus{site("a", VerdictHealthy, true)}},
+		{Name: "eu", Sites: []SiteStatus{site("b", VerdictHealthy, true), site("c", VerdictHealthy, false), site("d", VerdictHealthy, true)}},
+		{Name: "us", Sites: []SiteStatus{site("e", VerdictDegraded, true), site("f", VerdictHealthy, true), site("g", VerdictPending, false)}},
+	}
+	tests := []struct {
+		scope string
+		want  []RevertSet
+	}{
+		{ScopeSite, []RevertSet{{Wave: "us", Sites: []string{"e"}}}},
+		{ScopeWave, []RevertSet{{Wave: "us", Sites: []string{"e", "f"}}}},
+		{ScopeAll, []RevertSet{{Wave: "us", Sites: []string{"e", "f"}}, {Wave: "eu", Sites: []string{"b", "d"}}, {Wave: "canary", Sites: []string{"a"}}}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, RevertOrder(waves, 2, tt.scope)); diff != "" {
+			t.Errorf("RevertOrder(%s) (-want +got):\n%s", tt.scope, diff)
+		}
+	}
+	waves[2].Sites[0].Revert = "r1"
+	if got := RevertOrder(waves, 2, ScopeSite); len(got) != 0 {
+		t.Errorf("already reverted site listed again: %v", got)
+	}
+}

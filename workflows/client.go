@@ -1,0 +1,101 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// Client starts and inspects rollouts; every front end goes through it, so IDs, options and
+// search attributes are the same whoever starts a rollout.
+type Client struct {
+	c         client.Client
+	taskQueue string
+}
+
+// NewClient wraps a Temporal client. taskQueue "" means TaskQueue.
+func NewClient(c client.Client, taskQueue string) *Client {
+	if taskQueue == "" {
+		taskQueue = TaskQueue
+	}
+	return &Client{c: c, taskQueue: taskQueue}
+}
+
+// StartOptions returns the options a rollout of in is started with: ID RolloutID, conflict
+// policy "use existing" and reuse policy "reject duplicate", so starting the same commit twice,
+// while it runs or after it ended, never starts a second rollout.
+func (c *Client) StartOptions(in RolloutInput) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID:                       RolloutID(in.Fleet, in.Commit),
+		TaskQueue:                c.taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:            fmt.Sprintf("roll out %s to fleet %s", rollout.Short(in.Commit), in.Fleet),
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			AttrFleet.ValueSet(in.Fleet), AttrCommit.ValueSet(in.Commit), AttrState.ValueSet(string(rollout.StatePending))),
+	}
+}
+
+// Start starts the rollout of in, or returns the existing rollout of the same commit.
+func (c *Client) Start(ctx context.Context, in RolloutInput) (client.WorkflowRun, error) {
+	opts := c.StartOptions(in)
+	run, err := c.c.ExecuteWorkflow(ctx, opts, Rollout, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return c.c.GetWorkflow(ctx, opts.ID, ""), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start rollout %s: %w", opts.ID, err)
+	}
+	return run, nil
+}
+
+// Status returns the state of a rollout: the rollout's own status, the live status of the
+// wave in progress (from its child workflow), and what each pending activity waits on, with
+// its attempt count and last failure, so "the git server is unreachable" shows while Temporal
+// retries.
+func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) {
+	var st rollout.Status
+	v, err := c.c.QueryWorkflow(ctx, id, "", QueryStatus)
+	if err != nil {
+		return st, fmt.Errorf("query rollout %s: %w", id, err)
+	}
+	if err := v.Get(&st); err != nil {
+		return st, fmt.Errorf("decode status of rollout %s: %w", id, err)
+	}
+	ids := []string{id}
+	for i, w := range st.Waves {
+		if w.Name != st.Wave || w.State == rollout.StateSucceeded || w.State == rollout.StateFailed {
+			continue
+		}
+		child := WaveID(id, w.Name)
+		if v, err := c.c.QueryWorkflow(ctx, child, "", QueryStatus); err == nil {
+			var ws rollout.WaveStatus
+			if v.Get(&ws) == nil {
+				st.Waves[i] = ws
+			}
+		}
+		ids = append(ids, child)
+	}
+	for _, wid := range ids {
+		d, err := c.c.DescribeWorkflowExecution(ctx, wid, "")
+		if err != nil {
+			continue
+		}
+		for _, p := range d.GetPendingActivities() {
+			line := fmt.Sprintf("%s (attempt %d)", p.GetActivityType().GetName(), p.GetAttempt())
+			if f := p.GetLastFailure(); f != nil {
+				line += ": " + f.GetMessage()
+			}
+			st.Waiting = append(st.Waiting, line)
+		}
+	}
+	return st, nil
+}

@@ -1,0 +1,46 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// TaskQueue is the default task queue of fleetwave workers.
+const TaskQueue = "fleetwave"
+
+// QueryStatus is the query that returns a rollout's (or a wave's) rollout.Status.
+const QueryStatus = "status"
+
+// ErrTypeWaveFailed is the application error type of a wave that ended with a degraded site;
+// its details carry the wave's rollout.WaveStatus.
+const ErrTypeWaveFailed = "WaveFailed"
+
+// ErrTypeRolloutFailed is the application error type of a failed rollout; its details carry the
+// final rollout.Status.
+const ErrTypeRolloutFailed = "RolloutFailed"
+
+// Search attributes shown and filterable in the Temporal UI. They must be registered on the
+// namespace as Keyword (`temporal operator search-attribute create`); `fleetwave dev` does it.
+var (
+	AttrFleet  = temporal.NewSearchAttributeKeyKeyword("FleetwaveFleet")
+	AttrCommit = temporal.NewSearchAttributeKeyKeyword("FleetwaveCommit")
+	AttrWave   = temporal.NewSearchAttributeKeyKeyword("FleetwaveWave")
+	AttrState  = temporal.NewSearchAttributeKeyKeyword("FleetwaveState")
+)
+
+// SearchAttributes lists every search attribute fleetwave uses, for registration.
+var SearchAttributes = []string{AttrFleet.GetName(), AttrCommit.GetName(), AttrWave.GetName(), AttrState.GetName()}
+
+// RolloutID is the workflow ID of the rollout of commit in fleet: one rollout per commit, so a
+// repeated start (a redelivered webhook) finds the existing one.
+func RolloutID(fleet, commit string) string {
+	return fmt.Sprintf("rollout/%s/%s", fleet, rollout.Short(commit))
+}
+
+// WaveID is the workflow ID of a rollout's wave child workflow.
+func WaveID(rolloutID, wave string) string {
+	return rolloutID + "/" + wave
+}

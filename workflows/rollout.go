@@ -1,0 +1,209 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// RolloutInput names the fleet and the source commit (full hash) to roll out.
+type RolloutInput struct {
+	Fleet  string
+	Commit string
+}
+
+// RolloutResult is the final status of a rollout that succeeded. A failed rollout returns an
+// ErrTypeRolloutFailed application error whose details carry the final status.
+type RolloutResult struct {
+	Status rollout.Status
+}
+
+type rolloutRun struct {
+	status rollout.Status
+	plan   *rollout.Plan
+}
+
+// Rollout moves one source commit through every wave of the plan found at that commit. Each
+// wave runs as a child workflow; when one fails, the sites named by rollback.scope are
+// reverted through git in reverse wave order, the workflow waits for them to apply the revert,
+// and it fails with the reason. Later waves are never touched.
+func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
+	r := &rolloutRun{status: rollout.Status{
+		Rollout:   workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Fleet:     in.Fleet,
+		Commit:    in.Commit,
+		StartedAt: workflow.Now(ctx),
+	}}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.Status, error) {
+		return r.status, nil
+	}); err != nil {
+		return RolloutResult{}, err
+	}
+	r.setState(ctx, rollout.StateLoading)
+	workflow.SetCurrentDetails(ctx, "Loading the plan at "+rollout.Short(in.Commit))
+
+	var loaded activities.LoadPlanResult
+	var git *activities.Git
+	if err := workflow.ExecuteActivity(gitOptions(ctx, "load "+rollout.PlanFile+" at "+rollout.Short(in.Commit)),
+		git.LoadPlan, activities.LoadPlanInput{Commit: in.Commit}).Get(ctx, &loaded); err != nil {
+		return r.fail(ctx, "load plan: "+errorMessage(err))
+	}
+	r.plan = loaded.Plan
+	r.status.Commit, r.status.Subject = loaded.Commit, loaded.Subject
+	for i := range r.plan.Waves {
+		r.status.Waves = append(r.status.Waves, rollout.NewWaveStatus(r.plan, i))
+	}
+
+	for i, wave := range r.plan.Waves {
+		r.status.Wave = wave.Name
+		r.setState(ctx, rollout.StatePromoting)
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s: %d sites", i+1, len(r.plan.Waves), wave.Name, len(wave.Sites)))
+		if reason := r.runWave(ctx, i); reason != "" {
+			r.rollback(ctx, i, reason)
+			return r.fail(ctx, reason)
+		}
+	}
+	r.setState(ctx, rollout.StateSucceeded)
+	r.status.FinishedAt = workflow.Now(ctx)
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Rolled out %s to %d sites", rollout.Short(r.status.Commit), len(r.plan.Sites)))
+	return RolloutResult{Status: r.status}, nil
+}
+
+// runWave runs wave i as a child workflow and returns a failure reason, or "".
+func (r *rolloutRun) runWave(ctx workflow.Context, i int) string {
+	wave := r.plan.Waves[i]
+	in := WaveInput{Rollout: r.status.Rollout, Commit: r.status.Commit, Wave: wave, Health: r.plan.Health, Status: r.status.Waves[i]}
+	for _, name := range wave.Sites {
+		site, _ := r.plan.Site(name)
+		in.Sites = append(in.Sites, site)
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:    WaveID(r.status.Rollout, wave.Name),
+		StaticSummary: fmt.Sprintf("wave %s: %s to %s", wave.Name, sitesLabel(wave.Sites), rollout.Short(r.status.Commit)),
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			AttrFleet.ValueSet(r.status.Fleet), AttrCommit.ValueSet(r.status.Commit), AttrWave.ValueSet(wave.Name)),
+	})
+	var res WaveResult
+	err := workflow.ExecuteChildWorkflow(cctx, Wave, in).Get(ctx, &res)
+	if err == nil {
+		r.status.Waves[i] = res.Status
+		return ""
+	}
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && app.Type() == ErrTypeWaveFailed {
+		var ws rollout.WaveStatus
+		if app.Details(&ws) == nil {
+			r.status.Waves[i] = ws
+		}
+		return app.Message()
+	}
+	r.status.Waves[i].State = rollout.StateFailed
+	return fmt.Sprintf("wave %s ended: %s", wave.Name, errorMessage(err))
+}
+
+// rollback reverts what rollback.scope names after wave failed, and waits for the reverted
+// sites to apply their revert commits. It runs on a disconnected context so that a
+// cancellation of the rollout cannot stop a revert half way.
+func (r *rolloutRun) rollback(ctx workflow.Context, failed int, reason string) {
+	if !r.plan.Rollback.Automatic {
+		return
+	}
+	sets := rollout.RevertOrder(r.status.Waves, failed, r.plan.Rollback.Scope)
+	if len(sets) == 0 {
+		return
+	}
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	r.setState(ctx, rollout.StateRollingBack)
+	for _, set := range sets {
+		ws := &r.status.Waves[r.waveIndex(set.Wave)]
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", sitesLabel(set.Sites), set.Wave, reason))
+		targets := make([]gitops.Target, len(set.Sites))
+		for i, name := range set.Sites {
+			targets[i] = gitops.Target{Site: name, Branch: ws.Site(name).Branch}
+		}
+		var reverted activities.ChangeResult
+		var git *activities.Git
+		err := workflow.ExecuteActivity(gitOptions(ctx, fmt.Sprintf("revert %s (wave %s)", strings.Join(set.Sites, ", "), set.Wave)),
+			git.Revert, activities.RevertInput{Rollout: r.status.Rollout, Reason: reason, Targets: targets}).Get(ctx, &reverted)
+		if err != nil {
+			r.status.Reason = fmt.Sprintf("revert of %s failed: %s", strings.Join(set.Sites, ", "), errorMessage(err))
+			continue
+		}
+		conv := activities.ConvergeInput{Deadline: workflow.Now(ctx).Add(r.plan.Health.ConvergenceTimeout)}
+		for _, c := range reverted.Changes {
+			s := ws.Site(c.Site)
+			if c.Created {
+				s.Revert = c.Commit
+			}
+			s.Verdict = rollout.VerdictReverted
+			site, _ := r.plan.Site(c.Site)
+			conv.Sites = append(conv.Sites, activities.Expectation{Site: site, Commit: c.Commit})
+		}
+		var res activities.ConvergeResult
+		var sites *activities.Sites
+		err = workflow.ExecuteActivity(convergeOptions(ctx, r.plan.Health.ConvergenceTimeout,
+			fmt.Sprintf("wait for %s to apply the revert", strings.Join(set.Sites, ", "))), sites.WaitConverged, conv).Get(ctx, &res)
+		now := workflow.Now(ctx)
+		for i, e := range conv.Sites {
+			s := ws.Site(e.Site.Name)
+			s.UpdatedAt = now
+			switch {
+			case err != nil:
+				s.Message = "revert written, convergence unknown: " + errorMessage(err)
+			case res.Converged[i]:
+				s.Revision = res.States[i].Revision
+				s.Message = "reverted: applied " + rollout.Short(e.Commit)
+			default:
+				s.Revision = res.States[i].Revision
+				s.Message = fmt.Sprintf("revert %s not applied within %s: %s", rollout.Short(e.Commit), r.plan.Health.ConvergenceTimeout, res.States[i].Message)
+			}
+		}
+	}
+}
+
+func (r *rolloutRun) waveIndex(name string) int {
+	for i, w := range r.status.Waves {
+		if w.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func (r *rolloutRun) setState(ctx workflow.Context, s rollout.State) {
+	r.status.State = s
+	updates := []temporal.SearchAttributeUpdate{AttrState.ValueSet(string(s)), AttrFleet.ValueSet(r.status.Fleet), AttrCommit.ValueSet(r.status.Commit)}
+	if r.status.Wave != "" {
+		updates = append(updates, AttrWave.ValueSet(r.status.Wave))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		workflow.GetLogger(ctx).Warn("cannot update search attributes", "rollout", r.status.Rollout, "error", err)
+	}
+}
+
+func (r *rolloutRun) fail(ctx workflow.Context, reason string) (RolloutResult, error) {
+	if r.status.Reason != "" {
+		reason += "; " + r.status.Reason
+	}
+	r.status.Reason = reason
+	r.status.FinishedAt = workflow.Now(ctx)
+	r.setState(ctx, rollout.StateFailed)
+	workflow.SetCurrentDetails(ctx, "Failed: "+reason)
+	return RolloutResult{Status: r.status}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutFailed, nil, r.status)
+}
+
+// sitesLabel names up to three sites and counts the rest.
+func sitesLabel(sites []string) string {
+	if len(sites) <= 3 {
+		return fmt.Sprintf("%d sites (%s)", len(sites), strings.Join(sites, ", "))
+	}
+	return fmt.Sprintf("%d sites (%s, ...)", len(sites), strings.Join(sites[:3], ", "))
+}
+

@@ -1,0 +1,451 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+const testCommit = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+
+func testPlan(t *testing.T, scope string, extra string) string {
+	t.Helper()
+	return fmt.Sprintf(`apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: demo}
+spec:
+  sites:
+    - {name: ams-1, labels: {tier: canary}}
+    - {name: ams-2, labels: {region: eu}}
+    - {name: fra-1, labels: {region: eu}}
+    - {name: fra-2, labels: {region: eu}}
+    - {name: nyc-1}
+    - {name: nyc-2}
+  waves:
+    - {name: canary, selector: {tier: canary}, bake: 10m}
+    - {name: eu, selector: {region: eu}, maxParallel: 2, bake: 30m}
+    - {name: fleet, bake: 1h}
+  health: {interval: 1m, failureThreshold: 3, convergenceTimeout: 10m, unknownTimeout: 5m}
+  rollback: {scope: %s}
+%s`, scope, extra)
+}
+
+// call is one activity invocation as the fake fleet saw it, at workflow time.
+type call struct {
+	Kind  string
+	Sites []string
+	At    time.Time
+}
+
+// fakeFleet plays the git server and the sites for the mocked activities.
+type fakeFleet struct {
+	t    *testing.T
+	env  *testsuite.TestWorkflowEnvironment
+	plan string
+
+	mu          sync.Mutex
+	calls       []call
+	promoted    map[string]string // site -> promotion commit
+	degraded    map[string]bool   // sites whose checks fail once promoted
+	unreachable map[string]bool   // sites that cannot be observed once promoted
+	stuck       map[string]bool   // sites that never apply their promotion
+	noop        map[string]bool   // sites already running the commit: promotion writes nothing
+}
+
+func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
+	f := &fakeFleet{t: t, env: env, plan: plan, promoted: map[string]string{},
+		degraded: map[string]bool{}, unreachable: map[string]bool{}, stuck: map[string]bool{}, noop: map[string]bool{}}
+	var git *activities.Git
+	var sites *activities.Sites
+	env.RegisterActivity(git)
+	env.RegisterActivity(sites)
+	env.OnActivity(git.LoadPlan, mock.Anything, mock.Anything).Return(f.loadPlan)
+	env.OnActivity(git.Promote, mock.Anything, mock.Anything).Return(f.promote)
+	env.OnActivity(git.Revert, mock.Anything, mock.Anything).Return(f.revert)
+	env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
+	env.OnActivity(sites.Observe, mock.Anything, mock.Anything).Return(f.observe)
+	return f
+}
+
+func (f *fakeFleet) record(kind string, sites []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, call{Kind: kind, Sites: sites, At: f.env.Now()})
+}
+
+func (f *fakeFleet) callsOf(kind string) []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []call
+	for _, c := range f.calls {
+		if c.Kind == kind {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (f *fakeFleet) loadPlan(_ context.Context, in activities.LoadPlanInput) (activities.LoadPlanResult, error) {
+	p, err := rollout.ParsePlan(rollout.PlanFile, []byte(f.plan))
+	if err != nil {
+		return activities.LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidPlan, nil)
+	}
+	return activities.LoadPlanResult{Plan: p, Commit: in.Commit, Subject: "bump app"}, nil
+}
+
+func targetSites(ts []gitops.Target) []string {
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Site)
+	}
+	return out
+}
+
+func (f *fakeFleet) promote(_ context.Context, in activities.PromoteInput) (activities.ChangeResult, error) {
+	f.record("promote", targetSites(in.Targets))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res activities.ChangeResult
+	for _, t := range in.Targets {
+		c := gitops.Change{Site: t.Site, Branch: t.Branch, Previous: "old-" + t.Site, Commit: "promo-" + t.Site, Created: true}
+		if f.noop[t.Site] {
+			c.Commit, c.Created = c.Previous, false
+		}
+		f.promoted[t.Site] = c.Commit
+		res.Changes = append(res.Changes, c)
+	}
+	return res, nil
+}
+
+func (f *fakeFleet) revert(_ context.Context, in activities.RevertInput) (activities.ChangeResult, error) {
+	f.record("revert", targetSites(in.Targets))
+	if !strings.Contains(in.Reason, "degraded") && !strings.Contains(in.Reason, "converge") {
+		f.t.Errorf("revert reason %q does not say why", in.Reason)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res activities.ChangeResult
+	for _, t := range in.Targets {
+		res.Changes = append(res.Changes, gitops.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: "revert-" + t.Site, Created: true})
+		f.promoted[t.Site] = "revert-" + t.Site
+	}
+	return res, nil
+}
+
+func (f *fakeFleet) waitConverged(_ context.Context, in activities.ConvergeInput) (activities.ConvergeResult, error) {
+	var names []string
+	for _, e := range in.Sites {
+		names = append(names, e.Site.Name)
+	}
+	f.record("converge", names)
+	res := activities.ConvergeResult{}
+	for _, e := range in.Sites {
+		st := rollout.SiteState{Site: e.Site.Name, Reachable: true, Ready: true, Revision: rollout.FormatRevision("sites/"+e.Site.Name, e.Commit)}
+		ok := true
+		if f.stuck[e.Site.Name] && strings.HasPrefix(e.Commit, "promo-") {
+			st.Revision = "sites/" + e.Site.Name + "@sha1:old"
+			ok = false
+		}
+		res.States = append(res.States, st)
+		res.Converged = append(res.Converged, ok)
+	}
+	return res, nil
+}
+
+func (f *fakeFleet) observe(_ context.Context, in activities.ObserveInput) (activities.ObserveResult, error) {
+	var names []string
+	for _, s := range in.Sites {
+		names = append(names, s.Name)
+	}
+	f.record("observe", names)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res activities.ObserveResult
+	for _, s := range in.Sites {
+		commit := f.promoted[s.Name]
+		st := rollout.SiteState{Site: s.Name, Reachable: true, Ready: true, Revision: rollout.FormatRevision("sites/"+s.Name, commit),
+			Checks: []rollout.CheckResult{{Name: "error-rate", OK: true, Value: 0.001, Threshold: "<= 0.01"}}}
+		if f.degraded[s.Name] {
+			st.Checks[0] = rollout.CheckResult{Name: "error-rate", OK: false, Value: 0.25, Threshold: "<= 0.01"}
+		}
+		if f.unreachable[s.Name] {
+			st = rollout.SiteState{Site: s.Name, Message: "connection refused"}
+		}
+		res.States = append(res.States, st)
+	}
+	return res, nil
+}
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(Rollout)
+	env.RegisterWorkflow(Wave)
+	env.SetStartTime(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	return env
+}
+
+func run(t *testing.T, env *testsuite.TestWorkflowEnvironment) (rollout.Status, error) {
+	t.Helper()
+	env.ExecuteWorkflow(Rollout, RolloutInput{Fleet: "demo", Commit: testCommit})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	err := env.GetWorkflowError()
+	var st rollout.Status
+	if err == nil {
+		var res RolloutResult
+		if err := env.GetWorkflowResult(&res); err != nil {
+			t.Fatal(err)
+		}
+		st = res.Status
+	} else {
+		var app *temporal.ApplicationError
+		if !errors.As(err, &app) || app.Type() != ErrTypeRolloutFailed {
+			t.Fatalf("workflow error %v, want a %s application error", err, ErrTypeRolloutFailed)
+		}
+		if err := app.Details(&st); err != nil {
+			t.Fatalf("failure details: %v", err)
+		}
+	}
+	// The status query answers after the workflow closed, and agrees with the result.
+	v, qerr := env.QueryWorkflow(QueryStatus)
+	if qerr != nil {
+		t.Fatalf("query: %v", qerr)
+	}
+	var q rollout.Status
+	if err := v.Get(&q); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(st, q); diff != "" {
+		t.Errorf("status query differs from result (-result +query):\n%s", diff)
+	}
+	return st, err
+}
+
+func sitesOf(calls []call) [][]string {
+	var out [][]string
+	for _, c := range calls {
+		out = append(out, c.Sites)
+	}
+	return out
+}
+
+func TestRolloutWavesInOrderWithBatchesAndBake(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatalf("rollout failed: %v", err)
+	}
+	wantPromotions := [][]string{{"ams-1"}, {"ams-2", "fra-1"}, {"fra-2"}, {"nyc-1", "nyc-2"}}
+	if diff := cmp.Diff(wantPromotions, sitesOf(f.callsOf("promote"))); diff != "" {
+		t.Errorf("promotion batches (-want +got):\n%s", diff)
+	}
+	if got := f.callsOf("revert"); len(got) != 0 {
+		t.Errorf("reverts on a healthy rollout: %v", got)
+	}
+	// Each wave starts only after the previous one baked: canary 10m, eu 30m.
+	p := f.callsOf("promote")
+	if gap := p[1].At.Sub(p[0].At); gap < 10*time.Minute {
+		t.Errorf("eu wave started %s after the canary, want at least the 10m bake", gap)
+	}
+	if gap := p[3].At.Sub(p[2].At); gap < 30*time.Minute {
+		t.Errorf("fleet wave started %s after eu's last batch, want at least the 30m bake", gap)
+	}
+	// Health is checked every interval during bake: canary 10m/1m -> 11 rounds.
+	canaryRounds := 0
+	for _, c := range f.callsOf("observe") {
+		if slices.Equal(c.Sites, []string{"ams-1"}) {
+			canaryRounds++
+		}
+	}
+	if canaryRounds != 11 {
+		t.Errorf("canary health rounds = %d, want 11 (at 0, 1m, ..., 10m)", canaryRounds)
+	}
+	if st.State != rollout.StateSucceeded || st.Subject != "bump app" || st.Wave != "fleet" {
+		t.Errorf("status = %s %q wave %s", st.State, st.Subject, st.Wave)
+	}
+	for _, w := range st.Waves {
+		if w.State != rollout.StateSucceeded {
+			t.Errorf("wave %s state %s", w.Name, w.State)
+		}
+		if w.FinishedAt.Sub(w.ConvergedAt) < 0 || w.BakeUntil.After(w.FinishedAt) {
+			t.Errorf("wave %s finished at %s before its bake ended at %s", w.Name, w.FinishedAt, w.BakeUntil)
+		}
+		for _, s := range w.Sites {
+			if s.Verdict != rollout.VerdictHealthy || s.Promotion != "promo-"+s.Name || !s.Promoted {
+				t.Errorf("site %s: %+v", s.Name, s)
+			}
+		}
+	}
+}
+
+func TestRolloutCanaryDegradedRevertsAndStops(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.degraded["ams-1"] = true
+	st, err := run(t, env)
+	if err == nil {
+		t.Fatal("rollout succeeded with a degraded canary")
+	}
+	msg := err.Error()
+	for _, want := range []string{"site ams-1 degraded in wave canary", "check error-rate failed", "value 0.25", "<= 0.01", "3 times in a row"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("failure %q does not contain %q", msg, want)
+		}
+	}
+	if diff := cmp.Diff([][]string{{"ams-1"}}, sitesOf(f.callsOf("promote"))); diff != "" {
+		t.Errorf("later waves touched (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([][]string{{"ams-1"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	// The revert is awaited: a convergence wait for the revert commit follows it.
+	conv := f.callsOf("converge")
+	if last := conv[len(conv)-1]; !slices.Equal(last.Sites, []string{"ams-1"}) || last.At.Before(f.callsOf("revert")[0].At) {
+		t.Errorf("no convergence wait after the revert: %v", conv)
+	}
+	// Degraded after three failed rounds, one interval apart: at 0, 1m, 2m after converging.
+	if d := f.callsOf("revert")[0].At.Sub(f.callsOf("promote")[0].At); d != 2*time.Minute {
+		t.Errorf("revert %s after promotion, want 2m (3 failed rounds at 1m intervals)", d)
+	}
+	if st.State != rollout.StateFailed || st.Waves[0].State != rollout.StateFailed {
+		t.Errorf("state %s, canary %s", st.State, st.Waves[0].State)
+	}
+	s := st.Waves[0].Sites[0]
+	if s.Verdict != rollout.VerdictReverted || s.Revert != "revert-ams-1" {
+		t.Errorf("canary site: %+v", s)
+	}
+	for _, w := range st.Waves[1:] {
+		if w.State != rollout.StatePending {
+			t.Errorf("wave %s state %s, want Pending", w.Name, w.State)
+		}
+	}
+}
+
+func TestRolloutRevertScopes(t *testing.T) {
+	tests := []struct {
+		scope   string
+		reverts [][]string
+	}{
+		{"site", [][]string{{"nyc-2"}}},
+		{"wave", [][]string{{"nyc-1", "nyc-2"}}},
+		{"all", [][]string{{"nyc-1", "nyc-2"}, {"ams-2", "fra-1", "fra-2"}, {"ams-1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scope, func(t *testing.T) {
+			env := newEnv(t)
+			f := newFakeFleet(t, env, testPlan(t, tt.scope, ""))
+			f.degraded["nyc-2"] = true
+			st, err := run(t, env)
+			if err == nil || !strings.Contains(err.Error(), "site nyc-2 degraded in wave fleet") {
+				t.Fatalf("error = %v", err)
+			}
+			if diff := cmp.Diff(tt.reverts, sitesOf(f.callsOf("revert"))); diff != "" {
+				t.Errorf("reverts (-want +got):\n%s", diff)
+			}
+			reverted := 0
+			for _, w := range st.Waves {
+				for _, s := range w.Sites {
+					if s.Verdict == rollout.VerdictReverted {
+						reverted++
+					}
+				}
+			}
+			if want := len(slices.Concat(tt.reverts...)); reverted != want {
+				t.Errorf("%d sites marked reverted, want %d", reverted, want)
+			}
+		})
+	}
+}
+
+func TestRolloutNoAutomaticRollback(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, strings.Replace(testPlan(t, "wave", ""), "{scope: wave}", "{automatic: false}", 1))
+	f.degraded["ams-1"] = true
+	if _, err := run(t, env); err == nil {
+		t.Fatal("rollout succeeded")
+	}
+	if got := f.callsOf("revert"); len(got) != 0 {
+		t.Errorf("reverted with automatic: false: %v", got)
+	}
+}
+
+func TestRolloutInvalidPlanWritesNothing(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, strings.Replace(testPlan(t, "wave", ""), "bake: 30m", "bake: 30 minutes", 1))
+	st, err := run(t, env)
+	if err == nil || !strings.Contains(err.Error(), `fleetwave.yaml:14:`) || !strings.Contains(err.Error(), `invalid duration "30 minutes"`) {
+		t.Fatalf("error = %v, want the plan error with its position", err)
+	}
+	if n := len(f.callsOf("promote")) + len(f.callsOf("revert")); n != 0 {
+		t.Errorf("%d git writes with an invalid plan", n)
+	}
+	if st.State != rollout.StateFailed {
+		t.Errorf("state %s", st.State)
+	}
+}
+
+func TestRolloutConvergenceTimeoutDegrades(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.stuck["fra-1"] = true
+	_, err := run(t, env)
+	if err == nil || !strings.Contains(err.Error(), "site fra-1 degraded in wave eu") || !strings.Contains(err.Error(), "did not converge within 10m0s") {
+		t.Fatalf("error = %v", err)
+	}
+	// The stuck batch is reverted (scope wave: ams-2 and fra-1); fra-2's batch never starts.
+	if diff := cmp.Diff([][]string{{"ams-2", "fra-1"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([][]string{{"ams-1"}, {"ams-2", "fra-1"}}, sitesOf(f.callsOf("promote"))); diff != "" {
+		t.Errorf("promotions (-want +got):\n%s", diff)
+	}
+}
+
+func TestRolloutUnknownTooLongFailsClosed(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.unreachable["ams-1"] = true
+	_, err := run(t, env)
+	if err == nil || !strings.Contains(err.Error(), "unreachable for 5m0s") {
+		t.Fatalf("error = %v, want the canary to fail closed after unknownTimeout", err)
+	}
+	if d := f.callsOf("revert")[0].At.Sub(f.callsOf("promote")[0].At); d != 5*time.Minute {
+		t.Errorf("failed closed %s after promotion, want 5m", d)
+	}
+}
+
+func TestRolloutAlreadyPromotedSitesAreNotReverted(t *testing.T) {
+	// A restarted or retried rollout finds ams-2 already on the commit: nothing written,
+	// so nothing of ams-2 is reverted when fra-1 degrades.
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.noop["ams-2"] = true
+	f.degraded["fra-1"] = true
+	st, err := run(t, env)
+	if err == nil {
+		t.Fatal("rollout succeeded")
+	}
+	if diff := cmp.Diff([][]string{{"fra-1", "fra-2"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	if s := st.Waves[1].Site("ams-2"); s.Promoted || s.Promotion != "old-ams-2" {
+		t.Errorf("ams-2 status %+v", s)
+	}
+}
