@@ -80,6 +80,11 @@ func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) 
 			var ws rollout.WaveStatus
 			if v.Get(&ws) == nil {
 				st.Waves[i] = ws
+				// The rollout records a wave's progress when the wave ends; until then the
+				// wave's own phase is the more precise answer.
+				if st.State == rollout.StatePromoting && ws.State != rollout.StatePending {
+					st.State = ws.State
+				}
 			}
 		}
 		ids = append(ids, child)

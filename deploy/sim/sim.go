@@ -36,7 +36,12 @@ type Config struct {
 func ParseConfig(data []byte) (Config, time.Duration, error) {
 	var c Config
 	if err := yaml.UnmarshalWithOptions(data, &c, yaml.Strict()); err != nil {
-		return Config{}, 0, fmt.Errorf("%s:%s", ConfigFile, strings.TrimSpace(yaml.FormatError(err, false, false)))
+		var ye yaml.Error
+		if errors.As(err, &ye) && ye.GetToken() != nil && ye.GetToken().Position != nil {
+			pos := ye.GetToken().Position
+			return Config{}, 0, fmt.Errorf("%s:%d:%d: %s", ConfigFile, pos.Line, pos.Column, ye.GetMessage())
+		}
+		return Config{}, 0, fmt.Errorf("%s: %v", ConfigFile, err)
 	}
 	delay := DefaultReconcileDelay
 	if c.ReconcileDelay != "" {
@@ -213,6 +218,13 @@ func (f *Fleet) Observe(ctx context.Context, st rollout.Site) (rollout.SiteState
 		return out, nil
 	}
 	out.Reachable = true
+	if s.applied == "" {
+		// The branch appeared after the site was first observed: nothing applied yet, as a new
+		// Kustomization has no lastAppliedRevision.
+		out.Reconciling = true
+		out.Message = fmt.Sprintf("applying %s for the first time", rollout.FormatRevision(s.branch, s.pending))
+		return out, nil
+	}
 	out.Revision = rollout.FormatRevision(s.branch, s.applied)
 	out.Reconciling = s.pending != s.applied
 	if s.cfgErr != nil {

@@ -28,6 +28,11 @@ var seedEnv = []string{
 // be ancestors of the new commit. Seed writes to dir directly, so a
 // Server's push hook does not fire.
 func Seed(dir string, files map[string]string, branches ...string) (string, error) {
+	return Commit(dir, "Seed fleet repo", files, branches...)
+}
+
+// Commit is Seed with a commit message of the caller's choice.
+func Commit(dir, message string, files map[string]string, branches ...string) (string, error) {
 	work, err := os.MkdirTemp("", "fleetwave-seed-")
 	if err != nil {
 		return "", fmt.Errorf("seed %s: %w", dir, err)
@@ -74,7 +79,7 @@ func Seed(dir string, files map[string]string, branches ...string) (string, erro
 	if _, err := run("add", "--all"); err != nil {
 		return fail(err)
 	}
-	if _, err := run("-c", "commit.gpgsign=false", "commit", "--quiet", "--allow-empty", "-m", "Seed fleet repo"); err != nil {
+	if _, err := run("-c", "commit.gpgsign=false", "commit", "--quiet", "--allow-empty", "-m", message); err != nil {
 		return fail(err)
 	}
 	sha, err := run("rev-parse", "HEAD")

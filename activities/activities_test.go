@@ -1,0 +1,444 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/fleetwave/fleetwave/deploy/sim"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+const plan = `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: demo}
+spec:
+  sites:
+    - {name: ams-1, labels: {tier: canary}}
+    - {name: ams-2}
+  waves:
+    - {name: canary, selector: {tier: canary}, bake: 2s}
+    - {name: rest}
+`
+
+// badPlan has one problem: wave canary names a site the plan does not list (line 8, column 30).
+const badPlan = `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: demo}
+spec:
+  sites:
+    - {name: ams-1}
+  waves:
+    - {name: canary, sites: [nyc-9]}
+    - {name: rest}
+`
+
+var gitEnv = []string{
+	"GIT_AUTHOR_NAME=Test Author",
+	"GIT_AUTHOR_EMAIL=author@example.com",
+	"GIT_COMMITTER_NAME=Test Author",
+	"GIT_COMMITTER_EMAIL=author@example.com",
+	"GIT_CONFIG_NOSYSTEM=1",
+	"GIT_CONFIG_GLOBAL=" + os.DevNull,
+	"GIT_TERMINAL_PROMPT=0",
+}
+
+func git(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), gitEnv...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// fleet is a fleet repo behind a real git http-backend server on 127.0.0.1, seeded with the
+// plan on main and on the site branches of ams-1 and ams-2.
+type fleet struct {
+	t    *testing.T
+	ctx  context.Context
+	dir  string // bare repository
+	url  string
+	seed string
+}
+
+func newFleet(t *testing.T) *fleet {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	srv, err := gitserver.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := srv.Init("fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := gitserver.Seed(dir, map[string]string{rollout.PlanFile: plan, "apps/app.yaml": "version: 1\n"}, "sites/ams-1", "sites/ams-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, stop, err := gitserver.Listen("127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return &fleet{t: t, ctx: ctx, dir: dir, url: base + "/fleet.git", seed: seed}
+}
+
+// open returns a gitops.Repo on the fleet repo.
+func (f *fleet) open() *gitops.Repo {
+	f.t.Helper()
+	r, err := gitops.Open(f.ctx, f.url)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return r
+}
+
+// commitOn commits files (content "" deletes) on top of branch with the git CLI, pushes it over
+// HTTP and returns the new sha.
+func (f *fleet) commitOn(branch, msg string, files map[string]string) string {
+	t := f.t
+	t.Helper()
+	dir := t.TempDir()
+	git(t, dir, "init", "--quiet")
+	git(t, dir, "fetch", "--quiet", f.url, branch)
+	git(t, dir, "checkout", "--quiet", "-B", "work", "FETCH_HEAD")
+	for p, c := range files {
+		if c == "" {
+			git(t, dir, "rm", "--quiet", p)
+			continue
+		}
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(t, dir, "add", "--all")
+	git(t, dir, "commit", "--quiet", "-m", msg)
+	git(t, dir, "push", "--quiet", f.url, "HEAD:refs/heads/"+branch)
+	return git(t, dir, "rev-parse", "HEAD")
+}
+
+func (f *fleet) head(branch string) string {
+	f.t.Helper()
+	return git(f.t, f.dir, "rev-parse", "refs/heads/"+branch)
+}
+
+func (f *fleet) tree(rev string) string {
+	f.t.Helper()
+	return git(f.t, f.dir, "rev-parse", rev+"^{tree}")
+}
+
+func targets(sites ...string) []gitops.Target {
+	var ts []gitops.Target
+	for _, s := range sites {
+		ts = append(ts, gitops.Target{Site: s, Branch: "sites/" + s})
+	}
+	return ts
+}
+
+// appErr asserts that err is a non-retryable application error of the given type and returns
+// its message.
+func appErr(t *testing.T, err error, typ string) string {
+	t.Helper()
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		t.Fatalf("error %v (%T) is not an application error", err, err)
+	}
+	if ae.Type() != typ || !ae.NonRetryable() {
+		t.Fatalf("application error type %q non-retryable %v, want non-retryable %q: %v", ae.Type(), ae.NonRetryable(), typ, ae)
+	}
+	return ae.Error()
+}
+
+// newEnv returns an activity environment whose logs (activity errors included) are dropped.
+func newEnv() *testsuite.TestActivityEnvironment {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	return s.NewTestActivityEnvironment()
+}
+
+func gitEnvFor(t *testing.T, repo Repo) *testsuite.TestActivityEnvironment {
+	t.Helper()
+	env := newEnv()
+	env.RegisterActivity(&Git{Repo: repo})
+	return env
+}
+
+// TestLoadPlan loads the plan at a commit pushed after the repo was opened (LoadPlan fetches),
+// by full sha and by branch name, and maps bad plans and unknown commits to non-retryable
+// application errors.
+func TestLoadPlan(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := gitEnvFor(t, f.open())
+	c := f.commitOn("main", "Bump app to 2\n\nbody", map[string]string{"apps/app.yaml": "version: 2\n"})
+	wantPlan, err := rollout.ParsePlan(rollout.PlanFile, []byte(plan))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, ref := range []string{c, "main"} {
+		val, err := env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: ref})
+		if err != nil {
+			t.Fatalf("LoadPlan(%s): %v", ref, err)
+		}
+		var got LoadPlanResult
+		if err := val.Get(&got); err != nil {
+			t.Fatal(err)
+		}
+		want := LoadPlanResult{Plan: wantPlan, Commit: c, Subject: "Bump app to 2"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("LoadPlan(%s) (-want +got):\n%s", ref, diff)
+		}
+	}
+
+	bad := f.commitOn("main", "Break the plan", map[string]string{rollout.PlanFile: badPlan})
+	_, err = env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: bad})
+	if msg := appErr(t, err, ErrTypeInvalidPlan); !strings.HasPrefix(msg, `fleetwave.yaml:8:30: wave "canary" names unknown site "nyc-9"`) {
+		t.Errorf("invalid plan message %q, want fleetwave.yaml:8:30: about nyc-9", msg)
+	}
+
+	gone := f.commitOn("main", "Drop the plan", map[string]string{rollout.PlanFile: ""})
+	_, err = env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: gone})
+	if msg := appErr(t, err, ErrTypeInvalidPlan); !strings.Contains(msg, "fleetwave.yaml: not found at commit "+rollout.Short(gone)) {
+		t.Errorf("missing plan message %q", msg)
+	}
+
+	unknown := strings.Repeat("ab", 20)
+	_, err = env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: unknown})
+	if msg := appErr(t, err, ErrTypeCommitNotFound); !strings.Contains(msg, unknown) {
+		t.Errorf("unknown commit message %q does not name %s", msg, unknown)
+	}
+}
+
+// TestPromoteRevert promotes a commit to two site branches and reverts it through the
+// activities on a real repo: the site trees follow, and repeating either writes nothing.
+func TestPromoteRevert(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := gitEnvFor(t, f.open())
+	src := f.commitOn("main", "Bump app to 2", map[string]string{"apps/app.yaml": "version: 2\n"})
+
+	promote := func() []gitops.Change {
+		t.Helper()
+		val, err := env.ExecuteActivity((&Git{}).Promote, PromoteInput{Rollout: "r1", Wave: "canary", Source: src, Targets: targets("ams-1", "ams-2")})
+		if err != nil {
+			t.Fatalf("Promote: %v", err)
+		}
+		var res ChangeResult
+		if err := val.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Changes
+	}
+	revert := func() []gitops.Change {
+		t.Helper()
+		val, err := env.ExecuteActivity((&Git{}).Revert, RevertInput{Rollout: "r1", Reason: "ams-1 degraded", Targets: targets("ams-1", "ams-2")})
+		if err != nil {
+			t.Fatalf("Revert: %v", err)
+		}
+		var res ChangeResult
+		if err := val.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res.Changes
+	}
+
+	promoted := promote()
+	for i, s := range []string{"ams-1", "ams-2"} {
+		c := promoted[i]
+		if c.Site != s || c.Branch != "sites/"+s || !c.Created || c.Previous != f.seed || c.Commit != f.head(c.Branch) {
+			t.Errorf("promotion of %s: %+v", s, c)
+		}
+		if f.tree(c.Branch) != f.tree(src) {
+			t.Errorf("%s does not carry the source tree after Promote", c.Branch)
+		}
+	}
+	again := promote()
+	for i, c := range again {
+		if c.Created || c.Commit != promoted[i].Commit {
+			t.Errorf("repeated Promote wrote %+v, want nothing (head %s)", c, rollout.Short(promoted[i].Commit))
+		}
+	}
+
+	reverted := revert()
+	for i, c := range reverted {
+		if !c.Created || c.Previous != promoted[i].Commit || c.Commit != f.head(c.Branch) {
+			t.Errorf("revert: %+v", c)
+		}
+		if f.tree(c.Branch) != f.tree(f.seed) {
+			t.Errorf("%s does not carry the seed tree after Revert", c.Branch)
+		}
+	}
+	for i, c := range revert() {
+		if c.Created || c.Commit != reverted[i].Commit {
+			t.Errorf("repeated Revert wrote %+v, want nothing", c)
+		}
+	}
+}
+
+// TestPromoteMissingBranch: a missing site branch is a non-retryable BranchNotFound and nothing
+// is pushed to the other targets.
+func TestPromoteMissingBranch(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := gitEnvFor(t, f.open())
+	src := f.commitOn("main", "Bump app to 2", map[string]string{"apps/app.yaml": "version: 2\n"})
+	_, err := env.ExecuteActivity((&Git{}).Promote, PromoteInput{Rollout: "r1", Wave: "canary", Source: src, Targets: targets("ams-1", "nyc-9")})
+	if msg := appErr(t, err, ErrTypeBranchNotFound); !strings.Contains(msg, "sites/nyc-9") {
+		t.Errorf("message %q does not name the branch", msg)
+	}
+	if got := f.head("sites/ams-1"); got != f.seed {
+		t.Errorf("sites/ams-1 moved to %s", rollout.Short(got))
+	}
+}
+
+// simFleet returns a simulated fleet following the repo, advanced by Run every 20ms.
+func simFleet(t *testing.T, f *fleet) *sim.Fleet {
+	t.Helper()
+	fl := sim.New(f.open(), "sites/{site}", sim.WithPoll(20*time.Millisecond))
+	fl.Track("ams-1", "ams-2")
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = fl.Run(ctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return fl
+}
+
+func sitesEnv(t *testing.T, d *sim.Fleet) *testsuite.TestActivityEnvironment {
+	t.Helper()
+	env := newEnv()
+	env.RegisterActivity(&Sites{Driver: d, Poll: 20 * time.Millisecond})
+	return env
+}
+
+func waitConverged(t *testing.T, env *testsuite.TestActivityEnvironment, in ConvergeInput) ConvergeResult {
+	t.Helper()
+	val, err := env.ExecuteActivity((&Sites{}).WaitConverged, in)
+	if err != nil {
+		t.Fatalf("WaitConverged: %v", err)
+	}
+	var res ConvergeResult
+	if err := val.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestWaitConverged runs the simulated fleet against the real repo: sites that apply the
+// commit converge; a site that never gets it leaves Converged false at the deadline without an
+// error; a site whose sim.yaml is broken at the commit makes the result Failed.
+func TestWaitConverged(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := sitesEnv(t, simFleet(t, f))
+	site := func(n string) rollout.Site { return rollout.Site{Name: n} }
+
+	start := time.Now() // the fleet cannot see a1 before it is pushed
+	a1 := f.commitOn("sites/ams-1", "ams-1 v2", map[string]string{sim.ConfigFile: "reconcileDelay: 200ms\n"})
+	a2 := f.commitOn("sites/ams-2", "ams-2 v2", map[string]string{sim.ConfigFile: "reconcileDelay: 100ms\n"})
+	res := waitConverged(t, env, ConvergeInput{
+		Sites:    []Expectation{{site("ams-1"), a1}, {site("ams-2"), a2}},
+		Deadline: time.Now().Add(10 * time.Second),
+	})
+	if diff := cmp.Diff([]bool{true, true}, res.Converged); diff != "" || res.Failed {
+		t.Errorf("Converged (-want +got):\n%s\nFailed %v, states %+v", diff, res.Failed, res.States)
+	}
+	for i, h := range []string{a1, a2} {
+		if st := res.States[i]; !st.Converged(h) {
+			t.Errorf("state %d: %+v, want converged at %s", i, st, rollout.Short(h))
+		}
+	}
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Errorf("converged after %s, before ams-1's reconcileDelay of 200ms", took)
+	}
+
+	// ams-2 will never run "other"; the deadline is 300ms away.
+	other := f.commitOn("main", "never promoted", map[string]string{"apps/app.yaml": "version: 9\n"})
+	start = time.Now()
+	res = waitConverged(t, env, ConvergeInput{
+		Sites:    []Expectation{{site("ams-1"), a1}, {site("ams-2"), other}},
+		Deadline: time.Now().Add(300 * time.Millisecond),
+	})
+	if diff := cmp.Diff([]bool{true, false}, res.Converged); diff != "" || res.Failed {
+		t.Errorf("Converged (-want +got):\n%s\nFailed %v", diff, res.Failed)
+	}
+	if got := res.States[1].Revision; got != "sites/ams-2@sha1:"+a2 {
+		t.Errorf("ams-2 last observed at %q, want its own head", got)
+	}
+	if took := time.Since(start); took < 300*time.Millisecond || took > 5*time.Second {
+		t.Errorf("returned after %s with a deadline 300ms away", took)
+	}
+
+	// A broken sim.yaml at the expected commit: Flux failed, so the wait ends early.
+	broken := f.commitOn("sites/ams-2", "broken", map[string]string{sim.ConfigFile: "degraded: [\n"})
+	res = waitConverged(t, env, ConvergeInput{
+		Sites:    []Expectation{{site("ams-2"), broken}},
+		Deadline: time.Now().Add(10 * time.Second),
+	})
+	if !res.Failed || res.Converged[0] {
+		t.Errorf("broken sim.yaml: Failed %v Converged %v, want failed", res.Failed, res.Converged)
+	}
+	if st := res.States[0]; !st.FluxFailed(broken) || !strings.Contains(st.Message, sim.ConfigFile) {
+		t.Errorf("broken sim.yaml state: %+v", st)
+	}
+}
+
+// TestObserve returns one state per site, in the order asked, unreachable sites included.
+func TestObserve(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := sitesEnv(t, simFleet(t, f))
+	in := ObserveInput{Sites: []rollout.Site{{Name: "ams-2"}, {Name: "ghost"}, {Name: "ams-1"}}}
+	val, err := env.ExecuteActivity((&Sites{}).Observe, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res ObserveResult
+	if err := val.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.States) != 3 {
+		t.Fatalf("%d states for 3 sites: %+v", len(res.States), res.States)
+	}
+	for i, want := range []struct {
+		site      string
+		reachable bool
+	}{{"ams-2", true}, {"ghost", false}, {"ams-1", true}} {
+		st := res.States[i]
+		if st.Site != want.site || st.Reachable != want.reachable {
+			t.Errorf("state %d: %+v, want site %s reachable %v", i, st, want.site, want.reachable)
+		}
+		if want.reachable && !st.Converged(f.seed) {
+			t.Errorf("state %d: %+v, want converged at the seed", i, st)
+		}
+	}
+	if msg := res.States[1].Message; msg != "site branch sites/ghost does not exist" {
+		t.Errorf("ghost message %q", msg)
+	}
+}

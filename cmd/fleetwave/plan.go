@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+func newPlanCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "plan", Short: "Check and show rollout plans"}
+	cmd.AddCommand(newPlanValidateCmd(g), newPlanShowCmd(g))
+	return cmd
+}
+
+func loadPlanFile(path string) (*rollout.Plan, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return rollout.ParsePlan(path, data)
+}
+
+func newPlanValidateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Validate plan files; prints file:line:col for every problem and exits 1 if any",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			failed := false
+			for _, path := range args {
+				p, err := loadPlanFile(path)
+				if err != nil {
+					failed = true
+					fmt.Fprintln(g.stderr, err)
+					continue
+				}
+				fmt.Fprintf(g.stdout, "%s: valid: %d sites in %d waves\n", path, len(p.Sites), len(p.Waves))
+			}
+			if failed {
+				return errSilent
+			}
+			return nil
+		},
+	}
+}
+
+// planView is the JSON form of `plan show`.
+type planView struct {
+	Fleet        string     `json:"fleet,omitempty"`
+	SourceBranch string     `json:"sourceBranch"`
+	Waves        []waveView `json:"waves"`
+}
+
+type waveView struct {
+	Name        string     `json:"name"`
+	Sites       []siteView `json:"sites"`
+	MaxParallel int        `json:"maxParallel"`
+	Bake        string     `json:"bake"`
+	Batches     [][]string `json:"batches"`
+}
+
+type siteView struct {
+	Name   string            `json:"name"`
+	Branch string            `json:"branch"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+func newPlanShowCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "show [FILE]",
+		Short: "Show the waves of a plan and the sites each one promotes (default ./fleetwave.yaml)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := rollout.PlanFile
+			if len(args) == 1 {
+				path = args[0]
+			}
+			p, err := loadPlanFile(path)
+			var pe *rollout.PlanError
+			if errors.As(err, &pe) {
+				fmt.Fprintln(g.stderr, err)
+				return errSilent
+			}
+			if err != nil {
+				return err
+			}
+			v := planView{Fleet: p.Name, SourceBranch: p.SourceBranch}
+			for _, w := range p.Waves {
+				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Batches: w.Batches()}
+				if wv.MaxParallel == 0 {
+					wv.MaxParallel = len(w.Sites)
+				}
+				for _, name := range w.Sites {
+					s, _ := p.Site(name)
+					wv.Sites = append(wv.Sites, siteView{Name: name, Branch: p.SiteBranchFor(name), Labels: s.Labels})
+				}
+				v.Waves = append(v.Waves, wv)
+			}
+			switch output {
+			case "json":
+				enc := json.NewEncoder(g.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			case "", "text":
+			default:
+				return fmt.Errorf("unknown output format %q: use text or json", output)
+			}
+			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WAVE\tSITES\tMAX PARALLEL\tBAKE\tBRANCHES")
+			for _, w := range v.Waves {
+				var names, branches []string
+				for _, s := range w.Sites {
+					names, branches = append(names, s.Name), append(branches, s.Branch)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", w.Name, strings.Join(names, ","), w.MaxParallel, w.Bake, strings.Join(branches, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func parseSamplePlan(data string) (*rollout.Plan, error) {
+	return rollout.ParsePlan("sample/fleetwave.yaml", []byte(data))
+}
+
+func replaceOnce(s, old, new string) string { return strings.Replace(s, old, new, 1) }

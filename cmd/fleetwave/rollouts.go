@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+func newStartCmd(g *globals) *cobra.Command {
+	var fleet, repo, output string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "start COMMIT",
+		Short: "Start the rollout of a commit (a no-op if that commit's rollout exists)",
+		Long: `start starts the rollout of COMMIT in --fleet. COMMIT is a full commit hash, or, with --repo,
+anything git can resolve there (a branch, a short hash).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if fleet == "" {
+				return fmt.Errorf("--fleet is required")
+			}
+			commit := args[0]
+			if !fullSHA.MatchString(commit) {
+				if repo == "" {
+					return fmt.Errorf("%q is not a full commit hash: give the 40-character hash, or --repo to resolve it", commit)
+				}
+				r, err := gitops.Open(ctx, repo, gitOptions(serveOptions{})...)
+				if err != nil {
+					return err
+				}
+				info, err := r.Commit(commit)
+				if err != nil {
+					return err
+				}
+				commit = info.SHA
+			}
+			tc, err := dialTemporal(ctx, nil, "")
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			fw := workflows.NewClient(tc, "")
+			run, err := fw.Start(ctx, workflows.RolloutInput{Fleet: fleet, Commit: commit})
+			if err != nil {
+				return err
+			}
+			if wait {
+				err := run.Get(ctx, nil)
+				st, serr := fw.Status(ctx, run.GetID())
+				if serr == nil {
+					if perr := printStatus(g.stdout, output, st); perr != nil {
+						return perr
+					}
+				}
+				return err
+			}
+			if output == "json" {
+				return json.NewEncoder(g.stdout).Encode(map[string]string{"rollout": run.GetID(), "runId": run.GetRunID()})
+			}
+			fmt.Fprintln(g.stdout, run.GetID())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&fleet, "fleet", "", "fleet name (as in rollout IDs)")
+	cmd.Flags().StringVar(&repo, "repo", "", "fleet repo URL, to resolve COMMIT when it is not a full hash")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the rollout to end and print its status; exit 1 if it failed")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status ROLLOUT",
+		Short: "Show a rollout: waves, sites, verdicts, measurements, and what it waits for",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			tc, err := dialTemporal(ctx, nil, "")
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			st, err := workflows.NewClient(tc, "").Status(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return printStatus(g.stdout, output, st)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func printStatus(w io.Writer, output string, st rollout.Status) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	case "", "text":
+	default:
+		return fmt.Errorf("unknown output format %q: use text or json", output)
+	}
+	fmt.Fprintf(w, "%s  %s  %s %q\n", st.Rollout, st.State, rollout.Short(st.Commit), st.Subject)
+	if !st.StartedAt.IsZero() {
+		end := st.FinishedAt
+		if end.IsZero() {
+			end = time.Now()
+		}
+		fmt.Fprintf(w, "started %s, %s\n", st.StartedAt.UTC().Format(time.RFC3339), end.Sub(st.StartedAt).Round(time.Second))
+	}
+	if st.Reason != "" {
+		fmt.Fprintf(w, "reason: %s\n", st.Reason)
+	}
+	for _, l := range st.Waiting {
+		fmt.Fprintf(w, "waiting: %s\n", l)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, wv := range st.Waves {
+		line := fmt.Sprintf("wave %s\t%s", wv.Name, wv.State)
+		if wv.State == rollout.StateBaking && !wv.BakeUntil.IsZero() {
+			line += "\tbaking until " + wv.BakeUntil.UTC().Format(time.TimeOnly)
+		}
+		fmt.Fprintln(tw, line)
+		for _, s := range wv.Sites {
+			commit := rollout.Short(s.Promotion)
+			if s.Revert != "" {
+				commit += " reverted by " + rollout.Short(s.Revert)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Name, s.Verdict, commit, strings.ReplaceAll(s.Message, "\t", " "))
+		}
+	}
+	return tw.Flush()
+}

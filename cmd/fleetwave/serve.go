@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetwave/fleetwave/deploy/sim"
+	"github.com/fleetwave/fleetwave/gitops"
+)
+
+type serveOptions struct {
+	repo         string
+	fleet        string
+	sourceBranch string
+	http         string
+	driver       string
+	sshKey       string
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the fleetwave worker and HTTP endpoints for one fleet repo",
+		Long: `serve runs the Temporal worker that executes rollouts of one fleet repo, and the HTTP
+endpoints: POST /hooks/git (signed push events start rollouts), GET /healthz, GET /metrics.
+
+Temporal is reached through the standard environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
+TEMPORAL_API_KEY, TEMPORAL_TLS_* (or a Temporal CLI config profile).
+Git credentials: FLEETWAVE_GIT_TOKEN, or FLEETWAVE_GIT_USERNAME and FLEETWAVE_GIT_PASSWORD,
+or --ssh-key. The push event secret: FLEETWAVE_WEBHOOK_SECRET (without it every push event
+is refused).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd.Context(), g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.repo, "repo", "", "URL of the fleet repo (https://, ssh://, git@host:path, file://)")
+	f.StringVar(&o.fleet, "fleet", "", "fleet name used in rollout IDs (default: the plan's metadata.name, else the repo name)")
+	f.StringVar(&o.sourceBranch, "source-branch", "main", "branch whose pushes start rollouts")
+	f.StringVar(&o.http, "http", "127.0.0.1:8080", "address of the HTTP endpoints")
+	f.StringVar(&o.driver, "driver", "sim", "how sites are observed: sim (the simulated fleet following the site branches)")
+	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
+	_ = cmd.MarkFlagRequired("repo")
+	return cmd
+}
+
+func gitOptions(o serveOptions) []gitops.Option {
+	var opts []gitops.Option
+	switch {
+	case os.Getenv("FLEETWAVE_GIT_TOKEN") != "":
+		opts = append(opts, gitops.WithToken(os.Getenv("FLEETWAVE_GIT_TOKEN")))
+	case os.Getenv("FLEETWAVE_GIT_USERNAME") != "":
+		opts = append(opts, gitops.WithBasicAuth(os.Getenv("FLEETWAVE_GIT_USERNAME"), os.Getenv("FLEETWAVE_GIT_PASSWORD")))
+	case o.sshKey != "":
+		opts = append(opts, gitops.WithSSHKey("git", o.sshKey, os.Getenv("FLEETWAVE_SSH_PASSPHRASE")))
+	}
+	return opts
+}
+
+func runServe(ctx context.Context, g *globals, o serveOptions) error {
+	log, err := newLogger(g)
+	if err != nil {
+		return err
+	}
+	if o.driver != "sim" {
+		return fmt.Errorf("--driver %q: the only site driver so far is sim", o.driver)
+	}
+	secret := []byte(os.Getenv("FLEETWAVE_WEBHOOK_SECRET"))
+	if len(secret) == 0 {
+		log.Warn("FLEETWAVE_WEBHOOK_SECRET is not set: every push event will be refused")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	writer, err := gitops.Open(ctx, o.repo, append(gitOptions(o), gitops.WithLogger(log))...)
+	if err != nil {
+		return err
+	}
+	plan, err := fleetOf(writer, o.sourceBranch)
+	if err != nil {
+		return fmt.Errorf("read the plan on %s: %w", o.sourceBranch, err)
+	}
+	fleetName := cmpOr(o.fleet, cmpOr(plan.Name, strings.TrimSuffix(path.Base(o.repo), ".git")))
+
+	follower, err := gitops.Open(ctx, o.repo, gitOptions(o)...)
+	if err != nil {
+		return err
+	}
+	simFleet := sim.New(follower, plan.SiteBranch, sim.WithLogger(log))
+	for _, s := range plan.Sites {
+		simFleet.Track(s.Name)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = simFleet.Run(ctx)
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	tc, err := dialTemporal(ctx, log, "")
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	n := newNode(log, tc, fleetName, o.sourceBranch, secret)
+	w, err := n.startWorker(writer, simFleet, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	url, done, err := serveHTTP(ctx, log, o.http, n.handler())
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "http", url, "fleet", fleetName, "repo", writer.URL())
+	<-ctx.Done()
+	<-done
+	return nil
+}

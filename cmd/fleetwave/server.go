@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/deploy"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// maxHookBody bounds a push event body.
+const maxHookBody = 5 << 20
+
+func newLogger(g *globals) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// dialTemporal connects with the standard TEMPORAL_* environment (address, namespace, TLS,
+// API key) and the Temporal CLI's config file; hostPort, when set, overrides the address.
+func dialTemporal(ctx context.Context, log *slog.Logger, hostPort string) (client.Client, error) {
+	opts, err := envconfig.LoadDefaultClientOptions()
+	if err != nil {
+		return nil, fmt.Errorf("temporal client configuration: %w", err)
+	}
+	if hostPort != "" {
+		opts.HostPort = hostPort
+	}
+	if log != nil {
+		opts.Logger = tlog.NewStructuredLogger(log)
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to temporal at %s: %w", cmpOr(opts.HostPort, client.DefaultHostPort), err)
+	}
+	return c, nil
+}
+
+// node is one fleetwave server: the Temporal worker that runs rollouts of one fleet, and the
+// HTTP endpoints that start them.
+type node struct {
+	log          *slog.Logger
+	tc           client.Client
+	fw           *workflows.Client
+	fleet        string
+	sourceBranch string
+	secret       []byte
+	events       *prometheus.CounterVec
+	registry     *prometheus.Registry
+}
+
+func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, secret []byte) *node {
+	n := &node{log: log, tc: tc, fw: workflows.NewClient(tc, ""), fleet: fleet, sourceBranch: sourceBranch, secret: secret,
+		registry: prometheus.NewRegistry()}
+	n.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetwave_push_events_total",
+		Help: "Push events received on /hooks/git, by result.",
+	}, []string{"result"})
+	n.registry.MustRegister(n.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return n
+}
+
+// startWorker registers the workflows and activities and starts polling.
+func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time.Duration) (worker.Worker, error) {
+	w := worker.New(n.tc, workflows.TaskQueue, worker.Options{})
+	w.RegisterWorkflow(workflows.Rollout)
+	w.RegisterWorkflow(workflows.Wave)
+	w.RegisterActivity(&activities.Git{Repo: repo})
+	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll})
+	if err := w.Start(); err != nil {
+		return nil, fmt.Errorf("start temporal worker: %w", err)
+	}
+	return w, nil
+}
+
+func (n *node) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /hooks/git", n.gitHook)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if _, err := n.tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			http.Error(w, "temporal unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+type hookReply struct {
+	Status  string `json:"status"`
+	Rollout string `json:"rollout,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func (n *node) reply(w http.ResponseWriter, code int, result string, r hookReply) {
+	n.events.WithLabelValues(result).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(r)
+}
+
+// gitHook takes a signed generic push event and starts a rollout for pushes to the source
+// branch. Everything that is not a verified push to that branch starts nothing.
+func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		n.reply(w, http.StatusRequestEntityTooLarge, "too_large", hookReply{Status: "rejected", Reason: "body over 5 MiB"})
+		return
+	case err != nil:
+		n.reply(w, http.StatusBadRequest, "bad_request", hookReply{Status: "rejected", Reason: "cannot read body"})
+		return
+	}
+	if err := gitops.VerifySignature(body, r.Header.Get(gitops.SignatureHeader), n.secret); err != nil {
+		n.log.Warn("push event refused", "error", err, "remote", r.RemoteAddr)
+		n.reply(w, http.StatusUnauthorized, "unauthorized", hookReply{Status: "rejected", Reason: err.Error()})
+		return
+	}
+	ev, err := gitops.ParseGenericPush(body)
+	if err != nil {
+		n.reply(w, http.StatusBadRequest, "bad_request", hookReply{Status: "rejected", Reason: err.Error()})
+		return
+	}
+	switch {
+	case ev.Branch() != n.sourceBranch:
+		n.reply(w, http.StatusAccepted, "ignored", hookReply{Status: "ignored",
+			Reason: fmt.Sprintf("push to %s: rollouts start from pushes to refs/heads/%s", ev.Ref, n.sourceBranch)})
+		return
+	case ev.Deleted():
+		n.reply(w, http.StatusAccepted, "ignored", hookReply{Status: "ignored", Reason: "branch deleted"})
+		return
+	}
+	run, err := n.fw.Start(r.Context(), workflows.RolloutInput{Fleet: n.fleet, Commit: ev.After})
+	if err != nil {
+		n.log.Error("cannot start rollout", "revision", ev.After, "error", err)
+		n.reply(w, http.StatusServiceUnavailable, "error", hookReply{Status: "error", Reason: "cannot start the rollout; see the server log"})
+		return
+	}
+	n.log.Info("rollout started", "rollout", run.GetID(), "revision", ev.After)
+	n.reply(w, http.StatusAccepted, "started", hookReply{Status: "started", Rollout: run.GetID()})
+}
+
+// serveHTTP listens on addr (loopback unless the user says otherwise) and serves h until ctx
+// ends. It returns the base URL once listening.
+func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) (string, <-chan struct{}, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "error", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return "http://" + ln.Addr().String(), done, nil
+}
+
+// fleetOf reads the plan at the head of the source branch for the fleet name and sites.
+func fleetOf(repo *gitops.Repo, sourceBranch string) (*rollout.Plan, error) {
+	head, err := repo.Branch(sourceBranch)
+	if err != nil {
+		return nil, err
+	}
+	data, err := repo.ReadFile(head, rollout.PlanFile)
+	if err != nil {
+		return nil, err
+	}
+	return rollout.ParsePlan(rollout.PlanFile+"@"+rollout.Short(head), data)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// notifyPush posts a signed generic push event for branch at sha to a /hooks/git endpoint.
+func notifyPush(ctx context.Context, url, repo, branch, sha string, secret []byte) error {
+	body, err := json.Marshal(gitops.PushEvent{Repository: repo, Ref: "refs/heads/" + branch, After: sha})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(gitops.SignatureHeader, gitops.Sign(body, secret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("notify %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
