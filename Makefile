@@ -13,7 +13,7 @@ WORKFLOWCHECK        := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.3.0
 # The end-to-end tests find the Temporal CLI here.
 export FLEETWAVE_TEMPORAL := $(TEMPORAL)
 
-.PHONY: all build test unit e2e tools lint workflowcheck tidy fmt verify update-golden record-histories clean
+.PHONY: all build run test unit e2e tools lint workflowcheck tidy fmt verify update-golden record-histories clean
 
 all: build test
 
@@ -63,3 +63,9 @@ record-histories: tools
 
 clean:
 	rm -rf bin
+
+# The embedded default: Temporal dev server with its UI, a git server with a sample fleet,
+# simulated sites, the worker and the HTTP endpoints. Ctrl-C stops everything.
+# Pass flags with ARGS, e.g. `make run ARGS="--data .fleetwave-dev"`.
+run: build tools
+	./bin/fleetwave dev $(ARGS)

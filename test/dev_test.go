@@ -1,0 +1,364 @@
+//go:build e2e
+
+package test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/fleetwave/fleetwave/internal/devtemporal"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+var devSites = []string{"ams-1", "ams-2", "fra-1", "nyc-1", "nyc-2", "sfo-1"}
+
+// buildFleetwave builds the real binary once per test run.
+func buildFleetwave(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fleetwave")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fleetwave")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type devProc struct {
+	cmd     *exec.Cmd
+	done    chan struct{}
+	urls    map[string]string
+	mu      sync.Mutex
+	stderr  strings.Builder
+	started time.Duration
+}
+
+type devPorts struct{ temporal, ui, git, http int }
+
+func freePorts(t *testing.T) devPorts {
+	p := func() int {
+		n, err := devtemporal.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	return devPorts{p(), p(), p(), p()}
+}
+
+// startDev runs `fleetwave dev` and waits until it printed its URLs.
+func startDev(t *testing.T, bin, data string, p devPorts, extra ...string) *devProc {
+	t.Helper()
+	args := append([]string{"dev", "--data", data, "--http", "127.0.0.1:" + strconv.Itoa(p.http),
+		"--temporal-port", strconv.Itoa(p.temporal), "--ui-port", strconv.Itoa(p.ui), "--git-port", strconv.Itoa(p.git)}, extra...)
+	d := &devProc{cmd: exec.Command(bin, args...), done: make(chan struct{}), urls: map[string]string{}}
+	stdout, err := d.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		b, _ := io.ReadAll(stderr)
+		d.mu.Lock()
+		d.stderr.Write(b)
+		d.mu.Unlock()
+	}()
+	ready := make(chan struct{})
+	go func() {
+		defer close(d.done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
+				d.mu.Lock()
+				d.urls[k] = v
+				n := len(d.urls)
+				d.mu.Unlock()
+				if k == "temporal" && n >= 4 {
+					close(ready)
+				}
+			}
+		}
+		_ = d.cmd.Wait()
+	}()
+	t.Cleanup(func() { d.stop(t) })
+	select {
+	case <-ready:
+		d.started = time.Since(begin)
+	case <-d.done:
+		t.Fatalf("fleetwave dev exited before it was ready:\n%s", d.log())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("fleetwave dev not ready after 3 minutes:\n%s", d.log())
+	}
+	for _, k := range []string{"ui", "git", "http", "temporal"} {
+		if d.urls[k] == "" {
+			t.Fatalf("fleetwave dev did not print %q: %v", k, d.urls)
+		}
+	}
+	return d
+}
+
+func (d *devProc) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.String()
+}
+
+// stop sends Ctrl-C and waits for fleetwave dev (and its Temporal server) to exit.
+func (d *devProc) stop(t *testing.T) {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-d.done:
+	case <-time.After(45 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		t.Errorf("fleetwave dev did not stop within 45s of Ctrl-C")
+	}
+}
+
+func lsRemote(t *testing.T, url, ref string) string {
+	out := git(t, "", "ls-remote", url, ref)
+	sha, _, _ := strings.Cut(out, "\t")
+	return sha
+}
+
+// clonePush commits files in a fresh clone of url and pushes main; it returns the commit and
+// the time the push finished.
+func clonePush(t *testing.T, url, msg string, files map[string]string) (string, time.Time) {
+	dir := filepath.Join(t.TempDir(), "clone")
+	git(t, "", "clone", "-q", url, dir)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(t, dir, "commit", "-qam", msg)
+	git(t, dir, "push", "-q", "origin", "main")
+	return git(t, dir, "rev-parse", "HEAD"), time.Now()
+}
+
+func waitRollout(t *testing.T, tc client.Client, id string, limit time.Duration) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	var run client.WorkflowRun
+	for {
+		run = tc.GetWorkflow(ctx, id, "")
+		if _, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("rollout %s never started", id)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return run.Get(ctx, nil)
+}
+
+func statusJSON(t *testing.T, bin, temporal, id string) rollout.Status {
+	t.Helper()
+	cmd := exec.Command(bin, "status", id, "-o", "json")
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+temporal)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fleetwave status %s: %v", id, err)
+	}
+	var st rollout.Status
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	return st
+}
+
+func TestDevEndToEnd(t *testing.T) {
+	bin := buildFleetwave(t)
+	data := t.TempDir()
+	ports := freePorts(t)
+	dev := startDev(t, bin, data, ports)
+	t.Logf("fleetwave dev ready in %s", dev.started.Round(time.Millisecond))
+	gitURL := dev.urls["git"]
+	tc, err := client.Dial(client.Options{HostPort: dev.urls["temporal"], Logger: quietLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+
+	treeOf := func(ref string) string { return git(t, filepath.Join(data, "git", "fleet.git"), "rev-parse", ref+"^{tree}") }
+	siteHeads := func() map[string]string {
+		m := map[string]string{}
+		for _, s := range devSites {
+			m[s] = lsRemote(t, gitURL, "refs/heads/sites/"+s)
+		}
+		return m
+	}
+	allOn := func(commit string) {
+		t.Helper()
+		want := treeOf(commit)
+		for s, head := range siteHeads() {
+			if got := treeOf(head); got != want {
+				t.Errorf("site %s runs tree %s, want %s (commit %s)", s, got, want, rollout.Short(commit))
+			}
+		}
+	}
+
+	// The sample rollout starts by itself and reaches every site.
+	sampleHead := lsRemote(t, gitURL, "refs/heads/main")
+	sampleID := workflows.RolloutID("demo", sampleHead)
+	if err := waitRollout(t, tc, sampleID, 3*time.Minute); err != nil {
+		t.Fatalf("sample rollout: %v\n%s", err, dev.log())
+	}
+	allOn(sampleHead)
+
+	// A good commit pushed to the sample repo starts a rollout that reaches every site.
+	files := map[string]string{"apps/podinfo/deployment.yaml": "kind: Deployment # podinfo 6.6.0\n"}
+	good, pushed := clonePush(t, gitURL, "podinfo 6.6.0", files)
+	canaryBefore := lsRemote(t, gitURL, "refs/heads/sites/ams-1")
+	for lsRemote(t, gitURL, "refs/heads/sites/ams-1") == canaryBefore {
+		if time.Since(pushed) > time.Minute {
+			t.Fatal("the canary was not promoted within a minute of the push")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("push to canary promotion commit on the server: %s", time.Since(pushed).Round(time.Millisecond))
+	goodID := workflows.RolloutID("demo", good)
+	if err := waitRollout(t, tc, goodID, 3*time.Minute); err != nil {
+		t.Fatalf("rollout of a good commit: %v", err)
+	}
+	allOn(good)
+	promoted := siteHeads()
+	st := statusJSON(t, bin, dev.urls["temporal"], goodID)
+	if st.State != rollout.StateSucceeded || len(st.Waves) != 3 {
+		t.Errorf("status -o json: %s, %d waves", st.State, len(st.Waves))
+	}
+
+	// A commit that degrades the canary: the canary is reverted, later waves are untouched.
+	bad, _ := clonePush(t, gitURL, "podinfo 6.7.0 breaks the canary", map[string]string{
+		"apps/podinfo/deployment.yaml": "kind: Deployment # podinfo 6.7.0\n",
+		".fleetwave/sim.yaml":          "reconcileDelay: 1s\ndegraded: [ams-1]\n",
+	})
+	badID := workflows.RolloutID("demo", bad)
+	err = waitRollout(t, tc, badID, 3*time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "site ams-1 degraded in wave canary") || !strings.Contains(err.Error(), "check sim failed") {
+		t.Fatalf("rollout of a degrading commit: %v", err)
+	}
+	after := siteHeads()
+	for _, s := range devSites[1:] {
+		if after[s] != promoted[s] {
+			t.Errorf("site %s of a later wave was touched", s)
+		}
+	}
+	revert := after["ams-1"]
+	if treeOf(revert) != treeOf(good) || !strings.HasPrefix(git(t, filepath.Join(data, "git", "fleet.git"), "log", "-1", "--format=%s", revert), `Revert "Promote `) {
+		t.Errorf("canary head %s is not a revert back to %s", revert, rollout.Short(good))
+	}
+	reportRevertLatency(t, tc, badID)
+
+	// Restart in the middle of a bake: the rollout resumes and finishes.
+	fixed, _ := clonePush(t, gitURL, "podinfo 6.7.1", map[string]string{
+		"apps/podinfo/deployment.yaml": "kind: Deployment # podinfo 6.7.1\n",
+		".fleetwave/sim.yaml":          "reconcileDelay: 1s\ndegraded: []\n",
+	})
+	fixedID := workflows.RolloutID("demo", fixed)
+	fw := workflows.NewClient(tc, "")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := fw.Status(context.Background(), fixedID)
+		if err == nil && st.Wave == "eu-west" && st.State == rollout.StateBaking {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollout %s never baked eu-west: %+v %v", fixedID, st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dev.stop(t)
+	tc.Close()
+	dev = startDev(t, bin, data, ports)
+	t.Logf("fleetwave dev restarted in %s", dev.started.Round(time.Millisecond))
+	tc2, err := client.Dial(client.Options{HostPort: dev.urls["temporal"], Logger: quietLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc2.Close()
+	if err := waitRollout(t, tc2, fixedID, 3*time.Minute); err != nil {
+		t.Fatalf("rollout interrupted by a restart: %v\n%s", err, dev.log())
+	}
+	allOn(fixed)
+}
+
+// reportRevertLatency logs the time from the first failed health round of the canary to the
+// revert commit's push, from the workflow histories.
+func reportRevertLatency(t *testing.T, tc client.Client, id string) {
+	ctx := context.Background()
+	var firstFail, reverted time.Time
+	it := tc.GetWorkflowHistory(ctx, workflows.WaveID(id, "canary"), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := e.GetActivityTaskCompletedEventAttributes(); a != nil && firstFail.IsZero() {
+			for _, p := range a.GetResult().GetPayloads() {
+				if strings.Contains(string(p.GetData()), `"OK":false`) {
+					firstFail = e.GetEventTime().AsTime()
+				}
+			}
+		}
+	}
+	it = tc.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := e.GetActivityTaskCompletedEventAttributes(); a != nil {
+			for _, p := range a.GetResult().GetPayloads() {
+				// The rollout's only activity that writes is the revert (LoadPlan, Revert, WaitConverged).
+				if strings.Contains(string(p.GetData()), `"Created":true`) {
+					if reverted.IsZero() {
+						reverted = e.GetEventTime().AsTime()
+					}
+				}
+			}
+		}
+	}
+	if firstFail.IsZero() || reverted.IsZero() {
+		t.Errorf("cannot find the first failed check (%v) or the revert (%v) in the histories", firstFail, reverted)
+		return
+	}
+	t.Logf("first failed health check to revert commit pushed: %s", reverted.Sub(firstFail).Round(time.Millisecond))
+}
+
+type quietLog struct{}
+
+func (quietLog) Debug(string, ...any) {}
+func (quietLog) Info(string, ...any)  {}
+func (quietLog) Warn(string, ...any)  {}
+func (quietLog) Error(string, ...any) {}
+
