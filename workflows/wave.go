@@ -180,11 +180,10 @@ func (w *waveRun) reason(sites []string) string {
 		return ""
 	}
 	first := w.status.Site(sites[0])
-	who := "site " + sites[0]
-	if len(sites) > 1 {
-		who = "sites " + strings.Join(sites, ", ")
+	if len(sites) == 1 {
+		return fmt.Sprintf("site %s degraded in wave %s: %s", sites[0], w.in.Wave.Name, first.Message)
 	}
-	return fmt.Sprintf("%s degraded in wave %s: %s: %s", who, w.in.Wave.Name, sites[0], first.Message)
+	return fmt.Sprintf("sites %s degraded in wave %s: %s: %s", strings.Join(sites, ", "), w.in.Wave.Name, sites[0], first.Message)
 }
 
 func (w *waveRun) site(name string) rollout.Site {
