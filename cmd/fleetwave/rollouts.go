@@ -32,7 +32,7 @@ anything git can resolve there (a branch, a short hash).`,
 			if fleet == "" {
 				return fmt.Errorf("--fleet is required")
 			}
-			commit := args[0]
+			commit := strings.ToLower(args[0])
 			if !fullSHA.MatchString(commit) {
 				if repo == "" {
 					return fmt.Errorf("%q is not a full commit hash: give the 40-character hash, or --repo to resolve it", commit)

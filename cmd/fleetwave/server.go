@@ -139,7 +139,9 @@ func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := gitops.VerifySignature(body, r.Header.Get(gitops.SignatureHeader), n.secret); err != nil {
 		n.log.Warn("push event refused", "error", err, "remote", r.RemoteAddr)
-		n.reply(w, http.StatusUnauthorized, "unauthorized", hookReply{Status: "rejected", Reason: err.Error()})
+		// The reason stays in the log: telling an unauthenticated caller why (no secret
+		// configured, which header is wrong) only helps an attacker.
+		n.reply(w, http.StatusUnauthorized, "unauthorized", hookReply{Status: "rejected", Reason: "invalid signature"})
 		return
 	}
 	ev, err := gitops.ParseGenericPush(body)

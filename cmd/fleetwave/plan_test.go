@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const samplePlan = "sample/fleetwave.yaml"
+
+// run runs the command line as main does and returns what it wrote.
+func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err = Run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+const planHeader = `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata:
+  name: demo
+spec:
+`
+
+// Broken plans; line numbers in the comments count from the header's first line.
+var brokenPlans = map[string]string{
+	"unknown-field.yaml": planHeader + `  sites:
+    - name: a
+  waves:
+    - name: w
+      bake: 10s
+      parallel: 2
+`, // line 11, col 7: "parallel"
+	"bad-duration.yaml": planHeader + `  sites:
+    - name: a
+  waves:
+    - name: w
+      bake: 10 minutes
+  health:
+    interval: 1d
+`, // 10:13 "10 minutes", 12:15 "1d"
+	"no-wave.yaml": planHeader + `  sites:
+    - name: a
+    - name: b
+  waves:
+    - name: one
+      sites: [a]
+`, // 8:13 site b
+}
+
+func writePlans(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, doc := range brokenPlans {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// checkIssues checks that stderr is exactly one "<path>:<line>:<col>: <message>" line per want,
+// in order; each want is "path\x00line:col: message start".
+func checkIssues(t *testing.T, stderr string, want []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if stderr == "" {
+		lines = nil
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("stderr has %d lines, want %d:\n%s", len(lines), len(want), stderr)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("stderr line %d = %q, want it to start with %q", i+1, lines[i], w)
+		}
+	}
+}
+
+func TestPlanValidate(t *testing.T) {
+	dir := writePlans(t)
+	p := func(name string) string { return filepath.Join(dir, name) }
+	tests := []struct {
+		name       string
+		files      []string
+		wantOut    []string // stdout lines
+		wantIssues []string // stderr line prefixes
+	}{
+		{
+			name:    "sample plan",
+			files:   []string{samplePlan},
+			wantOut: []string{samplePlan + ": valid: 6 sites in 3 waves"},
+		},
+		{
+			name:       "unknown field",
+			files:      []string{p("unknown-field.yaml")},
+			wantIssues: []string{p("unknown-field.yaml") + `:11:7: unknown field "parallel"`},
+		},
+		{
+			name:  "bad durations, every one reported in file order",
+			files: []string{p("bad-duration.yaml")},
+			wantIssues: []string{
+				p("bad-duration.yaml") + `:10:13: invalid duration "10 minutes"`,
+				p("bad-duration.yaml") + `:12:15: invalid duration "1d"`,
+			},
+		},
+		{
+			name:       "site in no wave",
+			files:      []string{p("no-wave.yaml")},
+			wantIssues: []string{p("no-wave.yaml") + `:8:13: site "b" is in no wave`},
+		},
+		{
+			name:       "one good file and one bad",
+			files:      []string{samplePlan, p("no-wave.yaml")},
+			wantOut:    []string{samplePlan + ": valid: 6 sites in 3 waves"},
+			wantIssues: []string{p("no-wave.yaml") + `:8:13: site "b" is in no wave`},
+		},
+		{
+			name:       "a bad file does not stop the files after it",
+			files:      []string{p("unknown-field.yaml"), samplePlan, p("no-wave.yaml")},
+			wantOut:    []string{samplePlan + ": valid: 6 sites in 3 waves"},
+			wantIssues: []string{p("unknown-field.yaml") + ":11:7: ", p("no-wave.yaml") + ":8:13: "},
+		},
+		{
+			name:       "missing file",
+			files:      []string{p("nope.yaml")},
+			wantIssues: []string{"open " + p("nope.yaml") + ": no such file or directory"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, err := run(t, append([]string{"plan", "validate"}, tt.files...)...)
+			if len(tt.wantIssues) == 0 {
+				if err != nil {
+					t.Fatalf("plan validate: %v\nstderr:\n%s", err, stderr)
+				}
+			} else if !errors.Is(err, errSilent) {
+				// errSilent: the problems are on stderr already and main exits 1 without adding any.
+				t.Errorf("plan validate returned %v, want errSilent", err)
+			}
+			var gotOut []string
+			if stdout != "" {
+				gotOut = strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+			}
+			if diff := cmp.Diff(tt.wantOut, gotOut); diff != "" {
+				t.Errorf("stdout (-want +got):\n%s", diff)
+			}
+			checkIssues(t, stderr, tt.wantIssues)
+		})
+	}
+}
+
+func TestPlanValidateNeedsAFile(t *testing.T) {
+	if _, _, err := run(t, "plan", "validate"); err == nil || errors.Is(err, errSilent) {
+		t.Errorf("plan validate without files: %v, want a usage error", err)
+	}
+}
+
+var samplePlanView = planView{
+	Fleet:        "demo",
+	SourceBranch: "main",
+	Waves: []waveView{
+		{
+			Name:        "canary",
+			Sites:       []siteView{{Name: "ams-1", Branch: "sites/ams-1", Labels: map[string]string{"region": "eu-west", "tier": "canary"}}},
+			MaxParallel: 1,
+			Bake:        "10s",
+			Batches:     [][]string{{"ams-1"}},
+		},
+		{
+			Name: "eu-west",
+			Sites: []siteView{
+				{Name: "ams-2", Branch: "sites/ams-2", Labels: map[string]string{"region": "eu-west"}},
+				{Name: "fra-1", Branch: "sites/fra-1", Labels: map[string]string{"region": "eu-west"}},
+			},
+			MaxParallel: 1,
+			Bake:        "10s",
+			Batches:     [][]string{{"ams-2"}, {"fra-1"}},
+		},
+		{
+			Name: "fleet",
+			Sites: []siteView{
+				{Name: "nyc-1", Branch: "sites/nyc-1", Labels: map[string]string{"region": "us-east"}},
+				{Name: "nyc-2", Branch: "sites/nyc-2", Labels: map[string]string{"region": "us-east"}},
+				{Name: "sfo-1", Branch: "sites/sfo-1", Labels: map[string]string{"region": "us-west"}},
+			},
+			MaxParallel: 2,
+			Bake:        "5s",
+			Batches:     [][]string{{"nyc-1", "nyc-2"}, {"sfo-1"}},
+		},
+	},
+}
+
+func TestPlanShowJSON(t *testing.T) {
+	stdout, stderr, err := run(t, "plan", "show", samplePlan, "-o", "json")
+	if err != nil {
+		t.Fatalf("plan show: %v\n%s", err, stderr)
+	}
+	var got planView
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("decode %q: %v", stdout, err)
+	}
+	if diff := cmp.Diff(samplePlanView, got); diff != "" {
+		t.Errorf("plan show -o json (-want +got):\n%s", diff)
+	}
+}
+
+func TestPlanShowText(t *testing.T) {
+	t.Chdir("sample") // no FILE: ./fleetwave.yaml
+	stdout, stderr, err := run(t, "plan", "show")
+	if err != nil {
+		t.Fatalf("plan show: %v\n%s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	want := [][]string{
+		{"WAVE", "SITES", "MAX", "PARALLEL", "BAKE", "BRANCHES"},
+		{"canary", "ams-1", "1", "10s", "sites/ams-1"},
+		{"eu-west", "ams-2,fra-1", "1", "10s", "sites/ams-2,sites/fra-1"},
+		{"fleet", "nyc-1,nyc-2,sfo-1", "2", "5s", "sites/nyc-1,sites/nyc-2,sites/sfo-1"},
+	}
+	var got [][]string
+	for _, l := range lines {
+		got = append(got, strings.Fields(l))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("plan show (-want +got):\n%s", diff)
+	}
+}
+
+func TestPlanShowErrors(t *testing.T) {
+	dir := writePlans(t)
+	t.Run("unknown output format", func(t *testing.T) {
+		_, _, err := run(t, "plan", "show", samplePlan, "-o", "yaml")
+		if err == nil || !strings.Contains(err.Error(), `"yaml"`) {
+			t.Errorf("plan show -o yaml: %v, want an error naming the format", err)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		missing := filepath.Join(dir, "nope.yaml")
+		_, _, err := run(t, "plan", "show", missing)
+		if err == nil || errors.Is(err, errSilent) || !strings.Contains(err.Error(), missing) {
+			t.Errorf("plan show on a missing file: %v, want an error naming it", err)
+		}
+	})
+	t.Run("broken plan", func(t *testing.T) {
+		bad := filepath.Join(dir, "no-wave.yaml")
+		stdout, stderr, err := run(t, "plan", "show", bad, "-o", "json")
+		if !errors.Is(err, errSilent) {
+			t.Errorf("plan show on a broken plan: %v, want errSilent", err)
+		}
+		if stdout != "" {
+			t.Errorf("stdout = %q, want nothing", stdout)
+		}
+		checkIssues(t, stderr, []string{bad + `:8:13: site "b" is in no wave`})
+	})
+}
+
+func TestStartRejectsPartialCommits(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"branch name", []string{"start", "--fleet", "demo", "main"}, "full commit hash"},
+		{"short hash", []string{"start", "--fleet", "demo", "0123456"}, "full commit hash"},
+		{"no fleet", []string{"start", "0123456789abcdef0123456789abcdef01234567"}, "--fleet is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Both fail before dialing Temporal: none runs in this test.
+			_, _, err := run(t, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%v: %v, want an error mentioning %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}
