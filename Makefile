@@ -8,7 +8,7 @@ TEMPORAL  := $(TOOLS)/temporal
 TEMPORAL_CLI_VERSION := v1.5.1
 STATICCHECK_VERSION  := v0.8.2
 ERRCHECK_VERSION     := v1.30.0
-WORKFLOWCHECK        := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.3.0
+WORKFLOWCHECK        := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
 # The end-to-end tests find the Temporal CLI here.
 export FLEETWAVE_TEMPORAL := $(TEMPORAL)
@@ -40,7 +40,7 @@ $(TEMPORAL):
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
-	$(GO) run github.com/kisielk/errcheck@$(ERRCHECK_VERSION) ./...
+	$(GO) run github.com/kisielk/errcheck@$(ERRCHECK_VERSION) -exclude .errcheck-exclude ./...
 
 workflowcheck:
 	$(GO) run $(WORKFLOWCHECK) ./workflows/... ./rollout/...

@@ -249,7 +249,7 @@ func (v *validator) sites(in []fileSite) []Site {
 				v.errorf(path+".cluster.kustomization", "kustomization must be namespace/name, got %q", c.Kustomization)
 			}
 		}
-		out = append(out, Site{Name: fs.Name, Labels: fs.Labels, Timezone: fs.Timezone, Cluster: fs.Cluster})
+		out = append(out, Site(fs))
 	}
 	return out
 }
@@ -323,7 +323,7 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 	// Then selectors, in wave order, over what is left.
 	for i := range out {
 		w := &out[i]
-		if w.Selector == nil || len(w.Selector) == 0 {
+		if len(w.Selector) == 0 {
 			continue
 		}
 		for _, s := range sites {

@@ -46,20 +46,17 @@ type CheckResult struct {
 
 // String describes the measurement for status lines and revert reasons.
 func (c CheckResult) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "check %s ", c.Name)
+	out := "check " + c.Name + " failed"
 	if c.OK {
-		b.WriteString("passed")
-	} else {
-		b.WriteString("failed")
+		out = "check " + c.Name + " passed"
 	}
 	if c.Threshold != "" {
-		fmt.Fprintf(&b, " (value %g, want %s)", c.Value, c.Threshold)
+		out += fmt.Sprintf(" (value %g, want %s)", c.Value, c.Threshold)
 	}
 	if c.Message != "" {
-		b.WriteString(": " + c.Message)
+		out += ": " + c.Message
 	}
-	return b.String()
+	return out
 }
 
 // SiteState is one observation of a site, as a site driver reports it.

@@ -209,7 +209,9 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	defer tc.Close()
 
-	treeOf := func(ref string) string { return git(t, filepath.Join(data, "git", "fleet.git"), "rev-parse", ref+"^{tree}") }
+	treeOf := func(ref string) string {
+		return git(t, filepath.Join(data, "git", "fleet.git"), "rev-parse", ref+"^{tree}")
+	}
 	siteHeads := func() map[string]string {
 		m := map[string]string{}
 		for _, s := range devSites {
@@ -361,4 +363,3 @@ func (quietLog) Debug(string, ...any) {}
 func (quietLog) Info(string, ...any)  {}
 func (quietLog) Warn(string, ...any)  {}
 func (quietLog) Error(string, ...any) {}
-

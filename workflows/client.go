@@ -90,11 +90,11 @@ func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) 
 		ids = append(ids, child)
 	}
 	for _, wid := range ids {
-		d, err := c.c.DescribeWorkflowExecution(ctx, wid, "")
-		if err != nil {
+		d, err := c.c.DescribeWorkflow(ctx, wid, "")
+		if err != nil || d.RawResponse == nil {
 			continue
 		}
-		for _, p := range d.GetPendingActivities() {
+		for _, p := range d.RawResponse.GetPendingActivities() {
 			line := fmt.Sprintf("%s (attempt %d)", p.GetActivityType().GetName(), p.GetAttempt())
 			if f := p.GetLastFailure(); f != nil {
 				line += ": " + f.GetMessage()

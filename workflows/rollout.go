@@ -206,4 +206,3 @@ func sitesLabel(sites []string) string {
 	}
 	return fmt.Sprintf("%d sites (%s, ...)", len(sites), strings.Join(sites[:3], ", "))
 }
-
