@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,9 +41,11 @@ func buildFleetwave(t *testing.T) string {
 }
 
 type devProc struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
+	cmd  *exec.Cmd
+	done chan struct{}
+	// urls is what dev printed before it was ready; seen is written by the output reader.
 	urls    map[string]string
+	seen    map[string]string
 	mu      sync.Mutex
 	stderr  strings.Builder
 	started time.Duration
@@ -66,7 +69,7 @@ func startDev(t *testing.T, bin, data string, p devPorts, extra ...string) *devP
 	t.Helper()
 	args := append([]string{"dev", "--data", data, "--http", "127.0.0.1:" + strconv.Itoa(p.http),
 		"--temporal-port", strconv.Itoa(p.temporal), "--ui-port", strconv.Itoa(p.ui), "--git-port", strconv.Itoa(p.git)}, extra...)
-	d := &devProc{cmd: exec.Command(bin, args...), done: make(chan struct{}), urls: map[string]string{}}
+	d := &devProc{cmd: exec.Command(bin, args...), done: make(chan struct{}), seen: map[string]string{}}
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +95,8 @@ func startDev(t *testing.T, bin, data string, p devPorts, extra ...string) *devP
 		for sc.Scan() {
 			if k, v, ok := strings.Cut(sc.Text(), ": "); ok {
 				d.mu.Lock()
-				d.urls[k] = v
-				n := len(d.urls)
+				d.seen[k] = v
+				n := len(d.seen)
 				d.mu.Unlock()
 				if k == "temporal" && n >= 4 {
 					close(ready)
@@ -106,6 +109,9 @@ func startDev(t *testing.T, bin, data string, p devPorts, extra ...string) *devP
 	select {
 	case <-ready:
 		d.started = time.Since(begin)
+		d.mu.Lock()
+		d.urls = maps.Clone(d.seen)
+		d.mu.Unlock()
 	case <-d.done:
 		t.Fatalf("fleetwave dev exited before it was ready:\n%s", d.log())
 	case <-time.After(3 * time.Minute):

@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
@@ -131,19 +130,8 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	simFleet := sim.New(follower, plan.SiteBranch, sim.WithLogger(log))
-	var names []string
-	for _, s := range plan.Sites {
-		names = append(names, s.Name)
-	}
-	simFleet.Track(names...)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = simFleet.Run(ctx)
-	}()
-	defer wg.Wait()
+	simFleet, simDone := startSimFleet(ctx, follower, plan, log)
+	defer simDone()
 	defer cancel()
 
 	tc, err := dialTemporal(ctx, log, ts.Address)

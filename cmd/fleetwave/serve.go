@@ -6,12 +6,10 @@ import (
 	"os"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 )
 
@@ -92,17 +90,8 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	simFleet := sim.New(follower, plan.SiteBranch, sim.WithLogger(log))
-	for _, s := range plan.Sites {
-		simFleet.Track(s.Name)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = simFleet.Run(ctx)
-	}()
-	defer wg.Wait()
+	simFleet, simDone := startSimFleet(ctx, follower, plan, log)
+	defer simDone()
 	defer cancel()
 
 	tc, err := dialTemporal(ctx, log, "")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/deploy"
+	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
@@ -234,4 +235,19 @@ func notifyPush(ctx context.Context, url, repo, branch, sha string, secret []byt
 		return fmt.Errorf("notify %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	return nil
+}
+
+// startSimFleet runs a simulated fleet of the plan's sites until ctx ends; the returned
+// function waits for it to stop.
+func startSimFleet(ctx context.Context, src sim.Source, plan *rollout.Plan, log *slog.Logger) (*sim.Fleet, func()) {
+	f := sim.New(src, plan.SiteBranch, sim.WithLogger(log))
+	for _, s := range plan.Sites {
+		f.Track(s.Name)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.Run(ctx)
+	}()
+	return f, func() { <-done }
 }
