@@ -25,6 +25,9 @@ const SignatureHeader = "X-Fleetwave-Signature"
 
 // PushEvent is a push as fleetwave needs it, whatever host sent it.
 type PushEvent struct {
+	// Host is who sent it (HostGitHub, ...) and Delivery its delivery ID, when the host gives one.
+	Host       string `json:"-"`
+	Delivery   string `json:"-"`
 	Repository string `json:"repository"`
 	Ref        string `json:"ref"`
 	Before     string `json:"before,omitempty"`

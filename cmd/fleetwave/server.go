@@ -125,8 +125,9 @@ func (n *node) reply(w http.ResponseWriter, code int, result string, r hookReply
 	_ = json.NewEncoder(w).Encode(r)
 }
 
-// gitHook takes a signed generic push event and starts a rollout for pushes to the source
-// branch. Everything that is not a verified push to that branch starts nothing.
+// gitHook takes a push event from GitHub, GitLab, Gitea, Forgejo or the generic format and
+// starts a rollout for pushes to the source branch. Everything that is not an authenticated
+// push to that branch starts nothing.
 func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
 	var tooBig *http.MaxBytesError
@@ -138,15 +139,18 @@ func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
 		n.reply(w, http.StatusBadRequest, "bad_request", hookReply{Status: "rejected", Reason: "cannot read body"})
 		return
 	}
-	if err := gitops.VerifySignature(body, r.Header.Get(gitops.SignatureHeader), n.secret); err != nil {
+	ev, err := gitops.ParsePush(r.Header, body, n.secret)
+	switch {
+	case errors.Is(err, gitops.ErrSignature):
 		n.log.Warn("push event refused", "error", err, "remote", r.RemoteAddr)
 		// The reason stays in the log: telling an unauthenticated caller why (no secret
 		// configured, which header is wrong) only helps an attacker.
 		n.reply(w, http.StatusUnauthorized, "unauthorized", hookReply{Status: "rejected", Reason: "invalid signature"})
 		return
-	}
-	ev, err := gitops.ParseGenericPush(body)
-	if err != nil {
+	case errors.Is(err, gitops.ErrNotPush):
+		n.reply(w, http.StatusAccepted, "ignored", hookReply{Status: "ignored", Reason: err.Error()})
+		return
+	case err != nil:
 		n.reply(w, http.StatusBadRequest, "bad_request", hookReply{Status: "rejected", Reason: err.Error()})
 		return
 	}
