@@ -30,9 +30,25 @@ const (
 	StateConverging  State = "Converging"
 	StateBaking      State = "Baking"
 	StateRollingBack State = "RollingBack"
+	StatePaused      State = "Paused" // held by an operator: no new batch or wave is promoted
 	StateSucceeded   State = "Succeeded"
 	StateFailed      State = "Failed"
+	StateAborted     State = "Aborted"    // stopped by an operator; promoted sites stay as they are
+	StateRolledBack  State = "RolledBack" // stopped by an operator who had every promoted site reverted
 )
+
+// Done reports whether a rollout in state s has ended.
+func (s State) Done() bool {
+	return s == StateSucceeded || s == StateFailed || s == StateAborted || s == StateRolledBack
+}
+
+// Control is an operator's action on a running rollout.
+type Control struct {
+	Action string
+	By     string `json:",omitempty"`
+	Reason string `json:",omitempty"`
+	At     time.Time
+}
 
 // CheckResult is one measurement of one health check on one site.
 type CheckResult struct {
@@ -230,6 +246,8 @@ type Status struct {
 	Reason     string    `json:",omitempty"`
 	StartedAt  time.Time `json:",omitempty"`
 	FinishedAt time.Time `json:",omitempty"`
+	// Controls lists the operators' actions, oldest first.
+	Controls []Control `json:",omitempty"`
 	// Waiting lists the activities in flight with their attempt and last failure; the client
 	// fills it from Temporal, the workflow does not.
 	Waiting []string `json:",omitempty"`

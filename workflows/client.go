@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/fleetwave/fleetwave/rollout"
@@ -103,4 +107,102 @@ func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) 
 		}
 	}
 	return st, nil
+}
+
+// ErrNoRollout means the rollout does not exist, or has ended and takes no more controls.
+var ErrNoRollout = errors.New("no running rollout with this ID (it does not exist, or it has ended)")
+
+// Control sends a control update (UpdatePause, UpdateResume, UpdateAbort, UpdateRollback) to a
+// running rollout and waits for its answer. A refused control returns the rollout's reason.
+func (c *Client) Control(ctx context.Context, id, action string, in ControlInput) (ControlResult, error) {
+	h, err := c.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   id,
+		UpdateName:   action,
+		Args:         []any{in},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var res ControlResult
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return res, fmt.Errorf("%s %s: %w", action, id, ErrNoRollout)
+	case err != nil:
+		return res, fmt.Errorf("%s %s: %s", action, id, errorMessage(err))
+	}
+	return res, nil
+}
+
+// Summary is one rollout as `fleetwave list` shows it, from Temporal's visibility store.
+type Summary struct {
+	Rollout string
+	Fleet   string
+	Commit  string
+	Wave    string
+	State   string
+	Started time.Time
+	Closed  time.Time `json:",omitempty"`
+}
+
+// ListFilter narrows List; empty fields match everything.
+type ListFilter struct {
+	Fleet, State, Commit string
+	Limit                int
+}
+
+// Query returns the visibility query for the filter.
+func (f ListFilter) Query() string {
+	q := []string{`WorkflowType = "Rollout"`}
+	if f.Fleet != "" {
+		q = append(q, fmt.Sprintf("%s = %q", AttrFleet.GetName(), f.Fleet))
+	}
+	if f.State != "" {
+		q = append(q, fmt.Sprintf("%s = %q", AttrState.GetName(), f.State))
+	}
+	if f.Commit != "" {
+		q = append(q, fmt.Sprintf("%s STARTS_WITH %q", AttrCommit.GetName(), f.Commit))
+	}
+	return strings.Join(q, " AND ")
+}
+
+// List returns rollouts, newest first.
+func (c *Client) List(ctx context.Context, f ListFilter) ([]Summary, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	var out []Summary
+	var token []byte
+	for len(out) < limit {
+		resp, err := c.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: f.Query(), PageSize: int32(min(limit, 1000)), NextPageToken: token,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list rollouts: %w", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			s := Summary{Rollout: e.GetExecution().GetWorkflowId(), Started: e.GetStartTime().AsTime()}
+			if e.GetCloseTime() != nil {
+				s.Closed = e.GetCloseTime().AsTime()
+			}
+			fields := e.GetSearchAttributes().GetIndexedFields()
+			for name, dst := range map[string]*string{AttrFleet.GetName(): &s.Fleet, AttrCommit.GetName(): &s.Commit,
+				AttrWave.GetName(): &s.Wave, AttrState.GetName(): &s.State} {
+				if p, ok := fields[name]; ok {
+					_ = converter.GetDefaultDataConverter().FromPayload(p, dst)
+				}
+			}
+			out = append(out, s)
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			break
+		}
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }

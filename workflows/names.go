@@ -14,6 +14,40 @@ const TaskQueue = "fleetwave"
 // QueryStatus is the query that returns a rollout's (or a wave's) rollout.Status.
 const QueryStatus = "status"
 
+// Updates that control a running rollout. Each takes a ControlInput and returns a
+// ControlResult; a validator refuses what does not apply (resuming a rollout that is not
+// paused, anything on a rollout that is ending).
+const (
+	// UpdatePause holds the rollout: no new batch or wave is promoted; health checks and
+	// automatic reverts go on.
+	UpdatePause = "pause"
+	// UpdateResume releases a paused rollout.
+	UpdateResume = "resume"
+	// UpdateAbort stops promoting at the next safe point and leaves promoted sites as they are.
+	UpdateAbort = "abort"
+	// UpdateRollback stops promoting and reverts every site the rollout promoted (break-glass).
+	UpdateRollback = "rollback"
+)
+
+// signalControl carries pause/resume/abort from a rollout to its running wave.
+const signalControl = "control"
+
+// ControlInput says who acts on a rollout and why.
+type ControlInput struct {
+	By     string
+	Reason string
+}
+
+// ControlResult is the rollout's answer to a control update.
+type ControlResult struct {
+	State   rollout.State
+	Message string
+}
+
+// ErrTypeRolloutAborted is the application error type of a rollout an operator aborted or
+// rolled back; its details carry the final rollout.Status.
+const ErrTypeRolloutAborted = "RolloutAborted"
+
 // ErrTypeWaveFailed is the application error type of a wave that ended with a degraded site;
 // its details carry the wave's rollout.WaveStatus.
 const ErrTypeWaveFailed = "WaveFailed"

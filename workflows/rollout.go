@@ -28,6 +28,13 @@ type RolloutResult struct {
 type rolloutRun struct {
 	status rollout.Status
 	plan   *rollout.Plan
+	// child is the running wave, to forward controls to; nil between waves.
+	child workflow.ChildWorkflowFuture
+	// resumeState is the state to go back to when a paused rollout resumes.
+	resumeState rollout.State
+	// stop is UpdateAbort or UpdateRollback once an operator asked for it.
+	stop    string
+	stopper rollout.Control
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit. Each
@@ -46,6 +53,14 @@ func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	}); err != nil {
 		return RolloutResult{}, err
 	}
+	for _, action := range []string{UpdatePause, UpdateResume, UpdateAbort, UpdateRollback} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, action,
+			func(ctx workflow.Context, in ControlInput) (ControlResult, error) { return r.control(ctx, action, in), nil },
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in ControlInput) error { return r.validate(action) }})
+		if err != nil {
+			return RolloutResult{}, err
+		}
+	}
 	r.setState(ctx, rollout.StateLoading)
 	workflow.SetCurrentDetails(ctx, "Loading the plan at "+rollout.Short(in.Commit))
 
@@ -62,18 +77,121 @@ func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	}
 
 	for i, wave := range r.plan.Waves {
+		// Between waves is a safe point: hold here while paused.
+		if r.status.State == rollout.StatePaused {
+			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused before wave %s: waiting for resume", wave.Name))
+		}
+		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+			return RolloutResult{}, err
+		}
+		if r.stop != "" {
+			return r.stopped(ctx, i-1)
+		}
 		r.status.Wave = wave.Name
 		r.setState(ctx, rollout.StatePromoting)
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s: %d sites", i+1, len(r.plan.Waves), wave.Name, len(wave.Sites)))
-		if reason := r.runWave(ctx, i); reason != "" {
-			r.rollback(ctx, i, reason)
+		reason := r.runWave(ctx, i)
+		if reason != "" && r.plan.Rollback.Automatic && r.stop != UpdateRollback {
+			r.revert(ctx, rollout.RevertOrder(r.status.Waves, i, r.plan.Rollback.Scope), reason)
+		}
+		if r.stop != "" {
+			if reason != "" {
+				r.status.Reason = strings.TrimSuffix(reason+"; "+r.status.Reason, "; ")
+			}
+			return r.stopped(ctx, i)
+		}
+		if reason != "" {
 			return r.fail(ctx, reason)
 		}
 	}
 	r.setState(ctx, rollout.StateSucceeded)
 	r.status.FinishedAt = workflow.Now(ctx)
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Rolled out %s to %d sites", rollout.Short(r.status.Commit), len(r.plan.Sites)))
+	r.drainHandlers(ctx)
 	return RolloutResult{Status: r.status}, nil
+}
+
+// validate refuses controls that do not apply; a refused update never reaches history.
+func (r *rolloutRun) validate(action string) error {
+	switch {
+	case r.status.State.Done() || r.status.State == rollout.StateRollingBack || r.stop != "":
+		return fmt.Errorf("rollout %s is ending (%s): nothing to %s", r.status.Rollout, r.status.State, action)
+	case action == UpdatePause && r.status.State == rollout.StatePaused:
+		return fmt.Errorf("rollout %s is already paused", r.status.Rollout)
+	case action == UpdateResume && r.status.State != rollout.StatePaused:
+		return fmt.Errorf("rollout %s is not paused (%s)", r.status.Rollout, r.status.State)
+	}
+	return nil
+}
+
+// control applies an accepted control and forwards it to the running wave.
+func (r *rolloutRun) control(ctx workflow.Context, action string, in ControlInput) ControlResult {
+	c := rollout.Control{Action: action, By: in.By, Reason: in.Reason, At: workflow.Now(ctx)}
+	r.status.Controls = append(r.status.Controls, c)
+	forward := action
+	var msg string
+	switch action {
+	case UpdatePause:
+		r.resumeState = r.status.State
+		r.setState(ctx, rollout.StatePaused)
+		msg = "paused: no new batch or wave starts until resume; health checks and automatic reverts go on"
+	case UpdateResume:
+		r.setState(ctx, r.resumeState)
+		msg = "resumed"
+	case UpdateAbort, UpdateRollback:
+		if r.status.State == rollout.StatePaused {
+			r.setState(ctx, r.resumeState)
+		}
+		r.stop, r.stopper = action, c
+		forward = UpdateAbort
+		msg = "aborting: promotion stops at the next safe point; promoted sites stay as they are"
+		if action == UpdateRollback {
+			msg = "rolling back: promotion stops at the next safe point, then every promoted site is reverted"
+		}
+	}
+	if r.child != nil {
+		// A wave that already ended ignores it; the rollout loop checks the same flags.
+		_ = r.child.SignalChildWorkflow(ctx, signalControl, forward).Get(ctx, nil)
+	}
+	workflow.GetLogger(ctx).Info("rollout control", "rollout", r.status.Rollout, "action", action, "by", in.By)
+	return ControlResult{State: r.status.State, Message: msg}
+}
+
+// stopped ends a rollout an operator aborted or rolled back; last is the last wave that ran.
+func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, error) {
+	reason := fmt.Sprintf("%s by %s", map[string]string{UpdateAbort: "aborted", UpdateRollback: "rolled back"}[r.stop], cmpOr(r.stopper.By, "an operator"))
+	if r.stopper.Reason != "" {
+		reason += ": " + r.stopper.Reason
+	}
+	final := rollout.StateAborted
+	if r.stop == UpdateRollback && last >= 0 {
+		// Break-glass: every site the rollout promoted, whatever the plan's rollback settings.
+		r.revert(ctx, rollout.RevertOrder(r.status.Waves, last, rollout.ScopeAll), reason)
+	}
+	if r.stop == UpdateRollback {
+		final = rollout.StateRolledBack
+	}
+	if r.status.Reason != "" {
+		reason += "; " + r.status.Reason
+	}
+	r.status.Reason = reason
+	r.status.FinishedAt = workflow.Now(ctx)
+	r.setState(ctx, final)
+	workflow.SetCurrentDetails(ctx, "Stopped: "+reason)
+	r.drainHandlers(ctx)
+	return RolloutResult{Status: r.status}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutAborted, nil, r.status)
+}
+
+// drainHandlers lets accepted updates finish before the workflow returns.
+func (r *rolloutRun) drainHandlers(ctx workflow.Context) {
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // runWave runs wave i as a child workflow and returns a failure reason, or "".
@@ -91,7 +209,9 @@ func (r *rolloutRun) runWave(ctx workflow.Context, i int) string {
 			AttrFleet.ValueSet(r.status.Fleet), AttrCommit.ValueSet(r.status.Commit), AttrWave.ValueSet(wave.Name)),
 	})
 	var res WaveResult
-	err := workflow.ExecuteChildWorkflow(cctx, Wave, in).Get(ctx, &res)
+	r.child = workflow.ExecuteChildWorkflow(cctx, Wave, in)
+	err := r.child.Get(ctx, &res)
+	r.child = nil
 	if err == nil {
 		r.status.Waves[i] = res.Status
 		return ""
@@ -108,14 +228,10 @@ func (r *rolloutRun) runWave(ctx workflow.Context, i int) string {
 	return fmt.Sprintf("wave %s ended: %s", wave.Name, errorMessage(err))
 }
 
-// rollback reverts what rollback.scope names after wave failed, and waits for the reverted
-// sites to apply their revert commits. It runs on a disconnected context so that a
-// cancellation of the rollout cannot stop a revert half way.
-func (r *rolloutRun) rollback(ctx workflow.Context, failed int, reason string) {
-	if !r.plan.Rollback.Automatic {
-		return
-	}
-	sets := rollout.RevertOrder(r.status.Waves, failed, r.plan.Rollback.Scope)
+// revert writes revert commits for the sets, in order, and waits for the reverted sites to
+// apply them. It runs on a disconnected context so that a cancellation of the rollout cannot
+// stop a revert half way. No policy or pause holds it back.
+func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reason string) {
 	if len(sets) == 0 {
 		return
 	}
@@ -196,6 +312,7 @@ func (r *rolloutRun) fail(ctx workflow.Context, reason string) (RolloutResult, e
 	r.status.FinishedAt = workflow.Now(ctx)
 	r.setState(ctx, rollout.StateFailed)
 	workflow.SetCurrentDetails(ctx, "Failed: "+reason)
+	r.drainHandlers(ctx)
 	return RolloutResult{Status: r.status}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutFailed, nil, r.status)
 }
 

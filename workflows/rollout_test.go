@@ -133,7 +133,7 @@ func (f *fakeFleet) promote(_ context.Context, in activities.PromoteInput) (acti
 
 func (f *fakeFleet) revert(_ context.Context, in activities.RevertInput) (activities.ChangeResult, error) {
 	f.record("revert", targetSites(in.Targets))
-	if !strings.Contains(in.Reason, "degraded") && !strings.Contains(in.Reason, "converge") {
+	if !strings.Contains(in.Reason, "degraded") && !strings.Contains(in.Reason, "converge") && !strings.Contains(in.Reason, "rolled back by") {
 		f.t.Errorf("revert reason %q does not say why", in.Reason)
 	}
 	f.mu.Lock()

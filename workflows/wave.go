@@ -28,11 +28,15 @@ type WaveInput struct {
 // ErrTypeWaveFailed application error carrying the status instead.
 type WaveResult struct {
 	Status rollout.WaveStatus
+	// Aborted is true when the rollout stopped the wave at a safe point.
+	Aborted bool
 }
 
 type waveRun struct {
-	in     WaveInput
-	status rollout.WaveStatus
+	in      WaveInput
+	status  rollout.WaveStatus
+	paused  bool
+	aborted bool
 }
 
 // Wave promotes one wave in batches of MaxParallel, waits for every batch to converge, then
@@ -47,9 +51,31 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	}
 	w.status.StartedAt = workflow.Now(ctx)
 	short := rollout.Short(in.Commit)
+	signals := workflow.GetSignalChannel(ctx, signalControl)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var action string
+			signals.Receive(ctx, &action)
+			switch action {
+			case UpdatePause:
+				w.paused = true
+			case UpdateResume:
+				w.paused = false
+			case UpdateAbort:
+				w.aborted = true
+			}
+		}
+	})
 
 	batches := in.Wave.Batches()
 	for bi, batch := range batches {
+		// A batch boundary is a safe point: every promoted site has a verdict.
+		if err := w.hold(ctx); err != nil {
+			return WaveResult{}, err
+		}
+		if w.aborted {
+			return w.abort(ctx)
+		}
 		w.status.State = rollout.StatePromoting
 		targets := make([]gitops.Target, len(batch))
 		for i, name := range batch {
@@ -96,14 +122,49 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			break
 		}
 		sleep := min(in.Health.Interval, w.status.BakeUntil.Sub(now))
-		if err := workflow.NewTimerWithOptions(ctx, sleep, workflow.TimerOptions{Summary: "next health round"}).Get(ctx, nil); err != nil {
+		stopped, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout: sleep, TimerOptions: workflow.TimerOptions{Summary: "next health round"},
+		}, func() bool { return w.aborted })
+		if err != nil {
 			return WaveResult{}, err
 		}
+		if stopped {
+			return w.abort(ctx)
+		}
+	}
+	// A paused rollout holds the wave after its bake, until resumed.
+	if err := w.hold(ctx); err != nil {
+		return WaveResult{}, err
+	}
+	if w.aborted {
+		return w.abort(ctx)
 	}
 	w.status.State = rollout.StateSucceeded
 	w.status.FinishedAt = workflow.Now(ctx)
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %s healthy on %s", in.Wave.Name, short))
 	return WaveResult{Status: w.status}, nil
+}
+
+// hold waits while the rollout is paused and not aborted.
+func (w *waveRun) hold(ctx workflow.Context) error {
+	if !w.paused || w.aborted {
+		return nil
+	}
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused in wave %s: waiting for resume", w.in.Wave.Name))
+	state := w.status.State
+	w.status.State = rollout.StatePaused
+	err := workflow.Await(ctx, func() bool { return !w.paused || w.aborted })
+	w.status.State = state
+	return err
+}
+
+// abort ends the wave at a safe point: sites keep their verdicts and their commits.
+func (w *waveRun) abort(ctx workflow.Context) (WaveResult, error) {
+	w.status.State = rollout.StateAborted
+	w.status.Message = "stopped by an operator"
+	w.status.FinishedAt = workflow.Now(ctx)
+	workflow.SetCurrentDetails(ctx, "Aborted by an operator")
+	return WaveResult{Status: w.status, Aborted: true}, nil
 }
 
 // converge waits for the batch to apply its promotion commits and returns a failure reason, or

@@ -51,7 +51,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(newControlCmds(g)...)
 	root.AddCommand(
+		newListCmd(g),
 		newDevCmd(g),
 		newServeCmd(g),
 		newStartCmd(g),

@@ -83,6 +83,8 @@ anything git can resolve there (a branch, a short hash).`,
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var output string
+	var watch bool
+	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "status ROLLOUT",
 		Short: "Show a rollout: waves, sites, verdicts, measurements, and what it waits for",
@@ -94,6 +96,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
+			if watch {
+				return watchStatus(ctx, g, workflows.NewClient(tc, ""), args[0], interval)
+			}
 			st, err := workflows.NewClient(tc, "").Status(ctx, args[0])
 			if err != nil {
 				return err
@@ -102,6 +107,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it ends: redraws in place on a terminal, prints changes line by line otherwise")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "refresh interval of --watch")
 	return cmd
 }
 
@@ -128,6 +135,13 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 	}
 	for _, l := range st.Waiting {
 		fmt.Fprintf(w, "waiting: %s\n", l)
+	}
+	for _, c := range st.Controls {
+		line := fmt.Sprintf("%s by %s at %s", c.Action, cmpOr(c.By, "?"), c.At.UTC().Format(time.TimeOnly))
+		if c.Reason != "" {
+			line += ": " + c.Reason
+		}
+		fmt.Fprintln(w, line)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, wv := range st.Waves {
