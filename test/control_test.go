@@ -1,0 +1,120 @@
+//go:build e2e
+
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// fleetwaveCLI runs the binary against the dev server's Temporal.
+func fleetwaveCLI(t *testing.T, bin, temporal string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+temporal)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func TestControlOnDev(t *testing.T) {
+	bin := buildFleetwave(t)
+	data := t.TempDir()
+	dev := startDev(t, bin, data, freePorts(t))
+	gitURL, temporal := dev.urls["git"], dev.urls["temporal"]
+	tc, err := client.Dial(client.Options{HostPort: temporal, Logger: quietLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	fw := workflows.NewClient(tc, "")
+	bare := filepath.Join(data, "git", "fleet.git")
+	tree := func(ref string) string { return git(t, bare, "rev-parse", ref+"^{tree}") }
+
+	// Pause the sample rollout while its canary bakes: the next wave waits for resume.
+	id := workflows.RolloutID("demo", lsRemote(t, gitURL, "refs/heads/main"))
+	waitFor(t, "the sample rollout to start", func() bool { _, err := fw.Status(context.Background(), id); return err == nil })
+	out, err := fleetwaveCLI(t, bin, temporal, "pause", id, "--as", "U012ABC", "--reason", "checking dashboards")
+	if err != nil || !strings.Contains(out, "paused") {
+		t.Fatalf("fleetwave pause: %v: %s", err, out)
+	}
+	if out, err := fleetwaveCLI(t, bin, temporal, "pause", id); err == nil || !strings.Contains(out, "already paused") {
+		t.Errorf("second pause: %v: %s", err, out)
+	}
+	euBefore := lsRemote(t, gitURL, "refs/heads/sites/ams-2")
+	time.Sleep(15 * time.Second) // longer than the canary's 10s bake
+	st, err := fw.Status(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != rollout.StatePaused || st.Waves[1].State != rollout.StatePending || lsRemote(t, gitURL, "refs/heads/sites/ams-2") != euBefore {
+		t.Fatalf("while paused: rollout %s, eu-west %s, ams-2 moved: %v", st.State, st.Waves[1].State, lsRemote(t, gitURL, "refs/heads/sites/ams-2") != euBefore)
+	}
+	listed, err := fleetwaveCLI(t, bin, temporal, "list", "--state", "Paused", "-o", "json")
+	var summaries []workflows.Summary
+	if err != nil || json.Unmarshal([]byte(listed), &summaries) != nil || len(summaries) != 1 || summaries[0].Rollout != id {
+		t.Errorf("list --state Paused: %v: %s", err, listed)
+	}
+	if out, err := fleetwaveCLI(t, bin, temporal, "resume", id); err != nil {
+		t.Fatalf("fleetwave resume: %v: %s", err, out)
+	}
+	if err := waitRollout(t, tc, id, 2*time.Minute); err != nil {
+		t.Fatalf("resumed rollout: %v", err)
+	}
+	sample := lsRemote(t, gitURL, "refs/heads/main")
+	for _, s := range devSites {
+		if tree("refs/heads/sites/"+s) != tree(sample) {
+			t.Errorf("site %s not on the sample commit after resume", s)
+		}
+	}
+	before := map[string]string{}
+	for _, s := range devSites {
+		before[s] = lsRemote(t, gitURL, "refs/heads/sites/"+s)
+	}
+
+	// Roll back a rollout in its second wave: both promoted waves are reverted through git,
+	// the last wave is never touched.
+	next, _ := clonePush(t, gitURL, "podinfo 6.6.0", map[string]string{"apps/podinfo/deployment.yaml": "kind: Deployment # 6.6.0\n"})
+	nextID := workflows.RolloutID("demo", next)
+	waitFor(t, "the eu-west wave to bake", func() bool {
+		st, err := fw.Status(context.Background(), nextID)
+		return err == nil && st.Wave == "eu-west" && st.State == rollout.StateBaking
+	})
+	if out, err := fleetwaveCLI(t, bin, temporal, "rollback", nextID, "--reason", "break glass"); err != nil || !strings.Contains(out, "rolling back") {
+		t.Fatalf("fleetwave rollback: %v: %s", err, out)
+	}
+	err = waitRollout(t, tc, nextID, 2*time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "rolled back by") {
+		t.Fatalf("rolled back rollout ended with %v", err)
+	}
+	for _, s := range devSites {
+		head := lsRemote(t, gitURL, "refs/heads/sites/"+s)
+		switch s {
+		case "ams-1", "ams-2", "fra-1":
+			if tree(head) != tree(before[s]) || !strings.HasPrefix(git(t, bare, "log", "-1", "--format=%s", head), `Revert "Promote `) {
+				t.Errorf("site %s: head %s is not a revert back to the previous tree", s, rollout.Short(head))
+			}
+		default:
+			if head != before[s] {
+				t.Errorf("site %s of the last wave was touched", s)
+			}
+		}
+	}
+	st, err = fw.Status(context.Background(), nextID)
+	if err != nil || st.State != rollout.StateRolledBack || len(st.Controls) != 1 || st.Controls[0].Reason != "break glass" {
+		t.Errorf("status after rollback: %v %+v", err, st)
+	}
+	if out, err := fleetwaveCLI(t, bin, temporal, "abort", nextID); err == nil || !strings.Contains(out, "does not exist, or it has ended") {
+		t.Errorf("abort of an ended rollout: %v: %s", err, out)
+	}
+}
