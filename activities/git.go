@@ -130,3 +130,26 @@ func gitError(err error) error {
 	}
 	return err
 }
+
+// HeadInput names a branch.
+type HeadInput struct {
+	Branch string
+}
+
+// HeadResult is a branch's head commit.
+type HeadResult struct {
+	Commit string
+}
+
+// Head fetches and returns the head of a branch; the fleet workflow polls it for repos that
+// send no push events.
+func (g *Git) Head(ctx context.Context, in HeadInput) (HeadResult, error) {
+	if err := g.Repo.Refresh(ctx); err != nil {
+		return HeadResult{}, fmt.Errorf("read branch %s: %w", in.Branch, err)
+	}
+	info, err := g.Repo.Commit(in.Branch)
+	if err != nil {
+		return HeadResult{}, gitError(err)
+	}
+	return HeadResult{Commit: info.SHA}, nil
+}

@@ -55,6 +55,7 @@ type fileSpec struct {
 	Waves        []fileWave    `yaml:"waves"`
 	Health       fileHealth    `yaml:"health"`
 	Rollback     *fileRollback `yaml:"rollback"`
+	OnNewCommit  string        `yaml:"onNewCommit"`
 }
 
 type fileSite struct {
@@ -208,6 +209,14 @@ func (v *validator) plan(doc fileDoc) *Plan {
 	p.Sites = v.sites(s.Sites)
 	p.Waves = v.waves(s.Waves, p.Sites)
 	p.Health = v.health(s.Health)
+	switch s.OnNewCommit {
+	case "", OnNewCommitSupersede:
+		p.OnNewCommit = OnNewCommitSupersede
+	case OnNewCommitQueue:
+		p.OnNewCommit = OnNewCommitQueue
+	default:
+		v.errorf("$.spec.onNewCommit", "onNewCommit must be supersede or queue, got %q", s.OnNewCommit)
+	}
 	p.Rollback = Rollback{Automatic: true, Scope: ScopeWave}
 	if r := s.Rollback; r != nil {
 		if r.Automatic != nil {

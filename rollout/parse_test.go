@@ -37,8 +37,9 @@ func TestParsePlanExample(t *testing.T) {
 			{Name: "eu-west", Selector: map[string]string{"region": "eu-west"}, Sites: []string{"ams-2", "fra-1"}, MaxParallel: 2, Bake: 30 * time.Minute},
 			{Name: "fleet", Sites: []string{"nyc-1", "nyc-2", "sfo-1"}, Bake: time.Hour},
 		},
-		Health:   Health{ConvergenceTimeout: 10 * time.Minute, Interval: 30 * time.Second, FailureThreshold: 3, UnknownTimeout: 5 * time.Minute},
-		Rollback: Rollback{Automatic: true, Scope: ScopeWave},
+		Health:      Health{ConvergenceTimeout: 10 * time.Minute, Interval: 30 * time.Second, FailureThreshold: 3, UnknownTimeout: 5 * time.Minute},
+		Rollback:    Rollback{Automatic: true, Scope: ScopeWave},
+		OnNewCommit: OnNewCommitQueue,
 	}
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Errorf("plan (-want +got):\n%s", diff)
@@ -236,11 +237,13 @@ func TestParsePlanErrors(t *testing.T) {
     - name: one
     - name: two
   rollback: {scope: everything}
+  onNewCommit: later
 `,
 			want: []string{
 				`4:15: siteBranch "deploy" must contain {site}`,
 				`8:11: waves "one" and "two" both take the remaining sites`,
 				`9:21: rollback scope must be site, wave or all`,
+				`10:16: onNewCommit must be supersede or queue, got "later"`,
 			},
 		},
 		{

@@ -33,7 +33,17 @@ type Plan struct {
 	Waves      []Wave
 	Health     Health
 	Rollback   Rollback
+	// OnNewCommit says what a newer commit does to a rollout in progress: OnNewCommitSupersede
+	// (the older one stops at a safe point, the newer starts) or OnNewCommitQueue (the newer
+	// starts when the older ends).
+	OnNewCommit string
 }
+
+// OnNewCommit policies. Either way, one rollout per fleet promotes at a time.
+const (
+	OnNewCommitSupersede = "supersede"
+	OnNewCommitQueue     = "queue"
+)
 
 // Site is one Kubernetes cluster running Flux.
 type Site struct {

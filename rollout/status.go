@@ -35,11 +35,12 @@ const (
 	StateFailed      State = "Failed"
 	StateAborted     State = "Aborted"    // stopped by an operator; promoted sites stay as they are
 	StateRolledBack  State = "RolledBack" // stopped by an operator who had every promoted site reverted
+	StateSuperseded  State = "Superseded" // stopped at a safe point for a newer commit
 )
 
 // Done reports whether a rollout in state s has ended.
 func (s State) Done() bool {
-	return s == StateSucceeded || s == StateFailed || s == StateAborted || s == StateRolledBack
+	return s == StateSucceeded || s == StateFailed || s == StateAborted || s == StateRolledBack || s == StateSuperseded
 }
 
 // Control is an operator's action on a running rollout.

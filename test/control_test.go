@@ -118,3 +118,65 @@ func TestControlOnDev(t *testing.T) {
 		t.Errorf("abort of an ended rollout: %v: %s", err, out)
 	}
 }
+
+// TestSupersedeOnDev pushes two commits in quick succession under onNewCommit: supersede (the
+// sample plan's default): the first rollout stops at a safe point, the second reaches every
+// site, and git shows no half-done wave.
+func TestSupersedeOnDev(t *testing.T) {
+	bin := buildFleetwave(t)
+	data := t.TempDir()
+	dev := startDev(t, bin, data, freePorts(t), "--no-sample-rollout")
+	gitURL, temporal := dev.urls["git"], dev.urls["temporal"]
+	tc, err := client.Dial(client.Options{HostPort: temporal, Logger: quietLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	fw := workflows.NewClient(tc, "")
+	bare := filepath.Join(data, "git", "fleet.git")
+	tree := func(ref string) string { return git(t, bare, "rev-parse", ref+"^{tree}") }
+	seeded := map[string]string{}
+	for _, s := range devSites {
+		seeded[s] = lsRemote(t, gitURL, "refs/heads/sites/"+s)
+	}
+
+	first, _ := clonePush(t, gitURL, "podinfo 6.6.0", map[string]string{"apps/podinfo/deployment.yaml": "kind: Deployment # 6.6.0\n"})
+	waitFor(t, "the first commit on the canary", func() bool {
+		return lsRemote(t, gitURL, "refs/heads/sites/ams-1") != seeded["ams-1"]
+	})
+	second, _ := clonePush(t, gitURL, "podinfo 6.6.1", map[string]string{"apps/podinfo/deployment.yaml": "kind: Deployment # 6.6.1\n"})
+	firstID, secondID := workflows.RolloutID("demo", first), workflows.RolloutID("demo", second)
+	if err := waitRollout(t, tc, firstID, 2*time.Minute); err != nil {
+		t.Fatalf("superseded rollout: %v", err)
+	}
+	st, err := fw.Status(context.Background(), firstID)
+	if err != nil || st.State != rollout.StateSuperseded || !strings.Contains(st.Reason, "superseded by "+rollout.Short(second)) {
+		t.Fatalf("first rollout: %v %s %q", err, st.State, st.Reason)
+	}
+	// Never half-done: every site the first rollout promoted has a verdict.
+	for _, w := range st.Waves {
+		for _, s := range w.Sites {
+			if s.Promoted && s.Verdict != rollout.VerdictHealthy {
+				t.Errorf("superseded rollout left site %s %s", s.Name, s.Verdict)
+			}
+		}
+	}
+	if err := waitRollout(t, tc, secondID, 3*time.Minute); err != nil {
+		t.Fatalf("second rollout: %v", err)
+	}
+	for _, s := range devSites {
+		if tree("refs/heads/sites/"+s) != tree(second) {
+			t.Errorf("site %s is not on the second commit", s)
+		}
+		// The first commit reached the canary at most: later sites went straight to the second.
+		log := git(t, bare, "log", "--format=%(trailers:key=Fleetwave-Source,valueonly)", "refs/heads/sites/"+s)
+		if s != "ams-1" && strings.Contains(log, first) {
+			t.Errorf("site %s got the superseded commit", s)
+		}
+	}
+	out, err := fleetwaveCLI(t, bin, temporal, "list", "--state", "Superseded", "-o", "json")
+	var list []workflows.Summary
+	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Rollout != firstID {
+		t.Errorf("list --state Superseded: %v: %s", err, out)
+	}
+}

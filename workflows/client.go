@@ -206,3 +206,35 @@ func (c *Client) List(ctx context.Context, f ListFilter) ([]Summary, error) {
 	}
 	return out, nil
 }
+
+// Submit hands a commit to the fleet's coordinator (starting the coordinator if needed), which
+// rolls it out when the fleet is free, by the plan's onNewCommit policy. It returns the ID the
+// rollout has or will have. Submitting a commit twice is harmless.
+func (c *Client) Submit(ctx context.Context, fleet FleetInput, commit string) (string, error) {
+	_, err := c.c.SignalWithStartWorkflow(ctx, FleetID(fleet.Fleet), SignalCommit, CommitSignal{Commit: commit},
+		client.StartWorkflowOptions{
+			ID:            FleetID(fleet.Fleet),
+			TaskQueue:     c.taskQueue,
+			StaticSummary: fmt.Sprintf("coordinator of fleet %s: one rollout at a time", fleet.Fleet),
+			TypedSearchAttributes: temporal.NewSearchAttributes(AttrFleet.ValueSet(fleet.Fleet)),
+		}, Fleet, fleet)
+	if err != nil {
+		return "", fmt.Errorf("submit %s to fleet %s: %w", rollout.Short(commit), fleet.Fleet, err)
+	}
+	return RolloutID(fleet.Fleet, commit), nil
+}
+
+// EnsureFleet starts the fleet's coordinator unless it runs (with polling, when fleet.Poll is set).
+func (c *Client) EnsureFleet(ctx context.Context, fleet FleetInput) error {
+	_, err := c.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       FleetID(fleet.Fleet),
+		TaskQueue:                c.taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            fmt.Sprintf("coordinator of fleet %s: one rollout at a time", fleet.Fleet),
+		TypedSearchAttributes:    temporal.NewSearchAttributes(AttrFleet.ValueSet(fleet.Fleet)),
+	}, Fleet, fleet)
+	if err != nil {
+		return fmt.Errorf("start the coordinator of fleet %s: %w", fleet.Fleet, err)
+	}
+	return nil
+}

@@ -17,6 +17,9 @@ import (
 type RolloutInput struct {
 	Fleet  string
 	Commit string
+	// Coordinator is the fleet workflow that started this rollout and waits for its end;
+	// "" for a rollout started on its own.
+	Coordinator string `json:",omitempty"`
 }
 
 // RolloutResult is the final status of a rollout that succeeded. A failed rollout returns an
@@ -42,6 +45,19 @@ type rolloutRun struct {
 // reverted through git in reverse wave order, the workflow waits for them to apply the revert,
 // and it fails with the reason. Later waves are never touched.
 func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
+	res, err := runRollout(ctx, in)
+	if in.Coordinator != "" {
+		// Tell the fleet it may start the next rollout, even if this one was cancelled.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		id := workflow.GetInfo(ctx).WorkflowExecution.ID
+		if serr := workflow.SignalExternalWorkflow(dctx, in.Coordinator, "", signalDone, DoneSignal{Rollout: id}).Get(dctx, nil); serr != nil {
+			workflow.GetLogger(ctx).Warn("cannot tell the fleet workflow this rollout ended", "rollout", id, "error", serr)
+		}
+	}
+	return res, err
+}
+
+func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	r := &rolloutRun{status: rollout.Status{
 		Rollout:   workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Fleet:     in.Fleet,
@@ -61,6 +77,22 @@ func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			return RolloutResult{}, err
 		}
 	}
+	supersede := workflow.GetSignalChannel(ctx, signalSupersede)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var s CommitSignal
+		supersede.Receive(ctx, &s)
+		if r.stop != "" || r.status.State.Done() {
+			return
+		}
+		r.stop, r.stopper = signalSupersede, rollout.Control{Action: signalSupersede, By: "fleet", Reason: "superseded by " + rollout.Short(s.Commit), At: workflow.Now(ctx)}
+		r.status.Controls = append(r.status.Controls, r.stopper)
+		if r.status.State == rollout.StatePaused {
+			r.setState(ctx, r.resumeState)
+		}
+		if r.child != nil {
+			_ = r.child.SignalChildWorkflow(ctx, signalControl, UpdateAbort).Get(ctx, nil)
+		}
+	})
 	r.setState(ctx, rollout.StateLoading)
 	workflow.SetCurrentDetails(ctx, "Loading the plan at "+rollout.Short(in.Commit))
 
@@ -159,6 +191,15 @@ func (r *rolloutRun) control(ctx workflow.Context, action string, in ControlInpu
 
 // stopped ends a rollout an operator aborted or rolled back; last is the last wave that ran.
 func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, error) {
+	if r.stop == signalSupersede {
+		// Not a failure: every promoted site has its verdict, and the newer commit goes next.
+		r.status.Reason = strings.TrimSuffix(r.stopper.Reason+"; "+r.status.Reason, "; ")
+		r.status.FinishedAt = workflow.Now(ctx)
+		r.setState(ctx, rollout.StateSuperseded)
+		workflow.SetCurrentDetails(ctx, "Stopped: "+r.stopper.Reason)
+		r.drainHandlers(ctx)
+		return RolloutResult{Status: r.status}, nil
+	}
 	reason := fmt.Sprintf("%s by %s", map[string]string{UpdateAbort: "aborted", UpdateRollback: "rolled back"}[r.stop], cmpOr(r.stopper.By, "an operator"))
 	if r.stopper.Reason != "" {
 		reason += ": " + r.stopper.Reason

@@ -46,9 +46,10 @@ spec:
 
 // call is one activity invocation as the fake fleet saw it, at workflow time.
 type call struct {
-	Kind  string
-	Sites []string
-	At    time.Time
+	Kind   string
+	Sites  []string
+	At     time.Time
+	Commit string
 }
 
 // fakeFleet plays the git server and the sites for the mocked activities.
@@ -118,6 +119,7 @@ func targetSites(ts []gitops.Target) []string {
 func (f *fakeFleet) promote(_ context.Context, in activities.PromoteInput) (activities.ChangeResult, error) {
 	f.record("promote", targetSites(in.Targets))
 	f.mu.Lock()
+	f.calls[len(f.calls)-1].Commit = in.Source
 	defer f.mu.Unlock()
 	var res activities.ChangeResult
 	for _, t := range in.Targets {

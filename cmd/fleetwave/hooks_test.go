@@ -17,8 +17,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/mock"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/mocks"
 
@@ -118,17 +116,22 @@ func newRun(t *testing.T, id, runID string) *mocks.WorkflowRun {
 	return run
 }
 
-// expectStart makes ExecuteWorkflow succeed once and records what it was called with.
+// expectStart makes SignalWithStartWorkflow (the submission to the fleet workflow) return
+// err, and records what it was called with.
 type startCall struct {
+	id       string
+	signal   string
+	arg      any
 	opts     client.StartWorkflowOptions
 	workflow any
 	args     []any
 }
 
 func expectStart(tc *mocks.Client, run client.WorkflowRun, err error, calls *[]startCall) *mock.Call {
-	return tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).
+	return tc.On("SignalWithStartWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).
 		Run(func(a mock.Arguments) {
-			*calls = append(*calls, startCall{opts: a.Get(1).(client.StartWorkflowOptions), workflow: a.Get(2), args: a[3:]})
+			*calls = append(*calls, startCall{id: a.String(1), signal: a.String(2), arg: a.Get(3),
+				opts: a.Get(4).(client.StartWorkflowOptions), workflow: a.Get(5), args: a[6:]})
 		}).
 		Return(run, err)
 }
@@ -159,27 +162,15 @@ func TestGitHook(t *testing.T) {
 		counts    map[string]float64
 	}{
 		{
-			name: "signed push to the source branch starts a rollout",
+			name: "signed push to the source branch is submitted to the fleet",
 			body: valid, sig: signed,
 			setup: func(t *testing.T, tc *mocks.Client, calls *[]startCall) {
-				expectStart(tc, newRun(t, testID, "run-1"), nil, calls).Once()
+				expectStart(tc, newRun(t, "fleet/demo", "run-1"), nil, calls).Once()
 			},
 			wantCode:  http.StatusAccepted,
-			wantReply: &hookReply{Status: "started", Rollout: testID},
+			wantReply: &hookReply{Status: "accepted", Rollout: testID},
 			wantStart: 1,
-			counts:    map[string]float64{"started": 1},
-		},
-		{
-			name: "redelivered push returns the existing rollout",
-			body: valid, sig: signed,
-			setup: func(t *testing.T, tc *mocks.Client, calls *[]startCall) {
-				expectStart(tc, nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "req-1", "run-1"), calls).Once()
-				tc.On("GetWorkflow", mock.Anything, testID, "").Return(newRun(t, testID, "run-1")).Once()
-			},
-			wantCode:  http.StatusAccepted,
-			wantReply: &hookReply{Status: "started", Rollout: testID},
-			wantStart: 1,
-			counts:    map[string]float64{"started": 1},
+			counts:    map[string]float64{"accepted": 1},
 		},
 		{
 			name:     "wrong signature",
@@ -350,7 +341,7 @@ func TestGitHook(t *testing.T) {
 				}
 			}
 			if len(calls) != tt.wantStart {
-				t.Errorf("ExecuteWorkflow called %d times, want %d", len(calls), tt.wantStart)
+				t.Errorf("SignalWithStartWorkflow called %d times, want %d", len(calls), tt.wantStart)
 			}
 			for _, c := range calls {
 				checkStart(t, c)
@@ -365,39 +356,34 @@ func TestGitHook(t *testing.T) {
 	}
 }
 
-// checkStart checks that a rollout is started with the options that make starts idempotent.
+// checkStart checks that a push is submitted to the fleet's coordinator, which starts the
+// rollout with an idempotent ID.
 func checkStart(t *testing.T, c startCall) {
 	t.Helper()
-	o := c.opts
-	if o.ID != testID || len(strings.TrimPrefix(o.ID, "rollout/demo/")) != 7 {
-		t.Errorf("workflow ID = %q, want %q", o.ID, testID)
+	if c.id != "fleet/demo" || c.opts.ID != "fleet/demo" || c.opts.TaskQueue != "fleetwave" {
+		t.Errorf("submitted to %q (options ID %q, queue %q), want fleet/demo on fleetwave", c.id, c.opts.ID, c.opts.TaskQueue)
 	}
-	if o.TaskQueue != "fleetwave" {
-		t.Errorf("task queue = %q, want fleetwave", o.TaskQueue)
+	if c.signal != workflows.SignalCommit {
+		t.Errorf("signal %q, want %q", c.signal, workflows.SignalCommit)
 	}
-	if o.WorkflowIDConflictPolicy != enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING {
-		t.Errorf("conflict policy = %v, want USE_EXISTING", o.WorkflowIDConflictPolicy)
+	if diff := cmp.Diff(workflows.CommitSignal{Commit: testSHA}, c.arg); diff != "" {
+		t.Errorf("signal argument (-want +got):\n%s", diff)
 	}
-	if o.WorkflowIDReusePolicy != enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE {
-		t.Errorf("reuse policy = %v, want REJECT_DUPLICATE", o.WorkflowIDReusePolicy)
+	if !sameFunc(c.workflow, workflows.Fleet) {
+		t.Errorf("workflow = %T, want workflows.Fleet", c.workflow)
 	}
-	if !sameFunc(c.workflow, workflows.Rollout) {
-		t.Errorf("workflow = %T, want workflows.Rollout", c.workflow)
-	}
-	want := []any{workflows.RolloutInput{Fleet: testFleet, Commit: testSHA}}
+	want := []any{workflows.FleetInput{Fleet: testFleet, SourceBranch: "main"}}
 	if diff := cmp.Diff(want, c.args); diff != "" {
 		t.Errorf("workflow input (-want +got):\n%s", diff)
 	}
 }
 
-// TestGitHookRedelivery delivers the same push twice: the second start finds the first
-// rollout (Temporal says it already exists) and both replies name the same rollout.
+// TestGitHookRedelivery delivers the same push twice: both are submitted and both replies name
+// the same rollout; the fleet workflow starts it once (its ID is per commit).
 func TestGitHookRedelivery(t *testing.T) {
 	tc := mocks.NewClient(t)
 	var calls []startCall
-	expectStart(tc, newRun(t, testID, "run-1"), nil, &calls).Once()
-	expectStart(tc, nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "req-2", "run-1"), &calls).Once()
-	tc.On("GetWorkflow", mock.Anything, testID, "").Return(newRun(t, testID, "run-1")).Once()
+	expectStart(tc, newRun(t, "fleet/demo", "run-1"), nil, &calls).Twice()
 
 	n, _ := newTestNode(t, tc, testSecret)
 	h := n.handler()
@@ -411,18 +397,17 @@ func TestGitHookRedelivery(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(hookReply{Status: "started", Rollout: testID}, got); diff != "" {
+		if diff := cmp.Diff(hookReply{Status: "accepted", Rollout: testID}, got); diff != "" {
 			t.Errorf("delivery %d: reply (-want +got):\n%s", i+1, diff)
 		}
 	}
 	if len(calls) != 2 {
-		t.Fatalf("ExecuteWorkflow called %d times, want 2", len(calls))
+		t.Fatalf("SignalWithStartWorkflow called %d times, want 2", len(calls))
 	}
-	// Both starts ask for the same ID: Temporal dedupes on it.
 	for _, c := range calls {
 		checkStart(t, c)
 	}
-	if diff := cmp.Diff(map[string]float64{"started": 2}, pushCounts(t, h)); diff != "" {
+	if diff := cmp.Diff(map[string]float64{"accepted": 2}, pushCounts(t, h)); diff != "" {
 		t.Errorf("fleetwave_push_events_total (-want +got):\n%s", diff)
 	}
 }
@@ -431,7 +416,7 @@ func TestGitHookRedelivery(t *testing.T) {
 func TestGitHookOverHTTP(t *testing.T) {
 	tc := mocks.NewClient(t)
 	var calls []startCall
-	expectStart(tc, newRun(t, testID, "run-1"), nil, &calls).Once()
+	expectStart(tc, newRun(t, "fleet/demo", "run-1"), nil, &calls).Once()
 	n, _ := newTestNode(t, tc, testSecret)
 	srv := httptest.NewServer(n.handler())
 	t.Cleanup(srv.Close)
@@ -442,7 +427,7 @@ func TestGitHookOverHTTP(t *testing.T) {
 		t.Fatalf("notifyPush: %v", err)
 	}
 	if len(calls) != 1 {
-		t.Fatalf("ExecuteWorkflow called %d times, want 1", len(calls))
+		t.Fatalf("SignalWithStartWorkflow called %d times, want 1", len(calls))
 	}
 	checkStart(t, calls[0])
 	err := notifyPush(ctx, srv.URL+"/hooks/git", "fleet", "main", testSHA, []byte("wrong"))

@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/mocks"
+
+	"github.com/fleetwave/fleetwave/workflows"
 )
 
 // TestGitHookHosts sends the hosts' own payloads (fixtures in gitops/testdata/hooks) through
@@ -38,19 +41,19 @@ func TestGitHookHosts(t *testing.T) {
 		wantRollout string
 	}{
 		{"github push", read("github-push.json"), map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + mac(read("github-push.json"))},
-			http.StatusAccepted, "started", "rollout/demo/0d1a26e"},
+			http.StatusAccepted, "accepted", "rollout/demo/0d1a26e"},
 		{"github ping", read("github-ping.json"), map[string]string{"X-GitHub-Event": "ping", "X-Hub-Signature-256": "sha256=" + mac(read("github-ping.json"))},
 			http.StatusAccepted, "ignored", ""},
 		{"github forged", read("github-push.json"), map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + mac([]byte("other"))},
 			http.StatusUnauthorized, "rejected", ""},
 		{"gitlab push", read("gitlab-push.json"), map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": testSecret},
-			http.StatusAccepted, "started", "rollout/demo/da15608"},
+			http.StatusAccepted, "accepted", "rollout/demo/da15608"},
 		{"gitlab tag push", read("gitlab-tag-push.json"), map[string]string{"X-Gitlab-Event": "Tag Push Hook", "X-Gitlab-Token": testSecret},
 			http.StatusAccepted, "ignored", ""},
 		{"gitlab wrong token", read("gitlab-push.json"), map[string]string{"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "nope"},
 			http.StatusUnauthorized, "rejected", ""},
 		{"gitea push", read("gitea-push.json"), map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": mac(read("gitea-push.json"))},
-			http.StatusAccepted, "started", "rollout/demo/bffeb74"},
+			http.StatusAccepted, "accepted", "rollout/demo/bffeb74"},
 		{"github branch deletion", read("github-delete.json"), map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + mac(read("github-delete.json"))},
 			http.StatusAccepted, "ignored", ""},
 	}
@@ -59,7 +62,7 @@ func TestGitHookHosts(t *testing.T) {
 			tc := mocks.NewClient(t)
 			var calls []startCall
 			if tt.wantRollout != "" {
-				expectStart(tc, newRun(t, tt.wantRollout, "run-1"), nil, &calls)
+				expectStart(tc, newRun(t, "fleet/demo", "run-1"), nil, &calls)
 			}
 			n, _ := newTestNode(t, tc, testSecret)
 			req := httptest.NewRequest(http.MethodPost, "/hooks/git", bytes.NewReader(tt.body))
@@ -78,8 +81,8 @@ func TestGitHookHosts(t *testing.T) {
 			if want := map[bool]int{true: 1, false: 0}[tt.wantRollout != ""]; len(calls) != want {
 				t.Errorf("%d workflows started, want %d", len(calls), want)
 			}
-			if len(calls) == 1 && calls[0].opts.ID != tt.wantRollout {
-				t.Errorf("started %s", calls[0].opts.ID)
+			if len(calls) == 1 && (calls[0].id != "fleet/demo" || !strings.HasPrefix(calls[0].arg.(workflows.CommitSignal).Commit, tt.wantRollout[len("rollout/demo/"):])) {
+				t.Errorf("submitted %+v", calls[0])
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
@@ -19,13 +21,15 @@ import (
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 func newStartCmd(g *globals) *cobra.Command {
-	var fleet, repo, output string
+	var fleet, repo, output, sourceBranch string
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "start COMMIT",
-		Short: "Start the rollout of a commit (a no-op if that commit's rollout exists)",
-		Long: `start starts the rollout of COMMIT in --fleet. COMMIT is a full commit hash, or, with --repo,
-anything git can resolve there (a branch, a short hash).`,
+		Short: "Submit a commit for rollout (a no-op if that commit's rollout exists)",
+		Long: `start hands COMMIT to the coordinator of --fleet, which rolls it out when no other rollout of
+the fleet is promoting (the plan's onNewCommit says whether a newer commit supersedes the
+running rollout or waits for it). COMMIT is a full commit hash, or, with --repo, anything git
+can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -53,13 +57,13 @@ anything git can resolve there (a branch, a short hash).`,
 			}
 			defer tc.Close()
 			fw := workflows.NewClient(tc, "")
-			run, err := fw.Start(ctx, workflows.RolloutInput{Fleet: fleet, Commit: commit})
+			id, err := fw.Submit(ctx, workflows.FleetInput{Fleet: fleet, SourceBranch: sourceBranch}, commit)
 			if err != nil {
 				return err
 			}
 			if wait {
-				err := run.Get(ctx, nil)
-				st, serr := fw.Status(ctx, run.GetID())
+				err := waitForRollout(ctx, tc, id)
+				st, serr := fw.Status(ctx, id)
 				if serr == nil {
 					if perr := printStatus(g.stdout, output, st); perr != nil {
 						return perr
@@ -68,13 +72,14 @@ anything git can resolve there (a branch, a short hash).`,
 				return err
 			}
 			if output == "json" {
-				return json.NewEncoder(g.stdout).Encode(map[string]string{"rollout": run.GetID(), "runId": run.GetRunID()})
+				return json.NewEncoder(g.stdout).Encode(map[string]string{"rollout": id})
 			}
-			fmt.Fprintln(g.stdout, run.GetID())
+			fmt.Fprintln(g.stdout, id)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&fleet, "fleet", "", "fleet name (as in rollout IDs)")
+	cmd.Flags().StringVar(&sourceBranch, "source-branch", "main", "the fleet's source branch (used when this starts the fleet's coordinator)")
 	cmd.Flags().StringVar(&repo, "repo", "", "fleet repo URL, to resolve COMMIT when it is not a full hash")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the rollout to end and print its status; exit 1 if it failed")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
@@ -159,4 +164,19 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// waitForRollout waits until the rollout exists (it may be queued) and then until it ends.
+func waitForRollout(ctx context.Context, tc client.Client, id string) error {
+	for {
+		if _, err := tc.DescribeWorkflow(ctx, id, ""); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return tc.GetWorkflow(ctx, id, "").Get(ctx, nil)
 }

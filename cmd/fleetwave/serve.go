@@ -20,6 +20,7 @@ type serveOptions struct {
 	http         string
 	driver       string
 	sshKey       string
+	poll         time.Duration
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -45,6 +46,7 @@ is refused).`,
 	f.StringVar(&o.http, "http", "127.0.0.1:8080", "address of the HTTP endpoints")
 	f.StringVar(&o.driver, "driver", "sim", "how sites are observed: sim (the simulated fleet following the site branches)")
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
+	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
 }
@@ -100,11 +102,15 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	defer tc.Close()
 	n := newNode(log, tc, fleetName, o.sourceBranch, secret)
+	n.poll = o.poll
 	w, err := n.startWorker(writer, simFleet, 2*time.Second)
 	if err != nil {
 		return err
 	}
 	defer w.Stop()
+	if err := n.fw.EnsureFleet(ctx, n.fleetInput()); err != nil {
+		return err
+	}
 	url, done, err := serveHTTP(ctx, log, o.http, n.handler())
 	if err != nil {
 		return err

@@ -67,6 +67,8 @@ type node struct {
 	fw           *workflows.Client
 	fleet        string
 	sourceBranch string
+	// poll is how often the fleet workflow reads the source branch itself; 0 relies on push events.
+	poll time.Duration
 	secret       []byte
 	events       *prometheus.CounterVec
 	registry     *prometheus.Registry
@@ -86,6 +88,7 @@ func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, sec
 // startWorker registers the workflows and activities and starts polling.
 func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time.Duration) (worker.Worker, error) {
 	w := worker.New(n.tc, workflows.TaskQueue, worker.Options{})
+	w.RegisterWorkflow(workflows.Fleet)
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: repo})
@@ -163,14 +166,19 @@ func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
 		n.reply(w, http.StatusAccepted, "ignored", hookReply{Status: "ignored", Reason: "branch deleted"})
 		return
 	}
-	run, err := n.fw.Start(r.Context(), workflows.RolloutInput{Fleet: n.fleet, Commit: ev.After})
+	id, err := n.fw.Submit(r.Context(), n.fleetInput(), ev.After)
 	if err != nil {
-		n.log.Error("cannot start rollout", "revision", ev.After, "error", err)
+		n.log.Error("cannot submit the commit", "revision", ev.After, "error", err)
 		n.reply(w, http.StatusServiceUnavailable, "error", hookReply{Status: "error", Reason: "cannot start the rollout; see the server log"})
 		return
 	}
-	n.log.Info("rollout started", "rollout", run.GetID(), "revision", ev.After)
-	n.reply(w, http.StatusAccepted, "started", hookReply{Status: "started", Rollout: run.GetID()})
+	n.log.Info("commit submitted", "rollout", id, "revision", ev.After)
+	n.reply(w, http.StatusAccepted, "accepted", hookReply{Status: "accepted", Rollout: id})
+}
+
+// fleetInput configures the fleet's coordinator workflow.
+func (n *node) fleetInput() workflows.FleetInput {
+	return workflows.FleetInput{Fleet: n.fleet, SourceBranch: n.sourceBranch, Poll: n.poll}
 }
 
 // serveHTTP listens on addr (loopback unless the user says otherwise) and serves h until ctx

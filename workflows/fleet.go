@@ -1,0 +1,254 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// Signals of the fleet workflow.
+const (
+	// SignalCommit submits a commit of the source branch for rollout (a CommitSignal).
+	SignalCommit = "commit"
+	// signalDone tells the fleet workflow that a rollout it started ended (a DoneSignal).
+	signalDone = "rollout-done"
+	// signalSupersede tells a rollout that a newer commit replaces it (a CommitSignal).
+	signalSupersede = "supersede"
+)
+
+// QueryFleet returns a fleet workflow's FleetState.
+const QueryFleet = "fleet"
+
+// FleetID is the workflow ID of a fleet's coordinator.
+func FleetID(fleet string) string { return "fleet/" + fleet }
+
+// CommitSignal carries a commit hash.
+type CommitSignal struct {
+	Commit string
+}
+
+// DoneSignal says which rollout ended.
+type DoneSignal struct {
+	Rollout string
+}
+
+// FleetInput configures a fleet's coordinator; State carries it across continue-as-new.
+type FleetInput struct {
+	Fleet        string
+	SourceBranch string
+	// Poll, when positive, makes the workflow read the source branch's head this often and
+	// submit new heads itself (for repos without push events).
+	Poll  time.Duration
+	State FleetState
+}
+
+// FleetState is what the coordinator knows: the rollout promoting now and the commits
+// waiting for their turn.
+type FleetState struct {
+	Running       string   `json:",omitempty"`
+	RunningCommit string   `json:",omitempty"`
+	Queue         []string `json:",omitempty"`
+	// Superseded lists commits replaced by a newer one before they started.
+	Superseded []string `json:",omitempty"`
+	LastHead   string   `json:",omitempty"`
+	// Superseding is true once the running rollout was asked to stop for a newer commit.
+	Superseding bool `json:",omitempty"`
+}
+
+// The fleet workflow continues as new when its history passes historyLimit events or it has
+// handled maxRounds signals and polls, whichever comes first, so its history stays small.
+var (
+	historyLimit = 2000
+	maxRounds    = 500
+)
+
+type fleetRun struct {
+	in FleetInput
+	st FleetState
+}
+
+// Fleet coordinates the rollouts of one fleet so that exactly one promotes at a time. Commits
+// arrive as SignalCommit (from push events, `fleetwave start`, or its own polling); each new
+// commit's plan says what happens to a rollout in progress: supersede (the running rollout
+// stops at its next safe point and the newest commit goes next; commits in between are
+// skipped) or queue (every commit waits its turn, in order). Rollouts run as abandoned child
+// workflows with IDs RolloutID, so a commit is rolled out at most once, and report back with a
+// done signal when they end.
+func Fleet(ctx workflow.Context, in FleetInput) error {
+	f := &fleetRun{in: in, st: in.State}
+	if err := workflow.SetQueryHandler(ctx, QueryFleet, func() (FleetState, error) { return f.st, nil }); err != nil {
+		return err
+	}
+	commits := workflow.GetSignalChannel(ctx, SignalCommit)
+	done := workflow.GetSignalChannel(ctx, signalDone)
+	var poll workflow.Future
+	if in.Poll > 0 && f.st.LastHead == "" {
+		f.poll(ctx)
+	}
+	for round := 1; ; round++ {
+		workflow.SetCurrentDetails(ctx, f.details())
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(commits, func(c workflow.ReceiveChannel, _ bool) {
+			var s CommitSignal
+			c.Receive(ctx, &s)
+			f.submit(ctx, s.Commit)
+		})
+		sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) {
+			var d DoneSignal
+			c.Receive(ctx, &d)
+			if d.Rollout == f.st.Running {
+				f.st.Running, f.st.RunningCommit, f.st.Superseding = "", "", false
+			}
+		})
+		if in.Poll > 0 {
+			if poll == nil {
+				poll = workflow.NewTimerWithOptions(ctx, in.Poll, workflow.TimerOptions{Summary: "poll " + in.SourceBranch})
+			}
+			sel.AddFuture(poll, func(workflow.Future) {
+				poll = nil
+				f.poll(ctx)
+			})
+		}
+		cancelled := false
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { cancelled = true })
+		sel.Select(ctx)
+		if cancelled {
+			return ctx.Err()
+		}
+		f.dispatch(ctx)
+
+		info := workflow.GetInfo(ctx)
+		if round >= maxRounds || info.GetCurrentHistoryLength() > historyLimit || info.GetContinueAsNewSuggested() {
+			// Take in what arrived meanwhile, so no signal is lost across the new run.
+			for {
+				var s CommitSignal
+				if !commits.ReceiveAsync(&s) {
+					break
+				}
+				f.submit(ctx, s.Commit)
+			}
+			for {
+				var d DoneSignal
+				if !done.ReceiveAsync(&d) {
+					break
+				}
+				if d.Rollout == f.st.Running {
+					f.st.Running, f.st.RunningCommit, f.st.Superseding = "", "", false
+				}
+			}
+			f.dispatch(ctx)
+			next := f.in
+			next.State = f.st
+			return workflow.NewContinueAsNewError(ctx, Fleet, next)
+		}
+	}
+}
+
+// poll reads the source branch and submits a new head.
+func (f *fleetRun) poll(ctx workflow.Context) {
+	var head activities.HeadResult
+	var git *activities.Git
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		Summary:             "read the head of " + f.in.SourceBranch,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	}), git.Head, activities.HeadInput{Branch: f.in.SourceBranch}).Get(ctx, &head)
+	if err != nil {
+		// The next poll tries again; a failed poll must not stop the coordinator.
+		workflow.GetLogger(ctx).Warn("poll failed", "branch", f.in.SourceBranch, "error", err)
+		return
+	}
+	if head.Commit != f.st.LastHead {
+		f.st.LastHead = head.Commit
+		f.submit(ctx, head.Commit)
+	}
+}
+
+// submit takes a commit in, by the onNewCommit policy of the commit's own plan.
+func (f *fleetRun) submit(ctx workflow.Context, commit string) {
+	if commit == "" || commit == f.st.RunningCommit || contains(f.st.Queue, commit) {
+		return
+	}
+	policy := rollout.OnNewCommitSupersede
+	var loaded activities.LoadPlanResult
+	var git *activities.Git
+	err := workflow.ExecuteActivity(gitOptions(ctx, "read onNewCommit at "+rollout.Short(commit)), git.LoadPlan,
+		activities.LoadPlanInput{Commit: commit}).Get(ctx, &loaded)
+	if err == nil {
+		policy = loaded.Plan.OnNewCommit
+	} // An invalid plan: its rollout will fail on its own, fast; supersede is the default.
+
+	if policy == rollout.OnNewCommitQueue {
+		f.st.Queue = append(f.st.Queue, commit)
+		return
+	}
+	f.st.Superseded = append(f.st.Superseded, f.st.Queue...)
+	if len(f.st.Superseded) > 50 {
+		f.st.Superseded = f.st.Superseded[len(f.st.Superseded)-50:]
+	}
+	f.st.Queue = []string{commit}
+	if f.st.Running != "" && !f.st.Superseding {
+		err := workflow.SignalExternalWorkflow(ctx, f.st.Running, "", signalSupersede, CommitSignal{Commit: commit}).Get(ctx, nil)
+		if err != nil {
+			// The rollout ended meanwhile; its done signal is on its way.
+			workflow.GetLogger(ctx).Info("cannot supersede", "rollout", f.st.Running, "error", err)
+		}
+		f.st.Superseding = true
+	}
+}
+
+// dispatch starts the next commit's rollout when none is running.
+func (f *fleetRun) dispatch(ctx workflow.Context) {
+	for f.st.Running == "" && len(f.st.Queue) > 0 {
+		commit := f.st.Queue[0]
+		f.st.Queue = f.st.Queue[1:]
+		id := RolloutID(f.in.Fleet, commit)
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:            id,
+			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+			StaticSummary:         fmt.Sprintf("roll out %s to fleet %s", rollout.Short(commit), f.in.Fleet),
+			TypedSearchAttributes: temporal.NewSearchAttributes(
+				AttrFleet.ValueSet(f.in.Fleet), AttrCommit.ValueSet(commit), AttrState.ValueSet(string(rollout.StatePending))),
+		})
+		child := workflow.ExecuteChildWorkflow(cctx, Rollout, RolloutInput{Fleet: f.in.Fleet, Commit: commit, Coordinator: workflow.GetInfo(ctx).WorkflowExecution.ID})
+		var started workflow.Execution
+		err := child.GetChildWorkflowExecution().Get(ctx, &started)
+		var dup *temporal.ChildWorkflowExecutionAlreadyStartedError
+		switch {
+		case errors.As(err, &dup):
+			// Rolled out before (a redelivered push, a restart): nothing to do.
+			continue
+		case err != nil:
+			workflow.GetLogger(ctx).Error("cannot start rollout", "rollout", id, "error", err)
+			continue
+		}
+		f.st.Running, f.st.RunningCommit, f.st.Superseding = id, commit, false
+	}
+}
+
+func (f *fleetRun) details() string {
+	switch {
+	case f.st.Running == "":
+		return "Idle: no rollout in progress"
+	case len(f.st.Queue) > 0:
+		return fmt.Sprintf("Rolling out %s; next: %s", rollout.Short(f.st.RunningCommit), rollout.Short(f.st.Queue[0]))
+	}
+	return "Rolling out " + rollout.Short(f.st.RunningCommit)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,180 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/fleetwave/fleetwave/activities"
+)
+
+const (
+	commitA = "aaaaaaa000000000000000000000000000000001"
+	commitB = "bbbbbbb000000000000000000000000000000002"
+	commitC = "ccccccc000000000000000000000000000000003"
+)
+
+// runFleet runs the fleet workflow with commits submitted at the given times, then cancels it
+// at the end (it runs forever otherwise) and returns its final state.
+func runFleet(t *testing.T, plan string, submits map[time.Duration][]string, end time.Duration) (*fakeFleet, FleetState) {
+	t.Helper()
+	env := newEnv(t)
+	env.RegisterWorkflow(Fleet)
+	f := newFakeFleet(t, env, plan)
+	for at, commits := range submits {
+		env.RegisterDelayedCallback(func() {
+			for _, c := range commits {
+				env.SignalWorkflow(SignalCommit, CommitSignal{Commit: c})
+			}
+		}, at)
+	}
+	var st FleetState
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryFleet)
+		if err != nil {
+			t.Error(err)
+		} else if err := v.Get(&st); err != nil {
+			t.Error(err)
+		}
+		env.CancelWorkflow()
+	}, end)
+	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main"})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("fleet workflow did not end")
+	}
+	return f, st
+}
+
+// promotedCommits lists, in order, the commit of each promotion batch.
+func promotedCommits(f *fakeFleet) []string {
+	var out []string
+	for _, c := range f.callsOf("promote") {
+		out = append(out, c.Commit[:1]+":"+strings.Join(c.Sites, ","))
+	}
+	return out
+}
+
+func TestFleetSupersede(t *testing.T) {
+	// A starts; B arrives during A's canary bake and asks A to stop; C arrives with it, before A
+	// stopped, and replaces B, which never starts. C then rolls out completely.
+	f, st := runFleet(t, testPlan(t, "wave", ""), map[time.Duration][]string{
+		time.Second: {commitA}, 5 * time.Minute: {commitB, commitC},
+	}, 10*time.Hour)
+	want := []string{"a:ams-1", "c:ams-1", "c:ams-2,fra-1", "c:fra-2", "c:nyc-1,nyc-2"}
+	if diff := cmp.Diff(want, promotedCommits(f)); diff != "" {
+		t.Errorf("promotions (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{commitB}, st.Superseded); diff != "" {
+		t.Errorf("superseded before starting (-want +got):\n%s", diff)
+	}
+	if st.Running != "" || len(st.Queue) != 0 {
+		t.Errorf("fleet not idle at the end: %+v", st)
+	}
+	// One rollout promotes at a time: C's first promotion comes after A stopped (at once, in
+	// its bake), not before B/C arrived.
+	p := f.callsOf("promote")
+	start := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	if d := p[1].At.Sub(start); d < 5*time.Minute {
+		t.Errorf("C started %s after the start, before it was submitted at 5m", d)
+	}
+	if len(f.callsOf("revert")) != 0 {
+		t.Errorf("a superseded rollout reverted sites")
+	}
+}
+
+func TestFleetQueue(t *testing.T) {
+	plan := testPlan(t, "wave", "  onNewCommit: queue\n")
+	f, st := runFleet(t, plan, map[time.Duration][]string{
+		time.Second: {commitA}, 5 * time.Minute: {commitB}, 6 * time.Minute: {commitC}, 7 * time.Minute: {commitA},
+	}, 20*time.Hour)
+	var got []string
+	for _, c := range promotedCommits(f) {
+		got = append(got, c[:1])
+	}
+	want := []string{"a", "a", "a", "a", "b", "b", "b", "b", "c", "c", "c", "c"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("promotions by commit (-want +got):\n%s", diff)
+	}
+	// B's first promotion waits until A's rollout ended: after A's last wave baked (1h).
+	p := f.callsOf("promote")
+	if d := p[4].At.Sub(p[3].At); d < time.Hour {
+		t.Errorf("B started %s after A's last wave was promoted, before A's 1h bake ended", d)
+	}
+	if len(st.Superseded) != 0 || st.Running != "" {
+		t.Errorf("state %+v", st)
+	}
+}
+
+func TestFleetPollsTheSourceBranch(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(Fleet)
+	f := newFakeFleet(t, env, testPlan(t, "wave", "  onNewCommit: queue\n"))
+	start := env.Now()
+	var git *activities.Git
+	heads := 0
+	env.OnActivity(git.Head, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.HeadInput) (activities.HeadResult, error) {
+		heads++
+		if in.Branch != "main" {
+			t.Errorf("polled branch %q", in.Branch)
+		}
+		// main moves from A to B an hour in, while A is still rolling out.
+		if env.Now().Sub(start) < time.Hour {
+			return activities.HeadResult{Commit: commitA}, nil
+		}
+		return activities.HeadResult{Commit: commitB}, nil
+	})
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Hour)
+	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main", Poll: 30 * time.Second})
+	var got []string
+	for _, c := range promotedCommits(f) {
+		got = append(got, c[:1])
+	}
+	if diff := cmp.Diff([]string{"a", "a", "a", "a", "b", "b", "b", "b"}, got); diff != "" {
+		t.Errorf("promotions by commit (-want +got):\n%s", diff)
+	}
+	// B is queued behind A (onNewCommit: queue): it starts when A's 1h40m rollout ends.
+	p := f.callsOf("promote")
+	if d := p[4].At.Sub(start); d < 100*time.Minute {
+		t.Errorf("B rolled out %s after the start, before A ended", d)
+	}
+	if heads < 4*60*2-10 {
+		t.Errorf("polled %d times in 4h at 30s", heads)
+	}
+}
+
+func TestFleetContinuesAsNewWithItsState(t *testing.T) {
+	defer func(n int) { maxRounds = n }(maxRounds)
+	maxRounds = 3
+	env := newEnv(t)
+	env.RegisterWorkflow(Fleet)
+	newFakeFleet(t, env, testPlan(t, "wave", "  onNewCommit: queue\n"))
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA}) }, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitB})
+		env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitC})
+	}, time.Minute)
+	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main"})
+	var can *workflow.ContinueAsNewError
+	if !errors.As(env.GetWorkflowError(), &can) {
+		t.Fatalf("workflow ended with %v, want continue-as-new", env.GetWorkflowError())
+	}
+	var next FleetInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	// A runs, B and C wait: nothing is lost across the new run.
+	want := FleetState{Running: RolloutID("demo", commitA), RunningCommit: commitA, Queue: []string{commitB, commitC}}
+	if diff := cmp.Diff(want, next.State); diff != "" {
+		t.Errorf("carried state (-want +got):\n%s", diff)
+	}
+	if next.Fleet != "demo" || next.SourceBranch != "main" {
+		t.Errorf("carried input %+v", next)
+	}
+}
