@@ -213,9 +213,9 @@ func (c *Client) List(ctx context.Context, f ListFilter) ([]Summary, error) {
 func (c *Client) Submit(ctx context.Context, fleet FleetInput, commit string) (string, error) {
 	_, err := c.c.SignalWithStartWorkflow(ctx, FleetID(fleet.Fleet), SignalCommit, CommitSignal{Commit: commit},
 		client.StartWorkflowOptions{
-			ID:            FleetID(fleet.Fleet),
-			TaskQueue:     c.taskQueue,
-			StaticSummary: fmt.Sprintf("coordinator of fleet %s: one rollout at a time", fleet.Fleet),
+			ID:                    FleetID(fleet.Fleet),
+			TaskQueue:             c.taskQueue,
+			StaticSummary:         fmt.Sprintf("coordinator of fleet %s: one rollout at a time", fleet.Fleet),
 			TypedSearchAttributes: temporal.NewSearchAttributes(AttrFleet.ValueSet(fleet.Fleet)),
 		}, Fleet, fleet)
 	if err != nil {

@@ -71,7 +71,9 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	}
 	for _, action := range []string{UpdatePause, UpdateResume, UpdateAbort, UpdateRollback} {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, action,
-			func(ctx workflow.Context, in ControlInput) (ControlResult, error) { return r.control(ctx, action, in), nil },
+			func(ctx workflow.Context, in ControlInput) (ControlResult, error) {
+				return r.control(ctx, action, in), nil
+			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in ControlInput) error { return r.validate(action) }})
 		if err != nil {
 			return RolloutResult{}, err

@@ -68,10 +68,10 @@ type node struct {
 	fleet        string
 	sourceBranch string
 	// poll is how often the fleet workflow reads the source branch itself; 0 relies on push events.
-	poll time.Duration
-	secret       []byte
-	events       *prometheus.CounterVec
-	registry     *prometheus.Registry
+	poll     time.Duration
+	secret   []byte
+	events   *prometheus.CounterVec
+	registry *prometheus.Registry
 }
 
 func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, secret []byte) *node {
