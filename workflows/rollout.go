@@ -128,14 +128,16 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		if reason != "" && r.plan.Rollback.Automatic && r.stop != UpdateRollback {
 			r.revert(ctx, rollout.RevertOrder(r.status.Waves, i, r.plan.Rollback.Scope), reason)
 		}
+		// A failure outranks a supersede: the newer commit still goes next, but this rollout
+		// failed and says why.
+		if reason != "" && (r.stop == "" || r.stop == signalSupersede) {
+			return r.fail(ctx, reason)
+		}
 		if r.stop != "" {
 			if reason != "" {
 				r.status.Reason = strings.TrimSuffix(reason+"; "+r.status.Reason, "; ")
 			}
 			return r.stopped(ctx, i)
-		}
-		if reason != "" {
-			return r.fail(ctx, reason)
 		}
 	}
 	r.setState(ctx, rollout.StateSucceeded)

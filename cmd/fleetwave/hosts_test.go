@@ -32,6 +32,7 @@ func TestGitHookHosts(t *testing.T) {
 		m.Write(body)
 		return hex.EncodeToString(m.Sum(nil))
 	}
+	feature := []byte(strings.Replace(string(read("github-push.json")), `"ref": "refs/heads/main"`, `"ref": "refs/heads/feature"`, 1))
 	tests := []struct {
 		name        string
 		body        []byte
@@ -54,6 +55,8 @@ func TestGitHookHosts(t *testing.T) {
 			http.StatusUnauthorized, "rejected", ""},
 		{"gitea push", read("gitea-push.json"), map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": mac(read("gitea-push.json"))},
 			http.StatusAccepted, "accepted", "rollout/demo/bffeb74"},
+		{"github push to another branch", feature, map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + mac(feature)},
+			http.StatusAccepted, "ignored", ""},
 		{"github branch deletion", read("github-delete.json"), map[string]string{"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + mac(read("github-delete.json"))},
 			http.StatusAccepted, "ignored", ""},
 	}

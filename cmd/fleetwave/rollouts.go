@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -62,7 +63,7 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 				return err
 			}
 			if wait {
-				err := waitForRollout(ctx, tc, id)
+				err := waitForRollout(ctx, tc, fleet, commit)
 				st, serr := fw.Status(ctx, id)
 				if serr == nil {
 					if perr := printStatus(g.stdout, output, st); perr != nil {
@@ -166,11 +167,19 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 	return tw.Flush()
 }
 
-// waitForRollout waits until the rollout exists (it may be queued) and then until it ends.
-func waitForRollout(ctx context.Context, tc client.Client, id string) error {
+// waitForRollout waits until the rollout exists (it may be queued) and then until it ends. A
+// commit the fleet skipped because a newer one superseded it is an error.
+func waitForRollout(ctx context.Context, tc client.Client, fleet, commit string) error {
+	id := workflows.RolloutID(fleet, commit)
 	for {
 		if _, err := tc.DescribeWorkflow(ctx, id, ""); err == nil {
 			break
+		}
+		if v, err := tc.QueryWorkflow(ctx, workflows.FleetID(fleet), "", workflows.QueryFleet); err == nil {
+			var st workflows.FleetState
+			if v.Get(&st) == nil && slices.Contains(st.Superseded, commit) {
+				return fmt.Errorf("%s was superseded by a newer commit before its rollout started", rollout.Short(commit))
+			}
 		}
 		select {
 		case <-ctx.Done():
