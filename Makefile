@@ -59,7 +59,7 @@ update-golden:
 
 # Re-records the workflow histories used by the replay tests (needs the Temporal CLI).
 record-histories: tools
-	$(GO) test -count=1 -tags e2e ./test/... -run TestRollout -record
+	$(GO) test -count=1 -tags e2e ./test/... -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev' -record
 
 clean:
 	rm -rf bin

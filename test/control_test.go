@@ -71,6 +71,7 @@ func TestControlOnDev(t *testing.T) {
 	if err := waitRollout(t, tc, id, 2*time.Minute); err != nil {
 		t.Fatalf("resumed rollout: %v", err)
 	}
+	saveHistory(t, tc, id, "rollout-paused")
 	sample := lsRemote(t, gitURL, "refs/heads/main")
 	for _, s := range devSites {
 		if tree("refs/heads/sites/"+s) != tree(sample) {
@@ -110,6 +111,7 @@ func TestControlOnDev(t *testing.T) {
 			}
 		}
 	}
+	saveHistory(t, tc, nextID, "rollout-rolledback")
 	st, err = fw.Status(context.Background(), nextID)
 	if err != nil || st.State != rollout.StateRolledBack || len(st.Controls) != 1 || st.Controls[0].Reason != "break glass" {
 		t.Errorf("status after rollback: %v %+v", err, st)
@@ -164,6 +166,8 @@ func TestSupersedeOnDev(t *testing.T) {
 	if err := waitRollout(t, tc, secondID, 3*time.Minute); err != nil {
 		t.Fatalf("second rollout: %v", err)
 	}
+	saveHistory(t, tc, firstID, "rollout-superseded")
+	saveHistory(t, tc, workflows.FleetID("demo"), "fleet-supersede")
 	for _, s := range devSites {
 		if tree("refs/heads/sites/"+s) != tree(second) {
 			t.Errorf("site %s is not on the second commit", s)

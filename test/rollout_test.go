@@ -189,34 +189,37 @@ func (l *lab) run(commit string) (client.WorkflowRun, rollout.Status, error) {
 	return run, st, werr
 }
 
-func (l *lab) saveHistory(workflowID, name string) {
+func (l *lab) saveHistory(workflowID, name string) { saveHistory(l.t, l.tc, workflowID, name) }
+
+// saveHistory writes a workflow's history (and its ID, since child IDs derive from it) to
+// workflows/testdata/histories when the tests run with -record.
+func saveHistory(t *testing.T, tc client.Client, workflowID, name string) {
 	if !*record {
 		return
 	}
 	ctx := context.Background()
-	it := l.tc.GetWorkflowHistory(ctx, workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := tc.GetWorkflowHistory(ctx, workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {
-			l.t.Fatal(err)
+			t.Fatal(err)
 		}
 		h.Events = append(h.Events, e)
 	}
 	data, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(h)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	dir := filepath.Join("..", "workflows", "testdata", "histories")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".json"), append(data, '\n'), 0o644); err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
-	// Child workflow IDs derive from the parent's, so replay needs the original ID.
 	if err := os.WriteFile(filepath.Join(dir, name+".id"), []byte(workflowID+"\n"), 0o644); err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 

@@ -19,8 +19,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 4 {
-		t.Fatalf("found %d recorded histories, want at least 4 (rollout and wave, succeeded and failed)", len(files))
+	if len(files) < 8 {
+		t.Fatalf("found %d recorded histories, want at least 8 (rollouts succeeded, reverted, paused, rolled back and superseded; waves; the fleet)", len(files))
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -38,6 +38,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 				t.Fatalf("read %s: %v", f, err)
 			}
 			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflow(Fleet)
 			r.RegisterWorkflow(Rollout)
 			r.RegisterWorkflow(Wave)
 			err = r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
