@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -46,26 +44,9 @@ spec:
     - {name: rest}
 `
 
-var gitEnv = []string{
-	"GIT_AUTHOR_NAME=Test Author",
-	"GIT_AUTHOR_EMAIL=author@example.com",
-	"GIT_COMMITTER_NAME=Test Author",
-	"GIT_COMMITTER_EMAIL=author@example.com",
-	"GIT_CONFIG_NOSYSTEM=1",
-	"GIT_CONFIG_GLOBAL=" + os.DevNull,
-	"GIT_TERMINAL_PROMPT=0",
-}
-
 func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), gitEnv...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return gittest.Git(t, dir, args...)
 }
 
 // fleet is a fleet repo behind a real git http-backend server on 127.0.0.1, seeded with the
@@ -115,29 +96,8 @@ func (f *fleet) open() *gitops.Repo {
 // commitOn commits files (content "" deletes) on top of branch with the git CLI, pushes it over
 // HTTP and returns the new sha.
 func (f *fleet) commitOn(branch, msg string, files map[string]string) string {
-	t := f.t
-	t.Helper()
-	dir := t.TempDir()
-	git(t, dir, "init", "--quiet")
-	git(t, dir, "fetch", "--quiet", f.url, branch)
-	git(t, dir, "checkout", "--quiet", "-B", "work", "FETCH_HEAD")
-	for p, c := range files {
-		if c == "" {
-			git(t, dir, "rm", "--quiet", p)
-			continue
-		}
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	git(t, dir, "add", "--all")
-	git(t, dir, "commit", "--quiet", "-m", msg)
-	git(t, dir, "push", "--quiet", f.url, "HEAD:refs/heads/"+branch)
-	return git(t, dir, "rev-parse", "HEAD")
+	f.t.Helper()
+	return gittest.CommitOn(f.t, f.url, branch, msg, files)
 }
 
 func (f *fleet) head(branch string) string {

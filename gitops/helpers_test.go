@@ -4,57 +4,22 @@ import (
 	"context"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/gitops/gittest"
 )
 
-// gitEnv gives the git CLI an identity and no user configuration: HOME may
-// have neither.
-var gitEnv = []string{
-	"GIT_AUTHOR_NAME=Test Author",
-	"GIT_AUTHOR_EMAIL=author@example.com",
-	"GIT_COMMITTER_NAME=Test Author",
-	"GIT_COMMITTER_EMAIL=author@example.com",
-	"GIT_CONFIG_NOSYSTEM=1",
-	"GIT_CONFIG_GLOBAL=" + os.DevNull,
-	"GIT_TERMINAL_PROMPT=0",
-}
-
-// git runs the git CLI in dir and returns its trimmed stdout.
+// run runs the git CLI in dir and returns its trimmed stdout.
 func run(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	out, err := gitErr(dir, args...)
-	if err != nil {
-		t.Fatalf("git %s: %v", strings.Join(args, " "), err)
-	}
-	return out
+	return gittest.Git(t, dir, args...)
 }
 
-func gitErr(dir string, args ...string) (string, error) {
-	cmd := exec.Command("git", append([]string{"-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), gitEnv...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", &gitError{err: err, stderr: stderr.String()}
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-type gitError struct {
-	err    error
-	stderr string
-}
-
-func (e *gitError) Error() string { return e.err.Error() + ": " + strings.TrimSpace(e.stderr) }
+func gitErr(dir string, args ...string) (string, error) { return gittest.GitErr(dir, args...) }
 
 // fleet is a served fleet repo: a bare repo behind git http-backend.
 type fleet struct {
@@ -105,40 +70,14 @@ func (f *fleet) clone(t *testing.T) string {
 // CLI, pushes over HTTP and returns the new sha.
 func (f *fleet) commitOn(t testing.TB, branch, msg string, files map[string]string) string {
 	t.Helper()
-	return f.commitFunc(t, branch, msg, func(dir string) {
-		for p, c := range files {
-			full := filepath.Join(dir, filepath.FromSlash(p))
-			if c == "" {
-				run(t, dir, "rm", "--quiet", p)
-				continue
-			}
-			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	})
+	return gittest.CommitOn(t, f.url, branch, msg, files)
 }
 
 // commitFunc commits what edit does to a checkout of branch, pushes it
 // over HTTP and returns the new sha.
 func (f *fleet) commitFunc(t testing.TB, branch, msg string, edit func(dir string)) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "fleetwave-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	run(t, dir, "init", "--quiet")
-	run(t, dir, "fetch", "--quiet", f.url, branch)
-	run(t, dir, "checkout", "--quiet", "-B", "work", "FETCH_HEAD")
-	edit(dir)
-	run(t, dir, "add", "--all")
-	run(t, dir, "commit", "--quiet", "-m", msg)
-	run(t, dir, "push", "--quiet", f.url, "HEAD:refs/heads/"+branch)
-	return run(t, dir, "rev-parse", "HEAD")
+	return gittest.CommitFunc(t, f.url, branch, msg, edit)
 }
 
 // head returns a branch's sha in the served repo, "" if it does not exist.

@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
@@ -154,19 +155,11 @@ func lsRemote(t *testing.T, url, ref string) string {
 	return sha
 }
 
-// clonePush commits files in a fresh clone of url and pushes main; it returns the commit and
-// the time the push finished.
+// clonePush commits files on main of url and pushes it; it returns the commit and the time
+// the push finished.
 func clonePush(t *testing.T, url, msg string, files map[string]string) (string, time.Time) {
-	dir := filepath.Join(t.TempDir(), "clone")
-	git(t, "", "clone", "-q", url, dir)
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	git(t, dir, "commit", "-qam", msg)
-	git(t, dir, "push", "-q", "origin", "main")
-	return git(t, dir, "rev-parse", "HEAD"), time.Now()
+	sha := gittest.CommitOn(t, url, "main", msg, files)
+	return sha, time.Now()
 }
 
 func waitRollout(t *testing.T, tc client.Client, id string, limit time.Duration) error {

@@ -2,9 +2,6 @@ package sim
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,30 +12,13 @@ import (
 
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
-// gitEnv gives the git CLI an identity and no user configuration.
-var gitEnv = []string{
-	"GIT_AUTHOR_NAME=Test Author",
-	"GIT_AUTHOR_EMAIL=author@example.com",
-	"GIT_COMMITTER_NAME=Test Author",
-	"GIT_COMMITTER_EMAIL=author@example.com",
-	"GIT_CONFIG_NOSYSTEM=1",
-	"GIT_CONFIG_GLOBAL=" + os.DevNull,
-	"GIT_TERMINAL_PROMPT=0",
-}
-
 func git(t testing.TB, dir string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), gitEnv...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
+	return gittest.Git(t, dir, args...)
 }
 
 // clock is a fake clock the test moves forward by hand.
@@ -108,29 +88,8 @@ func newLab(t *testing.T) *lab {
 // commitOn commits files (content "" deletes) on top of branch with the git CLI, pushes it over
 // HTTP and returns the new sha.
 func (l *lab) commitOn(branch, msg string, files map[string]string) string {
-	t := l.t
-	t.Helper()
-	dir := t.TempDir()
-	git(t, dir, "init", "--quiet")
-	git(t, dir, "fetch", "--quiet", l.url, branch)
-	git(t, dir, "checkout", "--quiet", "-B", "work", "FETCH_HEAD")
-	for p, c := range files {
-		full := filepath.Join(dir, filepath.FromSlash(p))
-		if c == "" {
-			git(t, dir, "rm", "--quiet", p)
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	git(t, dir, "add", "--all")
-	git(t, dir, "commit", "--quiet", "-m", msg)
-	git(t, dir, "push", "--quiet", l.url, "HEAD:refs/heads/"+branch)
-	return git(t, dir, "rev-parse", "HEAD")
+	l.t.Helper()
+	return gittest.CommitOn(l.t, l.url, branch, msg, files)
 }
 
 func (l *lab) step() {
