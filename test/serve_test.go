@@ -27,10 +27,12 @@ import (
 )
 
 // TestServeIntake runs `fleetwave serve` against a real Temporal dev server and a git server:
-// a GitHub-format push event starts a rollout, and --poll finds a commit no event announced.
+// it registers its search attributes, a GitHub-format push event starts a rollout, and --poll
+// finds a commit no event announced.
 func TestServeIntake(t *testing.T) {
 	bin := buildFleetwave(t)
-	tp := testenv.StartTemporal(t, workflows.SearchAttributes...)
+	// No search attributes registered: serve registers them, as on a fresh Temporal cluster.
+	tp := testenv.StartTemporal(t)
 	gs, err := gitserver.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

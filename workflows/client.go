@@ -8,6 +8,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -237,4 +238,41 @@ func (c *Client) EnsureFleet(ctx context.Context, fleet FleetInput) error {
 		return fmt.Errorf("start the coordinator of fleet %s: %w", fleet.Fleet, err)
 	}
 	return nil
+}
+
+// EnsureSearchAttributes registers fleetwave's search attributes (Keyword) on the namespace
+// unless they exist. Without them every rollout's first workflow task fails; when the
+// credentials may not register them (Temporal Cloud API keys usually cannot), the error says
+// how to do it by hand.
+func (c *Client) EnsureSearchAttributes(ctx context.Context, namespace string) error {
+	if namespace == "" {
+		namespace = "default"
+	}
+	have, err := c.c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of namespace %s: %w (%s)", namespace, err, manualSearchAttributes(namespace))
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for _, name := range SearchAttributes {
+		if _, ok := have.GetCustomAttributes()[name]; !ok {
+			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if _, err := c.c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	}); err != nil {
+		return fmt.Errorf("register search attributes on namespace %s: %w (%s)", namespace, err, manualSearchAttributes(namespace))
+	}
+	return nil
+}
+
+func manualSearchAttributes(namespace string) string {
+	var cmds []string
+	for _, name := range SearchAttributes {
+		cmds = append(cmds, fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, name))
+	}
+	return "register them with: " + strings.Join(cmds, "; ")
 }

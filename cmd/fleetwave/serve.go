@@ -96,12 +96,15 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	defer simDone()
 	defer cancel()
 
-	tc, err := dialTemporal(ctx, log, "")
+	tc, namespace, err := dialTemporalNamespace(ctx, log, "")
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
 	n := newNode(log, tc, fleetName, o.sourceBranch, secret)
+	if err := n.fw.EnsureSearchAttributes(ctx, namespace); err != nil {
+		return err
+	}
 	n.poll = o.poll
 	w, err := n.startWorker(writer, simFleet, 2*time.Second)
 	if err != nil {

@@ -42,9 +42,15 @@ func newLogger(g *globals) (*slog.Logger, error) {
 // dialTemporal connects with the standard TEMPORAL_* environment (address, namespace, TLS,
 // API key) and the Temporal CLI's config file; hostPort, when set, overrides the address.
 func dialTemporal(ctx context.Context, log *slog.Logger, hostPort string) (client.Client, error) {
+	c, _, err := dialTemporalNamespace(ctx, log, hostPort)
+	return c, err
+}
+
+// dialTemporalNamespace is dialTemporal that also says which namespace it uses.
+func dialTemporalNamespace(ctx context.Context, log *slog.Logger, hostPort string) (client.Client, string, error) {
 	opts, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
-		return nil, fmt.Errorf("temporal client configuration: %w", err)
+		return nil, "", fmt.Errorf("temporal client configuration: %w", err)
 	}
 	if hostPort != "" {
 		opts.HostPort = hostPort
@@ -54,9 +60,9 @@ func dialTemporal(ctx context.Context, log *slog.Logger, hostPort string) (clien
 	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("connect to temporal at %s: %w", cmpOr(opts.HostPort, client.DefaultHostPort), err)
+		return nil, "", fmt.Errorf("connect to temporal at %s: %w", cmpOr(opts.HostPort, client.DefaultHostPort), err)
 	}
-	return c, nil
+	return c, cmpOr(opts.Namespace, client.DefaultNamespace), nil
 }
 
 // node is one fleetwave server: the Temporal worker that runs rollouts of one fleet, and the
