@@ -402,3 +402,35 @@ func TestObserve(t *testing.T) {
 		t.Errorf("ghost message %q", msg)
 	}
 }
+
+func TestInspect(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := gitEnvFor(t, f.open())
+	older := f.commitOn("main", "one", map[string]string{"apps/app.yaml": "version: 2\n"})
+	newer := f.commitOn("main", "two, queued", map[string]string{rollout.PlanFile: plan + "  onNewCommit: queue\n"})
+	side := f.commitOn("sites/ams-1", "elsewhere", map[string]string{"apps/app.yaml": "version: 9\n"})
+	inspect := func(commit string, known ...string) InspectResult {
+		t.Helper()
+		val, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: commit, Known: known})
+		if err != nil {
+			t.Fatalf("Inspect(%s): %v", commit, err)
+		}
+		var got InspectResult
+		if err := val.Get(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := inspect(older, "", newer); got.Stale != newer {
+		t.Errorf("an ancestor of a known commit: %+v, want stale", got)
+	}
+	if got := inspect(newer, older); got != (InspectResult{OnNewCommit: rollout.OnNewCommitQueue}) {
+		t.Errorf("a descendant with onNewCommit: queue: %+v", got)
+	}
+	if got := inspect(older, side); got != (InspectResult{OnNewCommit: rollout.OnNewCommitSupersede}) {
+		t.Errorf("unrelated history, default policy: %+v", got)
+	}
+	_, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: strings.Repeat("e", 40)})
+	appErr(t, err, ErrTypeCommitNotFound)
+}

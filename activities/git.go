@@ -23,6 +23,7 @@ const (
 // Repo is what the git activities need from the fleet repository.
 type Repo interface {
 	Refresh(ctx context.Context) error
+	IsAncestor(ancestor, commit string) (bool, error)
 	Commit(sha string) (gitops.CommitInfo, error)
 	ReadFile(commit, path string) ([]byte, error)
 	Promote(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
@@ -152,4 +153,53 @@ func (g *Git) Head(ctx context.Context, in HeadInput) (HeadResult, error) {
 		return HeadResult{}, gitError(err)
 	}
 	return HeadResult{Commit: info.SHA}, nil
+}
+
+// InspectInput asks about a commit submitted to a fleet, relative to the commits the fleet
+// already has in hand (the running one and those queued).
+type InspectInput struct {
+	Commit string
+	Known  []string
+}
+
+// InspectResult says how the fleet should take a submitted commit.
+type InspectResult struct {
+	// OnNewCommit is the commit's plan policy; supersede when the plan is invalid (its rollout
+	// then fails on its own, before writing anything).
+	OnNewCommit string
+	// Stale names a known commit that already contains this one: a late or redelivered push
+	// event must not supersede newer work.
+	Stale string
+}
+
+// Inspect reads the commit's onNewCommit policy and whether it is older than a known commit.
+func (g *Git) Inspect(ctx context.Context, in InspectInput) (InspectResult, error) {
+	res := InspectResult{OnNewCommit: rollout.OnNewCommitSupersede}
+	if err := g.Repo.Refresh(ctx); err != nil {
+		return res, fmt.Errorf("inspect %s: %w", rollout.Short(in.Commit), err)
+	}
+	if _, err := g.Repo.Commit(in.Commit); err != nil {
+		return res, gitError(err)
+	}
+	for _, k := range in.Known {
+		if k == "" || k == in.Commit {
+			continue
+		}
+		older, err := g.Repo.IsAncestor(in.Commit, k)
+		if err != nil {
+			continue // a known commit that vanished (force-pushed away) says nothing
+		}
+		if older {
+			res.Stale = k
+			return res, nil
+		}
+	}
+	data, err := g.Repo.ReadFile(in.Commit, rollout.PlanFile)
+	if err != nil {
+		return res, nil
+	}
+	if plan, err := rollout.ParsePlan(rollout.PlanFile, data); err == nil {
+		res.OnNewCommit = plan.OnNewCommit
+	}
+	return res, nil
 }

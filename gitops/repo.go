@@ -292,6 +292,29 @@ func (r *Repo) Commit(sha string) (CommitInfo, error) {
 	return commitInfo(c), nil
 }
 
+// IsAncestor reports whether ancestor is reachable from commit (a commit counts as its own
+// ancestor), as of the last fetch.
+func (r *Repo) IsAncestor(ancestor, commit string) (bool, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	a, err := r.resolveLocked(ancestor)
+	if err != nil {
+		return false, err
+	}
+	c, err := r.resolveLocked(commit)
+	if err != nil {
+		return false, err
+	}
+	if a.Hash == c.Hash {
+		return true, nil
+	}
+	ok, err := a.IsAncestor(c)
+	if err != nil {
+		return false, fmt.Errorf("is %s an ancestor of %s: %w", short(a.Hash), short(c.Hash), err)
+	}
+	return ok, nil
+}
+
 // resolveLocked finds a commit by full sha, or else by branch name.
 func (r *Repo) resolveLocked(rev string) (*object.Commit, error) {
 	if plumbing.IsHash(rev) {

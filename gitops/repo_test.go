@@ -221,3 +221,38 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestIsAncestor(t *testing.T) {
+	f := newFleet(t, "sites/ams-1")
+	r := f.open(t)
+	first := f.head(t, "main")
+	second := f.commitOn(t, "main", "second", map[string]string{"b.txt": "b\n"})
+	side := f.commitOn(t, "sites/ams-1", "side", map[string]string{"c.txt": "c\n"})
+	if err := r.Refresh(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		a, c string
+		want bool
+	}{
+		{first, second, true},
+		{second, first, false},
+		{second, second, true},
+		{second, side, false},
+	} {
+		got, err := r.IsAncestor(tt.a, tt.c)
+		if err != nil || got != tt.want {
+			t.Errorf("IsAncestor(%s, %s) = %v, %v; want %v", short7(tt.a), short7(tt.c), got, err, tt.want)
+		}
+		// The real git CLI agrees.
+		_, cliErr := gitErr(f.dir, "merge-base", "--is-ancestor", tt.a, tt.c)
+		if (cliErr == nil) != tt.want {
+			t.Errorf("git merge-base --is-ancestor %s %s disagrees", short7(tt.a), short7(tt.c))
+		}
+	}
+	if _, err := r.IsAncestor(first, strings.Repeat("0", 40)); !errors.Is(err, ErrCommitNotFound) {
+		t.Errorf("unknown commit: %v", err)
+	}
+}
+
+func short7(s string) string { return s[:7] }

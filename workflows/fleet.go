@@ -57,6 +57,9 @@ type FleetState struct {
 	Queue         []string `json:",omitempty"`
 	// Superseded lists commits replaced by a newer one before they started.
 	Superseded []string `json:",omitempty"`
+	// Seen lists the latest commits taken in (queued, started or superseded), so a redelivered
+	// push event changes nothing.
+	Seen []string `json:",omitempty"`
 	LastHead   string   `json:",omitempty"`
 	// Superseding is true once the running rollout was asked to stop for a newer commit.
 	Superseding bool `json:",omitempty"`
@@ -171,21 +174,29 @@ func (f *fleetRun) poll(ctx workflow.Context) {
 	}
 }
 
-// submit takes a commit in, by the onNewCommit policy of the commit's own plan.
+// submit takes a commit in, by the onNewCommit policy of the commit's own plan. A commit seen
+// before, or older than one the fleet already has (a late push event), changes nothing.
 func (f *fleetRun) submit(ctx workflow.Context, commit string) {
-	if commit == "" || commit == f.st.RunningCommit || contains(f.st.Queue, commit) {
+	if commit == "" || contains(f.st.Seen, commit) {
 		return
 	}
-	policy := rollout.OnNewCommitSupersede
-	var loaded activities.LoadPlanResult
+	var in activities.InspectResult
 	var git *activities.Git
-	err := workflow.ExecuteActivity(gitOptions(ctx, "read onNewCommit at "+rollout.Short(commit)), git.LoadPlan,
-		activities.LoadPlanInput{Commit: commit}).Get(ctx, &loaded)
-	if err == nil {
-		policy = loaded.Plan.OnNewCommit
-	} // An invalid plan: its rollout will fail on its own, fast; supersede is the default.
-
-	if policy == rollout.OnNewCommitQueue {
+	err := workflow.ExecuteActivity(gitOptions(ctx, "inspect "+rollout.Short(commit)), git.Inspect,
+		activities.InspectInput{Commit: commit, Known: append([]string{f.st.RunningCommit}, f.st.Queue...)}).Get(ctx, &in)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("commit refused", "revision", commit, "error", err)
+		return
+	}
+	f.st.Seen = append(f.st.Seen, commit)
+	if len(f.st.Seen) > 200 {
+		f.st.Seen = f.st.Seen[len(f.st.Seen)-200:]
+	}
+	if in.Stale != "" {
+		workflow.GetLogger(ctx).Info("older than a commit in hand: ignored", "revision", commit, "newer", in.Stale)
+		return
+	}
+	if in.OnNewCommit == rollout.OnNewCommitQueue {
 		f.st.Queue = append(f.st.Queue, commit)
 		return
 	}

@@ -170,11 +170,43 @@ func TestFleetContinuesAsNewWithItsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A runs, B and C wait: nothing is lost across the new run.
-	want := FleetState{Running: RolloutID("demo", commitA), RunningCommit: commitA, Queue: []string{commitB, commitC}}
+	want := FleetState{Running: RolloutID("demo", commitA), RunningCommit: commitA, Queue: []string{commitB, commitC}, Seen: []string{commitA, commitB, commitC}}
 	if diff := cmp.Diff(want, next.State); diff != "" {
 		t.Errorf("carried state (-want +got):\n%s", diff)
 	}
 	if next.Fleet != "demo" || next.SourceBranch != "main" {
 		t.Errorf("carried input %+v", next)
+	}
+}
+
+func TestFleetIgnoresRedeliveredAndLateCommits(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(Fleet)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	const old = "0000001000000000000000000000000000000000"
+	f.older[old] = true
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA}) }, time.Second)
+	// During A's canary bake: A again (a redelivered push event) and a commit older than A
+	// (a late one). Neither may stop A.
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA})
+		env.SignalWorkflow(SignalCommit, CommitSignal{Commit: old})
+	}, 5*time.Minute)
+	var st FleetState
+	env.RegisterDelayedCallback(func() {
+		v, _ := env.QueryWorkflow(QueryFleet)
+		_ = v.Get(&st)
+		env.CancelWorkflow()
+	}, 5*time.Hour)
+	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main"})
+	want := []string{"a:ams-1", "a:ams-2,fra-1", "a:fra-2", "a:nyc-1,nyc-2"}
+	if diff := cmp.Diff(want, promotedCommits(f)); diff != "" {
+		t.Errorf("promotions (-want +got):\n%s", diff)
+	}
+	if len(f.callsOf("inspect")) != 2 {
+		t.Errorf("inspected %d commits, want 2 (the redelivery is known without asking git)", len(f.callsOf("inspect")))
+	}
+	if len(st.Superseded) != 0 || len(st.Queue) != 0 || st.Running != "" {
+		t.Errorf("state %+v", st)
 	}
 }

@@ -65,11 +65,12 @@ type fakeFleet struct {
 	unreachable map[string]bool   // sites that cannot be observed once promoted
 	stuck       map[string]bool   // sites that never apply their promotion
 	noop        map[string]bool   // sites already running the commit: promotion writes nothing
+	older       map[string]bool   // commits older than every other: Inspect calls them stale
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
 	f := &fakeFleet{t: t, env: env, plan: plan, promoted: map[string]string{},
-		degraded: map[string]bool{}, unreachable: map[string]bool{}, stuck: map[string]bool{}, noop: map[string]bool{}}
+		degraded: map[string]bool{}, unreachable: map[string]bool{}, stuck: map[string]bool{}, noop: map[string]bool{}, older: map[string]bool{}}
 	var git *activities.Git
 	var sites *activities.Sites
 	env.RegisterActivity(git)
@@ -77,6 +78,7 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	env.OnActivity(git.LoadPlan, mock.Anything, mock.Anything).Return(f.loadPlan)
 	env.OnActivity(git.Promote, mock.Anything, mock.Anything).Return(f.promote)
 	env.OnActivity(git.Revert, mock.Anything, mock.Anything).Return(f.revert)
+	env.OnActivity(git.Inspect, mock.Anything, mock.Anything).Return(f.inspect)
 	env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
 	env.OnActivity(sites.Observe, mock.Anything, mock.Anything).Return(f.observe)
 	return f
@@ -106,6 +108,23 @@ func (f *fakeFleet) loadPlan(_ context.Context, in activities.LoadPlanInput) (ac
 		return activities.LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidPlan, nil)
 	}
 	return activities.LoadPlanResult{Plan: p, Commit: in.Commit, Subject: "bump app"}, nil
+}
+
+func (f *fakeFleet) inspect(_ context.Context, in activities.InspectInput) (activities.InspectResult, error) {
+	f.record("inspect", []string{in.Commit})
+	res := activities.InspectResult{OnNewCommit: rollout.OnNewCommitSupersede}
+	if f.older[in.Commit] {
+		for _, k := range in.Known {
+			if k != "" {
+				res.Stale = k
+				return res, nil
+			}
+		}
+	}
+	if p, err := rollout.ParsePlan(rollout.PlanFile, []byte(f.plan)); err == nil {
+		res.OnNewCommit = p.OnNewCommit
+	}
+	return res, nil
 }
 
 func targetSites(ts []gitops.Target) []string {
