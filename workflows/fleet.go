@@ -59,8 +59,8 @@ type FleetState struct {
 	Superseded []string `json:",omitempty"`
 	// Seen lists the latest commits taken in (queued, started or superseded), so a redelivered
 	// push event changes nothing.
-	Seen []string `json:",omitempty"`
-	LastHead   string   `json:",omitempty"`
+	Seen     []string `json:",omitempty"`
+	LastHead string   `json:",omitempty"`
 	// Superseding is true once the running rollout was asked to stop for a newer commit.
 	Superseding bool `json:",omitempty"`
 }
