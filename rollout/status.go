@@ -82,7 +82,9 @@ type SiteState struct {
 	// Reachable is false when the site could not be asked; Message says why.
 	Reachable bool
 	// Revision is what Flux last applied, in Flux's format ("sites/ams-1@sha1:<hash>").
-	Revision    string `json:",omitempty"`
+	Revision string `json:",omitempty"`
+	// Attempted is what Flux last tried to apply; it runs ahead of Revision when that failed.
+	Attempted   string `json:",omitempty"`
 	Ready       bool
 	Reconciling bool          `json:",omitempty"`
 	Stalled     bool          `json:",omitempty"`
@@ -102,10 +104,11 @@ func (s SiteState) Converged(hash string) bool {
 	return s.Applied(hash) && s.Ready && !s.Stalled && !s.Reconciling
 }
 
-// FluxFailed reports whether Flux gave up on the commit: Stalled, or not Ready while no longer
-// reconciling it.
+// FluxFailed reports whether Flux gave up on the commit: it applied or attempted it, and is
+// Stalled, or not Ready while no longer reconciling.
 func (s SiteState) FluxFailed(hash string) bool {
-	return s.Applied(hash) && (s.Stalled || (!s.Ready && !s.Reconciling))
+	attempted := s.Applied(hash) || (s.Reachable && hash != "" && RevisionHash(s.Attempted) == hash)
+	return attempted && (s.Stalled || (!s.Ready && !s.Reconciling))
 }
 
 // FormatRevision formats a revision the way Flux reports lastAppliedRevision.
