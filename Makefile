@@ -69,3 +69,27 @@ clean:
 # Pass flags with ARGS, e.g. `make run ARGS="--data .fleetwave-dev"`.
 run: build tools
 	./bin/fleetwave dev $(ARGS)
+
+# Real Kubernetes sites (issue 4, in progress): etcd, kube-apiserver, kube-controller-manager and
+# the Flux controllers, built from the Go module proxy through wrapper modules in test/kube/w.
+# One heavy build at a time; about 10 minutes cold on 2 cores.
+KUBE_VERSION    := v1.36.3
+KUBE_LDFLAGS    := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 \
+	-X k8s.io/client-go/pkg/version.gitVersion=$(KUBE_VERSION)
+KUBE_TOOLS      := $(TOOLS)/etcd $(TOOLS)/kube-apiserver $(TOOLS)/kube-controller-manager \
+	$(TOOLS)/source-controller $(TOOLS)/kustomize-controller
+
+.PHONY: kube-tools
+kube-tools: $(KUBE_TOOLS)
+
+$(TOOLS)/etcd:
+	cd test/kube/w/etcd && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '-s -w' -o $@ go.etcd.io/etcd/server/v3
+$(TOOLS)/kube-apiserver:
+	cd test/kube/w/kube && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+$(TOOLS)/kube-controller-manager:
+	cd test/kube/w/kube && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
+$(TOOLS)/source-controller:
+	cd test/kube/w/source-controller && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/fluxcd/source-controller
+$(TOOLS)/kustomize-controller:
+	cd test/kube/w/kustomize-controller && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/fluxcd/kustomize-controller
