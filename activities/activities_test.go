@@ -15,7 +15,6 @@ import (
 
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
-	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 )
@@ -44,49 +43,26 @@ spec:
     - {name: rest}
 `
 
-func git(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	return gittest.Git(t, dir, args...)
-}
-
 // fleet is a fleet repo behind a real git http-backend server on 127.0.0.1, seeded with the
 // plan on main and on the site branches of ams-1 and ams-2.
 type fleet struct {
-	t    *testing.T
-	ctx  context.Context
-	dir  string // bare repository
-	url  string
-	seed string
+	*gittest.Server
+	t   *testing.T
+	ctx context.Context
 }
 
 func newFleet(t *testing.T) *fleet {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	srv, err := gitserver.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := srv.Init("fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := gitserver.Seed(dir, map[string]string{rollout.PlanFile: plan, "apps/app.yaml": "version: 1\n"}, "sites/ams-1", "sites/ams-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stop, err := gitserver.Listen("127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	return &fleet{t: t, ctx: ctx, dir: dir, url: base + "/fleet.git", seed: seed}
+	s := gittest.NewServer(t, "fleet", map[string]string{rollout.PlanFile: plan, "apps/app.yaml": "version: 1\n"}, "sites/ams-1", "sites/ams-2")
+	return &fleet{Server: s, t: t, ctx: ctx}
 }
 
 // open returns a gitops.Repo on the fleet repo.
 func (f *fleet) open() *gitops.Repo {
 	f.t.Helper()
-	r, err := gitops.Open(f.ctx, f.url)
+	r, err := gitops.Open(f.ctx, f.URL)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -97,17 +73,22 @@ func (f *fleet) open() *gitops.Repo {
 // HTTP and returns the new sha.
 func (f *fleet) commitOn(branch, msg string, files map[string]string) string {
 	f.t.Helper()
-	return gittest.CommitOn(f.t, f.url, branch, msg, files)
+	return f.CommitOn(f.t, branch, msg, files)
 }
 
+// head returns the sha of branch in the served repo; the branch must exist.
 func (f *fleet) head(branch string) string {
 	f.t.Helper()
-	return git(f.t, f.dir, "rev-parse", "refs/heads/"+branch)
+	h := f.Head(f.t, branch)
+	if h == "" {
+		f.t.Fatalf("no branch %s in the fleet repo", branch)
+	}
+	return h
 }
 
 func (f *fleet) tree(rev string) string {
 	f.t.Helper()
-	return git(f.t, f.dir, "rev-parse", rev+"^{tree}")
+	return gittest.Git(f.t, f.Dir, "rev-parse", rev+"^{tree}")
 }
 
 func targets(sites ...string) []gitops.Target {
@@ -229,7 +210,7 @@ func TestPromoteRevert(t *testing.T) {
 	promoted := promote()
 	for i, s := range []string{"ams-1", "ams-2"} {
 		c := promoted[i]
-		if c.Site != s || c.Branch != "sites/"+s || !c.Created || c.Previous != f.seed || c.Commit != f.head(c.Branch) {
+		if c.Site != s || c.Branch != "sites/"+s || !c.Created || c.Previous != f.Seed || c.Commit != f.head(c.Branch) {
 			t.Errorf("promotion of %s: %+v", s, c)
 		}
 		if f.tree(c.Branch) != f.tree(src) {
@@ -248,7 +229,7 @@ func TestPromoteRevert(t *testing.T) {
 		if !c.Created || c.Previous != promoted[i].Commit || c.Commit != f.head(c.Branch) {
 			t.Errorf("revert: %+v", c)
 		}
-		if f.tree(c.Branch) != f.tree(f.seed) {
+		if f.tree(c.Branch) != f.tree(f.Seed) {
 			t.Errorf("%s does not carry the seed tree after Revert", c.Branch)
 		}
 	}
@@ -270,7 +251,7 @@ func TestPromoteMissingBranch(t *testing.T) {
 	if msg := appErr(t, err, ErrTypeBranchNotFound); !strings.Contains(msg, "sites/nyc-9") {
 		t.Errorf("message %q does not name the branch", msg)
 	}
-	if got := f.head("sites/ams-1"); got != f.seed {
+	if got := f.head("sites/ams-1"); got != f.Seed {
 		t.Errorf("sites/ams-1 moved to %s", rollout.Short(got))
 	}
 }
@@ -394,7 +375,7 @@ func TestObserve(t *testing.T) {
 		if st.Site != want.site || st.Reachable != want.reachable {
 			t.Errorf("state %d: %+v, want site %s reachable %v", i, st, want.site, want.reachable)
 		}
-		if want.reachable && !st.Converged(f.seed) {
+		if want.reachable && !st.Converged(f.Seed) {
 			t.Errorf("state %d: %+v, want converged at the seed", i, st)
 		}
 	}

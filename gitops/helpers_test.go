@@ -2,14 +2,12 @@ package gitops
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 )
 
@@ -23,10 +21,11 @@ func gitErr(dir string, args ...string) (string, error) { return gittest.GitErr(
 
 // fleet is a served fleet repo: a bare repo behind git http-backend.
 type fleet struct {
-	url    string // http URL of the repo
-	dir    string // bare repo directory
-	source string // sha of the seeded commit on main and the site branches
-	pushes atomic.Int32
+	srv    *gittest.Server
+	url    string        // http URL of the repo
+	dir    string        // bare repo directory
+	source string        // sha of the seeded commit on main and the site branches
+	pushes *atomic.Int32 // pushes the server processed
 }
 
 var siteFiles = map[string]string{
@@ -39,23 +38,8 @@ var siteFiles = map[string]string{
 // newFleet serves a repo seeded with siteFiles on main and on each branch.
 func newFleet(t *testing.T, branches ...string) *fleet {
 	t.Helper()
-	f := &fleet{}
-	srv, err := gitserver.New(t.TempDir(), gitserver.WithPushHook(func(string) { f.pushes.Add(1) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.dir, err = srv.Init("fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.source, err = gitserver.Seed(f.dir, siteFiles, branches...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	f.url = hs.URL + "/fleet.git"
-	return f
+	s := gittest.NewServer(t, "fleet", siteFiles, branches...)
+	return &fleet{srv: s, url: s.URL, dir: s.Dir, source: s.Seed, pushes: &s.Pushes}
 }
 
 // clone makes a working clone of the fleet repo.
@@ -70,24 +54,20 @@ func (f *fleet) clone(t *testing.T) string {
 // CLI, pushes over HTTP and returns the new sha.
 func (f *fleet) commitOn(t testing.TB, branch, msg string, files map[string]string) string {
 	t.Helper()
-	return gittest.CommitOn(t, f.url, branch, msg, files)
+	return f.srv.CommitOn(t, branch, msg, files)
 }
 
 // commitFunc commits what edit does to a checkout of branch, pushes it
 // over HTTP and returns the new sha.
 func (f *fleet) commitFunc(t testing.TB, branch, msg string, edit func(dir string)) string {
 	t.Helper()
-	return gittest.CommitFunc(t, f.url, branch, msg, edit)
+	return f.srv.CommitFunc(t, branch, msg, edit)
 }
 
 // head returns a branch's sha in the served repo, "" if it does not exist.
 func (f *fleet) head(t testing.TB, branch string) string {
 	t.Helper()
-	out, err := gitErr(f.dir, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch)
-	if err != nil {
-		return ""
-	}
-	return out
+	return f.srv.Head(t, branch)
 }
 
 // open opens the fleet repo with a fixed clock.

@@ -26,7 +26,6 @@ import (
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
-	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/test/testenv"
@@ -59,16 +58,13 @@ var sites = []string{"ams-1", "ams-2", "fra-1", "nyc-1", "nyc-2", "sfo-1"}
 // lab is one fleet: a git server with the fleet repo, a simulated fleet following it, a
 // Temporal dev server and a worker.
 type lab struct {
-	t      *testing.T
-	repo   string // bare repository directory
-	url    string // clone URL
-	stopGS func()
-	gsAddr string
-	gs     *gitserver.Server
-	tc     client.Client
-	fw     *workflows.Client
+	t  *testing.T
+	gs *gittest.Server // the fleet repo
+	tc client.Client
+	fw *workflows.Client
 }
 
+// git runs the git CLI in dir with gittest's environment and returns its trimmed output.
 func git(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	return gittest.Git(t, dir, args...)
@@ -80,29 +76,18 @@ func newLab(t *testing.T) *lab {
 	l := &lab{t: t}
 	tp := testenv.StartTemporal(t, workflows.SearchAttributes...)
 
-	var err error
-	l.gs, err = gitserver.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.repo, err = l.gs.Init("fleet"); err != nil {
-		t.Fatal(err)
-	}
 	var branches []string
 	for _, s := range sites {
 		branches = append(branches, "sites/"+s)
 	}
-	if _, err := gitserver.Seed(l.repo, map[string]string{"fleetwave.yaml": plan, "apps/app.yaml": "version: 1\n"}, branches...); err != nil {
-		t.Fatal(err)
-	}
-	l.listen("127.0.0.1:0")
+	l.gs = gittest.NewServer(t, "fleet", map[string]string{"fleetwave.yaml": plan, "apps/app.yaml": "version: 1\n"}, branches...)
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	writer, err := gitops.Open(ctx, l.url, gitops.WithLogger(logger))
+	writer, err := gitops.Open(ctx, l.gs.URL, gitops.WithLogger(logger))
 	if err != nil {
 		t.Fatal(err)
 	}
-	follower, err := gitops.Open(ctx, l.url)
+	follower, err := gitops.Open(ctx, l.gs.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,24 +113,15 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-func (l *lab) listen(addr string) {
-	url, stop, err := gitserver.Listen(addr, l.gs)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	l.stopGS, l.url, l.gsAddr = stop, url+"/fleet.git", strings.TrimPrefix(url, "http://")
-	l.t.Cleanup(func() { l.stopGS() })
-}
-
 // commit pushes a commit to main with the git CLI and returns its hash.
 func (l *lab) commit(msg string, files map[string]string) string {
-	return gittest.CommitOn(l.t, l.url, "main", msg, files)
+	return l.gs.CommitOn(l.t, "main", msg, files)
 }
 
 func (l *lab) heads() map[string]string {
 	out := map[string]string{}
 	for _, s := range sites {
-		out[s] = git(l.t, l.repo, "rev-parse", "sites/"+s)
+		out[s] = git(l.t, l.gs.Dir, "rev-parse", "sites/"+s)
 	}
 	return out
 }
@@ -213,17 +189,17 @@ func TestRolloutEndToEnd(t *testing.T) {
 	if st.State != rollout.StateSucceeded {
 		t.Fatalf("state %s", st.State)
 	}
-	goodTree := git(t, l.repo, "rev-parse", good+"^{tree}")
+	goodTree := git(t, l.gs.Dir, "rev-parse", good+"^{tree}")
 	promoted := l.heads()
 	for _, s := range sites {
 		head := promoted[s]
-		if tree := git(t, l.repo, "rev-parse", head+"^{tree}"); tree != goodTree {
+		if tree := git(t, l.gs.Dir, "rev-parse", head+"^{tree}"); tree != goodTree {
 			t.Errorf("site %s: promotion tree %s, want the source tree %s", s, tree, goodTree)
 		}
-		if parent := git(t, l.repo, "rev-parse", head+"^"); parent != seeded[s] {
+		if parent := git(t, l.gs.Dir, "rev-parse", head+"^"); parent != seeded[s] {
 			t.Errorf("site %s: promotion parent %s, want the previous head %s", s, parent, seeded[s])
 		}
-		trailers := git(t, l.repo, "log", "-1", "--format=%(trailers:only,unfold)", head)
+		trailers := git(t, l.gs.Dir, "log", "-1", "--format=%(trailers:only,unfold)", head)
 		for _, want := range []string{"Fleetwave-Rollout: " + run.GetID(), "Fleetwave-Source: " + good, "Fleetwave-Wave: "} {
 			if !strings.Contains(trailers, want) {
 				t.Errorf("site %s: trailers %q lack %q", s, trailers, want)
@@ -275,21 +251,21 @@ func TestRolloutEndToEnd(t *testing.T) {
 		}
 	}
 	revert := after["ams-1"]
-	promotion := git(t, l.repo, "rev-parse", revert+"^")
-	if got := git(t, l.repo, "log", "-1", "--format=%(trailers:key=Fleetwave-Source,valueonly)", promotion); got != bad {
+	promotion := git(t, l.gs.Dir, "rev-parse", revert+"^")
+	if got := git(t, l.gs.Dir, "log", "-1", "--format=%(trailers:key=Fleetwave-Source,valueonly)", promotion); got != bad {
 		t.Errorf("revert parent %s is not the promotion of %s (source %q)", promotion, bad, got)
 	}
-	body := git(t, l.repo, "log", "-1", "--format=%B", revert)
+	body := git(t, l.gs.Dir, "log", "-1", "--format=%B", revert)
 	if !strings.HasPrefix(body, `Revert "`) || !strings.Contains(body, "This reverts commit "+promotion+".") ||
 		!strings.Contains(body, "Fleetwave-Reason: site ams-1 degraded in wave canary") {
 		t.Errorf("revert message:\n%s", body)
 	}
 	// The revert is what `git revert` of the promotion produces, and restores the good tree.
 	work := filepath.Join(t.TempDir(), "w")
-	git(t, "", "clone", "-q", l.url, work)
+	git(t, "", "clone", "-q", l.gs.URL, work)
 	git(t, work, "checkout", "-q", "-b", "check", "origin/sites/ams-1~1")
 	git(t, work, "revert", "--no-edit", "HEAD")
-	if cli, ours := git(t, work, "rev-parse", "HEAD^{tree}"), git(t, l.repo, "rev-parse", revert+"^{tree}"); cli != ours || ours != goodTree {
+	if cli, ours := git(t, work, "rev-parse", "HEAD^{tree}"), git(t, l.gs.Dir, "rev-parse", revert+"^{tree}"); cli != ours || ours != goodTree {
 		t.Errorf("revert tree %s, git revert gives %s, good tree %s", ours, cli, goodTree)
 	}
 	canary := st.Waves[0].Sites[0]
@@ -317,7 +293,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 func TestRolloutWaitsForUnreachableGitServer(t *testing.T) {
 	l := newLab(t)
 	good := l.commit("bump app to v2", map[string]string{"apps/app.yaml": "version: 2\n"})
-	l.stopGS()
+	l.gs.Stop()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -339,7 +315,7 @@ func TestRolloutWaitsForUnreachableGitServer(t *testing.T) {
 		t.Errorf("waiting = %q, want the git error", waiting)
 	}
 	// When the server is back, the retried activity goes through and the rollout finishes.
-	l.listen(l.gsAddr)
+	l.gs.Restart(t)
 	var res workflows.RolloutResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatalf("rollout after the git server came back: %v", err)

@@ -11,15 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fleetwave/fleetwave/gitops"
-	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 )
-
-func git(t testing.TB, dir string, args ...string) string {
-	t.Helper()
-	return gittest.Git(t, dir, args...)
-}
 
 // clock is a fake clock the test moves forward by hand.
 type clock struct {
@@ -42,13 +36,11 @@ func (c *clock) Advance(d time.Duration) {
 // lab is a fleet repo served over HTTP by git http-backend, a gitops.Repo following it and a
 // simulated fleet on a fake clock.
 type lab struct {
-	t     *testing.T
-	ctx   context.Context
-	dir   string // bare repository
-	url   string
-	seed  string // the seeded commit on main and every site branch
-	clock *clock
-	fleet *Fleet
+	*gittest.Server // the fleet repo; its Seed is on main and every site branch
+	t               *testing.T
+	ctx             context.Context
+	clock           *clock
+	fleet           *Fleet
 }
 
 var sites = []string{"ams-1", "ams-2"}
@@ -57,26 +49,9 @@ func newLab(t *testing.T) *lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	srv, err := gitserver.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := srv.Init("fleet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := gitserver.Seed(dir, map[string]string{"apps/app.yaml": "version: 1\n"}, "sites/ams-1", "sites/ams-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, stop, err := gitserver.Listen("127.0.0.1:0", srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	l := &lab{t: t, ctx: ctx, dir: dir, url: base + "/fleet.git", seed: seed,
-		clock: &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}}
-	src, err := gitops.Open(ctx, l.url)
+	s := gittest.NewServer(t, "fleet", map[string]string{"apps/app.yaml": "version: 1\n"}, "sites/ams-1", "sites/ams-2")
+	l := &lab{Server: s, t: t, ctx: ctx, clock: &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	src, err := gitops.Open(ctx, l.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +64,7 @@ func newLab(t *testing.T) *lab {
 // HTTP and returns the new sha.
 func (l *lab) commitOn(branch, msg string, files map[string]string) string {
 	l.t.Helper()
-	return gittest.CommitOn(l.t, l.url, branch, msg, files)
+	return l.CommitOn(l.t, branch, msg, files)
 }
 
 func (l *lab) step() {
@@ -132,22 +107,22 @@ func TestApplyAfterReconcileDelay(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	for _, s := range sites {
-		if diff := cmp.Diff(l.healthy(s, l.seed, false), l.observe(s)); diff != "" {
+		if diff := cmp.Diff(l.healthy(s, l.Seed, false), l.observe(s)); diff != "" {
 			t.Errorf("initial %s (-want +got):\n%s", s, diff)
 		}
 	}
 
 	b := l.commitOn("sites/ams-1", "slow", map[string]string{ConfigFile: "reconcileDelay: 2s\n"})
 	l.step()
-	if diff := cmp.Diff(l.healthy("ams-1", l.seed, true), l.observe("ams-1")); diff != "" {
+	if diff := cmp.Diff(l.healthy("ams-1", l.Seed, true), l.observe("ams-1")); diff != "" {
 		t.Errorf("ams-1 right after the push (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(l.healthy("ams-2", l.seed, false), l.observe("ams-2")); diff != "" {
+	if diff := cmp.Diff(l.healthy("ams-2", l.Seed, false), l.observe("ams-2")); diff != "" {
 		t.Errorf("ams-2 is not affected (-want +got):\n%s", diff)
 	}
 	l.clock.Advance(2*time.Second - time.Millisecond)
 	l.step()
-	if got := l.observe("ams-1"); got.Revision != "sites/ams-1@sha1:"+l.seed || !got.Reconciling || got.Converged(b) {
+	if got := l.observe("ams-1"); got.Revision != "sites/ams-1@sha1:"+l.Seed || !got.Reconciling || got.Converged(b) {
 		t.Errorf("1.999s after the push: %+v, want the seed still applied and reconciling", got)
 	}
 	l.clock.Advance(time.Millisecond)
@@ -199,7 +174,7 @@ func TestConfigOfAppliedCommit(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	src := l.commitOn("main", "degrade ams-1", map[string]string{ConfigFile: "reconcileDelay: 3s\ndegraded: [ams-1]\n", "apps/app.yaml": "version: 2\n"})
-	writer, err := gitops.Open(l.ctx, l.url)
+	writer, err := gitops.Open(l.ctx, l.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +190,7 @@ func TestConfigOfAppliedCommit(t *testing.T) {
 
 	l.step()
 	for _, s := range sites {
-		if diff := cmp.Diff(l.healthy(s, l.seed, true), l.observe(s)); diff != "" {
+		if diff := cmp.Diff(l.healthy(s, l.Seed, true), l.observe(s)); diff != "" {
 			t.Errorf("%s while the degrading commit is pending (-want +got):\n%s", s, diff)
 		}
 	}
@@ -303,29 +278,29 @@ func TestMissingSiteBranch(t *testing.T) {
 	}
 
 	// The branch appears: the site applies it after the delay and reports no revision before.
-	git(t, l.dir, "update-ref", "refs/heads/sites/ghost", l.seed)
+	gittest.Git(t, l.Dir, "update-ref", "refs/heads/sites/ghost", l.Seed)
 	l.step()
 	want = rollout.SiteState{Site: "ghost", Reachable: true, Reconciling: true, ObservedAt: l.clock.Now(),
-		Message: "applying sites/ghost@sha1:" + l.seed + " for the first time"}
+		Message: "applying sites/ghost@sha1:" + l.Seed + " for the first time"}
 	if diff := cmp.Diff(want, l.observe("ghost")); diff != "" {
 		t.Errorf("ghost while applying its new branch (-want +got):\n%s", diff)
 	}
 	l.clock.Advance(DefaultReconcileDelay)
 	l.step()
-	if diff := cmp.Diff(l.healthy("ghost", l.seed, false), l.observe("ghost")); diff != "" {
+	if diff := cmp.Diff(l.healthy("ghost", l.Seed, false), l.observe("ghost")); diff != "" {
 		t.Errorf("ghost after applying (-want +got):\n%s", diff)
 	}
 
-	git(t, l.dir, "update-ref", "-d", "refs/heads/sites/ams-2")
+	gittest.Git(t, l.Dir, "update-ref", "-d", "refs/heads/sites/ams-2")
 	l.step()
 	st := l.observe("ams-2")
 	if st.Reachable || st.Message != "site branch sites/ams-2 does not exist" {
 		t.Errorf("ams-2 after its branch was deleted: %+v", st)
 	}
 
-	git(t, l.dir, "update-ref", "refs/heads/sites/ams-2", l.seed)
+	gittest.Git(t, l.Dir, "update-ref", "refs/heads/sites/ams-2", l.Seed)
 	l.step()
-	if diff := cmp.Diff(l.healthy("ams-2", l.seed, false), l.observe("ams-2")); diff != "" {
+	if diff := cmp.Diff(l.healthy("ams-2", l.Seed, false), l.observe("ams-2")); diff != "" {
 		t.Errorf("ams-2 after its branch is back (-want +got):\n%s", diff)
 	}
 }

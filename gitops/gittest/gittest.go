@@ -1,6 +1,3 @@
-// Package gittest helps tests drive the real git CLI: a fixed identity and no user or system
-// configuration, so tests behave the same on any machine, and commits pushed over HTTP the way
-// a person would push them.
 package gittest
 
 import (
@@ -8,7 +5,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/fleetwave/fleetwave/gitops/gitserver"
 )
 
 // Env is the environment tests run git with: a fixed identity, no user or system
@@ -98,4 +98,94 @@ func CommitFunc(t testing.TB, url, branch, msg string, edit func(dir string)) st
 	Git(t, dir, "commit", "--quiet", "-m", msg)
 	Git(t, dir, "push", "--quiet", url, "HEAD:refs/heads/"+branch)
 	return Git(t, dir, "rev-parse", "HEAD")
+}
+
+// Server is a bare repository served over git smart HTTP by gitserver on 127.0.0.1. It stops
+// at the end of the test that made it.
+type Server struct {
+	URL  string // clone URL of the repository, e.g. http://127.0.0.1:41234/fleet.git
+	Dir  string // the bare repository
+	Seed string // the seeded commit, on main and on each branch given to NewServer
+	Addr string // host:port the server listens on; Restart listens there again
+
+	// Pushes counts the push requests the server processed (answered with HTTP 200), whether
+	// or not they updated a ref.
+	Pushes atomic.Int32
+
+	srv  *gitserver.Server
+	base string // the URL path of the repository, "/<name>.git"
+	stop func()
+}
+
+// NewServer creates the bare repository name in a temporary directory, seeds it with
+// gitserver.Seed (files, slash-separated path → content, committed on main, and each of
+// branches pointed at the same commit) and serves it on a free port of 127.0.0.1 until the
+// test ends.
+func NewServer(t testing.TB, name string, files map[string]string, branches ...string) *Server {
+	t.Helper()
+	s := &Server{base: "/" + name + ".git"}
+	var err error
+	s.srv, err = gitserver.New(t.TempDir(), gitserver.WithPushHook(func(string) { s.Pushes.Add(1) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Dir, err = s.srv.Init(name); err != nil {
+		t.Fatal(err)
+	}
+	if s.Seed, err = gitserver.Seed(s.Dir, files, branches...); err != nil {
+		t.Fatal(err)
+	}
+	s.listen(t, "127.0.0.1:0")
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) listen(t testing.TB, addr string) {
+	t.Helper()
+	base, stop, err := gitserver.Listen(addr, s.srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.stop, s.URL, s.Addr = stop, base+s.base, strings.TrimPrefix(base, "http://")
+}
+
+// Stop stops serving, so that clients get "connection refused" until Restart. A stopped
+// Server can still be changed through Dir.
+func (s *Server) Stop() {
+	if s.stop != nil {
+		s.stop()
+		s.stop = nil
+	}
+}
+
+// Restart serves the repository again, on the same address, after Stop.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.Stop()
+	s.listen(t, s.Addr)
+}
+
+// CommitOn commits files (content "" deletes the file) on top of branch of the served
+// repository with the git CLI, pushes it over HTTP, and returns the new commit.
+func (s *Server) CommitOn(t testing.TB, branch, msg string, files map[string]string) string {
+	t.Helper()
+	return CommitOn(t, s.URL, branch, msg, files)
+}
+
+// CommitFunc commits what edit does to a checkout of branch of the served repository, pushes
+// it over HTTP, and returns the new commit.
+func (s *Server) CommitFunc(t testing.TB, branch, msg string, edit func(dir string)) string {
+	t.Helper()
+	return CommitFunc(t, s.URL, branch, msg, edit)
+}
+
+// Head returns the commit branch (without "refs/heads/") points at in the served repository,
+// or "" if there is no such branch.
+func (s *Server) Head(t testing.TB, branch string) string {
+	t.Helper()
+	out, err := GitErr(s.Dir, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch)
+	if err != nil {
+		return ""
+	}
+	return out
 }
