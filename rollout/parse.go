@@ -193,8 +193,8 @@ func (v *validator) plan(doc fileDoc) *Plan {
 	s := doc.Spec
 	p := &Plan{
 		Name:         doc.Metadata.Name,
-		SourceBranch: cmpOr(s.SourceBranch, DefaultSourceBranch),
-		SiteBranch:   cmpOr(s.SiteBranch, DefaultSiteBranch),
+		SourceBranch: cmp.Or(s.SourceBranch, DefaultSourceBranch),
+		SiteBranch:   cmp.Or(s.SiteBranch, DefaultSiteBranch),
 	}
 	v.branch("$.spec.sourceBranch", p.SourceBranch)
 	if !strings.Contains(p.SiteBranch, "{site}") {
@@ -414,11 +414,4 @@ func formatSelector(sel map[string]string) string {
 		parts[i] = k + "=" + sel[k]
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -177,7 +178,7 @@ func (f *fleetRun) poll(ctx workflow.Context) {
 // submit takes a commit in, by the onNewCommit policy of the commit's own plan. A commit seen
 // before, or older than one the fleet already has (a late push event), changes nothing.
 func (f *fleetRun) submit(ctx workflow.Context, commit string) {
-	if commit == "" || contains(f.st.Seen, commit) {
+	if commit == "" || slices.Contains(f.st.Seen, commit) {
 		return
 	}
 	var in activities.InspectResult
@@ -253,13 +254,4 @@ func (f *fleetRun) details() string {
 		return fmt.Sprintf("Rolling out %s; next: %s", rollout.Short(f.st.RunningCommit), rollout.Short(f.st.Queue[0]))
 	}
 	return "Rolling out " + rollout.Short(f.st.RunningCommit)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -204,7 +205,7 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 		r.drainHandlers(ctx)
 		return RolloutResult{Status: r.status}, nil
 	}
-	reason := fmt.Sprintf("%s by %s", map[string]string{UpdateAbort: "aborted", UpdateRollback: "rolled back"}[r.stop], cmpOr(r.stopper.By, "an operator"))
+	reason := fmt.Sprintf("%s by %s", map[string]string{UpdateAbort: "aborted", UpdateRollback: "rolled back"}[r.stop], cmp.Or(r.stopper.By, "an operator"))
 	if r.stopper.Reason != "" {
 		reason += ": " + r.stopper.Reason
 	}
@@ -230,13 +231,6 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 // drainHandlers lets accepted updates finish before the workflow returns.
 func (r *rolloutRun) drainHandlers(ctx workflow.Context) {
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // runWave runs wave i as a child workflow and returns a failure reason, or "".

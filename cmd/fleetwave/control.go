@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,7 +39,7 @@ func newControlCmds(g *globals) []*cobra.Command {
 					return err
 				}
 				defer tc.Close()
-				res, err := workflows.NewClient(tc, "").Control(ctx, args[0], s.action, workflows.ControlInput{By: cmpOr(as, localUser()), Reason: reason})
+				res, err := workflows.NewClient(tc, "").Control(ctx, args[0], s.action, workflows.ControlInput{By: cmp.Or(as, localUser()), Reason: reason})
 				if err != nil {
 					return err
 				}
@@ -125,7 +127,7 @@ func watchStatus(ctx context.Context, g *globals, fw *workflows.Client, id strin
 		} else {
 			lines := statusLines(st)
 			for _, l := range lines {
-				if !contains(last, l) {
+				if !slices.Contains(last, l) {
 					fmt.Fprintf(g.stdout, "%s %s\n", time.Now().UTC().Format(time.TimeOnly), l)
 				}
 			}
@@ -152,15 +154,6 @@ func isTerminal(w any) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-func contains(list []string, s string) bool {
-	for _, l := range list {
-		if l == s {
-			return true
-		}
-	}
-	return false
 }
 
 // statusLines are the facts a non-terminal watch reports as they change.

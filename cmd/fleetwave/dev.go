@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"embed"
@@ -123,7 +124,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("sample fleet: %w", err)
 	}
-	fleetName := cmpOr(plan.Name, sampleRepo)
+	fleetName := cmp.Or(plan.Name, sampleRepo)
 
 	// The simulated fleet reads the repository on its own, as each site's Flux would.
 	follower, err := gitops.Open(ctx, repoURL)

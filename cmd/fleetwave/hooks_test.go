@@ -309,7 +309,10 @@ func TestGitHook(t *testing.T) {
 			n, logs := newTestNode(t, tc, secret)
 			h := n.handler()
 			body := tt.body(t)
-			method := cmpOr(tt.method, http.MethodPost)
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
 			rec := do(h, method, "/hooks/git", body, tt.sig(body))
 
 			if rec.Code != tt.wantCode {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -143,7 +144,7 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 		fmt.Fprintf(w, "waiting: %s\n", l)
 	}
 	for _, c := range st.Controls {
-		line := fmt.Sprintf("%s by %s at %s", c.Action, cmpOr(c.By, "?"), c.At.UTC().Format(time.TimeOnly))
+		line := fmt.Sprintf("%s by %s at %s", c.Action, cmp.Or(c.By, "?"), c.At.UTC().Format(time.TimeOnly))
 		if c.Reason != "" {
 			line += ": " + c.Reason
 		}

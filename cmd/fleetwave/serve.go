@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -86,7 +87,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("read the plan on %s: %w", o.sourceBranch, err)
 	}
-	fleetName := cmpOr(o.fleet, cmpOr(plan.Name, strings.TrimSuffix(path.Base(o.repo), ".git")))
+	fleetName := cmp.Or(o.fleet, cmp.Or(plan.Name, strings.TrimSuffix(path.Base(o.repo), ".git")))
 
 	follower, err := gitops.Open(ctx, o.repo, gitOptions(o)...)
 	if err != nil {

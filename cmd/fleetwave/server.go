@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,9 +61,9 @@ func dialTemporalNamespace(ctx context.Context, log *slog.Logger, hostPort strin
 	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, "", fmt.Errorf("connect to temporal at %s: %w", cmpOr(opts.HostPort, client.DefaultHostPort), err)
+		return nil, "", fmt.Errorf("connect to temporal at %s: %w", cmp.Or(opts.HostPort, client.DefaultHostPort), err)
 	}
-	return c, cmpOr(opts.Namespace, client.DefaultNamespace), nil
+	return c, cmp.Or(opts.Namespace, client.DefaultNamespace), nil
 }
 
 // node is one fleetwave server: the Temporal worker that runs rollouts of one fleet, and the
@@ -222,13 +223,6 @@ func fleetOf(repo *gitops.Repo, sourceBranch string) (*rollout.Plan, error) {
 		return nil, err
 	}
 	return rollout.ParsePlan(rollout.PlanFile+"@"+rollout.Short(head), data)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // notifyPush posts a signed generic push event for branch at sha to a /hooks/git endpoint.
