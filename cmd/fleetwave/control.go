@@ -34,12 +34,12 @@ func newControlCmds(g *globals) []*cobra.Command {
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				ctx := cmd.Context()
-				tc, err := dialTemporal(ctx, nil, "")
+				fw, tc, err := dialRollouts(ctx)
 				if err != nil {
 					return err
 				}
 				defer tc.Close()
-				res, err := workflows.NewClient(tc, "").Control(ctx, args[0], s.action, workflows.ControlInput{By: cmp.Or(as, localUser()), Reason: reason})
+				res, err := fw.Control(ctx, args[0], s.action, workflows.ControlInput{By: cmp.Or(as, localUser()), Reason: reason})
 				if err != nil {
 					return err
 				}
@@ -74,23 +74,17 @@ func newListCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			tc, err := dialTemporal(ctx, nil, "")
+			fw, tc, err := dialRollouts(ctx)
 			if err != nil {
 				return err
 			}
 			defer tc.Close()
-			list, err := workflows.NewClient(tc, "").List(ctx, f)
+			list, err := fw.List(ctx, f)
 			if err != nil {
 				return err
 			}
-			switch output {
-			case "json":
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
-			case "", "text":
-			default:
-				return fmt.Errorf("unknown output format %q: use text or json", output)
+			if done, err := writeJSON(g.stdout, output, list); done || err != nil {
+				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ROLLOUT\tSTATE\tWAVE\tCOMMIT\tAGE")

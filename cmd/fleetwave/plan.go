@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -104,14 +103,8 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				}
 				v.Waves = append(v.Waves, wv)
 			}
-			switch output {
-			case "json":
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
-			case "", "text":
-			default:
-				return fmt.Errorf("unknown output format %q: use text or json", output)
+			if done, err := writeJSON(g.stdout, output, v); done || err != nil {
+				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "WAVE\tSITES\tMAX PARALLEL\tBAKE\tBRANCHES")

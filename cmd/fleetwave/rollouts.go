@@ -53,12 +53,11 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 				}
 				commit = info.SHA
 			}
-			tc, err := dialTemporal(ctx, nil, "")
+			fw, tc, err := dialRollouts(ctx)
 			if err != nil {
 				return err
 			}
 			defer tc.Close()
-			fw := workflows.NewClient(tc, "")
 			id, err := fw.Submit(ctx, workflows.FleetInput{Fleet: fleet, SourceBranch: sourceBranch}, commit)
 			if err != nil {
 				return err
@@ -98,15 +97,15 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			tc, err := dialTemporal(ctx, nil, "")
+			fw, tc, err := dialRollouts(ctx)
 			if err != nil {
 				return err
 			}
 			defer tc.Close()
 			if watch {
-				return watchStatus(ctx, g, workflows.NewClient(tc, ""), args[0], interval)
+				return watchStatus(ctx, g, fw, args[0], interval)
 			}
-			st, err := workflows.NewClient(tc, "").Status(ctx, args[0])
+			st, err := fw.Status(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -120,14 +119,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 }
 
 func printStatus(w io.Writer, output string, st rollout.Status) error {
-	switch output {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	case "", "text":
-	default:
-		return fmt.Errorf("unknown output format %q: use text or json", output)
+	if done, err := writeJSON(w, output, st); done || err != nil {
+		return err
 	}
 	fmt.Fprintf(w, "%s  %s  %s %q\n", st.Rollout, st.State, rollout.Short(st.Commit), st.Subject)
 	if !st.StartedAt.IsZero() {
