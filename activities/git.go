@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
@@ -33,6 +35,10 @@ type Repo interface {
 // Git runs the activities that read and write the fleet repository.
 type Git struct {
 	Repo Repo
+	// Sites, when it can (deploy.Validator), checks every site of a loaded plan against the
+	// site itself (kubeconfig context, Kustomization), so a wrong setting fails the rollout
+	// before any branch is written.
+	Sites deploy.Driver
 }
 
 // LoadPlanInput names the commit whose plan to load.
@@ -73,7 +79,36 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 	if err != nil {
 		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidPlan, nil)
 	}
+	if v, ok := g.Sites.(deploy.Validator); ok {
+		if err := ValidateSites(ctx, v, plan); err != nil {
+			return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("%s: %v", rollout.PlanFile, err), ErrTypeInvalidPlan, nil)
+		}
+	}
 	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject}, nil
+}
+
+// ValidateSites checks every site of the plan with v and returns every problem found, one per
+// line. A site that is unreachable right now is not a problem of the plan: it is logged, and
+// the wave judges it (Unknown) when its turn comes.
+func ValidateSites(ctx context.Context, v deploy.Validator, plan *rollout.Plan) error {
+	var problems []string
+	for _, site := range plan.Sites {
+		err := v.Validate(ctx, site)
+		switch {
+		case err == nil:
+		case errors.Is(err, deploy.ErrUnreachable):
+			if activity.IsActivity(ctx) {
+				activity.GetLogger(ctx).Warn("site unreachable while validating the plan", "site", site.Name, "error", err)
+			}
+		default:
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
 }
 
 // PromoteInput asks for promotion commits of Source on the targets' site branches.

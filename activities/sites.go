@@ -2,7 +2,9 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -14,6 +16,8 @@ import (
 // Sites runs the activities that observe sites.
 type Sites struct {
 	Driver deploy.Driver
+	// Checker measures the plan's health checks; nil means a default deploy.Checker.
+	Checker *deploy.Checker
 	// Poll is the time between observations while waiting for convergence (default 2s).
 	Poll time.Duration
 }
@@ -49,6 +53,7 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 		poll = 2 * time.Second
 	}
 	res := ConvergeResult{States: make([]rollout.SiteState, len(in.Sites)), Converged: make([]bool, len(in.Sites))}
+	s.requestReconcile(ctx, in.Sites)
 	for {
 		done := 0
 		for i, e := range in.Sites {
@@ -82,9 +87,25 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 	}
 }
 
-// ObserveInput lists the sites to observe.
+// requestReconcile asks every site to apply its branch now, when the driver can. It is an
+// optimisation: a failed request is logged, and Flux still applies the commit at its next
+// interval.
+func (s *Sites) requestReconcile(ctx context.Context, sites []Expectation) {
+	r, ok := s.Driver.(deploy.Reconciler)
+	if !ok {
+		return
+	}
+	for _, e := range sites {
+		if err := r.RequestReconcile(ctx, e.Site); err != nil {
+			activity.GetLogger(ctx).Warn("reconcile request failed; waiting for the Flux interval", "site", e.Site.Name, "error", err)
+		}
+	}
+}
+
+// ObserveInput lists the sites to observe and the health checks to measure on each.
 type ObserveInput struct {
-	Sites []rollout.Site
+	Sites  []rollout.Site
+	Checks []rollout.Check `json:",omitempty"`
 }
 
 // ObserveResult holds one observation per site, in order.
@@ -92,15 +113,37 @@ type ObserveResult struct {
 	States []rollout.SiteState
 }
 
-// Observe takes one observation of every site (a health round during bake).
+// Observe takes one observation of every site and measures the health checks on each (a
+// health round during bake). Checks are measured only on a site whose Flux could be read:
+// an unreachable site is Unknown whatever its metrics say.
 func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, error) {
-	out := ObserveResult{States: make([]rollout.SiteState, len(in.Sites))}
-	for i, site := range in.Sites {
-		st, err := s.Driver.Observe(ctx, site)
-		if err != nil {
-			return out, fmt.Errorf("observe site %s: %w", site.Name, err)
-		}
-		out.States[i] = st
+	checker := s.Checker
+	if checker == nil {
+		checker = &deploy.Checker{}
 	}
-	return out, nil
+	out := ObserveResult{States: make([]rollout.SiteState, len(in.Sites))}
+	errs := make([]error, len(in.Sites))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, observeParallel)
+	for i, site := range in.Sites {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			st, err := s.Driver.Observe(ctx, site)
+			if err != nil {
+				errs[i] = fmt.Errorf("observe site %s: %w", site.Name, err)
+				return
+			}
+			if st.Reachable && len(in.Checks) > 0 {
+				st.Checks = append(st.Checks, checker.RunAll(ctx, in.Checks, site)...)
+			}
+			out.States[i] = st
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
 }
+
+// observeParallel is how many sites a health round observes at once: a slow site or check
+// must not make the round outlast its timeout.
+const observeParallel = 16

@@ -12,3 +12,15 @@ import (
 type Driver interface {
 	Observe(ctx context.Context, site rollout.Site) (rollout.SiteState, error)
 }
+
+// Reconciler is a Driver that can ask a site to apply its branch now instead of at its next
+// interval (Flux's reconcile request). Drivers without it are simply waited for.
+type Reconciler interface {
+	RequestReconcile(ctx context.Context, site rollout.Site) error
+}
+
+// Validator is a Driver that can check a site's settings against the site itself before a
+// rollout writes anything.
+type Validator interface {
+	Validate(ctx context.Context, site rollout.Site) error
+}

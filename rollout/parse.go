@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -74,10 +75,33 @@ type fileWave struct {
 }
 
 type fileHealth struct {
-	ConvergenceTimeout string `yaml:"convergenceTimeout"`
-	Interval           string `yaml:"interval"`
-	FailureThreshold   *int   `yaml:"failureThreshold"`
-	UnknownTimeout     string `yaml:"unknownTimeout"`
+	ConvergenceTimeout string      `yaml:"convergenceTimeout"`
+	Interval           string      `yaml:"interval"`
+	FailureThreshold   *int        `yaml:"failureThreshold"`
+	UnknownTimeout     string      `yaml:"unknownTimeout"`
+	Checks             []fileCheck `yaml:"checks"`
+}
+
+type fileCheck struct {
+	Name       string          `yaml:"name"`
+	Prometheus *filePrometheus `yaml:"prometheus"`
+	HTTP       *fileHTTP       `yaml:"http"`
+}
+
+type filePrometheus struct {
+	URL        string   `yaml:"url"`
+	Query      string   `yaml:"query"`
+	Min        *float64 `yaml:"min"`
+	Max        *float64 `yaml:"max"`
+	AllowEmpty bool     `yaml:"allowEmpty"`
+	Timeout    string   `yaml:"timeout"`
+}
+
+type fileHTTP struct {
+	URL     string `yaml:"url"`
+	Status  *int   `yaml:"status"`
+	Body    string `yaml:"body"`
+	Timeout string `yaml:"timeout"`
 }
 
 type fileRollback struct {
@@ -209,6 +233,7 @@ func (v *validator) plan(doc fileDoc) *Plan {
 	p.Sites = v.sites(s.Sites)
 	p.Waves = v.waves(s.Waves, p.Sites)
 	p.Health = v.health(s.Health)
+	p.Health.Checks = v.checks(s.Health.Checks, p.Sites)
 	switch s.OnNewCommit {
 	case "", OnNewCommitSupersede:
 		p.OnNewCommit = OnNewCommitSupersede
@@ -391,6 +416,103 @@ func (v *validator) health(h fileHealth) Health {
 		}
 	}
 	return out
+}
+
+// checks validates the health checks, expanding their templates for every site so that a
+// missing label or a URL that only breaks for one site is found before the rollout starts.
+func (v *validator) checks(in []fileCheck, sites []Site) []Check {
+	var out []Check
+	names := map[string]bool{}
+	for i, fc := range in {
+		path := fmt.Sprintf("$.spec.health.checks[%d]", i)
+		c := Check{Name: fc.Name}
+		switch {
+		case fc.Name == "":
+			v.errorf(path, "check %d has no name", i+1)
+		case !nameRE.MatchString(fc.Name):
+			v.errorf(path+".name", "invalid check name %q: use lowercase letters, digits, '.', '_' and '-'", fc.Name)
+		case names[fc.Name]:
+			v.errorf(path+".name", "duplicate check name %q", fc.Name)
+		}
+		names[fc.Name] = true
+		switch {
+		case (fc.Prometheus == nil) == (fc.HTTP == nil):
+			v.errorf(path, "check %q needs exactly one of prometheus and http", fc.Name)
+		case fc.Prometheus != nil:
+			fp, pp := fc.Prometheus, path+".prometheus"
+			c.Prometheus = &PrometheusCheck{URL: fp.URL, Query: strings.TrimSpace(fp.Query), Min: fp.Min, Max: fp.Max,
+				AllowEmpty: fp.AllowEmpty, Timeout: v.duration(pp+".timeout", fp.Timeout, DefaultCheckTimeout, false)}
+			v.checkURL(pp+".url", fc.Name, fp.URL, sites)
+			if c.Prometheus.Query == "" {
+				v.errorf(pp, "check %q: prometheus.query is empty", fc.Name)
+			} else {
+				v.templates(pp+".query", fc.Name, fp.Query, sites)
+			}
+			if fp.Min == nil && fp.Max == nil {
+				v.errorf(pp, "check %q: set max, min or both: a query without a threshold checks nothing", fc.Name)
+			}
+			if fp.Min != nil && fp.Max != nil && *fp.Min > *fp.Max {
+				v.errorf(pp+".min", "check %q: min %g is above max %g", fc.Name, *fp.Min, *fp.Max)
+			}
+		default:
+			fh, hp := fc.HTTP, path+".http"
+			c.HTTP = &HTTPCheck{URL: fh.URL, Status: 200, Body: fh.Body,
+				Timeout: v.duration(hp+".timeout", fh.Timeout, DefaultCheckTimeout, false)}
+			v.checkURL(hp+".url", fc.Name, fh.URL, sites)
+			if fh.Status != nil {
+				if *fh.Status < 100 || *fh.Status > 599 {
+					v.errorf(hp+".status", "check %q: status %d is not an HTTP status", fc.Name, *fh.Status)
+				}
+				c.HTTP.Status = *fh.Status
+			}
+			if fh.Body != "" {
+				if _, err := regexp.Compile(fh.Body); err != nil {
+					v.errorf(hp+".body", "check %q: body is not a regular expression: %v", fc.Name, err)
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// checkURL reports a check URL that is not an absolute http(s) URL for some site.
+func (v *validator) checkURL(path, check, raw string, sites []Site) {
+	if raw == "" {
+		v.errorf(path, "check %q: url is empty", check)
+		return
+	}
+	for _, s := range sites {
+		expanded, err := Expand(raw, s)
+		if err != nil {
+			v.errorf(path, "check %q: %v", check, err)
+			return
+		}
+		u, err := url.Parse(expanded)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.errorf(path, "check %q: %q is not an http or https URL (for site %q)", check, redactURL(expanded), s.Name)
+			return
+		}
+	}
+}
+
+// templates reports a template in s that some site cannot fill.
+func (v *validator) templates(path, check, s string, sites []Site) {
+	for _, site := range sites {
+		if _, err := Expand(s, site); err != nil {
+			v.errorf(path, "check %q: %v", check, err)
+			return
+		}
+	}
+}
+
+// redactURL hides a password written into a URL, for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
 }
 
 // matches reports whether labels carry every key and value of the selector.

@@ -102,6 +102,8 @@ type Health struct {
 	FailureThreshold int
 	// UnknownTimeout is how long a site may stay Unknown (unreachable) before the wave fails closed.
 	UnknownTimeout time.Duration
+	// Checks run against every site of a wave on every health round of its bake.
+	Checks []Check `json:",omitempty"`
 }
 
 // Rollback says what happens when a site degrades.

@@ -55,25 +55,49 @@ type Control struct {
 type CheckResult struct {
 	Name string
 	OK   bool
+	// Unknown is true when the check could not measure (Prometheus or the probe unreachable,
+	// a timeout): the site is then Unknown, never Healthy.
+	Unknown bool `json:",omitempty"`
 	// Value is the measurement (a metric value, an HTTP status); Threshold says what was expected.
-	Value     float64 `json:",omitempty"`
-	Threshold string  `json:",omitempty"`
-	Message   string  `json:",omitempty"`
+	Value     float64
+	Threshold string    `json:",omitempty"`
+	Message   string    `json:",omitempty"`
+	At        time.Time `json:",omitempty"`
 }
 
 // String describes the measurement for status lines and revert reasons.
 func (c CheckResult) String() string {
 	out := "check " + c.Name + " failed"
-	if c.OK {
+	switch {
+	case c.Unknown:
+		out = "check " + c.Name + " could not measure"
+	case c.OK:
 		out = "check " + c.Name + " passed"
 	}
-	if c.Threshold != "" {
+	if c.Threshold != "" && !c.Unknown {
 		out += fmt.Sprintf(" (value %g, want %s)", c.Value, c.Threshold)
 	}
 	if c.Message != "" {
 		out += ": " + c.Message
 	}
+	if !c.At.IsZero() {
+		out += " at " + c.At.UTC().Format(time.RFC3339)
+	}
 	return out
+}
+
+// Unknown returns why the observation cannot tell whether the site is healthy (the site or
+// one of its checks could not be measured), or "".
+func (s SiteState) Unknown() string {
+	if !s.Reachable {
+		return "unreachable: " + s.Message
+	}
+	for _, c := range s.Checks {
+		if c.Unknown {
+			return c.String()
+		}
+	}
+	return ""
 }
 
 // SiteState is one observation of a site, as a site driver reports it.
@@ -165,21 +189,28 @@ func (s *SiteStatus) ObserveHealth(st SiteState, hash string, h Health, now time
 		return
 	}
 	s.UpdatedAt = now
-	if !st.Reachable {
+	if st.Reachable {
+		s.Revision = st.Revision
+	}
+	if len(st.Checks) > 0 {
+		s.Checks = st.Checks
+	}
+	if why := st.Unknown(); why != "" {
 		if s.UnknownSince.IsZero() {
 			s.UnknownSince = now
 		}
 		s.Verdict = VerdictUnknown
-		s.Message = "unreachable: " + st.Message
+		s.Message = why
 		if gone := now.Sub(s.UnknownSince); gone >= h.UnknownTimeout {
 			s.Verdict = VerdictDegraded
-			s.Message = fmt.Sprintf("unreachable for %s (unknownTimeout %s): %s", gone, h.UnknownTimeout, st.Message)
+			s.Message = fmt.Sprintf("unknown for %s (unknownTimeout %s): %s", gone, h.UnknownTimeout, why)
+			if !st.Reachable {
+				s.Message = fmt.Sprintf("unreachable for %s (unknownTimeout %s): %s", gone, h.UnknownTimeout, st.Message)
+			}
 		}
 		return
 	}
 	s.UnknownSince = time.Time{}
-	s.Revision = st.Revision
-	s.Checks = st.Checks
 	failure := healthFailure(st, hash)
 	if failure == "" {
 		s.Failures = 0

@@ -35,6 +35,8 @@ func TestObserveHealth(t *testing.T) {
 	stalled := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Stalled: true, Message: "kustomize build failed"}
 	old := SiteState{Reachable: true, Revision: "sites/a@sha1:c0", Ready: true}
 	reconciling := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Reconciling: true}
+	noMetrics := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true,
+		Checks: []CheckResult{{Name: "error-rate", Unknown: true, Message: "prometheus: connection refused"}}}
 
 	tests := []struct {
 		name        string
@@ -55,6 +57,10 @@ func TestObserveHealth(t *testing.T) {
 		{"reconciling at our revision is fine", []SiteState{reconciling}, time.Minute, VerdictHealthy, 0, ""},
 		{"unreachable is unknown", []SiteState{down, down}, time.Minute, VerdictUnknown, 0, "unreachable: connection refused"},
 		{"unreachable past unknownTimeout degrades", []SiteState{down, down, down}, 3 * time.Minute, VerdictDegraded, 0, "unreachable for 6m0s"},
+		{"unmeasurable check is unknown, not healthy", []SiteState{noMetrics, noMetrics}, time.Minute, VerdictUnknown, 0,
+			"check error-rate could not measure: prometheus: connection refused"},
+		{"unmeasurable check past unknownTimeout degrades", []SiteState{good, noMetrics, noMetrics, noMetrics}, 3 * time.Minute, VerdictDegraded, 0,
+			"unknown for 6m0s (unknownTimeout 5m0s): check error-rate could not measure"},
 		{"reachable again clears unknown", []SiteState{down, down, good, down}, 3 * time.Minute, VerdictUnknown, 0, ""},
 	}
 	for _, tt := range tests {

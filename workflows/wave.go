@@ -212,7 +212,7 @@ func (w *waveRun) converge(ctx workflow.Context, batch []string) string {
 
 // checkHealth runs one health round over the whole wave and returns a failure reason, or "".
 func (w *waveRun) checkHealth(ctx workflow.Context) string {
-	in := activities.ObserveInput{}
+	in := activities.ObserveInput{Checks: w.in.Health.Checks}
 	for _, s := range w.status.Sites {
 		in.Sites = append(in.Sites, w.site(s.Name))
 	}

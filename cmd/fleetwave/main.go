@@ -59,6 +59,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newStartCmd(g),
 		newStatusCmd(g),
 		newPlanCmd(g),
+		newSitesCmd(g),
 	)
 	return root
 }

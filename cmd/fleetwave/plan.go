@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -27,11 +30,21 @@ func loadPlanFile(path string) (*rollout.Plan, error) {
 }
 
 func newPlanValidateCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var kubeconfig string
+	var againstSites bool
+	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Validate plan files; prints file:line:col for every problem and exits 1 if any",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `validate checks plan files: syntax, fields, wave membership, health checks.
+
+With --kubeconfig (or --sites, which uses $KUBECONFIG), it also checks every site against its
+cluster: the kubeconfig context exists, and the Flux Kustomization exists and can be read.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var kube *deploy.Kube
+			if kubeconfig != "" || againstSites {
+				kube = deploy.NewKube(kubeconfig)
+			}
 			failed := false
 			for _, path := range args {
 				p, err := loadPlanFile(path)
@@ -39,6 +52,15 @@ func newPlanValidateCmd(g *globals) *cobra.Command {
 					failed = true
 					fmt.Fprintln(g.stderr, err)
 					continue
+				}
+				if kube != nil {
+					if err := activities.ValidateSites(cmd.Context(), strictValidator{kube}, p); err != nil {
+						failed = true
+						for _, line := range strings.Split(err.Error(), "\n") {
+							fmt.Fprintf(g.stderr, "%s: %s\n", path, line)
+						}
+						continue
+					}
 				}
 				fmt.Fprintf(g.stdout, "%s: valid: %d sites in %d waves\n", path, len(p.Sites), len(p.Waves))
 			}
@@ -48,6 +70,22 @@ func newPlanValidateCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "also check every site against its cluster, with these kubeconfig files (separated like PATH)")
+	cmd.Flags().BoolVar(&againstSites, "sites", false, "also check every site against its cluster, with $KUBECONFIG or ~/.kube/config")
+	return cmd
+}
+
+// strictValidator makes an unreachable site a validation failure: a user who asks to check
+// the plan against the clusters wants to hear that one could not be checked.
+type strictValidator struct{ kube *deploy.Kube }
+
+func (v strictValidator) Validate(ctx context.Context, site rollout.Site) error {
+	err := v.kube.Validate(ctx, site)
+	if errors.Is(err, deploy.ErrUnreachable) {
+		// Not wrapped, so ValidateSites reports it instead of letting it pass.
+		return fmt.Errorf("%v (cannot check it)", err)
+	}
+	return err
 }
 
 // planView is the JSON form of `plan show`.

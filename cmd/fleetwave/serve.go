@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 )
 
@@ -20,6 +21,7 @@ type serveOptions struct {
 	sourceBranch string
 	http         string
 	driver       string
+	kubeconfig   string
 	sshKey       string
 	poll         time.Duration
 }
@@ -35,7 +37,10 @@ endpoints: POST /hooks/git (signed push events start rollouts), GET /healthz, GE
 Temporal is reached through the standard environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 TEMPORAL_API_KEY, TEMPORAL_TLS_* (or a Temporal CLI config profile).
 Git credentials: FLEETWAVE_GIT_TOKEN, or FLEETWAVE_GIT_USERNAME and FLEETWAVE_GIT_PASSWORD,
-or --ssh-key. The push event secret: FLEETWAVE_WEBHOOK_SECRET (without it every push event
+or --ssh-key. Sites (--driver kube): one kubeconfig context per site, named in the plan
+(cluster.context, default the site name); fleetwave reads each site's Flux Kustomization
+and asks it to reconcile after a push (deploy/install/site-rbac.yaml has the RBAC it needs).
+The push event secret: FLEETWAVE_WEBHOOK_SECRET (without it every push event
 is refused).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd.Context(), g, o) },
@@ -45,7 +50,8 @@ is refused).`,
 	f.StringVar(&o.fleet, "fleet", "", "fleet name used in rollout IDs (default: the plan's metadata.name, else the repo name)")
 	f.StringVar(&o.sourceBranch, "source-branch", "main", "branch whose pushes start rollouts")
 	f.StringVar(&o.http, "http", "127.0.0.1:8080", "address of the HTTP endpoints")
-	f.StringVar(&o.driver, "driver", "sim", "how sites are observed: sim (the simulated fleet following the site branches)")
+	f.StringVar(&o.driver, "driver", "sim", "how sites are observed: kube (each site's Flux through its Kubernetes API server) or sim (the simulated fleet following the site branches)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files for --driver kube, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
 	_ = cmd.MarkFlagRequired("repo")
@@ -70,8 +76,8 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.driver != "sim" {
-		return fmt.Errorf("--driver %q: the only site driver so far is sim", o.driver)
+	if o.driver != "sim" && o.driver != "kube" {
+		return fmt.Errorf("--driver %q: use kube or sim", o.driver)
 	}
 	secret := []byte(os.Getenv("FLEETWAVE_WEBHOOK_SECRET"))
 	if len(secret) == 0 {
@@ -89,12 +95,18 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	fleetName := cmp.Or(o.fleet, cmp.Or(plan.Name, strings.TrimSuffix(path.Base(o.repo), ".git")))
 
-	follower, err := gitops.Open(ctx, o.repo, gitOptions(o)...)
-	if err != nil {
-		return err
+	var driver deploy.Driver
+	if o.driver == "kube" {
+		driver = deploy.NewKube(o.kubeconfig)
+	} else {
+		follower, err := gitops.Open(ctx, o.repo, gitOptions(o)...)
+		if err != nil {
+			return err
+		}
+		simFleet, simDone := startSimFleet(ctx, follower, plan, log)
+		defer simDone()
+		driver = simFleet
 	}
-	simFleet, simDone := startSimFleet(ctx, follower, plan, log)
-	defer simDone()
 	defer cancel()
 
 	tc, namespace, err := dialTemporalNamespace(ctx, log, "")
@@ -107,7 +119,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return err
 	}
 	n.poll = o.poll
-	w, err := n.startWorker(writer, simFleet, 2*time.Second)
+	w, err := n.startWorker(writer, driver, 2*time.Second)
 	if err != nil {
 		return err
 	}

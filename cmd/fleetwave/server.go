@@ -98,7 +98,7 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterWorkflow(workflows.Fleet)
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
-	w.RegisterActivity(&activities.Git{Repo: repo})
+	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver})
 	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll})
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal worker: %w", err)

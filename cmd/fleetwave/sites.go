@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fleetwave/fleetwave/deploy"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// siteReport is one row of `fleetwave sites`, and its JSON form.
+type siteReport struct {
+	Site   string `json:"site"`
+	Wave   string `json:"wave"`
+	Branch string `json:"branch"`
+	// Head is the site branch head in git; Applied is the commit Flux last applied.
+	Head    string `json:"head,omitempty"`
+	Applied string `json:"applied,omitempty"`
+	// Source is the source commit the applied promotion carries (its Fleetwave-Source trailer).
+	Source string `json:"source,omitempty"`
+	// Runs says whether the site runs --commit; absent without --commit.
+	Runs    *bool                 `json:"runs,omitempty"`
+	Drift   bool                  `json:"drift"`
+	Flux    string                `json:"flux"`
+	Verdict rollout.Verdict       `json:"verdict"`
+	Message string                `json:"message,omitempty"`
+	Checks  []rollout.CheckResult `json:"checks,omitempty"`
+}
+
+type sitesOptions struct {
+	serve      serveOptions
+	commit     string
+	kubeconfig string
+	output     string
+}
+
+func newSitesCmd(g *globals) *cobra.Command {
+	var o sitesOptions
+	cmd := &cobra.Command{
+		Use:   "sites",
+		Short: "Show every site of the fleet: branch head, what Flux applied, readiness, health checks, drift",
+		Long: `sites reads the plan from the fleet repo, then for every site: the head of its site branch,
+the revision its Flux Kustomization last applied, Ready/Stalled with Flux's message, and the
+current value of every health check in the plan. DRIFT marks a site whose applied revision
+is not its branch head. With --commit, the plan is read at that commit and RUNS says whether
+each site runs it.
+
+It exits 1 when any site is Degraded or Unknown, so scripts can use it as a gate.
+Git credentials come from the same variables as serve; sites from the kubeconfig contexts
+the plan names.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runSites(cmd.Context(), g, o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.serve.repo, "repo", "", "URL of the fleet repo")
+	f.StringVar(&o.serve.sourceBranch, "source-branch", "main", "branch holding the plan")
+	f.StringVar(&o.serve.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
+	f.StringVar(&o.commit, "commit", "", "source commit to compare the sites with (default: the source branch head, without the RUNS column)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
+	f.StringVarP(&o.output, "output", "o", "", "output format: text or json")
+	_ = cmd.MarkFlagRequired("repo")
+	return cmd
+}
+
+func runSites(ctx context.Context, g *globals, o sitesOptions) error {
+	repo, err := gitops.Open(ctx, o.serve.repo, gitOptions(o.serve)...)
+	if err != nil {
+		return err
+	}
+	rev := o.serve.sourceBranch
+	if o.commit != "" {
+		rev = o.commit
+	}
+	info, err := repo.Commit(rev)
+	if err != nil {
+		return err
+	}
+	data, err := repo.ReadFile(info.SHA, rollout.PlanFile)
+	if err != nil {
+		return err
+	}
+	plan, err := rollout.ParsePlan(rollout.PlanFile+"@"+rollout.Short(info.SHA), data)
+	if err != nil {
+		return err
+	}
+	reports := inspectSites(ctx, repo, deploy.NewKube(o.kubeconfig), &deploy.Checker{}, plan)
+	if o.commit != "" {
+		for i := range reports {
+			runs := reports[i].Source == info.SHA
+			reports[i].Runs = &runs
+		}
+	}
+	if done, err := writeJSON(g.stdout, o.output, reports); err != nil {
+		return err
+	} else if !done {
+		printSites(g, reports, o.commit != "")
+	}
+	for _, r := range reports {
+		if r.Verdict == rollout.VerdictDegraded || r.Verdict == rollout.VerdictUnknown {
+			return errSilent
+		}
+	}
+	return nil
+}
+
+// inspectSites looks at every site of the plan at once (bounded), in plan order.
+func inspectSites(ctx context.Context, repo *gitops.Repo, driver deploy.Driver, checker *deploy.Checker, plan *rollout.Plan) []siteReport {
+	waveOf := map[string]string{}
+	for _, w := range plan.Waves {
+		for _, s := range w.Sites {
+			waveOf[s] = w.Name
+		}
+	}
+	out := make([]siteReport, len(plan.Sites))
+	slots := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, site := range plan.Sites {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			out[i] = inspectSite(ctx, repo, driver, checker, plan, site)
+			out[i].Wave = waveOf[site.Name]
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func inspectSite(ctx context.Context, repo *gitops.Repo, driver deploy.Driver, checker *deploy.Checker, plan *rollout.Plan, site rollout.Site) siteReport {
+	r := siteReport{Site: site.Name, Branch: plan.SiteBranchFor(site.Name)}
+	if head, err := repo.Branch(r.Branch); err == nil {
+		r.Head = head
+	}
+	st, err := driver.Observe(ctx, site)
+	if err != nil {
+		st = rollout.SiteState{Site: site.Name, Message: err.Error()}
+	}
+	if st.Reachable {
+		st.Checks = append(st.Checks, checker.RunAll(ctx, plan.Health.Checks, site)...)
+	}
+	r.Checks, r.Message = st.Checks, st.Message
+	r.Applied = rollout.RevisionHash(st.Revision)
+	if r.Applied != "" {
+		if c, err := repo.Commit(r.Applied); err == nil {
+			r.Source = c.Trailers[gitops.TrailerSource]
+		}
+	}
+	r.Drift = st.Reachable && r.Applied != r.Head
+	switch {
+	case !st.Reachable:
+		r.Flux = "Unknown"
+	case st.Stalled:
+		r.Flux = "Stalled"
+	case st.Ready:
+		r.Flux = "Ready"
+	case st.Reconciling:
+		r.Flux = "Reconciling"
+	default:
+		r.Flux = "NotReady"
+	}
+	r.Verdict = rollout.VerdictHealthy
+	switch {
+	case st.Unknown() != "":
+		r.Verdict, r.Message = rollout.VerdictUnknown, st.Unknown()
+	case st.Stalled || (!st.Ready && !st.Reconciling):
+		r.Verdict = rollout.VerdictDegraded
+	case st.Reconciling:
+		r.Verdict = rollout.VerdictConverging
+	}
+	for _, c := range st.Checks {
+		if !c.OK && !c.Unknown && r.Verdict != rollout.VerdictUnknown {
+			r.Verdict = rollout.VerdictDegraded
+		}
+	}
+	return r
+}
+
+func printSites(g *globals, reports []siteReport, withRuns bool) {
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	header := "SITE\tWAVE\tBRANCH HEAD\tAPPLIED\tDRIFT\tFLUX\tVERDICT\tCHECKS\tMESSAGE"
+	if withRuns {
+		header = "SITE\tWAVE\tBRANCH HEAD\tAPPLIED\tRUNS\tDRIFT\tFLUX\tVERDICT\tCHECKS\tMESSAGE"
+	}
+	fmt.Fprintln(tw, header)
+	for _, r := range reports {
+		drift := "-"
+		if r.Drift {
+			drift = "DRIFT"
+		}
+		var checks []string
+		for _, c := range r.Checks {
+			switch {
+			case c.Unknown:
+				checks = append(checks, c.Name+"=?")
+			case c.OK:
+				checks = append(checks, fmt.Sprintf("%s=%g ok", c.Name, c.Value))
+			default:
+				checks = append(checks, fmt.Sprintf("%s=%g FAIL", c.Name, c.Value))
+			}
+		}
+		row := []string{r.Site, r.Wave, short(r.Head), short(r.Applied)}
+		if withRuns {
+			row = append(row, fmt.Sprint(*r.Runs))
+		}
+		row = append(row, drift, r.Flux, string(r.Verdict), dash(strings.Join(checks, ", ")), dash(r.Message))
+		fmt.Fprintln(tw, strings.Join(row, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+func short(sha string) string { return dash(rollout.Short(sha)) }
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

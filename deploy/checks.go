@@ -1,0 +1,236 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// Checker measures the plan's health checks on a site: Prometheus instant queries and HTTP
+// probes. A measurement that cannot be taken (Prometheus or the probe unreachable, a timeout,
+// a server error) is Unknown, never a pass.
+type Checker struct {
+	// Client makes the requests; nil means a client without a global timeout (every check
+	// has its own).
+	Client *http.Client
+	// Now is the clock, for tests; nil means time.Now.
+	Now func() time.Time
+}
+
+// maxProbeBody bounds how much of a probe's answer is read to match Body.
+const maxProbeBody = 1 << 20
+
+// Run measures one check, already expanded for its site (rollout.Check.ForSite).
+func (c *Checker) Run(ctx context.Context, check rollout.Check) rollout.CheckResult {
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	var res rollout.CheckResult
+	switch {
+	case check.Prometheus != nil:
+		res = c.prometheus(ctx, *check.Prometheus)
+	case check.HTTP != nil:
+		res = c.probe(ctx, *check.HTTP)
+	default:
+		res = rollout.CheckResult{Unknown: true, Message: "check has neither prometheus nor http"}
+	}
+	res.Name = check.Name
+	res.At = now().UTC()
+	return res
+}
+
+// RunAll measures every check for the site, in order.
+func (c *Checker) RunAll(ctx context.Context, checks []rollout.Check, site rollout.Site) []rollout.CheckResult {
+	out := make([]rollout.CheckResult, 0, len(checks))
+	for _, check := range checks {
+		expanded, err := check.ForSite(site)
+		if err != nil {
+			out = append(out, rollout.CheckResult{Name: check.Name, Unknown: true, Message: err.Error(), At: time.Now().UTC()})
+			continue
+		}
+		out = append(out, c.Run(ctx, expanded))
+	}
+	return out
+}
+
+func (c *Checker) client() *http.Client {
+	if c.Client != nil {
+		return c.Client
+	}
+	return http.DefaultClient
+}
+
+func (c *Checker) prometheus(ctx context.Context, p rollout.PrometheusCheck) rollout.CheckResult {
+	res := rollout.CheckResult{Threshold: p.Threshold()}
+	client, err := promapi.NewClient(promapi.Config{Address: p.URL, Client: c.client()})
+	if err != nil {
+		res.Unknown, res.Message = true, "prometheus: "+redact(err.Error(), p.URL)
+		return res
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeoutOr(p.Timeout))
+	defer cancel()
+	value, _, _, err := promv1.NewAPI(client).Query(ctx, p.Query, time.Now(), promv1.WithTimeout(timeoutOr(p.Timeout)))
+	if err != nil {
+		var pe *promv1.Error
+		if errors.As(err, &pe) && (pe.Type == promv1.ErrBadData || pe.Type == promv1.ErrExec) {
+			// Prometheus answered: the query is wrong or failed. That is the check failing,
+			// not the site being unknown.
+			res.Message = fmt.Sprintf("prometheus rejected the query: %s", pe.Msg)
+			return res
+		}
+		res.Unknown, res.Message = true, "prometheus: "+redact(err.Error(), p.URL)
+		return res
+	}
+	samples, err := sampleValues(value)
+	if err != nil {
+		res.Message = err.Error()
+		return res
+	}
+	if len(samples) == 0 {
+		res.OK = p.AllowEmpty
+		res.Message = "the query returned no samples"
+		if p.AllowEmpty {
+			res.Message += " (allowEmpty)"
+		}
+		return res
+	}
+	// Every sample must be within the thresholds. The value reported is the sample that
+	// decided: the worst one outside the thresholds, or else the one closest to them.
+	res.OK, res.Value = true, samples[0]
+	for _, v := range samples {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			// The value is not kept: JSON (and so Temporal payloads) cannot carry NaN or Inf.
+			res.OK, res.Value, res.Message = false, 0, fmt.Sprintf("the query returned %g", v)
+			return res
+		}
+		switch {
+		case !p.Within(v) && res.OK:
+			res.OK, res.Value = false, v
+		case !p.Within(v) == !res.OK && worse(p, v, res.Value):
+			res.Value = v
+		}
+	}
+	if len(samples) > 1 {
+		res.Message = fmt.Sprintf("worst of %d samples", len(samples))
+	}
+	return res
+}
+
+// worse reports whether v is further toward (or past) a threshold than cur.
+func worse(p rollout.PrometheusCheck, v, cur float64) bool {
+	if p.Max != nil {
+		return v > cur
+	}
+	return v < cur
+}
+
+// sampleValues flattens an instant query result.
+func sampleValues(v model.Value) ([]float64, error) {
+	switch v := v.(type) {
+	case model.Vector:
+		out := make([]float64, len(v))
+		for i, s := range v {
+			out[i] = float64(s.Value)
+		}
+		return out, nil
+	case *model.Scalar:
+		return []float64{float64(v.Value)}, nil
+	default:
+		return nil, fmt.Errorf("the query returned a %s; use an expression that returns a vector or a scalar", v.Type())
+	}
+}
+
+func (c *Checker) probe(ctx context.Context, h rollout.HTTPCheck) rollout.CheckResult {
+	res := rollout.CheckResult{Threshold: fmt.Sprintf("status %d", h.Status)}
+	if h.Body != "" {
+		res.Threshold += fmt.Sprintf(", body ~ %q", h.Body)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeoutOr(h.Timeout))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.URL, nil)
+	if err != nil {
+		res.Unknown, res.Message = true, redact(err.Error(), h.URL)
+		return res
+	}
+	resp, err := c.client().Do(req)
+	if err != nil {
+		res.Unknown, res.Message = true, redact(err.Error(), h.URL)
+		return res
+	}
+	defer func() { _ = resp.Body.Close() }()
+	res.Value = float64(resp.StatusCode)
+	if resp.StatusCode != h.Status {
+		res.Message = fmt.Sprintf("GET %s answered %s", redactURL(h.URL), resp.Status)
+		return res
+	}
+	if h.Body != "" {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxProbeBody))
+		if err != nil {
+			res.Unknown, res.Message = true, "reading the body: "+redact(err.Error(), h.URL)
+			return res
+		}
+		re, err := regexp.Compile(h.Body)
+		if err != nil {
+			res.Message = "body pattern: " + err.Error()
+			return res
+		}
+		if !re.Match(body) {
+			res.Message = fmt.Sprintf("body %q does not match %q", snippet(body), h.Body)
+			return res
+		}
+	}
+	res.OK = true
+	return res
+}
+
+func timeoutOr(d time.Duration) time.Duration {
+	if d <= 0 {
+		return rollout.DefaultCheckTimeout
+	}
+	return d
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return s
+}
+
+// redactURL hides the password of a URL.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	return u.Redacted()
+}
+
+// redact replaces raw (a URL that may carry a password) in msg by its redacted form, and
+// drops any remaining user info, so credentials never reach a status or a log.
+func redact(msg, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, raw, u.Redacted())
+	if p, ok := u.User.Password(); ok && p != "" {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	}
+	return msg
+}

@@ -1,0 +1,162 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// promServer answers instant queries with the given Prometheus API body and status. The real
+// Prometheus is exercised by the end-to-end tests; this pins the result handling.
+func promServer(t *testing.T, status int, body string) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/query" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func vector(values ...string) string {
+	var samples []string
+	for i, v := range values {
+		samples = append(samples, fmt.Sprintf(`{"metric":{"pod":"p%d"},"value":[1700000000,"%s"]}`, i, v))
+	}
+	return `{"status":"success","data":{"resultType":"vector","result":[` + strings.Join(samples, ",") + `]}}`
+}
+
+func ptr(f float64) *float64 { return &f }
+
+func TestPrometheusCheck(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		check   rollout.PrometheusCheck
+		ok      bool
+		unknown bool
+		value   float64
+		message string
+	}{
+		{name: "below max", status: 200, body: vector("0.004"), check: rollout.PrometheusCheck{Max: ptr(0.01)}, ok: true, value: 0.004},
+		{name: "above max", status: 200, body: vector("0.2"), check: rollout.PrometheusCheck{Max: ptr(0.01)}, value: 0.2},
+		{name: "worst sample decides", status: 200, body: vector("0.001", "0.3", "0.02"), check: rollout.PrometheusCheck{Max: ptr(0.01)}, value: 0.3, message: "worst of 3 samples"},
+		{name: "closest in range reported", status: 200, body: vector("0.001", "0.009"), check: rollout.PrometheusCheck{Max: ptr(0.01)}, ok: true, value: 0.009},
+		{name: "below min", status: 200, body: vector("0.95"), check: rollout.PrometheusCheck{Min: ptr(0.99)}, value: 0.95},
+		{name: "scalar", status: 200, body: `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}`, check: rollout.PrometheusCheck{Min: ptr(1)}, ok: true, value: 1},
+		{name: "empty fails", status: 200, body: vector(), check: rollout.PrometheusCheck{Max: ptr(1)}, message: "no samples"},
+		{name: "empty allowed", status: 200, body: vector(), check: rollout.PrometheusCheck{Max: ptr(1), AllowEmpty: true}, ok: true, message: "allowEmpty"},
+		{name: "NaN fails", status: 200, body: vector("NaN"), check: rollout.PrometheusCheck{Max: ptr(1)}, message: "NaN"},
+		{name: "bad query fails", status: 400, body: `{"status":"error","errorType":"bad_data","error":"parse error at char 4"}`, check: rollout.PrometheusCheck{Max: ptr(1)}, message: "parse error at char 4"},
+		{name: "server error is unknown", status: 503, body: `{"status":"error","errorType":"unavailable","error":"overloaded"}`, check: rollout.PrometheusCheck{Max: ptr(1)}, unknown: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Checker{Now: func() time.Time { return at }}
+			tt.check.URL = promServer(t, tt.status, tt.body)
+			tt.check.Query = "up"
+			res := c.Run(context.Background(), rollout.Check{Name: "q", Prometheus: &tt.check})
+			if res.OK != tt.ok || res.Unknown != tt.unknown {
+				t.Fatalf("OK=%v Unknown=%v, want %v %v: %s", res.OK, res.Unknown, tt.ok, tt.unknown, res)
+			}
+			if !tt.unknown && res.Value != tt.value {
+				t.Errorf("Value = %g, want %g", res.Value, tt.value)
+			}
+			if !strings.Contains(res.Message, tt.message) {
+				t.Errorf("Message = %q, want it to contain %q", res.Message, tt.message)
+			}
+			if res.Name != "q" || !res.At.Equal(at) || res.Threshold != tt.check.Threshold() {
+				t.Errorf("result = %+v", res)
+			}
+		})
+	}
+}
+
+func TestPrometheusUnreachableIsUnknown(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := strings.Replace(srv.URL, "http://", "http://admin:hunter2@", 1)
+	srv.Close()
+	res := (&Checker{}).Run(context.Background(), rollout.Check{Name: "q",
+		Prometheus: &rollout.PrometheusCheck{URL: url, Query: "up", Max: ptr(1)}})
+	if !res.Unknown || res.OK {
+		t.Fatalf("result = %s, want unknown", res)
+	}
+	if strings.Contains(res.Message, "hunter2") {
+		t.Errorf("message leaks the password: %s", res.Message)
+	}
+}
+
+func TestHTTPCheck(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ok":
+			fmt.Fprint(w, "ok version=1.2.3")
+		case "/slow":
+			time.Sleep(300 * time.Millisecond)
+			fmt.Fprint(w, "ok")
+		default:
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name        string
+		check       rollout.HTTPCheck
+		ok, unknown bool
+		value       float64
+		message     string
+	}{
+		{name: "status", check: rollout.HTTPCheck{URL: srv.URL + "/ok", Status: 200}, ok: true, value: 200},
+		{name: "body matches", check: rollout.HTTPCheck{URL: srv.URL + "/ok", Status: 200, Body: `version=1\.2`}, ok: true, value: 200},
+		{name: "body differs", check: rollout.HTTPCheck{URL: srv.URL + "/ok", Status: 200, Body: `version=2`}, value: 200, message: `does not match`},
+		{name: "wrong status", check: rollout.HTTPCheck{URL: srv.URL + "/bad", Status: 200}, value: 503, message: "503 Service Unavailable"},
+		{name: "expected non-200", check: rollout.HTTPCheck{URL: srv.URL + "/bad", Status: 503}, ok: true, value: 503},
+		{name: "timeout is unknown", check: rollout.HTTPCheck{URL: srv.URL + "/slow", Status: 200, Timeout: 50 * time.Millisecond}, unknown: true, message: "deadline exceeded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := (&Checker{}).Run(context.Background(), rollout.Check{Name: "smoke", HTTP: &tt.check})
+			if res.OK != tt.ok || res.Unknown != tt.unknown {
+				t.Fatalf("OK=%v Unknown=%v, want %v %v: %s", res.OK, res.Unknown, tt.ok, tt.unknown, res)
+			}
+			if res.Value != tt.value {
+				t.Errorf("Value = %g, want %g", res.Value, tt.value)
+			}
+			if !strings.Contains(res.Message, tt.message) {
+				t.Errorf("Message = %q, want it to contain %q", res.Message, tt.message)
+			}
+		})
+	}
+}
+
+func TestRunAllExpandsTemplates(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.Path)
+	}))
+	defer srv.Close()
+	checks := []rollout.Check{
+		{Name: "a", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/{site}/{labels.region}", Status: 200}},
+		{Name: "b", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/{labels.zone}", Status: 200}},
+	}
+	res := (&Checker{}).RunAll(context.Background(), checks, rollout.Site{Name: "ams-1", Labels: map[string]string{"region": "eu"}})
+	if len(got) != 1 || got[0] != "/ams-1/eu" {
+		t.Errorf("requests = %v", got)
+	}
+	if !res[0].OK || !res[1].Unknown || !strings.Contains(res[1].Message, `no label "zone"`) {
+		t.Errorf("results = %v", res)
+	}
+}

@@ -1,0 +1,115 @@
+package rollout
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Check is a health check run against every site of a wave on every health round of its bake.
+// Exactly one of Prometheus and HTTP is set. Strings may hold the templates {site} (the site
+// name) and {labels.KEY} (the site's label KEY); ForSite expands them.
+type Check struct {
+	Name       string
+	Prometheus *PrometheusCheck `json:",omitempty"`
+	HTTP       *HTTPCheck       `json:",omitempty"`
+}
+
+// PrometheusCheck is an instant query through the Prometheus HTTP API. Every sample of the
+// result must lie within Min and Max (those set). An empty result fails the check unless
+// AllowEmpty is set: "no data" must not pass for "no errors" by accident.
+type PrometheusCheck struct {
+	URL        string
+	Query      string
+	Min        *float64 `json:",omitempty"`
+	Max        *float64 `json:",omitempty"`
+	AllowEmpty bool     `json:",omitempty"`
+	Timeout    time.Duration
+}
+
+// HTTPCheck is a GET request that must answer Status and, when Body is set, a body matching
+// that regular expression, within Timeout.
+type HTTPCheck struct {
+	URL     string
+	Status  int
+	Body    string `json:",omitempty"`
+	Timeout time.Duration
+}
+
+// DefaultCheckTimeout bounds one measurement when the check does not say.
+const DefaultCheckTimeout = 10 * time.Second
+
+// Threshold describes what a Prometheus check expects, e.g. "<= 0.01" or ">= 0.99, <= 1".
+func (p PrometheusCheck) Threshold() string {
+	var parts []string
+	if p.Min != nil {
+		parts = append(parts, fmt.Sprintf(">= %g", *p.Min))
+	}
+	if p.Max != nil {
+		parts = append(parts, fmt.Sprintf("<= %g", *p.Max))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Within reports whether v satisfies the thresholds.
+func (p PrometheusCheck) Within(v float64) bool {
+	return (p.Min == nil || v >= *p.Min) && (p.Max == nil || v <= *p.Max)
+}
+
+// templateRE matches the placeholders checks may use. Other braces are left alone: PromQL
+// selectors such as {job="api"} are not templates.
+var templateRE = regexp.MustCompile(`\{(site|labels\.[A-Za-z0-9_./-]+)\}`)
+
+// Expand replaces {site} and {labels.KEY} in s for the site. A label the site does not have
+// is an error, so a typo cannot turn into a query that matches nothing.
+func Expand(s string, site Site) (string, error) {
+	var missing []string
+	out := templateRE.ReplaceAllStringFunc(s, func(m string) string {
+		key := m[1 : len(m)-1]
+		if key == "site" {
+			return site.Name
+		}
+		label := strings.TrimPrefix(key, "labels.")
+		v, ok := site.Labels[label]
+		if !ok {
+			missing = append(missing, label)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("site %q has no label %q", site.Name, missing[0])
+	}
+	return out, nil
+}
+
+// ForSite returns the check with its templates expanded for the site.
+func (c Check) ForSite(site Site) (Check, error) {
+	out := c
+	var err error
+	expand := func(s string) string {
+		if err != nil {
+			return s
+		}
+		var e error
+		s, e = Expand(s, site)
+		if e != nil {
+			err = e
+		}
+		return s
+	}
+	if p := c.Prometheus; p != nil {
+		cp := *p
+		cp.URL, cp.Query = expand(p.URL), expand(p.Query)
+		out.Prometheus = &cp
+	}
+	if h := c.HTTP; h != nil {
+		ch := *h
+		ch.URL = expand(h.URL)
+		out.HTTP = &ch
+	}
+	if err != nil {
+		return Check{}, fmt.Errorf("check %s: %w", c.Name, err)
+	}
+	return out, nil
+}
