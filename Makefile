@@ -10,8 +10,9 @@ STATICCHECK_VERSION  := v0.8.2
 ERRCHECK_VERSION     := v1.30.0
 WORKFLOWCHECK        := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 
-# The end-to-end tests find the Temporal CLI here.
+# The end-to-end tests find the Temporal CLI, and the Kubernetes and Flux binaries, here.
 export FLEETWAVE_TEMPORAL := $(TEMPORAL)
+export FLEETWAVE_KUBE_BIN := $(TOOLS)
 
 .PHONY: all build run test unit e2e tools lint workflowcheck tidy fmt verify update-golden record-histories clean
 
@@ -20,16 +21,27 @@ all: build test
 build:
 	$(GO) build -o bin/fleetwave ./cmd/fleetwave
 
-# The whole suite: unit tests and end-to-end tests (real Temporal dev server, real git server).
-test: tools
+# The whole suite: unit tests and end-to-end tests (real Temporal dev server, real git server,
+# real kube-apiservers running real Flux, real Prometheus).
+test: tools kube-tools prometheus
 	$(GO) test -race -count=1 -tags e2e ./...
 
 # Unit tests only: no Temporal server needed.
 unit:
 	$(GO) test -race ./...
 
-e2e: tools
+e2e: tools kube-tools prometheus
 	$(GO) test -race -count=1 -tags e2e ./test/...
+
+# Push → Flux Ready on a real site, with and without fleetwave's reconcile request.
+.PHONY: bench-kube
+bench-kube: tools kube-tools
+	$(GO) test -tags e2e -count=1 -run '^$$' -bench PushToReady -benchtime 5x ./test/
+
+# Debian's prometheus, for the metric-gate tests (they start their own on 127.0.0.1).
+.PHONY: prometheus
+prometheus:
+	@./test/kube/install-prometheus.sh
 
 tools: $(TEMPORAL)
 
@@ -70,15 +82,14 @@ clean:
 run: build tools
 	./bin/fleetwave dev $(ARGS)
 
-# Real Kubernetes sites (issue 4, in progress): etcd, kube-apiserver, kube-controller-manager and
-# the Flux controllers, built from the Go module proxy through wrapper modules in test/kube/w.
+# Real Kubernetes sites for the end-to-end tests (test/kubelab starts them): etcd, kube-apiserver
+# and the Flux controllers, built from the Go module proxy through wrapper modules in test/kube/w.
 # One heavy build at a time (make -j1); 18 minutes cold on 2 cores, module downloads included.
 KUBE_VERSION    := v1.36.3
 KUBE_LDFLAGS    := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(KUBE_VERSION)
-KUBE_TOOLS      := $(TOOLS)/etcd $(TOOLS)/kube-apiserver $(TOOLS)/kube-controller-manager \
-	$(TOOLS)/source-controller $(TOOLS)/kustomize-controller
+KUBE_TOOLS      := $(TOOLS)/etcd $(TOOLS)/kube-apiserver $(TOOLS)/source-controller $(TOOLS)/kustomize-controller
 
 .PHONY: kube-tools
 kube-tools: $(KUBE_TOOLS)
@@ -87,6 +98,8 @@ $(TOOLS)/etcd:
 	cd test/kube/w/etcd && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '-s -w' -o $@ go.etcd.io/etcd/server/v3
 $(TOOLS)/kube-apiserver:
 	cd test/kube/w/kube && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+# Not needed by the tests (their workloads are ConfigMaps); for a lab with Deployments whose status
+# a controller fills in: make .tools/bin/kube-controller-manager
 $(TOOLS)/kube-controller-manager:
 	cd test/kube/w/kube && GOTOOLCHAIN=local $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
 $(TOOLS)/source-controller:

@@ -53,13 +53,16 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 		poll = 2 * time.Second
 	}
 	res := ConvergeResult{States: make([]rollout.SiteState, len(in.Sites)), Converged: make([]bool, len(in.Sites))}
-	s.requestReconcile(ctx, in.Sites)
+	requested := make([]bool, len(in.Sites))
 	for {
 		done := 0
 		for i, e := range in.Sites {
 			if res.Converged[i] {
 				done++
 				continue
+			}
+			if !requested[i] {
+				requested[i] = s.requestReconcile(ctx, e.Site)
 			}
 			st, err := s.Driver.Observe(ctx, e.Site)
 			if err != nil {
@@ -87,19 +90,20 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 	}
 }
 
-// requestReconcile asks every site to apply its branch now, when the driver can. It is an
-// optimisation: a failed request is logged, and Flux still applies the commit at its next
-// interval.
-func (s *Sites) requestReconcile(ctx context.Context, sites []Expectation) {
+// requestReconcile asks the site to apply its branch now, when the driver can, and reports
+// whether that is done with. It is an optimisation: a failed request (the site is down) is
+// logged and tried again on the next round, and Flux applies the commit at its next interval
+// anyway.
+func (s *Sites) requestReconcile(ctx context.Context, site rollout.Site) bool {
 	r, ok := s.Driver.(deploy.Reconciler)
 	if !ok {
-		return
+		return true
 	}
-	for _, e := range sites {
-		if err := r.RequestReconcile(ctx, e.Site); err != nil {
-			activity.GetLogger(ctx).Warn("reconcile request failed; waiting for the Flux interval", "site", e.Site.Name, "error", err)
-		}
+	if err := r.RequestReconcile(ctx, site); err != nil {
+		activity.GetLogger(ctx).Warn("reconcile request failed; trying again next round", "site", site.Name, "error", err)
+		return false
 	}
+	return true
 }
 
 // ObserveInput lists the sites to observe and the health checks to measure on each.

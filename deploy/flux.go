@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	fluxmeta "github.com/fluxcd/pkg/apis/meta"
@@ -69,7 +70,11 @@ func (k Kustomization) State(site string, now time.Time) rollout.SiteState {
 	}
 	ready := apimeta.FindStatusCondition(k.Conditions, fluxmeta.ReadyCondition)
 	stalled := apimeta.IsStatusConditionTrue(k.Conditions, fluxmeta.StalledCondition)
-	reconciling := apimeta.IsStatusConditionTrue(k.Conditions, fluxmeta.ReconcilingCondition) ||
+	// After a failed attempt Flux keeps Reconciling=True with reason ProgressingWithRetry and
+	// Ready=False: it will try again, but this attempt failed, and that is what counts.
+	rc := apimeta.FindStatusCondition(k.Conditions, fluxmeta.ReconcilingCondition)
+	retrying := rc != nil && rc.Reason == fluxmeta.ProgressingWithRetryReason && ready != nil && ready.Status == metav1.ConditionFalse
+	reconciling := (rc != nil && rc.Status == metav1.ConditionTrue && !retrying) ||
 		k.ObservedGeneration != k.Generation || ready == nil || ready.Status == metav1.ConditionUnknown
 	st.Stalled = stalled
 	st.Reconciling = reconciling && !stalled
@@ -77,9 +82,9 @@ func (k Kustomization) State(site string, now time.Time) rollout.SiteState {
 	switch {
 	case stalled:
 		c := apimeta.FindStatusCondition(k.Conditions, fluxmeta.StalledCondition)
-		st.Message = fmt.Sprintf("%s: %s", c.Reason, c.Message)
+		st.Message = fmt.Sprintf("%s: %s", c.Reason, strings.TrimSpace(c.Message))
 	case ready != nil:
-		st.Message = fmt.Sprintf("%s: %s", ready.Reason, ready.Message)
+		st.Message = fmt.Sprintf("%s: %s", ready.Reason, strings.TrimSpace(ready.Message))
 	default:
 		st.Message = "no Ready condition yet"
 	}

@@ -47,6 +47,7 @@ func TestKustomizationVerdicts(t *testing.T) {
 		{file: "old-revision.yaml", ready: true},
 		{file: "reconciling.yaml", reconciling: true, message: "Progressing"},
 		{file: "build-failed.yaml", failed: true, message: "BuildFailed: kustomize build failed"},
+		{file: "apply-failed-retrying.yaml", failed: true, message: "ReconciliationFailed: ConfigMap/default/app dry-run failed"},
 		{file: "stalled.yaml", failed: true, stalled: true, message: "InvalidPath: path ./apps not found"},
 		{file: "old-generation.yaml", reconciling: true},
 		{file: "new.yaml", reconciling: true, message: "no Ready condition yet"},

@@ -180,8 +180,14 @@ func describe(err error, kubeContext, object string) error {
 	case apierrors.ReasonForError(err) != metav1.StatusReasonUnknown:
 		return fmt.Errorf("context %q: %s: %w", kubeContext, object, err)
 	}
-	return fmt.Errorf("context %q: %w: %w", kubeContext, ErrUnreachable, err)
+	return fmt.Errorf("context %q: %w", kubeContext, unreachableError{err})
 }
+
+// unreachableError is a network failure talking to an API server; it matches ErrUnreachable.
+type unreachableError struct{ err error }
+
+func (e unreachableError) Error() string   { return "API server unreachable: " + e.err.Error() }
+func (e unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.err} }
 
 // RequestReconcile asks Flux to reconcile the site's source and Kustomization now, the way
 // `flux reconcile kustomization --with-source` does: it sets reconcile.fluxcd.io/requestedAt
