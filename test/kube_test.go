@@ -4,9 +4,12 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/deploy"
@@ -185,6 +189,13 @@ func waveState(st rollout.Status, wave string) rollout.State {
 	return ""
 }
 
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 var configMapGVR = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 
 // applied returns the revision the site's Flux last applied and the app version on the site.
@@ -335,6 +346,96 @@ func TestRealSites(t *testing.T) {
 			t.Errorf("region was promoted")
 		}
 		l.waitApplied("canary", now["canary"])
+	})
+
+	t.Run("a wrong kustomization fails the rollout before any write", func(t *testing.T) {
+		before := heads()
+		plan := strings.Replace(kubePlan(l.metrics.URL, "http://127.0.0.1:1/{site}"),
+			"{context: region, kustomization: flux-system/apps}", "{context: region, kustomization: flux-system/typo}", 1)
+		c := l.gs.CommitOn(t, "main", "plan with a typo", map[string]string{"fleetwave.yaml": plan})
+		st := l.wait(l.start(c))
+		want := `site region: cluster.kustomization: context "region": Kustomization flux-system/typo not found`
+		if st.State != rollout.StateFailed || !strings.Contains(st.Reason, want) {
+			t.Fatalf("state %s, reason %q; want %q", st.State, st.Reason, want)
+		}
+		if after := heads(); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("site branches changed: %v, want %v", after, before)
+		}
+		// Put the good plan back for what follows.
+		l.gs.CommitOn(t, "main", "fix the plan", map[string]string{"fleetwave.yaml": kubePlan(l.metrics.URL,
+			strings.Replace(l.metrics.ProbeURL("canary"), "canary", "{site}", 1))})
+	})
+
+	bin := buildFleetwave(t)
+	t.Run("plan validate --kubeconfig names the site and field", func(t *testing.T) {
+		dir := t.TempDir()
+		good := filepath.Join(dir, "good.yaml")
+		bad := filepath.Join(dir, "bad.yaml")
+		plan := kubePlan(l.metrics.URL, "http://127.0.0.1:1/{site}")
+		writeFile(t, good, plan)
+		writeFile(t, bad, strings.Replace(plan, "{context: rest,", "{context: nowhere,", 1))
+		out, err := exec.Command(bin, "plan", "validate", good, "--kubeconfig", l.sites.Kubeconfig).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "valid: 3 sites in 3 waves") {
+			t.Errorf("validate good: %v\n%s", err, out)
+		}
+		out, err = exec.Command(bin, "plan", "validate", bad, "--kubeconfig", l.sites.Kubeconfig).CombinedOutput()
+		want := bad + `: site rest: cluster.context: context "nowhere" not found in kubeconfig ` + l.sites.Kubeconfig
+		if err == nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("validate bad: %v\n%s\nwant %s", err, out, want)
+		}
+		if strings.Contains(string(out), "token") {
+			t.Errorf("output mentions a token: %s", out)
+		}
+	})
+
+	t.Run("fleetwave sites shows the fleet and fails on an unknown site", func(t *testing.T) {
+		sites := func() ([]map[string]any, error) {
+			cmd := exec.Command(bin, "sites", "--repo", l.gs.URL, "--kubeconfig", l.sites.Kubeconfig, "-o", "json")
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			var rows []map[string]any
+			if jerr := json.Unmarshal([]byte(stdout.String()), &rows); jerr != nil {
+				t.Fatalf("sites -o json: %v\n%s\n%s", jerr, stdout.String(), stderr.String())
+			}
+			return rows, err
+		}
+		rows, err := sites()
+		if err != nil {
+			t.Errorf("sites exited with %v on a healthy fleet: %v", err, rows)
+		}
+		now := heads()
+		for i, r := range rows {
+			name := kubeSites[i]
+			if r["site"] != name || r["verdict"] != "Healthy" || r["flux"] != "Ready" || r["drift"] != false ||
+				r["head"] != now[name] || r["applied"] != now[name] || len(r["checks"].([]any)) != 2 {
+				t.Errorf("row %d = %v", i, r)
+			}
+		}
+		// A site whose Flux cannot be read makes the command fail, for scripts.
+		l.sites.Sites["rest"].StopAPIServer(t)
+		rows, err = sites()
+		l.sites.Sites["rest"].StartAPIServer(t)
+		if err == nil || rows[2]["verdict"] != "Unknown" || rows[2]["flux"] != "Unknown" || rows[0]["verdict"] != "Healthy" {
+			t.Errorf("with rest down: err %v, rows %v", err, rows)
+		}
+		// Drift: a commit on a site branch that Flux has not applied (its source is suspended,
+		// so this cannot race with Flux's interval).
+		suspend := []byte(`{"spec":{"suspend":true}}`)
+		if _, err := l.sites.Sites["region"].Dynamic().Resource(kubelab.GitRepositoryGVR).Namespace(kubelab.Namespace).
+			Patch(context.Background(), kubelab.GitRepositoryName, types.MergePatchType, suspend, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		l.gs.CommitOn(t, "sites/region", "hand edit", map[string]string{"deploy/extra.txt": "x"})
+		rows, _ = sites()
+		if rows[1]["drift"] != true || rows[0]["drift"] != false {
+			t.Errorf("drift not shown: %v", rows)
+		}
+		text, _ := exec.Command(bin, "sites", "--repo", l.gs.URL, "--kubeconfig", l.sites.Kubeconfig).CombinedOutput()
+		t.Logf("fleetwave sites:\n%s", text)
+		if !strings.Contains(string(text), "DRIFT") || !strings.Contains(string(text), "error-rate=0 ok") {
+			t.Errorf("text output:\n%s", text)
+		}
 	})
 
 	rss, err := l.sites.RSS()

@@ -208,7 +208,11 @@ func printSites(g *globals, reports []siteReport, withRuns bool) {
 		if withRuns {
 			row = append(row, fmt.Sprint(*r.Runs))
 		}
-		row = append(row, drift, r.Flux, string(r.Verdict), dash(strings.Join(checks, ", ")), dash(r.Message))
+		msg := r.Message
+		if r.Verdict == rollout.VerdictHealthy {
+			msg = "" // Flux's "Applied revision: ..." adds nothing to the columns
+		}
+		row = append(row, drift, r.Flux, string(r.Verdict), dash(strings.Join(checks, ", ")), dash(msg))
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	_ = tw.Flush()
