@@ -80,6 +80,7 @@ type kubeLab struct {
 	gs      *gittest.Server
 	sites   *kubelab.Lab
 	metrics *kubelab.Metrics
+	tc      client.Client
 	fw      *workflows.Client
 }
 
@@ -121,7 +122,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	l.fw = workflows.NewClient(tc, "")
+	l.tc, l.fw = tc, workflows.NewClient(tc, "")
 	return l
 }
 
@@ -139,20 +140,16 @@ func (l *kubeLab) wait(id string) rollout.Status {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for {
-		st, err := l.fw.Status(ctx, id)
-		if err != nil {
-			l.t.Fatalf("status of %s: %v", id, err)
-		}
-		if st.State.Done() {
-			return st
-		}
-		select {
-		case <-ctx.Done():
-			l.t.Fatalf("rollout %s still %s: %+v", id, st.State, st)
-		case <-time.After(250 * time.Millisecond):
-		}
+	// The workflow's end, not its status, says it ended; a failed rollout is an error here.
+	_ = l.tc.GetWorkflow(ctx, id, "").Get(ctx, nil)
+	st, err := l.fw.Status(ctx, id)
+	if err != nil {
+		l.t.Fatalf("status of %s: %v", id, err)
 	}
+	if !st.State.Done() {
+		l.t.Fatalf("rollout %s ended in state %s", id, st.State)
+	}
+	return st
 }
 
 // waitFor polls the rollout's status until cond holds.

@@ -86,8 +86,9 @@ func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) 
 			if v.Get(&ws) == nil {
 				st.Waves[i] = ws
 				// The rollout records a wave's progress when the wave ends; until then the
-				// wave's own phase is the more precise answer.
-				if st.State == rollout.StatePromoting && ws.State != rollout.StatePending {
+				// wave's own phase is the more precise answer. A wave that has just ended
+				// says nothing about the rollout, which may have more waves to run.
+				if st.State == rollout.StatePromoting && ws.State != rollout.StatePending && !ws.State.Done() {
 					st.State = ws.State
 				}
 			}

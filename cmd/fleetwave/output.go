@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
@@ -33,4 +35,20 @@ func writeJSON(w io.Writer, output string, v any) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("unknown output format %q: use text or json", output)
+}
+
+// formatChecks is the one-line form of health measurements: "error-rate=0.004 ok, smoke=?".
+func formatChecks(checks []rollout.CheckResult) string {
+	parts := make([]string, 0, len(checks))
+	for _, c := range checks {
+		switch {
+		case c.Unknown:
+			parts = append(parts, c.Name+"=?")
+		case c.OK:
+			parts = append(parts, fmt.Sprintf("%s=%g ok", c.Name, c.Value))
+		default:
+			parts = append(parts, fmt.Sprintf("%s=%g FAIL", c.Name, c.Value))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

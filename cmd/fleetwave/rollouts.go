@@ -155,7 +155,11 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 			if s.Revert != "" {
 				commit += " reverted by " + rollout.Short(s.Revert)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Name, s.Verdict, commit, strings.ReplaceAll(s.Message, "\t", " "))
+			detail := s.Message
+			if detail == "" {
+				detail = formatChecks(s.Checks)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Name, s.Verdict, commit, strings.ReplaceAll(detail, "\t", " "))
 		}
 	}
 	return tw.Flush()

@@ -193,17 +193,6 @@ func printSites(g *globals, reports []siteReport, withRuns bool) {
 		if r.Drift {
 			drift = "DRIFT"
 		}
-		var checks []string
-		for _, c := range r.Checks {
-			switch {
-			case c.Unknown:
-				checks = append(checks, c.Name+"=?")
-			case c.OK:
-				checks = append(checks, fmt.Sprintf("%s=%g ok", c.Name, c.Value))
-			default:
-				checks = append(checks, fmt.Sprintf("%s=%g FAIL", c.Name, c.Value))
-			}
-		}
 		row := []string{r.Site, r.Wave, short(r.Head), short(r.Applied)}
 		if withRuns {
 			row = append(row, fmt.Sprint(*r.Runs))
@@ -212,7 +201,7 @@ func printSites(g *globals, reports []siteReport, withRuns bool) {
 		if r.Verdict == rollout.VerdictHealthy {
 			msg = "" // Flux's "Applied revision: ..." adds nothing to the columns
 		}
-		row = append(row, drift, r.Flux, string(r.Verdict), dash(strings.Join(checks, ", ")), dash(msg))
+		row = append(row, drift, r.Flux, string(r.Verdict), dash(formatChecks(r.Checks)), dash(msg))
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
 	_ = tw.Flush()

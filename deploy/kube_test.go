@@ -1,0 +1,170 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// fakeAPI is a narrow stand-in for a site's API server: it serves one Kustomization and one
+// GitRepository and records patches. The real API server and Flux are exercised by the
+// end-to-end tests in test/; this pins request shapes and error handling.
+type fakeAPI struct {
+	token string
+	mu    sync.Mutex
+	// patches records "resource name: body" of every PATCH.
+	patches []string
+}
+
+const kustomizationJSON = `{"apiVersion":"kustomize.toolkit.fluxcd.io/v1","kind":"Kustomization",
+ "metadata":{"name":"apps","namespace":"flux-system","generation":2},
+ "spec":{"sourceRef":{"kind":"GitRepository","name":"fleet"}},
+ "status":{"observedGeneration":2,"lastAppliedRevision":"sites/a@sha1:c1","lastAttemptedRevision":"sites/a@sha1:c1",
+  "conditions":[{"type":"Ready","status":"True","reason":"ReconciliationSucceeded","message":"Applied revision: sites/a@sha1:c1","lastTransitionTime":"2026-11-27T10:00:00Z"}]}}`
+
+func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer "+f.token {
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}`)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.URL.Path == "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps" && r.Method == http.MethodGet:
+		fmt.Fprint(w, kustomizationJSON)
+	case r.Method == http.MethodPatch:
+		body, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.patches = append(f.patches, r.URL.Path+": "+string(body))
+		f.mu.Unlock()
+		fmt.Fprint(w, kustomizationJSON)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"not found"}`)
+	}
+}
+
+func writeKubeconfig(t *testing.T, path, context, server, token string) {
+	t.Helper()
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: %[1]s, cluster: {server: %[2]q, insecure-skip-tls-verify: true}}]
+users: [{name: %[1]s, user: {token: %[3]s}}]
+contexts: [{name: %[1]s, context: {cluster: %[1]s, user: %[1]s}}]
+`, context, server, token)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestKubeDriver(t *testing.T) {
+	a := &fakeAPI{token: "secret-token-a"}
+	srvA := httptest.NewTLSServer(a)
+	defer srvA.Close()
+	down := httptest.NewTLSServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close()
+
+	dir := t.TempDir()
+	fileA, fileB := filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")
+	writeKubeconfig(t, fileA, "site-a", srvA.URL, a.token)
+	writeKubeconfig(t, fileB, "site-b", downURL, "secret-token-b")
+	// Two files, as a KUBECONFIG list: contexts from both are found.
+	k := NewKube(fileA + string(filepath.ListSeparator) + fileB)
+	k.Timeout = 2 * time.Second
+	ctx := context.Background()
+	siteA := rollout.Site{Name: "a", Cluster: &rollout.Cluster{Context: "site-a", Kustomization: "flux-system/apps"}}
+
+	st, err := k.Observe(ctx, siteA)
+	if err != nil || !st.Reachable || !st.Converged("c1") || st.Message != "ReconciliationSucceeded: Applied revision: sites/a@sha1:c1" {
+		t.Errorf("Observe a = %+v, %v", st, err)
+	}
+	if err := k.Validate(ctx, siteA); err != nil {
+		t.Errorf("Validate a: %v", err)
+	}
+
+	// The reconcile request annotates the source, then the Kustomization, as the Flux CLI does.
+	if err := k.RequestReconcile(ctx, siteA); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.patches) != 2 ||
+		!strings.HasPrefix(a.patches[0], "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/fleet: ") ||
+		!strings.HasPrefix(a.patches[1], "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps: ") {
+		t.Fatalf("patches = %q", a.patches)
+	}
+	var patch struct {
+		Metadata struct{ Annotations map[string]string }
+	}
+	if err := json.Unmarshal([]byte(strings.SplitN(a.patches[1], ": ", 2)[1]), &patch); err != nil {
+		t.Fatal(err)
+	}
+	if at, err := time.Parse(time.RFC3339Nano, patch.Metadata.Annotations[ReconcileAnnotation]); err != nil || time.Since(at) > time.Minute {
+		t.Errorf("annotation %q: %v", patch.Metadata.Annotations[ReconcileAnnotation], err)
+	}
+
+	// A missing Kustomization: Unknown when observing, a named field when validating.
+	missing := rollout.Site{Name: "a", Cluster: &rollout.Cluster{Context: "site-a", Kustomization: "flux-system/typo"}}
+	st, _ = k.Observe(ctx, missing)
+	if st.Reachable || st.Message != `context "site-a": Kustomization flux-system/typo not found` {
+		t.Errorf("Observe missing = %+v", st)
+	}
+	err = k.Validate(ctx, missing)
+	if err == nil || err.Error() != `site a: cluster.kustomization: context "site-a": Kustomization flux-system/typo not found` || errors.Is(err, ErrUnreachable) {
+		t.Errorf("Validate missing = %v", err)
+	}
+
+	// A context no file has.
+	err = k.Validate(ctx, rollout.Site{Name: "c"})
+	if err == nil || !strings.HasPrefix(err.Error(), `site c: cluster.context: context "c" not found in kubeconfig `) {
+		t.Errorf("Validate unknown context = %v", err)
+	}
+
+	// An API server that is down: unreachable, and no credential in the message.
+	siteB := rollout.Site{Name: "b", Cluster: &rollout.Cluster{Context: "site-b"}}
+	st, _ = k.Observe(ctx, siteB)
+	if st.Reachable || !strings.Contains(st.Message, "API server unreachable") {
+		t.Errorf("Observe b = %+v", st)
+	}
+	if err := k.Validate(ctx, siteB); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("Validate b = %v, want ErrUnreachable", err)
+	}
+	if err := k.RequestReconcile(ctx, siteB); err == nil || strings.Contains(err.Error(), "secret-token") {
+		t.Errorf("RequestReconcile b = %v", err)
+	}
+	for _, msg := range []string{st.Message} {
+		if strings.Contains(msg, "secret-token") {
+			t.Errorf("message leaks a token: %s", msg)
+		}
+	}
+
+	// A wrong token: the site answers, so it is not unreachable, and the token is not echoed.
+	writeKubeconfig(t, fileA, "site-a", srvA.URL, "wrong-token")
+	k2 := NewKube(fileA)
+	err = k2.Validate(ctx, siteA)
+	if err == nil || errors.Is(err, ErrUnreachable) || strings.Contains(err.Error(), "wrong-token") || !strings.Contains(err.Error(), "Unauthorized") {
+		t.Errorf("Validate with a wrong token = %v", err)
+	}
+}
+
+func TestTarget(t *testing.T) {
+	ctx, ns, name := Target(rollout.Site{Name: "ams-1"})
+	if ctx != "ams-1" || ns != "flux-system" || name != "flux-system" {
+		t.Errorf("defaults = %s %s/%s", ctx, ns, name)
+	}
+	ctx, ns, name = Target(rollout.Site{Name: "ams-1", Cluster: &rollout.Cluster{Kustomization: "apps/web"}})
+	if ctx != "ams-1" || ns != "apps" || name != "web" {
+		t.Errorf("kustomization only = %s %s/%s", ctx, ns, name)
+	}
+}
