@@ -149,7 +149,7 @@ func TestLoadPlan(t *testing.T) {
 		if err := val.Get(&got); err != nil {
 			t.Fatal(err)
 		}
-		want := LoadPlanResult{Plan: wantPlan, Commit: c, Subject: "Bump app to 2"}
+		want := LoadPlanResult{Plan: wantPlan, Commit: c, Subject: "Bump app to 2", Author: "Test Author <author@example.com>", Message: "Bump app to 2\n\nbody\n"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("LoadPlan(%s) (-want +got):\n%s", ref, diff)
 		}
@@ -159,6 +159,30 @@ func TestLoadPlan(t *testing.T) {
 	_, err = env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: bad})
 	if msg := appErr(t, err, ErrTypeInvalidPlan); !strings.HasPrefix(msg, `fleetwave.yaml:8:30: wave "canary" names unknown site "nyc-9"`) {
 		t.Errorf("invalid plan message %q, want fleetwave.yaml:8:30: about nyc-9", msg)
+	}
+
+	// Rego policies at the commit come with the plan; one that does not compile fails the load.
+	withPolicy := f.commitOn("main", "Add policies", map[string]string{
+		rollout.PlanFile:                       plan,
+		".fleetwave/policies/freeze.rego":      "package fleetwave.policy\n\ndeny contains \"frozen\" if input.wave.name == \"x\"\n",
+		".fleetwave/policies/README.md":        "not a policy\n",
+		".fleetwave/policies/freeze_test.rego": "package fleetwave.policy_test\n\ntest_ok if true\n",
+	})
+	val, err := env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: withPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loaded LoadPlanResult
+	if err := val.Get(&loaded); err != nil {
+		t.Fatal(err)
+	}
+	if len(loaded.Policies) != 2 || loaded.Policies[0].Path != ".fleetwave/policies/freeze.rego" || loaded.Policies[1].Path != ".fleetwave/policies/freeze_test.rego" {
+		t.Errorf("policies = %+v", loaded.Policies)
+	}
+	broken := f.commitOn("main", "Break a policy", map[string]string{".fleetwave/policies/freeze.rego": "package fleetwave.policy\n\ndeny contains msg if {\n  msg := nope(1)\n}\n"})
+	_, err = env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: broken})
+	if msg := appErr(t, err, ErrTypeInvalidPolicy); !strings.HasPrefix(msg, ".fleetwave/policies/freeze.rego:4:") {
+		t.Errorf("invalid policy message %q, want .fleetwave/policies/freeze.rego:4:...", msg)
 	}
 
 	gone := f.commitOn("main", "Drop the plan", map[string]string{rollout.PlanFile: ""})

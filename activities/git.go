@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.temporal.io/sdk/activity"
@@ -12,6 +13,7 @@ import (
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/policy"
 )
 
 // Application error types the workflows branch on.
@@ -20,6 +22,7 @@ const (
 	ErrTypeBranchNotFound = "BranchNotFound"
 	ErrTypeRevertConflict = "RevertConflict"
 	ErrTypeCommitNotFound = "CommitNotFound"
+	ErrTypeInvalidPolicy  = "InvalidPolicy"
 )
 
 // Repo is what the git activities need from the fleet repository.
@@ -28,6 +31,7 @@ type Repo interface {
 	IsAncestor(ancestor, commit string) (bool, error)
 	Commit(sha string) (gitops.CommitInfo, error)
 	ReadFile(commit, path string) ([]byte, error)
+	ReadDir(commit, dir string) (map[string][]byte, error)
 	Promote(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
 	Revert(ctx context.Context, req gitops.RevertRequest) ([]gitops.Change, error)
 }
@@ -46,11 +50,15 @@ type LoadPlanInput struct {
 	Commit string
 }
 
-// LoadPlanResult is the validated plan at the commit.
+// LoadPlanResult is the validated plan at the commit, with the commit's description and the
+// fleet's Rego policies at that commit.
 type LoadPlanResult struct {
-	Plan    *rollout.Plan
-	Commit  string
-	Subject string
+	Plan     *rollout.Plan
+	Commit   string
+	Subject  string
+	Author   string               `json:",omitempty"`
+	Message  string               `json:",omitempty"`
+	Policies []rollout.PolicyFile `json:",omitempty"`
 }
 
 // LoadPlan reads and validates fleetwave.yaml at the commit. An invalid or missing plan is a
@@ -85,7 +93,32 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 				fmt.Sprintf("%s: %v", rollout.PlanFile, err), ErrTypeInvalidPlan, nil)
 		}
 	}
-	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject}, nil
+	files, err := LoadPolicies(g.Repo, info.SHA)
+	if err != nil {
+		return LoadPlanResult{}, err
+	}
+	if len(files) > 0 {
+		if _, err := policy.Compile(ctx, files); err != nil {
+			return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidPolicy, nil)
+		}
+	}
+	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject, Author: info.Author, Message: info.Message, Policies: files}, nil
+}
+
+// LoadPolicies reads the Rego files under rollout.PolicyDir at the commit, sorted by path.
+func LoadPolicies(repo Repo, commit string) ([]rollout.PolicyFile, error) {
+	all, err := repo.ReadDir(commit, rollout.PolicyDir)
+	if err != nil {
+		return nil, err
+	}
+	var files []rollout.PolicyFile
+	for path, data := range all {
+		if policy.IsPolicyFile(path) {
+			files = append(files, rollout.PolicyFile{Path: path, Source: string(data)})
+		}
+	}
+	slices.SortFunc(files, func(a, b rollout.PolicyFile) int { return strings.Compare(a.Path, b.Path) })
+	return files, nil
 }
 
 // ValidateSites checks every site of the plan with v and returns every problem found, one per

@@ -280,6 +280,42 @@ func (r *Repo) ReadFile(commit, path string) ([]byte, error) {
 	return []byte(s), nil
 }
 
+// ReadDir returns every file under dir (recursively) in commit, path → content, with paths
+// relative to the repository root. A missing directory gives an empty map, not an error.
+func (r *Repo) ReadDir(commit, dir string) (map[string][]byte, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, err := r.resolveLocked(commit)
+	if err != nil {
+		return nil, err
+	}
+	dir = strings.Trim(dir, "/")
+	root, err := c.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %s: %w", dir, short(c.Hash), err)
+	}
+	sub, err := root.Tree(dir)
+	if errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
+		return map[string][]byte{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %s: %w", dir, short(c.Hash), err)
+	}
+	out := map[string][]byte{}
+	err = sub.Files().ForEach(func(f *object.File) error {
+		s, err := f.Contents()
+		if err != nil {
+			return err
+		}
+		out[dir+"/"+f.Name] = []byte(s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %s: %w", dir, short(c.Hash), err)
+	}
+	return out, nil
+}
+
 // Commit describes the commit sha (a full sha or a branch name), or returns
 // an error wrapping ErrCommitNotFound.
 func (r *Repo) Commit(sha string) (CommitInfo, error) {

@@ -41,6 +41,18 @@ func TestRead(t *testing.T) {
 	if _, err := r.ReadFile(strings.Repeat("ab", 20), "fleetwave.yaml"); !errors.Is(err, ErrCommitNotFound) {
 		t.Errorf("ReadFile at unknown commit: %v", err)
 	}
+	files, err := r.ReadDir(f.source, "apps/")
+	if err != nil || len(files) == 0 || string(files["apps/web/deploy.yaml"]) != "image: web:1\n" {
+		t.Errorf("ReadDir(apps) = %q, %v", files, err)
+	}
+	for path := range files {
+		if !strings.HasPrefix(path, "apps/") {
+			t.Errorf("ReadDir path %q is not under apps/", path)
+		}
+	}
+	if files, err := r.ReadDir(f.source, ".fleetwave/policies"); err != nil || len(files) != 0 {
+		t.Errorf("ReadDir of a missing directory = %v, %v; want empty", files, err)
+	}
 	if _, err := r.Branch("sites/nope"); !errors.Is(err, ErrBranchNotFound) {
 		t.Errorf("Branch missing: %v", err)
 	}

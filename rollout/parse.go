@@ -57,6 +57,30 @@ type fileSpec struct {
 	Health       fileHealth    `yaml:"health"`
 	Rollback     *fileRollback `yaml:"rollback"`
 	OnNewCommit  string        `yaml:"onNewCommit"`
+	Policies     *filePolicies `yaml:"policies"`
+}
+
+type filePolicies struct {
+	Freezes         []fileFreeze       `yaml:"freezes"`
+	BusinessHours   *fileBusinessHours `yaml:"businessHours"`
+	MaxSitesPerWave *int               `yaml:"maxSitesPerWave"`
+	MinSoak         string             `yaml:"minSoak"`
+}
+
+type fileFreeze struct {
+	Name     string   `yaml:"name"`
+	Start    string   `yaml:"start"`
+	Timezone string   `yaml:"timezone"`
+	Duration string   `yaml:"duration"`
+	RRule    string   `yaml:"rrule"`
+	Waves    []string `yaml:"waves"`
+}
+
+type fileBusinessHours struct {
+	Days  []string `yaml:"days"`
+	Start string   `yaml:"start"`
+	End   string   `yaml:"end"`
+	Waves []string `yaml:"waves"`
 }
 
 type fileSite struct {
@@ -72,6 +96,7 @@ type fileWave struct {
 	Sites       []string          `yaml:"sites"`
 	MaxParallel *int              `yaml:"maxParallel"`
 	Bake        string            `yaml:"bake"`
+	MinSoak     string            `yaml:"minSoak"`
 }
 
 type fileHealth struct {
@@ -242,6 +267,9 @@ func (v *validator) plan(doc fileDoc) *Plan {
 	default:
 		v.errorf("$.spec.onNewCommit", "onNewCommit must be supersede or queue, got %q", s.OnNewCommit)
 	}
+	if s.Policies != nil {
+		p.Policies = v.policies(*s.Policies, p.Waves)
+	}
 	p.Rollback = Rollback{Automatic: true, Scope: ScopeWave}
 	if r := s.Rollback; r != nil {
 		if r.Automatic != nil {
@@ -278,6 +306,11 @@ func (v *validator) sites(in []fileSite) []Site {
 			continue
 		}
 		first[fs.Name] = i
+		if fs.Timezone != "" {
+			if _, err := time.LoadLocation(fs.Timezone); err != nil {
+				v.errorf(path+".timezone", "site %q: unknown time zone %q", fs.Name, fs.Timezone)
+			}
+		}
 		if c := fs.Cluster; c != nil && c.Kustomization != "" {
 			if ns, name, ok := strings.Cut(c.Kustomization, "/"); !ok || ns == "" || name == "" {
 				v.errorf(path+".cluster.kustomization", "kustomization must be namespace/name, got %q", c.Kustomization)
@@ -346,6 +379,10 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 			}
 		}
 		w.Bake = v.duration(path+".bake", fw.Bake, 0, true)
+		if fw.MinSoak != "" {
+			soak := v.duration(path+".minSoak", fw.MinSoak, 0, true)
+			w.MinSoak = &soak
+		}
 		if w.Rest() {
 			if rest >= 0 {
 				v.errorf(path, "waves %q and %q both take the remaining sites; give one a selector or a site list", in[rest].Name, fw.Name)

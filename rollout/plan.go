@@ -33,6 +33,8 @@ type Plan struct {
 	Waves      []Wave
 	Health     Health
 	Rollback   Rollback
+	// Policies are the built-in policies (spec.policies).
+	Policies Policies `json:",omitempty"`
 	// OnNewCommit says what a newer commit does to a rollout in progress: OnNewCommitSupersede
 	// (the older one stops at a safe point, the newer starts) or OnNewCommitQueue (the newer
 	// starts when the older ends).
@@ -73,6 +75,8 @@ type Wave struct {
 	MaxParallel int
 	// Bake is how long the whole wave must stay healthy after converging.
 	Bake time.Duration
+	// MinSoak overrides Policies.MinSoak for this wave; nil means the plan's.
+	MinSoak *time.Duration `json:",omitempty"`
 }
 
 // Rest reports whether the wave takes every site not claimed by an earlier wave.

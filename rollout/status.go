@@ -30,7 +30,8 @@ const (
 	StateConverging  State = "Converging"
 	StateBaking      State = "Baking"
 	StateRollingBack State = "RollingBack"
-	StatePaused      State = "Paused" // held by an operator: no new batch or wave is promoted
+	StatePaused      State = "Paused"  // held by an operator: no new batch or wave is promoted
+	StateWaiting     State = "Waiting" // a policy holds the next wave until a time (a freeze, business hours, a soak)
 	StateSucceeded   State = "Succeeded"
 	StateFailed      State = "Failed"
 	StateAborted     State = "Aborted"    // stopped by an operator; promoted sites stay as they are
@@ -256,6 +257,8 @@ type WaveStatus struct {
 	BakeUntil   time.Time `json:",omitempty"`
 	FinishedAt  time.Time `json:",omitempty"`
 	Message     string    `json:",omitempty"`
+	// Policy is the last policy decision before the wave started (or while it waited).
+	Policy *PolicyDecision `json:",omitempty"`
 }
 
 // Site returns a pointer to the named site's status, or nil.

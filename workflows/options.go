@@ -69,3 +69,15 @@ func errorMessage(err error) string {
 	}
 	return err.Error()
 }
+
+// policyOptions runs the policy check: a local activity (compiling and evaluating policies is
+// CPU work on the worker), bounded and retried a few times.
+func policyOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second,
+			MaximumAttempts: 3,
+		},
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -12,6 +13,7 @@ import (
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/policy"
 )
 
 // RolloutInput names the fleet and the source commit (full hash) to roll out.
@@ -32,6 +34,8 @@ type RolloutResult struct {
 type rolloutRun struct {
 	status rollout.Status
 	plan   *rollout.Plan
+	// loaded is what LoadPlan returned: the commit's author and message, the Rego policies.
+	loaded activities.LoadPlanResult
 	// child is the running wave, to forward controls to; nil between waves.
 	child workflow.ChildWorkflowFuture
 	// resumeState is the state to go back to when a paused rollout resumes.
@@ -105,7 +109,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		git.LoadPlan, activities.LoadPlanInput{Commit: in.Commit}).Get(ctx, &loaded); err != nil {
 		return r.fail(ctx, "load plan: "+errorMessage(err))
 	}
-	r.plan = loaded.Plan
+	r.plan, r.loaded = loaded.Plan, loaded
 	r.status.Commit, r.status.Subject = loaded.Commit, loaded.Subject
 	for i := range r.plan.Waves {
 		r.status.Waves = append(r.status.Waves, rollout.NewWaveStatus(r.plan, i))
@@ -123,6 +127,12 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			return r.stopped(ctx, i-1)
 		}
 		r.status.Wave = wave.Name
+		if reason := r.gate(ctx, i); reason != "" {
+			return r.fail(ctx, reason)
+		}
+		if r.stop != "" {
+			return r.stopped(ctx, i-1)
+		}
 		r.setState(ctx, rollout.StatePromoting)
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s: %d sites", i+1, len(r.plan.Waves), wave.Name, len(wave.Sites)))
 		reason := r.runWave(ctx, i)
@@ -146,6 +156,62 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Rolled out %s to %d sites", rollout.Short(r.status.Commit), len(r.plan.Sites)))
 	r.drainHandlers(ctx)
 	return RolloutResult{Status: r.status}, nil
+}
+
+// gate evaluates the policies before wave i until they let it start. While they say wait, it
+// sleeps on a durable timer (holding for a pause too) and evaluates again; when they deny, it
+// returns the reason the rollout fails with. It returns "" early when an operator stops the
+// rollout (the caller checks r.stop). Plans without policies skip it entirely.
+func (r *rolloutRun) gate(ctx workflow.Context, i int) string {
+	if r.plan.Policies.Empty() && len(r.loaded.Policies) == 0 {
+		return ""
+	}
+	wave := r.plan.Waves[i]
+	ws := &r.status.Waves[i]
+	for {
+		req := policy.Request{Builtins: r.plan.Policies, MinSoak: r.plan.MinSoakFor(wave), Files: r.loaded.Policies, Input: r.policyInput(ctx, i)}
+		var d rollout.PolicyDecision
+		if err := workflow.ExecuteLocalActivity(policyOptions(ctx), activities.EvaluatePolicy, req).Get(ctx, &d); err != nil {
+			return fmt.Sprintf("policy check before wave %s: %s", wave.Name, errorMessage(err))
+		}
+		ws.Policy = &d
+		switch d.Outcome {
+		case rollout.PolicyAllow:
+			ws.State, ws.Message = rollout.StatePending, ""
+			return ""
+		case rollout.PolicyDeny:
+			ws.Message = "denied by policy: " + strings.Join(d.Deny, "; ")
+			return fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; "))
+		}
+		ws.State = rollout.StateWaiting
+		ws.Message = fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; "))
+		if r.status.State != rollout.StatePaused {
+			r.setState(ctx, rollout.StateWaiting)
+		}
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s %s", i+1, len(r.plan.Waves), wave.Name, ws.Message))
+		tctx, cancel := workflow.WithCancel(ctx)
+		timer := workflow.NewTimer(tctx, d.WaitUntil.Sub(workflow.Now(ctx)))
+		err := workflow.Await(ctx, func() bool { return timer.IsReady() || r.stop != "" })
+		cancel()
+		if err != nil || r.stop != "" {
+			return ""
+		}
+		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil || r.stop != "" {
+			return ""
+		}
+	}
+}
+
+// policyInput is what the policies see before wave i, at the workflow's time.
+func (r *rolloutRun) policyInput(ctx workflow.Context, i int) rollout.PolicyInput {
+	return rollout.PolicyInput{
+		Rollout: rollout.PolicyRollout{ID: r.status.Rollout, Fleet: r.status.Fleet, Commit: r.status.Commit,
+			Author: r.loaded.Author, Message: r.loaded.Message, StartedAt: r.status.StartedAt},
+		Wave:          r.plan.PolicyWave(i),
+		PreviousWaves: rollout.PolicyHistory(r.status.Waves[:i]),
+		Approvals:     []rollout.PolicyApproval{},
+		Now:           workflow.Now(ctx),
+	}
 }
 
 // validate refuses controls that do not apply; a refused update never reaches history.

@@ -66,6 +66,7 @@ type fakeFleet struct {
 	stuck       map[string]bool   // sites that never apply their promotion
 	noop        map[string]bool   // sites already running the commit: promotion writes nothing
 	older       map[string]bool   // commits older than every other: Inspect calls them stale
+	policies    []rollout.PolicyFile
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -107,7 +108,7 @@ func (f *fakeFleet) loadPlan(_ context.Context, in activities.LoadPlanInput) (ac
 	if err != nil {
 		return activities.LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidPlan, nil)
 	}
-	return activities.LoadPlanResult{Plan: p, Commit: in.Commit, Subject: "bump app"}, nil
+	return activities.LoadPlanResult{Plan: p, Commit: in.Commit, Subject: "bump app", Author: "Ada <ada@example.com>", Message: "bump app\n", Policies: f.policies}, nil
 }
 
 func (f *fakeFleet) inspect(_ context.Context, in activities.InspectInput) (activities.InspectResult, error) {

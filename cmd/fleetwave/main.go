@@ -60,6 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(g),
 		newPlanCmd(g),
 		newSitesCmd(g),
+		newPolicyCmd(g),
 	)
 	return root
 }

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/policy"
 )
 
 func newPlanCmd(g *globals) *cobra.Command {
@@ -75,6 +78,45 @@ cluster: the kubeconfig context exists, and the Flux Kustomization exists and ca
 	return cmd
 }
 
+// previewPolicies evaluates the plan's policies (built-in, and the .rego files of the policy
+// folder next to the plan file) for a rollout started at `at` (RFC 3339; "" means now). It
+// returns nil when the plan has no policies.
+func previewPolicies(ctx context.Context, p *rollout.Plan, planPath, at string) ([]policy.WavePreview, error) {
+	start := time.Now().UTC().Truncate(time.Second)
+	if at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			return nil, fmt.Errorf("--at %q: use an RFC 3339 time like 2026-11-27T09:00:00Z", at)
+		}
+		start = t
+	}
+	files, err := readPolicyDir(filepath.Join(filepath.Dir(planPath), rollout.PolicyDir))
+	if err != nil {
+		return nil, err
+	}
+	if p.Policies.Empty() && len(files) == 0 {
+		return nil, nil
+	}
+	if len(files) > 0 {
+		if _, err := policy.Compile(ctx, files); err != nil {
+			return nil, err
+		}
+	}
+	return policy.Preview(ctx, p, files, start), nil
+}
+
+func describePreview(pv policy.WavePreview) string {
+	switch pv.Outcome {
+	case rollout.PolicyAllow:
+		return "starts " + pv.Start.UTC().Format(time.RFC3339)
+	case rollout.PolicyWait:
+		return fmt.Sprintf("waits, starts %s: %s", pv.Start.UTC().Format(time.RFC3339), strings.Join(pv.Reasons, "; "))
+	case rollout.PolicyDeny:
+		return "denied: " + strings.Join(pv.Reasons, "; ")
+	}
+	return pv.Outcome
+}
+
 // strictValidator makes an unreachable site a validation failure: a user who asks to check
 // the plan against the clusters wants to hear that one could not be checked.
 type strictValidator struct{ kube *deploy.Kube }
@@ -101,6 +143,8 @@ type waveView struct {
 	MaxParallel int        `json:"maxParallel"`
 	Bake        string     `json:"bake"`
 	Batches     [][]string `json:"batches"`
+	// Policy is the decision the policies would make for a rollout started at --at.
+	Policy *policy.WavePreview `json:"policy,omitempty"`
 }
 
 type siteView struct {
@@ -110,7 +154,7 @@ type siteView struct {
 }
 
 func newPlanShowCmd(g *globals) *cobra.Command {
-	var output string
+	var output, at string
 	cmd := &cobra.Command{
 		Use:   "show [FILE]",
 		Short: "Show the waves of a plan and the sites each one promotes (default ./fleetwave.yaml)",
@@ -129,8 +173,13 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			previews, err := previewPolicies(cmd.Context(), p, path, at)
+			if err != nil {
+				fmt.Fprintln(g.stderr, err)
+				return errSilent
+			}
 			v := planView{Fleet: p.Name, SourceBranch: p.SourceBranch}
-			for _, w := range p.Waves {
+			for i, w := range p.Waves {
 				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Batches: w.Batches()}
 				if wv.MaxParallel == 0 {
 					wv.MaxParallel = len(w.Sites)
@@ -139,24 +188,36 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 					s, _ := p.Site(name)
 					wv.Sites = append(wv.Sites, siteView{Name: name, Branch: p.SiteBranchFor(name), Labels: s.Labels})
 				}
+				if previews != nil {
+					wv.Policy = &previews[i]
+				}
 				v.Waves = append(v.Waves, wv)
 			}
 			if done, err := writeJSON(g.stdout, output, v); done || err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "WAVE\tSITES\tMAX PARALLEL\tBAKE\tBRANCHES")
+			header := "WAVE\tSITES\tMAX PARALLEL\tBAKE\tBRANCHES"
+			if previews != nil {
+				header += "\tPOLICY"
+			}
+			fmt.Fprintln(tw, header)
 			for _, w := range v.Waves {
 				var names, branches []string
 				for _, s := range w.Sites {
 					names, branches = append(names, s.Name), append(branches, s.Branch)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", w.Name, strings.Join(names, ","), w.MaxParallel, w.Bake, strings.Join(branches, ","))
+				line := fmt.Sprintf("%s\t%s\t%d\t%s\t%s", w.Name, strings.Join(names, ","), w.MaxParallel, w.Bake, strings.Join(branches, ","))
+				if w.Policy != nil {
+					line += "\t" + describePreview(*w.Policy)
+				}
+				fmt.Fprintln(tw, line)
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&at, "at", "", "evaluate the policies as if the rollout started at this RFC 3339 time (default now)")
 	return cmd
 }
 

@@ -1,0 +1,16 @@
+package activities
+
+import (
+	"context"
+
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/policy"
+)
+
+// EvaluatePolicy decides whether a wave may start: the plan's built-in policies and the fleet's
+// Rego policies, evaluated at the workflow's time. It runs as a local activity, so the
+// decision is recorded in the history and a later edit of a policy cannot change a replay.
+// Policies that cannot be evaluated deny (fail closed); it never returns an error.
+func EvaluatePolicy(ctx context.Context, req policy.Request) (rollout.PolicyDecision, error) {
+	return policy.Decide(ctx, req), nil
+}
