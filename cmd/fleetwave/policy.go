@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/spf13/cobra"
 
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/rollout/policy"
