@@ -8,9 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fleetwave/fleetwave/rollout/policy"
 )
 
 const samplePlan = "sample/fleetwave.yaml"
@@ -200,7 +204,7 @@ var samplePlanView = planView{
 }
 
 func TestPlanShowJSON(t *testing.T) {
-	stdout, stderr, err := run(t, "plan", "show", samplePlan, "-o", "json")
+	stdout, stderr, err := run(t, "plan", "show", samplePlan, "-o", "json", "--at", "2026-11-27T09:00:00Z")
 	if err != nil {
 		t.Fatalf("plan show: %v\n%s", err, stderr)
 	}
@@ -210,23 +214,30 @@ func TestPlanShowJSON(t *testing.T) {
 	if err := dec.Decode(&got); err != nil {
 		t.Fatalf("decode %q: %v", stdout, err)
 	}
-	if diff := cmp.Diff(samplePlanView, got); diff != "" {
+	// The sample's policy (canary-only.rego) lets every wave start, each after the last bake.
+	want := samplePlanView
+	want.Waves = slices.Clone(want.Waves)
+	for i, start := range []string{"09:00:00", "09:00:10", "09:00:20"} {
+		at, _ := time.Parse(time.RFC3339, "2026-11-27T"+start+"Z")
+		want.Waves[i].Policy = &policy.WavePreview{Wave: want.Waves[i].Name, Outcome: "allow", Start: at}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("plan show -o json (-want +got):\n%s", diff)
 	}
 }
 
 func TestPlanShowText(t *testing.T) {
 	t.Chdir("sample") // no FILE: ./fleetwave.yaml
-	stdout, stderr, err := run(t, "plan", "show")
+	stdout, stderr, err := run(t, "plan", "show", "--at", "2026-11-27T09:00:00Z")
 	if err != nil {
 		t.Fatalf("plan show: %v\n%s", err, stderr)
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	want := [][]string{
-		{"WAVE", "SITES", "MAX", "PARALLEL", "BAKE", "BRANCHES"},
-		{"canary", "ams-1", "1", "10s", "sites/ams-1"},
-		{"eu-west", "ams-2,fra-1", "1", "10s", "sites/ams-2,sites/fra-1"},
-		{"fleet", "nyc-1,nyc-2,sfo-1", "2", "5s", "sites/nyc-1,sites/nyc-2,sites/sfo-1"},
+		{"WAVE", "SITES", "MAX", "PARALLEL", "BAKE", "BRANCHES", "POLICY"},
+		{"canary", "ams-1", "1", "10s", "sites/ams-1", "starts", "2026-11-27T09:00:00Z"},
+		{"eu-west", "ams-2,fra-1", "1", "10s", "sites/ams-2,sites/fra-1", "starts", "2026-11-27T09:00:10Z"},
+		{"fleet", "nyc-1,nyc-2,sfo-1", "2", "5s", "sites/nyc-1,sites/nyc-2,sites/sfo-1", "starts", "2026-11-27T09:00:20Z"},
 	}
 	var got [][]string
 	for _, l := range lines {

@@ -146,8 +146,11 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, wv := range st.Waves {
 		line := fmt.Sprintf("wave %s\t%s", wv.Name, wv.State)
-		if wv.State == rollout.StateBaking && !wv.BakeUntil.IsZero() {
+		switch {
+		case wv.State == rollout.StateBaking && !wv.BakeUntil.IsZero():
 			line += "\tbaking until " + wv.BakeUntil.UTC().Format(time.TimeOnly)
+		case wv.Message != "":
+			line += "\t" + wv.Message
 		}
 		fmt.Fprintln(tw, line)
 		for _, s := range wv.Sites {
