@@ -33,6 +33,11 @@ unit:
 e2e: tools kube-tools prometheus
 	$(GO) test -race -count=1 -tags e2e ./test/...
 
+# Benchmarks that need no services: policy decisions (10 Rego policies, 1,000 sites).
+.PHONY: bench
+bench:
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1000x -benchmem ./rollout/...
+
 # Push → Flux Ready on a real site, with and without fleetwave's reconcile request.
 .PHONY: bench-kube
 bench-kube: tools kube-tools
@@ -71,7 +76,7 @@ update-golden:
 
 # Re-records the workflow histories used by the replay tests (needs the Temporal CLI).
 record-histories: tools
-	$(GO) test -count=1 -tags e2e ./test/... -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev' -record
+	$(GO) test -count=1 -tags e2e ./test/... -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev|TestPolicyOnDev' -record
 
 clean:
 	rm -rf bin

@@ -73,6 +73,7 @@ deny contains "the fleet wave is closed in this test" if input.wave.name == "fle
 	if err != nil || st.State != rollout.StateFailed || st.Reason != "policy denied wave fleet: the fleet wave is closed in this test" {
 		t.Fatalf("final: %v %s %q", err, st.State, st.Reason)
 	}
+	saveHistory(t, tc, id, "rollout-policy")
 	// eu-west was promoted only after the freeze ended (committer time of its promotions).
 	for _, s := range []string{"ams-2", "fra-1"} {
 		ct, _ := strconv.ParseInt(git(t, bare, "log", "-1", "--format=%ct", "refs/heads/sites/"+s), 10, 64)
