@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -125,14 +126,33 @@ func LoadPolicies(repo Repo, commit string) ([]rollout.PolicyFile, error) {
 // line. A site that is unreachable right now is not a problem of the plan: it is logged, and
 // the wave judges it (Unknown) when its turn comes.
 func ValidateSites(ctx context.Context, v deploy.Validator, plan *rollout.Plan) error {
+	// Sites that cannot answer before the activity's deadline count as unreachable.
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-deadlineMargin))
+		defer cancel()
+	}
+	errs := make([]error, len(plan.Sites))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, validateParallel)
+	for i, site := range plan.Sites {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			errs[i] = v.Validate(ctx, site)
+			if activity.IsActivity(ctx) {
+				activity.RecordHeartbeat(ctx, site.Name)
+			}
+		})
+	}
+	wg.Wait()
 	var problems []string
-	for _, site := range plan.Sites {
-		err := v.Validate(ctx, site)
+	for i, err := range errs {
 		switch {
 		case err == nil:
 		case errors.Is(err, deploy.ErrUnreachable):
 			if activity.IsActivity(ctx) {
-				activity.GetLogger(ctx).Warn("site unreachable while validating the plan", "site", site.Name, "error", err)
+				activity.GetLogger(ctx).Warn("site unreachable while validating the plan", "site", plan.Sites[i].Name, "error", err)
 			}
 		default:
 			problems = append(problems, err.Error())
@@ -143,6 +163,9 @@ func ValidateSites(ctx context.Context, v deploy.Validator, plan *rollout.Plan) 
 	}
 	return nil
 }
+
+// validateParallel is how many sites are checked at once when a plan is loaded.
+const validateParallel = 16
 
 // PromoteInput asks for promotion commits of Source on the targets' site branches.
 type PromoteInput struct {

@@ -61,13 +61,15 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 				done++
 				continue
 			}
-			if !requested[i] {
-				requested[i] = s.requestReconcile(ctx, e.Site)
-			}
 			st, err := s.Driver.Observe(ctx, e.Site)
 			if err != nil {
 				return res, fmt.Errorf("observe site %s: %w", e.Site.Name, err)
 			}
+			// Ask once the site answers: a site that is down would only cost a second timeout.
+			if !requested[i] && st.Reachable {
+				requested[i] = s.requestReconcile(ctx, e.Site)
+			}
+			activity.RecordHeartbeat(ctx, done)
 			res.States[i] = st
 			switch {
 			case st.Converged(e.Commit):
@@ -125,6 +127,13 @@ func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, er
 	if checker == nil {
 		checker = &deploy.Checker{}
 	}
+	// Stop measuring before the activity's deadline: a site not measured by then is reported
+	// Unknown, which the workflow judges, instead of the whole round timing out.
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-deadlineMargin))
+		defer cancel()
+	}
 	out := ObserveResult{States: make([]rollout.SiteState, len(in.Sites))}
 	errs := make([]error, len(in.Sites))
 	var wg sync.WaitGroup
@@ -133,21 +142,45 @@ func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, er
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
+			if ctx.Err() != nil {
+				out.States[i] = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
+				return
+			}
 			st, err := s.Driver.Observe(ctx, site)
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				errs[i] = fmt.Errorf("observe site %s: %w", site.Name, err)
 				return
 			}
+			if err != nil {
+				st = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
+			}
 			if st.Reachable && len(in.Checks) > 0 {
-				st.Checks = append(st.Checks, checker.RunAll(ctx, in.Checks, site)...)
+				st.Checks = append(st.Checks, runChecks(ctx, checker, in.Checks, site)...)
 			}
 			out.States[i] = st
+			if activity.IsActivity(ctx) {
+				activity.RecordHeartbeat(ctx, site.Name)
+			}
 		})
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
 }
 
+// runChecks measures a site's checks at once, each within its own timeout.
+func runChecks(ctx context.Context, checker *deploy.Checker, checks []rollout.Check, site rollout.Site) []rollout.CheckResult {
+	out := make([]rollout.CheckResult, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Go(func() { out[i] = checker.RunAll(ctx, []rollout.Check{c}, site)[0] })
+	}
+	wg.Wait()
+	return out
+}
+
+// deadlineMargin is the time kept before an activity's deadline to report what was measured.
+const deadlineMargin = 5 * time.Second
+
 // observeParallel is how many sites a health round observes at once: a slow site or check
 // must not make the round outlast its timeout.
-const observeParallel = 16
+const observeParallel = 32

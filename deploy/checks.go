@@ -86,9 +86,9 @@ func (c *Checker) prometheus(ctx context.Context, p rollout.PrometheusCheck) rol
 	value, _, _, err := promv1.NewAPI(client).Query(ctx, p.Query, time.Now(), promv1.WithTimeout(timeoutOr(p.Timeout)))
 	if err != nil {
 		var pe *promv1.Error
-		if errors.As(err, &pe) && (pe.Type == promv1.ErrBadData || pe.Type == promv1.ErrExec) {
-			// Prometheus answered: the query is wrong or failed. That is the check failing,
-			// not the site being unknown.
+		if errors.As(err, &pe) && pe.Type == promv1.ErrBadData {
+			// Prometheus answered that the query is wrong: the check fails. Execution errors
+			// (a backend in trouble, too many samples) say nothing about the site: Unknown.
 			res.Message = fmt.Sprintf("prometheus rejected the query: %s", pe.Msg)
 			return res
 		}
@@ -212,25 +212,39 @@ func snippet(b []byte) string {
 	return s
 }
 
-// redactURL hides the password of a URL.
+// redactURL hides the password and the query values of a URL (tokens often travel there).
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
 		return raw
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
 
-// redact replaces raw (a URL that may carry a password) in msg by its redacted form, and
-// drops any remaining user info, so credentials never reach a status or a log.
+// redact replaces raw (a URL that may carry a password or a token in its query) in msg by its
+// redacted form, and any secret left over, so credentials never reach a status or a log.
 func redact(msg, raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
 		return msg
 	}
-	msg = strings.ReplaceAll(msg, raw, u.Redacted())
+	msg = strings.ReplaceAll(msg, raw, redactURL(raw))
 	if p, ok := u.User.Password(); ok && p != "" {
 		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if len(v) >= 4 {
+				msg = strings.ReplaceAll(msg, v, "xxxxx")
+			}
+		}
 	}
 	return msg
 }

@@ -60,6 +60,7 @@ func TestPrometheusCheck(t *testing.T) {
 		{name: "empty fails", status: 200, body: vector(), check: rollout.PrometheusCheck{Max: ptr(1)}, message: "no samples"},
 		{name: "empty allowed", status: 200, body: vector(), check: rollout.PrometheusCheck{Max: ptr(1), AllowEmpty: true}, ok: true, message: "allowEmpty"},
 		{name: "NaN fails", status: 200, body: vector("NaN"), check: rollout.PrometheusCheck{Max: ptr(1)}, message: "NaN"},
+		{name: "execution error is unknown", status: 422, body: `{"status":"error","errorType":"execution","error":"query processing would load too many samples"}`, check: rollout.PrometheusCheck{Max: ptr(1)}, unknown: true},
 		{name: "bad query fails", status: 400, body: `{"status":"error","errorType":"bad_data","error":"parse error at char 4"}`, check: rollout.PrometheusCheck{Max: ptr(1)}, message: "parse error at char 4"},
 		{name: "server error is unknown", status: 503, body: `{"status":"error","errorType":"unavailable","error":"overloaded"}`, check: rollout.PrometheusCheck{Max: ptr(1)}, unknown: true},
 	}
@@ -96,6 +97,24 @@ func TestPrometheusUnreachableIsUnknown(t *testing.T) {
 	}
 	if strings.Contains(res.Message, "hunter2") {
 		t.Errorf("message leaks the password: %s", res.Message)
+	}
+}
+
+func TestTokensInQueriesAreRedacted(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	res := (&Checker{}).Run(context.Background(), rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/healthz?token=s3cr3t-token", Status: 200}})
+	if res.OK || strings.Contains(res.Message, "s3cr3t-token") || !strings.Contains(res.Message, "token=xxxxx") {
+		t.Errorf("message %q", res.Message)
+	}
+	down := httptest.NewServer(http.NotFoundHandler())
+	url := down.URL + "/healthz?token=s3cr3t-token"
+	down.Close()
+	res = (&Checker{}).Run(context.Background(), rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: url, Status: 200}})
+	if !res.Unknown || strings.Contains(res.Message, "s3cr3t-token") {
+		t.Errorf("unreachable message %q", res.Message)
 	}
 }
 

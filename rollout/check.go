@@ -37,8 +37,12 @@ type HTTPCheck struct {
 	Timeout time.Duration
 }
 
-// DefaultCheckTimeout bounds one measurement when the check does not say.
-const DefaultCheckTimeout = 10 * time.Second
+// DefaultCheckTimeout bounds one measurement when the check does not say; MaxCheckTimeout is
+// the most a check may ask for.
+const (
+	DefaultCheckTimeout = 10 * time.Second
+	MaxCheckTimeout     = 30 * time.Second
+)
 
 // Threshold describes what a Prometheus check expects, e.g. "<= 0.01" or ">= 0.99, <= 1".
 func (p PrometheusCheck) Threshold() string {

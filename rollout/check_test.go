@@ -115,6 +115,11 @@ func TestParseCheckErrors(t *testing.T) {
 			},
 		},
 		{
+			name:   "timeout too long",
+			checks: "      - name: x\n        http: {url: http://a, timeout: 2m}\n",
+			want:   []string{`check "x": timeout 2m0s is longer than 30s`},
+		},
+		{
 			name:   "password in URL is redacted",
 			checks: "      - name: x\n        http: {url: \"gopher://user:s3cret@host\"}\n",
 			want:   []string{`"gopher://user:xxxxx@host" is not an http or https URL`},

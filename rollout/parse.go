@@ -478,7 +478,7 @@ func (v *validator) checks(in []fileCheck, sites []Site) []Check {
 		case fc.Prometheus != nil:
 			fp, pp := fc.Prometheus, path+".prometheus"
 			c.Prometheus = &PrometheusCheck{URL: fp.URL, Query: strings.TrimSpace(fp.Query), Min: fp.Min, Max: fp.Max,
-				AllowEmpty: fp.AllowEmpty, Timeout: v.duration(pp+".timeout", fp.Timeout, DefaultCheckTimeout, false)}
+				AllowEmpty: fp.AllowEmpty, Timeout: v.checkTimeout(pp+".timeout", fc.Name, fp.Timeout)}
 			v.checkURL(pp+".url", fc.Name, fp.URL, sites)
 			if c.Prometheus.Query == "" {
 				v.errorf(pp, "check %q: prometheus.query is empty", fc.Name)
@@ -494,7 +494,7 @@ func (v *validator) checks(in []fileCheck, sites []Site) []Check {
 		default:
 			fh, hp := fc.HTTP, path+".http"
 			c.HTTP = &HTTPCheck{URL: fh.URL, Status: 200, Body: fh.Body,
-				Timeout: v.duration(hp+".timeout", fh.Timeout, DefaultCheckTimeout, false)}
+				Timeout: v.checkTimeout(hp+".timeout", fc.Name, fh.Timeout)}
 			v.checkURL(hp+".url", fc.Name, fh.URL, sites)
 			if fh.Status != nil {
 				if *fh.Status < 100 || *fh.Status > 599 {
@@ -511,6 +511,17 @@ func (v *validator) checks(in []fileCheck, sites []Site) []Check {
 		out = append(out, c)
 	}
 	return out
+}
+
+// checkTimeout parses a check's timeout: at most MaxCheckTimeout, so that a health round (one
+// minute for the whole wave) can measure every site.
+func (v *validator) checkTimeout(path, check, s string) time.Duration {
+	d := v.duration(path, s, DefaultCheckTimeout, false)
+	if d > MaxCheckTimeout {
+		v.errorf(path, "check %q: timeout %s is longer than %s", check, d, MaxCheckTimeout)
+		return MaxCheckTimeout
+	}
+	return d
 }
 
 // checkURL reports a check URL that is not an absolute http(s) URL for some site.

@@ -72,11 +72,11 @@ func FreezeEnd(f Freeze, t time.Time) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	// Occurrences may overlap (a duration longer than the period): walk back over those that
-	// could still cover t and take the latest end.
+	// Occurrences may overlap (a duration longer than the period): take the latest end of
+	// those that started within one duration before t.
 	var end time.Time
-	for occ := r.Before(t, true); !occ.IsZero() && t.Before(occ.Add(f.Duration)); occ = r.Before(occ, false) {
-		if e := occ.Add(f.Duration); e.After(end) {
+	for _, occ := range r.Between(t.Add(-f.Duration), t, true) {
+		if e := occ.Add(f.Duration); t.Before(e) && e.After(end) {
 			end = e
 		}
 	}

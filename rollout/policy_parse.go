@@ -129,6 +129,9 @@ func FreezeRule(f Freeze) (*rrule.RRule, error) {
 	if !opt.Dtstart.IsZero() {
 		return nil, fmt.Errorf("rrule %q: put the first occurrence in start, not DTSTART", f.RRule)
 	}
+	if opt.Freq == rrule.MINUTELY || opt.Freq == rrule.SECONDLY {
+		return nil, fmt.Errorf("rrule %q: freezes recur at most hourly", f.RRule)
+	}
 	opt.Dtstart = f.Start.In(loc)
 	r, err := rrule.NewRRule(*opt)
 	if err != nil {

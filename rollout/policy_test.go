@@ -158,6 +158,18 @@ func TestEvaluateBuiltins(t *testing.T) {
 	}
 }
 
+func TestFreezeRecursAtMostHourly(t *testing.T) {
+	f := Freeze{Name: "x", Start: utc("2026-01-01T00:00:00Z"), Timezone: "UTC", Duration: time.Hour, RRule: "FREQ=MINUTELY;INTERVAL=5"}
+	if _, err := FreezeRule(f); err == nil || !strings.Contains(err.Error(), "at most hourly") {
+		t.Errorf("FreezeRule = %v", err)
+	}
+	// Overlapping occurrences: every 6h for 8h; at 07:00 the 00:00 one ended, the 06:00 one covers.
+	f = Freeze{Name: "x", Start: utc("2026-01-01T00:00:00Z"), Timezone: "UTC", Duration: 8 * time.Hour, RRule: "FREQ=HOURLY;INTERVAL=6"}
+	if end, err := FreezeEnd(f, utc("2026-03-01T07:00:00Z")); err != nil || !end.Equal(utc("2026-03-01T14:00:00Z")) {
+		t.Errorf("FreezeEnd = %s, %v; want 14:00", end, err)
+	}
+}
+
 func TestCombineTakesTheLatestWait(t *testing.T) {
 	at := utc("2026-11-27T12:00:00Z")
 	d := Combine(at, nil, map[string]time.Time{"a": at.Add(time.Hour), "b": at.Add(3 * time.Hour), "past": at.Add(-time.Hour)})

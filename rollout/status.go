@@ -196,7 +196,13 @@ func (s *SiteStatus) ObserveHealth(st SiteState, hash string, h Health, now time
 	if len(st.Checks) > 0 {
 		s.Checks = st.Checks
 	}
-	if why := st.Unknown(); why != "" {
+	// A definite failure counts even when another check could not measure; only when nothing
+	// definitely failed does an unmeasurable check (or an unreachable site) make it Unknown.
+	failure := ""
+	if st.Reachable {
+		failure = healthFailure(st, hash)
+	}
+	if why := st.Unknown(); why != "" && failure == "" {
 		if s.UnknownSince.IsZero() {
 			s.UnknownSince = now
 		}
@@ -212,7 +218,6 @@ func (s *SiteStatus) ObserveHealth(st SiteState, hash string, h Health, now time
 		return
 	}
 	s.UnknownSince = time.Time{}
-	failure := healthFailure(st, hash)
 	if failure == "" {
 		s.Failures = 0
 		s.Verdict = VerdictHealthy
@@ -239,7 +244,7 @@ func healthFailure(st SiteState, hash string) string {
 		return "flux not ready: " + st.Message
 	}
 	for _, c := range st.Checks {
-		if !c.OK {
+		if !c.OK && !c.Unknown {
 			return c.String()
 		}
 	}

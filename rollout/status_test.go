@@ -37,6 +37,8 @@ func TestObserveHealth(t *testing.T) {
 	reconciling := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Reconciling: true}
 	noMetrics := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true,
 		Checks: []CheckResult{{Name: "error-rate", Unknown: true, Message: "prometheus: connection refused"}}}
+	mixed := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true,
+		Checks: []CheckResult{{Name: "error-rate", Unknown: true, Message: "prometheus: connection refused"}, {Name: "smoke", Value: 503, Threshold: "status 200"}}}
 
 	tests := []struct {
 		name        string
@@ -61,6 +63,8 @@ func TestObserveHealth(t *testing.T) {
 			"check error-rate could not measure: prometheus: connection refused"},
 		{"unmeasurable check past unknownTimeout degrades", []SiteState{good, noMetrics, noMetrics, noMetrics}, 3 * time.Minute, VerdictDegraded, 0,
 			"unknown for 6m0s (unknownTimeout 5m0s): check error-rate could not measure"},
+		{"a definite failure counts while another check cannot measure", []SiteState{mixed, mixed, mixed}, time.Minute, VerdictDegraded, 3,
+			"check smoke failed (value 503, want status 200), 3 times in a row"},
 		{"reachable again clears unknown", []SiteState{down, down, good, down}, 3 * time.Minute, VerdictUnknown, 0, ""},
 	}
 	for _, tt := range tests {

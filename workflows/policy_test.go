@@ -127,3 +127,34 @@ func TestPolicyWaitCanBeAborted(t *testing.T) {
 		t.Errorf("%d promotions, want only the canary's", n)
 	}
 }
+
+func TestCancelWhileWaitingRevertsNothing(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "all", `  policies:
+    minSoak: 6h
+`))
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Hour)
+	env.ExecuteWorkflow(Rollout, RolloutInput{Fleet: "demo", Commit: testCommit})
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Fatalf("error %v, want canceled", err)
+	}
+	if n := len(f.callsOf("promote")); n != 1 {
+		t.Errorf("%d promotions, want only the canary's", n)
+	}
+	if reverts := f.callsOf("revert"); len(reverts) != 0 {
+		t.Errorf("a cancel during a policy wait reverted %v", reverts)
+	}
+}
+
+func TestUnsatisfiablePoliciesDenyInsteadOfWaitingForever(t *testing.T) {
+	env := newEnv(t)
+	newFakeFleet(t, env, testPlan(t, "wave", `  policies:
+    freezes:
+      - {name: daytime, start: "2026-11-26T09:00:00", duration: 8h, rrule: "FREQ=DAILY", waves: [eu]}
+    businessHours: {days: [Mon, Tue, Wed, Thu, Fri, Sat, Sun], start: "09:00", end: "17:00", waves: [eu]}
+`))
+	st, err := run(t, env)
+	if err == nil || !strings.Contains(st.Reason, "policy denied wave eu: the policies made wave eu wait 100 times in a row") {
+		t.Fatalf("reason %q, err %v", st.Reason, err)
+	}
+}

@@ -127,15 +127,19 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			return r.stopped(ctx, i-1)
 		}
 		r.status.Wave = wave.Name
-		if reason := r.gate(ctx, i); reason != "" {
-			return r.fail(ctx, reason)
+		reason, err := r.gate(ctx, i)
+		if err != nil {
+			return RolloutResult{}, err
 		}
 		if r.stop != "" {
 			return r.stopped(ctx, i-1)
 		}
+		if reason != "" {
+			return r.fail(ctx, reason)
+		}
 		r.setState(ctx, rollout.StatePromoting)
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s: %d sites", i+1, len(r.plan.Waves), wave.Name, len(wave.Sites)))
-		reason := r.runWave(ctx, i)
+		reason = r.runWave(ctx, i)
 		if reason != "" && r.plan.Rollback.Automatic && r.stop != UpdateRollback {
 			r.revert(ctx, rollout.RevertOrder(r.status.Waves, i, r.plan.Rollback.Scope), reason)
 		}
@@ -161,27 +165,54 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 // gate evaluates the policies before wave i until they let it start. While they say wait, it
 // sleeps on a durable timer (holding for a pause too) and evaluates again; when they deny, it
 // returns the reason the rollout fails with. It returns "" early when an operator stops the
-// rollout (the caller checks r.stop). Plans without policies skip it entirely.
-func (r *rolloutRun) gate(ctx workflow.Context, i int) string {
+// rollout (the caller checks r.stop), and an error when the workflow is cancelled. Plans
+// without policies skip it entirely.
+func (r *rolloutRun) gate(ctx workflow.Context, i int) (string, error) {
 	if r.plan.Policies.Empty() && len(r.loaded.Policies) == 0 {
-		return ""
+		return "", nil
 	}
 	wave := r.plan.Waves[i]
 	ws := &r.status.Waves[i]
-	for {
+	// held puts the wave back as it was when the rollout stops while it waits.
+	held := func() (string, error) {
+		ws.State, ws.Message = rollout.StatePending, ""
+		return "", nil
+	}
+	for waits := 0; ; waits++ {
 		req := policy.Request{Builtins: r.plan.Policies, MinSoak: r.plan.MinSoakFor(wave), Files: r.loaded.Policies, Input: r.policyInput(ctx, i)}
 		var d rollout.PolicyDecision
 		if err := workflow.ExecuteLocalActivity(policyOptions(ctx), activities.EvaluatePolicy, req).Get(ctx, &d); err != nil {
-			return fmt.Sprintf("policy check before wave %s: %s", wave.Name, errorMessage(err))
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			return fmt.Sprintf("policy check before wave %s: %s", wave.Name, errorMessage(err)), nil
 		}
 		ws.Policy = &d
+		if r.stop != "" {
+			return held()
+		}
+		if d.Outcome == rollout.PolicyWait && waits >= maxPolicyWaits {
+			d.Outcome, d.Deny = rollout.PolicyDeny, []string{fmt.Sprintf("the policies made wave %s wait %d times in a row without letting it start (last: %s)",
+				wave.Name, waits, strings.Join(d.Reasons, "; "))}
+		}
 		switch d.Outcome {
 		case rollout.PolicyAllow:
+			if r.status.State == rollout.StatePaused {
+				// Paused while the policies were evaluated: hold, then ask them again.
+				if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+					return "", err
+				}
+				if r.stop != "" {
+					return held()
+				}
+				continue
+			}
 			ws.State, ws.Message = rollout.StatePending, ""
-			return ""
+			return "", nil
 		case rollout.PolicyDeny:
+			ws.State = rollout.StatePending
 			ws.Message = "denied by policy: " + strings.Join(d.Deny, "; ")
-			return fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; "))
+			return fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")), nil
 		}
 		ws.State = rollout.StateWaiting
 		ws.Message = fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; "))
@@ -193,14 +224,24 @@ func (r *rolloutRun) gate(ctx workflow.Context, i int) string {
 		timer := workflow.NewTimer(tctx, d.WaitUntil.Sub(workflow.Now(ctx)))
 		err := workflow.Await(ctx, func() bool { return timer.IsReady() || r.stop != "" })
 		cancel()
-		if err != nil || r.stop != "" {
-			return ""
+		if err != nil {
+			return "", err
 		}
-		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil || r.stop != "" {
-			return ""
+		if r.stop != "" {
+			return held()
+		}
+		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+			return "", err
+		}
+		if r.stop != "" {
+			return held()
 		}
 	}
 }
+
+// maxPolicyWaits bounds how often the policies may make one wave wait: settings that can never
+// all hold at once (a daily freeze over the business hours) deny instead of waiting forever.
+const maxPolicyWaits = 100
 
 // policyInput is what the policies see before wave i, at the workflow's time.
 func (r *rolloutRun) policyInput(ctx workflow.Context, i int) rollout.PolicyInput {

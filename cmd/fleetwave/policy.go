@@ -71,7 +71,7 @@ func runPolicyTest(ctx context.Context, g *globals, dir string) error {
 		fmt.Fprintln(g.stderr, err)
 		return errSilent
 	}
-	ch, err := tester.NewRunner().SetModules(mods).SetTimeout(policy.EvalTimeout).RunTests(ctx, nil)
+	ch, err := tester.NewRunner().SetCompiler(policy.NewCompiler()).SetModules(mods).SetTimeout(policy.EvalTimeout).RunTests(ctx, nil)
 	if err != nil {
 		fmt.Fprintln(g.stderr, err)
 		return errSilent

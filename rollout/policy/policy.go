@@ -46,6 +46,24 @@ type Set struct {
 	wait    rego.PreparedEvalQuery
 }
 
+// Unsafe are the builtins policies may not call: they reach the network or the worker's
+// environment (policies are written by anyone who can commit to the fleet repo, and run on the
+// worker, next to its git credentials and kubeconfigs).
+var Unsafe = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+
+// capabilities are OPA's builtins without the Unsafe ones.
+var capabilities = func() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	c.Builtins = slices.DeleteFunc(c.Builtins, func(b *ast.Builtin) bool { return slices.Contains(Unsafe, b.Name) })
+	return c
+}()
+
+// NewCompiler returns a Rego compiler restricted to the safe builtins, for policies and their
+// tests alike.
+func NewCompiler() *ast.Compiler {
+	return ast.NewCompiler().WithCapabilities(capabilities)
+}
+
 // IsPolicyFile reports whether a path of the policy folder is a Rego file.
 func IsPolicyFile(p string) bool { return path.Ext(p) == ".rego" }
 
@@ -84,14 +102,15 @@ func Compile(ctx context.Context, files []rollout.PolicyFile) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := ast.NewCompiler().WithStrict(false)
+	c := NewCompiler()
 	c.Compile(mods)
 	if c.Failed() {
 		return nil, &Error{Problems: describe(c.Errors)}
 	}
 	s := &Set{Modules: mods}
 	prepare := func(rule string) (rego.PreparedEvalQuery, error) {
-		return rego.New(rego.Query("data."+Package+"."+rule), rego.Compiler(c), rego.StrictBuiltinErrors(true)).PrepareForEval(ctx)
+		return rego.New(rego.Query("data."+Package+"."+rule), rego.Compiler(c), rego.Capabilities(capabilities),
+			rego.StrictBuiltinErrors(true)).PrepareForEval(ctx)
 	}
 	if s.deny, err = prepare("deny"); err != nil {
 		return nil, &Error{Problems: describe(err)}
@@ -129,7 +148,8 @@ func (s *Set) Eval(ctx context.Context, in rollout.PolicyInput) ([]string, time.
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	denyRS, err := s.deny.Eval(ctx, rego.EvalParsedInput(input))
+	// time.now_ns() is the workflow's time, like input.now, never the worker's clock.
+	denyRS, err := s.deny.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(in.Now))
 	if err != nil {
 		return nil, time.Time{}, evalError("deny", ctx, err)
 	}
@@ -137,7 +157,7 @@ func (s *Set) Eval(ctx context.Context, in rollout.PolicyInput) ([]string, time.
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	waitRS, err := s.wait.Eval(ctx, rego.EvalParsedInput(input))
+	waitRS, err := s.wait.Eval(ctx, rego.EvalParsedInput(input), rego.EvalTime(in.Now))
 	if err != nil {
 		return nil, time.Time{}, evalError("wait_until", ctx, err)
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -68,6 +69,7 @@ func TestCompileErrorsNameTheFileAndLine(t *testing.T) {
 		{"syntax", []rollout.PolicyFile{file("p/a.rego", "package fleetwave.policy\n\ndeny contains msg if {\n  msg := \n}\n")}, "p/a.rego:5:1: unexpected } token"},
 		{"v0 syntax is refused", []rollout.PolicyFile{file("p/a.rego", "package fleetwave.policy\n\ndeny[msg] { msg := \"x\" }\n")}, "p/a.rego:3:"},
 		{"unknown function", []rollout.PolicyFile{file("p/a.rego", "package fleetwave.policy\n\ndeny contains msg if msg := nope(1)\n")}, "p/a.rego:3:"},
+		{"no network from policies", []rollout.PolicyFile{file("p/a.rego", "package fleetwave.policy\n\ndeny contains msg if {\n  msg := http.send({\"method\": \"get\", \"url\": \"http://169.254.169.254/\"}).raw_body\n}\n")}, "p/a.rego:4:"},
 		{"wrong package", []rollout.PolicyFile{file("p/a.rego", "package other\n\ndeny contains 1 if true\n")}, "p/a.rego:1:1: package other: policies must be in package fleetwave.policy"},
 	}
 	for _, tt := range tests {
@@ -134,5 +136,20 @@ func TestDecideCombinesBuiltinsAndRego(t *testing.T) {
 	// The soak (until 12:30) outlasts the Rego wait (12:10): the latest wins, both are named.
 	if d.Outcome != rollout.PolicyWait || !d.WaitUntil.Equal(in.Now.Add(30*time.Minute)) || len(d.Reasons) != 2 {
 		t.Errorf("Decide = %+v", d)
+	}
+}
+
+func TestTimeIsTheWorkflowTime(t *testing.T) {
+	set, err := Compile(context.Background(), []rollout.PolicyFile{file("p.rego", `package fleetwave.policy
+
+deny contains msg if msg := sprintf("now is %d", [time.now_ns()])
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := input("eu", "a")
+	deny, _, err := set.Eval(context.Background(), in)
+	if want := fmt.Sprintf("now is %d", in.Now.UnixNano()); err != nil || len(deny) != 1 || deny[0] != want {
+		t.Errorf("deny = %q, %v; want %q", deny, err, want)
 	}
 }
