@@ -173,14 +173,14 @@ func (k *Kube) kustomization(ctx context.Context, site rollout.Site) (Kustomizat
 // network failure wraps ErrUnreachable.
 func describe(err error, kubeContext, object string) error {
 	switch {
-	case apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err),
-		apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), apierrors.IsUnexpectedServerError(err):
-		// The API server (or a proxy in front of it) is in trouble: cannot tell, not wrong.
-		return fmt.Errorf("context %q: %w", kubeContext, unreachableError{err})
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("context %q: %s not found", kubeContext, object)
 	case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
 		return fmt.Errorf("context %q: reading %s: %s", kubeContext, object, apierrors.ReasonForError(err))
+	case apierrors.IsTooManyRequests(err), apierrors.IsInternalError(err), apierrors.IsServiceUnavailable(err),
+		apierrors.IsTimeout(err), apierrors.IsServerTimeout(err):
+		// The API server (or a proxy in front of it) is in trouble: cannot tell, not wrong.
+		return fmt.Errorf("context %q: %w", kubeContext, unreachableError{err})
 	case apierrors.ReasonForError(err) != metav1.StatusReasonUnknown:
 		return fmt.Errorf("context %q: %s: %w", kubeContext, object, err)
 	}

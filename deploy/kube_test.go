@@ -158,6 +158,23 @@ func TestKubeDriver(t *testing.T) {
 	}
 }
 
+func TestOverloadedAPIServerIsUnreachableNotWrong(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"ServiceUnavailable","code":503,"message":"etcd is down"}`)
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "k.yaml")
+	writeKubeconfig(t, path, "site-c", srv.URL, "token-c")
+	k := NewKube(path)
+	k.Timeout = 2 * time.Second
+	err := k.Validate(context.Background(), rollout.Site{Name: "c", Cluster: &rollout.Cluster{Context: "site-c"}})
+	if !errors.Is(err, ErrUnreachable) {
+		t.Errorf("Validate against a 503 = %v, want ErrUnreachable", err)
+	}
+}
+
 func TestTarget(t *testing.T) {
 	ctx, ns, name := Target(rollout.Site{Name: "ams-1"})
 	if ctx != "ams-1" || ns != "flux-system" || name != "flux-system" {
