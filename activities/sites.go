@@ -155,7 +155,7 @@ func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, er
 				st = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
 			}
 			if st.Reachable && len(in.Checks) > 0 {
-				st.Checks = append(st.Checks, runChecks(ctx, checker, in.Checks, site)...)
+				st.Checks = append(st.Checks, checker.RunAll(ctx, in.Checks, site)...)
 			}
 			out.States[i] = st
 			if activity.IsActivity(ctx) {
@@ -165,17 +165,6 @@ func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, er
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
-}
-
-// runChecks measures a site's checks at once, each within its own timeout.
-func runChecks(ctx context.Context, checker *deploy.Checker, checks []rollout.Check, site rollout.Site) []rollout.CheckResult {
-	out := make([]rollout.CheckResult, len(checks))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Go(func() { out[i] = checker.RunAll(ctx, []rollout.Check{c}, site)[0] })
-	}
-	wg.Wait()
-	return out
 }
 
 // deadlineMargin is the time kept before an activity's deadline to report what was measured.

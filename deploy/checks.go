@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -53,17 +54,20 @@ func (c *Checker) Run(ctx context.Context, check rollout.Check) rollout.CheckRes
 	return res
 }
 
-// RunAll measures every check for the site, in order.
+// RunAll measures every check for the site at once, each within its own timeout; results
+// come in the order of checks.
 func (c *Checker) RunAll(ctx context.Context, checks []rollout.Check, site rollout.Site) []rollout.CheckResult {
-	out := make([]rollout.CheckResult, 0, len(checks))
-	for _, check := range checks {
+	out := make([]rollout.CheckResult, len(checks))
+	var wg sync.WaitGroup
+	for i, check := range checks {
 		expanded, err := check.ForSite(site)
 		if err != nil {
-			out = append(out, rollout.CheckResult{Name: check.Name, Unknown: true, Message: err.Error(), At: time.Now().UTC()})
+			out[i] = rollout.CheckResult{Name: check.Name, Unknown: true, Message: err.Error(), At: time.Now().UTC()}
 			continue
 		}
-		out = append(out, c.Run(ctx, expanded))
+		wg.Go(func() { out[i] = c.Run(ctx, expanded) })
 	}
+	wg.Wait()
 	return out
 }
 
@@ -174,7 +178,7 @@ func (c *Checker) probe(ctx context.Context, h rollout.HTTPCheck) rollout.CheckR
 	defer func() { _ = resp.Body.Close() }()
 	res.Value = float64(resp.StatusCode)
 	if resp.StatusCode != h.Status {
-		res.Message = fmt.Sprintf("GET %s answered %s", redactURL(h.URL), resp.Status)
+		res.Message = fmt.Sprintf("GET %s answered %s", rollout.RedactURL(h.URL), resp.Status)
 		return res
 	}
 	if h.Body != "" {
@@ -212,22 +216,6 @@ func snippet(b []byte) string {
 	return s
 }
 
-// redactURL hides the password and the query values of a URL (tokens often travel there).
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			q[k] = []string{"xxxxx"}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.Redacted()
-}
-
 // redact replaces raw (a URL that may carry a password or a token in its query) in msg by its
 // redacted form, and any secret left over, so credentials never reach a status or a log.
 func redact(msg, raw string) string {
@@ -235,7 +223,7 @@ func redact(msg, raw string) string {
 	if err != nil {
 		return msg
 	}
-	msg = strings.ReplaceAll(msg, raw, redactURL(raw))
+	msg = strings.ReplaceAll(msg, raw, rollout.RedactURL(raw))
 	if p, ok := u.User.Password(); ok && p != "" {
 		msg = strings.ReplaceAll(msg, p, "xxxxx")
 	}

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -116,4 +117,21 @@ func (c Check) ForSite(site Site) (Check, error) {
 		return Check{}, fmt.Errorf("check %s: %w", c.Name, err)
 	}
 	return out, nil
+}
+
+// RedactURL hides the password and the query values of a check URL (tokens often travel
+// there), for messages.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }

@@ -538,7 +538,7 @@ func (v *validator) checkURL(path, check, raw string, sites []Site) {
 		}
 		u, err := url.Parse(expanded)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.errorf(path, "check %q: %q is not an http or https URL (for site %q)", check, redactURL(expanded), s.Name)
+			v.errorf(path, "check %q: %q is not an http or https URL (for site %q)", check, RedactURL(expanded), s.Name)
 			return
 		}
 	}
@@ -552,15 +552,6 @@ func (v *validator) templates(path, check, s string, sites []Site) {
 			return
 		}
 	}
-}
-
-// redactURL hides a password written into a URL, for messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }
 
 // matches reports whether labels carry every key and value of the selector.
