@@ -7,12 +7,9 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
@@ -28,17 +25,8 @@ func fleetwaveCLI(t *testing.T, bin, temporal string, args ...string) (string, e
 }
 
 func TestControlOnDev(t *testing.T) {
-	bin := buildFleetwave(t)
-	data := t.TempDir()
-	dev := startDev(t, bin, data, freePorts(t))
-	gitURL, temporal := dev.urls["git"], dev.urls["temporal"]
-	tc, err := client.Dial(client.Options{HostPort: temporal, Logger: quietLog{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	fw := workflows.NewClient(tc, "")
-	bare := filepath.Join(data, "git", "fleet.git")
+	s := newDevSession(t)
+	bin, gitURL, temporal, tc, fw, bare := s.bin, s.gitURL, s.temporal, s.tc, s.fw, s.bare
 	tree := func(ref string) string { return git(t, bare, "rev-parse", ref+"^{tree}") }
 
 	// Pause the sample rollout while its canary bakes: the next wave waits for resume.
@@ -125,17 +113,8 @@ func TestControlOnDev(t *testing.T) {
 // sample plan's default): the first rollout stops at a safe point, the second reaches every
 // site, and git shows no half-done wave.
 func TestSupersedeOnDev(t *testing.T) {
-	bin := buildFleetwave(t)
-	data := t.TempDir()
-	dev := startDev(t, bin, data, freePorts(t), "--no-sample-rollout")
-	gitURL, temporal := dev.urls["git"], dev.urls["temporal"]
-	tc, err := client.Dial(client.Options{HostPort: temporal, Logger: quietLog{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	fw := workflows.NewClient(tc, "")
-	bare := filepath.Join(data, "git", "fleet.git")
+	s := newDevSession(t, "--no-sample-rollout")
+	bin, gitURL, temporal, tc, fw, bare := s.bin, s.gitURL, s.temporal, s.tc, s.fw, s.bare
 	tree := func(ref string) string { return git(t, bare, "rev-parse", ref+"^{tree}") }
 	seeded := map[string]string{}
 	for _, s := range devSites {

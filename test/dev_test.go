@@ -41,6 +41,32 @@ func buildFleetwave(t *testing.T) string {
 	return bin
 }
 
+// devSession is `fleetwave dev` started by a test on free ports, with a Temporal client to
+// its dev server; everything stops when the test ends.
+type devSession struct {
+	bin, data        string
+	dev              *devProc
+	gitURL, temporal string
+	tc               client.Client
+	fw               *workflows.Client
+	bare             string // the fleet repo dev serves
+}
+
+func newDevSession(t *testing.T, extra ...string) *devSession {
+	t.Helper()
+	s := &devSession{bin: buildFleetwave(t), data: t.TempDir()}
+	s.dev = startDev(t, s.bin, s.data, freePorts(t), extra...)
+	s.gitURL, s.temporal = s.dev.urls["git"], s.dev.urls["temporal"]
+	tc, err := client.Dial(client.Options{HostPort: s.temporal, Logger: quietLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	s.tc, s.fw = tc, workflows.NewClient(tc, "")
+	s.bare = filepath.Join(s.data, "git", "fleet.git")
+	return s
+}
+
 type devProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}

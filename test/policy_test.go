@@ -6,13 +6,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
@@ -22,17 +19,8 @@ import (
 // eu-west wave until it ends, a Rego policy denies the fleet wave, and a policy that does not
 // compile fails the next rollout before anything is written.
 func TestPolicyOnDev(t *testing.T) {
-	bin := buildFleetwave(t)
-	data := t.TempDir()
-	dev := startDev(t, bin, data, freePorts(t), "--no-sample-rollout")
-	gitURL, temporal := dev.urls["git"], dev.urls["temporal"]
-	tc, err := client.Dial(client.Options{HostPort: temporal, Logger: quietLog{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	fw := workflows.NewClient(tc, "")
-	bare := filepath.Join(data, "git", "fleet.git")
+	s := newDevSession(t, "--no-sample-rollout")
+	bin, gitURL, temporal, tc, fw, bare := s.bin, s.gitURL, s.temporal, s.tc, s.fw, s.bare
 	sample, err := os.ReadFile("../cmd/fleetwave/sample/fleetwave.yaml")
 	if err != nil {
 		t.Fatal(err)

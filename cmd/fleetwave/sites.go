@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
@@ -109,7 +109,8 @@ func runSites(ctx context.Context, g *globals, o sitesOptions) error {
 	return nil
 }
 
-// inspectSites looks at every site of the plan at once (bounded), in plan order.
+// inspectSites observes every site of the plan and measures its checks the way a health round
+// does (activities.Sites.Observe), then adds what git says of each site; plan order.
 func inspectSites(ctx context.Context, repo *gitops.Repo, driver deploy.Driver, checker *deploy.Checker, plan *rollout.Plan) []siteReport {
 	waveOf := map[string]string{}
 	for _, w := range plan.Waves {
@@ -117,32 +118,25 @@ func inspectSites(ctx context.Context, repo *gitops.Repo, driver deploy.Driver, 
 			waveOf[s] = w.Name
 		}
 	}
+	observed, err := (&activities.Sites{Driver: driver, Checker: checker}).Observe(ctx,
+		activities.ObserveInput{Sites: plan.Sites, Checks: plan.Health.Checks})
 	out := make([]siteReport, len(plan.Sites))
-	slots := make(chan struct{}, 16)
-	var wg sync.WaitGroup
 	for i, site := range plan.Sites {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			out[i] = inspectSite(ctx, repo, driver, checker, plan, site)
-			out[i].Wave = waveOf[site.Name]
-		})
+		st := observed.States[i]
+		if st.Site == "" && err != nil {
+			st = rollout.SiteState{Site: site.Name, Message: err.Error()}
+		}
+		out[i] = siteReportOf(repo, plan, site, st)
+		out[i].Wave = waveOf[site.Name]
 	}
-	wg.Wait()
 	return out
 }
 
-func inspectSite(ctx context.Context, repo *gitops.Repo, driver deploy.Driver, checker *deploy.Checker, plan *rollout.Plan, site rollout.Site) siteReport {
+// siteReportOf judges one observation of a site against its branch in git.
+func siteReportOf(repo *gitops.Repo, plan *rollout.Plan, site rollout.Site, st rollout.SiteState) siteReport {
 	r := siteReport{Site: site.Name, Branch: plan.SiteBranchFor(site.Name)}
 	if head, err := repo.Branch(r.Branch); err == nil {
 		r.Head = head
-	}
-	st, err := driver.Observe(ctx, site)
-	if err != nil {
-		st = rollout.SiteState{Site: site.Name, Message: err.Error()}
-	}
-	if st.Reachable {
-		st.Checks = append(st.Checks, checker.RunAll(ctx, plan.Health.Checks, site)...)
 	}
 	r.Checks, r.Message = st.Checks, st.Message
 	r.Applied = rollout.RevisionHash(st.Revision)
