@@ -72,11 +72,11 @@ verify: fmt tidy
 	git diff --exit-code
 
 update-golden:
-	$(GO) test ./rollout/... -update
+	$(GO) test ./chatops/... -update
 
 # Re-records the workflow histories used by the replay tests (needs the Temporal CLI).
 record-histories: tools
-	$(GO) test -count=1 -tags e2e ./test/... -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev|TestPolicyOnDev' -record
+	$(GO) test -count=1 -tags e2e ./test/... -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev|TestPolicyOnDev|TestSlackApprovalOnDev' -record
 
 clean:
 	rm -rf bin

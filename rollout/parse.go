@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +59,23 @@ type fileSpec struct {
 	Rollback     *fileRollback `yaml:"rollback"`
 	OnNewCommit  string        `yaml:"onNewCommit"`
 	Policies     *filePolicies `yaml:"policies"`
+	Notify       *fileNotify   `yaml:"notify"`
+}
+
+type fileNotify struct {
+	Slack *fileSlack `yaml:"slack"`
+}
+
+type fileSlack struct {
+	Channel   string   `yaml:"channel"`
+	Operators []string `yaml:"operators"`
+}
+
+type fileApproval struct {
+	Approvers []string `yaml:"approvers"`
+	Quorum    *int     `yaml:"quorum"`
+	Timeout   string   `yaml:"timeout"`
+	OnTimeout string   `yaml:"onTimeout"`
 }
 
 type filePolicies struct {
@@ -97,6 +115,7 @@ type fileWave struct {
 	MaxParallel *int              `yaml:"maxParallel"`
 	Bake        string            `yaml:"bake"`
 	MinSoak     string            `yaml:"minSoak"`
+	Approval    *fileApproval     `yaml:"approval"`
 }
 
 type fileHealth struct {
@@ -270,6 +289,9 @@ func (v *validator) plan(doc fileDoc) *Plan {
 	if s.Policies != nil {
 		p.Policies = v.policies(*s.Policies, p.Waves)
 	}
+	if s.Notify != nil && s.Notify.Slack != nil {
+		p.Notify.Slack = v.slack(*s.Notify.Slack)
+	}
 	p.Rollback = Rollback{Automatic: true, Scope: ScopeWave}
 	if r := s.Rollback; r != nil {
 		if r.Automatic != nil {
@@ -383,6 +405,9 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 			soak := v.duration(path+".minSoak", fw.MinSoak, 0, true)
 			w.MinSoak = &soak
 		}
+		if fw.Approval != nil {
+			w.Approval = v.approval(path+".approval", fw.Name, *fw.Approval)
+		}
 		if w.Rest() {
 			if rest >= 0 {
 				v.errorf(path, "waves %q and %q both take the remaining sites; give one a selector or a site list", in[rest].Name, fw.Name)
@@ -436,6 +461,70 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 		}
 	}
 	return out
+}
+
+// approval validates a wave's approval: known approver forms, no duplicates, a quorum the
+// approvers can reach.
+func (v *validator) approval(path, wave string, fa fileApproval) *Approval {
+	a := &Approval{Approvers: fa.Approvers, Quorum: 1, OnTimeout: OnTimeoutReject,
+		Timeout: v.duration(path+".timeout", fa.Timeout, DefaultApprovalTimeout, false)}
+	if len(fa.Approvers) == 0 {
+		v.errorf(path, "wave %q: approval needs approvers (Slack user IDs like U012ABC, or user groups like \"@sre-leads\")", wave)
+	}
+	v.people(path+".approvers", "wave "+strconv.Quote(wave)+": approver", fa.Approvers)
+	if fa.Quorum != nil {
+		a.Quorum = *fa.Quorum
+		switch {
+		case *fa.Quorum < 1:
+			v.errorf(path+".quorum", "wave %q: quorum must be at least 1, got %d", wave, *fa.Quorum)
+		case len(a.Groups()) == 0 && *fa.Quorum > distinctUsers(a.Users()):
+			v.errorf(path+".quorum", "wave %q: quorum %d is more than the %d approvers listed", wave, *fa.Quorum, distinctUsers(a.Users()))
+		}
+	}
+	switch fa.OnTimeout {
+	case "":
+	case OnTimeoutReject, OnTimeoutPause:
+		a.OnTimeout = fa.OnTimeout
+	default:
+		v.errorf(path+".onTimeout", "wave %q: onTimeout must be reject or pause, got %q", wave, fa.OnTimeout)
+	}
+	return a
+}
+
+// distinctUsers counts the distinct valid user IDs in ids.
+func distinctUsers(ids []string) int {
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if userIDRE.MatchString(id) {
+			seen[id] = true
+		}
+	}
+	return len(seen)
+}
+
+// people reports entries that are neither Slack user IDs nor "@group" handles, and duplicates.
+func (v *validator) people(path, what string, list []string) {
+	seen := map[string]bool{}
+	for i, s := range list {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case !ValidApprover(s):
+			v.errorf(p, "%s %q is neither a Slack user ID (U012ABC) nor a user group (\"@sre-leads\")", what, s)
+		case seen[s]:
+			v.errorf(p, "%s %q is listed twice", what, s)
+		}
+		seen[s] = true
+	}
+}
+
+var channelRE = regexp.MustCompile(`^(#[a-z0-9][a-z0-9._-]*|[CG][A-Z0-9]{2,})$`)
+
+func (v *validator) slack(fs fileSlack) *SlackNotify {
+	if !channelRE.MatchString(fs.Channel) {
+		v.errorf("$.spec.notify.slack.channel", "notify.slack.channel must be a channel name like \"#deploys\" or a channel ID like C0123ABC, got %q", fs.Channel)
+	}
+	v.people("$.spec.notify.slack.operators", "operator", fs.Operators)
+	return &SlackNotify{Channel: fs.Channel, Operators: fs.Operators}
 }
 
 func (v *validator) health(h fileHealth) Health {

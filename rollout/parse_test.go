@@ -247,6 +247,32 @@ func TestParsePlanErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "bad approvals and notify",
+			doc: header + `  sites: [{name: a}, {name: b}, {name: c}]
+  waves:
+    - name: one
+      sites: [a]
+      approval: {approvers: [U012ABC, alice, U012ABC], quorum: 3, onTimeout: wait}
+    - name: two
+      sites: [b]
+      approval: {approvers: [], timeout: 0s}
+    - name: rest
+      approval: {approvers: ["@sre-leads"], quorum: 0}
+  notify: {slack: {channel: deploys, operators: ["@Ops"]}}
+`,
+			want: []string{
+				`8:39: wave "one": approver "alice" is neither a Slack user ID`,
+				`8:46: wave "one": approver "U012ABC" is listed twice`,
+				`8:64: wave "one": quorum 3 is more than the 1 approvers listed`,
+				`8:78: wave "one": onTimeout must be reject or pause, got "wait"`,
+				`11:17: wave "two": approval needs approvers`,
+				`11:42: duration "0s" must be positive`,
+				`13:53: wave "rest": quorum must be at least 1, got 0`,
+				`14:29: notify.slack.channel must be a channel name`,
+				`14:50: operator "@Ops" is neither`,
+			},
+		},
+		{
 			name: "bad names",
 			doc: header + `  sites: [{name: "Ams 1"}, {labels: {a: b}}]
   waves: [{name: W}]
@@ -286,6 +312,40 @@ func TestParsePlanErrors(t *testing.T) {
 				t.Errorf("got %d issues, want %d:\n%s", len(pe.Issues), len(tt.want), msg)
 			}
 		})
+	}
+}
+
+func TestParsePlanApprovals(t *testing.T) {
+	doc := header + `  sites: [{name: a}, {name: b}]
+  waves:
+    - name: one
+      sites: [a]
+      approval: {approvers: [U012ABC, "@sre-leads"], quorum: 2, timeout: 4h, onTimeout: pause}
+    - name: rest
+      approval: {approvers: [W0ADMIN]}
+  notify: {slack: {channel: "#deploys"}}
+`
+	p, err := ParsePlan("f.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []*Approval{
+		{Approvers: []string{"U012ABC", "@sre-leads"}, Quorum: 2, Timeout: 4 * time.Hour, OnTimeout: OnTimeoutPause},
+		{Approvers: []string{"W0ADMIN"}, Quorum: 1, Timeout: DefaultApprovalTimeout, OnTimeout: OnTimeoutReject},
+	}
+	for i, w := range want {
+		if diff := cmp.Diff(w, p.Waves[i].Approval); diff != "" {
+			t.Errorf("wave %d approval (-want +got):\n%s", i, diff)
+		}
+	}
+	if diff := cmp.Diff(&SlackNotify{Channel: "#deploys"}, p.Notify.Slack); diff != "" {
+		t.Errorf("notify (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"@sre-leads", "U012ABC", "W0ADMIN"}, p.Operators()); diff != "" {
+		t.Errorf("Operators (-want +got):\n%s", diff)
+	}
+	if got := p.Waves[0].Approval.Groups(); !cmp.Equal(got, []string{"sre-leads"}) {
+		t.Errorf("Groups = %v", got)
 	}
 }
 

@@ -39,6 +39,8 @@ type Plan struct {
 	// (the older one stops at a safe point, the newer starts) or OnNewCommitQueue (the newer
 	// starts when the older ends).
 	OnNewCommit string
+	// Notify says where rollouts report their progress (spec.notify).
+	Notify Notify `json:",omitempty"`
 }
 
 // OnNewCommit policies. Either way, one rollout per fleet promotes at a time.
@@ -77,6 +79,8 @@ type Wave struct {
 	Bake time.Duration
 	// MinSoak overrides Policies.MinSoak for this wave; nil means the plan's.
 	MinSoak *time.Duration `json:",omitempty"`
+	// Approval, when set, holds the wave until its approvers approve it.
+	Approval *Approval `json:",omitempty"`
 }
 
 // Rest reports whether the wave takes every site not claimed by an earlier wave.

@@ -107,10 +107,11 @@ type PolicyWaveResult struct {
 	Verdicts   map[string]Verdict `json:"verdicts"`
 }
 
-// PolicyApproval is an approval given so far (filled by the approvals feature).
+// PolicyApproval is an approving vote given so far in the rollout.
 type PolicyApproval struct {
 	Wave string    `json:"wave"`
 	By   string    `json:"by"`
+	Via  string    `json:"via"`
 	At   time.Time `json:"at"`
 }
 

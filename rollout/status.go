@@ -30,8 +30,9 @@ const (
 	StateConverging  State = "Converging"
 	StateBaking      State = "Baking"
 	StateRollingBack State = "RollingBack"
-	StatePaused      State = "Paused"  // held by an operator: no new batch or wave is promoted
-	StateWaiting     State = "Waiting" // a policy holds the next wave until a time (a freeze, business hours, a soak)
+	StatePaused      State = "Paused"           // held by an operator: no new batch or wave is promoted
+	StateWaiting     State = "Waiting"          // a policy holds the next wave until a time (a freeze, business hours, a soak)
+	StateApproval    State = "AwaitingApproval" // the next wave waits for its approvers
 	StateSucceeded   State = "Succeeded"
 	StateFailed      State = "Failed"
 	StateAborted     State = "Aborted"    // stopped by an operator; promoted sites stay as they are
@@ -264,6 +265,8 @@ type WaveStatus struct {
 	Message     string    `json:",omitempty"`
 	// Policy is the last policy decision before the wave started (or while it waited).
 	Policy *PolicyDecision `json:",omitempty"`
+	// Approval is the wave's approval request and its votes, once requested.
+	Approval *ApprovalStatus `json:",omitempty"`
 }
 
 // Site returns a pointer to the named site's status, or nil.
@@ -291,6 +294,8 @@ type Status struct {
 	FinishedAt time.Time `json:",omitempty"`
 	// Controls lists the operators' actions, oldest first.
 	Controls []Control `json:",omitempty"`
+	// Operators may control the rollout from Slack (the plan's Operators, groups unresolved).
+	Operators []string `json:",omitempty"`
 	// Waiting lists the activities in flight with their attempt and last failure; the client
 	// fills it from Temporal, the workflow does not.
 	Waiting []string `json:",omitempty"`

@@ -117,24 +117,36 @@ var ErrNoRollout = errors.New("no running rollout with this ID (it does not exis
 // Control sends a control update (UpdatePause, UpdateResume, UpdateAbort, UpdateRollback) to a
 // running rollout and waits for its answer. A refused control returns the rollout's reason.
 func (c *Client) Control(ctx context.Context, id, action string, in ControlInput) (ControlResult, error) {
+	var res ControlResult
+	return res, c.update(ctx, id, action, in, &res)
+}
+
+// Vote sends an approval vote (UpdateApprove or UpdateReject) to a running rollout and waits
+// for its answer. A refused vote (not an approver, wrong wave, a second vote, an expired
+// request) returns the rollout's reason.
+func (c *Client) Vote(ctx context.Context, id, action string, in VoteInput) (VoteResult, error) {
+	var res VoteResult
+	return res, c.update(ctx, id, action, in, &res)
+}
+
+func (c *Client) update(ctx context.Context, id, name string, in, out any) error {
 	h, err := c.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
-		UpdateName:   action,
+		UpdateName:   name,
 		Args:         []any{in},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
-	var res ControlResult
 	if err == nil {
-		err = h.Get(ctx, &res)
+		err = h.Get(ctx, out)
 	}
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &notFound):
-		return res, fmt.Errorf("%s %s: %w", action, id, ErrNoRollout)
+		return fmt.Errorf("%s %s: %w", name, id, ErrNoRollout)
 	case err != nil:
-		return res, fmt.Errorf("%s %s: %s", action, id, errorMessage(err))
+		return fmt.Errorf("%s %s: %s", name, id, errorMessage(err))
 	}
-	return res, nil
+	return nil
 }
 
 // Summary is one rollout as `fleetwave list` shows it, from Temporal's visibility store.
@@ -151,7 +163,9 @@ type Summary struct {
 // ListFilter narrows List; empty fields match everything.
 type ListFilter struct {
 	Fleet, State, Commit string
-	Limit                int
+	// Running keeps only rollouts that have not closed.
+	Running bool
+	Limit   int
 }
 
 // Query returns the visibility query for the filter.
@@ -165,6 +179,9 @@ func (f ListFilter) Query() string {
 	}
 	if f.Commit != "" {
 		q = append(q, fmt.Sprintf("%s STARTS_WITH %q", AttrCommit.GetName(), f.Commit))
+	}
+	if f.Running {
+		q = append(q, `ExecutionStatus = "Running"`)
 	}
 	return strings.Join(q, " AND ")
 }

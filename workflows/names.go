@@ -29,6 +29,32 @@ const (
 	UpdateRollback = "rollback"
 )
 
+// Updates that vote on a wave's approval request. Each takes a VoteInput and returns a
+// VoteResult; the validator refuses a vote from someone who is not an approver of the wave, on a
+// wave that is not waiting for approval, a second vote by the same approver, and a vote on an
+// expired request, so a refused vote never reaches history.
+const (
+	UpdateApprove = "approve"
+	UpdateReject  = "reject"
+)
+
+// VoteInput is one approver's vote. Wave "" means the wave waiting for approval.
+type VoteInput struct {
+	Wave string
+	// By is the approver's Slack user ID, as the plan lists approvers.
+	By string
+	// Via says where the vote came from: "slack" or "cli".
+	Via     string
+	Comment string
+}
+
+// VoteResult is where the request stands after the vote.
+type VoteResult struct {
+	Wave    string
+	Outcome string
+	Message string
+}
+
 // signalControl carries pause/resume/abort from a rollout to its running wave.
 const signalControl = "control"
 

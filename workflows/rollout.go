@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/chatops"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/rollout/policy"
@@ -43,6 +44,15 @@ type rolloutRun struct {
 	// stop is UpdateAbort or UpdateRollback once an operator asked for it.
 	stop    string
 	stopper rollout.Control
+
+	// Slack thread: events queued for the notifier coroutine (only when the plan names a
+	// channel), where the thread is, and the approval request messages to rewrite.
+	notifying   bool
+	notes       []chatops.Event
+	notesClosed bool
+	notesDone   bool
+	thread      chatops.Sent
+	approvalTS  map[string]string
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit. Each
@@ -84,6 +94,16 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			return RolloutResult{}, err
 		}
 	}
+	for _, action := range []string{UpdateApprove, UpdateReject} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, action,
+			func(ctx workflow.Context, in VoteInput) (VoteResult, error) {
+				return r.vote(ctx, action, in), nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in VoteInput) error { return r.validateVote(ctx, in) }})
+		if err != nil {
+			return RolloutResult{}, err
+		}
+	}
 	supersede := workflow.GetSignalChannel(ctx, signalSupersede)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var s CommitSignal
@@ -114,6 +134,11 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	for i := range r.plan.Waves {
 		r.status.Waves = append(r.status.Waves, rollout.NewWaveStatus(r.plan, i))
 	}
+	r.status.Operators = r.plan.Operators()
+	if r.plan.Notify.Slack != nil {
+		r.startNotes(ctx, r.plan.Notify.Slack.Channel)
+		r.note(chatops.EventStarted, "")
+	}
 
 	for i, wave := range r.plan.Waves {
 		// Between waves is a safe point: hold here while paused.
@@ -137,9 +162,22 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		if reason != "" {
 			return r.fail(ctx, reason)
 		}
+		reason, err = r.approval(ctx, i)
+		if err != nil {
+			return RolloutResult{}, err
+		}
+		if r.stop != "" {
+			return r.stopped(ctx, i-1)
+		}
+		if reason != "" {
+			return r.fail(ctx, reason)
+		}
 		r.setState(ctx, rollout.StatePromoting)
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s: %d sites", i+1, len(r.plan.Waves), wave.Name, len(wave.Sites)))
+		r.status.Waves[i].State = rollout.StatePromoting
+		r.note(chatops.EventWaveStarted, wave.Name)
 		reason = r.runWave(ctx, i)
+		r.note(chatops.EventWaveFinished, wave.Name)
 		if reason != "" && r.plan.Rollback.Automatic && r.stop != UpdateRollback {
 			r.revert(ctx, rollout.RevertOrder(r.status.Waves, i, r.plan.Rollback.Scope), reason)
 		}
@@ -250,7 +288,7 @@ func (r *rolloutRun) policyInput(ctx workflow.Context, i int) rollout.PolicyInpu
 			Author: r.loaded.Author, Message: r.loaded.Message, StartedAt: r.status.StartedAt},
 		Wave:          r.plan.PolicyWave(i),
 		PreviousWaves: rollout.PolicyHistory(r.status.Waves[:i]),
-		Approvals:     []rollout.PolicyApproval{},
+		Approvals:     rollout.PolicyApprovals(r.status.Waves),
 		Now:           workflow.Now(ctx),
 	}
 }
@@ -335,8 +373,10 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 	return RolloutResult{Status: r.status}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutAborted, nil, r.status)
 }
 
-// drainHandlers lets accepted updates finish before the workflow returns.
+// drainHandlers lets accepted updates finish, and the Slack thread report the end, before the
+// workflow returns.
 func (r *rolloutRun) drainHandlers(ctx workflow.Context) {
+	r.finishNotes(ctx)
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 
@@ -427,6 +467,7 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 				s.Message = fmt.Sprintf("revert %s not applied within %s: %s", rollout.Short(e.Commit), r.plan.Health.ConvergenceTimeout, res.States[i].Message)
 			}
 		}
+		r.note(chatops.EventReverted, set.Wave)
 	}
 }
 

@@ -27,35 +27,72 @@ func newControlCmds(g *globals) []*cobra.Command {
 	}
 	var cmds []*cobra.Command
 	for _, s := range specs {
-		var reason, as, output string
-		cmd := &cobra.Command{
-			Use:   s.action + " ROLLOUT",
-			Short: s.short,
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				ctx := cmd.Context()
-				fw, tc, err := dialRollouts(ctx)
-				if err != nil {
-					return err
-				}
-				defer tc.Close()
-				res, err := fw.Control(ctx, args[0], s.action, workflows.ControlInput{By: cmp.Or(as, localUser()), Reason: reason})
-				if err != nil {
-					return err
-				}
-				if output == "json" {
-					return json.NewEncoder(g.stdout).Encode(res)
-				}
-				fmt.Fprintf(g.stdout, "%s: %s\n", args[0], res.Message)
-				return nil
-			},
-		}
+		var reason string
+		cmd := updateCmd(g, s.action, s.short, "who acts (default: the local user name)",
+			func(ctx context.Context, fw *workflows.Client, id, by string) (any, string, error) {
+				res, err := fw.Control(ctx, id, s.action, workflows.ControlInput{By: by, Reason: reason})
+				return res, res.Message, err
+			})
 		cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the rollout's status and history")
-		cmd.Flags().StringVar(&as, "as", "", "who acts (default: the local user name)")
-		cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 		cmds = append(cmds, cmd)
 	}
 	return cmds
+}
+
+func newVoteCmds(g *globals) []*cobra.Command {
+	specs := []struct{ action, short string }{
+		{workflows.UpdateApprove, "Approve the wave of a rollout that waits for approval"},
+		{workflows.UpdateReject, "Reject the wave of a rollout that waits for approval; the rollout stops"},
+	}
+	var cmds []*cobra.Command
+	for _, s := range specs {
+		var wave, comment string
+		cmd := updateCmd(g, s.action, s.short, "the approver's Slack user ID, as the plan lists approvers (default: the local user name)",
+			func(ctx context.Context, fw *workflows.Client, id, by string) (any, string, error) {
+				res, err := fw.Vote(ctx, id, s.action, workflows.VoteInput{Wave: wave, By: by, Via: "cli", Comment: comment})
+				return res, res.Message, err
+			})
+		cmd.Long = s.short + `.
+
+The vote counts when --as names an approver of the wave in the plan (a Slack user ID, or a
+member of a listed user group): the same rule as the Slack buttons. The rollout refuses a
+vote on a wave that does not wait for approval, a second vote and a vote after the timeout.`
+		cmd.Flags().StringVar(&wave, "wave", "", "the wave voted on (default: the wave waiting for approval)")
+		cmd.Flags().StringVar(&comment, "comment", "", "why, recorded with the vote")
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
+
+// updateCmd is a command that sends one Update to a rollout, as --as, and prints its answer
+// (its message, or the whole result with -o json).
+func updateCmd(g *globals, action, short, asHelp string, send func(ctx context.Context, fw *workflows.Client, id, by string) (any, string, error)) *cobra.Command {
+	var as, output string
+	cmd := &cobra.Command{
+		Use:   action + " ROLLOUT",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			fw, tc, err := dialRollouts(ctx)
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			res, msg, err := send(ctx, fw, args[0], cmp.Or(as, localUser()))
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return json.NewEncoder(g.stdout).Encode(res)
+			}
+			fmt.Fprintf(g.stdout, "%s: %s\n", args[0], msg)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&as, "as", "", asHelp)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
 }
 
 func localUser() string {

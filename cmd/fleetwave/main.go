@@ -52,6 +52,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newControlCmds(g)...)
+	root.AddCommand(newVoteCmds(g)...)
 	root.AddCommand(
 		newListCmd(g),
 		newDevCmd(g),

@@ -153,6 +153,15 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 			line += "\t" + wv.Message
 		}
 		fmt.Fprintln(tw, line)
+		if a := wv.Approval; a != nil {
+			fmt.Fprintf(tw, "  approval\t%s\tapprovers %s\n", a.Summary(), strings.Join(a.Approvers, ", "))
+			for _, u := range a.Unresolved {
+				fmt.Fprintf(tw, "  approval\t%s\n", u)
+			}
+			for _, v := range a.Votes {
+				fmt.Fprintf(tw, "  vote\t%s at %s\n", v, v.At.UTC().Format(time.RFC3339))
+			}
+		}
 		for _, s := range wv.Sites {
 			commit := rollout.Short(s.Promotion)
 			if s.Revert != "" {

@@ -41,7 +41,12 @@ or --ssh-key. Sites (--driver kube): one kubeconfig context per site, named in t
 (cluster.context, default the site name); fleetwave reads each site's Flux Kustomization
 and asks it to reconcile after a push (deploy/install/site-rbac.yaml has the RBAC it needs).
 The push event secret: FLEETWAVE_WEBHOOK_SECRET (without it every push event
-is refused).`,
+is refused).
+
+Slack (docs/slack.md): FLEETWAVE_SLACK_TOKEN (the bot token: rollout threads, user groups),
+FLEETWAVE_SLACK_SIGNING_SECRET (POST /slack/commands and /slack/interactions; without it
+they refuse every request), FLEETWAVE_SLACK_API_URL (another Slack-compatible API),
+FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd.Context(), g, o) },
 	}
@@ -119,6 +124,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return err
 	}
 	n.poll = o.poll
+	n.setupSlack(log, os.Getenv(envTemporalUI), namespace)
 	w, err := n.startWorker(writer, driver, 2*time.Second)
 	if err != nil {
 		return err

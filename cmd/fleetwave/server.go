@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/chatops"
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
@@ -79,6 +80,9 @@ type node struct {
 	secret   []byte
 	events   *prometheus.CounterVec
 	registry *prometheus.Registry
+	// slack posts rollout threads; slackHandler serves the Slack endpoints (setupSlack).
+	slack        *activities.Slack
+	slackHandler *chatops.Handler
 }
 
 func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, secret []byte) *node {
@@ -100,6 +104,7 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver})
 	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll})
+	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal worker: %w", err)
 	}
@@ -119,6 +124,9 @@ func (n *node) handler() http.Handler {
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	if n.slackHandler != nil {
+		n.slackHandler.Register(mux)
+	}
 	return mux
 }
 

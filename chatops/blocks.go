@@ -1,0 +1,267 @@
+package chatops
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// Event kinds a rollout thread reports, each a reply under the header (the header itself is
+// updated on every event).
+const (
+	EventStarted           = "started"            // the thread's header is posted; no reply
+	EventWaveStarted       = "wave-started"       // a wave is being promoted
+	EventWaveFinished      = "wave-finished"      // a wave ended, healthy or not
+	EventApprovalRequested = "approval-requested" // a wave waits for approval: buttons
+	EventApprovalDecided   = "approval-decided"   // the request's buttons are replaced by the decision
+	EventReverted          = "reverted"           // sites degraded and were reverted through git
+	EventFinished          = "finished"           // the rollout ended
+)
+
+// Event is one thing a rollout reports to its thread.
+type Event struct {
+	Kind string
+	// Wave names the wave the event is about; "" for rollout events.
+	Wave string `json:",omitempty"`
+}
+
+// Links makes links to rollouts in the Temporal UI.
+type Links struct {
+	// UI is the Temporal UI's base URL ("http://127.0.0.1:8233"); "" means no links.
+	UI        string
+	Namespace string
+}
+
+// Rollout returns the Temporal UI address of a rollout, or "".
+func (l Links) Rollout(id string) string {
+	if l.UI == "" {
+		return ""
+	}
+	ns := l.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(l.UI, "/"), url.PathEscape(ns), url.PathEscape(id))
+}
+
+// HeaderBlocks is the thread's first message: the rollout and a line per wave.
+func HeaderBlocks(st rollout.Status, l Links) []slack.Block {
+	title := fmt.Sprintf("%s *Rollout of `%s` to fleet %s*: %s", stateIcon(st.State), rollout.Short(st.Commit), esc(st.Fleet), st.State)
+	if st.Subject != "" {
+		title += "\n> " + esc(st.Subject)
+	}
+	var waves []string
+	for _, w := range st.Waves {
+		line := fmt.Sprintf("%s *%s* (%s) %s", stateIcon(w.State), esc(w.Name), plural(len(w.Sites), "site"), w.State)
+		if w.Approval != nil && (w.State == rollout.StateApproval || w.Approval.Outcome != "") {
+			line += ": " + esc(w.Approval.Summary())
+		} else if w.Message != "" {
+			line += ": " + esc(w.Message)
+		}
+		waves = append(waves, line)
+	}
+	blocks := []slack.Block{slack.NewSectionBlock(mrkdwn(title), nil, nil)}
+	if len(waves) > 0 {
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(strings.Join(waves, "\n")), nil, nil))
+	}
+	var ctx []string
+	if link := l.Rollout(st.Rollout); link != "" {
+		ctx = append(ctx, fmt.Sprintf("<%s|%s in the Temporal UI>", link, esc(st.Rollout)))
+	} else {
+		ctx = append(ctx, "`"+esc(st.Rollout)+"`")
+	}
+	if st.Reason != "" {
+		ctx = append(ctx, esc(st.Reason))
+	}
+	blocks = append(blocks, slack.NewContextBlock("", mrkdwn(strings.Join(ctx, " · "))))
+	return blocks
+}
+
+// EventBlocks is the reply for an event, and its plain-text fallback.
+func EventBlocks(ev Event, st rollout.Status, l Links) ([]slack.Block, string) {
+	ws := wave(st, ev.Wave)
+	var text string
+	switch ev.Kind {
+	case EventWaveStarted:
+		text = fmt.Sprintf(":arrow_forward: Wave *%s* started: promoting %s (%s)", esc(ev.Wave), plural(len(ws.Sites), "site"), esc(siteNames(ws)))
+	case EventWaveFinished:
+		if ws.State == rollout.StateSucceeded {
+			text = fmt.Sprintf(":white_check_mark: Wave *%s* succeeded: %s healthy through the bake", esc(ev.Wave), plural(len(ws.Sites), "site"))
+		} else {
+			text = fmt.Sprintf(":x: Wave *%s* %s", esc(ev.Wave), strings.ToLower(string(ws.State)))
+			if ws.Message != "" {
+				text += ": " + esc(ws.Message)
+			}
+		}
+	case EventReverted:
+		text = fmt.Sprintf(":rotating_light: Wave *%s*: reverted through git", esc(ev.Wave))
+		for _, s := range ws.Sites {
+			if s.Verdict != rollout.VerdictReverted && s.Verdict != rollout.VerdictDegraded {
+				continue
+			}
+			text += fmt.Sprintf("\n• *%s*", esc(s.Name))
+			if s.Revert != "" {
+				text += fmt.Sprintf(" (revert `%s`)", rollout.Short(s.Revert))
+			}
+			if why := degradation(s); why != "" {
+				text += ": " + esc(why)
+			}
+		}
+		if st.Reason != "" {
+			text += "\nReason: " + esc(st.Reason)
+		}
+	case EventFinished:
+		switch st.State {
+		case rollout.StateSucceeded:
+			text = fmt.Sprintf(":tada: Rolled out `%s` to every wave", rollout.Short(st.Commit))
+		default:
+			text = fmt.Sprintf("%s Rollout %s", stateIcon(st.State), strings.ToLower(string(st.State)))
+			if st.Reason != "" {
+				text += ": " + esc(st.Reason)
+			}
+		}
+		if link := l.Rollout(st.Rollout); link != "" {
+			text += fmt.Sprintf(" (<%s|Temporal UI>)", link)
+		}
+	default:
+		text = fmt.Sprintf("%s %s", esc(ev.Kind), esc(ev.Wave))
+	}
+	return []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil)}, fallback(text)
+}
+
+// ApprovalBlocks is an approval request: who may approve, until when, and the Approve and
+// Reject buttons while it is open; once decided the buttons give way to the decision.
+func ApprovalBlocks(st rollout.Status, waveName string) ([]slack.Block, string) {
+	ws := wave(st, waveName)
+	a := ws.Approval
+	if a == nil {
+		a = &rollout.ApprovalStatus{}
+	}
+	var who []string
+	for _, p := range a.Approvers {
+		if strings.HasPrefix(p, "@") {
+			who = append(who, esc(p))
+		} else {
+			who = append(who, "<@"+p+">")
+		}
+	}
+	text := fmt.Sprintf(":raised_hand: Wave *%s* (%s) needs %s from %s, until %s",
+		esc(waveName), plural(len(ws.Sites), "site"), plural(a.Quorum, "approval"), strings.Join(who, ", "), a.ExpiresAt.UTC().Format(time.RFC1123))
+	switch a.Outcome {
+	case rollout.ApprovalApproved:
+		text = fmt.Sprintf(":white_check_mark: Wave *%s* (%s) approved (%d of %d approvals)", esc(waveName), plural(len(ws.Sites), "site"), a.Approvals(), a.Quorum)
+	case rollout.ApprovalRejected:
+		text = fmt.Sprintf(":no_entry: Wave *%s* (%s) rejected", esc(waveName), plural(len(ws.Sites), "site"))
+	case rollout.ApprovalExpired:
+		text = fmt.Sprintf(":alarm_clock: Wave *%s* (%s): the approval request %s", esc(waveName), plural(len(ws.Sites), "site"), esc(a.Summary()))
+	}
+	if len(a.Unresolved) > 0 {
+		text += "\n:warning: " + esc(strings.Join(a.Unresolved, "; "))
+	}
+	blocks := []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil)}
+	if a.Outcome == "" {
+		value := buttonValue(st.Rollout, waveName)
+		approve := slack.NewButtonBlockElement(ActionApprove, value, plain("Approve"))
+		approve.Style = slack.StylePrimary
+		reject := slack.NewButtonBlockElement(ActionReject, value, plain("Reject"))
+		reject.Style = slack.StyleDanger
+		blocks = append(blocks, slack.NewActionBlock("approval-"+waveName, approve, reject))
+	}
+	var votes []string
+	for _, v := range a.Votes {
+		line := fmt.Sprintf("%s <@%s>", map[bool]string{true: ":white_check_mark: approved by", false: ":no_entry: rejected by"}[v.Approve], v.By)
+		if v.Via != "" {
+			line += " via " + esc(v.Via)
+		}
+		if v.Comment != "" {
+			line += ": " + esc(v.Comment)
+		}
+		votes = append(votes, line)
+	}
+	if len(votes) > 0 {
+		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(strings.Join(votes, "\n"))))
+	}
+	return blocks, fallback(text)
+}
+
+// degradation is why a degraded or reverted site failed: its message, which carries the
+// check and the measurement.
+func degradation(s rollout.SiteStatus) string {
+	if s.Message != "" {
+		return s.Message
+	}
+	for _, c := range s.Checks {
+		if !c.OK {
+			return c.String()
+		}
+	}
+	return ""
+}
+
+func wave(st rollout.Status, name string) rollout.WaveStatus {
+	for _, w := range st.Waves {
+		if w.Name == name {
+			return w
+		}
+	}
+	return rollout.WaveStatus{Name: name}
+}
+
+func siteNames(w rollout.WaveStatus) string {
+	names := make([]string, len(w.Sites))
+	for i, s := range w.Sites {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+func stateIcon(s rollout.State) string {
+	switch s {
+	case rollout.StateSucceeded:
+		return ":white_check_mark:"
+	case rollout.StateFailed:
+		return ":x:"
+	case rollout.StateAborted, rollout.StateRolledBack, rollout.StateSuperseded:
+		return ":black_square_for_stop:"
+	case rollout.StateRollingBack:
+		return ":rewind:"
+	case rollout.StatePaused:
+		return ":double_vertical_bar:"
+	case rollout.StateWaiting, rollout.StateApproval:
+		return ":hourglass_flowing_sand:"
+	case rollout.StatePending, "":
+		return ":white_circle:"
+	}
+	return ":large_blue_circle:"
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
+func plain(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
+}
+
+// esc escapes the three characters Slack's mrkdwn gives meaning to, so commit subjects and
+// messages cannot forge links or mentions.
+func esc(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// fallback is the plain text of a message, for notifications and clients without blocks.
+func fallback(mrkdwnText string) string {
+	first, _, _ := strings.Cut(mrkdwnText, "\n")
+	return strings.NewReplacer("*", "", "`", "").Replace(first)
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/chatops"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// Slack settings come from the environment, so tokens stay out of flags and process lists.
+const (
+	envSlackToken  = "FLEETWAVE_SLACK_TOKEN"
+	envSlackSecret = "FLEETWAVE_SLACK_SIGNING_SECRET"
+	envSlackAPI    = "FLEETWAVE_SLACK_API_URL"
+	envTemporalUI  = "FLEETWAVE_TEMPORAL_UI_URL"
+)
+
+// setupSlack wires Slack into the node: the activities that post threads and resolve groups,
+// and the handlers of /slack/commands and /slack/interactions. Without a token outbound
+// messages are skipped; without a signing secret every inbound request is refused.
+func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
+	token, secret := os.Getenv(envSlackToken), os.Getenv(envSlackSecret)
+	api := chatops.NewAPI(token, os.Getenv(envSlackAPI))
+	switch {
+	case token == "" && secret == "":
+		log.Info("Slack is off: set " + envSlackToken + " and " + envSlackSecret + " to post rollout threads and take approvals from Slack")
+	case token == "":
+		log.Info(envSlackToken + " is not set: Slack commands and buttons work, outbound Slack messages are skipped")
+	case secret == "":
+		log.Warn(envSlackSecret + " is not set: rollout threads are posted, but every Slack command and button press is refused")
+	}
+	groups := chatops.Directory{API: api}
+	n.slack = &activities.Slack{
+		Notifier: &chatops.Notifier{API: api, Links: chatops.Links{UI: ui, Namespace: namespace}, Log: log},
+		Groups:   groups,
+	}
+	n.slackHandler = &chatops.Handler{SigningSecret: secret, Rollouts: slackRollouts{fw: n.fw, fleet: n.fleet}, Groups: groups, Log: log}
+}
+
+// slackRollouts gives the Slack handlers this node's fleet's rollouts, through the same client
+// updates as the CLI.
+type slackRollouts struct {
+	fw    *workflows.Client
+	fleet string
+}
+
+// id accepts a rollout ID of this fleet, or a commit (short or full) of it.
+func (s slackRollouts) id(ref string) (string, error) {
+	if !strings.Contains(ref, "/") {
+		return workflows.RolloutID(s.fleet, ref), nil
+	}
+	if !strings.HasPrefix(ref, "rollout/"+s.fleet+"/") {
+		return "", fmt.Errorf("%q is not a rollout of fleet %s", ref, s.fleet)
+	}
+	return ref, nil
+}
+
+func (s slackRollouts) Status(ctx context.Context, ref string) (rollout.Status, error) {
+	id, err := s.id(ref)
+	if err != nil {
+		return rollout.Status{}, err
+	}
+	return s.fw.Status(ctx, id)
+}
+
+func (s slackRollouts) Active(ctx context.Context) ([]chatops.Active, error) {
+	list, err := s.fw.List(ctx, workflows.ListFilter{Fleet: s.fleet, Running: true, Limit: 20})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]chatops.Active, len(list))
+	for i, r := range list {
+		out[i] = chatops.Active{Rollout: r.Rollout, Fleet: r.Fleet, Commit: r.Commit, Wave: r.Wave, State: r.State}
+	}
+	return out, nil
+}
+
+func (s slackRollouts) Do(ctx context.Context, a chatops.Action) (string, error) {
+	id, err := s.id(a.Rollout)
+	if err != nil {
+		return "", err
+	}
+	switch a.Verb {
+	case chatops.VerbApprove, chatops.VerbReject:
+		res, err := s.fw.Vote(ctx, id, a.Verb, workflows.VoteInput{Wave: a.Wave, By: a.User, Via: "slack", Comment: a.Comment})
+		return res.Message, err
+	case chatops.VerbPause, chatops.VerbResume, chatops.VerbAbort, chatops.VerbRollback:
+		res, err := s.fw.Control(ctx, id, a.Verb, workflows.ControlInput{By: a.User, Reason: a.Comment})
+		return res.Message, err
+	}
+	return "", fmt.Errorf("unknown action %q", a.Verb)
+}

@@ -1,0 +1,245 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/chatops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// approval holds wave i until its approvers approve it. It asks (resolving "@groups" to their
+// members at that moment), waits on a durable timer for the quorum, a rejection or the timeout,
+// and returns the reason the rollout fails with (rejected, or expired with onTimeout reject),
+// or "" to go on; the caller checks r.stop. On a timeout with onTimeout pause the rollout
+// pauses, and a resume asks again, keeping the approvals given. A pause holds an approved wave.
+// Waves without approval skip it entirely.
+func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
+	wave := r.plan.Waves[i]
+	a := wave.Approval
+	if a == nil {
+		return "", nil
+	}
+	ws := &r.status.Waves[i]
+	held := func() (string, error) {
+		ws.State = rollout.StatePending
+		return "", nil
+	}
+	var kept []rollout.Vote
+	for {
+		eligible, unresolved := r.resolveApprovers(ctx, a)
+		now := workflow.Now(ctx)
+		ws.Approval = &rollout.ApprovalStatus{Approvers: a.Approvers, Eligible: eligible, Unresolved: unresolved,
+			Quorum: a.Quorum, RequestedAt: now, ExpiresAt: now.Add(a.Timeout), Votes: kept}
+		ws.State, ws.Message = rollout.StateApproval, ws.Approval.Summary()
+		if r.status.State != rollout.StatePaused {
+			r.setState(ctx, rollout.StateApproval)
+		}
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s %s (approvers: %s)", i+1, len(r.plan.Waves), wave.Name, ws.Message, strings.Join(a.Approvers, ", ")))
+		workflow.GetLogger(ctx).Info("approval requested", "rollout", r.status.Rollout, "wave", wave.Name, "eligible", len(eligible))
+		r.note(chatops.EventApprovalRequested, wave.Name)
+
+		tctx, cancel := workflow.WithCancel(ctx)
+		timer := workflow.NewTimer(tctx, a.Timeout)
+		err := workflow.Await(ctx, func() bool { return timer.IsReady() || ws.Approval.Outcome != "" || r.stop != "" })
+		cancel()
+		if err != nil {
+			return "", err
+		}
+		if r.stop != "" {
+			return held()
+		}
+		if ws.Approval.Outcome == "" {
+			ws.Approval.Outcome = rollout.ApprovalExpired
+		}
+		ws.Message = ws.Approval.Summary()
+		r.note(chatops.EventApprovalDecided, wave.Name)
+		switch ws.Approval.Outcome {
+		case rollout.ApprovalApproved:
+			if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+				return "", err
+			}
+			if r.stop != "" {
+				return held()
+			}
+			ws.State = rollout.StatePending
+			return "", nil
+		case rollout.ApprovalRejected:
+			ws.State = rollout.StatePending
+			v := ws.Approval.Votes[len(ws.Approval.Votes)-1]
+			return fmt.Sprintf("wave %s %s", wave.Name, v), nil
+		}
+		if a.OnTimeout == rollout.OnTimeoutReject {
+			ws.State = rollout.StatePending
+			return fmt.Sprintf("approval of wave %s %s (timeout %s)", wave.Name, ws.Message, a.Timeout), nil
+		}
+		kept = slices.Clone(ws.Approval.Votes)
+		c := rollout.Control{Action: UpdatePause, By: "fleetwave", At: workflow.Now(ctx),
+			Reason: fmt.Sprintf("approval of wave %s timed out after %s; resume to ask again", wave.Name, a.Timeout)}
+		r.status.Controls = append(r.status.Controls, c)
+		if r.status.State != rollout.StatePaused {
+			r.resumeState = rollout.StateApproval
+			r.setState(ctx, rollout.StatePaused)
+		}
+		ws.Message = c.Reason
+		workflow.SetCurrentDetails(ctx, "Paused: "+c.Reason)
+		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+			return "", err
+		}
+		if r.stop != "" {
+			return held()
+		}
+	}
+}
+
+// resolveApprovers returns the user IDs that may vote: the plan's user IDs and the members of
+// its groups now. A group that cannot be resolved is reported and adds nobody (fail closed).
+func (r *rolloutRun) resolveApprovers(ctx workflow.Context, a *rollout.Approval) (eligible, unresolved []string) {
+	eligible = a.Users()
+	if groups := a.Groups(); len(groups) > 0 {
+		var res activities.ResolveResult
+		var slack *activities.Slack
+		err := workflow.ExecuteActivity(slackOptions(ctx, "resolve approvers @"+strings.Join(groups, ", @")),
+			slack.ResolveGroups, activities.ResolveInput{Groups: groups}).Get(ctx, &res)
+		if err != nil {
+			for _, g := range groups {
+				unresolved = append(unresolved, fmt.Sprintf("@%s could not be resolved: %s", g, errorMessage(err)))
+			}
+		} else {
+			eligible, unresolved = append(eligible, res.Members...), res.Unresolved
+		}
+	}
+	slices.Sort(eligible)
+	return slices.Compact(eligible), unresolved
+}
+
+// validateVote refuses a vote that does not count; a refused vote never reaches history.
+func (r *rolloutRun) validateVote(ctx workflow.Context, in VoteInput) error {
+	switch {
+	case r.plan == nil:
+		return fmt.Errorf("rollout %s has not loaded its plan yet: nothing to vote on", r.status.Rollout)
+	case r.status.State.Done() || r.status.State == rollout.StateRollingBack || r.stop != "":
+		return fmt.Errorf("rollout %s is ending (%s): nothing to vote on", r.status.Rollout, r.status.State)
+	}
+	ws, err := r.voteWave(in.Wave)
+	if err != nil {
+		return err
+	}
+	return ws.Approval.CheckVote(ws.Name, in.By, workflow.Now(ctx))
+}
+
+// voteWave finds the wave a vote is for: the named one, or the one waiting for approval.
+func (r *rolloutRun) voteWave(name string) (*rollout.WaveStatus, error) {
+	if name == "" {
+		// The wave whose approval was asked for last: open, or saying why it no longer is.
+		for i := len(r.status.Waves) - 1; i >= 0; i-- {
+			if ws := &r.status.Waves[i]; ws.Approval != nil {
+				return ws, nil
+			}
+		}
+		return nil, fmt.Errorf("no wave of rollout %s is waiting for approval", r.status.Rollout)
+	}
+	w, i, ok := r.plan.Wave(name)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("rollout %s has no wave %q", r.status.Rollout, name)
+	case w.Approval == nil:
+		return nil, fmt.Errorf("wave %s of rollout %s needs no approval", name, r.status.Rollout)
+	case r.status.Waves[i].Approval == nil:
+		return nil, fmt.Errorf("wave %s of rollout %s is not waiting for approval yet (%s)", name, r.status.Rollout, r.status.Waves[i].State)
+	}
+	return &r.status.Waves[i], nil
+}
+
+// vote records an accepted vote; the approval loop sees the outcome.
+func (r *rolloutRun) vote(ctx workflow.Context, action string, in VoteInput) VoteResult {
+	ws, err := r.voteWave(in.Wave)
+	if err != nil {
+		// The validator ran in the same workflow task; this only guards replays of old code.
+		return VoteResult{Wave: in.Wave, Message: err.Error()}
+	}
+	v := rollout.Vote{By: in.By, Approve: action == UpdateApprove, Via: in.Via, Comment: in.Comment, At: workflow.Now(ctx)}
+	ws.Approval.Add(v)
+	ws.Message = ws.Approval.Summary()
+	workflow.GetLogger(ctx).Info("approval vote", "rollout", r.status.Rollout, "wave", ws.Name, "action", action, "by", in.By, "via", in.Via)
+	return VoteResult{Wave: ws.Name, Outcome: ws.Approval.Outcome, Message: fmt.Sprintf("wave %s %s; %s", ws.Name, v, ws.Approval.Summary())}
+}
+
+// startNotes starts the coroutine that posts the rollout's Slack thread, one event at a time
+// in order, so the rollout itself never waits for Slack. It runs on a disconnected context so
+// a cancelled rollout still reports its end.
+func (r *rolloutRun) startNotes(ctx workflow.Context, channel string) {
+	r.notifying, r.thread.Channel, r.approvalTS = true, channel, map[string]string{}
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { r.notesDone = true }()
+		var slack *activities.Slack
+		for {
+			if workflow.Await(ctx, func() bool { return len(r.notes) > 0 || r.notesClosed }) != nil || len(r.notes) == 0 {
+				return
+			}
+			ev := r.notes[0]
+			r.notes = r.notes[1:]
+			msg := chatops.Message{Channel: r.thread.Channel, Thread: r.thread.Thread, Event: ev, Status: r.status}
+			if ev.Kind == chatops.EventApprovalDecided {
+				msg.Update = r.approvalTS[ev.Wave]
+			}
+			var res activities.NotifyResult
+			err := workflow.ExecuteActivity(slackOptions(ctx, strings.TrimSpace("slack: "+ev.Kind+" "+ev.Wave)),
+				slack.Notify, activities.NotifyInput{Message: msg}).Get(ctx, &res)
+			switch {
+			case err != nil:
+				workflow.GetLogger(ctx).Warn("cannot post to Slack; the rollout goes on", "rollout", r.status.Rollout, "error", err)
+				continue
+			case res.Skipped:
+				r.notifying, r.notes = false, nil
+				return
+			}
+			r.thread.Channel, r.thread.Thread = res.Sent.Channel, res.Sent.Thread
+			if ev.Kind == chatops.EventApprovalRequested {
+				r.approvalTS[ev.Wave] = res.Sent.TS
+			}
+		}
+	})
+}
+
+// note queues an event for the rollout's Slack thread.
+func (r *rolloutRun) note(kind, wave string) {
+	if r.notifying {
+		r.notes = append(r.notes, chatops.Event{Kind: kind, Wave: wave})
+	}
+}
+
+// finishNotes reports the end and gives the thread a bounded time to catch up.
+func (r *rolloutRun) finishNotes(ctx workflow.Context) {
+	if r.approvalTS == nil || r.notesClosed {
+		return
+	}
+	r.note(chatops.EventFinished, "")
+	r.notesClosed = true
+	if _, err := workflow.AwaitWithTimeout(ctx, notesGrace, func() bool { return r.notesDone }); err != nil {
+		workflow.GetLogger(ctx).Warn("the Slack thread did not catch up", "rollout", r.status.Rollout, "error", err)
+	}
+}
+
+// notesGrace bounds how long a finished rollout waits for its Slack thread.
+const notesGrace = 2 * time.Minute
+
+// slackOptions are for Slack calls: a few quick tries, then the rollout goes on without them.
+func slackOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Second,
+		Summary:             summary,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumAttempts:    3,
+		},
+	})
+}

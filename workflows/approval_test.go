@@ -1,0 +1,278 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/chatops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// The canary is promoted at 09:00 and bakes 10m, so eu asks for approval at about 09:10.
+
+// fakeSlack records what the workflow posts and resolves @leads to U03.
+type fakeSlack struct {
+	mu   sync.Mutex
+	msgs []chatops.Message
+	fail bool
+	n    int
+}
+
+func newFakeSlack(env *testsuite.TestWorkflowEnvironment) *fakeSlack {
+	s := &fakeSlack{}
+	var slack *activities.Slack
+	env.RegisterActivity(slack)
+	env.OnActivity(slack.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) (activities.NotifyResult, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.fail {
+			return activities.NotifyResult{}, errors.New("slack: service_unavailable")
+		}
+		s.msgs = append(s.msgs, in.Message)
+		s.n++
+		sent := chatops.Sent{Channel: "C0DEPLOYS", Thread: in.Message.Thread, TS: fmt.Sprintf("1700000000.%06d", s.n)}
+		if sent.Thread == "" {
+			sent.Thread = sent.TS
+		}
+		if in.Message.Update != "" {
+			sent.TS = in.Message.Update
+		}
+		return activities.NotifyResult{Sent: sent}, nil
+	})
+	env.OnActivity(slack.ResolveGroups, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ResolveInput) (activities.ResolveResult, error) {
+		if slices.Equal(in.Groups, []string{"leads"}) {
+			return activities.ResolveResult{Members: []string{"U03"}}, nil
+		}
+		return activities.ResolveResult{Unresolved: []string{"@" + strings.Join(in.Groups, ", @") + ": no such group"}}, nil
+	})
+	return s
+}
+
+// voteAt sends a vote at workflow time d after the start and records the answer.
+type voteAnswer struct {
+	accepted bool
+	err      error
+	result   VoteResult
+}
+
+func voteAt(env *testsuite.TestWorkflowEnvironment, d time.Duration, action string, in VoteInput) *voteAnswer {
+	got := &voteAnswer{}
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(action, fmt.Sprintf("%s-%s-%s", action, in.By, d), &testsuite.TestUpdateCallback{
+			OnAccept: func() { got.accepted = true },
+			OnReject: func(err error) { got.err = err },
+			OnComplete: func(v any, err error) {
+				if err != nil {
+					got.err = err
+					return
+				}
+				got.result = v.(VoteResult)
+			},
+		}, in)
+	}, d)
+	return got
+}
+
+func approvalPlan(t *testing.T, approval string) string {
+	return strings.Replace(testPlan(t, "wave", "  notify: {slack: {channel: \"#deploys\"}}\n"),
+		"maxParallel: 2, bake: 30m}", "maxParallel: 2, bake: 30m, approval: "+approval+"}", 1)
+}
+
+func TestApprovalQuorumReleasesTheWave(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, U02, "@leads"], quorum: 2, timeout: 1h}`))
+	slack := newFakeSlack(env)
+	early := voteAt(env, 5*time.Minute, UpdateApprove, VoteInput{Wave: "eu", By: "U01", Via: "cli"})
+	stranger := voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{By: "U09", Via: "slack"})
+	noApproval := voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{Wave: "fleet", By: "U01"})
+	first := voteAt(env, 21*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "cli", Comment: "looks good"})
+	again := voteAt(env, 22*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "slack"})
+	var during rollout.Status
+	env.RegisterDelayedCallback(func() {
+		v, _ := env.QueryWorkflow(QueryStatus)
+		_ = v.Get(&during)
+	}, 23*time.Minute)
+	group := voteAt(env, 25*time.Minute, UpdateApprove, VoteInput{Wave: "eu", By: "U03", Via: "slack"})
+
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, a := range map[string]struct {
+		got  *voteAnswer
+		want string
+	}{
+		"before the request": {early, "wave eu of rollout default-test-workflow-id is not waiting for approval yet (Pending)"},
+		"not an approver":    {stranger, "U09 is not an approver of wave eu (approvers: U01, U02, @leads)"},
+		"wave without one":   {noApproval, "wave fleet of rollout default-test-workflow-id needs no approval"},
+		"second vote":        {again, "U01 already voted on wave eu (approved by U01 via cli: looks good)"},
+	} {
+		if a.got.accepted || a.got.err == nil || a.got.err.Error() != a.want {
+			t.Errorf("%s: accepted %v, err %v, want refused with %q", name, a.got.accepted, a.got.err, a.want)
+		}
+	}
+	if !first.accepted || first.result.Outcome != "" || first.result.Message != "wave eu approved by U01 via cli: looks good; waiting for approval: 1 of 2, until 2026-11-26T10:10:00Z" {
+		t.Errorf("first vote: %+v %v", first, first.err)
+	}
+	if !group.accepted || group.result.Outcome != rollout.ApprovalApproved {
+		t.Errorf("group member's vote: %+v %v", group, group.err)
+	}
+	if during.State != rollout.StateApproval || during.Waves[1].State != rollout.StateApproval || during.Waves[1].Approval.Approvals() != 1 {
+		t.Errorf("status while waiting: %s, eu %s %+v", during.State, during.Waves[1].State, during.Waves[1].Approval)
+	}
+	// eu starts right after the second approval, not before.
+	if eu := f.callsOf("promote")[1]; !eu.At.Equal(time.Date(2026, 11, 26, 9, 25, 0, 0, time.UTC)) {
+		t.Errorf("eu promoted at %s, want 09:25", eu.At)
+	}
+	a := st.Waves[1].Approval
+	want := &rollout.ApprovalStatus{Approvers: []string{"U01", "U02", "@leads"}, Eligible: []string{"U01", "U02", "U03"}, Quorum: 2,
+		RequestedAt: time.Date(2026, 11, 26, 9, 10, 0, 0, time.UTC), ExpiresAt: time.Date(2026, 11, 26, 10, 10, 0, 0, time.UTC),
+		Votes: []rollout.Vote{
+			{By: "U01", Approve: true, Via: "cli", Comment: "looks good", At: time.Date(2026, 11, 26, 9, 21, 0, 0, time.UTC)},
+			{By: "U03", Approve: true, Via: "slack", At: time.Date(2026, 11, 26, 9, 25, 0, 0, time.UTC)},
+		}, Outcome: rollout.ApprovalApproved}
+	if diff := cmp.Diff(want, a); diff != "" {
+		t.Errorf("approval (-want +got):\n%s", diff)
+	}
+	if st.State != rollout.StateSucceeded {
+		t.Errorf("state %s: %s", st.State, st.Reason)
+	}
+
+	// The thread: header, then every event in order; the decision rewrites the request.
+	var kinds []string
+	for _, m := range slack.msgs {
+		kinds = append(kinds, strings.TrimSpace(m.Event.Kind+" "+m.Event.Wave))
+	}
+	wantKinds := []string{"started", "wave-started canary", "wave-finished canary", "approval-requested eu", "approval-decided eu",
+		"wave-started eu", "wave-finished eu", "wave-started fleet", "wave-finished fleet", "finished"}
+	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
+		t.Errorf("slack events (-want +got):\n%s", diff)
+	}
+	for i, m := range slack.msgs {
+		switch {
+		case i == 0 && (m.Thread != "" || m.Channel != "#deploys"):
+			t.Errorf("first post %q in %q, want a new thread in #deploys", m.Thread, m.Channel)
+		case i > 0 && (m.Thread != "1700000000.000001" || m.Channel != "C0DEPLOYS"):
+			t.Errorf("event %d posted to %s/%q, want the thread", i, m.Channel, m.Thread)
+		}
+	}
+	if upd := slack.msgs[4]; upd.Update != "1700000000.000004" || upd.Status.Waves[1].Approval.Outcome != rollout.ApprovalApproved {
+		t.Errorf("decision updates %q with outcome %q, want the request 1700000000.000004 approved", upd.Update, upd.Status.Waves[1].Approval.Outcome)
+	}
+	if last := slack.msgs[len(slack.msgs)-1]; last.Status.State != rollout.StateSucceeded {
+		t.Errorf("final message shows %s", last.Status.State)
+	}
+}
+
+func TestApprovalRejectStopsBeforeTheWave(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, U02], quorum: 2}`))
+	newFakeSlack(env)
+	voteAt(env, 15*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "slack"})
+	reject := voteAt(env, 16*time.Minute, UpdateReject, VoteInput{By: "U02", Via: "slack", Comment: "not on a Thursday"})
+	st, err := run(t, env)
+	if err == nil {
+		t.Fatal("rollout went on after a rejection")
+	}
+	if want := "wave eu rejected by U02 via slack: not on a Thursday"; st.Reason != want {
+		t.Errorf("reason %q, want %q", st.Reason, want)
+	}
+	if !reject.accepted || reject.result.Outcome != rollout.ApprovalRejected {
+		t.Errorf("reject: %+v", reject)
+	}
+	if n := len(f.callsOf("promote")); n != 1 || len(f.callsOf("revert")) != 0 {
+		t.Errorf("%d promotions and %d reverts, want only the canary promoted and nothing reverted", n, len(f.callsOf("revert")))
+	}
+}
+
+func TestApprovalTimeoutRejects(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, "@nobody"], timeout: 2h}`))
+	newFakeSlack(env)
+	st, err := run(t, env)
+	if err == nil {
+		t.Fatal("rollout went on without approval")
+	}
+	if want := "approval of wave eu expired at 2026-11-26T11:10:00Z with 0 of 1 approvals (timeout 2h0m0s)"; st.Reason != want {
+		t.Errorf("reason %q, want %q", st.Reason, want)
+	}
+	if a := st.Waves[1].Approval; !slices.Equal(a.Eligible, []string{"U01"}) || !slices.Equal(a.Unresolved, []string{"@nobody: no such group"}) {
+		t.Errorf("eligible %v, unresolved %v", a.Eligible, a.Unresolved)
+	}
+	if n := len(f.callsOf("promote")); n != 1 {
+		t.Errorf("%d promotions, want the canary only", n)
+	}
+}
+
+func TestApprovalTimeoutPausesAndResumeAsksAgain(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, U02], quorum: 2, timeout: 30m, onTimeout: pause}`))
+	newFakeSlack(env)
+	voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "slack"})
+	late := voteAt(env, 50*time.Minute, UpdateApprove, VoteInput{By: "U02", Via: "slack"})
+	var paused rollout.Status
+	env.RegisterDelayedCallback(func() {
+		v, _ := env.QueryWorkflow(QueryStatus)
+		_ = v.Get(&paused)
+	}, 55*time.Minute)
+	var resume answer
+	controlAt(env, 3*time.Hour, UpdateResume, &resume)
+	second := voteAt(env, 3*time.Hour+time.Minute, UpdateApprove, VoteInput{By: "U02", Via: "cli"})
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late.accepted || late.err == nil || !strings.Contains(late.err.Error(), "already expired") {
+		t.Errorf("vote after the timeout: %+v %v", late, late.err)
+	}
+	if paused.State != rollout.StatePaused || !strings.Contains(paused.Waves[1].Message, "approval of wave eu timed out after 30m0s; resume to ask again") {
+		t.Errorf("after the timeout: %s %q", paused.State, paused.Waves[1].Message)
+	}
+	if !resume.accepted || !second.accepted || second.result.Outcome != rollout.ApprovalApproved {
+		t.Errorf("resume %+v, second vote %+v", resume, second)
+	}
+	// U01's approval from the first request counts in the second.
+	if a := st.Waves[1].Approval; a.Approvals() != 2 || !a.RequestedAt.Equal(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("second request %+v", a)
+	}
+	if eu := f.callsOf("promote")[1]; !eu.At.Equal(time.Date(2026, 11, 26, 12, 1, 0, 0, time.UTC)) {
+		t.Errorf("eu promoted at %s, want 12:01", eu.At)
+	}
+}
+
+func TestApprovalAbortWhileWaiting(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01]}`))
+	newFakeSlack(env)
+	var abort answer
+	controlAt(env, 30*time.Minute, UpdateAbort, &abort)
+	st := runStopped(t, env)
+	if st.State != rollout.StateAborted || len(f.callsOf("promote")) != 1 || st.Waves[1].State != rollout.StatePending {
+		t.Errorf("after abort: %s, %d promotions, eu %s", st.State, len(f.callsOf("promote")), st.Waves[1].State)
+	}
+}
+
+func TestSlackOutageNeverBlocksTheRollout(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", "  notify: {slack: {channel: \"#deploys\"}}\n"))
+	slack := newFakeSlack(env)
+	slack.fail = true
+	st, err := run(t, env)
+	if err != nil || st.State != rollout.StateSucceeded {
+		t.Fatalf("rollout with Slack down: %s %v", st.State, err)
+	}
+	if eu := f.callsOf("promote")[1]; !eu.At.Equal(time.Date(2026, 11, 26, 9, 10, 0, 0, time.UTC)) {
+		t.Errorf("eu promoted at %s, want 09:10 as without Slack", eu.At)
+	}
+}
