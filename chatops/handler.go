@@ -61,6 +61,10 @@ type Handler struct {
 	// timestamps are always checked against the real clock by slack-go.
 	Now func() time.Time
 
+	// Count, when set, is told of every request refused or malformed and every action
+	// accepted, refused or failed (one of the Event* names), for metrics.
+	Count func(event string)
+
 	// commandTimeout overrides the slash command budget (tests shorten it).
 	commandTimeout time.Duration
 	// pending counts button presses still being worked on, for wait.
@@ -82,7 +86,7 @@ func (h *Handler) Commands(w http.ResponseWriter, r *http.Request) {
 	}
 	user := form.Get("user_id")
 	if user == "" {
-		http.Error(w, "missing user_id", http.StatusBadRequest)
+		h.badRequest(w, "missing user_id")
 		return
 	}
 	name := form.Get("command")
@@ -315,12 +319,14 @@ func (h *Handler) do(ctx context.Context, a Action) string {
 	out, err := h.Rollouts.Do(ctx, a)
 	if err != nil {
 		h.log().Warn("slack action failed", "rollout", a.Rollout, "wave", a.Wave, "user", a.User, "action", a.Verb, "reason", err.Error())
+		h.count(EventActionFailed)
 		if ctx.Err() != nil {
 			return timeoutText(a.Rollout)
 		}
 		return fmt.Sprintf("%s of %s failed: %v", a.Verb, a.Rollout, err)
 	}
 	h.log().Info("slack action", "rollout", a.Rollout, "wave", a.Wave, "user", a.User, "action", a.Verb)
+	h.count(EventActionAccepted)
 	if out == "" {
 		out = fmt.Sprintf("%s of %s accepted.", a.Verb, a.Rollout)
 	}
@@ -345,6 +351,7 @@ func timeoutText(id string) string {
 // refused logs an action refused for lack of rights, for the audit trail.
 func (h *Handler) refused(a Action, why error) {
 	h.log().Warn("slack action refused", "rollout", a.Rollout, "wave", a.Wave, "user", a.User, "action", a.Verb, "reason", why.Error())
+	h.count(EventActionRefused)
 }
 
 // Interactions handles the Approve and Reject buttons. Slack wants the request answered in
@@ -357,12 +364,12 @@ func (h *Handler) Interactions(w http.ResponseWriter, r *http.Request) {
 	}
 	raw := form.Get("payload")
 	if raw == "" {
-		http.Error(w, "missing payload", http.StatusBadRequest)
+		h.badRequest(w, "missing payload")
 		return
 	}
 	var p slack.InteractionCallback
 	if err := json.Unmarshal([]byte(raw), &p); err != nil {
-		http.Error(w, "malformed payload", http.StatusBadRequest)
+		h.badRequest(w, "malformed payload")
 		return
 	}
 	// Other interactions (and other apps' buttons in a shared request URL) are not ours.
@@ -383,15 +390,15 @@ func (h *Handler) Interactions(w http.ResponseWriter, r *http.Request) {
 	}
 	rolloutID, wave, err := parseButtonValue(pressed.Value)
 	if err != nil {
-		http.Error(w, "malformed button value", http.StatusBadRequest)
+		h.badRequest(w, "malformed button value")
 		return
 	}
 	if p.User.ID == "" {
-		http.Error(w, "missing user", http.StatusBadRequest)
+		h.badRequest(w, "missing user")
 		return
 	}
 	if !validResponseURL(p.ResponseURL) {
-		http.Error(w, "missing or malformed response_url", http.StatusBadRequest)
+		h.badRequest(w, "missing or malformed response_url")
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -462,6 +469,26 @@ func validResponseURL(s string) bool {
 // wait blocks until every button press has been answered; tests use it.
 func (h *Handler) wait() { h.pending.Wait() }
 
+// What Handler.Count is told.
+const (
+	EventRequestRefused = "request_refused" // unsigned, wrongly signed, replayed or too large: 401/413
+	EventBadRequest     = "bad_request"     // signed but malformed: 400
+	EventActionRefused  = "action_refused"  // the user has no right to it: nothing sent to Temporal
+	EventActionAccepted = "action_accepted" // sent to Temporal and accepted
+	EventActionFailed   = "action_failed"   // sent to Temporal and refused or failed
+)
+
+func (h *Handler) count(event string) {
+	if h.Count != nil {
+		h.Count(event)
+	}
+}
+
+func (h *Handler) badRequest(w http.ResponseWriter, msg string) {
+	h.count(EventBadRequest)
+	http.Error(w, msg, http.StatusBadRequest)
+}
+
 // verifiedForm is the form of a request whose signature verify accepted; a body that is not a
 // form is answered 400.
 func (h *Handler) verifiedForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
@@ -471,7 +498,7 @@ func (h *Handler) verifiedForm(w http.ResponseWriter, r *http.Request) (url.Valu
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		http.Error(w, "malformed form body", http.StatusBadRequest)
+		h.badRequest(w, "malformed form body")
 		return nil, false
 	}
 	return form, true
@@ -483,6 +510,7 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 	refuse := func(code int, reason string) ([]byte, bool) {
 		// Only the reason is logged: never the secret nor the signature header.
 		h.log().Warn("slack request refused", "path", r.URL.Path, "reason", reason, "remote", r.RemoteAddr)
+		h.count(EventRequestRefused)
 		http.Error(w, http.StatusText(code), code)
 		return nil, false
 	}

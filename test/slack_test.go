@@ -277,5 +277,18 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	if _, body := signedPostBody(t, httpURL+"/slack/commands", secret, time.Now(), cmd); !strings.Contains(body, "is not a rollout of fleet demo") {
 		t.Errorf("/fleetwave abort of another fleet's rollout: %s", body)
 	}
+	// The refusals are counted on /metrics.
+	resp, err := http.Get(httpURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`fleetwave_slack_events_total{event="request_refused"} 3`, `fleetwave_slack_events_total{event="action_refused"} 1`,
+		`fleetwave_slack_events_total{event="action_accepted"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	saveHistory(t, s.tc, id, "rollout-approval")
 }

@@ -143,8 +143,17 @@ type waveView struct {
 	MaxParallel int        `json:"maxParallel"`
 	Bake        string     `json:"bake"`
 	Batches     [][]string `json:"batches"`
+	// Approval is the wave's approval, if it needs one.
+	Approval *approvalView `json:"approval,omitempty"`
 	// Policy is the decision the policies would make for a rollout started at --at.
 	Policy *policy.WavePreview `json:"policy,omitempty"`
+}
+
+type approvalView struct {
+	Approvers []string `json:"approvers"`
+	Quorum    int      `json:"quorum"`
+	Timeout   string   `json:"timeout"`
+	OnTimeout string   `json:"onTimeout"`
 }
 
 type siteView struct {
@@ -181,6 +190,9 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 			v := planView{Fleet: p.Name, SourceBranch: p.SourceBranch}
 			for i, w := range p.Waves {
 				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Batches: w.Batches()}
+				if a := w.Approval; a != nil {
+					wv.Approval = &approvalView{Approvers: a.Approvers, Quorum: a.Quorum, Timeout: a.Timeout.String(), OnTimeout: a.OnTimeout}
+				}
 				if wv.MaxParallel == 0 {
 					wv.MaxParallel = len(w.Sites)
 				}
@@ -198,6 +210,9 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			header := "WAVE\tSITES\tMAX PARALLEL\tBAKE\tBRANCHES"
+			if p.HasApprovals() {
+				header += "\tAPPROVAL"
+			}
 			if previews != nil {
 				header += "\tPOLICY"
 			}
@@ -208,6 +223,12 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 					names, branches = append(names, s.Name), append(branches, s.Branch)
 				}
 				line := fmt.Sprintf("%s\t%s\t%d\t%s\t%s", w.Name, strings.Join(names, ","), w.MaxParallel, w.Bake, strings.Join(branches, ","))
+				switch a := w.Approval; {
+				case a != nil:
+					line += fmt.Sprintf("\t%d of %s within %s, else %s", a.Quorum, strings.Join(a.Approvers, ","), a.Timeout, a.OnTimeout)
+				case p.HasApprovals():
+					line += "\t-"
+				}
 				if w.Policy != nil {
 					line += "\t" + describePreview(*w.Policy)
 				}

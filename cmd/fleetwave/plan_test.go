@@ -296,3 +296,28 @@ func TestStartRejectsPartialCommits(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanShowApprovals(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "fleetwave.yaml")
+	plan := `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+spec:
+  sites: [{name: a}, {name: b}]
+  waves:
+    - {name: one, sites: [a]}
+    - {name: rest, approval: {approvers: [U012ABC, "@sre-leads"], quorum: 2, timeout: 4h, onTimeout: pause}}
+`
+	if err := os.WriteFile(file, []byte(plan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "plan", "show", file)
+	if err != nil {
+		t.Fatalf("plan show: %v\n%s", err, stderr)
+	}
+	want := "WAVE  SITES  MAX PARALLEL  BAKE  BRANCHES  APPROVAL\n" +
+		"one   a      1             0s    sites/a   -\n" +
+		"rest  b      1             0s    sites/b   2 of U012ABC,@sre-leads within 4h0m0s, else pause\n"
+	if diff := cmp.Diff(want, stdout); diff != "" {
+		t.Errorf("plan show (-want +got):\n%s", diff)
+	}
+}

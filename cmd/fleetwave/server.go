@@ -76,10 +76,11 @@ type node struct {
 	fleet        string
 	sourceBranch string
 	// poll is how often the fleet workflow reads the source branch itself; 0 relies on push events.
-	poll     time.Duration
-	secret   []byte
-	events   *prometheus.CounterVec
-	registry *prometheus.Registry
+	poll        time.Duration
+	secret      []byte
+	events      *prometheus.CounterVec
+	slackEvents *prometheus.CounterVec
+	registry    *prometheus.Registry
 	// slack posts rollout threads; slackHandler serves the Slack endpoints (setupSlack).
 	slack        *activities.Slack
 	slackHandler *chatops.Handler
@@ -92,7 +93,11 @@ func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, sec
 		Name: "fleetwave_push_events_total",
 		Help: "Push events received on /hooks/git, by result.",
 	}, []string{"result"})
-	n.registry.MustRegister(n.events, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.slackEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetwave_slack_events_total",
+		Help: "Slack requests refused or malformed, and Slack actions accepted, refused (no right) or failed.",
+	}, []string{"event"})
+	n.registry.MustRegister(n.events, n.slackEvents, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return n
 }
 

@@ -40,7 +40,8 @@ func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 		Notifier: &chatops.Notifier{API: api, Links: chatops.Links{UI: ui, Namespace: namespace}, Log: log},
 		Groups:   groups,
 	}
-	n.slackHandler = &chatops.Handler{SigningSecret: secret, Rollouts: slackRollouts{fw: n.fw, fleet: n.fleet}, Groups: groups, Log: log}
+	n.slackHandler = &chatops.Handler{SigningSecret: secret, Rollouts: slackRollouts{fw: n.fw, fleet: n.fleet}, Groups: groups, Log: log,
+		Count: func(event string) { n.slackEvents.WithLabelValues(event).Inc() }}
 }
 
 // slackRollouts gives the Slack handlers this node's fleet's rollouts, through the same client

@@ -1,0 +1,51 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fleetwave/fleetwave/chatops"
+)
+
+type fakeGroups map[string][]string
+
+func (f fakeGroups) Members(_ context.Context, handle string) ([]string, error) {
+	if handle == "down" {
+		return nil, errors.New("slack: ratelimited")
+	}
+	m, ok := f[handle]
+	if !ok {
+		return nil, errors.New("no Slack user group @" + handle)
+	}
+	return m, nil
+}
+
+func TestResolveGroupsFailsClosed(t *testing.T) {
+	s := &Slack{Groups: fakeGroups{"leads": {"U0B", "U0A"}, "oncall": {"U0A", "U0C"}}}
+	got, err := s.ResolveGroups(context.Background(), ResolveInput{Groups: []string{"leads", "oncall", "ghosts", "down"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ResolveResult{Members: []string{"U0A", "U0B", "U0C"}, Unresolved: []string{
+		"@ghosts could not be resolved: no Slack user group @ghosts",
+		"@down could not be resolved: slack: ratelimited",
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ResolveGroups (-want +got):\n%s", diff)
+	}
+	// Without Slack, groups add nobody and say why.
+	got, err = (&Slack{}).ResolveGroups(context.Background(), ResolveInput{Groups: []string{"leads"}})
+	if err != nil || len(got.Members) != 0 || got.Unresolved[0] != "@leads: "+chatops.ErrNoSlack.Error() {
+		t.Errorf("no Slack: %+v %v", got, err)
+	}
+}
+
+func TestNotifyWithoutTokenIsSkipped(t *testing.T) {
+	res, err := (&Slack{Notifier: &chatops.Notifier{}}).Notify(context.Background(), NotifyInput{Message: chatops.Message{Channel: "#deploys"}})
+	if err != nil || !res.Skipped {
+		t.Errorf("Notify without a token: %+v %v, want skipped", res, err)
+	}
+}
