@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/fleetwave/fleetwave/chatops"
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // Slack runs the activities that talk to Slack: posting a rollout's thread and resolving the
@@ -19,15 +20,23 @@ type Slack struct {
 	Groups chatops.Groups
 }
 
-// NotifyInput is one message of a rollout thread.
+// NotifyInput is one event of a rollout for its Slack thread.
 type NotifyInput struct {
-	Message chatops.Message
+	// Channel is the plan's channel, or the channel ID Slack returned for the thread.
+	Channel string
+	// Thread is the thread's header timestamp; "" before the header is posted.
+	Thread string
+	// Update is the message the event rewrites (an approval request once decided), or "".
+	Update string
+	Event  rollout.Event
+	Status rollout.Status
 }
 
-// NotifyResult says where the message went; Skipped is true when outbound Slack is off.
+// NotifyResult says where the message went: the channel ID, the thread and the message's
+// timestamp. Skipped is true when outbound Slack is off (no token).
 type NotifyResult struct {
-	Sent    chatops.Sent
-	Skipped bool `json:",omitempty"`
+	Channel, Thread, TS string
+	Skipped             bool `json:",omitempty"`
 }
 
 // Notify posts one event of a rollout to its Slack thread.
@@ -36,11 +45,11 @@ func (s *Slack) Notify(ctx context.Context, in NotifyInput) (NotifyResult, error
 	if s == nil || s.Notifier == nil || s.Notifier.API == nil {
 		return NotifyResult{Skipped: true}, nil
 	}
-	sent, err := s.Notifier.Send(ctx, in.Message)
+	sent, err := s.Notifier.Send(ctx, chatops.Message{Channel: in.Channel, Thread: in.Thread, Update: in.Update, Event: in.Event, Status: in.Status})
 	if err != nil {
 		return NotifyResult{}, err
 	}
-	return NotifyResult{Sent: sent}, nil
+	return NotifyResult{Channel: sent.Channel, Thread: sent.Thread, TS: sent.TS}, nil
 }
 
 // ResolveInput lists user group handles (without "@").
@@ -55,8 +64,10 @@ type ResolveResult struct {
 	Unresolved []string `json:",omitempty"`
 }
 
-// ResolveGroups resolves user groups to their members. A group that cannot be resolved is
-// reported, not an error: its members simply cannot vote, which fails closed.
+// ResolveGroups resolves user groups to their members. A group that does not exist, or cannot
+// be resolved because there is no token, is reported, not an error: its members simply cannot
+// vote, which fails closed. Any other failure (Slack down, rate limited) is returned, so the
+// activity is retried.
 func (s *Slack) ResolveGroups(ctx context.Context, in ResolveInput) (ResolveResult, error) {
 	var out ResolveResult
 	for _, g := range in.Groups {
@@ -68,10 +79,10 @@ func (s *Slack) ResolveGroups(ctx context.Context, in ResolveInput) (ResolveResu
 		switch {
 		case errors.Is(err, chatops.ErrNoSlack):
 			out.Unresolved = append(out.Unresolved, fmt.Sprintf("@%s: %v", g, err))
-		case err != nil && ctx.Err() == nil:
-			out.Unresolved = append(out.Unresolved, fmt.Sprintf("@%s could not be resolved: %v", g, err))
+		case errors.Is(err, chatops.ErrNoGroup):
+			out.Unresolved = append(out.Unresolved, err.Error())
 		case err != nil:
-			return out, err
+			return ResolveResult{}, fmt.Errorf("resolve @%s: %w", g, err)
 		}
 		out.Members = append(out.Members, members...)
 	}

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -18,23 +19,24 @@ func (f fakeGroups) Members(_ context.Context, handle string) ([]string, error) 
 	}
 	m, ok := f[handle]
 	if !ok {
-		return nil, errors.New("no Slack user group @" + handle)
+		return nil, fmt.Errorf("@%s: %w", handle, chatops.ErrNoGroup)
 	}
 	return m, nil
 }
 
 func TestResolveGroupsFailsClosed(t *testing.T) {
 	s := &Slack{Groups: fakeGroups{"leads": {"U0B", "U0A"}, "oncall": {"U0A", "U0C"}}}
-	got, err := s.ResolveGroups(context.Background(), ResolveInput{Groups: []string{"leads", "oncall", "ghosts", "down"}})
+	got, err := s.ResolveGroups(context.Background(), ResolveInput{Groups: []string{"leads", "oncall", "ghosts"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ResolveResult{Members: []string{"U0A", "U0B", "U0C"}, Unresolved: []string{
-		"@ghosts could not be resolved: no Slack user group @ghosts",
-		"@down could not be resolved: slack: ratelimited",
-	}}
+	want := ResolveResult{Members: []string{"U0A", "U0B", "U0C"}, Unresolved: []string{"@ghosts: no such Slack user group"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ResolveGroups (-want +got):\n%s", diff)
+	}
+	// A Slack failure is an error, so Temporal retries the activity.
+	if _, err := s.ResolveGroups(context.Background(), ResolveInput{Groups: []string{"leads", "down"}}); err == nil || err.Error() != "resolve @down: slack: ratelimited" {
+		t.Errorf("Slack down: %v", err)
 	}
 	// Without Slack, groups add nobody and say why.
 	got, err = (&Slack{}).ResolveGroups(context.Background(), ResolveInput{Groups: []string{"leads"}})
@@ -44,7 +46,7 @@ func TestResolveGroupsFailsClosed(t *testing.T) {
 }
 
 func TestNotifyWithoutTokenIsSkipped(t *testing.T) {
-	res, err := (&Slack{Notifier: &chatops.Notifier{}}).Notify(context.Background(), NotifyInput{Message: chatops.Message{Channel: "#deploys"}})
+	res, err := (&Slack{Notifier: &chatops.Notifier{}}).Notify(context.Background(), NotifyInput{Channel: "#deploys"})
 	if err != nil || !res.Skipped {
 		t.Errorf("Notify without a token: %+v %v, want skipped", res, err)
 	}

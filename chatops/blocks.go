@@ -11,25 +11,6 @@ import (
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
-// Event kinds a rollout thread reports, each a reply under the header (the header itself is
-// updated on every event).
-const (
-	EventStarted           = "started"            // the thread's header is posted; no reply
-	EventWaveStarted       = "wave-started"       // a wave is being promoted
-	EventWaveFinished      = "wave-finished"      // a wave ended, healthy or not
-	EventApprovalRequested = "approval-requested" // a wave waits for approval: buttons
-	EventApprovalDecided   = "approval-decided"   // the request's buttons are replaced by the decision
-	EventReverted          = "reverted"           // sites degraded and were reverted through git
-	EventFinished          = "finished"           // the rollout ended
-)
-
-// Event is one thing a rollout reports to its thread.
-type Event struct {
-	Kind string
-	// Wave names the wave the event is about; "" for rollout events.
-	Wave string `json:",omitempty"`
-}
-
 // Links makes links to rollouts in the Temporal UI.
 type Links struct {
 	// UI is the Temporal UI's base URL ("http://127.0.0.1:8233"); "" means no links.
@@ -83,13 +64,13 @@ func HeaderBlocks(st rollout.Status, l Links) []slack.Block {
 }
 
 // EventBlocks is the reply for an event, and its plain-text fallback.
-func EventBlocks(ev Event, st rollout.Status, l Links) ([]slack.Block, string) {
+func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, string) {
 	ws := wave(st, ev.Wave)
 	var text string
 	switch ev.Kind {
-	case EventWaveStarted:
+	case rollout.EventWaveStarted:
 		text = fmt.Sprintf(":arrow_forward: Wave *%s* started: promoting %s (%s)", esc(ev.Wave), plural(len(ws.Sites), "site"), esc(siteNames(ws)))
-	case EventWaveFinished:
+	case rollout.EventWaveFinished:
 		if ws.State == rollout.StateSucceeded {
 			text = fmt.Sprintf(":white_check_mark: Wave *%s* succeeded: %s healthy through the bake", esc(ev.Wave), plural(len(ws.Sites), "site"))
 		} else {
@@ -98,7 +79,7 @@ func EventBlocks(ev Event, st rollout.Status, l Links) ([]slack.Block, string) {
 				text += ": " + esc(ws.Message)
 			}
 		}
-	case EventReverted:
+	case rollout.EventReverted:
 		text = fmt.Sprintf(":rotating_light: Wave *%s*: reverted through git", esc(ev.Wave))
 		for _, s := range ws.Sites {
 			if s.Verdict != rollout.VerdictReverted && s.Verdict != rollout.VerdictDegraded {
@@ -115,7 +96,7 @@ func EventBlocks(ev Event, st rollout.Status, l Links) ([]slack.Block, string) {
 		if st.Reason != "" {
 			text += "\nReason: " + esc(st.Reason)
 		}
-	case EventFinished:
+	case rollout.EventFinished:
 		switch st.State {
 		case rollout.StateSucceeded:
 			text = fmt.Sprintf(":tada: Rolled out `%s` to every wave", rollout.Short(st.Commit))
@@ -128,6 +109,12 @@ func EventBlocks(ev Event, st rollout.Status, l Links) ([]slack.Block, string) {
 		if link := l.Rollout(st.Rollout); link != "" {
 			text += fmt.Sprintf(" (<%s|Temporal UI>)", link)
 		}
+	case rollout.EventCancelled:
+		text = fmt.Sprintf(":black_square_for_stop: The rollout's workflow was cancelled in Temporal while %s", strings.ToLower(string(st.State)))
+		if st.Wave != "" {
+			text += " (wave " + esc(st.Wave) + ")"
+		}
+		text += "; nothing more is promoted."
 	default:
 		text = fmt.Sprintf("%s %s", esc(ev.Kind), esc(ev.Wave))
 	}

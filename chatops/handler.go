@@ -69,6 +69,34 @@ type Handler struct {
 	commandTimeout time.Duration
 	// pending counts button presses still being worked on, for wait.
 	pending sync.WaitGroup
+	// seen holds the signatures of requests accepted within the replay window, so the same
+	// signed request is accepted once.
+	seenMu sync.Mutex
+	seen   map[string]time.Time
+}
+
+// replayWindow is how long a signed request stays valid: slack-go refuses timestamps more than
+// 5 minutes away, so a signature seen in the last 10 minutes covers both directions.
+const replayWindow = 10 * time.Minute
+
+// firstUse records a request's signature and reports whether it was not seen before.
+func (h *Handler) firstUse(signature string) bool {
+	h.seenMu.Lock()
+	defer h.seenMu.Unlock()
+	now := time.Now()
+	if h.seen == nil {
+		h.seen = map[string]time.Time{}
+	}
+	for sig, at := range h.seen {
+		if now.Sub(at) > replayWindow {
+			delete(h.seen, sig)
+		}
+	}
+	if _, dup := h.seen[signature]; dup {
+		return false
+	}
+	h.seen[signature] = now
+	return true
 }
 
 // Register routes the handler's endpoints on mux.
@@ -533,6 +561,11 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 	}
 	if err := sv.Ensure(); err != nil {
 		return refuse(http.StatusUnauthorized, verifyReason(err))
+	}
+	// A valid signature proves Slack sent the request, not that it is the first time: an
+	// eavesdropper could send it again within the 5 minutes slack-go allows.
+	if !h.firstUse(r.Header.Get("X-Slack-Signature")) {
+		return refuse(http.StatusUnauthorized, "replayed request (same signature seen in the last 10 minutes)")
 	}
 	return body, true
 }

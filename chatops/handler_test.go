@@ -758,3 +758,28 @@ func TestSignLogNeverContainsSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestSignReplayWithinWindow sends the same signed request twice within slack-go's 5 minutes:
+// the copy is refused and never reaches Rollouts.
+func TestSignReplayWithinWindow(t *testing.T) {
+	f := newFake(testStatus())
+	h, logs := newHandler(f, nil)
+	body := commandBody("UOPS1", "pause r1 replay me")
+	first := sign(t, testSecret, time.Now(), body)
+	again := sign(t, testSecret, time.Now(), body)
+	again.Header = first.Header.Clone()
+	for i, r := range []*http.Request{first, again} {
+		w := httptest.NewRecorder()
+		h.Commands(w, r)
+		want := []int{http.StatusOK, http.StatusUnauthorized}[i]
+		if w.Code != want {
+			t.Fatalf("request %d: status %d, want %d", i+1, w.Code, want)
+		}
+	}
+	if _, done := f.recorded(); len(done) != 1 {
+		t.Errorf("%d actions done, want the first only", len(done))
+	}
+	if !strings.Contains(logs.String(), `reason="replayed request (same signature seen in the last 10 minutes)"`) {
+		t.Errorf("log lacks the replay:\n%s", logs)
+	}
+}

@@ -12,6 +12,9 @@ import (
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
+// ErrNoGroup means the workspace has no user group with the handle.
+var ErrNoGroup = errors.New("no such Slack user group")
+
 // ErrNoSlack means outbound Slack is not configured (no bot token): messages are skipped.
 var ErrNoSlack = errors.New("no Slack bot token: outbound Slack messages are skipped")
 
@@ -46,9 +49,9 @@ type Message struct {
 	// Thread is the header's timestamp; "" before the header is posted.
 	Thread string
 	// Update is the timestamp of the message an event rewrites (the approval request an
-	// EventApprovalDecided replaces); "" to post a new reply.
+	// rollout.EventApprovalDecided replaces); "" to post a new reply.
 	Update string
-	Event  Event
+	Event  rollout.Event
 	Status rollout.Status
 }
 
@@ -59,8 +62,9 @@ type Sent struct {
 
 // Send posts the event: the header first when the thread has none, then the reply (or the
 // update of an earlier message), then the header updated to the current status. Only a failure
-// of the event's own post is returned (so a retry does not post it twice); a header that could
-// not be updated is logged and fixed by the next event.
+// of the event's own post is returned, so a retry never posts anything twice: a reply that
+// fails right after this call opened the thread is logged and dropped, and a header that
+// could not be updated is logged and fixed by the next event.
 func (n *Notifier) Send(ctx context.Context, m Message) (Sent, error) {
 	if n.API == nil {
 		return Sent{}, ErrNoSlack
@@ -74,16 +78,16 @@ func (n *Notifier) Send(ctx context.Context, m Message) (Sent, error) {
 			return out, fmt.Errorf("post the rollout header to %s: %w", m.Channel, err)
 		}
 		out.Channel, out.Thread, out.TS = ch, ts, ts
-		if m.Event.Kind == EventStarted {
+		if m.Event.Kind == rollout.EventStarted {
 			return out, nil
 		}
 	}
 	var blocks []slack.Block
 	var text string
 	switch m.Event.Kind {
-	case EventStarted:
+	case rollout.EventStarted:
 		blocks = nil
-	case EventApprovalRequested, EventApprovalDecided:
+	case rollout.EventApprovalRequested, rollout.EventApprovalDecided:
 		blocks, text = ApprovalBlocks(m.Status, m.Event.Wave)
 	default:
 		blocks, text = EventBlocks(m.Event, m.Status, n.Links)
@@ -96,7 +100,13 @@ func (n *Notifier) Send(ctx context.Context, m Message) (Sent, error) {
 			out.TS = m.Update
 		} else {
 			_, ts, err := n.API.PostMessageContext(ctx, out.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(text, false), slack.MsgOptionTS(out.Thread))
-			if err != nil {
+			switch {
+			case err != nil && m.Thread == "":
+				// The header was posted by this call: a retry would open a second thread, so
+				// the thread goes on without this reply.
+				n.log().Warn("cannot post to the new rollout thread in Slack", "rollout", m.Status.Rollout, "error", err)
+				return out, nil
+			case err != nil:
 				return out, fmt.Errorf("post %s to the thread in %s: %w", m.Event.Kind, out.Channel, err)
 			}
 			out.TS = ts
@@ -136,5 +146,5 @@ func (d Directory) Members(ctx context.Context, handle string) ([]string, error)
 			return g.Users, nil
 		}
 	}
-	return nil, fmt.Errorf("no Slack user group @%s", handle)
+	return nil, fmt.Errorf("@%s: %w", handle, ErrNoGroup)
 }

@@ -150,7 +150,7 @@ func TestNotifierThread(t *testing.T) {
 	st := threadStatus()
 
 	// The first event opens the thread with the header only.
-	sent, err := n.Send(ctx, Message{Channel: "#deploys", Event: Event{Kind: EventStarted}, Status: st})
+	sent, err := n.Send(ctx, Message{Channel: "#deploys", Event: rollout.Event{Kind: rollout.EventStarted}, Status: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestNotifierThread(t *testing.T) {
 	golden(t, "header.json", calls[0].Blocks)
 
 	// An approval request: a reply in the thread with the buttons, then the header updated.
-	req, err := n.Send(ctx, Message{Channel: sent.Channel, Thread: sent.Thread, Event: Event{Kind: EventApprovalRequested, Wave: "eu"}, Status: st})
+	req, err := n.Send(ctx, Message{Channel: sent.Channel, Thread: sent.Thread, Event: rollout.Event{Kind: rollout.EventApprovalRequested, Wave: "eu"}, Status: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestNotifierThread(t *testing.T) {
 	st.Waves[1].Approval.Add(rollout.Vote{By: "U0B", Approve: true, Via: "slack", At: st.StartedAt.Add(20 * time.Minute)})
 	st.Waves[1].State = rollout.StatePending
 	st.State = rollout.StatePromoting
-	if _, err := n.Send(ctx, Message{Channel: sent.Channel, Thread: sent.Thread, Update: req.TS, Event: Event{Kind: EventApprovalDecided, Wave: "eu"}, Status: st}); err != nil {
+	if _, err := n.Send(ctx, Message{Channel: sent.Channel, Thread: sent.Thread, Update: req.TS, Event: rollout.Event{Kind: rollout.EventApprovalDecided, Wave: "eu"}, Status: st}); err != nil {
 		t.Fatal(err)
 	}
 	calls = rs.take()
@@ -202,7 +202,7 @@ func TestNotifierThread(t *testing.T) {
 	st.Waves[1].Sites[0] = rollout.SiteStatus{Name: "ams-2", Verdict: rollout.VerdictReverted, Revert: "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432",
 		Message: "check error-rate failed (value 0.25, want <= 0.01), 3 times in a row"}
 	st.State, st.Reason = rollout.StateFailed, "wave eu: site ams-2 degraded"
-	if _, err := n.Send(ctx, Message{Channel: sent.Channel, Thread: sent.Thread, Event: Event{Kind: EventReverted, Wave: "eu"}, Status: st}); err != nil {
+	if _, err := n.Send(ctx, Message{Channel: sent.Channel, Thread: sent.Thread, Event: rollout.Event{Kind: rollout.EventReverted, Wave: "eu"}, Status: st}); err != nil {
 		t.Fatal(err)
 	}
 	calls = rs.take()
@@ -214,7 +214,7 @@ func TestNotifierSlackDown(t *testing.T) {
 	rs := newRecordingSlack(t)
 	rs.down = true
 	n := &Notifier{API: NewAPI(testToken, rs.GetAPIURL())}
-	_, err := n.Send(context.Background(), Message{Channel: "#deploys", Event: Event{Kind: EventStarted}, Status: threadStatus()})
+	_, err := n.Send(context.Background(), Message{Channel: "#deploys", Event: rollout.Event{Kind: rollout.EventStarted}, Status: threadStatus()})
 	if err == nil || strings.Contains(err.Error(), testToken) {
 		t.Fatalf("error %v: want an error without the token", err)
 	}
@@ -230,7 +230,7 @@ func TestDirectoryMembers(t *testing.T) {
 	if err != nil || !cmp.Equal(got, []string{"U0A", "U0B"}) {
 		t.Errorf("Members(sre-leads) = %v, %v", got, err)
 	}
-	if _, err := d.Members(context.Background(), "nobody"); err == nil || err.Error() != "no Slack user group @nobody" {
+	if _, err := d.Members(context.Background(), "nobody"); !errors.Is(err, ErrNoGroup) || err.Error() != "@nobody: no such Slack user group" {
 		t.Errorf("unknown group: %v", err)
 	}
 	if _, err := (Directory{}).Members(context.Background(), "ops"); !errors.Is(err, ErrNoSlack) {

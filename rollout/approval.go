@@ -101,9 +101,11 @@ func (p *Plan) HasApprovals() bool {
 
 // Outcomes of an approval request.
 const (
-	ApprovalApproved = "approved"
-	ApprovalRejected = "rejected"
-	ApprovalExpired  = "expired"
+	ApprovalApproved  = "approved"
+	ApprovalRejected  = "rejected"
+	ApprovalExpired   = "expired"   // the timeout passed without the quorum
+	ApprovalUnmet     = "unmet"     // fewer eligible approvers than the quorum: nobody could approve it
+	ApprovalWithdrawn = "withdrawn" // the rollout stopped (abort, rollback, supersede, cancel) while it waited
 )
 
 // ApprovalStatus is an approval request of a wave and the votes on it.
@@ -118,8 +120,7 @@ type ApprovalStatus struct {
 	RequestedAt time.Time
 	ExpiresAt   time.Time
 	Votes       []Vote `json:",omitempty"`
-	// Outcome is "" while the request is open, then ApprovalApproved, ApprovalRejected or
-	// ApprovalExpired.
+	// Outcome is "" while the request is open, then one of the Approval* outcomes.
 	Outcome string `json:",omitempty"`
 }
 
@@ -210,6 +211,10 @@ func (a *ApprovalStatus) Summary() string {
 		return fmt.Sprintf("%s by %s", a.Outcome, strings.Join(by, ", "))
 	case ApprovalExpired:
 		return fmt.Sprintf("expired at %s with %d of %d approvals", a.ExpiresAt.UTC().Format(time.RFC3339), a.Approvals(), a.Quorum)
+	case ApprovalUnmet:
+		return fmt.Sprintf("cannot be approved: %d eligible approvers for a quorum of %d", len(a.Eligible), a.Quorum)
+	case ApprovalWithdrawn:
+		return "withdrawn: the rollout stopped"
 	}
 	return fmt.Sprintf("waiting for approval: %d of %d, until %s", a.Approvals(), a.Quorum, a.ExpiresAt.UTC().Format(time.RFC3339))
 }

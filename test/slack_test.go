@@ -231,8 +231,13 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	}
 
 	// A member of @sre-leads presses Approve: the wave runs and the rollout succeeds.
-	if code := signedPost(t, httpURL+"/slack/interactions", secret, time.Now(), press); code != http.StatusOK {
+	pressedAt := time.Now()
+	if code := signedPost(t, httpURL+"/slack/interactions", secret, pressedAt, press); code != http.StatusOK {
 		t.Fatalf("approver's press: HTTP %d", code)
+	}
+	// The same signed request again, within slack-go's 5 minutes: refused.
+	if code := signedPost(t, httpURL+"/slack/interactions", secret, pressedAt, press); code != http.StatusUnauthorized {
+		t.Errorf("replayed press (same signature): HTTP %d, want 401", code)
 	}
 	if err := waitRollout(t, s.tc, id, 3*time.Minute); err != nil {
 		t.Fatalf("rollout after approval: %v", err)
@@ -284,7 +289,7 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`fleetwave_slack_events_total{event="request_refused"} 3`, `fleetwave_slack_events_total{event="action_refused"} 1`,
+	for _, want := range []string{`fleetwave_slack_events_total{event="request_refused"} 4`, `fleetwave_slack_events_total{event="action_refused"} 1`,
 		`fleetwave_slack_events_total{event="action_accepted"} 1`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)

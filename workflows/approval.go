@@ -4,22 +4,19 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
-	"github.com/fleetwave/fleetwave/chatops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // approval holds wave i until its approvers approve it. It asks (resolving "@groups" to their
 // members at that moment), waits on a durable timer for the quorum, a rejection or the timeout,
-// and returns the reason the rollout fails with (rejected, or expired with onTimeout reject),
-// or "" to go on; the caller checks r.stop. On a timeout with onTimeout pause the rollout
-// pauses, and a resume asks again, keeping the approvals given. A pause holds an approved wave.
-// Waves without approval skip it entirely.
+// and returns the reason the rollout fails with (rejected, or expired or unmet with onTimeout
+// reject), or "" to go on; the caller checks r.stop. On a timeout with onTimeout pause the
+// rollout pauses, and a resume asks again, keeping the approvals given by approvers still
+// eligible. A pause holds an approved wave. Waves without approval skip it entirely.
 func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 	wave := r.plan.Waves[i]
 	a := wave.Approval
@@ -28,6 +25,7 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 	}
 	ws := &r.status.Waves[i]
 	held := func() (string, error) {
+		r.withdrawApprovals()
 		ws.State = rollout.StatePending
 		return "", nil
 	}
@@ -36,37 +34,48 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 		eligible, unresolved := r.resolveApprovers(ctx, a)
 		now := workflow.Now(ctx)
 		ws.Approval = &rollout.ApprovalStatus{Approvers: a.Approvers, Eligible: eligible, Unresolved: unresolved,
-			Quorum: a.Quorum, RequestedAt: now, ExpiresAt: now.Add(a.Timeout), Votes: kept}
+			Quorum: a.Quorum, RequestedAt: now, ExpiresAt: now.Add(a.Timeout)}
+		for _, v := range kept {
+			if slices.Contains(eligible, v.By) {
+				ws.Approval.Votes = append(ws.Approval.Votes, v)
+			}
+		}
+		if len(eligible) < a.Quorum {
+			ws.Approval.Outcome = rollout.ApprovalUnmet
+		}
 		ws.State, ws.Message = rollout.StateApproval, ws.Approval.Summary()
 		if r.status.State != rollout.StatePaused {
 			r.setState(ctx, rollout.StateApproval)
 		}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s %s (approvers: %s)", i+1, len(r.plan.Waves), wave.Name, ws.Message, strings.Join(a.Approvers, ", ")))
 		workflow.GetLogger(ctx).Info("approval requested", "rollout", r.status.Rollout, "wave", wave.Name, "eligible", len(eligible))
-		r.note(chatops.EventApprovalRequested, wave.Name)
+		r.note(rollout.EventApprovalRequested, wave.Name)
 
-		tctx, cancel := workflow.WithCancel(ctx)
-		timer := workflow.NewTimer(tctx, a.Timeout)
-		err := workflow.Await(ctx, func() bool { return timer.IsReady() || ws.Approval.Outcome != "" || r.stop != "" })
-		cancel()
-		if err != nil {
-			return "", err
-		}
-		if r.stop != "" {
-			return held()
-		}
 		if ws.Approval.Outcome == "" {
-			ws.Approval.Outcome = rollout.ApprovalExpired
+			tctx, cancel := workflow.WithCancel(ctx)
+			timer := workflow.NewTimer(tctx, a.Timeout)
+			err := workflow.Await(ctx, func() bool { return timer.IsReady() || ws.Approval.Outcome != "" || r.stop != "" })
+			cancel()
+			if err != nil {
+				return "", err
+			}
+			if r.stop != "" {
+				return held()
+			}
+			if ws.Approval.Outcome == "" {
+				ws.Approval.Outcome = rollout.ApprovalExpired
+			}
 		}
 		ws.Message = ws.Approval.Summary()
-		r.note(chatops.EventApprovalDecided, wave.Name)
+		r.note(rollout.EventApprovalDecided, wave.Name)
 		switch ws.Approval.Outcome {
 		case rollout.ApprovalApproved:
 			if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
 				return "", err
 			}
 			if r.stop != "" {
-				return held()
+				ws.State = rollout.StatePending
+				return "", nil
 			}
 			ws.State = rollout.StatePending
 			return "", nil
@@ -75,13 +84,20 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 			v := ws.Approval.Votes[len(ws.Approval.Votes)-1]
 			return fmt.Sprintf("wave %s %s", wave.Name, v), nil
 		}
+		// Expired, or unmet: the plan's onTimeout says what now.
+		why := fmt.Sprintf("approval of wave %s %s (timeout %s)", wave.Name, ws.Message, a.Timeout)
+		if ws.Approval.Outcome == rollout.ApprovalUnmet {
+			why = fmt.Sprintf("approval of wave %s %s", wave.Name, ws.Message)
+			if len(unresolved) > 0 {
+				why += " (" + strings.Join(unresolved, "; ") + ")"
+			}
+		}
 		if a.OnTimeout == rollout.OnTimeoutReject {
 			ws.State = rollout.StatePending
-			return fmt.Sprintf("approval of wave %s %s (timeout %s)", wave.Name, ws.Message, a.Timeout), nil
+			return why, nil
 		}
 		kept = slices.Clone(ws.Approval.Votes)
-		c := rollout.Control{Action: UpdatePause, By: "fleetwave", At: workflow.Now(ctx),
-			Reason: fmt.Sprintf("approval of wave %s timed out after %s; resume to ask again", wave.Name, a.Timeout)}
+		c := rollout.Control{Action: UpdatePause, By: "fleetwave", At: workflow.Now(ctx), Reason: why + "; resume to ask again"}
 		r.status.Controls = append(r.status.Controls, c)
 		if r.status.State != rollout.StatePaused {
 			r.resumeState = rollout.StateApproval
@@ -93,7 +109,20 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 			return "", err
 		}
 		if r.stop != "" {
-			return held()
+			ws.State = rollout.StatePending
+			return "", nil
+		}
+	}
+}
+
+// withdrawApprovals closes every open approval request of a rollout that stops, so nobody can
+// vote on it and its Slack buttons give way.
+func (r *rolloutRun) withdrawApprovals() {
+	for i := range r.status.Waves {
+		if ws := &r.status.Waves[i]; ws.Approval != nil && ws.Approval.Outcome == "" {
+			ws.Approval.Outcome = rollout.ApprovalWithdrawn
+			ws.Message = ws.Approval.Summary()
+			r.note(rollout.EventApprovalDecided, ws.Name)
 		}
 	}
 }
@@ -169,77 +198,4 @@ func (r *rolloutRun) vote(ctx workflow.Context, action string, in VoteInput) Vot
 	ws.Message = ws.Approval.Summary()
 	workflow.GetLogger(ctx).Info("approval vote", "rollout", r.status.Rollout, "wave", ws.Name, "action", action, "by", in.By, "via", in.Via)
 	return VoteResult{Wave: ws.Name, Outcome: ws.Approval.Outcome, Message: fmt.Sprintf("wave %s %s; %s", ws.Name, v, ws.Approval.Summary())}
-}
-
-// startNotes starts the coroutine that posts the rollout's Slack thread, one event at a time
-// in order, so the rollout itself never waits for Slack. It runs on a disconnected context so
-// a cancelled rollout still reports its end.
-func (r *rolloutRun) startNotes(ctx workflow.Context, channel string) {
-	r.notifying, r.thread.Channel, r.approvalTS = true, channel, map[string]string{}
-	ctx, _ = workflow.NewDisconnectedContext(ctx)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		defer func() { r.notesDone = true }()
-		var slack *activities.Slack
-		for {
-			if workflow.Await(ctx, func() bool { return len(r.notes) > 0 || r.notesClosed }) != nil || len(r.notes) == 0 {
-				return
-			}
-			ev := r.notes[0]
-			r.notes = r.notes[1:]
-			msg := chatops.Message{Channel: r.thread.Channel, Thread: r.thread.Thread, Event: ev, Status: r.status}
-			if ev.Kind == chatops.EventApprovalDecided {
-				msg.Update = r.approvalTS[ev.Wave]
-			}
-			var res activities.NotifyResult
-			err := workflow.ExecuteActivity(slackOptions(ctx, strings.TrimSpace("slack: "+ev.Kind+" "+ev.Wave)),
-				slack.Notify, activities.NotifyInput{Message: msg}).Get(ctx, &res)
-			switch {
-			case err != nil:
-				workflow.GetLogger(ctx).Warn("cannot post to Slack; the rollout goes on", "rollout", r.status.Rollout, "error", err)
-				continue
-			case res.Skipped:
-				r.notifying, r.notes = false, nil
-				return
-			}
-			r.thread.Channel, r.thread.Thread = res.Sent.Channel, res.Sent.Thread
-			if ev.Kind == chatops.EventApprovalRequested {
-				r.approvalTS[ev.Wave] = res.Sent.TS
-			}
-		}
-	})
-}
-
-// note queues an event for the rollout's Slack thread.
-func (r *rolloutRun) note(kind, wave string) {
-	if r.notifying {
-		r.notes = append(r.notes, chatops.Event{Kind: kind, Wave: wave})
-	}
-}
-
-// finishNotes reports the end and gives the thread a bounded time to catch up.
-func (r *rolloutRun) finishNotes(ctx workflow.Context) {
-	if r.approvalTS == nil || r.notesClosed {
-		return
-	}
-	r.note(chatops.EventFinished, "")
-	r.notesClosed = true
-	if _, err := workflow.AwaitWithTimeout(ctx, notesGrace, func() bool { return r.notesDone }); err != nil {
-		workflow.GetLogger(ctx).Warn("the Slack thread did not catch up", "rollout", r.status.Rollout, "error", err)
-	}
-}
-
-// notesGrace bounds how long a finished rollout waits for its Slack thread.
-const notesGrace = 2 * time.Minute
-
-// slackOptions are for Slack calls: a few quick tries, then the rollout goes on without them.
-func slackOptions(ctx workflow.Context, summary string) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 15 * time.Second,
-		Summary:             summary,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumAttempts:    3,
-		},
-	})
 }

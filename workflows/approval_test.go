@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/fleetwave/fleetwave/activities"
-	"github.com/fleetwave/fleetwave/chatops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -24,7 +23,7 @@ import (
 // fakeSlack records what the workflow posts and resolves @leads to U03.
 type fakeSlack struct {
 	mu   sync.Mutex
-	msgs []chatops.Message
+	msgs []activities.NotifyInput
 	fail bool
 	n    int
 }
@@ -39,16 +38,16 @@ func newFakeSlack(env *testsuite.TestWorkflowEnvironment) *fakeSlack {
 		if s.fail {
 			return activities.NotifyResult{}, errors.New("slack: service_unavailable")
 		}
-		s.msgs = append(s.msgs, in.Message)
+		s.msgs = append(s.msgs, in)
 		s.n++
-		sent := chatops.Sent{Channel: "C0DEPLOYS", Thread: in.Message.Thread, TS: fmt.Sprintf("1700000000.%06d", s.n)}
+		sent := activities.NotifyResult{Channel: "C0DEPLOYS", Thread: in.Thread, TS: fmt.Sprintf("1700000000.%06d", s.n)}
 		if sent.Thread == "" {
 			sent.Thread = sent.TS
 		}
-		if in.Message.Update != "" {
-			sent.TS = in.Message.Update
+		if in.Update != "" {
+			sent.TS = in.Update
 		}
-		return activities.NotifyResult{Sent: sent}, nil
+		return sent, nil
 	})
 	env.OnActivity(slack.ResolveGroups, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ResolveInput) (activities.ResolveResult, error) {
 		if slices.Equal(in.Groups, []string{"leads"}) {
@@ -57,6 +56,16 @@ func newFakeSlack(env *testsuite.TestWorkflowEnvironment) *fakeSlack {
 		return activities.ResolveResult{Unresolved: []string{"@" + strings.Join(in.Groups, ", @") + ": no such group"}}, nil
 	})
 	return s
+}
+
+func (s *fakeSlack) kinds() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, m := range s.msgs {
+		out = append(out, strings.TrimSpace(m.Event.Kind+" "+m.Event.Wave))
+	}
+	return out
 }
 
 // voteAt sends a vote at workflow time d after the start and records the answer.
@@ -150,10 +159,7 @@ func TestApprovalQuorumReleasesTheWave(t *testing.T) {
 	}
 
 	// The thread: header, then every event in order; the decision rewrites the request.
-	var kinds []string
-	for _, m := range slack.msgs {
-		kinds = append(kinds, strings.TrimSpace(m.Event.Kind+" "+m.Event.Wave))
-	}
+	kinds := slack.kinds()
 	wantKinds := []string{"started", "wave-started canary", "wave-finished canary", "approval-requested eu", "approval-decided eu",
 		"wave-started eu", "wave-finished eu", "wave-started fleet", "wave-finished fleet", "finished"}
 	if diff := cmp.Diff(wantKinds, kinds); diff != "" {
@@ -236,7 +242,7 @@ func TestApprovalTimeoutPausesAndResumeAsksAgain(t *testing.T) {
 	if late.accepted || late.err == nil || !strings.Contains(late.err.Error(), "already expired") {
 		t.Errorf("vote after the timeout: %+v %v", late, late.err)
 	}
-	if paused.State != rollout.StatePaused || !strings.Contains(paused.Waves[1].Message, "approval of wave eu timed out after 30m0s; resume to ask again") {
+	if paused.State != rollout.StatePaused || !strings.Contains(paused.Waves[1].Message, "approval of wave eu expired at 2026-11-26T09:40:00Z with 1 of 2 approvals (timeout 30m0s); resume to ask again") {
 		t.Errorf("after the timeout: %s %q", paused.State, paused.Waves[1].Message)
 	}
 	if !resume.accepted || !second.accepted || second.result.Outcome != rollout.ApprovalApproved {
@@ -251,15 +257,77 @@ func TestApprovalTimeoutPausesAndResumeAsksAgain(t *testing.T) {
 	}
 }
 
-func TestApprovalAbortWhileWaiting(t *testing.T) {
+func TestApprovalAbortWhileWaitingWithdrawsTheRequest(t *testing.T) {
 	env := newEnv(t)
 	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01]}`))
-	newFakeSlack(env)
+	slack := newFakeSlack(env)
 	var abort answer
 	controlAt(env, 30*time.Minute, UpdateAbort, &abort)
 	st := runStopped(t, env)
 	if st.State != rollout.StateAborted || len(f.callsOf("promote")) != 1 || st.Waves[1].State != rollout.StatePending {
 		t.Errorf("after abort: %s, %d promotions, eu %s", st.State, len(f.callsOf("promote")), st.Waves[1].State)
+	}
+	if a := st.Waves[1].Approval; a.Outcome != rollout.ApprovalWithdrawn || st.Waves[1].Message != "withdrawn: the rollout stopped" {
+		t.Errorf("request after abort: %q %q", a.Outcome, st.Waves[1].Message)
+	}
+	// The request's buttons are replaced in Slack.
+	if got := slack.kinds(); !slices.Contains(got, "approval-decided eu") || got[len(got)-1] != "finished" {
+		t.Errorf("slack events %v", got)
+	}
+}
+
+func TestApprovalCancelTellsTheThread(t *testing.T) {
+	env := newEnv(t)
+	newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01]}`))
+	slack := newFakeSlack(env)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 30*time.Minute)
+	env.ExecuteWorkflow(Rollout, RolloutInput{Fleet: "demo", Commit: testCommit})
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "canceled") {
+		t.Fatalf("workflow error %v, want canceled", err)
+	}
+	got := slack.kinds()
+	if diff := cmp.Diff([]string{"approval-decided eu", "cancelled"}, got[len(got)-2:]); diff != "" {
+		t.Errorf("last slack events (-want +got):\n%s", diff)
+	}
+	if last := slack.msgs[len(slack.msgs)-2]; last.Status.Waves[1].Approval.Outcome != rollout.ApprovalWithdrawn {
+		t.Errorf("request after cancel: %+v", last.Status.Waves[1].Approval)
+	}
+}
+
+func TestApprovalUnmetQuorumFailsAtOnce(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, "@ghosts"], quorum: 2}`))
+	newFakeSlack(env)
+	st, err := run(t, env)
+	if err == nil {
+		t.Fatal("rollout went on without a possible quorum")
+	}
+	if want := "approval of wave eu cannot be approved: 1 eligible approvers for a quorum of 2 (@ghosts: no such group)"; st.Reason != want {
+		t.Errorf("reason %q, want %q", st.Reason, want)
+	}
+	if end := st.FinishedAt; !end.Equal(time.Date(2026, 11, 26, 9, 10, 0, 0, time.UTC)) || len(f.callsOf("promote")) != 1 {
+		t.Errorf("finished at %s after %d promotions, want at once at 09:10 after the canary", end, len(f.callsOf("promote")))
+	}
+}
+
+func TestApprovalThenPoliciesDecideAgain(t *testing.T) {
+	env := newEnv(t)
+	// Approved at 09:20, but a freeze of eu starts at 09:15: the wave waits for its end.
+	f := newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01]}`)+`  policies:
+    freezes:
+      - {name: late, start: "2026-11-26T09:15:00", duration: 1h, waves: [eu]}
+`)
+	newFakeSlack(env)
+	voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "cli"})
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eu := f.callsOf("promote")[1]; !eu.At.Equal(time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC)) {
+		t.Errorf("eu promoted at %s, want 10:15 when the freeze ends", eu.At)
+	}
+	if st.Waves[1].Approval.Outcome != rollout.ApprovalApproved {
+		t.Errorf("approval %+v", st.Waves[1].Approval)
 	}
 }
 

@@ -81,3 +81,16 @@ func policyOptions(ctx workflow.Context) workflow.Context {
 		},
 	})
 }
+
+// slackOptions are for Slack calls: a few quick tries, then the rollout goes on without them.
+func slackOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 15 * time.Second,
+		Summary:             summary,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumAttempts:    3,
+		},
+	})
+}

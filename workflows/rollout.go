@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
-	"github.com/fleetwave/fleetwave/chatops"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/rollout/policy"
@@ -47,12 +46,12 @@ type rolloutRun struct {
 
 	// Slack thread: events queued for the notifier coroutine (only when the plan names a
 	// channel), where the thread is, and the approval request messages to rewrite.
-	notifying   bool
-	notes       []chatops.Event
-	notesClosed bool
-	notesDone   bool
-	thread      chatops.Sent
-	approvalTS  map[string]string
+	notifying       bool
+	notes           []rollout.Event
+	notesClosed     bool
+	notesDone       bool
+	channel, thread string
+	approvalTS      map[string]string
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit. Each
@@ -120,6 +119,13 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			_ = r.child.SignalChildWorkflow(ctx, signalControl, UpdateAbort).Get(ctx, nil)
 		}
 	})
+	defer func() {
+		if ctx.Err() != nil {
+			// Cancelled in Temporal: close open approval requests and tell the thread.
+			r.withdrawApprovals()
+			r.finishNotes(ctx, rollout.EventCancelled)
+		}
+	}()
 	r.setState(ctx, rollout.StateLoading)
 	workflow.SetCurrentDetails(ctx, "Loading the plan at "+rollout.Short(in.Commit))
 
@@ -137,7 +143,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	r.status.Operators = r.plan.Operators()
 	if r.plan.Notify.Slack != nil {
 		r.startNotes(ctx, r.plan.Notify.Slack.Channel)
-		r.note(chatops.EventStarted, "")
+		r.note(rollout.EventStarted, "")
 	}
 
 	for i, wave := range r.plan.Waves {
@@ -152,17 +158,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			return r.stopped(ctx, i-1)
 		}
 		r.status.Wave = wave.Name
-		reason, err := r.gate(ctx, i)
-		if err != nil {
-			return RolloutResult{}, err
-		}
-		if r.stop != "" {
-			return r.stopped(ctx, i-1)
-		}
-		if reason != "" {
-			return r.fail(ctx, reason)
-		}
-		reason, err = r.approval(ctx, i)
+		reason, err := r.gates(ctx, i)
 		if err != nil {
 			return RolloutResult{}, err
 		}
@@ -175,9 +171,9 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		r.setState(ctx, rollout.StatePromoting)
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s: %d sites", i+1, len(r.plan.Waves), wave.Name, len(wave.Sites)))
 		r.status.Waves[i].State = rollout.StatePromoting
-		r.note(chatops.EventWaveStarted, wave.Name)
+		r.note(rollout.EventWaveStarted, wave.Name)
 		reason = r.runWave(ctx, i)
-		r.note(chatops.EventWaveFinished, wave.Name)
+		r.note(rollout.EventWaveFinished, wave.Name)
 		if reason != "" && r.plan.Rollback.Automatic && r.stop != UpdateRollback {
 			r.revert(ctx, rollout.RevertOrder(r.status.Waves, i, r.plan.Rollback.Scope), reason)
 		}
@@ -198,6 +194,20 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Rolled out %s to %d sites", rollout.Short(r.status.Commit), len(r.plan.Sites)))
 	r.drainHandlers(ctx)
 	return RolloutResult{Status: r.status}, nil
+}
+
+// gates runs what must hold before wave i starts: the policies, then the wave's approval if it
+// needs one, then the policies again, because the approval may have taken hours and they now
+// see it. It returns the reason the rollout fails with, or ""; the caller checks r.stop.
+func (r *rolloutRun) gates(ctx workflow.Context, i int) (string, error) {
+	reason, err := r.gate(ctx, i)
+	if err != nil || reason != "" || r.stop != "" || r.plan.Waves[i].Approval == nil {
+		return reason, err
+	}
+	if reason, err = r.approval(ctx, i); err != nil || reason != "" || r.stop != "" {
+		return reason, err
+	}
+	return r.gate(ctx, i)
 }
 
 // gate evaluates the policies before wave i until they let it start. While they say wait, it
@@ -376,7 +386,7 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 // drainHandlers lets accepted updates finish, and the Slack thread report the end, before the
 // workflow returns.
 func (r *rolloutRun) drainHandlers(ctx workflow.Context) {
-	r.finishNotes(ctx)
+	r.finishNotes(ctx, rollout.EventFinished)
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 
@@ -467,7 +477,7 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 				s.Message = fmt.Sprintf("revert %s not applied within %s: %s", rollout.Short(e.Commit), r.plan.Health.ConvergenceTimeout, res.States[i].Message)
 			}
 		}
-		r.note(chatops.EventReverted, set.Wave)
+		r.note(rollout.EventReverted, set.Wave)
 	}
 }
 
