@@ -39,9 +39,11 @@ func HeaderBlocks(st rollout.Status, l Links) []slack.Block {
 	var waves []string
 	for _, w := range st.Waves {
 		line := fmt.Sprintf("%s *%s* (%s) %s", stateIcon(w.State), esc(w.Name), plural(len(w.Sites), "site"), w.State)
-		if w.Approval != nil && (w.State == rollout.StateApproval || w.Approval.Outcome != "") {
-			line += ": " + esc(w.Approval.Summary())
-		} else if w.Message != "" {
+		// A wave's own message (why it failed, what it waits for) outranks how it was approved.
+		switch a := w.Approval; {
+		case a != nil && (w.State == rollout.StateApproval || w.Message == "" || w.Message == a.Summary()):
+			line += ": " + approvalLine(a)
+		case w.Message != "":
 			line += ": " + esc(w.Message)
 		}
 		waves = append(waves, line)
@@ -137,15 +139,20 @@ func ApprovalBlocks(st rollout.Status, waveName string) ([]slack.Block, string) 
 			who = append(who, "<@"+p+">")
 		}
 	}
-	text := fmt.Sprintf(":raised_hand: Wave *%s* (%s) needs %s from %s, until %s",
-		esc(waveName), plural(len(ws.Sites), "site"), plural(a.Quorum, "approval"), strings.Join(who, ", "), a.ExpiresAt.UTC().Format(time.RFC1123))
+	sites := plural(len(ws.Sites), "site")
+	var text string
 	switch a.Outcome {
+	case "":
+		text = fmt.Sprintf(":raised_hand: Wave *%s* (%s) needs %s from %s, until %s",
+			esc(waveName), sites, plural(a.Quorum, "approval"), strings.Join(who, ", "), slackTime(a.ExpiresAt))
 	case rollout.ApprovalApproved:
-		text = fmt.Sprintf(":white_check_mark: Wave *%s* (%s) approved (%d of %d approvals)", esc(waveName), plural(len(ws.Sites), "site"), a.Approvals(), a.Quorum)
+		text = fmt.Sprintf(":white_check_mark: Wave *%s* (%s) approved (%d of %d approvals)", esc(waveName), sites, a.Approvals(), a.Quorum)
 	case rollout.ApprovalRejected:
-		text = fmt.Sprintf(":no_entry: Wave *%s* (%s) rejected", esc(waveName), plural(len(ws.Sites), "site"))
-	case rollout.ApprovalExpired:
-		text = fmt.Sprintf(":alarm_clock: Wave *%s* (%s): the approval request %s", esc(waveName), plural(len(ws.Sites), "site"), esc(a.Summary()))
+		text = fmt.Sprintf(":no_entry: Wave *%s* (%s) rejected", esc(waveName), sites)
+	case rollout.ApprovalWithdrawn:
+		text = fmt.Sprintf(":heavy_minus_sign: Wave *%s* (%s): approval request withdrawn, the rollout stopped", esc(waveName), sites)
+	default: // expired, unmet
+		text = fmt.Sprintf(":alarm_clock: Wave *%s* (%s): the approval request %s", esc(waveName), sites, esc(a.Summary()))
 	}
 	if len(a.Unresolved) > 0 {
 		text += "\n:warning: " + esc(strings.Join(a.Unresolved, "; "))
@@ -174,6 +181,29 @@ func ApprovalBlocks(st rollout.Status, waveName string) ([]slack.Block, string) 
 		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(strings.Join(votes, "\n"))))
 	}
 	return blocks, fallback(text)
+}
+
+// approvalLine is where an approval request stands, with approvers as mentions and the
+// deadline in each reader's own time zone.
+func approvalLine(a *rollout.ApprovalStatus) string {
+	switch a.Outcome {
+	case "":
+		return fmt.Sprintf("waiting for approval: %d of %d, until %s", a.Approvals(), a.Quorum, slackTime(a.ExpiresAt))
+	case rollout.ApprovalApproved, rollout.ApprovalRejected:
+		var by []string
+		for _, v := range a.Votes {
+			if v.Approve == (a.Outcome == rollout.ApprovalApproved) {
+				by = append(by, "<@"+v.By+">")
+			}
+		}
+		return a.Outcome + " by " + strings.Join(by, ", ")
+	}
+	return esc(a.Summary())
+}
+
+// slackTime shows t in the reader's time zone; clients that cannot get the UTC fallback.
+func slackTime(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format(time.RFC1123))
 }
 
 // degradation is why a degraded or reverted site failed: its message, which carries the

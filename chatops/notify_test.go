@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -198,7 +199,7 @@ func TestNotifierThread(t *testing.T) {
 	}
 
 	// A revert alert names the site, the check and the measurement.
-	st.Waves[1].State = rollout.StateFailed
+	st.Waves[1].State, st.Waves[1].Message = rollout.StateFailed, "site ams-2 degraded: check error-rate failed (value 0.25, want <= 0.01), 3 times in a row"
 	st.Waves[1].Sites[0] = rollout.SiteStatus{Name: "ams-2", Verdict: rollout.VerdictReverted, Revert: "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432",
 		Message: "check error-rate failed (value 0.25, want <= 0.01), 3 times in a row"}
 	st.State, st.Reason = rollout.StateFailed, "wave eu: site ams-2 degraded"
@@ -235,5 +236,25 @@ func TestDirectoryMembers(t *testing.T) {
 	}
 	if _, err := (Directory{}).Members(context.Background(), "ops"); !errors.Is(err, ErrNoSlack) {
 		t.Errorf("no API: %v", err)
+	}
+}
+
+func TestApprovalBlocksPerOutcome(t *testing.T) {
+	for outcome, want := range map[string]string{
+		rollout.ApprovalWithdrawn: ":heavy_minus_sign: Wave *eu* (2 sites): approval request withdrawn, the rollout stopped",
+		rollout.ApprovalExpired:   ":alarm_clock: Wave *eu* (2 sites): the approval request expired at 2026-11-27T13:10:00Z with 1 of 2 approvals",
+		rollout.ApprovalUnmet:     ":alarm_clock: Wave *eu* (2 sites): the approval request cannot be approved: 2 eligible approvers for a quorum of 2",
+		rollout.ApprovalRejected:  ":no_entry: Wave *eu* (2 sites) rejected",
+	} {
+		st := threadStatus()
+		st.Waves[1].Approval.Outcome = outcome
+		blocks, fallbackText := ApprovalBlocks(st, "eu")
+		raw, _ := json.Marshal(blocks)
+		if !strings.Contains(string(raw), strconv.Quote(want)[1:len(strconv.Quote(want))-1]) || strings.Contains(string(raw), ActionApprove) {
+			t.Errorf("%s: blocks %s, want %q and no buttons", outcome, raw, want)
+		}
+		if fallbackText == "" {
+			t.Errorf("%s: no fallback text", outcome)
+		}
 	}
 }

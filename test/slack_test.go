@@ -173,8 +173,11 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := strings.Replace(string(sample), "      maxParallel: 1\n", "      maxParallel: 1\n      approval: {approvers: [U0APPROVER, \"@sre-leads\"], timeout: 5m}\n", 1) +
-		"  notify: {slack: {channel: \"#deploys\"}}\n"
+	plan := strings.Replace(string(sample), "      # approval: {approvers: [U012ABC], timeout: 1h}\n", "      approval: {approvers: [U0APPROVER, \"@sre-leads\"], timeout: 5m}\n", 1)
+	plan = strings.Replace(plan, `channel: "#fleetwave-dev"`, `channel: "#deploys"`, 1)
+	if !strings.Contains(plan, "approval: {approvers: [U0APPROVER") || !strings.Contains(plan, "#deploys") {
+		t.Fatal("the sample plan changed: update this test")
+	}
 	c, _ := clonePush(t, s.gitURL, "eu-west needs approval", map[string]string{"fleetwave.yaml": plan})
 	id := workflows.RolloutID("demo", c)
 	waitFor(t, "eu-west waiting for approval", func() bool {
