@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/slack-go/slack"
 
@@ -76,7 +77,7 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 		if ws.State == rollout.StateSucceeded {
 			text = fmt.Sprintf(":white_check_mark: Wave *%s* succeeded: %s healthy through the bake", esc(ev.Wave), plural(len(ws.Sites), "site"))
 		} else {
-			text = fmt.Sprintf(":x: Wave *%s* %s", esc(ev.Wave), strings.ToLower(string(ws.State)))
+			text = fmt.Sprintf(":x: Wave *%s* %s", esc(ev.Wave), words(ws.State))
 			if ws.Message != "" {
 				text += ": " + esc(ws.Message)
 			}
@@ -103,7 +104,7 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 		case rollout.StateSucceeded:
 			text = fmt.Sprintf(":tada: Rolled out `%s` to every wave", rollout.Short(st.Commit))
 		default:
-			text = fmt.Sprintf("%s Rollout %s", stateIcon(st.State), strings.ToLower(string(st.State)))
+			text = fmt.Sprintf("%s Rollout %s", stateIcon(st.State), words(st.State))
 			if st.Reason != "" {
 				text += ": " + esc(st.Reason)
 			}
@@ -112,7 +113,7 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 			text += fmt.Sprintf(" (<%s|Temporal UI>)", link)
 		}
 	case rollout.EventCancelled:
-		text = fmt.Sprintf(":black_square_for_stop: The rollout's workflow was cancelled in Temporal while %s", strings.ToLower(string(st.State)))
+		text = fmt.Sprintf(":black_square_for_stop: The rollout's workflow was cancelled in Temporal while %s", words(st.State))
 		if st.Wave != "" {
 			text += " (wave " + esc(st.Wave) + ")"
 		}
@@ -257,6 +258,18 @@ func stateIcon(s rollout.State) string {
 	return ":large_blue_circle:"
 }
 
+// words spells a state for a sentence: "AwaitingApproval" as "awaiting approval".
+func words(s rollout.State) string {
+	var b strings.Builder
+	for i, r := range string(s) {
+		if unicode.IsUpper(r) && i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
+}
+
 func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
@@ -264,8 +277,10 @@ func plural(n int, what string) string {
 	return fmt.Sprintf("%d %ss", n, what)
 }
 
+// mrkdwn is verbatim: Slack must not turn a word like @here in a commit subject into a mention
+// or a bare URL into a link; the explicit <@U..> and <!date..> we write still render.
 func mrkdwn(s string) *slack.TextBlockObject {
-	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, true)
 }
 func plain(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)

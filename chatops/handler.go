@@ -73,6 +73,7 @@ type Handler struct {
 	// signed request is accepted once.
 	seenMu sync.Mutex
 	seen   map[string]time.Time
+	swept  time.Time
 }
 
 // replayWindow is how long a signed request stays valid: slack-go refuses timestamps more than
@@ -87,12 +88,17 @@ func (h *Handler) firstUse(signature string) bool {
 	if h.seen == nil {
 		h.seen = map[string]time.Time{}
 	}
-	for sig, at := range h.seen {
-		if now.Sub(at) > replayWindow {
-			delete(h.seen, sig)
+	if now.Sub(h.swept) > time.Minute {
+		for sig, at := range h.seen {
+			if now.Sub(at) > replayWindow {
+				delete(h.seen, sig)
+			}
 		}
+		h.swept = now
 	}
-	if _, dup := h.seen[signature]; dup {
+	// slack-go decodes the hex in either case: "v0=AB.." and "v0=ab.." are the same signature.
+	signature = strings.ToLower(signature)
+	if at, dup := h.seen[signature]; dup && now.Sub(at) <= replayWindow {
 		return false
 	}
 	h.seen[signature] = now

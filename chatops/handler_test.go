@@ -768,10 +768,14 @@ func TestSignReplayWithinWindow(t *testing.T) {
 	first := sign(t, testSecret, time.Now(), body)
 	again := sign(t, testSecret, time.Now(), body)
 	again.Header = first.Header.Clone()
-	for i, r := range []*http.Request{first, again} {
+	// slack-go accepts the hex in upper case too: the same signature, so refused as well.
+	upper := sign(t, testSecret, time.Now(), body)
+	upper.Header = first.Header.Clone()
+	upper.Header.Set("X-Slack-Signature", "v0="+strings.ToUpper(strings.TrimPrefix(first.Header.Get("X-Slack-Signature"), "v0=")))
+	for i, r := range []*http.Request{first, again, upper} {
 		w := httptest.NewRecorder()
 		h.Commands(w, r)
-		want := []int{http.StatusOK, http.StatusUnauthorized}[i]
+		want := []int{http.StatusOK, http.StatusUnauthorized, http.StatusUnauthorized}[i]
 		if w.Code != want {
 			t.Fatalf("request %d: status %d, want %d", i+1, w.Code, want)
 		}
@@ -779,7 +783,7 @@ func TestSignReplayWithinWindow(t *testing.T) {
 	if _, done := f.recorded(); len(done) != 1 {
 		t.Errorf("%d actions done, want the first only", len(done))
 	}
-	if !strings.Contains(logs.String(), `reason="replayed request (same signature seen in the last 10 minutes)"`) {
-		t.Errorf("log lacks the replay:\n%s", logs)
+	if n := strings.Count(logs.String(), `reason="replayed request (same signature seen in the last 10 minutes)"`); n != 2 {
+		t.Errorf("%d replays logged, want 2:\n%s", n, logs)
 	}
 }

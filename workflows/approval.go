@@ -25,13 +25,20 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 	}
 	ws := &r.status.Waves[i]
 	held := func() (string, error) {
+		if ws.Approval != nil && ws.Approval.Outcome != "" {
+			// Decided in the same moment the rollout stopped: still replace the buttons.
+			r.note(rollout.EventApprovalDecided, wave.Name)
+		}
 		r.withdrawApprovals()
 		ws.State = rollout.StatePending
 		return "", nil
 	}
 	var kept []rollout.Vote
 	for {
-		eligible, unresolved := r.resolveApprovers(ctx, a)
+		eligible, unresolved, err := r.resolveApprovers(ctx, a)
+		if err != nil {
+			return "", err
+		}
 		now := workflow.Now(ctx)
 		ws.Approval = &rollout.ApprovalStatus{Approvers: a.Approvers, Eligible: eligible, Unresolved: unresolved,
 			Quorum: a.Quorum, RequestedAt: now, ExpiresAt: now.Add(a.Timeout)}
@@ -54,7 +61,7 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 		if ws.Approval.Outcome == "" {
 			tctx, cancel := workflow.WithCancel(ctx)
 			timer := workflow.NewTimer(tctx, a.Timeout)
-			err := workflow.Await(ctx, func() bool { return timer.IsReady() || ws.Approval.Outcome != "" || r.stop != "" })
+			err = workflow.Await(ctx, func() bool { return timer.IsReady() || ws.Approval.Outcome != "" || r.stop != "" })
 			cancel()
 			if err != nil {
 				return "", err
@@ -129,23 +136,27 @@ func (r *rolloutRun) withdrawApprovals() {
 
 // resolveApprovers returns the user IDs that may vote: the plan's user IDs and the members of
 // its groups now. A group that cannot be resolved is reported and adds nobody (fail closed).
-func (r *rolloutRun) resolveApprovers(ctx workflow.Context, a *rollout.Approval) (eligible, unresolved []string) {
+// The error is the workflow's cancellation, never Slack's.
+func (r *rolloutRun) resolveApprovers(ctx workflow.Context, a *rollout.Approval) (eligible, unresolved []string, err error) {
 	eligible = a.Users()
 	if groups := a.Groups(); len(groups) > 0 {
 		var res activities.ResolveResult
 		var slack *activities.Slack
 		err := workflow.ExecuteActivity(slackOptions(ctx, "resolve approvers @"+strings.Join(groups, ", @")),
 			slack.ResolveGroups, activities.ResolveInput{Groups: groups}).Get(ctx, &res)
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, nil, ctx.Err()
+		case err != nil:
 			for _, g := range groups {
 				unresolved = append(unresolved, fmt.Sprintf("@%s could not be resolved: %s", g, errorMessage(err)))
 			}
-		} else {
+		default:
 			eligible, unresolved = append(eligible, res.Members...), res.Unresolved
 		}
 	}
 	slices.Sort(eligible)
-	return slices.Compact(eligible), unresolved
+	return slices.Compact(eligible), unresolved, nil
 }
 
 // validateVote refuses a vote that does not count; a refused vote never reaches history.

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,11 @@ func (r *rolloutRun) finishNotes(ctx workflow.Context, kind string) {
 	if r.approvalTS == nil || r.notesClosed {
 		return
 	}
+	// When Slack is behind (slow or down, each event may take 48 s of tries), only the
+	// decisions (their buttons must go) and the end are worth the wait; the header shows the rest.
+	if len(r.notes) > maxQueuedAtEnd {
+		r.notes = slices.DeleteFunc(r.notes, func(e rollout.Event) bool { return e.Kind != rollout.EventApprovalDecided })
+	}
 	r.note(kind, "")
 	r.notesClosed = true
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
@@ -67,6 +73,10 @@ func (r *rolloutRun) finishNotes(ctx workflow.Context, kind string) {
 		workflow.GetLogger(ctx).Warn("the Slack thread did not catch up", "rollout", r.status.Rollout, "error", err)
 	}
 }
+
+// maxQueuedAtEnd is how many queued events a finished rollout still posts in full: the last
+// wave's end normally is still in the queue when the rollout ends.
+const maxQueuedAtEnd = 2
 
 // notesGrace bounds how long a finished rollout waits for its Slack thread.
 const notesGrace = 2 * time.Minute

@@ -123,6 +123,9 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		if ctx.Err() != nil {
 			// Cancelled in Temporal: close open approval requests and tell the thread.
 			r.withdrawApprovals()
+			if r.status.Reason == "" {
+				r.status.Reason = "the rollout's workflow was cancelled in Temporal"
+			}
 			r.finishNotes(ctx, rollout.EventCancelled)
 		}
 	}()
