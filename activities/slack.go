@@ -17,7 +17,12 @@ type Slack struct {
 	// Notifier posts messages; with a nil API every message is skipped.
 	Notifier *chatops.Notifier
 	// Groups resolves "@group" approvers; nil means they cannot be resolved.
-	Groups chatops.Groups
+	Groups GroupDirectory
+}
+
+// GroupDirectory looks up Slack user groups by handle (chatops.Directory).
+type GroupDirectory interface {
+	Lookup(ctx context.Context, handle string) (chatops.Group, error)
 }
 
 // NotifyInput is one event of a rollout for its Slack thread.
@@ -58,10 +63,11 @@ type ResolveInput struct {
 }
 
 // ResolveResult is the union of the groups' members, sorted, and for every group that could
-// not be resolved, why.
+// not be resolved, why. IDs maps each resolved handle to the group's ID, for mentions.
 type ResolveResult struct {
 	Members    []string
-	Unresolved []string `json:",omitempty"`
+	Unresolved []string          `json:",omitempty"`
+	IDs        map[string]string `json:",omitempty"`
 }
 
 // ResolveGroups resolves user groups to their members. A group that does not exist, or cannot
@@ -75,7 +81,7 @@ func (s *Slack) ResolveGroups(ctx context.Context, in ResolveInput) (ResolveResu
 			out.Unresolved = append(out.Unresolved, fmt.Sprintf("@%s: %v", g, chatops.ErrNoSlack))
 			continue
 		}
-		members, err := s.Groups.Members(ctx, g)
+		group, err := s.Groups.Lookup(ctx, g)
 		switch {
 		case errors.Is(err, chatops.ErrNoSlack):
 			out.Unresolved = append(out.Unresolved, fmt.Sprintf("@%s: %v", g, err))
@@ -84,7 +90,13 @@ func (s *Slack) ResolveGroups(ctx context.Context, in ResolveInput) (ResolveResu
 		case err != nil:
 			return ResolveResult{}, fmt.Errorf("resolve @%s: %w", g, err)
 		}
-		out.Members = append(out.Members, members...)
+		if err == nil {
+			if out.IDs == nil {
+				out.IDs = map[string]string{}
+			}
+			out.IDs[g] = group.ID
+		}
+		out.Members = append(out.Members, group.Members...)
 	}
 	slices.Sort(out.Members)
 	out.Members = slices.Compact(out.Members)

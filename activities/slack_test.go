@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -13,15 +14,15 @@ import (
 
 type fakeGroups map[string][]string
 
-func (f fakeGroups) Members(_ context.Context, handle string) ([]string, error) {
+func (f fakeGroups) Lookup(_ context.Context, handle string) (chatops.Group, error) {
 	if handle == "down" {
-		return nil, errors.New("slack: ratelimited")
+		return chatops.Group{}, errors.New("slack: ratelimited")
 	}
 	m, ok := f[handle]
 	if !ok {
-		return nil, fmt.Errorf("@%s: %w", handle, chatops.ErrNoGroup)
+		return chatops.Group{}, fmt.Errorf("@%s: %w", handle, chatops.ErrNoGroup)
 	}
-	return m, nil
+	return chatops.Group{ID: "S0" + strings.ToUpper(handle), Members: m}, nil
 }
 
 func TestResolveGroupsFailsClosed(t *testing.T) {
@@ -30,7 +31,8 @@ func TestResolveGroupsFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ResolveResult{Members: []string{"U0A", "U0B", "U0C"}, Unresolved: []string{"@ghosts: no such Slack user group"}}
+	want := ResolveResult{Members: []string{"U0A", "U0B", "U0C"}, Unresolved: []string{"@ghosts: no such Slack user group"},
+		IDs: map[string]string{"leads": "S0LEADS", "oncall": "S0ONCALL"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ResolveGroups (-want +got):\n%s", diff)
 	}

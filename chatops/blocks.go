@@ -134,9 +134,13 @@ func ApprovalBlocks(st rollout.Status, waveName string) ([]slack.Block, string) 
 	}
 	var who []string
 	for _, p := range a.Approvers {
-		if strings.HasPrefix(p, "@") {
+		handle, group := strings.CutPrefix(p, "@")
+		switch id := a.GroupIDs[handle]; {
+		case group && id != "":
+			who = append(who, "<!subteam^"+esc(id)+">") // mentions the group: its members are notified
+		case group:
 			who = append(who, esc(p))
-		} else {
+		default:
 			who = append(who, "<@"+p+">")
 		}
 	}

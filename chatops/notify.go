@@ -132,19 +132,31 @@ type Directory struct {
 	API *slack.Client
 }
 
-// Members returns the user IDs in the group with the handle (without "@").
-func (d Directory) Members(ctx context.Context, handle string) ([]string, error) {
+// Group is a Slack user group: its ID (for mentions) and its members' user IDs.
+type Group struct {
+	ID      string
+	Members []string
+}
+
+// Lookup returns the user group with the handle (without "@").
+func (d Directory) Lookup(ctx context.Context, handle string) (Group, error) {
 	if d.API == nil {
-		return nil, ErrNoSlack
+		return Group{}, ErrNoSlack
 	}
 	groups, err := d.API.GetUserGroupsContext(ctx, slack.GetUserGroupsOptionIncludeUsers(true))
 	if err != nil {
-		return nil, fmt.Errorf("list Slack user groups: %w", err)
+		return Group{}, fmt.Errorf("list Slack user groups: %w", err)
 	}
 	for _, g := range groups {
 		if g.Handle == handle {
-			return g.Users, nil
+			return Group{ID: g.ID, Members: g.Users}, nil
 		}
 	}
-	return nil, fmt.Errorf("@%s: %w", handle, ErrNoGroup)
+	return Group{}, fmt.Errorf("@%s: %w", handle, ErrNoGroup)
+}
+
+// Members returns the user IDs in the group with the handle (without "@").
+func (d Directory) Members(ctx context.Context, handle string) ([]string, error) {
+	g, err := d.Lookup(ctx, handle)
+	return g.Members, err
 }

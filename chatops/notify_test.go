@@ -103,7 +103,8 @@ func threadStatus() rollout.Status {
 		Waves: []rollout.WaveStatus{
 			{Name: "canary", State: rollout.StateSucceeded, Sites: []rollout.SiteStatus{{Name: "ams-1", Verdict: rollout.VerdictHealthy}}},
 			{Name: "eu", Index: 1, State: rollout.StateApproval, Sites: []rollout.SiteStatus{{Name: "ams-2"}, {Name: "fra-1"}},
-				Approval: &rollout.ApprovalStatus{Approvers: []string{"U0A", "@sre-leads"}, Eligible: []string{"U0A", "U0B"}, Quorum: 2,
+				Approval: &rollout.ApprovalStatus{Approvers: []string{"U0A", "@sre-leads", "@ops"}, Eligible: []string{"U0A", "U0B"}, Quorum: 2,
+					GroupIDs: map[string]string{"sre-leads": "S0LEADS"}, Unresolved: []string{"@ops: no such Slack user group"},
 					RequestedAt: t0.Add(10 * time.Minute), ExpiresAt: t0.Add(4*time.Hour + 10*time.Minute),
 					Votes: []rollout.Vote{{By: "U0A", Approve: true, Via: "cli", Comment: "ship it", At: t0.Add(12 * time.Minute)}}}},
 			{Name: "fleet", Index: 2, State: rollout.StatePending, Sites: []rollout.SiteStatus{{Name: "nyc-1"}}},

@@ -115,7 +115,10 @@ type ApprovalStatus struct {
 	Approvers []string
 	Eligible  []string
 	// Unresolved says which groups could not be resolved, and why; their members cannot vote.
-	Unresolved  []string `json:",omitempty"`
+	Unresolved []string `json:",omitempty"`
+	// GroupIDs maps the resolved groups' handles to their Slack IDs, so messages can mention
+	// them.
+	GroupIDs    map[string]string `json:",omitempty"`
 	Quorum      int
 	RequestedAt time.Time
 	ExpiresAt   time.Time

@@ -201,7 +201,7 @@ func TestSlackApprovalOnDev(t *testing.T) {
 		t.Fatalf("thread: %d headers %v, request in %s/%s", len(headers), headers, request.Get("channel"), request.Get("thread_ts"))
 	}
 	value := id + "\neu-west"
-	if !strings.Contains(blocks(request), strconv.Quote(value)[1:len(strconv.Quote(value))-1]) || !strings.Contains(blocks(request), "<@U0APPROVER>, @sre-leads") {
+	if !strings.Contains(blocks(request), strconv.Quote(value)[1:len(strconv.Quote(value))-1]) || !strings.Contains(blocks(request), "<@U0APPROVER>, <!subteam^S0LEADS>") {
 		t.Errorf("request blocks: %s", blocks(request))
 	}
 

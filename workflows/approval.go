@@ -35,13 +35,14 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 	}
 	var kept []rollout.Vote
 	for {
-		eligible, unresolved, err := r.resolveApprovers(ctx, a)
+		resolved, err := r.resolveApprovers(ctx, a)
 		if err != nil {
 			return "", err
 		}
+		eligible, unresolved := resolved.Members, resolved.Unresolved
 		now := workflow.Now(ctx)
 		ws.Approval = &rollout.ApprovalStatus{Approvers: a.Approvers, Eligible: eligible, Unresolved: unresolved,
-			Quorum: a.Quorum, RequestedAt: now, ExpiresAt: now.Add(a.Timeout)}
+			GroupIDs: resolved.IDs, Quorum: a.Quorum, RequestedAt: now, ExpiresAt: now.Add(a.Timeout)}
 		for _, v := range kept {
 			if slices.Contains(eligible, v.By) {
 				ws.Approval.Votes = append(ws.Approval.Votes, v)
@@ -134,29 +135,29 @@ func (r *rolloutRun) withdrawApprovals() {
 	}
 }
 
-// resolveApprovers returns the user IDs that may vote: the plan's user IDs and the members of
-// its groups now. A group that cannot be resolved is reported and adds nobody (fail closed).
-// The error is the workflow's cancellation, never Slack's.
-func (r *rolloutRun) resolveApprovers(ctx workflow.Context, a *rollout.Approval) (eligible, unresolved []string, err error) {
-	eligible = a.Users()
+// resolveApprovers returns the user IDs that may vote (Members): the plan's user IDs and the
+// members of its groups now. A group that cannot be resolved is reported (Unresolved) and adds
+// nobody: fail closed. The error is the workflow's cancellation, never Slack's.
+func (r *rolloutRun) resolveApprovers(ctx workflow.Context, a *rollout.Approval) (activities.ResolveResult, error) {
+	var res activities.ResolveResult
 	if groups := a.Groups(); len(groups) > 0 {
-		var res activities.ResolveResult
 		var slack *activities.Slack
 		err := workflow.ExecuteActivity(slackOptions(ctx, "resolve approvers @"+strings.Join(groups, ", @")),
 			slack.ResolveGroups, activities.ResolveInput{Groups: groups}).Get(ctx, &res)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return nil, nil, ctx.Err()
+			return res, ctx.Err()
 		case err != nil:
+			res = activities.ResolveResult{}
 			for _, g := range groups {
-				unresolved = append(unresolved, fmt.Sprintf("@%s could not be resolved: %s", g, errorMessage(err)))
+				res.Unresolved = append(res.Unresolved, fmt.Sprintf("@%s could not be resolved: %s", g, errorMessage(err)))
 			}
-		default:
-			eligible, unresolved = append(eligible, res.Members...), res.Unresolved
 		}
 	}
-	slices.Sort(eligible)
-	return slices.Compact(eligible), unresolved, nil
+	res.Members = append(res.Members, a.Users()...)
+	slices.Sort(res.Members)
+	res.Members = slices.Compact(res.Members)
+	return res, nil
 }
 
 // validateVote refuses a vote that does not count; a refused vote never reaches history.

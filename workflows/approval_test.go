@@ -51,7 +51,7 @@ func newFakeSlack(env *testsuite.TestWorkflowEnvironment) *fakeSlack {
 	})
 	env.OnActivity(slack.ResolveGroups, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ResolveInput) (activities.ResolveResult, error) {
 		if slices.Equal(in.Groups, []string{"leads"}) {
-			return activities.ResolveResult{Members: []string{"U03"}}, nil
+			return activities.ResolveResult{Members: []string{"U03"}, IDs: map[string]string{"leads": "S0LEADS"}}, nil
 		}
 		return activities.ResolveResult{Unresolved: []string{"@" + strings.Join(in.Groups, ", @") + ": no such group"}}, nil
 	})
@@ -146,6 +146,7 @@ func TestApprovalQuorumReleasesTheWave(t *testing.T) {
 	}
 	a := st.Waves[1].Approval
 	want := &rollout.ApprovalStatus{Approvers: []string{"U01", "U02", "@leads"}, Eligible: []string{"U01", "U02", "U03"}, Quorum: 2,
+		GroupIDs: map[string]string{"leads": "S0LEADS"},
 		RequestedAt: time.Date(2026, 11, 26, 9, 10, 0, 0, time.UTC), ExpiresAt: time.Date(2026, 11, 26, 10, 10, 0, 0, time.UTC),
 		Votes: []rollout.Vote{
 			{By: "U01", Approve: true, Via: "cli", Comment: "looks good", At: time.Date(2026, 11, 26, 9, 21, 0, 0, time.UTC)},
