@@ -196,10 +196,8 @@ func approvalLine(a *rollout.ApprovalStatus) string {
 		return fmt.Sprintf("waiting for approval: %d of %d, until %s", a.Approvals(), a.Quorum, slackTime(a.ExpiresAt))
 	case rollout.ApprovalApproved, rollout.ApprovalRejected:
 		var by []string
-		for _, v := range a.Votes {
-			if v.Approve == (a.Outcome == rollout.ApprovalApproved) {
-				by = append(by, "<@"+v.By+">")
-			}
+		for _, id := range a.Deciders() {
+			by = append(by, "<@"+id+">")
 		}
 		return a.Outcome + " by " + strings.Join(by, ", ")
 	}

@@ -201,17 +201,26 @@ func (a *ApprovalStatus) Add(v Vote) {
 	}
 }
 
+// Deciders returns who decided an approved or rejected request: the approvers of an approved
+// one, the rejecter of a rejected one; nil while it is open or when it ended otherwise.
+func (a *ApprovalStatus) Deciders() []string {
+	if a.Outcome != ApprovalApproved && a.Outcome != ApprovalRejected {
+		return nil
+	}
+	var by []string
+	for _, v := range a.Votes {
+		if v.Approve == (a.Outcome == ApprovalApproved) {
+			by = append(by, v.By)
+		}
+	}
+	return by
+}
+
 // Summary says where the request stands, in one line.
 func (a *ApprovalStatus) Summary() string {
 	switch a.Outcome {
 	case ApprovalApproved, ApprovalRejected:
-		var by []string
-		for _, v := range a.Votes {
-			if v.Approve == (a.Outcome == ApprovalApproved) {
-				by = append(by, v.By)
-			}
-		}
-		return fmt.Sprintf("%s by %s", a.Outcome, strings.Join(by, ", "))
+		return fmt.Sprintf("%s by %s", a.Outcome, strings.Join(a.Deciders(), ", "))
 	case ApprovalExpired:
 		return fmt.Sprintf("expired at %s with %d of %d approvals", a.ExpiresAt.UTC().Format(time.RFC3339), a.Approvals(), a.Quorum)
 	case ApprovalUnmet:

@@ -78,12 +78,9 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 		r.note(rollout.EventApprovalDecided, wave.Name)
 		switch ws.Approval.Outcome {
 		case rollout.ApprovalApproved:
+			// A pause holds the approved wave; the caller sees a stop in r.stop.
 			if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
 				return "", err
-			}
-			if r.stop != "" {
-				ws.State = rollout.StatePending
-				return "", nil
 			}
 			ws.State = rollout.StatePending
 			return "", nil
@@ -165,7 +162,7 @@ func (r *rolloutRun) validateVote(ctx workflow.Context, in VoteInput) error {
 	switch {
 	case r.plan == nil:
 		return fmt.Errorf("rollout %s has not loaded its plan yet: nothing to vote on", r.status.Rollout)
-	case r.status.State.Done() || r.status.State == rollout.StateRollingBack || r.stop != "":
+	case r.ending():
 		return fmt.Errorf("rollout %s is ending (%s): nothing to vote on", r.status.Rollout, r.status.State)
 	}
 	ws, err := r.voteWave(in.Wave)

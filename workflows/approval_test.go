@@ -146,7 +146,7 @@ func TestApprovalQuorumReleasesTheWave(t *testing.T) {
 	}
 	a := st.Waves[1].Approval
 	want := &rollout.ApprovalStatus{Approvers: []string{"U01", "U02", "@leads"}, Eligible: []string{"U01", "U02", "U03"}, Quorum: 2,
-		GroupIDs: map[string]string{"leads": "S0LEADS"},
+		GroupIDs:    map[string]string{"leads": "S0LEADS"},
 		RequestedAt: time.Date(2026, 11, 26, 9, 10, 0, 0, time.UTC), ExpiresAt: time.Date(2026, 11, 26, 10, 10, 0, 0, time.UTC),
 		Votes: []rollout.Vote{
 			{By: "U01", Approve: true, Via: "cli", Comment: "looks good", At: time.Date(2026, 11, 26, 9, 21, 0, 0, time.UTC)},

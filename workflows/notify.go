@@ -58,6 +58,7 @@ func (r *rolloutRun) note(kind, wave string) {
 // finishNotes reports the end (EventFinished, or EventCancelled) and gives the thread a
 // bounded time to catch up, even when the workflow was cancelled.
 func (r *rolloutRun) finishNotes(ctx workflow.Context, kind string) {
+	// approvalTS is made when the coroutine starts: without it there is no thread to finish.
 	if r.approvalTS == nil || r.notesClosed {
 		return
 	}

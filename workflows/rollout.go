@@ -306,10 +306,16 @@ func (r *rolloutRun) policyInput(ctx workflow.Context, i int) rollout.PolicyInpu
 	}
 }
 
+// ending reports whether the rollout takes no more controls or votes: it ended, it is rolling
+// back, or an operator (or a newer commit) stopped it.
+func (r *rolloutRun) ending() bool {
+	return r.status.State.Done() || r.status.State == rollout.StateRollingBack || r.stop != ""
+}
+
 // validate refuses controls that do not apply; a refused update never reaches history.
 func (r *rolloutRun) validate(action string) error {
 	switch {
-	case r.status.State.Done() || r.status.State == rollout.StateRollingBack || r.stop != "":
+	case r.ending():
 		return fmt.Errorf("rollout %s is ending (%s): nothing to %s", r.status.Rollout, r.status.State, action)
 	case action == UpdatePause && r.status.State == rollout.StatePaused:
 		return fmt.Errorf("rollout %s is already paused", r.status.Rollout)
