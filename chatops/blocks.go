@@ -246,7 +246,8 @@ func stateIcon(s rollout.State) string {
 		return ":white_check_mark:"
 	case rollout.StateFailed:
 		return ":x:"
-	case rollout.StateAborted, rollout.StateRolledBack, rollout.StateSuperseded:
+	case rollout.StateAborted, rollout.StateRolledBack, rollout.StateSuperseded,
+		rollout.StateTerminated, rollout.StateTimedOut, rollout.StateCancelled:
 		return ":black_square_for_stop:"
 	case rollout.StateRollingBack:
 		return ":rewind:"

@@ -53,6 +53,23 @@ type Change struct {
 	// Created is false when nothing was written (already promoted, already
 	// reverted, or nothing to revert).
 	Created bool
+	// Ours is the commit of the request's rollout that the branch holds for
+	// this operation, whether this call wrote it or found it (a retry after a
+	// push that landed but whose response was lost): the unreverted promotion
+	// commit for Promote, the revert commit for Revert. It is "" when the
+	// branch holds none: a head that already had the source's tree without a
+	// promotion of this rollout, or no promotion of this rollout to revert.
+	// Git, read by trailers, is the truth about what a rollout wrote.
+	Ours string `json:",omitempty"`
+}
+
+// RolloutCommit returns the commit of the rollout that the branch holds for the operation (Ours), also
+// for a Change recorded before Ours existed, where only a created commit says so.
+func (c Change) RolloutCommit() string {
+	if c.Ours == "" && c.Created {
+		return c.Commit
+	}
+	return c.Ours
 }
 
 // Promote writes a promotion commit for req.Source on every target's site
@@ -110,11 +127,14 @@ func (r *Repo) planPromote(req PromoteRequest) ([]Change, error) {
 		}
 		ch := Change{Site: t.Site, Branch: t.Branch, Commit: head.String(), Previous: head.String()}
 
-		done, err := r.promoted(headC, req.Rollout, srcSHA)
+		found, err := r.promoted(headC, req.Rollout, srcSHA)
 		if err != nil {
 			return nil, fmt.Errorf("promote %s to %s: %w", short(src.Hash), t.Site, err)
 		}
-		if done || headC.TreeHash == src.TreeHash {
+		if found != nil || headC.TreeHash == src.TreeHash {
+			if found != nil {
+				ch.Ours = found.Hash.String()
+			}
 			changes = append(changes, ch)
 			continue
 		}
@@ -127,7 +147,7 @@ func (r *Repo) planPromote(req PromoteRequest) ([]Change, error) {
 		if err != nil {
 			return nil, fmt.Errorf("promote %s to %s: %w", short(src.Hash), t.Site, err)
 		}
-		ch.Commit, ch.Created = h.String(), true
+		ch.Commit, ch.Created, ch.Ours = h.String(), true, h.String()
 		changes = append(changes, ch)
 	}
 	return changes, nil
@@ -144,12 +164,12 @@ func (r *Repo) sourceHint(src plumbing.Hash) string {
 	return src.String()
 }
 
-// promoted reports whether the first-parent history of head holds an
-// unreverted promotion of source by rollout. The walk stops at a commit of
+// promoted returns the unreverted promotion of source by rollout in the
+// first-parent history of head, or nil. The walk stops at a commit of
 // another rollout: what came before it was superseded.
-func (r *Repo) promoted(head *object.Commit, rollout, source string) (bool, error) {
+func (r *Repo) promoted(head *object.Commit, rollout, source string) (*object.Commit, error) {
 	reverted := map[plumbing.Hash]bool{}
-	found := false
+	var found *object.Commit
 	err := r.walkFirstParent(head, func(c *object.Commit) bool {
 		tr := parseTrailers(c.Message)
 		if id, ok := tr[TrailerRollout]; ok && id != rollout {
@@ -160,7 +180,7 @@ func (r *Repo) promoted(head *object.Commit, rollout, source string) (bool, erro
 			return false
 		}
 		if tr[TrailerRollout] == rollout && tr[TrailerSource] == source && !reverted[c.Hash] {
-			found = true
+			found = c
 			return true
 		}
 		return false
@@ -210,11 +230,14 @@ func (r *Repo) planRevert(rollout, reason string, targets []Target) ([]Change, e
 		}
 		ch := Change{Site: t.Site, Branch: t.Branch, Commit: head.String(), Previous: head.String()}
 
-		p, err := r.lastPromotion(headC, rollout)
+		p, revert, err := r.lastPromotion(headC, rollout)
 		if err != nil {
 			return nil, fmt.Errorf("revert on %s: %w", t.Site, err)
 		}
 		if p == nil {
+			if revert != nil {
+				ch.Ours = revert.Hash.String()
+			}
 			changes = append(changes, ch)
 			continue
 		}
@@ -229,7 +252,7 @@ func (r *Repo) planRevert(rollout, reason string, targets []Target) ([]Change, e
 		if err != nil {
 			return nil, fmt.Errorf("revert %s on %s: %w", short(p.Hash), t.Site, err)
 		}
-		ch.Commit, ch.Created = h.String(), true
+		ch.Commit, ch.Created, ch.Ours = h.String(), true, h.String()
 		changes = append(changes, ch)
 	}
 	return changes, nil
@@ -237,13 +260,12 @@ func (r *Repo) planRevert(rollout, reason string, targets []Target) ([]Change, e
 
 // lastPromotion returns the most recent promotion commit of rollout in the
 // first-parent history of head, or nil when there is none or it was already
-// reverted by a later commit.
-func (r *Repo) lastPromotion(head *object.Commit, rollout string) (*object.Commit, error) {
-	reverted := map[plumbing.Hash]bool{}
-	var p *object.Commit
-	err := r.walkFirstParent(head, func(c *object.Commit) bool {
+// reverted by a later commit; then revert is that later commit.
+func (r *Repo) lastPromotion(head *object.Commit, rollout string) (p, revert *object.Commit, err error) {
+	reverted := map[plumbing.Hash]*object.Commit{}
+	err = r.walkFirstParent(head, func(c *object.Commit) bool {
 		if h, ok := revertedCommit(c.Message); ok {
-			reverted[h] = true
+			reverted[h] = c
 			return false
 		}
 		tr := parseTrailers(c.Message)
@@ -253,10 +275,13 @@ func (r *Repo) lastPromotion(head *object.Commit, rollout string) (*object.Commi
 		}
 		return false
 	})
-	if err != nil || p == nil || reverted[p.Hash] {
-		return nil, err
+	if err != nil || p == nil {
+		return nil, nil, err
 	}
-	return p, nil
+	if rc := reverted[p.Hash]; rc != nil {
+		return nil, rc, nil
+	}
+	return p, nil, nil
 }
 
 // revertTree returns the tree of head with the changes of p (against its

@@ -94,7 +94,12 @@ func TestPromoteIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Change{Site: "ams-1", Branch: "sites/ams-1", Commit: first[0].Commit, Previous: first[0].Commit}
+	if first[0].Ours != first[0].Commit {
+		t.Errorf("first Promote: Ours = %q, want the commit it wrote %s", first[0].Ours, first[0].Commit)
+	}
+	// A retry after a lost response finds the promotion: written by someone else's attempt, it
+	// is still this rollout's, so it must be reverted if the site degrades.
+	want := Change{Site: "ams-1", Branch: "sites/ams-1", Commit: first[0].Commit, Previous: first[0].Commit, Ours: first[0].Commit}
 	if diff := cmp.Diff([]Change{want}, second); diff != "" {
 		t.Errorf("second Promote (-want +got):\n%s", diff)
 	}
@@ -108,8 +113,8 @@ func TestPromoteIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if third[0].Created || third[0].Commit != moved || f.head(t, "sites/ams-1") != moved {
-		t.Errorf("Promote after hotfix = %+v, want no-op at %s", third[0], moved)
+	if third[0].Created || third[0].Commit != moved || third[0].Ours != first[0].Commit || f.head(t, "sites/ams-1") != moved {
+		t.Errorf("Promote after hotfix = %+v, want no-op at %s finding promotion %s", third[0], moved, first[0].Commit)
 	}
 
 	// Site already at the source's tree (branch created from main): no-op.
@@ -119,8 +124,8 @@ func TestPromoteIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0].Created || got[0].Commit != fra || f.head(t, "sites/fra-1") != fra {
-		t.Errorf("Promote at source tree = %+v, want no-op at %s", got[0], fra)
+	if got[0].Created || got[0].Commit != fra || got[0].Ours != "" || f.head(t, "sites/fra-1") != fra {
+		t.Errorf("Promote at source tree = %+v, want no-op at %s with nothing of r1's", got[0], fra)
 	}
 }
 

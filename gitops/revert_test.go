@@ -171,8 +171,12 @@ func TestRevertIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if first[0].Ours != first[0].Commit || first[1].Ours != "" {
+		t.Errorf("first Revert: Ours = %q, %q; want the revert commit and nothing", first[0].Ours, first[1].Ours)
+	}
+	// A retry after a lost response finds the revert it wrote.
 	want := []Change{
-		{Site: "ams-1", Branch: "sites/ams-1", Commit: first[0].Commit, Previous: first[0].Commit},
+		{Site: "ams-1", Branch: "sites/ams-1", Commit: first[0].Commit, Previous: first[0].Commit, Ours: first[0].Commit},
 		{Site: "fra-1", Branch: "sites/fra-1", Commit: f.source, Previous: f.source},
 	}
 	if diff := cmp.Diff(want, second); diff != "" {

@@ -146,6 +146,25 @@ func (p *Plan) Site(name string) (Site, bool) {
 	return Site{}, false
 }
 
+// SitesOf returns the named sites' settings, in the order of names; a name the plan does not
+// define gets a Site with only its name. It looks each up once, so a wave of thousands of
+// sites costs one pass over the plan.
+func (p *Plan) SitesOf(names []string) []Site {
+	byName := make(map[string]int, len(p.Sites))
+	for i, s := range p.Sites {
+		byName[s.Name] = i
+	}
+	out := make([]Site, len(names))
+	for i, name := range names {
+		if j, ok := byName[name]; ok {
+			out[i] = p.Sites[j]
+		} else {
+			out[i] = Site{Name: name}
+		}
+	}
+	return out
+}
+
 // Wave returns the named wave and its index.
 func (p *Plan) Wave(name string) (Wave, int, bool) {
 	for i, w := range p.Waves {

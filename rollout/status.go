@@ -38,11 +38,37 @@ const (
 	StateAborted     State = "Aborted"    // stopped by an operator; promoted sites stay as they are
 	StateRolledBack  State = "RolledBack" // stopped by an operator who had every promoted site reverted
 	StateSuperseded  State = "Superseded" // stopped at a safe point for a newer commit
+
+	// The workflow was closed from outside, so its own last state is stale: these are read
+	// from Temporal (the execution's status), never set by the workflow.
+	StateTerminated State = "Terminated" // `temporal workflow terminate`, or a reset
+	StateTimedOut   State = "TimedOut"   // the workflow's execution or run timeout passed
+	StateCancelled  State = "Cancelled"  // cancelled in Temporal
 )
 
 // Done reports whether a rollout in state s has ended.
 func (s State) Done() bool {
-	return s == StateSucceeded || s == StateFailed || s == StateAborted || s == StateRolledBack || s == StateSuperseded
+	switch s {
+	case StateSucceeded, StateFailed, StateAborted, StateRolledBack, StateSuperseded,
+		StateTerminated, StateTimedOut, StateCancelled:
+		return true
+	}
+	return false
+}
+
+// ClosedState is the state of a rollout whose workflow closed with Temporal's execution
+// status (Terminated, TimedOut, Canceled) without setting its own final state; ok is false
+// for every other status, where the workflow's own state stands.
+func ClosedState(status string) (State, bool) {
+	switch status {
+	case "Terminated":
+		return StateTerminated, true
+	case "TimedOut":
+		return StateTimedOut, true
+	case "Canceled":
+		return StateCancelled, true
+	}
+	return "", false
 }
 
 // Control is an operator's action on a running rollout.
@@ -167,8 +193,10 @@ type SiteStatus struct {
 	Name    string
 	Branch  string
 	Verdict Verdict
-	// Promotion is the promotion commit (or the head already carrying the tree); Promoted is
-	// true when this rollout wrote it.
+	// Promotion is the branch head after promotion (the promotion commit, or the head already
+	// carrying the tree); Promoted is true when the branch holds this rollout's promotion
+	// commit, whichever attempt wrote it: git, read by trailers, is the truth, and a promoted
+	// site is one a revert must undo.
 	Promotion string `json:",omitempty"`
 	Promoted  bool   `json:",omitempty"`
 	Previous  string `json:",omitempty"`
@@ -267,6 +295,10 @@ type WaveStatus struct {
 	Policy *PolicyDecision `json:",omitempty"`
 	// Approval is the wave's approval request and its votes, once requested.
 	Approval *ApprovalStatus `json:",omitempty"`
+	// Unsettled is true when the wave's workflow ended without reporting its sites (it was
+	// terminated, timed out or reset): any of them may hold a promotion, so a revert of the
+	// wave asks git about each one.
+	Unsettled bool `json:",omitempty"`
 }
 
 // Site returns a pointer to the named site's status, or nil.
@@ -319,7 +351,9 @@ type RevertSet struct {
 
 // RevertOrder lists what to revert after wave failed degraded, for a rollback scope: the
 // degraded sites (site), every site the failed wave promoted (wave), or every site the rollout
-// promoted (all). Waves come in reverse order, and only sites this rollout wrote to are listed.
+// promoted (all). Waves come in reverse order, and only sites this rollout wrote to are listed,
+// except in an Unsettled wave under scope wave or all: there every site not yet reverted is
+// listed, and the revert writes only where git holds a promotion of the rollout.
 func RevertOrder(waves []WaveStatus, failed int, scope string) []RevertSet {
 	var out []RevertSet
 	for i := failed; i >= 0; i-- {
@@ -327,8 +361,9 @@ func RevertOrder(waves []WaveStatus, failed int, scope string) []RevertSet {
 			break
 		}
 		set := RevertSet{Wave: waves[i].Name}
+		unsettled := waves[i].Unsettled && scope != ScopeSite
 		for _, s := range waves[i].Sites {
-			if !s.Promoted || s.Revert != "" {
+			if (!s.Promoted && !unsettled) || s.Revert != "" {
 				continue
 			}
 			if scope == ScopeSite && s.Verdict != VerdictDegraded {

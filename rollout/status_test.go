@@ -112,3 +112,26 @@ func TestRevertOrder(t *testing.T) {
 		t.Errorf("already reverted site listed again: %v", got)
 	}
 }
+
+// TestRevertOrderUnsettled: a wave whose workflow ended without a verdict (terminated) may have
+// promoted any of its sites; wave and all scopes list each one not yet reverted, and git says
+// which hold a promotion. Scope site names no degraded site, so it lists none.
+func TestRevertOrderUnsettled(t *testing.T) {
+	waves := []WaveStatus{
+		{Name: "canary", Sites: []SiteStatus{{Name: "a", Verdict: VerdictHealthy, Promoted: true}}},
+		{Name: "eu", Unsettled: true, Sites: []SiteStatus{{Name: "b", Verdict: VerdictPending}, {Name: "c", Verdict: VerdictPending}, {Name: "d", Revert: "r1", Promoted: true}}},
+	}
+	tests := []struct {
+		scope string
+		want  []RevertSet
+	}{
+		{ScopeSite, nil},
+		{ScopeWave, []RevertSet{{Wave: "eu", Sites: []string{"b", "c"}}}},
+		{ScopeAll, []RevertSet{{Wave: "eu", Sites: []string{"b", "c"}}, {Wave: "canary", Sites: []string{"a"}}}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, RevertOrder(waves, 1, tt.scope)); diff != "" {
+			t.Errorf("RevertOrder(%s) (-want +got):\n%s", tt.scope, diff)
+		}
+	}
+}

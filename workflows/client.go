@@ -75,6 +75,20 @@ func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) 
 	if err := v.Get(&st); err != nil {
 		return st, fmt.Errorf("decode status of rollout %s: %w", id, err)
 	}
+	// A workflow closed from outside (terminated, timed out, cancelled) never wrote its final
+	// state: Temporal's execution status is the truth, not the last state it queried as.
+	if d, err := c.c.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+		info := d.GetWorkflowExecutionInfo()
+		if closed, ok := rollout.ClosedState(info.GetStatus().String()); ok && !st.State.Done() {
+			st.Reason = strings.TrimSuffix(fmt.Sprintf("the workflow was %s in Temporal while %s; %s",
+				strings.ToLower(string(closed)), st.State, st.Reason), "; ")
+			st.State = closed
+			if info.GetCloseTime() != nil {
+				st.FinishedAt = info.GetCloseTime().AsTime()
+			}
+			return st, nil
+		}
+	}
 	ids := []string{id}
 	for i, w := range st.Waves {
 		if w.Name != st.Wave || w.State == rollout.StateSucceeded || w.State == rollout.StateFailed {
@@ -174,8 +188,15 @@ func (f ListFilter) Query() string {
 	if f.Fleet != "" {
 		q = append(q, fmt.Sprintf("%s = %q", AttrFleet.GetName(), f.Fleet))
 	}
-	if f.State != "" {
+	if closed, ok := closedStatus[rollout.State(f.State)]; ok {
+		// Never a value of the search attribute: the workflow was closed from outside.
+		q = append(q, fmt.Sprintf("ExecutionStatus = %q", closed))
+	} else if f.State != "" {
 		q = append(q, fmt.Sprintf("%s = %q", AttrState.GetName(), f.State))
+		if !rollout.State(f.State).Done() {
+			// A rollout terminated while Promoting still says Promoting in its attribute.
+			q = append(q, `ExecutionStatus = "Running"`)
+		}
 	}
 	if f.Commit != "" {
 		q = append(q, fmt.Sprintf("%s STARTS_WITH %q", AttrCommit.GetName(), f.Commit))
@@ -184,6 +205,13 @@ func (f ListFilter) Query() string {
 		q = append(q, `ExecutionStatus = "Running"`)
 	}
 	return strings.Join(q, " AND ")
+}
+
+// closedStatus is Temporal's execution status for each state of a rollout closed from outside.
+var closedStatus = map[rollout.State]string{
+	rollout.StateTerminated: "Terminated",
+	rollout.StateTimedOut:   "TimedOut",
+	rollout.StateCancelled:  "Canceled",
 }
 
 // List returns rollouts, newest first.
@@ -212,6 +240,10 @@ func (c *Client) List(ctx context.Context, f ListFilter) ([]Summary, error) {
 				if p, ok := fields[name]; ok {
 					_ = converter.GetDefaultDataConverter().FromPayload(p, dst)
 				}
+			}
+			// A rollout closed from outside kept the state it had: show how it really closed.
+			if closed, ok := rollout.ClosedState(e.GetStatus().String()); ok && !rollout.State(s.State).Done() {
+				s.State = string(closed)
 			}
 			out = append(out, s)
 		}

@@ -76,7 +76,22 @@ var (
 type fleetRun struct {
 	in FleetInput
 	st FleetState
+	// watch is the version of the rollout watch (versionFleetWatch): from 1 on, the
+	// coordinator notices a rollout that closed without its done signal.
+	watch workflow.Version
+	// child closes when the running rollout does, however it ends; nil after a
+	// continue-as-new, when watchTimer asks Temporal instead.
+	child      workflow.ChildWorkflowFuture
+	watchTimer workflow.Future
 }
+
+// versionFleetWatch guards the watch of the running rollout (a change after histories were
+// recorded; see docs/workflows.md).
+const versionFleetWatch = "fleet-watch-rollout"
+
+// watchInterval is how often a coordinator without the running rollout's child future (after
+// continue-as-new) asks Temporal whether that rollout still runs.
+const watchInterval = time.Minute
 
 // Fleet coordinates the rollouts of one fleet so that exactly one promotes at a time. Commits
 // arrive as SignalCommit (from push events, `fleetwave start`, or its own polling); each new
@@ -90,6 +105,7 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 	if err := workflow.SetQueryHandler(ctx, QueryFleet, func() (FleetState, error) { return f.st, nil }); err != nil {
 		return err
 	}
+	f.watch = workflow.GetVersion(ctx, versionFleetWatch, workflow.DefaultVersion, 1)
 	commits := workflow.GetSignalChannel(ctx, SignalCommit)
 	done := workflow.GetSignalChannel(ctx, signalDone)
 	var poll workflow.Future
@@ -107,10 +123,9 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 		sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) {
 			var d DoneSignal
 			c.Receive(ctx, &d)
-			if d.Rollout == f.st.Running {
-				f.st.Running, f.st.RunningCommit, f.st.Superseding = "", "", false
-			}
+			f.ended(d.Rollout)
 		})
+		f.addWatch(ctx, sel)
 		if in.Poll > 0 {
 			if poll == nil {
 				poll = workflow.NewTimerWithOptions(ctx, in.Poll, workflow.TimerOptions{Summary: "poll " + in.SourceBranch})
@@ -143,9 +158,7 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 				if !done.ReceiveAsync(&d) {
 					break
 				}
-				if d.Rollout == f.st.Running {
-					f.st.Running, f.st.RunningCommit, f.st.Superseding = "", "", false
-				}
+				f.ended(d.Rollout)
 			}
 			f.dispatch(ctx)
 			next := f.in
@@ -153,6 +166,58 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 			return workflow.NewContinueAsNewError(ctx, Fleet, next)
 		}
 	}
+}
+
+// ended frees the fleet when id is the running rollout.
+func (f *fleetRun) ended(id string) {
+	if id != "" && id == f.st.Running {
+		f.st.Running, f.st.RunningCommit, f.st.Superseding = "", "", false
+		f.child, f.watchTimer = nil, nil
+	}
+}
+
+// addWatch makes sel wake up when the running rollout closes without its done signal: it was
+// terminated, timed out or reset from outside, and will never send one. The child future
+// tells at once; after a continue-as-new, which loses it, a timer asks Temporal every
+// watchInterval. Either way the fleet goes on with its queue within a minute.
+func (f *fleetRun) addWatch(ctx workflow.Context, sel workflow.Selector) {
+	if f.watch < 1 || f.st.Running == "" {
+		return
+	}
+	id := f.st.Running
+	if f.child != nil {
+		sel.AddFuture(f.child, func(fut workflow.Future) {
+			err := fut.Get(ctx, nil)
+			f.child = nil
+			if id == f.st.Running {
+				workflow.GetLogger(ctx).Warn("rollout closed without telling the fleet", "rollout", id, "error", err)
+				f.ended(id)
+			}
+		})
+		return
+	}
+	if f.watchTimer == nil {
+		f.watchTimer = workflow.NewTimerWithOptions(ctx, watchInterval, workflow.TimerOptions{Summary: "check that " + id + " still runs"})
+	}
+	sel.AddFuture(f.watchTimer, func(workflow.Future) {
+		f.watchTimer = nil
+		var res activities.ExecutionResult
+		var ex *activities.Executions
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			Summary:             "is " + id + " still running?",
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+		}), ex.Execution, activities.ExecutionInput{WorkflowID: id}).Get(ctx, &res)
+		if err != nil {
+			// Temporal did not answer: ask again at the next tick.
+			workflow.GetLogger(ctx).Warn("cannot tell whether the rollout still runs", "rollout", id, "error", err)
+			return
+		}
+		if !res.Running && id == f.st.Running {
+			workflow.GetLogger(ctx).Warn("rollout closed without telling the fleet", "rollout", id, "status", res.Status)
+			f.ended(id)
+		}
+	})
 }
 
 // poll reads the source branch and submits a new head.
@@ -243,6 +308,7 @@ func (f *fleetRun) dispatch(ctx workflow.Context) {
 			continue
 		}
 		f.st.Running, f.st.RunningCommit, f.st.Superseding = id, commit, false
+		f.child, f.watchTimer = child, nil
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
@@ -208,5 +209,79 @@ func TestFleetIgnoresRedeliveredAndLateCommits(t *testing.T) {
 	}
 	if len(st.Superseded) != 0 || len(st.Queue) != 0 || st.Running != "" {
 		t.Errorf("state %+v", st)
+	}
+}
+
+// TestFleetNoticesARolloutThatClosedSilently: A's rollout closes without its done signal (it
+// was terminated from outside, and terminated workflows run no code). The coordinator sees the
+// child close and starts the queued B instead of waiting for ever.
+func TestFleetNoticesARolloutThatClosedSilently(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(Fleet)
+	f := newFakeFleet(t, env, testPlan(t, "wave", "  onNewCommit: queue\n"))
+	env.OnWorkflow(Rollout, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
+		if in.Commit == commitA {
+			// Stuck for an hour, then gone without a word.
+			_ = workflow.Sleep(ctx, time.Hour)
+			return RolloutResult{}, temporal.NewNonRetryableApplicationError("terminated", "Terminated", nil)
+		}
+		return Rollout(ctx, in)
+	})
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA}) }, time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitB}) }, time.Minute)
+	var st FleetState
+	env.RegisterDelayedCallback(func() {
+		v, _ := env.QueryWorkflow(QueryFleet)
+		_ = v.Get(&st)
+		env.CancelWorkflow()
+	}, 5*time.Hour)
+	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main"})
+	if diff := cmp.Diff([]string{"b:ams-1", "b:ams-2,fra-1", "b:fra-2", "b:nyc-1,nyc-2"}, promotedCommits(f)); diff != "" {
+		t.Errorf("promotions (-want +got):\n%s", diff)
+	}
+	start := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	if p := f.callsOf("promote"); len(p) > 0 && p[0].At.Sub(start) < time.Hour {
+		t.Errorf("B started %s in, before A closed", p[0].At.Sub(start))
+	}
+	if st.Running != "" || len(st.Queue) != 0 {
+		t.Errorf("fleet not idle at the end: %+v", st)
+	}
+}
+
+// TestFleetAsksTemporalAfterContinueAsNew: a new run of the coordinator (continue-as-new)
+// carries a running rollout but not its child future. It asks Temporal every minute; once the
+// rollout is found closed (terminated), the queued commit goes next.
+func TestFleetAsksTemporalAfterContinueAsNew(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(Fleet)
+	f := newFakeFleet(t, env, testPlan(t, "wave", "  onNewCommit: queue\n"))
+	start := env.Now()
+	var ex *activities.Executions
+	env.RegisterActivity(ex)
+	asked := 0
+	env.OnActivity(ex.Execution, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ExecutionInput) (activities.ExecutionResult, error) {
+		asked++
+		if in.WorkflowID != RolloutID("demo", commitA) {
+			t.Errorf("asked about %s", in.WorkflowID)
+		}
+		// Terminated 10 minutes in.
+		if env.Now().Sub(start) < 10*time.Minute {
+			return activities.ExecutionResult{Running: true, Status: "Running"}, nil
+		}
+		return activities.ExecutionResult{Status: "Terminated"}, nil
+	})
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitB}) }, time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Hour)
+	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main", State: FleetState{
+		Running: RolloutID("demo", commitA), RunningCommit: commitA, Seen: []string{commitA}}})
+	p := f.callsOf("promote")
+	if len(p) == 0 || p[0].Commit != commitB {
+		t.Fatalf("promotions %v, want B's", promotedCommits(f))
+	}
+	if d := p[0].At.Sub(start); d < 10*time.Minute || d > 11*time.Minute+time.Second {
+		t.Errorf("B started %s in, want within a minute of A's termination at 10m", d)
+	}
+	if asked < 10 || asked > 12 {
+		t.Errorf("asked Temporal %d times, want about once a minute until it answered", asked)
 	}
 }

@@ -403,10 +403,7 @@ func (r *rolloutRun) drainHandlers(ctx workflow.Context) {
 func (r *rolloutRun) runWave(ctx workflow.Context, i int) string {
 	wave := r.plan.Waves[i]
 	in := WaveInput{Rollout: r.status.Rollout, Commit: r.status.Commit, Wave: wave, Health: r.plan.Health, Status: r.status.Waves[i]}
-	for _, name := range wave.Sites {
-		site, _ := r.plan.Site(name)
-		in.Sites = append(in.Sites, site)
-	}
+	in.Sites = r.plan.SitesOf(wave.Sites)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:    WaveID(r.status.Rollout, wave.Name),
 		StaticSummary: fmt.Sprintf("wave %s: %s to %s", wave.Name, sitesLabel(wave.Sites), rollout.Short(r.status.Commit)),
@@ -429,8 +426,12 @@ func (r *rolloutRun) runWave(ctx workflow.Context, i int) string {
 		}
 		return app.Message()
 	}
-	r.status.Waves[i].State = rollout.StateFailed
-	return fmt.Sprintf("wave %s ended: %s", wave.Name, errorMessage(err))
+	// The child ended without a verdict (terminated, timed out, reset): which of its sites it
+	// promoted is unknown here, so the revert asks git about every one of them.
+	ws := &r.status.Waves[i]
+	ws.State, ws.Unsettled = rollout.StateFailed, true
+	ws.Message = fmt.Sprintf("wave %s ended without a verdict: %s", wave.Name, errorMessage(err))
+	return ws.Message
 }
 
 // revert writes revert commits for the sets, in order, and waits for the reverted sites to
@@ -444,10 +445,14 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 	r.setState(ctx, rollout.StateRollingBack)
 	for _, set := range sets {
 		ws := &r.status.Waves[r.waveIndex(set.Wave)]
+		index := make(map[string]int, len(ws.Sites))
+		for i, s := range ws.Sites {
+			index[s.Name] = i
+		}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", sitesLabel(set.Sites), set.Wave, reason))
 		targets := make([]gitops.Target, len(set.Sites))
 		for i, name := range set.Sites {
-			targets[i] = gitops.Target{Site: name, Branch: ws.Site(name).Branch}
+			targets[i] = gitops.Target{Site: name, Branch: ws.Sites[index[name]].Branch}
 		}
 		var reverted activities.ChangeResult
 		var git *activities.Git
@@ -458,22 +463,31 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 			continue
 		}
 		conv := activities.ConvergeInput{Deadline: workflow.Now(ctx).Add(r.plan.Health.ConvergenceTimeout)}
-		for _, c := range reverted.Changes {
-			s := ws.Site(c.Site)
-			if c.Created {
-				s.Revert = c.Commit
+		sites := r.plan.SitesOf(set.Sites)
+		for i, c := range reverted.Changes {
+			s := &ws.Sites[index[c.Site]]
+			ours := c.RolloutCommit()
+			if ours == "" {
+				// Git holds no promotion of this rollout there (a wave that ended without a
+				// verdict before reaching the site): nothing was written, nothing to wait for.
+				s.Promoted = false
+				s.Message = "nothing of this rollout to revert on " + c.Branch
+				continue
 			}
-			s.Verdict = rollout.VerdictReverted
-			site, _ := r.plan.Site(c.Site)
-			conv.Sites = append(conv.Sites, activities.Expectation{Site: site, Commit: c.Commit})
+			// Ours is the revert commit, written now or by an attempt whose answer was lost.
+			s.Promoted, s.Revert, s.Verdict = true, ours, rollout.VerdictReverted
+			conv.Sites = append(conv.Sites, activities.Expectation{Site: sites[i], Commit: c.Commit})
+		}
+		if len(conv.Sites) == 0 {
+			continue
 		}
 		var res activities.ConvergeResult
-		var sites *activities.Sites
+		var observer *activities.Sites
 		err = workflow.ExecuteActivity(convergeOptions(ctx, r.plan.Health.ConvergenceTimeout,
-			fmt.Sprintf("wait for %s to apply the revert", strings.Join(set.Sites, ", "))), sites.WaitConverged, conv).Get(ctx, &res)
+			fmt.Sprintf("wait for %s to apply the revert", sitesLabel(set.Sites))), observer.WaitConverged, conv).Get(ctx, &res)
 		now := workflow.Now(ctx)
 		for i, e := range conv.Sites {
-			s := ws.Site(e.Site.Name)
+			s := &ws.Sites[index[e.Site.Name]]
 			s.UpdatedAt = now
 			switch {
 			case err != nil:

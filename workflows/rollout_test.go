@@ -12,8 +12,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/gitops"
@@ -65,13 +67,16 @@ type fakeFleet struct {
 	unreachable map[string]bool   // sites that cannot be observed once promoted
 	stuck       map[string]bool   // sites that never apply their promotion
 	noop        map[string]bool   // sites already running the commit: promotion writes nothing
+	found       map[string]bool   // sites whose promotion a lost attempt wrote: found, not created
+	ours        map[string]bool   // sites whose branch holds this rollout's unreverted promotion
 	older       map[string]bool   // commits older than every other: Inspect calls them stale
 	policies    []rollout.PolicyFile
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
 	f := &fakeFleet{t: t, env: env, plan: plan, promoted: map[string]string{},
-		degraded: map[string]bool{}, unreachable: map[string]bool{}, stuck: map[string]bool{}, noop: map[string]bool{}, older: map[string]bool{}}
+		degraded: map[string]bool{}, unreachable: map[string]bool{}, stuck: map[string]bool{}, noop: map[string]bool{},
+		found: map[string]bool{}, ours: map[string]bool{}, older: map[string]bool{}}
 	var git *activities.Git
 	var sites *activities.Sites
 	env.RegisterActivity(git)
@@ -143,11 +148,15 @@ func (f *fakeFleet) promote(_ context.Context, in activities.PromoteInput) (acti
 	defer f.mu.Unlock()
 	var res activities.ChangeResult
 	for _, t := range in.Targets {
-		c := gitops.Change{Site: t.Site, Branch: t.Branch, Previous: "old-" + t.Site, Commit: "promo-" + t.Site, Created: true}
-		if f.noop[t.Site] {
-			c.Commit, c.Created = c.Previous, false
+		c := gitops.Change{Site: t.Site, Branch: t.Branch, Previous: "old-" + t.Site, Commit: "promo-" + t.Site, Created: true, Ours: "promo-" + t.Site}
+		switch {
+		case f.noop[t.Site]:
+			c.Commit, c.Created, c.Ours = c.Previous, false, ""
+		case f.found[t.Site]:
+			c.Previous, c.Created = c.Commit, false
 		}
 		f.promoted[t.Site] = c.Commit
+		f.ours[t.Site] = c.Ours != ""
 		res.Changes = append(res.Changes, c)
 	}
 	return res, nil
@@ -155,15 +164,21 @@ func (f *fakeFleet) promote(_ context.Context, in activities.PromoteInput) (acti
 
 func (f *fakeFleet) revert(_ context.Context, in activities.RevertInput) (activities.ChangeResult, error) {
 	f.record("revert", targetSites(in.Targets))
-	if !strings.Contains(in.Reason, "degraded") && !strings.Contains(in.Reason, "converge") && !strings.Contains(in.Reason, "rolled back by") {
+	if !strings.Contains(in.Reason, "degraded") && !strings.Contains(in.Reason, "converge") && !strings.Contains(in.Reason, "rolled back by") && !strings.Contains(in.Reason, "without a verdict") {
 		f.t.Errorf("revert reason %q does not say why", in.Reason)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var res activities.ChangeResult
 	for _, t := range in.Targets {
-		res.Changes = append(res.Changes, gitops.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: "revert-" + t.Site, Created: true})
+		if !f.ours[t.Site] {
+			// Git holds no promotion of this rollout on the branch: nothing to revert.
+			res.Changes = append(res.Changes, gitops.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: f.promoted[t.Site]})
+			continue
+		}
+		res.Changes = append(res.Changes, gitops.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: "revert-" + t.Site, Created: true, Ours: "revert-" + t.Site})
 		f.promoted[t.Site] = "revert-" + t.Site
+		f.ours[t.Site] = false
 	}
 	return res, nil
 }
@@ -453,9 +468,10 @@ func TestRolloutUnknownTooLongFailsClosed(t *testing.T) {
 	}
 }
 
-func TestRolloutAlreadyPromotedSitesAreNotReverted(t *testing.T) {
-	// A restarted or retried rollout finds ams-2 already on the commit: nothing written,
-	// so nothing of ams-2 is reverted when fra-1 degrades.
+func TestRolloutSitesAlreadyOnTheTreeAreNotReverted(t *testing.T) {
+	// ams-2 already runs the commit's tree without a promotion of this rollout (its branch
+	// was created from main): nothing written, so nothing of ams-2 is reverted when fra-1
+	// degrades.
 	env := newEnv(t)
 	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
 	f.noop["ams-2"] = true
@@ -469,5 +485,67 @@ func TestRolloutAlreadyPromotedSitesAreNotReverted(t *testing.T) {
 	}
 	if s := st.Waves[1].Site("ams-2"); s.Promoted || s.Promotion != "old-ams-2" {
 		t.Errorf("ams-2 status %+v", s)
+	}
+}
+
+func TestRolloutFoundPromotionIsReverted(t *testing.T) {
+	// The git server applied the canary's push and the response was lost (a 502, a worker
+	// killed after the push): the retry finds the promotion instead of writing it. It is this
+	// rollout's all the same, so the degraded canary is reverted.
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.found["ams-1"] = true
+	f.degraded["ams-1"] = true
+	st, err := run(t, env)
+	if err == nil {
+		t.Fatal("rollout succeeded with a degraded canary")
+	}
+	if diff := cmp.Diff([][]string{{"ams-1"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	if s := st.Waves[0].Sites[0]; !s.Promoted || s.Verdict != rollout.VerdictReverted || s.Revert != "revert-ams-1" {
+		t.Errorf("canary status %+v, want promoted and reverted", s)
+	}
+}
+
+func TestRolloutUnsettledWaveRevertedFromGit(t *testing.T) {
+	// The eu wave's workflow ends without a verdict (terminated from outside, say) after it
+	// promoted ams-2 and fra-1: the rollout does not know which sites it wrote, so it asks the
+	// revert for every eu site, and git reverts exactly the promoted ones.
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	env.OnWorkflow(Wave, mock.Anything, mock.Anything).Return(func(ctx workflow.Context, in WaveInput) (WaveResult, error) {
+		if in.Wave.Name != "eu" {
+			return Wave(ctx, in)
+		}
+		var git *activities.Git
+		var promoted activities.ChangeResult
+		_ = workflow.ExecuteActivity(gitOptions(ctx, "promote"), git.Promote, activities.PromoteInput{Rollout: in.Rollout, Wave: in.Wave.Name, Source: in.Commit,
+			Targets: []gitops.Target{{Site: "ams-2", Branch: "sites/ams-2"}, {Site: "fra-1", Branch: "sites/fra-1"}}}).Get(ctx, &promoted)
+		return WaveResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_START_TO_CLOSE, nil)
+	})
+	st, err := run(t, env)
+	if err == nil || !strings.Contains(err.Error(), "wave eu ended without a verdict") {
+		t.Fatalf("error = %v, want the wave's end without a verdict", err)
+	}
+	if diff := cmp.Diff([][]string{{"ams-2", "fra-1", "fra-2"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	eu := st.Waves[1]
+	if !eu.Unsettled || eu.State != rollout.StateFailed {
+		t.Errorf("eu wave %s unsettled=%v", eu.State, eu.Unsettled)
+	}
+	for _, s := range eu.Sites {
+		want := rollout.VerdictReverted
+		if s.Name == "fra-2" {
+			want = rollout.VerdictPending
+		}
+		if s.Verdict != want {
+			t.Errorf("site %s verdict %s, want %s (%s)", s.Name, s.Verdict, want, s.Message)
+		}
+	}
+	// The canary, healthy in an earlier wave, is left alone under scope wave.
+	if s := st.Waves[0].Sites[0]; s.Verdict != rollout.VerdictHealthy {
+		t.Errorf("canary %+v", s)
 	}
 }

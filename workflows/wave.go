@@ -37,13 +37,19 @@ type waveRun struct {
 	status  rollout.WaveStatus
 	paused  bool
 	aborted bool
+	// index maps a site's name to its position in status.Sites and in.Sites (the same order),
+	// so that a wave of thousands of sites is not searched once per site.
+	index map[string]int
 }
 
 // Wave promotes one wave in batches of MaxParallel, waits for every batch to converge, then
 // bakes: it checks every site each Health.Interval until Bake has passed. The first degraded
 // site ends the wave with ErrTypeWaveFailed; the parent decides what to revert.
 func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
-	w := &waveRun{in: in, status: in.Status}
+	w := &waveRun{in: in, status: in.Status, index: make(map[string]int, len(in.Status.Sites))}
+	for i, s := range w.status.Sites {
+		w.index[s.Name] = i
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.WaveStatus, error) {
 		return w.status, nil
 	}); err != nil {
@@ -79,7 +85,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		w.status.State = rollout.StatePromoting
 		targets := make([]gitops.Target, len(batch))
 		for i, name := range batch {
-			targets[i] = gitops.Target{Site: name, Branch: w.status.Site(name).Branch}
+			targets[i] = gitops.Target{Site: name, Branch: w.siteStatus(name).Branch}
 		}
 		label := fmt.Sprintf("%s to %s", strings.Join(batch, ", "), short)
 		if len(batches) > 1 {
@@ -96,8 +102,10 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		}
 		now := workflow.Now(ctx)
 		for _, c := range promoted.Changes {
-			s := w.status.Site(c.Site)
-			s.Promotion, s.Promoted, s.Previous = c.Commit, c.Created, c.Previous
+			s := w.siteStatus(c.Site)
+			// Promoted when the branch holds this rollout's promotion commit, whether this
+			// attempt wrote it or a lost one did: such a site is reverted if it degrades.
+			s.Promotion, s.Promoted, s.Previous = c.Commit, c.RolloutCommit() != "", c.Previous
 			s.Verdict, s.UpdatedAt = rollout.VerdictConverging, now
 		}
 
@@ -172,7 +180,7 @@ func (w *waveRun) abort(ctx workflow.Context) (WaveResult, error) {
 func (w *waveRun) converge(ctx workflow.Context, batch []string) string {
 	in := activities.ConvergeInput{Deadline: workflow.Now(ctx).Add(w.in.Health.ConvergenceTimeout)}
 	for _, name := range batch {
-		in.Sites = append(in.Sites, activities.Expectation{Site: w.site(name), Commit: w.status.Site(name).Promotion})
+		in.Sites = append(in.Sites, activities.Expectation{Site: w.site(name), Commit: w.siteStatus(name).Promotion})
 	}
 	var res activities.ConvergeResult
 	var sites *activities.Sites
@@ -185,7 +193,7 @@ func (w *waveRun) converge(ctx workflow.Context, batch []string) string {
 	now := workflow.Now(ctx)
 	var failed []string
 	for i, e := range in.Sites {
-		s := w.status.Site(e.Site.Name)
+		s := w.siteStatus(e.Site.Name)
 		st := res.States[i]
 		s.UpdatedAt, s.Revision = now, st.Revision
 		if res.Converged[i] {
@@ -240,20 +248,27 @@ func (w *waveRun) reason(sites []string) string {
 	if len(sites) == 0 {
 		return ""
 	}
-	first := w.status.Site(sites[0])
+	first := w.siteStatus(sites[0])
 	if len(sites) == 1 {
 		return fmt.Sprintf("site %s degraded in wave %s: %s", sites[0], w.in.Wave.Name, first.Message)
 	}
 	return fmt.Sprintf("sites %s degraded in wave %s: %s: %s", strings.Join(sites, ", "), w.in.Wave.Name, sites[0], first.Message)
 }
 
+// site returns the named site's plan settings.
 func (w *waveRun) site(name string) rollout.Site {
-	for _, s := range w.in.Sites {
-		if s.Name == name {
-			return s
-		}
+	if i, ok := w.index[name]; ok && i < len(w.in.Sites) && w.in.Sites[i].Name == name {
+		return w.in.Sites[i]
 	}
 	return rollout.Site{Name: name}
+}
+
+// siteStatus returns the named site's status, which the wave owns.
+func (w *waveRun) siteStatus(name string) *rollout.SiteStatus {
+	if i, ok := w.index[name]; ok {
+		return &w.status.Sites[i]
+	}
+	return w.status.Site(name)
 }
 
 func (w *waveRun) fail(ctx workflow.Context, reason string) (WaveResult, error) {

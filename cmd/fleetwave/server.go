@@ -110,6 +110,7 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver})
 	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll})
 	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
+	w.RegisterActivity(&activities.Executions{Client: n.tc})
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal worker: %w", err)
 	}
