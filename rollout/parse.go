@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -37,122 +36,6 @@ func (e *PlanError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// The file schema. It is kept apart from Plan so the model carries parsed values (durations,
-// resolved waves) while the file keeps what the user wrote, for positions and messages.
-type fileDoc struct {
-	APIVersion string       `yaml:"apiVersion"`
-	Kind       string       `yaml:"kind"`
-	Metadata   fileMetadata `yaml:"metadata"`
-	Spec       fileSpec     `yaml:"spec"`
-}
-
-type fileMetadata struct {
-	Name string `yaml:"name"`
-}
-
-type fileSpec struct {
-	SourceBranch string        `yaml:"sourceBranch"`
-	SiteBranch   string        `yaml:"siteBranch"`
-	Sites        []fileSite    `yaml:"sites"`
-	Waves        []fileWave    `yaml:"waves"`
-	Health       fileHealth    `yaml:"health"`
-	Rollback     *fileRollback `yaml:"rollback"`
-	OnNewCommit  string        `yaml:"onNewCommit"`
-	Policies     *filePolicies `yaml:"policies"`
-	Notify       *fileNotify   `yaml:"notify"`
-}
-
-type fileNotify struct {
-	Slack *fileSlack `yaml:"slack"`
-}
-
-type fileSlack struct {
-	Channel   string   `yaml:"channel"`
-	Operators []string `yaml:"operators"`
-}
-
-type fileApproval struct {
-	Approvers []string `yaml:"approvers"`
-	Quorum    *int     `yaml:"quorum"`
-	Timeout   string   `yaml:"timeout"`
-	OnTimeout string   `yaml:"onTimeout"`
-}
-
-type filePolicies struct {
-	Freezes         []fileFreeze       `yaml:"freezes"`
-	BusinessHours   *fileBusinessHours `yaml:"businessHours"`
-	MaxSitesPerWave *int               `yaml:"maxSitesPerWave"`
-	MinSoak         string             `yaml:"minSoak"`
-}
-
-type fileFreeze struct {
-	Name     string   `yaml:"name"`
-	Start    string   `yaml:"start"`
-	Timezone string   `yaml:"timezone"`
-	Duration string   `yaml:"duration"`
-	RRule    string   `yaml:"rrule"`
-	Waves    []string `yaml:"waves"`
-}
-
-type fileBusinessHours struct {
-	Days  []string `yaml:"days"`
-	Start string   `yaml:"start"`
-	End   string   `yaml:"end"`
-	Waves []string `yaml:"waves"`
-}
-
-type fileSite struct {
-	Name     string            `yaml:"name"`
-	Labels   map[string]string `yaml:"labels"`
-	Timezone string            `yaml:"timezone"`
-	Cluster  *Cluster          `yaml:"cluster"`
-}
-
-type fileWave struct {
-	Name        string            `yaml:"name"`
-	Selector    map[string]string `yaml:"selector"`
-	Sites       []string          `yaml:"sites"`
-	MaxParallel *int              `yaml:"maxParallel"`
-	Bake        string            `yaml:"bake"`
-	MinSoak     string            `yaml:"minSoak"`
-	Approval    *fileApproval     `yaml:"approval"`
-}
-
-type fileHealth struct {
-	ConvergenceTimeout string      `yaml:"convergenceTimeout"`
-	Interval           string      `yaml:"interval"`
-	FailureThreshold   *int        `yaml:"failureThreshold"`
-	UnknownTimeout     string      `yaml:"unknownTimeout"`
-	Checks             []fileCheck `yaml:"checks"`
-}
-
-type fileCheck struct {
-	Name       string          `yaml:"name"`
-	Prometheus *filePrometheus `yaml:"prometheus"`
-	HTTP       *fileHTTP       `yaml:"http"`
-}
-
-type filePrometheus struct {
-	URL        string   `yaml:"url"`
-	Query      string   `yaml:"query"`
-	Min        *float64 `yaml:"min"`
-	Max        *float64 `yaml:"max"`
-	AllowEmpty bool     `yaml:"allowEmpty"`
-	Timeout    string   `yaml:"timeout"`
-}
-
-type fileHTTP struct {
-	URL     string `yaml:"url"`
-	Status  *int   `yaml:"status"`
-	Body    string `yaml:"body"`
-	Timeout string `yaml:"timeout"`
-}
-
-type fileRollback struct {
-	Automatic *bool  `yaml:"automatic"`
-	Scope     string `yaml:"scope"`
-}
-
 // nameRE is what site, wave and fleet names may look like: they end up in branch names,
 // workflow IDs and Temporal search attributes.
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
@@ -180,19 +63,6 @@ func ParsePlan(file string, data []byte) (*Plan, error) {
 		return nil, &PlanError{File: file, Issues: v.issues}
 	}
 	return plan, nil
-}
-
-// yamlIssue turns a go-yaml error into an Issue with its position.
-func yamlIssue(err error) Issue {
-	var ye yaml.Error
-	if errors.As(err, &ye) {
-		is := Issue{Message: ye.GetMessage()}
-		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			is.Line, is.Column = tk.Position.Line, tk.Position.Column
-		}
-		return is
-	}
-	return Issue{Message: err.Error()}
 }
 
 type validator struct {
@@ -339,126 +209,6 @@ func (v *validator) sites(in []fileSite) []Site {
 			}
 		}
 		out = append(out, Site(fs))
-	}
-	return out
-}
-
-// waves resolves wave membership. Sites are claimed in wave order: an explicit list names its
-// sites, a selector takes the matching sites not claimed by an earlier wave, and a wave with
-// neither takes every site no other wave claims. Every site must end up in exactly one wave.
-func (v *validator) waves(in []fileWave, sites []Site) []Wave {
-	if len(in) == 0 {
-		v.errorf("$.spec.waves", "the plan has no waves")
-		return nil
-	}
-	known := map[string]bool{}
-	for _, s := range sites {
-		known[s.Name] = true
-	}
-	owner := map[string]string{} // site -> wave that claimed it
-	names := map[string]bool{}
-	out := make([]Wave, len(in))
-	rest := -1
-
-	// Explicit lists first: they state intent, so a clash with them is reported, never resolved.
-	for i, fw := range in {
-		path := fmt.Sprintf("$.spec.waves[%d]", i)
-		w := Wave{Name: fw.Name, Selector: fw.Selector, Explicit: fw.Sites}
-		switch {
-		case fw.Name == "":
-			v.errorf(path, "wave %d has no name", i+1)
-		case !nameRE.MatchString(fw.Name):
-			v.errorf(path+".name", "invalid wave name %q: use lowercase letters, digits, '.', '_' and '-'", fw.Name)
-		case names[fw.Name]:
-			v.errorf(path+".name", "duplicate wave name %q", fw.Name)
-		}
-		names[fw.Name] = true
-		if fw.Selector != nil && fw.Sites != nil {
-			v.errorf(path+".selector", "wave %q has both selector and sites; use one", fw.Name)
-		}
-		if fw.Selector != nil && len(fw.Selector) == 0 {
-			v.errorf(path+".selector", "wave %q has an empty selector; leave selector out to take the remaining sites", fw.Name)
-		}
-		if fw.Sites != nil && len(fw.Sites) == 0 {
-			v.errorf(path+".sites", "wave %q lists no sites", fw.Name)
-		}
-		for j, name := range fw.Sites {
-			sp := fmt.Sprintf("%s.sites[%d]", path, j)
-			switch {
-			case !known[name]:
-				v.errorf(sp, "wave %q names unknown site %q", fw.Name, name)
-			case owner[name] != "":
-				v.errorf(sp, "site %q is in two waves: %q and %q", name, owner[name], fw.Name)
-			default:
-				owner[name] = fw.Name
-			}
-		}
-		if fw.MaxParallel != nil {
-			if *fw.MaxParallel < 1 {
-				v.errorf(path+".maxParallel", "maxParallel must be at least 1, got %d", *fw.MaxParallel)
-			} else {
-				w.MaxParallel = *fw.MaxParallel
-			}
-		}
-		w.Bake = v.duration(path+".bake", fw.Bake, 0, true)
-		if fw.MinSoak != "" {
-			soak := v.duration(path+".minSoak", fw.MinSoak, 0, true)
-			w.MinSoak = &soak
-		}
-		if fw.Approval != nil {
-			w.Approval = v.approval(path+".approval", fw.Name, *fw.Approval)
-		}
-		if w.Rest() {
-			if rest >= 0 {
-				v.errorf(path, "waves %q and %q both take the remaining sites; give one a selector or a site list", in[rest].Name, fw.Name)
-			}
-			rest = i
-		}
-		out[i] = w
-	}
-	// Then selectors, in wave order, over what is left.
-	for i := range out {
-		w := &out[i]
-		if len(w.Selector) == 0 {
-			continue
-		}
-		for _, s := range sites {
-			if owner[s.Name] == "" && matches(w.Selector, s.Labels) {
-				owner[s.Name] = w.Name
-			}
-		}
-	}
-	// Then the rest.
-	if rest >= 0 {
-		for _, s := range sites {
-			if owner[s.Name] == "" {
-				owner[s.Name] = out[rest].Name
-			}
-		}
-	}
-	for i := range out {
-		w := &out[i]
-		for _, s := range sites {
-			if owner[s.Name] == w.Name && w.Name != "" {
-				w.Sites = append(w.Sites, s.Name)
-			}
-		}
-		path := fmt.Sprintf("$.spec.waves[%d]", i)
-		if len(w.Sites) == 0 {
-			switch {
-			case len(w.Selector) > 0 && slices.ContainsFunc(sites, func(s Site) bool { return matches(w.Selector, s.Labels) }):
-				v.errorf(path+".selector", "wave %q: selector %s matches only sites already in earlier waves", w.Name, formatSelector(w.Selector))
-			case len(w.Selector) > 0:
-				v.errorf(path+".selector", "wave %q: selector %s matches no site", w.Name, formatSelector(w.Selector))
-			case w.Rest() && i == rest:
-				v.errorf(path, "wave %q takes the remaining sites, but every site is already in another wave", w.Name)
-			}
-		}
-	}
-	for i, s := range sites {
-		if owner[s.Name] == "" {
-			v.errorf(fmt.Sprintf("$.spec.sites[%d].name", i), "site %q is in no wave; add it to a wave, or add a last wave without selector to take the remaining sites", s.Name)
-		}
 	}
 	return out
 }
@@ -641,27 +391,4 @@ func (v *validator) templates(path, check, s string, sites []Site) {
 			return
 		}
 	}
-}
-
-// matches reports whether labels carry every key and value of the selector.
-func matches(selector, labels map[string]string) bool {
-	for k, want := range selector {
-		if got, ok := labels[k]; !ok || got != want {
-			return false
-		}
-	}
-	return true
-}
-
-func formatSelector(sel map[string]string) string {
-	keys := make([]string, 0, len(sel))
-	for k := range sel {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + sel[k]
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
 }
