@@ -16,5 +16,7 @@
 // meantime the call fetches, recomputes and pushes again.
 //
 // The subpackage gitserver serves bare repositories over git smart HTTP with
-// the real `git http-backend`, for `fleetwave dev` and for tests.
+// the real `git http-backend`, for `fleetwave dev` and for tests; the
+// subpackage pushevent authenticates and decodes the push webhooks that
+// start rollouts.
 package gitops

@@ -20,7 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/mocks"
 
-	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/gitops/pushevent"
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
@@ -59,7 +59,7 @@ func newTestNode(t *testing.T, tc client.Client, secret string) (*node, *lockedB
 
 func pushBody(t *testing.T, ref, after string) []byte {
 	t.Helper()
-	b, err := json.Marshal(gitops.PushEvent{Repository: "fleet", Ref: ref, Before: "89abcdef0123456789abcdef0123456789abcdef", After: after})
+	b, err := json.Marshal(pushevent.Event{Repository: "fleet", Ref: ref, Before: "89abcdef0123456789abcdef0123456789abcdef", After: after})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func do(h http.Handler, method, path string, body []byte, sig string) *httptest.
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if sig != "" {
-		req.Header.Set(gitops.SignatureHeader, sig)
+		req.Header.Set(pushevent.SignatureHeader, sig)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -143,7 +143,7 @@ func sameFunc(a, b any) bool {
 
 func TestGitHook(t *testing.T) {
 	valid := func(t *testing.T) []byte { return pushBody(t, "refs/heads/main", testSHA) }
-	signed := func(b []byte) string { return gitops.Sign(b, []byte(testSecret)) }
+	signed := func(b []byte) string { return pushevent.Sign(b, []byte(testSecret)) }
 	otherBody := pushBody(t, "refs/heads/main", strings.Repeat("f", 40))
 
 	tests := []struct {
@@ -203,7 +203,7 @@ func TestGitHook(t *testing.T) {
 		{
 			name:     "signature made with another secret",
 			body:     valid,
-			sig:      func(b []byte) string { return gitops.Sign(b, []byte("another secret")) },
+			sig:      func(b []byte) string { return pushevent.Sign(b, []byte("another secret")) },
 			wantCode: http.StatusUnauthorized, wantReply: &hookReply{Status: "rejected"}, reason: "invalid signature",
 			counts: map[string]float64{"unauthorized": 1},
 		},
@@ -219,7 +219,7 @@ func TestGitHook(t *testing.T) {
 			secret: "-",
 			body:   valid,
 			// Signed with the empty key: whoever knows there is no secret still gets nowhere.
-			sig:      func(b []byte) string { return gitops.Sign(b, nil) },
+			sig:      func(b []byte) string { return pushevent.Sign(b, nil) },
 			wantCode: http.StatusUnauthorized, wantReply: &hookReply{Status: "rejected"}, reason: "invalid signature",
 			counts: map[string]float64{"unauthorized": 1},
 		},
@@ -392,7 +392,7 @@ func TestGitHookRedelivery(t *testing.T) {
 	h := n.handler()
 	body := pushBody(t, "refs/heads/main", testSHA)
 	for i := range 2 {
-		rec := do(h, http.MethodPost, "/hooks/git", body, gitops.Sign(body, []byte(testSecret)))
+		rec := do(h, http.MethodPost, "/hooks/git", body, pushevent.Sign(body, []byte(testSecret)))
 		if rec.Code != http.StatusAccepted {
 			t.Fatalf("delivery %d: status %d %s", i+1, rec.Code, rec.Body)
 		}

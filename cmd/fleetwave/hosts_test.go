@@ -17,11 +17,12 @@ import (
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
-// TestGitHookHosts sends the hosts' own payloads (fixtures in gitops/testdata/hooks) through
-// the handler: a push to main starts a rollout, pings and tag pushes start nothing.
+// TestGitHookHosts sends the hosts' own payloads (fixtures in
+// gitops/pushevent/testdata/hooks) through the handler: a push to main starts a rollout,
+// pings and tag pushes start nothing.
 func TestGitHookHosts(t *testing.T) {
 	read := func(name string) []byte {
-		b, err := os.ReadFile("../../gitops/testdata/hooks/" + name)
+		b, err := os.ReadFile("../../gitops/pushevent/testdata/hooks/" + name)
 		if err != nil {
 			t.Fatal(err)
 		}

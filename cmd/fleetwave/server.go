@@ -26,6 +26,7 @@ import (
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/gitops/pushevent"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -163,15 +164,15 @@ func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
 		n.reply(w, http.StatusBadRequest, "bad_request", hookReply{Status: "rejected", Reason: "cannot read body"})
 		return
 	}
-	ev, err := gitops.ParsePush(r.Header, body, n.secret)
+	ev, err := pushevent.Parse(r.Header, body, n.secret)
 	switch {
-	case errors.Is(err, gitops.ErrSignature):
+	case errors.Is(err, pushevent.ErrSignature):
 		n.log.Warn("push event refused", "error", err, "remote", r.RemoteAddr)
 		// The reason stays in the log: telling an unauthenticated caller why (no secret
 		// configured, which header is wrong) only helps an attacker.
 		n.reply(w, http.StatusUnauthorized, "unauthorized", hookReply{Status: "rejected", Reason: "invalid signature"})
 		return
-	case errors.Is(err, gitops.ErrNotPush):
+	case errors.Is(err, pushevent.ErrNotPush):
 		n.reply(w, http.StatusAccepted, "ignored", hookReply{Status: "ignored", Reason: err.Error()})
 		return
 	case err != nil:
@@ -241,7 +242,7 @@ func fleetOf(repo *gitops.Repo, sourceBranch string) (*rollout.Plan, error) {
 
 // notifyPush posts a signed generic push event for branch at sha to a /hooks/git endpoint.
 func notifyPush(ctx context.Context, url, repo, branch, sha string, secret []byte) error {
-	body, err := json.Marshal(gitops.PushEvent{Repository: repo, Ref: "refs/heads/" + branch, After: sha})
+	body, err := json.Marshal(pushevent.Event{Repository: repo, Ref: "refs/heads/" + branch, After: sha})
 	if err != nil {
 		return err
 	}
@@ -250,7 +251,7 @@ func notifyPush(ctx context.Context, url, repo, branch, sha string, secret []byt
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(gitops.SignatureHeader, gitops.Sign(body, secret))
+	req.Header.Set(pushevent.SignatureHeader, pushevent.Sign(body, secret))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("notify %s: %w", url, err)

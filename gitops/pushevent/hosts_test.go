@@ -1,4 +1,4 @@
-package gitops
+package pushevent
 
 import (
 	"crypto/hmac"
@@ -52,37 +52,37 @@ func signed(host, event string, body, secret []byte) http.Header {
 	return h
 }
 
-func TestParsePushHosts(t *testing.T) {
+func TestParseHosts(t *testing.T) {
 	generic := []byte(`{"repository":"fleet","ref":"refs/heads/main","after":"0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}`)
 	tests := []struct {
 		name, host, event string
 		body              []byte
 		secret            []byte // signing secret; hookSecret when nil
 		wantErr           error
-		want              PushEvent
+		want              Event
 	}{
 		{name: "github push", host: HostGitHub, event: "push", body: fixture(t, "github-push.json"),
-			want: PushEvent{Host: HostGitHub, Delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958", Repository: "acme/fleet", Ref: "refs/heads/main",
+			want: Event{Host: HostGitHub, Delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958", Repository: "acme/fleet", Ref: "refs/heads/main",
 				Before: "6113728f27ae82c7b1a177c8d03f9e96e0adf246", After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}},
 		{name: "github branch deletion", host: HostGitHub, event: "push", body: fixture(t, "github-delete.json"),
-			want: PushEvent{Host: HostGitHub, Delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958", Repository: "acme/fleet", Ref: "refs/heads/main",
+			want: Event{Host: HostGitHub, Delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958", Repository: "acme/fleet", Ref: "refs/heads/main",
 				Before: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", After: "0000000000000000000000000000000000000000"}},
 		{name: "github ping", host: HostGitHub, event: "ping", body: fixture(t, "github-ping.json"), wantErr: ErrNotPush},
 		{name: "github forged", host: HostGitHub, event: "push", body: fixture(t, "github-push.json"), secret: []byte("guess"), wantErr: ErrSignature},
 		{name: "gitlab push", host: HostGitLab, event: "Push Hook", body: fixture(t, "gitlab-push.json"),
-			want: PushEvent{Host: HostGitLab, Delivery: "13792a34-cac6-4fda-95a8-c58e00a3954e", Repository: "platform/fleet", Ref: "refs/heads/main",
+			want: Event{Host: HostGitLab, Delivery: "13792a34-cac6-4fda-95a8-c58e00a3954e", Repository: "platform/fleet", Ref: "refs/heads/main",
 				Before: "95790bf891e76fee5e1747ab589903a6a1f80f22", After: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"}},
 		{name: "gitlab tag push", host: HostGitLab, event: "Tag Push Hook", body: fixture(t, "gitlab-tag-push.json"), wantErr: ErrNotPush},
 		{name: "gitlab wrong token", host: HostGitLab, event: "Push Hook", body: fixture(t, "gitlab-push.json"), secret: []byte("guess"), wantErr: ErrSignature},
 		{name: "gitea push", host: HostGitea, event: "push", body: fixture(t, "gitea-push.json"),
-			want: PushEvent{Host: HostGitea, Delivery: "f6266f16-1bf3-46a5-9ea4-602e06ead473", Repository: "acme/fleet", Ref: "refs/heads/main",
+			want: Event{Host: HostGitea, Delivery: "f6266f16-1bf3-46a5-9ea4-602e06ead473", Repository: "acme/fleet", Ref: "refs/heads/main",
 				Before: "28e1879d029cb852e4844d9c718537df08844e03", After: "bffeb74224043ba2feb48d137756c8a9331c449a"}},
 		{name: "forgejo push", host: "forgejo", event: "push", body: fixture(t, "gitea-push.json"),
-			want: PushEvent{Host: HostGitea, Repository: "acme/fleet", Ref: "refs/heads/main",
+			want: Event{Host: HostGitea, Repository: "acme/fleet", Ref: "refs/heads/main",
 				Before: "28e1879d029cb852e4844d9c718537df08844e03", After: "bffeb74224043ba2feb48d137756c8a9331c449a"}},
 		{name: "gitea forged", host: HostGitea, event: "push", body: fixture(t, "gitea-push.json"), secret: []byte("guess"), wantErr: ErrSignature},
 		{name: "generic push", host: HostGeneric, body: generic,
-			want: PushEvent{Host: HostGeneric, Repository: "fleet", Ref: "refs/heads/main", After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}},
+			want: Event{Host: HostGeneric, Repository: "fleet", Ref: "refs/heads/main", After: "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}},
 		{name: "generic forged", host: HostGeneric, body: generic, secret: []byte("guess"), wantErr: ErrSignature},
 		{name: "signed garbage", host: HostGitHub, event: "push", body: []byte(`{"ref": 1}`), wantErr: ErrPayload},
 		{name: "signed push without after", host: HostGitea, event: "push", body: []byte(`{"ref":"refs/heads/main"}`), wantErr: ErrPayload},
@@ -93,7 +93,7 @@ func TestParsePushHosts(t *testing.T) {
 			if secret == nil {
 				secret = hookSecret
 			}
-			got, err := ParsePush(signed(tt.host, tt.event, tt.body, secret), tt.body, hookSecret)
+			got, err := Parse(signed(tt.host, tt.event, tt.body, secret), tt.body, hookSecret)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -110,11 +110,11 @@ func TestParsePushHosts(t *testing.T) {
 	}
 }
 
-func TestParsePushFailsClosed(t *testing.T) {
+func TestParseFailsClosed(t *testing.T) {
 	body := fixture(t, "github-push.json")
 	for _, host := range []string{HostGitHub, HostGitLab, HostGitea, HostGeneric} {
 		// No secret configured: even a request "signed" with the empty key is refused.
-		if _, err := ParsePush(signed(host, "push", body, nil), body, nil); !errors.Is(err, ErrSignature) {
+		if _, err := Parse(signed(host, "push", body, nil), body, nil); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s with no secret: err = %v, want ErrSignature", host, err)
 		}
 		// Headers of a host but no signature at all.
@@ -122,19 +122,19 @@ func TestParsePushFailsClosed(t *testing.T) {
 		for _, k := range []string{"X-Hub-Signature-256", "X-Gitlab-Token", "X-Gitea-Signature", SignatureHeader} {
 			h.Del(k)
 		}
-		if _, err := ParsePush(h, body, hookSecret); !errors.Is(err, ErrSignature) {
+		if _, err := Parse(h, body, hookSecret); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s unsigned: err = %v, want ErrSignature", host, err)
 		}
 	}
 	// A valid signature over a different body (a replayed header on a tampered payload).
 	h := signed(HostGitHub, "push", fixture(t, "github-ping.json"), hookSecret)
 	h.Set("X-GitHub-Event", "push")
-	if _, err := ParsePush(h, body, hookSecret); !errors.Is(err, ErrSignature) {
+	if _, err := Parse(h, body, hookSecret); !errors.Is(err, ErrSignature) {
 		t.Errorf("signature of another body: err = %v", err)
 	}
 }
 
-func FuzzParsePush(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, name := range []string{"github-push.json", "gitlab-push.json", "gitea-push.json", "github-delete.json"} {
 		f.Add(fixture(f, name), uint8(0))
 		f.Add(fixture(f, name), uint8(1))
@@ -145,7 +145,7 @@ func FuzzParsePush(f *testing.F) {
 	events := map[string]string{HostGitHub: "push", HostGitLab: "Push Hook", HostGitea: "push"}
 	f.Fuzz(func(t *testing.T, body []byte, pick uint8) {
 		host := hosts[int(pick)%len(hosts)]
-		e, err := ParsePush(signed(host, events[host], body, hookSecret), body, hookSecret)
+		e, err := Parse(signed(host, events[host], body, hookSecret), body, hookSecret)
 		if errors.Is(err, ErrSignature) {
 			t.Fatalf("a correctly signed %s body was refused: %v", host, err)
 		}

@@ -1,4 +1,4 @@
-package gitops
+package pushevent
 
 import (
 	"crypto/hmac"
@@ -23,8 +23,8 @@ var (
 // SignatureHeader carries the HMAC of a generic push event: "sha256=" + hex(HMAC-SHA256(secret, body)).
 const SignatureHeader = "X-Fleetwave-Signature"
 
-// PushEvent is a push as fleetwave needs it, whatever host sent it.
-type PushEvent struct {
+// Event is a push as fleetwave needs it, whatever host sent it.
+type Event struct {
 	// Host is who sent it (HostGitHub, ...) and Delivery its delivery ID, when the host gives one.
 	Host       string `json:"-"`
 	Delivery   string `json:"-"`
@@ -35,7 +35,7 @@ type PushEvent struct {
 }
 
 // Branch returns the branch the push updated, or "" for tags and other refs.
-func (e PushEvent) Branch() string {
+func (e Event) Branch() string {
 	b, ok := strings.CutPrefix(e.Ref, "refs/heads/")
 	if !ok {
 		return ""
@@ -44,7 +44,7 @@ func (e PushEvent) Branch() string {
 }
 
 // Deleted reports whether the push deleted the ref.
-func (e PushEvent) Deleted() bool {
+func (e Event) Deleted() bool {
 	return strings.Trim(e.After, "0") == ""
 }
 
@@ -79,23 +79,23 @@ func VerifySignature(body []byte, signature string, secret []byte) error {
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
-// ParseGenericPush decodes fleetwave's generic push event:
+// ParseGeneric decodes fleetwave's generic push event:
 //
 //	{"repository": "fleet", "ref": "refs/heads/main", "before": "<sha>", "after": "<sha>"}
-func ParseGenericPush(body []byte) (PushEvent, error) {
-	var e PushEvent
+func ParseGeneric(body []byte) (Event, error) {
+	var e Event
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
-		return PushEvent{}, fmt.Errorf("%w: %v", ErrPayload, err)
+		return Event{}, fmt.Errorf("%w: %v", ErrPayload, err)
 	}
 	switch {
 	case e.Ref == "":
-		return PushEvent{}, fmt.Errorf("%w: field ref is missing", ErrPayload)
+		return Event{}, fmt.Errorf("%w: field ref is missing", ErrPayload)
 	case !shaRE.MatchString(e.After):
-		return PushEvent{}, fmt.Errorf("%w: field after must be a 40-character commit hash, got %q", ErrPayload, e.After)
+		return Event{}, fmt.Errorf("%w: field after must be a 40-character commit hash, got %q", ErrPayload, e.After)
 	case e.Before != "" && !shaRE.MatchString(e.Before):
-		return PushEvent{}, fmt.Errorf("%w: field before must be a 40-character commit hash, got %q", ErrPayload, e.Before)
+		return Event{}, fmt.Errorf("%w: field before must be a 40-character commit hash, got %q", ErrPayload, e.Before)
 	}
 	return e, nil
 }

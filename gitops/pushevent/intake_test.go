@@ -1,4 +1,4 @@
-package gitops
+package pushevent
 
 import (
 	"errors"
@@ -33,31 +33,31 @@ func TestVerifySignature(t *testing.T) {
 	}
 }
 
-func TestParseGenericPush(t *testing.T) {
+func TestParseGeneric(t *testing.T) {
 	sha := strings.Repeat("b", 40)
-	e, err := ParseGenericPush([]byte(`{"repository":"fleet","ref":"refs/heads/main","after":"` + sha + `"}`))
+	e, err := ParseGeneric([]byte(`{"repository":"fleet","ref":"refs/heads/main","after":"` + sha + `"}`))
 	if err != nil || e.Branch() != "main" || e.After != sha || e.Deleted() {
 		t.Fatalf("got %+v, %v", e, err)
 	}
-	if e, _ := ParseGenericPush([]byte(`{"ref":"refs/tags/v1","after":"` + sha + `"}`)); e.Branch() != "" {
+	if e, _ := ParseGeneric([]byte(`{"ref":"refs/tags/v1","after":"` + sha + `"}`)); e.Branch() != "" {
 		t.Errorf("tag push has branch %q", e.Branch())
 	}
-	if e, _ := ParseGenericPush([]byte(`{"ref":"refs/heads/x","after":"` + strings.Repeat("0", 40) + `"}`)); !e.Deleted() {
+	if e, _ := ParseGeneric([]byte(`{"ref":"refs/heads/x","after":"` + strings.Repeat("0", 40) + `"}`)); !e.Deleted() {
 		t.Error("deletion not recognised")
 	}
 	for _, bad := range []string{`{`, `[]`, `{"ref":"refs/heads/main"}`, `{"ref":"refs/heads/main","after":"abc"}`,
 		`{"after":"` + sha + `"}`, `{"ref":"refs/heads/main","after":"` + sha + `","extra":1}`} {
-		if _, err := ParseGenericPush([]byte(bad)); !errors.Is(err, ErrPayload) {
-			t.Errorf("ParseGenericPush(%s) = %v, want ErrPayload", bad, err)
+		if _, err := ParseGeneric([]byte(bad)); !errors.Is(err, ErrPayload) {
+			t.Errorf("ParseGeneric(%s) = %v, want ErrPayload", bad, err)
 		}
 	}
 }
 
-func FuzzParseGenericPush(f *testing.F) {
+func FuzzParseGeneric(f *testing.F) {
 	f.Add([]byte(`{"repository":"fleet","ref":"refs/heads/main","after":"` + strings.Repeat("c", 40) + `"}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		e, err := ParseGenericPush(body)
+		e, err := ParseGeneric(body)
 		if err == nil && (e.Ref == "" || len(e.After) != 40) {
 			t.Errorf("accepted %q as %+v", body, e)
 		}

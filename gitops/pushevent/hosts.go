@@ -1,4 +1,4 @@
-package gitops
+package pushevent
 
 import (
 	"crypto/subtle"
@@ -20,25 +20,25 @@ const (
 	HostGeneric = "generic"
 )
 
-// ParsePush authenticates and decodes a push event from GitHub, GitLab, Gitea, Forgejo or the
+// Parse authenticates and decodes a push event from GitHub, GitLab, Gitea, Forgejo or the
 // generic format, recognised by their headers. The secret is the webhook secret configured for
 // the repository (the GitLab token); an empty secret refuses everything.
 //
 // Authentication comes first: an unsigned or wrongly signed request is ErrSignature whatever
 // its body. A valid event that is not a push is ErrNotPush; a malformed body is ErrPayload.
-func ParsePush(h http.Header, body, secret []byte) (PushEvent, error) {
+func Parse(h http.Header, body, secret []byte) (Event, error) {
 	switch {
 	case h.Get("X-GitHub-Event") != "":
 		if err := VerifySignature(body, h.Get("X-Hub-Signature-256"), secret); err != nil {
-			return PushEvent{}, err
+			return Event{}, err
 		}
 		return parseHostPush(HostGitHub, h.Get("X-GitHub-Event"), "push", h.Get("X-GitHub-Delivery"), body)
 	case h.Get("X-Gitlab-Event") != "":
 		if len(secret) == 0 {
-			return PushEvent{}, fmt.Errorf("%w: no webhook secret configured", ErrSignature)
+			return Event{}, fmt.Errorf("%w: no webhook secret configured", ErrSignature)
 		}
 		if subtle.ConstantTimeCompare([]byte(h.Get("X-Gitlab-Token")), secret) != 1 {
-			return PushEvent{}, fmt.Errorf("%w: X-Gitlab-Token does not match", ErrSignature)
+			return Event{}, fmt.Errorf("%w: X-Gitlab-Token does not match", ErrSignature)
 		}
 		return parseHostPush(HostGitLab, h.Get("X-Gitlab-Event"), "Push Hook", h.Get("X-Gitlab-Event-UUID"), body)
 	case h.Get("X-Gitea-Event") != "" || h.Get("X-Forgejo-Event") != "":
@@ -48,7 +48,7 @@ func ParsePush(h http.Header, body, secret []byte) (PushEvent, error) {
 		}
 		// Gitea and Forgejo send the bare hex digest.
 		if err := VerifySignature(body, "sha256="+sig, secret); err != nil {
-			return PushEvent{}, err
+			return Event{}, err
 		}
 		event := h.Get("X-Gitea-Event")
 		if event == "" {
@@ -57,9 +57,9 @@ func ParsePush(h http.Header, body, secret []byte) (PushEvent, error) {
 		return parseHostPush(HostGitea, event, "push", h.Get("X-Gitea-Delivery"), body)
 	}
 	if err := VerifySignature(body, h.Get(SignatureHeader), secret); err != nil {
-		return PushEvent{}, err
+		return Event{}, err
 	}
-	e, err := ParseGenericPush(body)
+	e, err := ParseGeneric(body)
 	e.Host = HostGeneric
 	return e, err
 }
@@ -79,23 +79,23 @@ type hostPayload struct {
 	} `json:"project"`
 }
 
-func parseHostPush(host, event, pushEvent, delivery string, body []byte) (PushEvent, error) {
+func parseHostPush(host, event, pushEvent, delivery string, body []byte) (Event, error) {
 	if event != pushEvent {
-		return PushEvent{Host: host, Delivery: delivery}, fmt.Errorf("%w: %s event %q", ErrNotPush, host, event)
+		return Event{Host: host, Delivery: delivery}, fmt.Errorf("%w: %s event %q", ErrNotPush, host, event)
 	}
 	var p hostPayload
 	if err := json.Unmarshal(body, &p); err != nil {
-		return PushEvent{}, fmt.Errorf("%w: %s push: %v", ErrPayload, host, err)
+		return Event{}, fmt.Errorf("%w: %s push: %v", ErrPayload, host, err)
 	}
-	e := PushEvent{Host: host, Delivery: delivery, Ref: p.Ref, Before: p.Before, After: p.After, Repository: p.Repository.FullName}
+	e := Event{Host: host, Delivery: delivery, Ref: p.Ref, Before: p.Before, After: p.After, Repository: p.Repository.FullName}
 	if host == HostGitLab {
 		e.Repository = p.Project.PathWithNamespace
 	}
 	switch {
 	case e.Ref == "":
-		return PushEvent{}, fmt.Errorf("%w: %s push without ref", ErrPayload, host)
+		return Event{}, fmt.Errorf("%w: %s push without ref", ErrPayload, host)
 	case !shaRE.MatchString(e.After):
-		return PushEvent{}, fmt.Errorf("%w: %s push: after must be a 40-character commit hash, got %q", ErrPayload, host, e.After)
+		return Event{}, fmt.Errorf("%w: %s push: after must be a 40-character commit hash, got %q", ErrPayload, host, e.After)
 	}
 	return e, nil
 }
