@@ -190,3 +190,57 @@ func TestRevertIdempotent(t *testing.T) {
 		t.Errorf("Revert of another rollout = %+v, %v; want no-op", other, err)
 	}
 }
+
+// TestLostPushResponses: the git server applies each push and then answers 502, as a proxy
+// failing after the server accepted it would. The write fails, and its retry finds what the
+// lost push wrote: it reports the commit as this rollout's (Ours), writes nothing twice, and
+// the revert of it is found the same way. The real git CLI checks the branch's history.
+func TestLostPushResponses(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1")
+	src := f.commitOn(t, "main", "Bump web", map[string]string{"apps/web/deploy.yaml": "image: web:2\n"})
+	r := f.open(t)
+	req := PromoteRequest{Rollout: "r1", Wave: "canary", Source: src, Targets: targets("ams-1")}
+
+	f.srv.LoseResponses.Store(1)
+	if _, err := r.Promote(ctxT(t), req); err == nil {
+		t.Fatal("Promote succeeded although the push response was lost")
+	}
+	promotion := f.head(t, "sites/ams-1")
+	if promotion == f.source {
+		t.Fatal("the push was not applied")
+	}
+	retry, err := r.Promote(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := retry[0]; c.Created || c.Ours != promotion || c.RolloutCommit() != promotion {
+		t.Errorf("retried Promote = %+v, want the lost push's promotion %s found", c, promotion)
+	}
+
+	f.srv.LoseResponses.Store(1)
+	rreq := RevertRequest{Rollout: "r1", Reason: "site ams-1 degraded", Targets: targets("ams-1")}
+	if _, err := r.Revert(ctxT(t), rreq); err == nil {
+		t.Fatal("Revert succeeded although the push response was lost")
+	}
+	revert := f.head(t, "sites/ams-1")
+	again, err := r.Revert(ctxT(t), rreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := again[0]; c.Created || c.Ours != revert || revert == promotion {
+		t.Errorf("retried Revert = %+v, want the lost push's revert %s found", c, revert)
+	}
+	if f.srv.Lost.Load() != 2 {
+		t.Errorf("%d responses lost, want 2", f.srv.Lost.Load())
+	}
+	// One promotion and one revert, nothing else, and the revert restores the tree.
+	log := run(t, f.dir, "log", "--format=%s", f.source+"..sites/ams-1")
+	want := "Revert \"Promote " + src[:7] + " to ams-1: Bump web\"\nPromote " + src[:7] + " to ams-1: Bump web"
+	if log != want {
+		t.Errorf("git log sites/ams-1:\n%s\nwant:\n%s", log, want)
+	}
+	if a, b := run(t, f.dir, "rev-parse", "sites/ams-1^{tree}"), run(t, f.dir, "rev-parse", f.source+"^{tree}"); a != b {
+		t.Errorf("tree after the revert %s, want the tree before the promotion %s", a, b)
+	}
+}

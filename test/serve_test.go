@@ -10,18 +10,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
-	"github.com/fleetwave/fleetwave/internal/devtemporal"
 	"github.com/fleetwave/fleetwave/test/testenv"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -55,34 +50,8 @@ func TestServeIntake(t *testing.T) {
 	t.Cleanup(stopGit)
 	url := base + "/fleet.git"
 
-	port, err := devtemporal.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const secret = "serve-test-secret"
-	cmd := exec.Command(bin, "serve", "--repo", url, "--poll", "1s", "--http", "127.0.0.1:"+strconv.Itoa(port))
-	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+tp.Address, "FLEETWAVE_WEBHOOK_SECRET="+secret)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("serve output:\n%s", logs.String())
-		}
-	})
-	httpURL := "http://127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, "serve /healthz", func() bool {
-		resp, err := http.Get(httpURL + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	httpURL := startServe(t, bin, tp.Address, url, []string{"FLEETWAVE_WEBHOOK_SECRET=" + secret}, "--poll", "1s")
 	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package gitserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +21,12 @@ import (
 // over git smart HTTP, pushes included. A repository <root>/<name>.git is at
 // the URL path /<name>.git.
 type Server struct {
-	root     string
-	git      string
-	pushHook func(repo string)
-	logger   *slog.Logger
-	cgi      *cgi.Handler
+	root      string
+	git       string
+	pushHook  func(repo string)
+	pushFault func(repo string) int
+	logger    *slog.Logger
+	cgi       *cgi.Handler
 }
 
 // Option configures a Server.
@@ -37,6 +39,15 @@ type Option func(*Server)
 // push could not update is reported to the client inside that response.
 func WithPushHook(f func(repo string)) Option {
 	return func(s *Server) { s.pushHook = f }
+}
+
+// WithPushFault sets a function called after git http-backend applied a push request (status
+// 200), before the answer reaches the client. When it returns a status other than 0, the
+// client gets that status instead of git's answer, although the push was applied: the fault of
+// a proxy or network that fails after the server accepted a push, which a writer must survive
+// without writing twice or losing track of what it wrote. The push hook still runs.
+func WithPushFault(f func(repo string) int) Option {
+	return func(s *Server) { s.pushFault = f }
 }
 
 // WithLogger sets the logger receiving git http-backend's error output; by
@@ -121,17 +132,48 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	push := req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-receive-pack")
-	if !push || s.pushHook == nil {
+	if !push || (s.pushHook == nil && s.pushFault == nil) {
 		s.cgi.ServeHTTP(w, req)
+		return
+	}
+	repo := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/"), "/git-receive-pack"), ".git")
+	if s.pushFault != nil {
+		// Hold git's answer until the push is applied and the fault decided.
+		buf := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
+		s.cgi.ServeHTTP(buf, req)
+		if buf.status == http.StatusOK {
+			if s.pushHook != nil {
+				s.pushHook(repo)
+			}
+			if code := s.pushFault(repo); code != 0 {
+				http.Error(w, http.StatusText(code), code)
+				return
+			}
+		}
+		for k, v := range buf.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(buf.status)
+		_, _ = w.Write(buf.body.Bytes())
 		return
 	}
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	s.cgi.ServeHTTP(rec, req)
 	if rec.status == http.StatusOK {
-		repo := strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/"), "/git-receive-pack")
-		s.pushHook(strings.TrimSuffix(repo, ".git"))
+		s.pushHook(repo)
 	}
 }
+
+// bufferedResponse keeps a whole response (a push's answer is small) to send it later, or not.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) WriteHeader(code int)        { b.status = code }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
 
 type statusRecorder struct {
 	http.ResponseWriter

@@ -1,6 +1,7 @@
 package gittest
 
 import (
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,6 +112,11 @@ type Server struct {
 	// Pushes counts the push requests the server processed (answered with HTTP 200), whether
 	// or not they updated a ref.
 	Pushes atomic.Int32
+	// LoseResponses is how many of the next processed pushes are answered 502 Bad Gateway
+	// although they were applied (a proxy failing after the server accepted the push).
+	LoseResponses atomic.Int32
+	// Lost counts the push responses lost that way.
+	Lost atomic.Int32
 
 	srv  *gitserver.Server
 	base string // the URL path of the repository, "/<name>.git"
@@ -125,7 +131,15 @@ func NewServer(t testing.TB, name string, files map[string]string, branches ...s
 	t.Helper()
 	s := &Server{base: "/" + name + ".git"}
 	var err error
-	s.srv, err = gitserver.New(t.TempDir(), gitserver.WithPushHook(func(string) { s.Pushes.Add(1) }))
+	s.srv, err = gitserver.New(t.TempDir(), gitserver.WithPushHook(func(string) { s.Pushes.Add(1) }),
+		gitserver.WithPushFault(func(string) int {
+			if s.LoseResponses.Add(-1) < 0 {
+				s.LoseResponses.Store(0)
+				return 0
+			}
+			s.Lost.Add(1)
+			return http.StatusBadGateway
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
