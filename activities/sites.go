@@ -42,6 +42,8 @@ type ConvergeResult struct {
 	Converged []bool
 	// Failed is true when a site's Flux gave up on our commit (Stalled, or not Ready at it).
 	Failed bool
+	// TimedOut is true when the deadline passed before every site converged.
+	TimedOut bool `json:",omitempty"`
 }
 
 // WaitConverged observes the sites until every one applied its commit and is ready, one fails
@@ -80,7 +82,11 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 			}
 		}
 		activity.RecordHeartbeat(ctx, done)
-		if done == len(in.Sites) || res.Failed || !time.Now().Before(in.Deadline) {
+		if done == len(in.Sites) || res.Failed {
+			return res, nil
+		}
+		if !time.Now().Before(in.Deadline) {
+			res.TimedOut = true
 			return res, nil
 		}
 		wait := min(poll, time.Until(in.Deadline))

@@ -82,6 +82,7 @@ type fileWave struct {
 	Selector    map[string]string `yaml:"selector"`
 	Sites       []string          `yaml:"sites"`
 	MaxParallel *int              `yaml:"maxParallel"`
+	MaxFailures any               `yaml:"maxFailures"` // a count (2) or a percentage ("5%")
 	Bake        string            `yaml:"bake"`
 	MinSoak     string            `yaml:"minSoak"`
 	Approval    *fileApproval     `yaml:"approval"`

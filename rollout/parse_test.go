@@ -143,6 +143,13 @@ func TestParsePlanErrors(t *testing.T) {
 			want: []string{"7:20:"},
 		},
 		{
+			name: "bad failure budgets",
+			doc:  header + "  sites: [{name: a}, {name: b}, {name: c}]\n  waves:\n    - {name: w, sites: [a], maxFailures: two}\n    - {name: x, sites: [b], maxFailures: 150%}\n    - {name: y, maxFailures: -1}\n",
+			want: []string{`6:42: maxFailures must be a number of sites (2) or a percentage of the wave ("5%"), got two`,
+				`7:42: maxFailures must be a number of sites (2) or a percentage of the wave ("5%"), got 150%`,
+				`8:30: maxFailures must be a number of sites (2) or a percentage of the wave ("5%"), got -1`},
+		},
+		{
 			name: "wrong apiVersion and kind",
 			doc:  "apiVersion: v1\nkind: Plan\nspec:\n  sites: [{name: a}]\n  waves: [{name: w}]\n",
 			want: []string{`1:13: apiVersion must be "fleetwave.dev/v1alpha1"`, `2:7: kind must be "RolloutPlan"`},
@@ -364,6 +371,41 @@ func TestBatches(t *testing.T) {
 		got := Wave{Sites: tt.sites, MaxParallel: tt.max}.Batches()
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("Batches(%v, %d) (-want +got):\n%s", tt.sites, tt.max, diff)
+		}
+	}
+}
+
+func TestParsePlanFailureBudget(t *testing.T) {
+	doc := header + `  sites: [{name: a}, {name: b}, {name: c}]
+  waves:
+    - {name: canary, sites: [a]}
+    - {name: two, sites: [b], maxFailures: 2}
+    - {name: rest, maxFailures: 5%}
+`
+	p, err := ParsePlan("fleetwave.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []FailureBudget{{}, {Count: 2}, {Percent: 5}}
+	for i, w := range p.Waves {
+		if w.MaxFailures != want[i] {
+			t.Errorf("wave %s: maxFailures %+v, want %+v", w.Name, w.MaxFailures, want[i])
+		}
+	}
+	for _, tt := range []struct {
+		b     FailureBudget
+		sites int
+		want  int
+		text  string
+	}{
+		{FailureBudget{}, 100, 0, "0"},
+		{FailureBudget{Count: 2}, 1, 2, "2"},
+		{FailureBudget{Percent: 5}, 9000, 450, "5%"},
+		{FailureBudget{Percent: 5}, 19, 0, "5%"}, // rounded down: 0.95 sites
+		{FailureBudget{Percent: 100}, 3, 3, "100%"},
+	} {
+		if got := tt.b.Allowed(tt.sites); got != tt.want || tt.b.String() != tt.text {
+			t.Errorf("%+v.Allowed(%d) = %d (%s), want %d (%s)", tt.b, tt.sites, got, tt.b, tt.want, tt.text)
 		}
 	}
 }

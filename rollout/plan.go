@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -81,6 +82,33 @@ type Wave struct {
 	MinSoak *time.Duration `json:",omitempty"`
 	// Approval, when set, holds the wave until its approvers approve it.
 	Approval *Approval `json:",omitempty"`
+	// MaxFailures is the wave's failure budget: how many of its sites may degrade (each is
+	// reverted alone) while the wave goes on. The zero value allows none.
+	MaxFailures FailureBudget `json:",omitzero"`
+}
+
+// FailureBudget is how many sites of a wave may degrade while the wave goes on: a count, or a
+// percentage of the wave's sites, rounded down (what Argo CD progressive syncs and Rancher
+// Fleet call maxUnavailable).
+type FailureBudget struct {
+	Count   int `json:",omitempty"`
+	Percent int `json:",omitempty"`
+}
+
+// Allowed returns how many of a wave's sites may degrade.
+func (b FailureBudget) Allowed(sites int) int {
+	if b.Percent > 0 {
+		return sites * b.Percent / 100
+	}
+	return b.Count
+}
+
+// String returns the budget as the plan writes it: "2" or "5%".
+func (b FailureBudget) String() string {
+	if b.Percent > 0 {
+		return strconv.Itoa(b.Percent) + "%"
+	}
+	return strconv.Itoa(b.Count)
 }
 
 // Rest reports whether the wave takes every site not claimed by an earlier wave.

@@ -2,7 +2,9 @@ package rollout
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -62,6 +64,9 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 			} else {
 				w.MaxParallel = *fw.MaxParallel
 			}
+		}
+		if fw.MaxFailures != nil {
+			w.MaxFailures = v.failureBudget(path+".maxFailures", fw.MaxFailures)
 		}
 		w.Bake = v.duration(path+".bake", fw.Bake, 0, true)
 		if fw.MinSoak != "" {
@@ -147,4 +152,33 @@ func formatSelector(sel map[string]string) string {
 		parts[i] = k + "=" + sel[k]
 	}
 	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// failureBudget reads maxFailures: a count of sites (0 or more) or a percentage of the wave's
+// sites ("5%", up to 100%).
+func (v *validator) failureBudget(path string, raw any) FailureBudget {
+	bad := func() FailureBudget {
+		v.errorf(path, "maxFailures must be a number of sites (2) or a percentage of the wave (\"5%%\"), got %v", raw)
+		return FailureBudget{}
+	}
+	switch n := raw.(type) {
+	case uint64:
+		if n > math.MaxInt32 {
+			return bad()
+		}
+		return FailureBudget{Count: int(n)}
+	case int64:
+		if n < 0 || n > math.MaxInt32 {
+			return bad()
+		}
+		return FailureBudget{Count: int(n)}
+	case string:
+		digits, ok := strings.CutSuffix(strings.TrimSpace(n), "%")
+		p, err := strconv.Atoi(digits)
+		if !ok || err != nil || p < 0 || p > 100 {
+			return bad()
+		}
+		return FailureBudget{Percent: p}
+	}
+	return bad()
 }

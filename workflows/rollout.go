@@ -38,6 +38,8 @@ type rolloutRun struct {
 	loaded activities.LoadPlanResult
 	// child is the running wave, to forward controls to; nil between waves.
 	child workflow.ChildWorkflowFuture
+	// sites indexes the plan's sites by name.
+	sites map[string]rollout.Site
 	// resumeState is the state to go back to when a paused rollout resumes.
 	resumeState rollout.State
 	// stop is UpdateAbort or UpdateRollback once an operator asked for it.
@@ -116,7 +118,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			r.setState(ctx, r.resumeState)
 		}
 		if r.child != nil {
-			_ = r.child.SignalChildWorkflow(ctx, signalControl, UpdateAbort).Get(ctx, nil)
+			_ = r.child.SignalChildWorkflow(ctx, signalControl, ControlSignal{Action: rollout.ControlAbort}).Get(ctx, nil)
 		}
 	})
 	defer func() {
@@ -352,7 +354,7 @@ func (r *rolloutRun) control(ctx workflow.Context, action string, in ControlInpu
 	}
 	if r.child != nil {
 		// A wave that already ended ignores it; the rollout loop checks the same flags.
-		_ = r.child.SignalChildWorkflow(ctx, signalControl, forward).Get(ctx, nil)
+		_ = r.child.SignalChildWorkflow(ctx, signalControl, ControlSignal{Action: rollout.ControlAction(forward)}).Get(ctx, nil)
 	}
 	workflow.GetLogger(ctx).Info("rollout control", "rollout", r.status.Rollout, "action", action, "by", in.By)
 	return ControlResult{State: r.status.State, Message: msg}
@@ -402,7 +404,8 @@ func (r *rolloutRun) drainHandlers(ctx workflow.Context) {
 // runWave runs wave i as a child workflow and returns a failure reason, or "".
 func (r *rolloutRun) runWave(ctx workflow.Context, i int) string {
 	wave := r.plan.Waves[i]
-	in := WaveInput{Rollout: r.status.Rollout, Commit: r.status.Commit, Wave: wave, Health: r.plan.Health, Status: r.status.Waves[i]}
+	in := WaveInput{Rollout: r.status.Rollout, Commit: r.status.Commit, Wave: wave, Health: r.plan.Health, Status: r.status.Waves[i],
+		Automatic: r.plan.Rollback.Automatic}
 	in.Sites = r.plan.SitesOf(wave.Sites)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:    WaveID(r.status.Rollout, wave.Name),
@@ -454,54 +457,31 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 		for i, name := range set.Sites {
 			targets[i] = gitops.Target{Site: name, Branch: ws.Sites[index[name]].Branch}
 		}
-		var reverted activities.ChangeResult
-		var git *activities.Git
-		err := workflow.ExecuteActivity(gitOptions(ctx, fmt.Sprintf("revert %s (wave %s)", strings.Join(set.Sites, ", "), set.Wave)),
-			git.Revert, activities.RevertInput{Rollout: r.status.Rollout, Reason: reason, Targets: targets}).Get(ctx, &reverted)
+		reverted, err := revertSites(ctx, r.status.Rollout, reason, targets, r.planSite, r.plan.Health.ConvergenceTimeout)
 		if err != nil {
 			r.status.Reason = fmt.Sprintf("revert of %s failed: %s", strings.Join(set.Sites, ", "), errorMessage(err))
 			continue
 		}
-		conv := activities.ConvergeInput{Deadline: workflow.Now(ctx).Add(r.plan.Health.ConvergenceTimeout)}
-		sites := r.plan.SitesOf(set.Sites)
-		for i, c := range reverted.Changes {
-			s := &ws.Sites[index[c.Site]]
-			ours := c.RolloutCommit()
-			if ours == "" {
-				// Git holds no promotion of this rollout there (a wave that ended without a
-				// verdict before reaching the site): nothing was written, nothing to wait for.
-				s.Promoted = false
-				s.Message = "nothing of this rollout to revert on " + c.Branch
-				continue
-			}
-			// Ours is the revert commit, written now or by an attempt whose answer was lost.
-			s.Promoted, s.Revert, s.Verdict = true, ours, rollout.VerdictReverted
-			conv.Sites = append(conv.Sites, activities.Expectation{Site: sites[i], Commit: c.Commit})
-		}
-		if len(conv.Sites) == 0 {
-			continue
-		}
-		var res activities.ConvergeResult
-		var observer *activities.Sites
-		err = workflow.ExecuteActivity(convergeOptions(ctx, r.plan.Health.ConvergenceTimeout,
-			fmt.Sprintf("wait for %s to apply the revert", sitesLabel(set.Sites))), observer.WaitConverged, conv).Get(ctx, &res)
 		now := workflow.Now(ctx)
-		for i, e := range conv.Sites {
-			s := &ws.Sites[index[e.Site.Name]]
-			s.UpdatedAt = now
-			switch {
-			case err != nil:
-				s.Message = "revert written, convergence unknown: " + errorMessage(err)
-			case res.Converged[i]:
-				s.Revision = res.States[i].Revision
-				s.Message = "reverted: applied " + rollout.Short(e.Commit)
-			default:
-				s.Revision = res.States[i].Revision
-				s.Message = fmt.Sprintf("revert %s not applied within %s: %s", rollout.Short(e.Commit), r.plan.Health.ConvergenceTimeout, res.States[i].Message)
-			}
+		for _, v := range reverted {
+			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted", r.plan.Health.ConvergenceTimeout, now)
 		}
 		r.note(rollout.EventReverted, set.Wave)
 	}
+}
+
+// planSite returns the named site's plan settings.
+func (r *rolloutRun) planSite(name string) rollout.Site {
+	if r.sites == nil {
+		r.sites = make(map[string]rollout.Site, len(r.plan.Sites))
+		for _, s := range r.plan.Sites {
+			r.sites[s.Name] = s
+		}
+	}
+	if s, ok := r.sites[name]; ok {
+		return s
+	}
+	return rollout.Site{Name: name}
 }
 
 func (r *rolloutRun) waveIndex(name string) int {

@@ -196,6 +196,7 @@ func (f *fakeFleet) waitConverged(_ context.Context, in activities.ConvergeInput
 		if f.stuck[e.Site.Name] && strings.HasPrefix(e.Commit, "promo-") {
 			st.Revision = "sites/" + e.Site.Name + "@sha1:old"
 			ok = false
+			res.TimedOut = true // the fake answers at once: as if the deadline had passed
 		}
 		res.States = append(res.States, st)
 		res.Converged = append(res.Converged, ok)
@@ -547,5 +548,67 @@ func TestRolloutUnsettledWaveRevertedFromGit(t *testing.T) {
 	// The canary, healthy in an earlier wave, is left alone under scope wave.
 	if s := st.Waves[0].Sites[0]; s.Verdict != rollout.VerdictHealthy {
 		t.Errorf("canary %+v", s)
+	}
+}
+
+func TestRolloutFailureBudget(t *testing.T) {
+	// The fleet wave may lose one site: nyc-2 degrades, is reverted alone, and the rollout
+	// goes on to succeed with nyc-1 promoted.
+	env := newEnv(t)
+	f := newFakeFleet(t, env, strings.Replace(testPlan(t, "wave", ""), "{name: fleet, bake: 1h}", "{name: fleet, bake: 1h, maxFailures: 1}", 1))
+	f.degraded["nyc-2"] = true
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatalf("rollout failed although nyc-2 was within the failure budget: %v", err)
+	}
+	if diff := cmp.Diff([][]string{{"nyc-2"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	fleet := st.Waves[2]
+	if fleet.State != rollout.StateSucceeded || fleet.Message != "1 site reverted within the failure budget (maxFailures 1)" {
+		t.Errorf("fleet wave %s: %q", fleet.State, fleet.Message)
+	}
+	nyc1, nyc2 := fleet.Site("nyc-1"), fleet.Site("nyc-2")
+	if nyc1.Verdict != rollout.VerdictHealthy || nyc2.Verdict != rollout.VerdictReverted || nyc2.Revert != "revert-nyc-2" ||
+		!strings.Contains(nyc2.Message, "reverted within the failure budget") {
+		t.Errorf("nyc-1 %s; nyc-2 %s %q", nyc1.Verdict, nyc2.Verdict, nyc2.Message)
+	}
+	// The revert is awaited before the bake goes on, and the bake's later rounds leave nyc-2 out.
+	var after int
+	for _, c := range f.callsOf("observe") {
+		if c.At.After(f.callsOf("revert")[0].At) {
+			after++
+			if slices.Contains(c.Sites, "nyc-2") {
+				t.Errorf("health round at %s observes the reverted nyc-2", c.At)
+			}
+		}
+	}
+	if after == 0 {
+		t.Error("the bake stopped after the budgeted revert")
+	}
+}
+
+func TestRolloutPastTheFailureBudget(t *testing.T) {
+	// A budget of 1 in the eu wave: fra-1 never applies its commit and is reverted alone, the
+	// next batch goes on; then fra-2 degrades in the bake and fails the wave. Scope wave reverts
+	// what is left of it (ams-2, fra-2), not fra-1 again.
+	env := newEnv(t)
+	f := newFakeFleet(t, env, strings.Replace(testPlan(t, "wave", ""), "maxParallel: 2, bake: 30m}", "maxParallel: 2, bake: 30m, maxFailures: 1}", 1))
+	f.stuck["fra-1"] = true
+	f.degraded["fra-2"] = true
+	st, err := run(t, env)
+	if err == nil || !strings.Contains(err.Error(), "site fra-2 degraded in wave eu") {
+		t.Fatalf("error = %v, want fra-2 past the budget", err)
+	}
+	if diff := cmp.Diff([][]string{{"fra-1"}, {"ams-2", "fra-2"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([][]string{{"ams-1"}, {"ams-2", "fra-1"}, {"fra-2"}}, sitesOf(f.callsOf("promote"))); diff != "" {
+		t.Errorf("promotions (-want +got):\n%s", diff)
+	}
+	for _, s := range st.Waves[1].Sites {
+		if s.Verdict != rollout.VerdictReverted {
+			t.Errorf("site %s %s, want reverted", s.Name, s.Verdict)
+		}
 	}
 }

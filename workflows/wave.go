@@ -22,6 +22,9 @@ type WaveInput struct {
 	Sites  []rollout.Site
 	Health rollout.Health
 	Status rollout.WaveStatus
+	// Automatic is the plan's rollback.automatic: whether sites degraded within the failure
+	// budget are reverted.
+	Automatic bool `json:",omitempty"`
 }
 
 // WaveResult is the final status of a wave that succeeded. A failed wave returns an
@@ -32,249 +35,265 @@ type WaveResult struct {
 	Aborted bool
 }
 
-type waveRun struct {
-	in      WaveInput
-	status  rollout.WaveStatus
-	paused  bool
-	aborted bool
-	// index maps a site's name to its position in status.Sites and in.Sites (the same order),
-	// so that a wave of thousands of sites is not searched once per site.
-	index map[string]int
+// ControlSignal carries pause, resume or abort from a rollout to its running wave.
+type ControlSignal struct {
+	Action rollout.ControlAction
 }
 
-// Wave promotes one wave in batches of MaxParallel, waits for every batch to converge, then
-// bakes: it checks every site each Health.Interval until Bake has passed. The first degraded
-// site ends the wave with ErrTypeWaveFailed; the parent decides what to revert.
+// chunk is the most sites one activity call handles, so that no payload of a large wave
+// nears Temporal's size limits: a wave of 9,000 sites is promoted, waited for and observed in
+// calls of 500 sites (run in parallel where the runbook allows).
+const chunk = 500
+
+// Wave runs the runbook of one wave (rollout.NextWave): it promotes the wave in batches of
+// MaxParallel, waits for every batch to converge, then bakes, checking every site each
+// Health.Interval until Bake has passed. Sites that degrade within the wave's failure budget are
+// reverted alone; the first past it ends the wave with ErrTypeWaveFailed, and the parent reverts
+// by the plan's rollback scope. The workflow only runs the commands NextWave returns and feeds
+// back what happened.
 func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
-	w := &waveRun{in: in, status: in.Status, index: make(map[string]int, len(in.Status.Sites))}
-	for i, s := range w.status.Sites {
-		w.index[s.Name] = i
+	d := &waveDriver{in: in, sites: make(map[string]rollout.Site, len(in.Sites))}
+	for _, s := range in.Sites {
+		d.sites[s.Name] = s
 	}
+	d.run = rollout.NewWaveRun(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.WaveStatus, error) {
-		return w.status, nil
+		return d.run.Status, nil
 	}); err != nil {
 		return WaveResult{}, err
 	}
-	w.status.StartedAt = workflow.Now(ctx)
-	short := rollout.Short(in.Commit)
 	signals := workflow.GetSignalChannel(ctx, signalControl)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
-			var action string
-			signals.Receive(ctx, &action)
-			switch action {
-			case UpdatePause:
-				w.paused = true
-			case UpdateResume:
-				w.paused = false
-			case UpdateAbort:
-				w.aborted = true
-			}
+			var s ControlSignal
+			signals.Receive(ctx, &s)
+			d.controls = append(d.controls, s.Action)
 		}
 	})
 
-	batches := in.Wave.Batches()
-	for bi, batch := range batches {
-		// A batch boundary is a safe point: every promoted site has a verdict.
-		if err := w.hold(ctx); err != nil {
-			return WaveResult{}, err
+	cmd := d.next(rollout.WaveStarted{At: workflow.Now(ctx)})
+	for {
+		// Controls take effect between commands: a command in flight (a push, a revert)
+		// always finishes first.
+		for len(d.controls) > 0 {
+			action := d.controls[0]
+			d.controls = d.controls[1:]
+			if c := d.next(rollout.WaveControl{At: workflow.Now(ctx), Action: action}); c != nil {
+				cmd = c
+			}
 		}
-		if w.aborted {
-			return w.abort(ctx)
-		}
-		w.status.State = rollout.StatePromoting
-		targets := make([]gitops.Target, len(batch))
-		for i, name := range batch {
-			targets[i] = gitops.Target{Site: name, Branch: w.siteStatus(name).Branch}
-		}
-		label := fmt.Sprintf("%s to %s", strings.Join(batch, ", "), short)
-		if len(batches) > 1 {
-			label += fmt.Sprintf(" (batch %d/%d)", bi+1, len(batches))
-		}
-		workflow.SetCurrentDetails(ctx, "Promoting "+label)
-		var promoted activities.ChangeResult
-		var git *activities.Git
-		err := workflow.ExecuteActivity(gitOptions(ctx, "promote "+label), git.Promote, activities.PromoteInput{
-			Rollout: in.Rollout, Wave: in.Wave.Name, Source: in.Commit, Targets: targets,
-		}).Get(ctx, &promoted)
-		if err != nil {
-			return w.fail(ctx, fmt.Sprintf("promote %s in wave %s: %s", strings.Join(batch, ", "), in.Wave.Name, errorMessage(err)))
-		}
-		now := workflow.Now(ctx)
-		for _, c := range promoted.Changes {
-			s := w.siteStatus(c.Site)
-			// Promoted when the branch holds this rollout's promotion commit, whether this
-			// attempt wrote it or a lost one did: such a site is reverted if it degrades.
-			s.Promotion, s.Promoted, s.Previous = c.Commit, c.RolloutCommit() != "", c.Previous
-			s.Verdict, s.UpdatedAt = rollout.VerdictConverging, now
-		}
-
-		w.status.State = rollout.StateConverging
-		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Waiting for %s to apply %s (timeout %s)", strings.Join(batch, ", "), short, in.Health.ConvergenceTimeout))
-		if reason := w.converge(ctx, batch); reason != "" {
-			return w.fail(ctx, reason)
-		}
-	}
-
-	w.status.State = rollout.StateBaking
-	w.status.ConvergedAt = workflow.Now(ctx)
-	w.status.BakeUntil = w.status.ConvergedAt.Add(in.Wave.Bake)
-	for round := 1; ; round++ {
-		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: health round %d, every %s",
-			in.Wave.Name, w.status.BakeUntil.UTC().Format(time.RFC3339), round, in.Health.Interval))
-		if reason := w.checkHealth(ctx); reason != "" {
-			return w.fail(ctx, reason)
-		}
-		now := workflow.Now(ctx)
-		if !now.Before(w.status.BakeUntil) {
-			break
-		}
-		sleep := min(in.Health.Interval, w.status.BakeUntil.Sub(now))
-		stopped, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-			Timeout: sleep, TimerOptions: workflow.TimerOptions{Summary: "next health round"},
-		}, func() bool { return w.aborted })
-		if err != nil {
-			return WaveResult{}, err
-		}
-		if stopped {
-			return w.abort(ctx)
-		}
-	}
-	// A paused rollout holds the wave after its bake, until resumed.
-	if err := w.hold(ctx); err != nil {
-		return WaveResult{}, err
-	}
-	if w.aborted {
-		return w.abort(ctx)
-	}
-	w.status.State = rollout.StateSucceeded
-	w.status.FinishedAt = workflow.Now(ctx)
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %s healthy on %s", in.Wave.Name, short))
-	return WaveResult{Status: w.status}, nil
-}
-
-// hold waits while the rollout is paused and not aborted.
-func (w *waveRun) hold(ctx workflow.Context) error {
-	if !w.paused || w.aborted {
-		return nil
-	}
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused in wave %s: waiting for resume", w.in.Wave.Name))
-	state := w.status.State
-	w.status.State = rollout.StatePaused
-	err := workflow.Await(ctx, func() bool { return !w.paused || w.aborted })
-	w.status.State = state
-	return err
-}
-
-// abort ends the wave at a safe point: sites keep their verdicts and their commits.
-func (w *waveRun) abort(ctx workflow.Context) (WaveResult, error) {
-	w.status.State = rollout.StateAborted
-	w.status.Message = "stopped by an operator"
-	w.status.FinishedAt = workflow.Now(ctx)
-	workflow.SetCurrentDetails(ctx, "Aborted by an operator")
-	return WaveResult{Status: w.status, Aborted: true}, nil
-}
-
-// converge waits for the batch to apply its promotion commits and returns a failure reason, or
-// "" when every site converged.
-func (w *waveRun) converge(ctx workflow.Context, batch []string) string {
-	in := activities.ConvergeInput{Deadline: workflow.Now(ctx).Add(w.in.Health.ConvergenceTimeout)}
-	for _, name := range batch {
-		in.Sites = append(in.Sites, activities.Expectation{Site: w.site(name), Commit: w.siteStatus(name).Promotion})
-	}
-	var res activities.ConvergeResult
-	var sites *activities.Sites
-	err := workflow.ExecuteActivity(convergeOptions(ctx, w.in.Health.ConvergenceTimeout,
-		fmt.Sprintf("wait for %s to apply %s", strings.Join(batch, ", "), rollout.Short(w.in.Commit))),
-		sites.WaitConverged, in).Get(ctx, &res)
-	if err != nil {
-		return fmt.Sprintf("wait for %s to converge in wave %s: %s", strings.Join(batch, ", "), w.in.Wave.Name, errorMessage(err))
-	}
-	now := workflow.Now(ctx)
-	var failed []string
-	for i, e := range in.Sites {
-		s := w.siteStatus(e.Site.Name)
-		st := res.States[i]
-		s.UpdatedAt, s.Revision = now, st.Revision
-		if res.Converged[i] {
-			s.Message = "applied " + rollout.Short(e.Commit)
+		var ev rollout.WaveEvent
+		switch c := cmd.(type) {
+		case rollout.FinishWave:
+			return d.finish(ctx, c)
+		case rollout.PromoteSites:
+			ev = d.promote(ctx, c)
+		case rollout.AwaitConvergence:
+			ev = d.converge(ctx, c)
+		case rollout.ObserveHealth:
+			ev = d.observe(ctx, c)
+		case rollout.RevertSites:
+			ev = d.revert(ctx, c)
+		case rollout.SleepUntil:
+			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: next health round at %s, every %s",
+				in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), c.At.UTC().Format(time.RFC3339), in.Health.Interval))
+			wait := c.At.Sub(workflow.Now(ctx))
+			if wait <= 0 {
+				ev = rollout.WaveTick{At: workflow.Now(ctx)}
+				break
+			}
+			fired, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+				Timeout: wait, TimerOptions: workflow.TimerOptions{Summary: "next health round"},
+			}, func() bool { return len(d.controls) > 0 })
+			if err != nil {
+				return WaveResult{}, err
+			}
+			if fired {
+				continue // a control: NextWave decides whether the bake goes on
+			}
+			ev = rollout.WaveTick{At: workflow.Now(ctx)}
+		case rollout.HoldPaused:
+			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused in wave %s: waiting for resume", in.Wave.Name))
+			if err := workflow.Await(ctx, func() bool { return len(d.controls) > 0 }); err != nil {
+				return WaveResult{}, err
+			}
 			continue
-		}
-		s.Verdict = rollout.VerdictDegraded
-		switch {
-		case st.FluxFailed(e.Commit):
-			s.Message = fmt.Sprintf("flux failed to apply %s: %s", rollout.Short(e.Commit), st.Message)
-		case res.Failed:
-			// Another site failed first; this one was still converging.
-			s.Verdict = rollout.VerdictConverging
-			continue
-		case !st.Reachable:
-			s.Message = fmt.Sprintf("did not converge within %s: unreachable: %s", w.in.Health.ConvergenceTimeout, st.Message)
 		default:
-			s.Message = fmt.Sprintf("did not converge within %s: applied %q, want %s", w.in.Health.ConvergenceTimeout, st.Revision, rollout.Short(e.Commit))
+			panic(fmt.Sprintf("wave %s: no command to run (%T)", in.Wave.Name, cmd))
 		}
-		failed = append(failed, e.Site.Name)
-	}
-	return w.reason(failed)
-}
-
-// checkHealth runs one health round over the whole wave and returns a failure reason, or "".
-func (w *waveRun) checkHealth(ctx workflow.Context) string {
-	in := activities.ObserveInput{Checks: w.in.Health.Checks}
-	for _, s := range w.status.Sites {
-		in.Sites = append(in.Sites, w.site(s.Name))
-	}
-	var res activities.ObserveResult
-	var sites *activities.Sites
-	err := workflow.ExecuteActivity(observeOptions(ctx, fmt.Sprintf("check health of wave %s (%d sites)", w.in.Wave.Name, len(in.Sites))),
-		sites.Observe, in).Get(ctx, &res)
-	if err != nil {
-		return fmt.Sprintf("check health of wave %s: %s", w.in.Wave.Name, errorMessage(err))
-	}
-	now := workflow.Now(ctx)
-	var degraded []string
-	for i := range w.status.Sites {
-		s := &w.status.Sites[i]
-		s.ObserveHealth(res.States[i], s.Promotion, w.in.Health, now)
-		if s.Verdict == rollout.VerdictDegraded {
-			degraded = append(degraded, s.Name)
+		if err := ctx.Err(); err != nil {
+			return WaveResult{}, err
+		}
+		if c := d.next(ev); c != nil {
+			cmd = c
 		}
 	}
-	return w.reason(degraded)
 }
 
-// reason names the failed sites and why the first one failed.
-func (w *waveRun) reason(sites []string) string {
-	if len(sites) == 0 {
-		return ""
-	}
-	first := w.siteStatus(sites[0])
-	if len(sites) == 1 {
-		return fmt.Sprintf("site %s degraded in wave %s: %s", sites[0], w.in.Wave.Name, first.Message)
-	}
-	return fmt.Sprintf("sites %s degraded in wave %s: %s: %s", strings.Join(sites, ", "), w.in.Wave.Name, sites[0], first.Message)
+// waveDriver runs a wave's commands.
+type waveDriver struct {
+	in       WaveInput
+	run      rollout.WaveRun
+	sites    map[string]rollout.Site
+	controls []rollout.ControlAction
 }
 
-// site returns the named site's plan settings.
-func (w *waveRun) site(name string) rollout.Site {
-	if i, ok := w.index[name]; ok && i < len(w.in.Sites) && w.in.Sites[i].Name == name {
-		return w.in.Sites[i]
+func (d *waveDriver) next(e rollout.WaveEvent) rollout.WaveCommand {
+	var c rollout.WaveCommand
+	d.run, c = rollout.NextWave(d.run, e)
+	return c
+}
+
+func (d *waveDriver) site(name string) rollout.Site {
+	if s, ok := d.sites[name]; ok {
+		return s
 	}
 	return rollout.Site{Name: name}
 }
 
-// siteStatus returns the named site's status, which the wave owns.
-func (w *waveRun) siteStatus(name string) *rollout.SiteStatus {
-	if i, ok := w.index[name]; ok {
-		return &w.status.Sites[i]
+// promote writes the batch's promotion commits, chunk by chunk (one push each).
+func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollout.WaveEvent {
+	short := rollout.Short(d.in.Commit)
+	label := fmt.Sprintf("%s to %s", sitesLabel(c.Sites), short)
+	if n := len(d.run.Batches); n > 1 {
+		label += fmt.Sprintf(" (batch %d/%d)", c.Batch+1, n)
 	}
-	return w.status.Site(name)
+	workflow.SetCurrentDetails(ctx, "Promoting "+label)
+	ev := rollout.BatchPromoted{}
+	for _, part := range chunks(c.Sites) {
+		targets := make([]gitops.Target, len(part))
+		for i, name := range part {
+			targets[i] = gitops.Target{Site: name, Branch: d.run.Site(name).Branch}
+		}
+		var promoted activities.ChangeResult
+		var git *activities.Git
+		err := workflow.ExecuteActivity(gitOptions(ctx, "promote "+sitesLabel(part)+" to "+short), git.Promote, activities.PromoteInput{
+			Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets,
+		}).Get(ctx, &promoted)
+		if err != nil {
+			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("promote %s in wave %s: %s", strings.Join(part, ", "), d.in.Wave.Name, errorMessage(err))}
+		}
+		for _, ch := range promoted.Changes {
+			ev.Sites = append(ev.Sites, rollout.Promotion{Site: ch.Site, Commit: ch.Commit, Previous: ch.Previous, Ours: ch.RolloutCommit() != ""})
+		}
+	}
+	ev.At = workflow.Now(ctx)
+	return ev
 }
 
-func (w *waveRun) fail(ctx workflow.Context, reason string) (WaveResult, error) {
-	w.status.State = rollout.StateFailed
-	w.status.Message = reason
-	w.status.FinishedAt = workflow.Now(ctx)
-	workflow.SetCurrentDetails(ctx, "Failed: "+reason)
-	return WaveResult{Status: w.status}, temporal.NewNonRetryableApplicationError(reason, ErrTypeWaveFailed, nil, w.status)
+// converge waits for the sites to apply their commits, in chunks running in parallel.
+func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) rollout.WaveEvent {
+	names := make([]string, len(c.Sites))
+	for i, e := range c.Sites {
+		names[i] = e.Site
+	}
+	label := fmt.Sprintf("%s to apply %s", sitesLabel(names), rollout.Short(d.in.Commit))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Waiting for %s (until %s)", label, c.Deadline.UTC().Format(time.RFC3339)))
+	res, err := waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+	if err != nil {
+		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("wait for %s to converge in wave %s: %s", strings.Join(names, ", "), d.in.Wave.Name, errorMessage(err))}
+	}
+	res.At = workflow.Now(ctx)
+	return res
+}
+
+// observe runs one health round over the sites, in chunks running in parallel.
+func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: health round of %s",
+		d.in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), rollout.Count(len(c.Sites), "site")))
+	parts := chunks(c.Sites)
+	futures := make([]workflow.Future, len(parts))
+	for i, part := range parts {
+		in := activities.ObserveInput{Checks: d.in.Health.Checks, Sites: make([]rollout.Site, len(part))}
+		for j, name := range part {
+			in.Sites[j] = d.site(name)
+		}
+		var sites *activities.Sites
+		futures[i] = workflow.ExecuteActivity(observeOptions(ctx, fmt.Sprintf("check health of wave %s (%s)", d.in.Wave.Name, sitesLabel(part))), sites.Observe, in)
+	}
+	ev := rollout.HealthObserved{}
+	for _, f := range futures {
+		var res activities.ObserveResult
+		if err := f.Get(ctx, &res); err != nil {
+			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
+		}
+		ev.States = append(ev.States, res.States...)
+	}
+	ev.At = workflow.Now(ctx)
+	return ev
+}
+
+// revert reverts sites degraded within the failure budget and waits for them to apply it.
+func (d *waveDriver) revert(ctx workflow.Context, c rollout.RevertSites) rollout.WaveEvent {
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", sitesLabel(c.Sites), d.in.Wave.Name, c.Reason))
+	targets := make([]gitops.Target, len(c.Sites))
+	for i, name := range c.Sites {
+		targets[i] = gitops.Target{Site: name, Branch: d.run.Site(name).Branch}
+	}
+	reverted, err := revertSites(ctx, d.in.Rollout, c.Reason, targets, d.site, d.in.Health.ConvergenceTimeout)
+	if err != nil {
+		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("revert of %s failed: %s", strings.Join(c.Sites, ", "), errorMessage(err))}
+	}
+	return rollout.SitesReverted{At: workflow.Now(ctx), Sites: reverted}
+}
+
+func (d *waveDriver) finish(ctx workflow.Context, c rollout.FinishWave) (WaveResult, error) {
+	switch c.State {
+	case rollout.StateFailed:
+		workflow.SetCurrentDetails(ctx, "Failed: "+c.Reason)
+		return WaveResult{Status: d.run.Status}, temporal.NewNonRetryableApplicationError(c.Reason, ErrTypeWaveFailed, nil, d.run.Status)
+	case rollout.StateAborted:
+		workflow.SetCurrentDetails(ctx, "Aborted by an operator")
+		return WaveResult{Status: d.run.Status, Aborted: true}, nil
+	}
+	details := fmt.Sprintf("Wave %s healthy on %s", d.in.Wave.Name, rollout.Short(d.in.Commit))
+	if d.run.Status.Message != "" {
+		details += "; " + d.run.Status.Message
+	}
+	workflow.SetCurrentDetails(ctx, details)
+	return WaveResult{Status: d.run.Status}, nil
+}
+
+// waitConverged waits, in parallel chunks, until the sites applied their commits, one's Flux
+// failed at its commit, or the deadline passed.
+func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect []rollout.Expect, deadline time.Time,
+	timeout time.Duration, summary string) (rollout.SitesConverged, error) {
+	var parts [][]rollout.Expect
+	for start := 0; start < len(expect); start += chunk {
+		parts = append(parts, expect[start:min(start+chunk, len(expect))])
+	}
+	futures := make([]workflow.Future, len(parts))
+	for i, part := range parts {
+		in := activities.ConvergeInput{Deadline: deadline, Sites: make([]activities.Expectation, len(part))}
+		for j, e := range part {
+			in.Sites[j] = activities.Expectation{Site: site(e.Site), Commit: e.Commit}
+		}
+		var sites *activities.Sites
+		futures[i] = workflow.ExecuteActivity(convergeOptions(ctx, timeout, summary), sites.WaitConverged, in)
+	}
+	var out rollout.SitesConverged
+	for i, f := range futures {
+		var res activities.ConvergeResult
+		if err := f.Get(ctx, &res); err != nil {
+			return out, err
+		}
+		out.TimedOut = out.TimedOut || res.TimedOut
+		for j, e := range parts[i] {
+			c := rollout.Convergence{Site: e.Site}
+			if j < len(res.Converged) {
+				c.Converged, c.State = res.Converged[j], res.States[j]
+			}
+			out.Sites = append(out.Sites, c)
+		}
+	}
+	return out, nil
+}
+
+// chunks splits sites into runs of at most chunk.
+func chunks(sites []string) [][]string {
+	var out [][]string
+	for start := 0; start < len(sites); start += chunk {
+		out = append(out, sites[start:min(start+chunk, len(sites))])
+	}
+	return out
 }

@@ -143,6 +143,10 @@ type waveView struct {
 	MaxParallel int        `json:"maxParallel"`
 	Bake        string     `json:"bake"`
 	Batches     [][]string `json:"batches"`
+	// MaxFailures is the wave's failure budget as the plan writes it ("2", "5%"), and
+	// FailuresAllowed what it allows for the wave's sites.
+	MaxFailures     string `json:"maxFailures,omitempty"`
+	FailuresAllowed int    `json:"failuresAllowed,omitempty"`
 	// Approval is the wave's approval, if it needs one.
 	Approval *approvalView `json:"approval,omitempty"`
 	// Policy is the decision the policies would make for a rollout started at --at.
@@ -188,8 +192,13 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				return errSilent
 			}
 			v := planView{Fleet: p.Name, SourceBranch: p.SourceBranch}
+			budgets := false
 			for i, w := range p.Waves {
 				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Batches: w.Batches()}
+				if w.MaxFailures != (rollout.FailureBudget{}) {
+					wv.MaxFailures, wv.FailuresAllowed = w.MaxFailures.String(), w.MaxFailures.Allowed(len(w.Sites))
+					budgets = true
+				}
 				if a := w.Approval; a != nil {
 					wv.Approval = &approvalView{Approvers: a.Approvers, Quorum: a.Quorum, Timeout: a.Timeout.String(), OnTimeout: a.OnTimeout}
 				}
@@ -210,6 +219,9 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			header := "WAVE\tSITES\tMAX PARALLEL\tBAKE\tBRANCHES"
+			if budgets {
+				header += "\tMAX FAILURES"
+			}
 			if p.HasApprovals() {
 				header += "\tAPPROVAL"
 			}
@@ -223,6 +235,12 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 					names, branches = append(names, s.Name), append(branches, s.Branch)
 				}
 				line := fmt.Sprintf("%s\t%s\t%d\t%s\t%s", w.Name, strings.Join(names, ","), w.MaxParallel, w.Bake, strings.Join(branches, ","))
+				switch {
+				case w.MaxFailures != "":
+					line += fmt.Sprintf("\t%s (%s)", w.MaxFailures, rollout.Count(w.FailuresAllowed, "site"))
+				case budgets:
+					line += "\t0"
+				}
 				switch a := w.Approval; {
 				case a != nil:
 					line += fmt.Sprintf("\t%d of %s within %s, else %s", a.Quorum, strings.Join(a.Approvers, ","), a.Timeout, a.OnTimeout)

@@ -321,3 +321,40 @@ spec:
 		t.Errorf("plan show (-want +got):\n%s", diff)
 	}
 }
+
+func TestPlanShowFailureBudgets(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "fleetwave.yaml")
+	plan := `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+spec:
+  sites: [{name: a}, {name: b}, {name: c}, {name: d}]
+  waves:
+    - {name: one, sites: [a]}
+    - {name: two, sites: [b], maxFailures: 1}
+    - {name: rest, maxFailures: 50%}
+`
+	if err := os.WriteFile(file, []byte(plan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "plan", "show", file)
+	if err != nil {
+		t.Fatalf("plan show: %v\n%s", err, stderr)
+	}
+	want := "WAVE  SITES  MAX PARALLEL  BAKE  BRANCHES         MAX FAILURES\n" +
+		"one   a      1             0s    sites/a          0\n" +
+		"two   b      1             0s    sites/b          1 (1 site)\n" +
+		"rest  c,d    2             0s    sites/c,sites/d  50% (1 site)\n"
+	if diff := cmp.Diff(want, stdout); diff != "" {
+		t.Errorf("plan show (-want +got):\n%s", diff)
+	}
+	stdout, _, err = run(t, "plan", "show", file, "-o", "json")
+	var v struct {
+		Waves []struct {
+			MaxFailures     string `json:"maxFailures"`
+			FailuresAllowed int    `json:"failuresAllowed"`
+		} `json:"waves"`
+	}
+	if err != nil || json.Unmarshal([]byte(stdout), &v) != nil || len(v.Waves) != 3 || v.Waves[2].MaxFailures != "50%" || v.Waves[2].FailuresAllowed != 1 {
+		t.Errorf("plan show -o json: %v %s", err, stdout)
+	}
+}

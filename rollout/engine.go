@@ -1,0 +1,568 @@
+package rollout
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// This file is the runbook of a wave, as data: NextWave takes the wave's state and one event
+// (a fact its workflow observed) and returns the new state and what to do next. The wave
+// workflow only runs the commands and feeds back what happened, so every decision (when a
+// batch is promoted, when a site counts as degraded, what the failure budget allows, when the
+// wave is done) is here, pure, and table-tested.
+//
+// The wave, step by step:
+//
+//  1. Promote the next batch of MaxParallel sites (a safe point: a pause holds here, an abort
+//     ends the wave here). A site counts as promoted when its branch holds this rollout's
+//     promotion commit, whichever attempt wrote it.
+//  2. Wait until the batch applied its commits, up to ConvergenceTimeout from the batch's
+//     start. A site whose Flux fails at the commit, or that does not converge in time,
+//     degrades.
+//  3. After the last batch, bake: a health round every Interval until Bake has passed since
+//     the wave converged; a site degrades after FailureThreshold failed rounds in a row, or
+//     after UnknownTimeout unreachable.
+//  4. A degraded site within the wave's failure budget (maxFailures) is reverted alone, and
+//     the wave goes on. The site past the budget fails the wave; the rollout then reverts by
+//     its rollback scope.
+//  5. After the bake, a pause holds the wave (a safe point), then it succeeds.
+
+// WavePhase is where a wave's runbook stands.
+type WavePhase string
+
+// Phases of a wave.
+const (
+	WavePromote   WavePhase = "Promote"   // the next batch is to be promoted
+	WaveConverge  WavePhase = "Converge"  // the batch's sites are applying their commits
+	WaveBake      WavePhase = "Bake"      // health rounds until the bake is over
+	WaveReverting WavePhase = "Reverting" // reverting sites within the failure budget
+	WaveDone      WavePhase = "Done"
+)
+
+// WaveRun is a wave's state in NextWave.
+type WaveRun struct {
+	Rollout string
+	Commit  string
+	Wave    Wave
+	Health  Health
+	// Automatic is the plan's rollback.automatic: without it a degraded site within the
+	// budget is left as it is, not reverted.
+	Automatic bool
+	Status    WaveStatus
+	Phase     WavePhase
+	// Batch is the index of the batch being promoted or converging; Batches the wave's.
+	Batch    int
+	Batches  [][]string
+	Deadline time.Time // when the converging batch must have converged
+	// Then is the phase to go back to after reverting sites within the budget, and Pending
+	// the sites of the batch still applying their commits meanwhile.
+	Then    WavePhase
+	Pending []Expect
+	Paused  bool
+	Aborted bool
+	// Failed lists the sites that degraded, in order; the first Budget of them were tolerated.
+	Failed []string
+	Budget int
+	// Reason is why the wave failed, once it did.
+	Reason string
+
+	index map[string]int
+}
+
+// NewWaveRun returns the state of a wave about to start, with its sites Pending.
+func NewWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, status WaveStatus) WaveRun {
+	r := WaveRun{Rollout: rolloutID, Commit: commit, Wave: w, Health: h, Automatic: automatic, Status: status,
+		Phase: WavePromote, Batches: w.Batches(), Budget: w.MaxFailures.Allowed(len(w.Sites))}
+	r.reindex()
+	return r
+}
+
+func (r *WaveRun) reindex() {
+	r.index = make(map[string]int, len(r.Status.Sites))
+	for i, s := range r.Status.Sites {
+		r.index[s.Name] = i
+	}
+}
+
+// Site returns the named site's status; it looks sites up by name once per wave, so a wave of
+// thousands of sites is not searched once per site.
+func (r *WaveRun) Site(name string) *SiteStatus {
+	if r.index == nil {
+		r.reindex()
+	}
+	if i, ok := r.index[name]; ok {
+		return &r.Status.Sites[i]
+	}
+	return nil
+}
+
+// WaveEvent is a fact the wave's workflow observed.
+type WaveEvent interface{ waveEvent() }
+
+// WaveStarted starts the runbook.
+type WaveStarted struct{ At time.Time }
+
+// Promotion is what a promotion did to one site branch.
+type Promotion struct {
+	Site     string
+	Commit   string // the branch head after the promotion
+	Previous string // the head before
+	// Ours is true when the branch holds this rollout's promotion commit, written by this
+	// attempt or an earlier one whose answer was lost.
+	Ours bool
+}
+
+// BatchPromoted says the batch's promotion commits are on their branches.
+type BatchPromoted struct {
+	At    time.Time
+	Sites []Promotion
+}
+
+// Convergence is the last observation of a site waiting to apply its commit.
+type Convergence struct {
+	Site      string
+	Converged bool
+	State     SiteState
+}
+
+// SitesConverged says where the sites that were waited for stand: every one converged, one's
+// Flux failed at the commit, or the deadline passed (TimedOut).
+type SitesConverged struct {
+	At       time.Time
+	Sites    []Convergence
+	TimedOut bool
+}
+
+// HealthObserved is one health round over the wave's sites.
+type HealthObserved struct {
+	At     time.Time
+	States []SiteState
+}
+
+// Reversion is what a revert did to one site: the revert commit (this rollout's, written now
+// or found), or "" when git held no promotion of the rollout there; then whether the site
+// applied it.
+type Reversion struct {
+	Site      string
+	Revert    string
+	Converged bool
+	State     SiteState
+	// Message explains a revert that was written but not seen applied.
+	Message string
+}
+
+// ApplyRevert records what a revert did to the site: Reverted, with what it applied (how
+// says why, as in "reverted within the failure budget"), or, when git held no promotion of
+// the rollout on its branch, not promoted by it after all.
+func (s *SiteStatus) ApplyRevert(v Reversion, how string, timeout time.Duration, now time.Time) {
+	s.UpdatedAt = now
+	if v.Revert == "" {
+		s.Promoted = false
+		s.Message = "nothing of this rollout to revert on " + s.Branch
+		return
+	}
+	s.Promoted, s.Revert, s.Verdict = true, v.Revert, VerdictReverted
+	switch {
+	case v.Converged:
+		s.Revision = v.State.Revision
+		s.Message = how + ": applied " + Short(v.Revert)
+	case v.Message != "":
+		s.Message = v.Message
+	default:
+		s.Revision = v.State.Revision
+		s.Message = fmt.Sprintf("revert %s not applied within %s: %s", Short(v.Revert), timeout, v.State.Message)
+	}
+}
+
+// SitesReverted says the sites within the failure budget were reverted.
+type SitesReverted struct {
+	At    time.Time
+	Sites []Reversion
+}
+
+// WaveTick says a timer the runbook asked for fired.
+type WaveTick struct{ At time.Time }
+
+// WaveControl is an operator's control reaching the wave: ControlPause, ControlResume or
+// ControlAbort.
+type WaveControl struct {
+	At     time.Time
+	Action ControlAction
+}
+
+// StepFailed says a command could not be carried out (an activity failed for good).
+type StepFailed struct {
+	At      time.Time
+	Message string
+}
+
+func (WaveStarted) waveEvent()    {}
+func (BatchPromoted) waveEvent()  {}
+func (SitesConverged) waveEvent() {}
+func (HealthObserved) waveEvent() {}
+func (SitesReverted) waveEvent()  {}
+func (WaveTick) waveEvent()       {}
+func (WaveControl) waveEvent()    {}
+func (StepFailed) waveEvent()     {}
+
+// ControlAction is an operator's control on a running rollout, as its waves see it.
+type ControlAction string
+
+// Controls a wave obeys.
+const (
+	ControlPause  ControlAction = "pause"
+	ControlResume ControlAction = "resume"
+	ControlAbort  ControlAction = "abort"
+)
+
+// WaveCommand is what the wave's workflow must do next.
+type WaveCommand interface{ waveCommand() }
+
+// PromoteSites writes promotion commits of the rollout's commit on the sites' branches.
+type PromoteSites struct {
+	Batch int
+	Sites []string
+}
+
+// Expect is a site and the commit it must apply.
+type Expect struct {
+	Site   string
+	Commit string
+}
+
+// AwaitConvergence waits until the sites applied their commits, one's Flux fails, or Deadline.
+type AwaitConvergence struct {
+	Sites    []Expect
+	Deadline time.Time
+}
+
+// ObserveHealth runs one health round over the sites.
+type ObserveHealth struct {
+	Sites []string
+}
+
+// SleepUntil waits for a timer (the next health round); a control wakes it early.
+type SleepUntil struct{ At time.Time }
+
+// HoldPaused waits for the next control: the wave is paused at a safe point.
+type HoldPaused struct{}
+
+// RevertSites reverts the rollout's promotion on the sites and waits until they applied it.
+type RevertSites struct {
+	Sites  []string
+	Reason string
+}
+
+// FinishWave ends the wave: Succeeded, Failed (Reason says why) or Aborted.
+type FinishWave struct {
+	State  State
+	Reason string
+}
+
+func (PromoteSites) waveCommand()     {}
+func (AwaitConvergence) waveCommand() {}
+func (ObserveHealth) waveCommand()    {}
+func (SleepUntil) waveCommand()       {}
+func (HoldPaused) waveCommand()       {}
+func (RevertSites) waveCommand()      {}
+func (FinishWave) waveCommand()       {}
+
+// NextWave folds one event into the wave's state and returns the command to run next. It is
+// pure: the same state and event always give the same answer, so a workflow replaying its
+// history makes the same decisions.
+func NextWave(r WaveRun, e WaveEvent) (WaveRun, WaveCommand) {
+	r.Status.Sites = append([]SiteStatus(nil), r.Status.Sites...) // the caller's copy stays as it was
+	r.Failed = append([]string(nil), r.Failed...)
+	r.index = nil
+	switch e := e.(type) {
+	case WaveStarted:
+		r.Status.StartedAt = e.At
+		return r.promoteNext(e.At)
+	case WaveControl:
+		return r.control(e)
+	case StepFailed:
+		return r.fail(e.At, e.Message)
+	case BatchPromoted:
+		return r.promoted(e)
+	case SitesConverged:
+		return r.converged(e)
+	case HealthObserved:
+		return r.observed(e)
+	case WaveTick:
+		if r.Phase != WaveBake {
+			return r, r.waiting()
+		}
+		return r, ObserveHealth{Sites: r.live()}
+	case SitesReverted:
+		return r.reverted(e)
+	}
+	panic(fmt.Sprintf("rollout: unknown wave event %T", e))
+}
+
+// control applies pause, resume or abort. They take effect at the next safe point (before a
+// batch, after the bake), except that an abort also ends a bake early; a revert in flight
+// always finishes.
+func (r WaveRun) control(e WaveControl) (WaveRun, WaveCommand) {
+	switch e.Action {
+	case ControlPause:
+		r.Paused = true
+	case ControlResume:
+		r.Paused = false
+	case ControlAbort:
+		r.Aborted = true
+	}
+	switch {
+	case r.Phase == WaveDone:
+		return r, nil
+	case r.Phase == WavePromote:
+		return r.promoteNext(e.At)
+	case r.Phase == WaveBake && r.Aborted:
+		return r.abort(e.At)
+	case r.Phase == WaveBake && !r.Paused && r.Status.State == StatePaused:
+		// Resumed after the bake: the wave may succeed now.
+		return r.bakeNext(e.At)
+	}
+	return r, r.waiting()
+}
+
+// waiting repeats the command in progress when an event did not change the plan: the workflow
+// goes on with what it was doing.
+func (r WaveRun) waiting() WaveCommand { return nil }
+
+// promoteNext starts the next batch, or the bake after the last one; it is a safe point.
+func (r WaveRun) promoteNext(now time.Time) (WaveRun, WaveCommand) {
+	r.Phase = WavePromote
+	if r.Aborted {
+		return r.abort(now)
+	}
+	if r.Batch >= len(r.Batches) {
+		r.Phase = WaveBake
+		r.Status.State = StateBaking
+		r.Status.ConvergedAt = now
+		r.Status.BakeUntil = now.Add(r.Wave.Bake)
+		return r, ObserveHealth{Sites: r.live()}
+	}
+	if r.Paused {
+		r.Status.State = StatePaused
+		return r, HoldPaused{}
+	}
+	r.Status.State = StatePromoting
+	return r, PromoteSites{Batch: r.Batch, Sites: r.Batches[r.Batch]}
+}
+
+func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
+	var expect []Expect
+	for _, p := range e.Sites {
+		s := r.Site(p.Site)
+		if s == nil {
+			continue
+		}
+		s.Promotion, s.Promoted, s.Previous = p.Commit, p.Ours, p.Previous
+		s.Verdict, s.UpdatedAt = VerdictConverging, e.At
+		expect = append(expect, Expect{Site: p.Site, Commit: p.Commit})
+	}
+	r.Phase = WaveConverge
+	r.Status.State = StateConverging
+	r.Deadline = e.At.Add(r.Health.ConvergenceTimeout)
+	return r, AwaitConvergence{Sites: expect, Deadline: r.Deadline}
+}
+
+// converged judges the sites that were waited for: converged ones are applied, a site whose
+// Flux failed at the commit or that missed the deadline degrades. Sites still converging are
+// waited for again while the deadline allows.
+func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
+	var degraded []string
+	var pending []Expect
+	for _, c := range e.Sites {
+		s := r.Site(c.Site)
+		if s == nil || s.Verdict != VerdictConverging {
+			continue
+		}
+		st := c.State
+		s.UpdatedAt, s.Revision = e.At, st.Revision
+		if c.Converged {
+			s.Verdict = VerdictHealthy
+			s.Message = "applied " + Short(s.Promotion)
+			continue
+		}
+		switch {
+		case st.FluxFailed(s.Promotion):
+			s.Message = fmt.Sprintf("flux failed to apply %s: %s", Short(s.Promotion), st.Message)
+		case !e.TimedOut && e.At.Before(r.Deadline):
+			// Another site ended the wait early; this one still has time.
+			pending = append(pending, Expect{Site: c.Site, Commit: s.Promotion})
+			continue
+		case !st.Reachable:
+			s.Message = fmt.Sprintf("did not converge within %s: unreachable: %s", r.Health.ConvergenceTimeout, st.Message)
+		default:
+			s.Message = fmt.Sprintf("did not converge within %s: applied %q, want %s", r.Health.ConvergenceTimeout, st.Revision, Short(s.Promotion))
+		}
+		s.Verdict = VerdictDegraded
+		degraded = append(degraded, c.Site)
+	}
+	if len(degraded) > 0 {
+		r.Then = WaveConverge
+		if len(pending) == 0 {
+			r.Then = WavePromote
+		}
+		return r.degrade(e.At, degraded, pending)
+	}
+	if len(pending) > 0 {
+		return r, AwaitConvergence{Sites: pending, Deadline: r.Deadline}
+	}
+	r.Batch++
+	return r.promoteNext(e.At)
+}
+
+// observed folds a health round into the sites' verdicts.
+func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
+	var degraded []string
+	for _, st := range e.States {
+		s := r.Site(st.Site)
+		if s == nil || s.Verdict == VerdictDegraded || s.Verdict == VerdictReverted {
+			continue
+		}
+		s.ObserveHealth(st, s.Promotion, r.Health, e.At)
+		if s.Verdict == VerdictDegraded {
+			degraded = append(degraded, s.Name)
+		}
+	}
+	if len(degraded) > 0 {
+		r.Then = WaveBake
+		return r.degrade(e.At, degraded, nil)
+	}
+	return r.bakeNext(e.At)
+}
+
+// bakeNext sleeps until the next health round, or ends the bake.
+func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
+	r.Phase = WaveBake
+	if r.Aborted {
+		return r.abort(now)
+	}
+	if now.Before(r.Status.BakeUntil) {
+		r.Status.State = StateBaking
+		return r, SleepUntil{At: minTime(now.Add(r.Health.Interval), r.Status.BakeUntil)}
+	}
+	if r.Paused {
+		// A paused rollout holds the wave after its bake, until resumed.
+		r.Status.State = StatePaused
+		return r, HoldPaused{}
+	}
+	r.Phase = WaveDone
+	r.Status.State = StateSucceeded
+	r.Status.FinishedAt = now
+	if n := r.reverted0(); n > 0 {
+		r.Status.Message = fmt.Sprintf("%s reverted within the failure budget (maxFailures %s)", Count(n, "site"), r.Wave.MaxFailures)
+	}
+	return r, FinishWave{State: StateSucceeded}
+}
+
+// degrade counts newly degraded sites against the failure budget: within it they are reverted
+// alone (or, without automatic rollback, left degraded) and the wave goes on; past it the wave
+// fails, naming them. pending are sites of the batch still converging.
+func (r WaveRun) degrade(now time.Time, sites []string, pending []Expect) (WaveRun, WaveCommand) {
+	r.Failed = append(r.Failed, sites...)
+	if len(r.Failed) > r.Budget {
+		return r.fail(now, r.degradedReason(sites))
+	}
+	reason := r.degradedReason(sites) + fmt.Sprintf("; within the failure budget (%d of %d)", len(r.Failed), r.Budget)
+	for _, name := range sites {
+		r.Site(name).Message += " (within the failure budget)"
+	}
+	if !r.Automatic {
+		return r.resume(now, pending)
+	}
+	r.Phase = WaveReverting
+	r.Pending = pending
+	return r, RevertSites{Sites: sites, Reason: reason}
+}
+
+// resume goes back to what the wave was doing before a budgeted failure.
+func (r WaveRun) resume(now time.Time, pending []Expect) (WaveRun, WaveCommand) {
+	switch r.Then {
+	case WaveConverge:
+		r.Phase = WaveConverge
+		return r, AwaitConvergence{Sites: pending, Deadline: r.Deadline}
+	case WaveBake:
+		return r.bakeNext(now)
+	}
+	r.Batch++
+	return r.promoteNext(now)
+}
+
+func (r WaveRun) reverted(e SitesReverted) (WaveRun, WaveCommand) {
+	for _, v := range e.Sites {
+		if s := r.Site(v.Site); s != nil {
+			s.ApplyRevert(v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
+		}
+	}
+	pending := r.Pending
+	r.Pending = nil
+	return r.resume(e.At, pending)
+}
+
+func (r WaveRun) abort(now time.Time) (WaveRun, WaveCommand) {
+	r.Phase = WaveDone
+	r.Status.State = StateAborted
+	r.Status.Message = "stopped by an operator"
+	r.Status.FinishedAt = now
+	return r, FinishWave{State: StateAborted}
+}
+
+func (r WaveRun) fail(now time.Time, reason string) (WaveRun, WaveCommand) {
+	r.Phase = WaveDone
+	r.Reason = reason
+	r.Status.State = StateFailed
+	r.Status.Message = reason
+	r.Status.FinishedAt = now
+	return r, FinishWave{State: StateFailed, Reason: reason}
+}
+
+// live lists the sites a health round observes: every promoted site whose verdict is not final
+// (degraded within the budget, or reverted).
+func (r WaveRun) live() []string {
+	out := make([]string, 0, len(r.Status.Sites))
+	for _, s := range r.Status.Sites {
+		if s.Verdict != VerdictReverted && s.Verdict != VerdictPending && s.Verdict != VerdictDegraded {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// reverted0 counts the sites reverted within the budget.
+func (r WaveRun) reverted0() int {
+	n := 0
+	for _, s := range r.Status.Sites {
+		if s.Verdict == VerdictReverted {
+			n++
+		}
+	}
+	return n
+}
+
+// degradedReason names the degraded sites and why the first one failed.
+func (r WaveRun) degradedReason(sites []string) string {
+	first := r.Site(sites[0])
+	if len(sites) == 1 {
+		return fmt.Sprintf("site %s degraded in wave %s: %s", sites[0], r.Wave.Name, first.Message)
+	}
+	return fmt.Sprintf("sites %s degraded in wave %s: %s: %s", strings.Join(sites, ", "), r.Wave.Name, sites[0], first.Message)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// Count says n things with the noun in the right number: "1 site", "2 sites".
+func Count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

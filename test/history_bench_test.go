@@ -1,0 +1,220 @@
+//go:build e2e
+
+package test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/deploy/sim"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/test/testenv"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// historyTimeScale divides the benchmark plan's durations: a 1h bake checked every 30s becomes
+// 30s checked every 250ms, the same 120 health rounds. A history's events and bytes depend on
+// the rounds, not on how long they take, so this measures the 1h bake without waiting an hour.
+const historyTimeScale = 120
+
+// historyPlan is the benchmark's plan: n sites in 10 regions, three waves (one canary site,
+// every site of region r1 (10 %), the rest), a 1h bake checked every 30s on the plan's scale.
+func historyPlan(n int) string {
+	bake := time.Hour / historyTimeScale
+	interval := 30 * time.Second / historyTimeScale
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: bench}\nspec:\n  sites:\n")
+	for i := range n {
+		tier := ""
+		if i == 0 {
+			tier = ", tier: canary"
+		}
+		fmt.Fprintf(&b, "    - {name: s%05d, labels: {region: r%d%s}}\n", i, i%10, tier)
+	}
+	fmt.Fprintf(&b, "  waves:\n")
+	fmt.Fprintf(&b, "    - {name: canary, selector: {tier: canary}, bake: %s}\n", bake)
+	fmt.Fprintf(&b, "    - {name: r1, selector: {region: r1}, maxParallel: %d, bake: %s}\n", max(n/10, 1), bake)
+	fmt.Fprintf(&b, "    - {name: rest, maxParallel: %d, bake: %s}\n", n, bake)
+	fmt.Fprintf(&b, "  health: {interval: %s, failureThreshold: 3, convergenceTimeout: 10m, unknownTimeout: 5m}\n", interval)
+	return b.String()
+}
+
+// workflowHistory is what one workflow's history holds.
+type workflowHistory struct {
+	ID          string
+	Events      int
+	Bytes       int
+	LargestItem int // the largest event, an upper bound of its payloads
+}
+
+// BenchmarkRolloutHistory rolls out one commit to a simulated fleet of 100, 1,000 and 10,000
+// sites on a real Temporal dev server and reports, for the largest workflow history of the
+// rollout, its events and bytes, the largest event in any of its histories, and the peak RSS
+// of the benchmark process (worker, simulated fleet and git together). Run it with
+// `make bench-history`; docs/benchmarks.md has the method and the numbers.
+func BenchmarkRolloutHistory(b *testing.B) {
+	for _, n := range []int{100, 1000, 10000} {
+		b.Run("sites="+strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				measureHistory(b, n)
+			}
+		})
+	}
+}
+
+func measureHistory(b *testing.B, n int) {
+	b.StopTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tp := testenv.StartTemporal(b, workflows.SearchAttributes...)
+
+	srv, err := gitserver.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare, err := srv.Init("fleet")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var branches []string
+	for i := range n {
+		branches = append(branches, fmt.Sprintf("sites/s%05d", i))
+	}
+	if _, err := gitserver.Seed(bare, map[string]string{"fleetwave.yaml": historyPlan(n), "apps/app.yaml": "version: 1\n",
+		".fleetwave/sim.yaml": "reconcileDelay: 0s\n"}, branches...); err != nil {
+		b.Fatal(err)
+	}
+	commit, err := gitserver.Commit(bare, "app v2", map[string]string{"apps/app.yaml": "version: 2\n"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := "file://" + filepath.ToSlash(bare)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	writer, err := gitops.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	follower, err := gitops.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fleet := sim.New(follower, "sites/{site}", sim.WithPoll(100*time.Millisecond))
+	for i := range n {
+		fleet.Track(fmt.Sprintf("s%05d", i))
+	}
+	go func() { _ = fleet.Run(ctx) }()
+
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tc.Close()
+	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
+	w.RegisterWorkflow(workflows.Rollout)
+	w.RegisterWorkflow(workflows.Wave)
+	w.RegisterActivity(&activities.Git{Repo: writer})
+	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond})
+	w.RegisterActivity(&activities.Slack{})
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	resetPeakRSS()
+
+	b.StartTimer()
+	start := time.Now()
+	fw := workflows.NewClient(tc, "")
+	run, err := fw.Start(ctx, workflows.RolloutInput{Fleet: "bench", Commit: commit})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer wcancel()
+	rerr := run.Get(wctx, nil)
+	b.StopTimer()
+	took := time.Since(start)
+
+	ids := []string{run.GetID()}
+	for _, wave := range []string{"canary", "r1", "rest"} {
+		ids = append(ids, workflows.WaveID(run.GetID(), wave))
+	}
+	var hs []workflowHistory
+	for _, id := range ids {
+		if h, ok := readHistory(ctx, tc, id); ok {
+			hs = append(hs, h)
+		}
+	}
+	largest := slices.MaxFunc(hs, func(a, c workflowHistory) int { return a.Bytes - c.Bytes })
+	item := slices.MaxFunc(hs, func(a, c workflowHistory) int { return a.LargestItem - c.LargestItem })
+	outcome := "succeeded"
+	if rerr != nil {
+		outcome = "FAILED: " + rerr.Error()
+	}
+	for _, h := range hs {
+		b.Logf("%d sites: %-40s %6d events %10d bytes, largest event %8d bytes", n, h.ID, h.Events, h.Bytes, h.LargestItem)
+	}
+	b.Logf("%d sites: rollout %s in %s; peak RSS %d MiB", n, outcome, took.Round(100*time.Millisecond), peakRSS()>>20)
+	b.ReportMetric(float64(largest.Events), "events/largest-history")
+	b.ReportMetric(float64(largest.Bytes)/(1<<20), "MB/largest-history")
+	b.ReportMetric(float64(item.LargestItem)/(1<<10), "KB/largest-event")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "MiB-peak-RSS")
+	ok := 1.0
+	if rerr != nil {
+		ok = 0
+	}
+	b.ReportMetric(ok, "succeeded")
+	runtime.GC()
+}
+
+// readHistory reads a whole workflow history; ok is false when the workflow does not exist.
+func readHistory(ctx context.Context, tc client.Client, id string) (workflowHistory, bool) {
+	h := workflowHistory{ID: id}
+	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return h, h.Events > 0
+		}
+		size := proto.Size(e)
+		h.Events++
+		h.Bytes += size
+		h.LargestItem = max(h.LargestItem, size)
+	}
+	return h, h.Events > 0
+}
+
+// resetPeakRSS resets the process's peak resident set size (VmHWM), so each size is measured
+// on its own.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS returns the process's peak resident set size in bytes, from /proc/self/status.
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

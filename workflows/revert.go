@@ -1,0 +1,61 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// revertSites is the one place where fleetwave reverts: it writes git revert commits of the
+// rollout's promotions on the targets' branches (one push), then waits until the sites that
+// got one applied it, within timeout. A wave reverts its sites degraded within the failure
+// budget with it; a rollout reverts by its rollback scope with it. Git, read by trailers, says
+// what to revert: a site whose branch holds no promotion of the rollout gets no revert
+// (Reversion.Revert ""), and a revert written by an attempt whose answer was lost is found,
+// not written twice. An error means nothing is known to be reverted.
+func revertSites(ctx workflow.Context, rolloutID, reason string, targets []gitops.Target, site func(string) rollout.Site,
+	timeout time.Duration) ([]rollout.Reversion, error) {
+	// A cancelled rollout still finishes its reverts.
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Site
+	}
+	var reverted activities.ChangeResult
+	var git *activities.Git
+	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+sitesLabel(names)), git.Revert,
+		activities.RevertInput{Rollout: rolloutID, Reason: reason, Targets: targets}).Get(ctx, &reverted)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rollout.Reversion, len(reverted.Changes))
+	var expect []rollout.Expect
+	var at []int
+	for i, c := range reverted.Changes {
+		out[i] = rollout.Reversion{Site: c.Site, Revert: c.RolloutCommit()}
+		if out[i].Revert != "" {
+			// Wait for the branch head: the revert, or a commit someone pushed after it.
+			expect = append(expect, rollout.Expect{Site: c.Site, Commit: c.Commit})
+			at = append(at, i)
+		}
+	}
+	if len(expect) == 0 {
+		return out, nil
+	}
+	conv, err := waitConverged(ctx, site, expect, workflow.Now(ctx).Add(timeout), timeout,
+		fmt.Sprintf("wait for %s to apply the revert", sitesLabel(names)))
+	for k, i := range at {
+		switch {
+		case err != nil:
+			out[i].Message = "revert written, convergence unknown: " + errorMessage(err)
+		default:
+			out[i].Converged, out[i].State = conv.Sites[k].Converged, conv.Sites[k].State
+		}
+	}
+	return out, nil
+}
