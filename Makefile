@@ -43,6 +43,12 @@ bench:
 bench-kube: tools kube-tools
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench PushToReady -benchtime 5x ./test/
 
+# Workflow history size and peak RSS of one rollout to 100, 1,000 and 10,000 simulated sites on a
+# real Temporal dev server (docs/benchmarks.md); about 6 minutes.
+.PHONY: bench-history
+bench-history: tools
+	$(GO) test -tags e2e -count=1 -run '^$$' -bench RolloutHistory -benchtime 1x -timeout 60m ./test/
+
 # Debian's prometheus, for the metric-gate tests (they start their own on 127.0.0.1).
 .PHONY: prometheus
 prometheus:
@@ -74,9 +80,10 @@ verify: fmt tidy
 update-golden:
 	$(GO) test ./chatops/... -update
 
-# Re-records the workflow histories used by the replay tests (needs the Temporal CLI).
+# Records histories of the current workflow code for the replay tests, beside the kept ones
+# (needs the Temporal CLI; docs/workflows.md has the versioning rule).
 record-histories: tools
-	$(GO) test -count=1 -tags e2e ./test/... -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev|TestPolicyOnDev|TestSlackApprovalOnDev' -record
+	$(GO) test -count=1 -tags e2e ./test/... -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev|TestPolicyOnDev|TestSlackApprovalOnDev|TestRevertSurvivesLostPushResponses|TestTerminatedRolloutDoesNotWedgeTheFleet' -record
 
 clean:
 	rm -rf bin

@@ -2,7 +2,9 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -438,4 +440,64 @@ func TestInspect(t *testing.T) {
 	}
 	_, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: strings.Repeat("e", 40)})
 	appErr(t, err, ErrTypeCommitNotFound)
+}
+
+// TestHealthRound: a health round against the simulated fleet reports only what is not
+// healthy at the expected commit (a missing branch, a site on another commit), and healthy
+// observations only within the detail budget.
+func TestHealthRound(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := sitesEnv(t, simFleet(t, f))
+	in := HealthRoundInput{Sites: []rollout.Site{{Name: "ams-2"}, {Name: "ghost"}, {Name: "ams-1"}},
+		Expect: []string{f.Seed, f.Seed, "0000000000000000000000000000000000000001"}}
+	val, err := env.ExecuteActivity((&Sites{}).HealthRound, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res HealthRoundResult
+	if err := val.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	var listed []string
+	for _, st := range res.States {
+		listed = append(listed, st.Site)
+	}
+	if strings.Join(listed, ",") != "ghost,ams-1" || res.Healthy != 1 {
+		t.Errorf("listed %v, %d healthy; want ghost (unreachable) and ams-1 (another commit), ams-2 healthy and left out", listed, res.Healthy)
+	}
+	in.Detail = 1 << 10
+	val, err = env.ExecuteActivity((&Sites{}).HealthRound, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := val.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.States) != 3 || res.States[0].Site != "ams-2" {
+		t.Errorf("with a detail budget: %+v, want ams-2's healthy observation listed too", res.States)
+	}
+	if _, err := env.ExecuteActivity((&Sites{}).HealthRound, HealthRoundInput{Sites: in.Sites}); err == nil {
+		t.Error("a round without expected commits succeeded")
+	}
+}
+
+func TestChangesDetailBudget(t *testing.T) {
+	var states []rollout.SiteState
+	var expect []string
+	for i := range 1000 {
+		name := fmt.Sprintf("s%04d", i)
+		states = append(states, rollout.SiteState{Site: name, Reachable: true, Ready: true, Revision: "sites/" + name + "@sha1:abc",
+			Checks: []rollout.CheckResult{{Name: "error-rate", OK: true, Value: 0.001, Threshold: "<= 0.01"}}})
+		expect = append(expect, "abc")
+	}
+	states[500].Checks[0].OK = false
+	res := Changes(states, expect, 4<<10)
+	data, _ := json.Marshal(res)
+	if res.Healthy != 999 || len(data) > 5<<10 {
+		t.Errorf("%d healthy, %d bytes; want 999 and about the 4 KiB budget", res.Healthy, len(data))
+	}
+	if last := res.States[len(res.States)-1]; last.Site != "s0500" {
+		t.Errorf("the failing site is not listed last: %+v", last)
+	}
 }

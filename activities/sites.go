@@ -173,6 +173,71 @@ func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, er
 	return out, errors.Join(errs...)
 }
 
+// HealthRoundInput lists the sites of a health round, the commit each should run (Expect[i]
+// for Sites[i]) and the checks to measure. It runs as a local activity, whose input stays out
+// of the workflow's history, so it may list thousands of sites.
+type HealthRoundInput struct {
+	Sites  []rollout.Site
+	Expect []string
+	Checks []rollout.Check `json:",omitempty"`
+	// Detail is how many bytes of healthy observations (their measurements) the result may
+	// carry besides the changes; 0 means none.
+	Detail int `json:",omitempty"`
+}
+
+// HealthRoundResult is what a health round changed: the observations that are not healthy
+// (rollout.SiteState.HealthyAt), and healthy ones while they fit in Detail bytes. A site of the
+// input that is not listed was observed healthy at its commit. The result is recorded in the
+// workflow's history on every round, so it stays small however large the wave.
+type HealthRoundResult struct {
+	States []rollout.SiteState `json:",omitempty"`
+	// Healthy counts the sites observed healthy, listed or not.
+	Healthy int
+}
+
+// HealthRound observes the sites as Observe does and returns only what the workflow needs to
+// know: the sites that are not healthy at their commit, and as many healthy observations as
+// fit in Detail bytes, so a wave of thousands of sites adds a few bytes to its history per
+// round, not every site's observation.
+func (s *Sites) HealthRound(ctx context.Context, in HealthRoundInput) (HealthRoundResult, error) {
+	if len(in.Expect) != len(in.Sites) {
+		return HealthRoundResult{}, fmt.Errorf("health round: %d sites but %d expected commits", len(in.Sites), len(in.Expect))
+	}
+	obs, err := s.Observe(ctx, ObserveInput{Sites: in.Sites, Checks: in.Checks})
+	if err != nil {
+		return HealthRoundResult{}, err
+	}
+	return Changes(obs.States, in.Expect, in.Detail), nil
+}
+
+// Changes is the result of a health round that observed states, sites that should run expect
+// (in the same order): every state not healthy at its commit, and the healthy ones while they
+// fit in detail bytes.
+func Changes(states []rollout.SiteState, expect []string, detail int) HealthRoundResult {
+	var out HealthRoundResult
+	for i, st := range states {
+		if !st.HealthyAt(expect[i]) {
+			out.States = append(out.States, st)
+			continue
+		}
+		out.Healthy++
+		if size := approxSize(st); size <= detail {
+			out.States = append(out.States, st)
+			detail -= size
+		}
+	}
+	return out
+}
+
+// approxSize is about how many bytes an observation takes in JSON.
+func approxSize(st rollout.SiteState) int {
+	n := 120 + len(st.Site) + len(st.Revision) + len(st.Attempted) + len(st.Message)
+	for _, c := range st.Checks {
+		n += 80 + len(c.Name) + len(c.Threshold) + len(c.Message)
+	}
+	return n
+}
+
 // deadlineMargin is the time kept before an activity's deadline to report what was measured.
 const deadlineMargin = 5 * time.Second
 

@@ -262,6 +262,14 @@ func (s *SiteStatus) ObserveHealth(st SiteState, hash string, h Health, now time
 	}
 }
 
+// HealthyAt reports whether the observation is a healthy one of a site that should run the
+// commit hash: reachable, every check measured and passing, Flux applied the commit and is
+// not failing. A health round reports only the observations that are not (the changes), and
+// ObserveHealth treats the others as healthy.
+func (s SiteState) HealthyAt(hash string) bool {
+	return s.Reachable && s.Unknown() == "" && healthFailure(s, hash) == ""
+}
+
 // healthFailure describes why an observation is not healthy, or returns "".
 func healthFailure(st SiteState, hash string) string {
 	switch {

@@ -119,6 +119,8 @@ func TestRevertSurvivesLostPushResponses(t *testing.T) {
 			t.Errorf("site %s was written (%s) although the canary failed", s, head)
 		}
 	}
+	saveHistory(t, tc, id, "rollout-lost-push")
+	saveHistory(t, tc, workflows.WaveID(id, "canary"), "wave-lost-push")
 	st := statusJSON(t, bin, tp.Address, id)
 	canary := st.Waves[0].Sites[0]
 	if st.State != rollout.StateFailed || canary.Verdict != rollout.VerdictReverted || !canary.Promoted || canary.Revert != gs.Head(t, "sites/ams-1") {
@@ -186,6 +188,7 @@ func TestTerminatedRolloutDoesNotWedgeTheFleet(t *testing.T) {
 	if states[first] != string(rollout.StateTerminated) || states[second] != string(rollout.StateSucceeded) {
 		t.Errorf("list shows %v, want %s Terminated and %s Succeeded", states, first, second)
 	}
+	saveHistory(t, tc, workflows.FleetID("demo"), "fleet-terminated")
 	if st := statusJSON(t, bin, tp.Address, first); st.State != rollout.StateTerminated || st.FinishedAt.IsZero() {
 		t.Errorf("status of the terminated rollout: %s finished %s", st.State, st.FinishedAt)
 	}

@@ -121,7 +121,7 @@ func measureHistory(b *testing.B, n int) {
 	}
 	go func() { _ = fleet.Run(ctx) }()
 
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger)})
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func newLab(t *testing.T) *lab {
 	fleet.Track(sites...)
 	go fleet.Run(ctx)
 
-	l.tc, err = client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger)})
+	l.tc, err = client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,10 +144,22 @@ func (l *lab) run(commit string) (client.WorkflowRun, rollout.Status, error) {
 
 func (l *lab) saveHistory(workflowID, name string) { saveHistory(l.t, l.tc, workflowID, name) }
 
+// historyTag names the workflow code that -record records histories of: a recorded history is
+// kept for good (docs/workflows.md, the versioning rule), so new recordings go beside the old
+// ones under a new tag, never over them. Change it when workflow code changes.
+const historyTag = "engine-v2"
+
 // saveHistory writes a workflow's history (and its ID, since child IDs derive from it) to
-// workflows/testdata/histories when the tests run with -record.
+// workflows/testdata/histories/<name>.<historyTag>.json when the tests run with -record. It
+// never overwrites a recorded history.
 func saveHistory(t *testing.T, tc client.Client, workflowID, name string) {
 	if !*record {
+		return
+	}
+	name += "." + historyTag
+	dir := filepath.Join("..", "workflows", "testdata", "histories")
+	if _, err := os.Stat(filepath.Join(dir, name+".json")); err == nil {
+		t.Logf("history %s is recorded already; kept as it is", name)
 		return
 	}
 	ctx := context.Background()
@@ -164,7 +176,6 @@ func saveHistory(t *testing.T, tc client.Client, workflowID, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join("..", "workflows", "testdata", "histories")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

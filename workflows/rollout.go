@@ -519,7 +519,7 @@ func (r *rolloutRun) fail(ctx workflow.Context, reason string) (RolloutResult, e
 // sitesLabel names up to three sites and counts the rest.
 func sitesLabel(sites []string) string {
 	if len(sites) <= 3 {
-		return fmt.Sprintf("%d sites (%s)", len(sites), strings.Join(sites, ", "))
+		return fmt.Sprintf("%s (%s)", rollout.Count(len(sites), "site"), strings.Join(sites, ", "))
 	}
-	return fmt.Sprintf("%d sites (%s, ...)", len(sites), strings.Join(sites[:3], ", "))
+	return fmt.Sprintf("%s (%s, ...)", rollout.Count(len(sites), "site"), strings.Join(sites[:3], ", "))
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -71,6 +72,7 @@ type fakeFleet struct {
 	ours        map[string]bool   // sites whose branch holds this rollout's unreverted promotion
 	older       map[string]bool   // commits older than every other: Inspect calls them stale
 	policies    []rollout.PolicyFile
+	roundSizes  []int // bytes of each health round's result
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -87,6 +89,7 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	env.OnActivity(git.Inspect, mock.Anything, mock.Anything).Return(f.inspect)
 	env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
 	env.OnActivity(sites.Observe, mock.Anything, mock.Anything).Return(f.observe)
+	env.OnActivity(sites.HealthRound, mock.Anything, mock.Anything).Return(f.healthRound)
 	return f
 }
 
@@ -225,6 +228,21 @@ func (f *fakeFleet) observe(_ context.Context, in activities.ObserveInput) (acti
 		}
 		res.States = append(res.States, st)
 	}
+	return res, nil
+}
+
+// healthRound is the local health round: the fake's observations, reduced to the changes as
+// the real activity reduces them.
+func (f *fakeFleet) healthRound(ctx context.Context, in activities.HealthRoundInput) (activities.HealthRoundResult, error) {
+	obs, err := f.observe(ctx, activities.ObserveInput{Sites: in.Sites, Checks: in.Checks})
+	if err != nil {
+		return activities.HealthRoundResult{}, err
+	}
+	res := activities.Changes(obs.States, in.Expect, in.Detail)
+	data, _ := json.Marshal(res)
+	f.mu.Lock()
+	f.roundSizes = append(f.roundSizes, len(data))
+	f.mu.Unlock()
 	return res, nil
 }
 
@@ -610,5 +628,46 @@ func TestRolloutPastTheFailureBudget(t *testing.T) {
 		if s.Verdict != rollout.VerdictReverted {
 			t.Errorf("site %s %s, want reverted", s.Name, s.Verdict)
 		}
+	}
+}
+
+// TestLargeWaveHealthRoundsReportChanges: a wave of 600 sites. Each health round reports only
+// what is not healthy (and healthy measurements within a small budget), so what a round adds
+// to the history stays small; the status still shows every site healthy at its promotion, and
+// the one site that degrades is found and reverted.
+func TestLargeWaveHealthRoundsReportChanges(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n  sites:\n")
+	for i := range 600 {
+		fmt.Fprintf(&b, "    - {name: s%03d}\n", i)
+	}
+	b.WriteString("  waves:\n    - {name: all, bake: 10m}\n  health: {interval: 1m, failureThreshold: 3}\n  rollback: {scope: site}\n")
+	env := newEnv(t)
+	f := newFakeFleet(t, env, b.String())
+	f.degraded["s321"] = true
+	st, err := run(t, env)
+	sizes := f.roundSizes
+	if err == nil || !strings.Contains(err.Error(), "site s321 degraded in wave all") {
+		t.Fatalf("error = %v, want s321 degraded", err)
+	}
+	if diff := cmp.Diff([][]string{{"s321"}}, sitesOf(f.callsOf("revert"))); diff != "" {
+		t.Errorf("reverts (-want +got):\n%s", diff)
+	}
+	if len(sizes) != 3 {
+		t.Errorf("%d health rounds, want 3 (s321 fails 3 in a row)", len(sizes))
+	}
+	for _, n := range sizes {
+		if n > 20<<10 {
+			t.Errorf("a health round of 600 sites recorded %d bytes, want about the 16 KiB budget at most", n)
+		}
+	}
+	healthy := 0
+	for _, s := range st.Waves[0].Sites {
+		if s.Verdict == rollout.VerdictHealthy && s.Revision == rollout.FormatRevision("sites/"+s.Name, "promo-"+s.Name) {
+			healthy++
+		}
+	}
+	if healthy != 599 {
+		t.Errorf("%d sites healthy at their promotion, want 599", healthy)
 	}
 }

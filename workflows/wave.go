@@ -71,6 +71,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		}
 	})
 
+	d.localRounds = workflow.GetVersion(ctx, versionLocalHealthRounds, workflow.DefaultVersion, 1) >= 1
 	cmd := d.next(rollout.WaveStarted{At: workflow.Now(ctx)})
 	for {
 		// Controls take effect between commands: a command in flight (a push, a revert)
@@ -130,12 +131,30 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	}
 }
 
+// versionLocalHealthRounds guards health rounds run as local activities that report only
+// what changed (instead of activities reporting every site's observation), so a wave's
+// history stays bounded however many sites and rounds it has.
+const versionLocalHealthRounds = "health-round-local"
+
+// roundDetail is how many bytes of healthy sites' measurements a health round may add to the
+// history, and waveDetail how many all the wave's rounds may add, so that a small wave's status
+// shows fresh measurements while a large or long-baking wave's history stays bounded (past
+// waveDetail, a healthy site's status keeps its last reported measurements).
+const (
+	roundDetail = 16 << 10
+	waveDetail  = 1 << 20
+)
+
 // waveDriver runs a wave's commands.
 type waveDriver struct {
 	in       WaveInput
 	run      rollout.WaveRun
 	sites    map[string]rollout.Site
 	controls []rollout.ControlAction
+	// localRounds: health rounds run as local activities reporting changes (versioned).
+	localRounds bool
+	// detailSpent is the budget of healthy measurements the wave's rounds were given so far.
+	detailSpent int
 }
 
 func (d *waveDriver) next(e rollout.WaveEvent) rollout.WaveCommand {
@@ -197,10 +216,13 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 	return res
 }
 
-// observe runs one health round over the sites, in chunks running in parallel.
+// observe runs one health round over the sites.
 func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: health round of %s",
 		d.in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), rollout.Count(len(c.Sites), "site")))
+	if d.localRounds {
+		return d.localRound(ctx, c)
+	}
 	parts := chunks(c.Sites)
 	futures := make([]workflow.Future, len(parts))
 	for i, part := range parts {
@@ -220,6 +242,49 @@ func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) roll
 		ev.States = append(ev.States, res.States...)
 	}
 	ev.At = workflow.Now(ctx)
+	return ev
+}
+
+// localRound runs a health round as a local activity: its input (every site and the commit it
+// should run) stays out of the history, and its result lists only the sites that are not
+// healthy (and healthy measurements up to roundDetail bytes). The sites it leaves out were
+// observed healthy at their commit.
+func (d *waveDriver) localRound(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
+	detail := min(roundDetail, max(waveDetail-d.detailSpent, 0))
+	d.detailSpent += detail
+	in := activities.HealthRoundInput{Checks: d.in.Health.Checks, Detail: detail,
+		Sites: make([]rollout.Site, len(c.Sites)), Expect: make([]string, len(c.Sites))}
+	for i, name := range c.Sites {
+		in.Sites[i], in.Expect[i] = d.site(name), d.run.Site(name).Promotion
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+			MaximumAttempts:    5,
+		},
+	})
+	var res activities.HealthRoundResult
+	var sites *activities.Sites
+	if err := workflow.ExecuteLocalActivity(lctx, sites.HealthRound, in).Get(ctx, &res); err != nil {
+		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
+	}
+	reported := make(map[string]rollout.SiteState, len(res.States))
+	for _, st := range res.States {
+		reported[st.Site] = st
+	}
+	ev := rollout.HealthObserved{At: workflow.Now(ctx), States: make([]rollout.SiteState, len(c.Sites))}
+	for i, name := range c.Sites {
+		st, ok := reported[name]
+		if !ok {
+			// Observed healthy at its commit; its last measurements stand.
+			s := d.run.Site(name)
+			st = rollout.SiteState{Site: name, Reachable: true, Ready: true, Revision: rollout.FormatRevision(s.Branch, s.Promotion), ObservedAt: ev.At}
+		}
+		ev.States[i] = st
+	}
 	return ev
 }
 
