@@ -167,15 +167,21 @@ func ValidateSites(ctx context.Context, v deploy.Validator, plan *rollout.Plan) 
 // validateParallel is how many sites are checked at once when a plan is loaded.
 const validateParallel = 16
 
+// Target is one site and its site branch, as the git activities take them.
+type Target = gitops.Target
+
 // PromoteInput asks for promotion commits of Source on the targets' site branches.
 type PromoteInput struct {
 	Rollout, Wave, Source string
-	Targets               []gitops.Target
+	Targets               []Target
 }
+
+// Change is what a promotion or revert did to one site branch.
+type Change = gitops.Change
 
 // ChangeResult lists what happened to each site branch.
 type ChangeResult struct {
-	Changes []gitops.Change
+	Changes []Change
 }
 
 // Promote writes the promotion commits of one batch in one push. It is idempotent: a retry
@@ -194,7 +200,7 @@ func (g *Git) Promote(ctx context.Context, in PromoteInput) (ChangeResult, error
 // RevertInput asks for revert commits of the rollout's promotions on the targets' branches.
 type RevertInput struct {
 	Rollout, Reason string
-	Targets         []gitops.Target
+	Targets         []Target
 }
 
 // Revert writes git revert commits of the rollout's promotions in one push; idempotent too.

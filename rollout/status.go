@@ -71,6 +71,17 @@ func ClosedState(status string) (State, bool) {
 	return "", false
 }
 
+// StopCause is why a rollout stops before its end on purpose; StopNone while it does not.
+type StopCause string
+
+// Stop causes.
+const (
+	StopNone      StopCause = ""
+	StopAbort     StopCause = "abort"     // an operator: promoted sites stay as they are
+	StopRollback  StopCause = "rollback"  // an operator: every promoted site is reverted
+	StopSupersede StopCause = "supersede" // a newer commit of the fleet goes next
+)
+
 // Control is an operator's action on a running rollout.
 type Control struct {
 	Action string

@@ -27,7 +27,7 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 	held := func() (string, error) {
 		if ws.Approval != nil && ws.Approval.Outcome != "" {
 			// Decided in the same moment the rollout stopped: still replace the buttons.
-			r.note(rollout.EventApprovalDecided, wave.Name)
+			r.slack.note(rollout.EventApprovalDecided, wave.Name)
 		}
 		r.withdrawApprovals()
 		ws.State = rollout.StatePending
@@ -57,17 +57,17 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 		}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s %s (approvers: %s)", i+1, len(r.plan.Waves), wave.Name, ws.Message, strings.Join(a.Approvers, ", ")))
 		workflow.GetLogger(ctx).Info("approval requested", "rollout", r.status.Rollout, "wave", wave.Name, "eligible", len(eligible))
-		r.note(rollout.EventApprovalRequested, wave.Name)
+		r.slack.note(rollout.EventApprovalRequested, wave.Name)
 
 		if ws.Approval.Outcome == "" {
 			tctx, cancel := workflow.WithCancel(ctx)
 			timer := workflow.NewTimer(tctx, a.Timeout)
-			err = workflow.Await(ctx, func() bool { return timer.IsReady() || ws.Approval.Outcome != "" || r.stop != "" })
+			err = workflow.Await(ctx, func() bool { return timer.IsReady() || ws.Approval.Outcome != "" || r.stop != rollout.StopNone })
 			cancel()
 			if err != nil {
 				return "", err
 			}
-			if r.stop != "" {
+			if r.stop != rollout.StopNone {
 				return held()
 			}
 			if ws.Approval.Outcome == "" {
@@ -75,11 +75,11 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 			}
 		}
 		ws.Message = ws.Approval.Summary()
-		r.note(rollout.EventApprovalDecided, wave.Name)
+		r.slack.note(rollout.EventApprovalDecided, wave.Name)
 		switch ws.Approval.Outcome {
 		case rollout.ApprovalApproved:
 			// A pause holds the approved wave; the caller sees a stop in r.stop.
-			if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+			if err := r.awaitResume(ctx); err != nil {
 				return "", err
 			}
 			ws.State = rollout.StatePending
@@ -110,10 +110,10 @@ func (r *rolloutRun) approval(ctx workflow.Context, i int) (string, error) {
 		}
 		ws.Message = c.Reason
 		workflow.SetCurrentDetails(ctx, "Paused: "+c.Reason)
-		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+		if err := r.awaitResume(ctx); err != nil {
 			return "", err
 		}
-		if r.stop != "" {
+		if r.stop != rollout.StopNone {
 			ws.State = rollout.StatePending
 			return "", nil
 		}
@@ -127,7 +127,7 @@ func (r *rolloutRun) withdrawApprovals() {
 		if ws := &r.status.Waves[i]; ws.Approval != nil && ws.Approval.Outcome == "" {
 			ws.Approval.Outcome = rollout.ApprovalWithdrawn
 			ws.Message = ws.Approval.Summary()
-			r.note(rollout.EventApprovalDecided, ws.Name)
+			r.slack.note(rollout.EventApprovalDecided, ws.Name)
 		}
 	}
 }

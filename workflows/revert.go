@@ -7,7 +7,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
-	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -18,7 +17,7 @@ import (
 // what to revert: a site whose branch holds no promotion of the rollout gets no revert
 // (Reversion.Revert ""), and a revert written by an attempt whose answer was lost is found,
 // not written twice. An error means nothing is known to be reverted.
-func revertSites(ctx workflow.Context, rolloutID, reason string, targets []gitops.Target, site func(string) rollout.Site,
+func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activities.Target, site func(string) rollout.Site,
 	timeout time.Duration) ([]rollout.Reversion, error) {
 	// A cancelled rollout still finishes its reverts.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)

@@ -11,9 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
-	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
-	"github.com/fleetwave/fleetwave/rollout/policy"
 )
 
 // RolloutInput names the fleet and the source commit (full hash) to roll out.
@@ -42,18 +40,13 @@ type rolloutRun struct {
 	sites map[string]rollout.Site
 	// resumeState is the state to go back to when a paused rollout resumes.
 	resumeState rollout.State
-	// stop is UpdateAbort or UpdateRollback once an operator asked for it.
-	stop    string
+	// stop says why the rollout stops early, once an operator (or a newer commit) asked;
+	// stopper is that control.
+	stop    rollout.StopCause
 	stopper rollout.Control
 
-	// Slack thread: events queued for the notifier coroutine (only when the plan names a
-	// channel), where the thread is, and the approval request messages to rewrite.
-	notifying       bool
-	notes           []rollout.Event
-	notesClosed     bool
-	notesDone       bool
-	channel, thread string
-	approvalTS      map[string]string
+	// slack posts the rollout's Slack thread.
+	slack notifier
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit. Each
@@ -109,10 +102,10 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var s CommitSignal
 		supersede.Receive(ctx, &s)
-		if r.stop != "" || r.status.State.Done() {
+		if r.stop != rollout.StopNone || r.status.State.Done() {
 			return
 		}
-		r.stop, r.stopper = signalSupersede, rollout.Control{Action: signalSupersede, By: "fleet", Reason: "superseded by " + rollout.Short(s.Commit), At: workflow.Now(ctx)}
+		r.stop, r.stopper = rollout.StopSupersede, rollout.Control{Action: signalSupersede, By: "fleet", Reason: "superseded by " + rollout.Short(s.Commit), At: workflow.Now(ctx)}
 		r.status.Controls = append(r.status.Controls, r.stopper)
 		if r.status.State == rollout.StatePaused {
 			r.setState(ctx, r.resumeState)
@@ -128,7 +121,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			if r.status.Reason == "" {
 				r.status.Reason = "the rollout's workflow was cancelled in Temporal"
 			}
-			r.finishNotes(ctx, rollout.EventCancelled)
+			r.slack.finish(ctx, rollout.EventCancelled)
 		}
 	}()
 	r.setState(ctx, rollout.StateLoading)
@@ -147,8 +140,8 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	}
 	r.status.Operators = r.plan.Operators()
 	if r.plan.Notify.Slack != nil {
-		r.startNotes(ctx, r.plan.Notify.Slack.Channel)
-		r.note(rollout.EventStarted, "")
+		r.slack.start(ctx, r.status.Rollout, r.plan.Notify.Slack.Channel, func() rollout.Status { return r.status.Digest() })
+		r.slack.note(rollout.EventStarted, "")
 	}
 
 	for i, wave := range r.plan.Waves {
@@ -156,10 +149,10 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		if r.status.State == rollout.StatePaused {
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused before wave %s: waiting for resume", wave.Name))
 		}
-		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+		if err := r.awaitResume(ctx); err != nil {
 			return RolloutResult{}, err
 		}
-		if r.stop != "" {
+		if r.stop != rollout.StopNone {
 			return r.stopped(ctx, i-1)
 		}
 		r.status.Wave = wave.Name
@@ -167,7 +160,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		if err != nil {
 			return RolloutResult{}, err
 		}
-		if r.stop != "" {
+		if r.stop != rollout.StopNone {
 			return r.stopped(ctx, i-1)
 		}
 		if reason != "" {
@@ -176,18 +169,18 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		r.setState(ctx, rollout.StatePromoting)
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s: %d sites", i+1, len(r.plan.Waves), wave.Name, len(wave.Sites)))
 		r.status.Waves[i].State = rollout.StatePromoting
-		r.note(rollout.EventWaveStarted, wave.Name)
+		r.slack.note(rollout.EventWaveStarted, wave.Name)
 		reason = r.runWave(ctx, i)
-		r.note(rollout.EventWaveFinished, wave.Name)
-		if reason != "" && r.plan.Rollback.Automatic && r.stop != UpdateRollback {
+		r.slack.note(rollout.EventWaveFinished, wave.Name)
+		if reason != "" && r.plan.Rollback.Automatic && r.stop != rollout.StopRollback {
 			r.revert(ctx, rollout.RevertOrder(r.status.Waves, i, r.plan.Rollback.Scope), reason)
 		}
 		// A failure outranks a supersede: the newer commit still goes next, but this rollout
 		// failed and says why.
-		if reason != "" && (r.stop == "" || r.stop == signalSupersede) {
+		if reason != "" && (r.stop == rollout.StopNone || r.stop == rollout.StopSupersede) {
 			return r.fail(ctx, reason)
 		}
-		if r.stop != "" {
+		if r.stop != rollout.StopNone {
 			if reason != "" {
 				r.status.Reason = strings.TrimSuffix(reason+"; "+r.status.Reason, "; ")
 			}
@@ -206,10 +199,10 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 // see it. It returns the reason the rollout fails with, or ""; the caller checks r.stop.
 func (r *rolloutRun) gates(ctx workflow.Context, i int) (string, error) {
 	reason, err := r.gate(ctx, i)
-	if err != nil || reason != "" || r.stop != "" || r.plan.Waves[i].Approval == nil {
+	if err != nil || reason != "" || r.stop != rollout.StopNone || r.plan.Waves[i].Approval == nil {
 		return reason, err
 	}
-	if reason, err = r.approval(ctx, i); err != nil || reason != "" || r.stop != "" {
+	if reason, err = r.approval(ctx, i); err != nil || reason != "" || r.stop != rollout.StopNone {
 		return reason, err
 	}
 	return r.gate(ctx, i)
@@ -232,7 +225,7 @@ func (r *rolloutRun) gate(ctx workflow.Context, i int) (string, error) {
 		return "", nil
 	}
 	for waits := 0; ; waits++ {
-		req := policy.Request{Builtins: r.plan.Policies, MinSoak: r.plan.MinSoakFor(wave), Files: r.loaded.Policies, Input: r.policyInput(ctx, i)}
+		req := activities.PolicyRequest{Builtins: r.plan.Policies, MinSoak: r.plan.MinSoakFor(wave), Files: r.loaded.Policies, Input: r.policyInput(ctx, i)}
 		var d rollout.PolicyDecision
 		if err := workflow.ExecuteLocalActivity(policyOptions(ctx), activities.EvaluatePolicy, req).Get(ctx, &d); err != nil {
 			if ctx.Err() != nil {
@@ -241,7 +234,7 @@ func (r *rolloutRun) gate(ctx workflow.Context, i int) (string, error) {
 			return fmt.Sprintf("policy check before wave %s: %s", wave.Name, errorMessage(err)), nil
 		}
 		ws.Policy = &d
-		if r.stop != "" {
+		if r.stop != rollout.StopNone {
 			return held()
 		}
 		if d.Outcome == rollout.PolicyWait && waits >= maxPolicyWaits {
@@ -252,10 +245,10 @@ func (r *rolloutRun) gate(ctx workflow.Context, i int) (string, error) {
 		case rollout.PolicyAllow:
 			if r.status.State == rollout.StatePaused {
 				// Paused while the policies were evaluated: hold, then ask them again.
-				if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+				if err := r.awaitResume(ctx); err != nil {
 					return "", err
 				}
-				if r.stop != "" {
+				if r.stop != rollout.StopNone {
 					return held()
 				}
 				continue
@@ -275,18 +268,18 @@ func (r *rolloutRun) gate(ctx workflow.Context, i int) (string, error) {
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %d/%d %s %s", i+1, len(r.plan.Waves), wave.Name, ws.Message))
 		tctx, cancel := workflow.WithCancel(ctx)
 		timer := workflow.NewTimer(tctx, d.WaitUntil.Sub(workflow.Now(ctx)))
-		err := workflow.Await(ctx, func() bool { return timer.IsReady() || r.stop != "" })
+		err := workflow.Await(ctx, func() bool { return timer.IsReady() || r.stop != rollout.StopNone })
 		cancel()
 		if err != nil {
 			return "", err
 		}
-		if r.stop != "" {
+		if r.stop != rollout.StopNone {
 			return held()
 		}
-		if err := workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != "" }); err != nil {
+		if err := r.awaitResume(ctx); err != nil {
 			return "", err
 		}
-		if r.stop != "" {
+		if r.stop != rollout.StopNone {
 			return held()
 		}
 	}
@@ -308,10 +301,15 @@ func (r *rolloutRun) policyInput(ctx workflow.Context, i int) rollout.PolicyInpu
 	}
 }
 
+// awaitResume holds while the rollout is paused and nobody stopped it; the caller checks r.stop.
+func (r *rolloutRun) awaitResume(ctx workflow.Context) error {
+	return workflow.Await(ctx, func() bool { return r.status.State != rollout.StatePaused || r.stop != rollout.StopNone })
+}
+
 // ending reports whether the rollout takes no more controls or votes: it ended, it is rolling
 // back, or an operator (or a newer commit) stopped it.
 func (r *rolloutRun) ending() bool {
-	return r.status.State.Done() || r.status.State == rollout.StateRollingBack || r.stop != ""
+	return r.status.State.Done() || r.status.State == rollout.StateRollingBack || r.stop != rollout.StopNone
 }
 
 // validate refuses controls that do not apply; a refused update never reaches history.
@@ -345,7 +343,7 @@ func (r *rolloutRun) control(ctx workflow.Context, action string, in ControlInpu
 		if r.status.State == rollout.StatePaused {
 			r.setState(ctx, r.resumeState)
 		}
-		r.stop, r.stopper = action, c
+		r.stop, r.stopper = rollout.StopCause(action), c
 		forward = UpdateAbort
 		msg = "aborting: promotion stops at the next safe point; promoted sites stay as they are"
 		if action == UpdateRollback {
@@ -362,7 +360,7 @@ func (r *rolloutRun) control(ctx workflow.Context, action string, in ControlInpu
 
 // stopped ends a rollout an operator aborted or rolled back; last is the last wave that ran.
 func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, error) {
-	if r.stop == signalSupersede {
+	if r.stop == rollout.StopSupersede {
 		// Not a failure: every promoted site has its verdict, and the newer commit goes next.
 		r.status.Reason = strings.TrimSuffix(r.stopper.Reason+"; "+r.status.Reason, "; ")
 		r.status.FinishedAt = workflow.Now(ctx)
@@ -371,16 +369,16 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 		r.drainHandlers(ctx)
 		return RolloutResult{Status: r.status}, nil
 	}
-	reason := fmt.Sprintf("%s by %s", map[string]string{UpdateAbort: "aborted", UpdateRollback: "rolled back"}[r.stop], cmp.Or(r.stopper.By, "an operator"))
+	reason := fmt.Sprintf("%s by %s", map[rollout.StopCause]string{rollout.StopAbort: "aborted", rollout.StopRollback: "rolled back"}[r.stop], cmp.Or(r.stopper.By, "an operator"))
 	if r.stopper.Reason != "" {
 		reason += ": " + r.stopper.Reason
 	}
 	final := rollout.StateAborted
-	if r.stop == UpdateRollback && last >= 0 {
+	if r.stop == rollout.StopRollback && last >= 0 {
 		// Break-glass: every site the rollout promoted, whatever the plan's rollback settings.
 		r.revert(ctx, rollout.RevertOrder(r.status.Waves, last, rollout.ScopeAll), reason)
 	}
-	if r.stop == UpdateRollback {
+	if r.stop == rollout.StopRollback {
 		final = rollout.StateRolledBack
 	}
 	if r.status.Reason != "" {
@@ -397,7 +395,7 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 // drainHandlers lets accepted updates finish, and the Slack thread report the end, before the
 // workflow returns.
 func (r *rolloutRun) drainHandlers(ctx workflow.Context) {
-	r.finishNotes(ctx, rollout.EventFinished)
+	r.slack.finish(ctx, rollout.EventFinished)
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 
@@ -453,9 +451,9 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 			index[s.Name] = i
 		}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", sitesLabel(set.Sites), set.Wave, reason))
-		targets := make([]gitops.Target, len(set.Sites))
+		targets := make([]activities.Target, len(set.Sites))
 		for i, name := range set.Sites {
-			targets[i] = gitops.Target{Site: name, Branch: ws.Sites[index[name]].Branch}
+			targets[i] = activities.Target{Site: name, Branch: ws.Sites[index[name]].Branch}
 		}
 		reverted, err := revertSites(ctx, r.status.Rollout, reason, targets, r.planSite, r.plan.Health.ConvergenceTimeout)
 		if err != nil {
@@ -466,7 +464,7 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 		for _, v := range reverted {
 			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted", r.plan.Health.ConvergenceTimeout, now)
 		}
-		r.note(rollout.EventReverted, set.Wave)
+		r.slack.note(rollout.EventReverted, set.Wave)
 	}
 }
 

@@ -19,7 +19,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
-	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -136,7 +135,7 @@ func (f *fakeFleet) inspect(_ context.Context, in activities.InspectInput) (acti
 	return res, nil
 }
 
-func targetSites(ts []gitops.Target) []string {
+func targetSites(ts []activities.Target) []string {
 	var out []string
 	for _, t := range ts {
 		out = append(out, t.Site)
@@ -151,7 +150,7 @@ func (f *fakeFleet) promote(_ context.Context, in activities.PromoteInput) (acti
 	defer f.mu.Unlock()
 	var res activities.ChangeResult
 	for _, t := range in.Targets {
-		c := gitops.Change{Site: t.Site, Branch: t.Branch, Previous: "old-" + t.Site, Commit: "promo-" + t.Site, Created: true, Ours: "promo-" + t.Site}
+		c := activities.Change{Site: t.Site, Branch: t.Branch, Previous: "old-" + t.Site, Commit: "promo-" + t.Site, Created: true, Ours: "promo-" + t.Site}
 		switch {
 		case f.noop[t.Site]:
 			c.Commit, c.Created, c.Ours = c.Previous, false, ""
@@ -176,10 +175,10 @@ func (f *fakeFleet) revert(_ context.Context, in activities.RevertInput) (activi
 	for _, t := range in.Targets {
 		if !f.ours[t.Site] {
 			// Git holds no promotion of this rollout on the branch: nothing to revert.
-			res.Changes = append(res.Changes, gitops.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: f.promoted[t.Site]})
+			res.Changes = append(res.Changes, activities.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: f.promoted[t.Site]})
 			continue
 		}
-		res.Changes = append(res.Changes, gitops.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: "revert-" + t.Site, Created: true, Ours: "revert-" + t.Site})
+		res.Changes = append(res.Changes, activities.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: "revert-" + t.Site, Created: true, Ours: "revert-" + t.Site})
 		f.promoted[t.Site] = "revert-" + t.Site
 		f.ours[t.Site] = false
 	}
@@ -540,7 +539,7 @@ func TestRolloutUnsettledWaveRevertedFromGit(t *testing.T) {
 		var git *activities.Git
 		var promoted activities.ChangeResult
 		_ = workflow.ExecuteActivity(gitOptions(ctx, "promote"), git.Promote, activities.PromoteInput{Rollout: in.Rollout, Wave: in.Wave.Name, Source: in.Commit,
-			Targets: []gitops.Target{{Site: "ams-2", Branch: "sites/ams-2"}, {Site: "fra-1", Branch: "sites/fra-1"}}}).Get(ctx, &promoted)
+			Targets: []activities.Target{{Site: "ams-2", Branch: "sites/ams-2"}, {Site: "fra-1", Branch: "sites/fra-1"}}}).Get(ctx, &promoted)
 		return WaveResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_START_TO_CLOSE, nil)
 	})
 	st, err := run(t, env)

@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
-	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -180,9 +179,9 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 	workflow.SetCurrentDetails(ctx, "Promoting "+label)
 	ev := rollout.BatchPromoted{}
 	for _, part := range chunks(c.Sites) {
-		targets := make([]gitops.Target, len(part))
+		targets := make([]activities.Target, len(part))
 		for i, name := range part {
-			targets[i] = gitops.Target{Site: name, Branch: d.run.Site(name).Branch}
+			targets[i] = activities.Target{Site: name, Branch: d.run.Site(name).Branch}
 		}
 		var promoted activities.ChangeResult
 		var git *activities.Git
@@ -291,9 +290,9 @@ func (d *waveDriver) localRound(ctx workflow.Context, c rollout.ObserveHealth) r
 // revert reverts sites degraded within the failure budget and waits for them to apply it.
 func (d *waveDriver) revert(ctx workflow.Context, c rollout.RevertSites) rollout.WaveEvent {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", sitesLabel(c.Sites), d.in.Wave.Name, c.Reason))
-	targets := make([]gitops.Target, len(c.Sites))
+	targets := make([]activities.Target, len(c.Sites))
 	for i, name := range c.Sites {
-		targets[i] = gitops.Target{Site: name, Branch: d.run.Site(name).Branch}
+		targets[i] = activities.Target{Site: name, Branch: d.run.Site(name).Branch}
 	}
 	reverted, err := revertSites(ctx, d.in.Rollout, c.Reason, targets, d.site, d.in.Health.ConvergenceTimeout)
 	if err != nil {
