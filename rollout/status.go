@@ -352,6 +352,43 @@ type Status struct {
 	Waiting []string `json:",omitempty"`
 }
 
+// CompactAbove is the number of sites above which a wave's status is compacted where it is
+// recorded in a workflow history (a wave's result, a rollout's result).
+const CompactAbove = 1000
+
+// Compact returns the wave's status for the history: for a wave of more than CompactAbove
+// sites, the sites that are Healthy or Pending keep only their name, branch, verdict and
+// whether they were promoted (git has their commits: `git log sites/<site>`); every other site
+// keeps all it has. A wave of thousands of sites then records a few bytes a healthy site
+// instead of its commits, revision and measurements.
+func (w WaveStatus) Compact() WaveStatus {
+	if len(w.Sites) <= CompactAbove {
+		return w
+	}
+	sites := make([]SiteStatus, len(w.Sites))
+	for i, s := range w.Sites {
+		if s.Verdict == VerdictHealthy || s.Verdict == VerdictPending {
+			s = SiteStatus{Name: s.Name, Branch: s.Branch, Verdict: s.Verdict, Promoted: s.Promoted}
+		}
+		sites[i] = s
+	}
+	w.Sites = sites
+	return w
+}
+
+// Compact returns the status with every wave compacted (WaveStatus.Compact).
+func (s Status) Compact() Status {
+	if s.Waves == nil {
+		return s
+	}
+	waves := make([]WaveStatus, len(s.Waves))
+	for i, w := range s.Waves {
+		waves[i] = w.Compact()
+	}
+	s.Waves = waves
+	return s
+}
+
 // NewWaveStatus returns the initial status of a wave of the plan.
 func NewWaveStatus(p *Plan, index int) WaveStatus {
 	w := p.Waves[index]

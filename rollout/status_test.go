@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +134,28 @@ func TestRevertOrderUnsettled(t *testing.T) {
 		if diff := cmp.Diff(tt.want, RevertOrder(waves, 1, tt.scope)); diff != "" {
 			t.Errorf("RevertOrder(%s) (-want +got):\n%s", tt.scope, diff)
 		}
+	}
+}
+
+func TestCompact(t *testing.T) {
+	small := WaveStatus{Name: "canary", Sites: []SiteStatus{{Name: "a", Verdict: VerdictHealthy, Promotion: "p", Checks: []CheckResult{{Name: "c", OK: true}}}}}
+	if diff := cmp.Diff(small, small.Compact()); diff != "" {
+		t.Errorf("a small wave changed (-want +got):\n%s", diff)
+	}
+	large := WaveStatus{Name: "rest"}
+	for i := range CompactAbove + 1 {
+		large.Sites = append(large.Sites, SiteStatus{Name: fmt.Sprintf("s%04d", i), Branch: "b", Verdict: VerdictHealthy, Promoted: true,
+			Promotion: "p", Previous: "q", Revision: "b@sha1:p", Message: "applied p", Checks: []CheckResult{{Name: "c", OK: true}}})
+	}
+	large.Sites[7] = SiteStatus{Name: "s0007", Branch: "b", Verdict: VerdictReverted, Promoted: true, Promotion: "p", Revert: "r", Message: "reverted"}
+	got := Status{Waves: []WaveStatus{large}}.Compact().Waves[0]
+	if want := (SiteStatus{Name: "s0000", Branch: "b", Verdict: VerdictHealthy, Promoted: true}); !cmp.Equal(want, got.Sites[0]) {
+		t.Errorf("healthy site compacted to %+v, want %+v", got.Sites[0], want)
+	}
+	if !cmp.Equal(large.Sites[7], got.Sites[7]) {
+		t.Errorf("reverted site compacted to %+v, want it whole", got.Sites[7])
+	}
+	if large.Sites[0].Promotion != "p" {
+		t.Error("Compact changed its input")
 	}
 }

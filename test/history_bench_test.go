@@ -29,16 +29,19 @@ import (
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
-// historyTimeScale divides the benchmark plan's durations: a 1h bake checked every 30s becomes
-// 30s checked every 250ms, the same 120 health rounds. A history's events and bytes depend on
-// the rounds, not on how long they take, so this measures the 1h bake without waiting an hour.
-const historyTimeScale = 120
+// The benchmark's bake: a health round, then a pause of historyInterval, until historyBake has
+// passed since the wave converged. A history's events and bytes depend on the number of
+// rounds, not on how long they take, and a 1h bake checked every 30s has 120 of them; with a
+// round taking a few hundred milliseconds here, 2 minutes at 250ms gives at least that many
+// (each wave's count is reported) without waiting an hour.
+const (
+	historyBake     = 2 * time.Minute
+	historyInterval = 250 * time.Millisecond
+)
 
 // historyPlan is the benchmark's plan: n sites in 10 regions, three waves (one canary site,
-// every site of region r1 (10 %), the rest), a 1h bake checked every 30s on the plan's scale.
+// every site of region r1 (10 %), the rest), each baking for at least 120 health rounds.
 func historyPlan(n int) string {
-	bake := time.Hour / historyTimeScale
-	interval := 30 * time.Second / historyTimeScale
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: bench}\nspec:\n  sites:\n")
 	for i := range n {
@@ -49,10 +52,10 @@ func historyPlan(n int) string {
 		fmt.Fprintf(&b, "    - {name: s%05d, labels: {region: r%d%s}}\n", i, i%10, tier)
 	}
 	fmt.Fprintf(&b, "  waves:\n")
-	fmt.Fprintf(&b, "    - {name: canary, selector: {tier: canary}, bake: %s}\n", bake)
-	fmt.Fprintf(&b, "    - {name: r1, selector: {region: r1}, maxParallel: %d, bake: %s}\n", max(n/10, 1), bake)
-	fmt.Fprintf(&b, "    - {name: rest, maxParallel: %d, bake: %s}\n", n, bake)
-	fmt.Fprintf(&b, "  health: {interval: %s, failureThreshold: 3, convergenceTimeout: 10m, unknownTimeout: 5m}\n", interval)
+	fmt.Fprintf(&b, "    - {name: canary, selector: {tier: canary}, bake: %s}\n", historyBake)
+	fmt.Fprintf(&b, "    - {name: r1, selector: {region: r1}, maxParallel: %d, bake: %s}\n", max(n/10, 1), historyBake)
+	fmt.Fprintf(&b, "    - {name: rest, maxParallel: %d, bake: %s}\n", n, historyBake)
+	fmt.Fprintf(&b, "  health: {interval: %s, failureThreshold: 3, convergenceTimeout: 10m, unknownTimeout: 5m}\n", historyInterval)
 	return b.String()
 }
 
@@ -62,12 +65,15 @@ type workflowHistory struct {
 	Events      int
 	Bytes       int
 	LargestItem int // the largest event, an upper bound of its payloads
+	LargestType string
+	Rounds      int // health rounds: the timers between them, plus one
 }
 
 // BenchmarkRolloutHistory rolls out one commit to a simulated fleet of 100, 1,000 and 10,000
-// sites on a real Temporal dev server and reports, for the largest workflow history of the
-// rollout, its events and bytes, the largest event in any of its histories, and the peak RSS
-// of the benchmark process (worker, simulated fleet and git together). Run it with
+// sites on a real Temporal dev server, each wave baking for at least 120 health rounds (a 1h
+// bake at 30s), and reports, for the largest workflow history of the rollout, its events and
+// bytes, the largest event in any of its histories, and the peak RSS of the benchmark process
+// (worker, simulated fleet and git together). Run it with
 // `make bench-history`; docs/benchmarks.md has the method and the numbers.
 func BenchmarkRolloutHistory(b *testing.B) {
 	for _, n := range []int{100, 1000, 10000} {
@@ -168,7 +174,11 @@ func measureHistory(b *testing.B, n int) {
 		outcome = "FAILED: " + rerr.Error()
 	}
 	for _, h := range hs {
-		b.Logf("%d sites: %-40s %6d events %10d bytes, largest event %8d bytes", n, h.ID, h.Events, h.Bytes, h.LargestItem)
+		rounds := ""
+		if h.ID != run.GetID() {
+			rounds = fmt.Sprintf(", %d health rounds", h.Rounds+1)
+		}
+		b.Logf("%d sites: %-40s %6d events %10d bytes, largest event %8d bytes (%s)%s", n, h.ID, h.Events, h.Bytes, h.LargestItem, h.LargestType, rounds)
 	}
 	b.Logf("%d sites: rollout %s in %s; peak RSS %d MiB", n, outcome, took.Round(100*time.Millisecond), peakRSS()>>20)
 	b.ReportMetric(float64(largest.Events), "events/largest-history")
@@ -195,7 +205,12 @@ func readHistory(ctx context.Context, tc client.Client, id string) (workflowHist
 		size := proto.Size(e)
 		h.Events++
 		h.Bytes += size
-		h.LargestItem = max(h.LargestItem, size)
+		if e.GetEventType() == enumspb.EVENT_TYPE_TIMER_STARTED {
+			h.Rounds++
+		}
+		if size > h.LargestItem {
+			h.LargestItem, h.LargestType = size, e.GetEventType().String()
+		}
 	}
 	return h, h.Events > 0
 }

@@ -191,7 +191,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	r.status.FinishedAt = workflow.Now(ctx)
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Rolled out %s to %d sites", rollout.Short(r.status.Commit), len(r.plan.Sites)))
 	r.drainHandlers(ctx)
-	return RolloutResult{Status: r.status}, nil
+	return RolloutResult{Status: r.status.Compact()}, nil
 }
 
 // gates runs what must hold before wave i starts: the policies, then the wave's approval if it
@@ -367,7 +367,7 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 		r.setState(ctx, rollout.StateSuperseded)
 		workflow.SetCurrentDetails(ctx, "Stopped: "+r.stopper.Reason)
 		r.drainHandlers(ctx)
-		return RolloutResult{Status: r.status}, nil
+		return RolloutResult{Status: r.status.Compact()}, nil
 	}
 	reason := fmt.Sprintf("%s by %s", map[rollout.StopCause]string{rollout.StopAbort: "aborted", rollout.StopRollback: "rolled back"}[r.stop], cmp.Or(r.stopper.By, "an operator"))
 	if r.stopper.Reason != "" {
@@ -389,7 +389,7 @@ func (r *rolloutRun) stopped(ctx workflow.Context, last int) (RolloutResult, err
 	r.setState(ctx, final)
 	workflow.SetCurrentDetails(ctx, "Stopped: "+reason)
 	r.drainHandlers(ctx)
-	return RolloutResult{Status: r.status}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutAborted, nil, r.status)
+	return RolloutResult{Status: r.status.Compact()}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutAborted, nil, r.status.Compact())
 }
 
 // drainHandlers lets accepted updates finish, and the Slack thread report the end, before the
@@ -511,7 +511,7 @@ func (r *rolloutRun) fail(ctx workflow.Context, reason string) (RolloutResult, e
 	r.setState(ctx, rollout.StateFailed)
 	workflow.SetCurrentDetails(ctx, "Failed: "+reason)
 	r.drainHandlers(ctx)
-	return RolloutResult{Status: r.status}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutFailed, nil, r.status)
+	return RolloutResult{Status: r.status.Compact()}, temporal.NewNonRetryableApplicationError(reason, ErrTypeRolloutFailed, nil, r.status.Compact())
 }
 
 // sitesLabel names up to three sites and counts the rest.

@@ -302,20 +302,22 @@ func (d *waveDriver) revert(ctx workflow.Context, c rollout.RevertSites) rollout
 }
 
 func (d *waveDriver) finish(ctx workflow.Context, c rollout.FinishWave) (WaveResult, error) {
+	// The result is recorded: a large wave's is compacted (the query still has every detail).
+	status := d.run.Status.Compact()
 	switch c.State {
 	case rollout.StateFailed:
 		workflow.SetCurrentDetails(ctx, "Failed: "+c.Reason)
-		return WaveResult{Status: d.run.Status}, temporal.NewNonRetryableApplicationError(c.Reason, ErrTypeWaveFailed, nil, d.run.Status)
+		return WaveResult{Status: status}, temporal.NewNonRetryableApplicationError(c.Reason, ErrTypeWaveFailed, nil, status)
 	case rollout.StateAborted:
 		workflow.SetCurrentDetails(ctx, "Aborted by an operator")
-		return WaveResult{Status: d.run.Status, Aborted: true}, nil
+		return WaveResult{Status: status, Aborted: true}, nil
 	}
 	details := fmt.Sprintf("Wave %s healthy on %s", d.in.Wave.Name, rollout.Short(d.in.Commit))
 	if d.run.Status.Message != "" {
 		details += "; " + d.run.Status.Message
 	}
 	workflow.SetCurrentDetails(ctx, details)
-	return WaveResult{Status: d.run.Status}, nil
+	return WaveResult{Status: status}, nil
 }
 
 // waitConverged waits, in parallel chunks, until the sites applied their commits, one's Flux
