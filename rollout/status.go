@@ -356,9 +356,95 @@ type Status struct {
 // recorded in a workflow history (a wave's result, a rollout's result).
 const CompactAbove = 1000
 
+// WaveChange is what changed in a wave's status: its phase, message and times, and the sites
+// whose verdict, commits, failures or message changed. A wave's workflow reports its changes to
+// its rollout as it goes, so the rollout's status query shows the wave live.
+type WaveChange struct {
+	Wave        string
+	State       State
+	Message     string       `json:",omitempty"`
+	StartedAt   time.Time    `json:",omitzero"`
+	ConvergedAt time.Time    `json:",omitzero"`
+	BakeUntil   time.Time    `json:",omitzero"`
+	FinishedAt  time.Time    `json:",omitzero"`
+	Sites       []SiteStatus `json:",omitempty"`
+}
+
+// Changes returns what changed from before to after (two statuses of the same wave, its sites
+// in the same order), and whether anything did. For a wave of more than CompactAbove sites the
+// changed sites that are Healthy or Pending are compacted, as Compact does.
+func Changes(before, after WaveStatus) (WaveChange, bool) {
+	c := WaveChange{Wave: after.Name, State: after.State, Message: after.Message, StartedAt: after.StartedAt,
+		ConvergedAt: after.ConvergedAt, BakeUntil: after.BakeUntil, FinishedAt: after.FinishedAt}
+	changed := before.State != after.State || before.Message != after.Message || !before.ConvergedAt.Equal(after.ConvergedAt) ||
+		!before.BakeUntil.Equal(after.BakeUntil) || !before.StartedAt.Equal(after.StartedAt) || !before.FinishedAt.Equal(after.FinishedAt)
+	large := len(after.Sites) > CompactAbove
+	values := len(after.Sites) <= LiveMeasurements
+	for i, s := range after.Sites {
+		if i < len(before.Sites) {
+			b := before.Sites[i]
+			if b.Verdict == s.Verdict && b.Promotion == s.Promotion && b.Promoted == s.Promoted && b.Revert == s.Revert &&
+				b.Failures == s.Failures && b.Message == s.Message && sameChecks(b.Checks, s.Checks, values) {
+				continue
+			}
+		}
+		if large {
+			s = s.compact()
+		}
+		c.Sites = append(c.Sites, s)
+	}
+	return c, changed || len(c.Sites) > 0
+}
+
+// LiveMeasurements is the size up to which a wave reports every new measurement of its
+// checks; a larger wave reports a site's checks when one passes or fails where it did not,
+// so its rollout's status shows the measurements of the last change.
+const LiveMeasurements = 20
+
+// sameChecks reports whether two sets of measurements say the same: the same checks passing,
+// failing or unknown, and with values, the same values.
+func sameChecks(a, b []CheckResult, values bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name || a[i].OK != b[i].OK || a[i].Unknown != b[i].Unknown || (values && a[i].Value != b[i].Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// Apply merges a change of the wave into its status.
+func (w *WaveStatus) Apply(c WaveChange) {
+	w.State, w.Message = c.State, c.Message
+	w.StartedAt, w.ConvergedAt, w.BakeUntil, w.FinishedAt = c.StartedAt, c.ConvergedAt, c.BakeUntil, c.FinishedAt
+	if len(c.Sites) == 0 {
+		return
+	}
+	index := make(map[string]int, len(w.Sites))
+	for i, s := range w.Sites {
+		index[s.Name] = i
+	}
+	for _, s := range c.Sites {
+		if i, ok := index[s.Name]; ok {
+			w.Sites[i] = s
+		}
+	}
+}
+
+// compact keeps what a large wave records of a Pending site, or of a Healthy one without a
+// failed round.
+func (s SiteStatus) compact() SiteStatus {
+	if (s.Verdict == VerdictHealthy && s.Failures == 0) || s.Verdict == VerdictPending {
+		return SiteStatus{Name: s.Name, Branch: s.Branch, Verdict: s.Verdict, Promoted: s.Promoted}
+	}
+	return s
+}
+
 // Compact returns the wave's status for the history: for a wave of more than CompactAbove
-// sites, the sites that are Healthy or Pending keep only their name, branch, verdict and
-// whether they were promoted (git has their commits: `git log sites/<site>`); every other site
+// sites, the sites that are Pending, or Healthy without a failed round, keep only their name,
+// branch, verdict and whether they were promoted (git has their commits: `git log sites/<site>`); every other site
 // keeps all it has. A wave of thousands of sites then records a few bytes a healthy site
 // instead of its commits, revision and measurements.
 func (w WaveStatus) Compact() WaveStatus {
@@ -367,10 +453,7 @@ func (w WaveStatus) Compact() WaveStatus {
 	}
 	sites := make([]SiteStatus, len(w.Sites))
 	for i, s := range w.Sites {
-		if s.Verdict == VerdictHealthy || s.Verdict == VerdictPending {
-			s = SiteStatus{Name: s.Name, Branch: s.Branch, Verdict: s.Verdict, Promoted: s.Promoted}
-		}
-		sites[i] = s
+		sites[i] = s.compact()
 	}
 	w.Sites = sites
 	return w

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +158,50 @@ func TestCompact(t *testing.T) {
 	}
 	if large.Sites[0].Promotion != "p" {
 		t.Error("Compact changed its input")
+	}
+}
+
+func TestChangesAndApply(t *testing.T) {
+	before := WaveStatus{Name: "eu", State: StateBaking, Sites: []SiteStatus{
+		{Name: "a", Verdict: VerdictHealthy, Promotion: "p", Checks: []CheckResult{{Name: "err", OK: true, Value: 0.01}}},
+		{Name: "b", Verdict: VerdictHealthy, Promotion: "p"},
+	}}
+	after := WaveStatus{Name: "eu", State: StateBaking, Sites: slices.Clone(before.Sites)}
+	if _, ok := Changes(before, after); ok {
+		t.Error("no change reported as one")
+	}
+	after.Sites[1].Verdict, after.Sites[1].Message = VerdictDegraded, "check failed"
+	after.Sites[0].Checks = []CheckResult{{Name: "err", OK: true, Value: 0.02}} // a small wave reports new values
+	c, ok := Changes(before, after)
+	if !ok || len(c.Sites) != 2 || c.Sites[1].Verdict != VerdictDegraded {
+		t.Fatalf("change %+v, %v", c, ok)
+	}
+	w := before
+	w.Sites = slices.Clone(before.Sites)
+	after.State, after.Message = StateFailed, "site b degraded"
+	c, _ = Changes(before, after)
+	w.Apply(c)
+	if diff := cmp.Diff(after, w); diff != "" {
+		t.Errorf("applied (-want +got):\n%s", diff)
+	}
+
+	// A large wave: a new value of a passing check is no change; a failing check is, and its
+	// healthy sites travel compacted.
+	large := WaveStatus{Name: "rest", State: StateBaking}
+	for i := range CompactAbove + 1 {
+		large.Sites = append(large.Sites, SiteStatus{Name: fmt.Sprintf("s%04d", i), Verdict: VerdictConverging, Promotion: "p",
+			Checks: []CheckResult{{Name: "err", OK: true, Value: 0.01}}})
+	}
+	next := large
+	next.Sites = slices.Clone(large.Sites)
+	next.Sites[3].Checks = []CheckResult{{Name: "err", OK: true, Value: 0.05}}
+	if _, ok := Changes(large, next); ok {
+		t.Error("a new value of a passing check in a large wave reported")
+	}
+	next.Sites[4].Verdict = VerdictHealthy
+	next.Sites[5].Checks = []CheckResult{{Name: "err", OK: false, Value: 0.5}}
+	c, _ = Changes(large, next)
+	if len(c.Sites) != 2 || !cmp.Equal(c.Sites[0], SiteStatus{Name: "s0004", Verdict: VerdictHealthy}) || c.Sites[1].Name != "s0005" {
+		t.Errorf("large wave change: %+v", c.Sites)
 	}
 }

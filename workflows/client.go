@@ -62,10 +62,11 @@ func (c *Client) Start(ctx context.Context, in RolloutInput) (client.WorkflowRun
 	return run, nil
 }
 
-// Status returns the state of a rollout: the rollout's own status, the live status of the
-// wave in progress (from its child workflow), and what each pending activity waits on, with
-// its attempt count and last failure, so "the git server is unreachable" shows while Temporal
-// retries.
+// Status returns the state of a rollout: its status query (which includes the live status of
+// the wave in progress, reported by the wave itself), and what each pending activity of the
+// rollout and of its running wave waits on, with its attempt count and last failure, so "the
+// git server is unreachable" shows while Temporal retries. A rollout closed from outside
+// (terminated, timed out, cancelled) is reported in that state.
 func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) {
 	var st rollout.Status
 	v, err := c.c.QueryWorkflow(ctx, id, "", QueryStatus)
@@ -90,24 +91,15 @@ func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) 
 		}
 	}
 	ids := []string{id}
-	for i, w := range st.Waves {
-		if w.Name != st.Wave || w.State == rollout.StateSucceeded || w.State == rollout.StateFailed {
+	for _, w := range st.Waves {
+		if w.Name != st.Wave || w.State == rollout.StatePending || w.State.Done() {
 			continue
 		}
-		child := WaveID(id, w.Name)
-		if v, err := c.c.QueryWorkflow(ctx, child, "", QueryStatus); err == nil {
-			var ws rollout.WaveStatus
-			if v.Get(&ws) == nil {
-				st.Waves[i] = ws
-				// The rollout records a wave's progress when the wave ends; until then the
-				// wave's own phase is the more precise answer. A wave that has just ended
-				// says nothing about the rollout, which may have more waves to run.
-				if st.State == rollout.StatePromoting && ws.State != rollout.StatePending && !ws.State.Done() {
-					st.State = ws.State
-				}
-			}
+		// The rollout promotes while a wave runs; the wave's own phase is the more precise answer.
+		if st.State == rollout.StatePromoting {
+			st.State = w.State
 		}
-		ids = append(ids, child)
+		ids = append(ids, WaveID(id, w.Name))
 	}
 	for _, wid := range ids {
 		d, err := c.c.DescribeWorkflow(ctx, wid, "")

@@ -58,6 +58,10 @@ type VoteResult struct {
 // signalControl carries pause/resume/abort from a rollout to its running wave.
 const signalControl = "control"
 
+// signalWaveProgress carries a wave's changes (a rollout.WaveChange) to its rollout, so the
+// rollout's status query shows the wave live without the client asking the wave itself.
+const signalWaveProgress = "wave-progress"
+
 // ControlInput says who acts on a rollout and why.
 type ControlInput struct {
 	By     string

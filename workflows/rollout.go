@@ -98,6 +98,17 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			return RolloutResult{}, err
 		}
 	}
+	// The running wave reports its changes: the status query shows the wave live.
+	progress := workflow.GetSignalChannel(ctx, signalWaveProgress)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var c rollout.WaveChange
+			progress.Receive(ctx, &c)
+			if i := r.waveIndex(c.Wave); i >= 0 && r.child != nil && c.Wave == r.status.Wave {
+				r.status.Waves[i].Apply(c)
+			}
+		}
+	})
 	supersede := workflow.GetSignalChannel(ctx, signalSupersede)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var s CommitSignal

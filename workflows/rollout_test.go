@@ -670,3 +670,32 @@ func TestLargeWaveHealthRoundsReportChanges(t *testing.T) {
 		t.Errorf("%d sites healthy at their promotion, want 599", healthy)
 	}
 }
+
+// TestRolloutStatusShowsTheWaveLive: while a wave runs, the rollout's own status query shows
+// it (the wave reports its changes), without anyone asking the wave's workflow.
+func TestRolloutStatusShowsTheWaveLive(t *testing.T) {
+	env := newEnv(t)
+	newFakeFleet(t, env, testPlan(t, "wave", ""))
+	var during rollout.Status
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = v.Get(&during)
+	}, 5*time.Minute) // in the canary's 10m bake
+	if _, err := run(t, env); err != nil {
+		t.Fatal(err)
+	}
+	canary := during.Waves[0]
+	if canary.State != rollout.StateBaking || canary.BakeUntil.IsZero() {
+		t.Errorf("canary during its bake: %s until %s, want Baking", canary.State, canary.BakeUntil)
+	}
+	if s := canary.Sites[0]; s.Verdict != rollout.VerdictHealthy || s.Promotion != "promo-ams-1" || !s.Promoted || len(s.Checks) == 0 {
+		t.Errorf("ams-1 during the bake: %+v, want healthy at its promotion with its measurements", s)
+	}
+	if during.Waves[1].State != rollout.StatePending {
+		t.Errorf("eu during the canary: %s", during.Waves[1].State)
+	}
+}

@@ -71,14 +71,19 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	})
 
 	d.localRounds = workflow.GetVersion(ctx, versionLocalHealthRounds, workflow.DefaultVersion, 1) >= 1
-	cmd := d.next(rollout.WaveStarted{At: workflow.Now(ctx)})
+	if workflow.GetVersion(ctx, versionWaveProgress, workflow.DefaultVersion, 1) >= 1 {
+		if p := workflow.GetInfo(ctx).ParentWorkflowExecution; p != nil {
+			d.parent = p.ID
+		}
+	}
+	cmd := d.next(ctx, rollout.WaveStarted{At: workflow.Now(ctx)})
 	for {
 		// Controls take effect between commands: a command in flight (a push, a revert)
 		// always finishes first.
 		for len(d.controls) > 0 {
 			action := d.controls[0]
 			d.controls = d.controls[1:]
-			if c := d.next(rollout.WaveControl{At: workflow.Now(ctx), Action: action}); c != nil {
+			if c := d.next(ctx, rollout.WaveControl{At: workflow.Now(ctx), Action: action}); c != nil {
 				cmd = c
 			}
 		}
@@ -124,7 +129,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		if err := ctx.Err(); err != nil {
 			return WaveResult{}, err
 		}
-		if c := d.next(ev); c != nil {
+		if c := d.next(ctx, ev); c != nil {
 			cmd = c
 		}
 	}
@@ -154,13 +159,47 @@ type waveDriver struct {
 	localRounds bool
 	// detailSpent is the budget of healthy measurements the wave's rounds were given so far.
 	detailSpent int
+	// parent is the rollout's workflow ID, to report the wave's changes to; "" for a wave
+	// recorded before versionWaveProgress, or started on its own.
+	parent string
 }
 
-func (d *waveDriver) next(e rollout.WaveEvent) rollout.WaveCommand {
+// versionWaveProgress guards the wave's progress signals to its rollout (signalWaveProgress).
+const versionWaveProgress = "wave-progress-signals"
+
+// next feeds an event to the runbook and reports what changed in the wave's status to the
+// rollout, so that the rollout's status query shows the wave live.
+func (d *waveDriver) next(ctx workflow.Context, e rollout.WaveEvent) rollout.WaveCommand {
+	before := d.run.Status
 	var c rollout.WaveCommand
 	d.run, c = rollout.NextWave(d.run, e)
+	if d.parent != "" {
+		if change, ok := rollout.Changes(before, d.run.Status); ok {
+			d.report(ctx, change)
+		}
+	}
 	return c
 }
+
+// report signals a change of the wave to its rollout, in parts of at most progressSites sites
+// (a large wave's first promotion changes thousands at once), waiting for each to be
+// delivered, so the rollout has every change before the wave ends.
+func (d *waveDriver) report(ctx workflow.Context, c rollout.WaveChange) {
+	sites := c.Sites
+	for first := true; first || len(sites) > 0; first = false {
+		part := c
+		part.Sites = sites[:min(progressSites, len(sites))]
+		sites = sites[len(part.Sites):]
+		if err := workflow.SignalExternalWorkflow(ctx, d.parent, "", signalWaveProgress, part).Get(ctx, nil); err != nil {
+			// The rollout is gone (terminated): nobody to tell; the wave goes on with its sites.
+			workflow.GetLogger(ctx).Warn("cannot report the wave's progress to its rollout", "rollout", d.in.Rollout, "wave", d.in.Wave.Name, "error", err)
+			return
+		}
+	}
+}
+
+// progressSites is the most sites one progress signal carries.
+const progressSites = 1000
 
 func (d *waveDriver) site(name string) rollout.Site {
 	if s, ok := d.sites[name]; ok {
