@@ -44,7 +44,8 @@ bench-kube: tools kube-tools
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench PushToReady -benchtime 5x ./test/
 
 # Workflow history size and peak RSS of one rollout to 100, 1,000 and 10,000 simulated sites on a
-# real Temporal dev server (docs/benchmarks.md); about 6 minutes.
+# real Temporal dev server, each wave baking at least 120 health rounds (docs/benchmarks.md);
+# about 20 minutes.
 .PHONY: bench-history
 bench-history: tools
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench RolloutHistory -benchtime 1x -timeout 60m ./test/

@@ -183,6 +183,9 @@ type HealthRoundInput struct {
 	// Detail is how many bytes of healthy observations (their measurements) the result may
 	// carry besides the changes; 0 means none.
 	Detail int `json:",omitempty"`
+	// Report[i], when set, lists Sites[i] whatever its health: a site whose last status showed
+	// a failed round or check, so its recovery reaches the status with fresh measurements.
+	Report []bool `json:",omitempty"`
 }
 
 // HealthRoundResult is what a health round changed: the observations that are not healthy
@@ -191,8 +194,10 @@ type HealthRoundInput struct {
 // workflow's history on every round, so it stays small however large the wave.
 type HealthRoundResult struct {
 	States []rollout.SiteState `json:",omitempty"`
-	// Healthy counts the sites observed healthy, listed or not.
-	Healthy int
+	// Healthy counts the sites observed healthy, listed or not; DetailBytes is about how many
+	// bytes of healthy observations the result lists within Detail.
+	Healthy     int
+	DetailBytes int `json:",omitempty"`
 }
 
 // HealthRound observes the sites as Observe does and returns only what the workflow needs to
@@ -207,23 +212,26 @@ func (s *Sites) HealthRound(ctx context.Context, in HealthRoundInput) (HealthRou
 	if err != nil {
 		return HealthRoundResult{}, err
 	}
-	return Changes(obs.States, in.Expect, in.Detail), nil
+	return Changes(obs.States, in.Expect, in.Report, in.Detail), nil
 }
 
 // Changes is the result of a health round that observed states, sites that should run expect
-// (in the same order): every state not healthy at its commit, and the healthy ones while they
-// fit in detail bytes.
-func Changes(states []rollout.SiteState, expect []string, detail int) HealthRoundResult {
+// (in the same order): every state not healthy at its commit or marked in report, and the
+// other healthy ones while they fit in detail bytes.
+func Changes(states []rollout.SiteState, expect []string, report []bool, detail int) HealthRoundResult {
 	var out HealthRoundResult
 	for i, st := range states {
-		if !st.HealthyAt(expect[i]) {
+		healthy := st.HealthyAt(expect[i])
+		if healthy {
+			out.Healthy++
+		}
+		if !healthy || (i < len(report) && report[i]) {
 			out.States = append(out.States, st)
 			continue
 		}
-		out.Healthy++
-		if size := approxSize(st); size <= detail {
+		if size := approxSize(st); size <= detail-out.DetailBytes {
 			out.States = append(out.States, st)
-			detail -= size
+			out.DetailBytes += size
 		}
 	}
 	return out

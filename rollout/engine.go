@@ -113,10 +113,13 @@ type Promotion struct {
 	Ours bool
 }
 
-// BatchPromoted says the batch's promotion commits are on their branches.
+// BatchPromoted says the batch's promotion commits are on their branches. A batch is pushed in
+// parts; when a part failed for good, Failure says why and Sites lists the parts that landed
+// before it: they are promoted, and the wave fails.
 type BatchPromoted struct {
-	At    time.Time
-	Sites []Promotion
+	At      time.Time
+	Sites   []Promotion
+	Failure string `json:",omitempty"`
 }
 
 // Convergence is the last observation of a site waiting to apply its commit.
@@ -361,6 +364,10 @@ func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
 		s.Promotion, s.Promoted, s.Previous = p.Commit, p.Ours, p.Previous
 		s.Verdict, s.UpdatedAt = VerdictConverging, e.At
 		expect = append(expect, Expect{Site: p.Site, Commit: p.Commit})
+	}
+	if e.Failure != "" {
+		// The sites that landed stay promoted, so the rollout's revert finds them.
+		return r.fail(e.At, e.Failure)
 	}
 	r.Phase = WaveConverge
 	r.Status.State = StateConverging

@@ -110,6 +110,17 @@ func TestNextWave(t *testing.T) {
 		{name: "a failed promotion fails the wave", state: testWave(FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, StepFailed{At: t0, Message: "promote a, b in wave eu: rejected"}},
 			want: FinishWave{State: StateFailed, Reason: "promote a, b in wave eu: rejected"}, phase: WaveDone, state2: StateFailed},
 
+		{name: "a part of a batch that failed fails the wave, the parts pushed before stay promoted", state: testWave(FailureBudget{}),
+			events: []WaveEvent{WaveStarted{At: t0}, BatchPromoted{At: at(time.Minute), Sites: []Promotion{{Site: "a", Commit: "p-a", Ours: true}},
+				Failure: "promote 1 site (b) in wave eu: site branch sites/b does not exist"}},
+			want:  FinishWave{State: StateFailed, Reason: "promote 1 site (b) in wave eu: site branch sites/b does not exist"},
+			phase: WaveDone, state2: StateFailed, verdicts: "a=Converging b=Pending c=Pending",
+			check: func(t *testing.T, r WaveRun) {
+				if !r.Site("a").Promoted || r.Site("b").Promoted {
+					t.Errorf("promoted: a=%v b=%v, want a only", r.Site("a").Promoted, r.Site("b").Promoted)
+				}
+			}},
+
 		// Converge.
 		{name: "a promoted batch is waited for", state: testWave(FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, promotion("a", "b")},
 			want:  AwaitConvergence{Sites: []Expect{{"a", "p-a"}, {"b", "p-b"}}, Deadline: at(6 * time.Minute)},

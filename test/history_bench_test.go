@@ -127,7 +127,7 @@ func measureHistory(b *testing.B, n int) {
 	}
 	go func() { _ = fleet.Run(ctx) }()
 
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter()})
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
 	if err != nil {
 		b.Fatal(err)
 	}

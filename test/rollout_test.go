@@ -95,7 +95,7 @@ func newLab(t *testing.T) *lab {
 	fleet.Track(sites...)
 	go fleet.Run(ctx)
 
-	l.tc, err = client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter()})
+	l.tc, err = client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
 	if err != nil {
 		t.Fatal(err)
 	}

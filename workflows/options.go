@@ -8,12 +8,16 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// gitTimeout bounds one attempt of a git activity: after it, an attempt whose workflow is gone
+// can no longer push.
+const gitTimeout = 2 * time.Minute
+
 // gitOptions are for activities that talk to the git server: an unreachable server is retried
 // with backoff up to a minute apart, for as long as it takes; the pending activity's last
 // failure says why the rollout waits.
 func gitOptions(ctx workflow.Context, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
+		StartToCloseTimeout: gitTimeout,
 		Summary:             summary,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,

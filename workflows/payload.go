@@ -3,6 +3,7 @@ package workflows
 import (
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 )
 
 // compressAbove is the size above which a payload is stored compressed. Smaller payloads stay
@@ -18,6 +19,13 @@ const compressAbove = 32 << 10
 // before it replay unchanged.
 func DataConverter() converter.DataConverter {
 	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), largeCodec{zlib: converter.NewZlibCodec(converter.ZlibCodecOptions{})})
+}
+
+// FailureConverter encodes failures with DataConverter, so the statuses that failed rollouts
+// and waves carry as details are compressed like every other large payload. Set it as
+// client.Options.FailureConverter beside DataConverter.
+func FailureConverter() converter.FailureConverter {
+	return temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{DataConverter: DataConverter()})
 }
 
 // largeCodec compresses the payloads over compressAbove.

@@ -10,6 +10,9 @@ import (
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
+// versionRevertOnlyOurs guards waiting only for the sites that got a revert commit.
+const versionRevertOnlyOurs = "revert-only-ours"
+
 // revertSites is the one place where fleetwave reverts: it writes git revert commits of the
 // rollout's promotions on the targets' branches (one push), then waits until the sites that
 // got one applied it, within timeout. A wave reverts its sites degraded within the failure
@@ -32,12 +35,14 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 	if err != nil {
 		return nil, err
 	}
+	// Before versionRevertOnlyOurs, every target was waited for, reverted or not.
+	all := workflow.GetVersion(ctx, versionRevertOnlyOurs, workflow.DefaultVersion, 1) == workflow.DefaultVersion
 	out := make([]rollout.Reversion, len(reverted.Changes))
 	var expect []rollout.Expect
 	var at []int
 	for i, c := range reverted.Changes {
 		out[i] = rollout.Reversion{Site: c.Site, Revert: c.RolloutCommit()}
-		if out[i].Revert != "" {
+		if out[i].Revert != "" || all {
 			// Wait for the branch head: the revert, or a commit someone pushed after it.
 			expect = append(expect, rollout.Expect{Site: c.Site, Commit: c.Commit})
 			at = append(at, i)

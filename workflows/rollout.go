@@ -472,10 +472,38 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 			continue
 		}
 		now := workflow.Now(ctx)
-		for _, v := range reverted {
+		var late []activities.Target
+		for i, v := range reverted {
 			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted", r.plan.Health.ConvergenceTimeout, now)
+			if v.Revert == "" {
+				late = append(late, targets[i])
+			}
+		}
+		if ws.Unsettled && len(late) > 0 {
+			r.revertLate(ctx, ws, index, late, reason)
 		}
 		r.slack.note(rollout.EventReverted, set.Wave)
+	}
+}
+
+// revertLate reverts again, once the wave's last git activity can no longer be running, the
+// sites of a wave that ended without a verdict where git held no promotion of the rollout: the
+// wave's promotion in flight when it was terminated may still land after the first pass.
+func (r *rolloutRun) revertLate(ctx workflow.Context, ws *rollout.WaveStatus, index map[string]int, targets []activities.Target, reason string) {
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Waiting %s for a promotion of wave %s that may still be in flight, to revert it too", gitTimeout, ws.Name))
+	if err := workflow.NewTimerWithOptions(ctx, gitTimeout, workflow.TimerOptions{Summary: "let a promotion in flight land"}).Get(ctx, nil); err != nil {
+		return
+	}
+	reverted, err := revertSites(ctx, r.status.Rollout, reason, targets, r.planSite, r.plan.Health.ConvergenceTimeout)
+	if err != nil {
+		r.status.Reason = strings.TrimPrefix(r.status.Reason+"; ", "; ") + fmt.Sprintf("second revert of wave %s failed: %s", ws.Name, errorMessage(err))
+		return
+	}
+	now := workflow.Now(ctx)
+	for _, v := range reverted {
+		if v.Revert != "" {
+			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted (its promotion landed late)", r.plan.Health.ConvergenceTimeout, now)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -37,6 +38,18 @@ type WaveResult struct {
 // ControlSignal carries pause, resume or abort from a rollout to its running wave.
 type ControlSignal struct {
 	Action rollout.ControlAction
+}
+
+// UnmarshalJSON reads the signal, and also the bare string ("pause") that rollouts started
+// before ControlSignal sent, so a wave running across the upgrade still obeys them.
+func (c *ControlSignal) UnmarshalJSON(data []byte) error {
+	var action string
+	if json.Unmarshal(data, &action) == nil {
+		c.Action = rollout.ControlAction(action)
+		return nil
+	}
+	type plain ControlSignal
+	return json.Unmarshal(data, (*plain)(c))
 }
 
 // chunk is the most sites one activity call handles, so that no payload of a large wave
@@ -228,7 +241,10 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 			Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets,
 		}).Get(ctx, &promoted)
 		if err != nil {
-			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("promote %s in wave %s: %s", strings.Join(part, ", "), d.in.Wave.Name, errorMessage(err))}
+			// The parts pushed before stay promoted: the event says so, and the wave fails.
+			ev.At = workflow.Now(ctx)
+			ev.Failure = fmt.Sprintf("promote %s in wave %s: %s", sitesLabel(part), d.in.Wave.Name, errorMessage(err))
+			return ev
 		}
 		for _, ch := range promoted.Changes {
 			ev.Sites = append(ev.Sites, rollout.Promotion{Site: ch.Site, Commit: ch.Commit, Previous: ch.Previous, Ours: ch.RolloutCommit() != ""})
@@ -283,18 +299,12 @@ func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) roll
 	return ev
 }
 
-// localRound runs a health round as a local activity: its input (every site and the commit it
-// should run) stays out of the history, and its result lists only the sites that are not
-// healthy (and healthy measurements up to roundDetail bytes). The sites it leaves out were
-// observed healthy at their commit.
+// localRound runs a health round as local activities, one per chunk of sites in parallel (each
+// with its own minute): their input (every site and the commit it should run) stays out of the
+// history, and each result lists only the sites that are not healthy, the sites whose last
+// status showed a failure (so their recovery shows), and healthy measurements while the wave's
+// detail budget lasts. The sites left out were observed healthy at their commit.
 func (d *waveDriver) localRound(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
-	detail := min(roundDetail, max(waveDetail-d.detailSpent, 0))
-	d.detailSpent += detail
-	in := activities.HealthRoundInput{Checks: d.in.Health.Checks, Detail: detail,
-		Sites: make([]rollout.Site, len(c.Sites)), Expect: make([]string, len(c.Sites))}
-	for i, name := range c.Sites {
-		in.Sites[i], in.Expect[i] = d.site(name), d.run.Site(name).Promotion
-	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -304,26 +314,53 @@ func (d *waveDriver) localRound(ctx workflow.Context, c rollout.ObserveHealth) r
 			MaximumAttempts:    5,
 		},
 	})
-	var res activities.HealthRoundResult
-	var sites *activities.Sites
-	if err := workflow.ExecuteLocalActivity(lctx, sites.HealthRound, in).Get(ctx, &res); err != nil {
-		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
+	parts := chunks(c.Sites)
+	// The wave's detail budget, shared out between the parts.
+	detail := min(roundDetail, max(waveDetail-d.detailSpent, 0)) / max(len(parts), 1)
+	futures := make([]workflow.Future, len(parts))
+	for i, part := range parts {
+		in := activities.HealthRoundInput{Checks: d.in.Health.Checks, Detail: detail,
+			Sites: make([]rollout.Site, len(part)), Expect: make([]string, len(part)), Report: make([]bool, len(part))}
+		for j, name := range part {
+			s := d.run.Site(name)
+			in.Sites[j], in.Expect[j] = d.site(name), s.Promotion
+			in.Report[j] = s.Failures > 0 || !s.UnknownSince.IsZero() || failing(s.Checks)
+		}
+		var sites *activities.Sites
+		futures[i] = workflow.ExecuteLocalActivity(lctx, sites.HealthRound, in)
 	}
-	reported := make(map[string]rollout.SiteState, len(res.States))
-	for _, st := range res.States {
-		reported[st.Site] = st
+	reported := make(map[string]rollout.SiteState)
+	for _, f := range futures {
+		var res activities.HealthRoundResult
+		if err := f.Get(ctx, &res); err != nil {
+			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
+		}
+		d.detailSpent += res.DetailBytes
+		for _, st := range res.States {
+			reported[st.Site] = st
+		}
 	}
 	ev := rollout.HealthObserved{At: workflow.Now(ctx), States: make([]rollout.SiteState, len(c.Sites))}
 	for i, name := range c.Sites {
 		st, ok := reported[name]
 		if !ok {
-			// Observed healthy at its commit; its last measurements stand.
+			// Observed healthy at its commit; its last measurements (all passing) stand.
 			s := d.run.Site(name)
 			st = rollout.SiteState{Site: name, Reachable: true, Ready: true, Revision: rollout.FormatRevision(s.Branch, s.Promotion), ObservedAt: ev.At}
 		}
 		ev.States[i] = st
 	}
 	return ev
+}
+
+// failing reports whether any of the measurements failed or could not be taken.
+func failing(checks []rollout.CheckResult) bool {
+	for _, c := range checks {
+		if !c.OK || c.Unknown {
+			return true
+		}
+	}
+	return false
 }
 
 // revert reverts sites degraded within the failure budget and waits for them to apply it.

@@ -61,7 +61,7 @@ func dialTemporalNamespace(ctx context.Context, log *slog.Logger, hostPort strin
 	if log != nil {
 		opts.Logger = tlog.NewStructuredLogger(log)
 	}
-	opts.DataConverter = workflows.DataConverter()
+	opts.DataConverter, opts.FailureConverter = workflows.DataConverter(), workflows.FailureConverter()
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("connect to temporal at %s: %w", cmp.Or(opts.HostPort, client.DefaultHostPort), err)

@@ -133,12 +133,16 @@ func NewServer(t testing.TB, name string, files map[string]string, branches ...s
 	var err error
 	s.srv, err = gitserver.New(t.TempDir(), gitserver.WithPushHook(func(string) { s.Pushes.Add(1) }),
 		gitserver.WithPushFault(func(string) int {
-			if s.LoseResponses.Add(-1) < 0 {
-				s.LoseResponses.Store(0)
-				return 0
+			for {
+				n := s.LoseResponses.Load()
+				if n <= 0 {
+					return 0
+				}
+				if s.LoseResponses.CompareAndSwap(n, n-1) {
+					s.Lost.Add(1)
+					return http.StatusBadGateway
+				}
 			}
-			s.Lost.Add(1)
-			return http.StatusBadGateway
 		}))
 	if err != nil {
 		t.Fatal(err)
