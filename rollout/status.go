@@ -444,9 +444,9 @@ func (s SiteStatus) compact() SiteStatus {
 
 // Compact returns the wave's status for the history: for a wave of more than CompactAbove
 // sites, the sites that are Pending, or Healthy without a failed round, keep only their name,
-// branch, verdict and whether they were promoted (git has their commits: `git log sites/<site>`); every other site
-// keeps all it has. A wave of thousands of sites then records a few bytes a healthy site
-// instead of its commits, revision and measurements.
+// branch, verdict and whether they were promoted (git has their commits: `git log
+// sites/<site>`); every other site keeps all it has. A wave of thousands of sites then records
+// a few bytes a healthy site instead of its commits, revision and measurements.
 func (w WaveStatus) Compact() WaveStatus {
 	if len(w.Sites) <= CompactAbove {
 		return w
