@@ -32,7 +32,7 @@ type ExecutionResult struct {
 
 // Execution describes the latest run of a workflow.
 func (e *Executions) Execution(ctx context.Context, in ExecutionInput) (ExecutionResult, error) {
-	d, err := e.Client.DescribeWorkflowExecution(ctx, in.WorkflowID, "")
+	d, err := e.Client.DescribeWorkflow(ctx, in.WorkflowID, "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return ExecutionResult{Status: "NotFound"}, nil
@@ -40,7 +40,7 @@ func (e *Executions) Execution(ctx context.Context, in ExecutionInput) (Executio
 	if err != nil {
 		return ExecutionResult{}, fmt.Errorf("describe workflow %s: %w", in.WorkflowID, err)
 	}
-	status := d.GetWorkflowExecutionInfo().GetStatus()
+	status := d.RawResponse.GetWorkflowExecutionInfo().GetStatus()
 	return ExecutionResult{
 		Running: status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
 		Status:  status.String(),

@@ -78,8 +78,8 @@ func (c *Client) Status(ctx context.Context, id string) (rollout.Status, error) 
 	}
 	// A workflow closed from outside (terminated, timed out, cancelled) never wrote its final
 	// state: Temporal's execution status is the truth, not the last state it queried as.
-	if d, err := c.c.DescribeWorkflowExecution(ctx, id, ""); err == nil {
-		info := d.GetWorkflowExecutionInfo()
+	if d, err := c.c.DescribeWorkflow(ctx, id, ""); err == nil {
+		info := d.RawResponse.GetWorkflowExecutionInfo()
 		if closed, ok := rollout.ClosedState(info.GetStatus().String()); ok && !st.State.Done() {
 			st.Reason = strings.TrimSuffix(fmt.Sprintf("the workflow was %s in Temporal while %s; %s",
 				strings.ToLower(string(closed)), st.State, st.Reason), "; ")
