@@ -271,9 +271,10 @@ func (HoldPaused) waveCommand()       {}
 func (RevertSites) waveCommand()      {}
 func (FinishWave) waveCommand()       {}
 
-// NextWave folds one event into the wave's state and returns the command to run next. It is
-// pure: the same state and event always give the same answer, so a workflow replaying its
-// history makes the same decisions.
+// NextWave folds one event into the wave's state and returns the command to run next, or nil
+// when the command in progress goes on (a control that takes effect at the next safe point).
+// It is pure: the same state and event always give the same answer, so a workflow replaying
+// its history makes the same decisions. It never changes the state it is given.
 func NextWave(r WaveRun, e WaveEvent) (WaveRun, WaveCommand) {
 	r.Status.Sites = append([]SiteStatus(nil), r.Status.Sites...) // the caller's copy stays as it was
 	r.Failed = append([]string(nil), r.Failed...)
@@ -329,8 +330,8 @@ func (r WaveRun) control(e WaveControl) (WaveRun, WaveCommand) {
 	return r, r.waiting()
 }
 
-// waiting repeats the command in progress when an event did not change the plan: the workflow
-// goes on with what it was doing.
+// waiting is the nil command: the event did not change what the workflow is doing, so it goes
+// on with the command in progress.
 func (r WaveRun) waiting() WaveCommand { return nil }
 
 // promoteNext starts the next batch, or the bake after the last one; it is a safe point.
