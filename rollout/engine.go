@@ -67,6 +67,8 @@ type WaveRun struct {
 	// Reason is why the wave failed, once it did.
 	Reason string
 
+	// index maps site names to positions in Status.Sites; the sites and their order never
+	// change, so every state NextWave returns shares it.
 	index map[string]int
 }
 
@@ -78,12 +80,7 @@ func NewWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, stat
 	return r
 }
 
-func (r *WaveRun) reindex() {
-	r.index = make(map[string]int, len(r.Status.Sites))
-	for i, s := range r.Status.Sites {
-		r.index[s.Name] = i
-	}
-}
+func (r *WaveRun) reindex() { r.index = r.Status.SiteIndex() }
 
 // Site returns the named site's status; it looks sites up by name once per wave, so a wave of
 // thousands of sites is not searched once per site.
@@ -278,7 +275,6 @@ func (FinishWave) waveCommand()       {}
 func NextWave(r WaveRun, e WaveEvent) (WaveRun, WaveCommand) {
 	r.Status.Sites = append([]SiteStatus(nil), r.Status.Sites...) // the caller's copy stays as it was
 	r.Failed = append([]string(nil), r.Failed...)
-	r.index = nil
 	switch e := e.(type) {
 	case WaveStarted:
 		r.Status.StartedAt = e.At
@@ -461,7 +457,7 @@ func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
 	r.Phase = WaveDone
 	r.Status.State = StateSucceeded
 	r.Status.FinishedAt = now
-	if n := r.reverted0(); n > 0 {
+	if n := r.revertedCount(); n > 0 {
 		r.Status.Message = fmt.Sprintf("%s reverted within the failure budget (maxFailures %s)", Count(n, "site"), r.Wave.MaxFailures)
 	}
 	return r, FinishWave{State: StateSucceeded}
@@ -540,8 +536,8 @@ func (r WaveRun) live() []string {
 	return out
 }
 
-// reverted0 counts the sites reverted within the budget.
-func (r WaveRun) reverted0() int {
+// revertedCount counts the sites reverted within the budget.
+func (r WaveRun) revertedCount() int {
 	n := 0
 	for _, s := range r.Status.Sites {
 		if s.Verdict == VerdictReverted {

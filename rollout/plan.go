@@ -178,19 +178,27 @@ func (p *Plan) Site(name string) (Site, bool) {
 // define gets a Site with only its name. It looks each up once, so a wave of thousands of
 // sites costs one pass over the plan.
 func (p *Plan) SitesOf(names []string) []Site {
-	byName := make(map[string]int, len(p.Sites))
-	for i, s := range p.Sites {
-		byName[s.Name] = i
-	}
+	site := SitesByName(p.Sites)
 	out := make([]Site, len(names))
 	for i, name := range names {
-		if j, ok := byName[name]; ok {
-			out[i] = p.Sites[j]
-		} else {
-			out[i] = Site{Name: name}
-		}
+		out[i] = site(name)
 	}
 	return out
+}
+
+// SitesByName returns a lookup of sites by name, indexed once; a name not among them gets a
+// Site with only its name.
+func SitesByName(sites []Site) func(name string) Site {
+	byName := make(map[string]int, len(sites))
+	for i, s := range sites {
+		byName[s.Name] = i
+	}
+	return func(name string) Site {
+		if i, ok := byName[name]; ok {
+			return sites[i]
+		}
+		return Site{Name: name}
+	}
 }
 
 // Wave returns the named wave and its index.

@@ -320,6 +320,16 @@ type WaveStatus struct {
 	Unsettled bool `json:",omitempty"`
 }
 
+// SiteIndex maps each site's name to its position in Sites, for waves too large to search a site
+// at a time.
+func (w WaveStatus) SiteIndex() map[string]int {
+	index := make(map[string]int, len(w.Sites))
+	for i, s := range w.Sites {
+		index[s.Name] = i
+	}
+	return index
+}
+
 // Site returns a pointer to the named site's status, or nil.
 func (w *WaveStatus) Site(name string) *SiteStatus {
 	for i := range w.Sites {
@@ -422,10 +432,7 @@ func (w *WaveStatus) Apply(c WaveChange) {
 	if len(c.Sites) == 0 {
 		return
 	}
-	index := make(map[string]int, len(w.Sites))
-	for i, s := range w.Sites {
-		index[s.Name] = i
-	}
+	index := w.SiteIndex()
 	for _, s := range c.Sites {
 		if i, ok := index[s.Name]; ok {
 			w.Sites[i] = s

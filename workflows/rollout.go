@@ -36,8 +36,8 @@ type rolloutRun struct {
 	loaded activities.LoadPlanResult
 	// child is the running wave, to forward controls to; nil between waves.
 	child workflow.ChildWorkflowFuture
-	// sites indexes the plan's sites by name.
-	sites map[string]rollout.Site
+	// site returns a site's plan settings, once the plan is loaded.
+	site func(name string) rollout.Site
 	// resumeState is the state to go back to when a paused rollout resumes.
 	resumeState rollout.State
 	// stop says why the rollout stops early, once an operator (or a newer commit) asked;
@@ -145,6 +145,7 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		return r.fail(ctx, "load plan: "+errorMessage(err))
 	}
 	r.plan, r.loaded = loaded.Plan, loaded
+	r.site = rollout.SitesByName(r.plan.Sites)
 	r.status.Commit, r.status.Subject = loaded.Commit, loaded.Subject
 	for i := range r.plan.Waves {
 		r.status.Waves = append(r.status.Waves, rollout.NewWaveStatus(r.plan, i))
@@ -457,16 +458,13 @@ func (r *rolloutRun) revert(ctx workflow.Context, sets []rollout.RevertSet, reas
 	r.setState(ctx, rollout.StateRollingBack)
 	for _, set := range sets {
 		ws := &r.status.Waves[r.waveIndex(set.Wave)]
-		index := make(map[string]int, len(ws.Sites))
-		for i, s := range ws.Sites {
-			index[s.Name] = i
-		}
+		index := ws.SiteIndex()
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", sitesLabel(set.Sites), set.Wave, reason))
 		targets := make([]activities.Target, len(set.Sites))
 		for i, name := range set.Sites {
 			targets[i] = activities.Target{Site: name, Branch: ws.Sites[index[name]].Branch}
 		}
-		reverted, err := revertSites(ctx, r.status.Rollout, reason, targets, r.planSite, r.plan.Health.ConvergenceTimeout)
+		reverted, err := revertSites(ctx, r.status.Rollout, reason, targets, r.site, r.plan.Health.ConvergenceTimeout)
 		if err != nil {
 			r.status.Reason = fmt.Sprintf("revert of %s failed: %s", strings.Join(set.Sites, ", "), errorMessage(err))
 			continue
@@ -494,7 +492,7 @@ func (r *rolloutRun) revertLate(ctx workflow.Context, ws *rollout.WaveStatus, in
 	if err := workflow.NewTimerWithOptions(ctx, gitTimeout, workflow.TimerOptions{Summary: "let a promotion in flight land"}).Get(ctx, nil); err != nil {
 		return
 	}
-	reverted, err := revertSites(ctx, r.status.Rollout, reason, targets, r.planSite, r.plan.Health.ConvergenceTimeout)
+	reverted, err := revertSites(ctx, r.status.Rollout, reason, targets, r.site, r.plan.Health.ConvergenceTimeout)
 	if err != nil {
 		r.status.Reason = strings.TrimPrefix(r.status.Reason+"; ", "; ") + fmt.Sprintf("second revert of wave %s failed: %s", ws.Name, errorMessage(err))
 		return
@@ -505,20 +503,6 @@ func (r *rolloutRun) revertLate(ctx workflow.Context, ws *rollout.WaveStatus, in
 			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted (its promotion landed late)", r.plan.Health.ConvergenceTimeout, now)
 		}
 	}
-}
-
-// planSite returns the named site's plan settings.
-func (r *rolloutRun) planSite(name string) rollout.Site {
-	if r.sites == nil {
-		r.sites = make(map[string]rollout.Site, len(r.plan.Sites))
-		for _, s := range r.plan.Sites {
-			r.sites[s.Name] = s
-		}
-	}
-	if s, ok := r.sites[name]; ok {
-		return s
-	}
-	return rollout.Site{Name: name}
 }
 
 func (r *rolloutRun) waveIndex(name string) int {

@@ -64,10 +64,7 @@ const chunk = 500
 // by the plan's rollback scope. The workflow only runs the commands NextWave returns and feeds
 // back what happened.
 func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
-	d := &waveDriver{in: in, sites: make(map[string]rollout.Site, len(in.Sites))}
-	for _, s := range in.Sites {
-		d.sites[s.Name] = s
-	}
+	d := &waveDriver{in: in, site: rollout.SitesByName(in.Sites)}
 	d.run = rollout.NewWaveRun(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.WaveStatus, error) {
 		return d.run.Status, nil
@@ -164,9 +161,10 @@ const (
 
 // waveDriver runs a wave's commands.
 type waveDriver struct {
-	in       WaveInput
-	run      rollout.WaveRun
-	sites    map[string]rollout.Site
+	in  WaveInput
+	run rollout.WaveRun
+	// site returns a site's plan settings.
+	site     func(name string) rollout.Site
 	controls []rollout.ControlAction
 	// localRounds: health rounds run as local activities reporting changes (versioned).
 	localRounds bool
@@ -198,11 +196,13 @@ func (d *waveDriver) next(ctx workflow.Context, e rollout.WaveEvent) rollout.Wav
 // (a large wave's first promotion changes thousands at once), waiting for each to be
 // delivered, so the rollout has every change before the wave ends.
 func (d *waveDriver) report(ctx workflow.Context, c rollout.WaveChange) {
-	sites := c.Sites
-	for first := true; first || len(sites) > 0; first = false {
+	parts := split(c.Sites, progressSites)
+	if len(parts) == 0 {
+		parts = [][]rollout.SiteStatus{nil} // the wave's own state changed
+	}
+	for _, sites := range parts {
 		part := c
-		part.Sites = sites[:min(progressSites, len(sites))]
-		sites = sites[len(part.Sites):]
+		part.Sites = sites
 		if err := workflow.SignalExternalWorkflow(ctx, d.parent, "", signalWaveProgress, part).Get(ctx, nil); err != nil {
 			// The rollout is gone (terminated): nobody to tell; the wave goes on with its sites.
 			workflow.GetLogger(ctx).Warn("cannot report the wave's progress to its rollout", "rollout", d.in.Rollout, "wave", d.in.Wave.Name, "error", err)
@@ -213,13 +213,6 @@ func (d *waveDriver) report(ctx workflow.Context, c rollout.WaveChange) {
 
 // progressSites is the most sites one progress signal carries.
 const progressSites = 1000
-
-func (d *waveDriver) site(name string) rollout.Site {
-	if s, ok := d.sites[name]; ok {
-		return s
-	}
-	return rollout.Site{Name: name}
-}
 
 // promote writes the batch's promotion commits, chunk by chunk (one push each).
 func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollout.WaveEvent {
@@ -400,10 +393,7 @@ func (d *waveDriver) finish(ctx workflow.Context, c rollout.FinishWave) (WaveRes
 // failed at its commit, or the deadline passed.
 func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect []rollout.Expect, deadline time.Time,
 	timeout time.Duration, summary string) (rollout.SitesConverged, error) {
-	var parts [][]rollout.Expect
-	for start := 0; start < len(expect); start += chunk {
-		parts = append(parts, expect[start:min(start+chunk, len(expect))])
-	}
+	parts := split(expect, chunk)
 	futures := make([]workflow.Future, len(parts))
 	for i, part := range parts {
 		in := activities.ConvergeInput{Deadline: deadline, Sites: make([]activities.Expectation, len(part))}
@@ -432,10 +422,13 @@ func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect 
 }
 
 // chunks splits sites into runs of at most chunk.
-func chunks(sites []string) [][]string {
-	var out [][]string
-	for start := 0; start < len(sites); start += chunk {
-		out = append(out, sites[start:min(start+chunk, len(sites))])
+func chunks(sites []string) [][]string { return split(sites, chunk) }
+
+// split cuts xs into runs of at most n, in order.
+func split[T any](xs []T, n int) [][]T {
+	var out [][]T
+	for start := 0; start < len(xs); start += n {
+		out = append(out, xs[start:min(start+n, len(xs))])
 	}
 	return out
 }
