@@ -39,7 +39,7 @@ func HeaderBlocks(st rollout.Status, l Links) []slack.Block {
 	}
 	var waves []string
 	for _, w := range st.Waves {
-		line := fmt.Sprintf("%s *%s* (%s) %s", stateIcon(w.State), esc(w.Name), plural(len(w.Sites), "site"), w.State)
+		line := fmt.Sprintf("%s *%s* (%s) %s", stateIcon(w.State), esc(w.Name), rollout.Count(len(w.Sites), "site"), w.State)
 		// A wave's own message (why it failed, what it waits for) outranks how it was approved.
 		switch a := w.Approval; {
 		case a != nil && (w.State == rollout.StateApproval || w.Message == "" || w.Message == a.Summary()):
@@ -72,10 +72,10 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 	var text string
 	switch ev.Kind {
 	case rollout.EventWaveStarted:
-		text = fmt.Sprintf(":arrow_forward: Wave *%s* started: promoting %s (%s)", esc(ev.Wave), plural(len(ws.Sites), "site"), esc(siteNames(ws)))
+		text = fmt.Sprintf(":arrow_forward: Wave *%s* started: promoting %s (%s)", esc(ev.Wave), rollout.Count(len(ws.Sites), "site"), esc(siteNames(ws)))
 	case rollout.EventWaveFinished:
 		if ws.State == rollout.StateSucceeded {
-			text = fmt.Sprintf(":white_check_mark: Wave *%s* succeeded: %s healthy through the bake", esc(ev.Wave), plural(len(ws.Sites), "site"))
+			text = fmt.Sprintf(":white_check_mark: Wave *%s* succeeded: %s healthy through the bake", esc(ev.Wave), rollout.Count(len(ws.Sites), "site"))
 		} else {
 			text = fmt.Sprintf(":x: Wave *%s* %s", esc(ev.Wave), words(ws.State))
 			if ws.Message != "" {
@@ -144,12 +144,12 @@ func ApprovalBlocks(st rollout.Status, waveName string) ([]slack.Block, string) 
 			who = append(who, "<@"+p+">")
 		}
 	}
-	sites := plural(len(ws.Sites), "site")
+	sites := rollout.Count(len(ws.Sites), "site")
 	var text string
 	switch a.Outcome {
 	case "":
 		text = fmt.Sprintf(":raised_hand: Wave *%s* (%s) needs %s from %s, until %s",
-			esc(waveName), sites, plural(a.Quorum, "approval"), strings.Join(who, ", "), slackTime(a.ExpiresAt))
+			esc(waveName), sites, rollout.Count(a.Quorum, "approval"), strings.Join(who, ", "), slackTime(a.ExpiresAt))
 	case rollout.ApprovalApproved:
 		text = fmt.Sprintf(":white_check_mark: Wave *%s* (%s) approved (%d of %d approvals)", esc(waveName), sites, a.Approvals(), a.Quorum)
 	case rollout.ApprovalRejected:
@@ -271,13 +271,6 @@ func words(s rollout.State) string {
 		b.WriteRune(unicode.ToLower(r))
 	}
 	return b.String()
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // mrkdwn is verbatim: Slack must not turn a word like @here in a commit subject into a mention
