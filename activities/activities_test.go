@@ -482,7 +482,7 @@ func TestHealthRound(t *testing.T) {
 	}
 }
 
-func TestChangesDetailBudget(t *testing.T) {
+func TestRoundChangesDetailBudget(t *testing.T) {
 	var states []rollout.SiteState
 	var expect []string
 	for i := range 1000 {
@@ -492,7 +492,7 @@ func TestChangesDetailBudget(t *testing.T) {
 		expect = append(expect, "abc")
 	}
 	states[500].Checks[0].OK = false
-	res := Changes(states, expect, nil, 4<<10)
+	res := RoundChanges(states, expect, nil, 4<<10)
 	data, _ := json.Marshal(res)
 	if res.Healthy != 999 || len(data) > 5<<10 {
 		t.Errorf("%d healthy, %d bytes; want 999 and about the 4 KiB budget", res.Healthy, len(data))
@@ -506,7 +506,7 @@ func TestChangesDetailBudget(t *testing.T) {
 	// A site marked to report is listed although healthy, even without a detail budget.
 	report := make([]bool, len(states))
 	report[900] = true
-	res = Changes(states, expect, report, 0)
+	res = RoundChanges(states, expect, report, 0)
 	if len(res.States) != 2 || res.States[0].Site != "s0500" || res.States[1].Site != "s0900" || res.DetailBytes != 0 {
 		t.Errorf("with s0900 to report: %d listed (%v)", len(res.States), res.States)
 	}

@@ -212,13 +212,13 @@ func (s *Sites) HealthRound(ctx context.Context, in HealthRoundInput) (HealthRou
 	if err != nil {
 		return HealthRoundResult{}, err
 	}
-	return Changes(obs.States, in.Expect, in.Report, in.Detail), nil
+	return RoundChanges(obs.States, in.Expect, in.Report, in.Detail), nil
 }
 
-// Changes is the result of a health round that observed states, sites that should run expect
+// RoundChanges is the result of a health round that observed states, sites that should run expect
 // (in the same order): every state not healthy at its commit or marked in report, and the
 // other healthy ones while they fit in detail bytes.
-func Changes(states []rollout.SiteState, expect []string, report []bool, detail int) HealthRoundResult {
+func RoundChanges(states []rollout.SiteState, expect []string, report []bool, detail int) HealthRoundResult {
 	var out HealthRoundResult
 	for i, st := range states {
 		healthy := st.HealthyAt(expect[i])

@@ -63,8 +63,8 @@ type Change struct {
 	Ours string `json:",omitempty"`
 }
 
-// RolloutCommit returns the commit of the rollout that the branch holds for the operation (Ours), also
-// for a Change recorded before Ours existed, where only a created commit says so.
+// RolloutCommit returns the commit of the rollout that the branch holds for the operation
+// (Ours), also for a Change recorded before Ours existed, where only a created commit says so.
 func (c Change) RolloutCommit() string {
 	if c.Ours == "" && c.Created {
 		return c.Commit

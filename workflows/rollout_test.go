@@ -243,7 +243,7 @@ func (f *fakeFleet) healthRound(ctx context.Context, in activities.HealthRoundIn
 	if err != nil {
 		return activities.HealthRoundResult{}, err
 	}
-	res := activities.Changes(obs.States, in.Expect, in.Report, in.Detail)
+	res := activities.RoundChanges(obs.States, in.Expect, in.Report, in.Detail)
 	data, _ := json.Marshal(res)
 	f.mu.Lock()
 	f.roundSizes = append(f.roundSizes, len(data))
