@@ -30,7 +30,7 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 	}
 	var reverted activities.ChangeResult
 	var git *activities.Git
-	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+sitesLabel(names)), git.Revert,
+	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+rollout.SitesLabel(names)), git.Revert,
 		activities.RevertInput{Rollout: rolloutID, Reason: reason, Targets: targets}).Get(ctx, &reverted)
 	if err != nil {
 		return nil, err
@@ -52,7 +52,7 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 		return out, nil
 	}
 	conv, err := waitConverged(ctx, site, expect, workflow.Now(ctx).Add(timeout), timeout,
-		fmt.Sprintf("wait for %s to apply the revert", sitesLabel(names)))
+		fmt.Sprintf("wait for %s to apply the revert", rollout.SitesLabel(names)))
 	for k, i := range at {
 		switch {
 		case err != nil:

@@ -217,7 +217,7 @@ const progressSites = 1000
 // promote writes the batch's promotion commits, chunk by chunk (one push each).
 func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollout.WaveEvent {
 	short := rollout.Short(d.in.Commit)
-	label := fmt.Sprintf("%s to %s", sitesLabel(c.Sites), short)
+	label := fmt.Sprintf("%s to %s", rollout.SitesLabel(c.Sites), short)
 	if n := len(d.run.Batches); n > 1 {
 		label += fmt.Sprintf(" (batch %d/%d)", c.Batch+1, n)
 	}
@@ -230,13 +230,13 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 		}
 		var promoted activities.ChangeResult
 		var git *activities.Git
-		err := workflow.ExecuteActivity(gitOptions(ctx, "promote "+sitesLabel(part)+" to "+short), git.Promote, activities.PromoteInput{
+		err := workflow.ExecuteActivity(gitOptions(ctx, "promote "+rollout.SitesLabel(part)+" to "+short), git.Promote, activities.PromoteInput{
 			Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets,
 		}).Get(ctx, &promoted)
 		if err != nil {
 			// The parts pushed before stay promoted: the event says so, and the wave fails.
 			ev.At = workflow.Now(ctx)
-			ev.Failure = fmt.Sprintf("promote %s in wave %s: %s", sitesLabel(part), d.in.Wave.Name, errorMessage(err))
+			ev.Failure = fmt.Sprintf("promote %s in wave %s: %s", rollout.SitesLabel(part), d.in.Wave.Name, errorMessage(err))
 			return ev
 		}
 		for _, ch := range promoted.Changes {
@@ -253,7 +253,7 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 	for i, e := range c.Sites {
 		names[i] = e.Site
 	}
-	label := fmt.Sprintf("%s to apply %s", sitesLabel(names), rollout.Short(d.in.Commit))
+	label := fmt.Sprintf("%s to apply %s", rollout.SitesLabel(names), rollout.Short(d.in.Commit))
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Waiting for %s (until %s)", label, c.Deadline.UTC().Format(time.RFC3339)))
 	res, err := waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
 	if err != nil {
@@ -278,7 +278,7 @@ func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) roll
 			in.Sites[j] = d.site(name)
 		}
 		var sites *activities.Sites
-		futures[i] = workflow.ExecuteActivity(observeOptions(ctx, fmt.Sprintf("check health of wave %s (%s)", d.in.Wave.Name, sitesLabel(part))), sites.Observe, in)
+		futures[i] = workflow.ExecuteActivity(observeOptions(ctx, fmt.Sprintf("check health of wave %s (%s)", d.in.Wave.Name, rollout.SitesLabel(part))), sites.Observe, in)
 	}
 	ev := rollout.HealthObserved{}
 	for _, f := range futures {
@@ -358,7 +358,7 @@ func failing(checks []rollout.CheckResult) bool {
 
 // revert reverts sites degraded within the failure budget and waits for them to apply it.
 func (d *waveDriver) revert(ctx workflow.Context, c rollout.RevertSites) rollout.WaveEvent {
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", sitesLabel(c.Sites), d.in.Wave.Name, c.Reason))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", rollout.SitesLabel(c.Sites), d.in.Wave.Name, c.Reason))
 	targets := make([]activities.Target, len(c.Sites))
 	for i, name := range c.Sites {
 		targets[i] = activities.Target{Site: name, Branch: d.run.Site(name).Branch}

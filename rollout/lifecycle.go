@@ -1,0 +1,1065 @@
+package rollout
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// This file is the runbook of a whole rollout, as data, beside the wave's (engine.go): Next
+// takes the rollout's state and one event and returns the new state and the commands to run.
+// The Rollout workflow runs them and feeds back what happened, so every decision (the gates
+// before a wave, the approvals, a pause, an abort, a supersede, what a failed wave reverts,
+// how the rollout ends) is here, pure, and table-tested.
+//
+// The rollout, step by step:
+//
+//  1. Load the plan at the commit.
+//  2. Before each wave (a safe point: a pause holds here, a stop ends the rollout here):
+//     evaluate the policies until they allow the wave (a wait sleeps on a durable timer, a
+//     deny fails the rollout); if the wave needs approval, ask its approvers and wait for the
+//     quorum, a rejection or the timeout (onTimeout pause holds the rollout and asks again on
+//     resume); after an approval, evaluate the policies again, since it may have taken hours.
+//  3. Run the wave (its own runbook, NextWave) as a child workflow.
+//  4. A failed wave, or one that ended without a verdict, is reverted by the plan's rollback
+//     scope, and the rollout fails. An operator's rollback reverts every site the rollout
+//     promoted; an abort leaves them; a supersede ends the rollout at the safe point, not
+//     failed, so the newer commit goes next.
+//
+// Controls and votes arrive while a step runs. Next applies them at once and returns only
+// effects (the state, the Slack thread, the running wave); the step in progress ends early
+// when Interrupted says so, and the workflow feeds back Woke.
+
+// RolloutPhase is where a rollout's runbook stands.
+type RolloutPhase string
+
+// Phases of a rollout.
+const (
+	PhaseLoad      RolloutPhase = "Load"      // loading the plan at the commit
+	PhaseHold      RolloutPhase = "Hold"      // paused at a safe point; Then says what comes after
+	PhasePolicy    RolloutPhase = "Policy"    // the policies are evaluated before the wave
+	PhaseWait      RolloutPhase = "Wait"      // the policies made the wave wait until a time
+	PhaseApprovers RolloutPhase = "Approvers" // resolving the wave's approver groups
+	PhaseApproval  RolloutPhase = "Approval"  // the wave's approval request is open
+	PhaseWave      RolloutPhase = "Wave"      // the wave is running
+	PhaseRevert    RolloutPhase = "Revert"    // reverting by a rollback scope or a rollback
+	PhaseDone      RolloutPhase = "Done"
+)
+
+// Holds: what a paused rollout goes on with once resumed.
+const (
+	holdBeforeWave = "before-wave" // the safe point before a wave
+	holdPolicy     = "policy"      // evaluate the policies again
+	holdApproved   = "approved"    // start the approved wave (after the policies' second look)
+	holdApproval   = "approval"    // ask for the approval again (onTimeout pause)
+)
+
+// Reverts: what a rollout goes on with once its revert is done.
+const (
+	afterWave = "wave" // end after a failed wave
+	afterStop = "stop" // end an operator's rollback
+)
+
+// RolloutRun is a rollout's state in Next.
+type RolloutRun struct {
+	Status Status
+	// Plan is the plan at the commit, once loaded; Author and Message describe the commit
+	// for the policies, and Policies says whether the plan or its Rego files have any.
+	Plan     *Plan `json:",omitempty"`
+	Author   string
+	Message  string
+	Policies bool
+
+	Phase RolloutPhase
+	// Wave is the index of the wave the runbook is at; Pass is 0 for the policies' look
+	// before a wave's approval, 1 after it; Waits counts the policies' waits in a row.
+	Wave  int
+	Pass  int
+	Waits int
+	// Then is what a hold goes on with (a hold* value); After what a revert does (after*);
+	// Late is true while an unsettled wave's sites are reverted a second time.
+	Then  string
+	After string
+	Late  bool
+	// ResumeState is the state a paused rollout resumes to.
+	ResumeState State
+	// Stop says why the rollout stops early, once an operator (or a newer commit) asked;
+	// Stopper is that control.
+	Stop    StopCause
+	Stopper Control
+	// Kept are the votes of an approval request that expired under onTimeout pause, carried
+	// to the request made on resume.
+	Kept []Vote
+	// Failure is why the rollout fails once its revert is done; Reverts the sets to revert,
+	// Revert the index of the one in progress.
+	Failure string
+	Reverts []RevertSet
+	Revert  int
+	// Details is what the rollout is doing, in a sentence (the Temporal UI's current details).
+	Details string
+}
+
+// RolloutEvent is a fact the rollout's workflow observed.
+type RolloutEvent interface{ rolloutEvent() }
+
+// RolloutStarted starts the runbook.
+type RolloutStarted struct{ At time.Time }
+
+// PlanLoaded is the plan at the commit. Policies is true when the commit holds Rego files.
+type PlanLoaded struct {
+	At       time.Time
+	Plan     *Plan
+	Commit   string
+	Subject  string
+	Author   string
+	Message  string
+	Policies bool
+}
+
+// PolicyDecided is the policies' decision before the current wave.
+type PolicyDecided struct {
+	At       time.Time
+	Decision PolicyDecision
+}
+
+// ApproversResolved is who may vote on the current wave: the members of its groups now, and
+// their handles' Slack IDs; Unresolved says which groups could not be resolved, and why. Err
+// says why none could: then only the plan's user IDs may vote (fail closed).
+type ApproversResolved struct {
+	At         time.Time
+	Members    []string
+	Unresolved []string
+	IDs        map[string]string
+	Err        string
+}
+
+// Woke says a waiting step ended: its timer fired, or Interrupted said it should end.
+type Woke struct{ At time.Time }
+
+// WaveEnded says the current wave's workflow ended: with its final status (Status) and, when
+// it failed, why (Failed); or, when it ended without a verdict (terminated, timed out, reset),
+// Lost says how, and the wave's status is what its progress reports said.
+type WaveEnded struct {
+	At     time.Time
+	Status *WaveStatus
+	Failed string
+	Lost   string
+}
+
+// Reverted is what the revert in progress did; Err says why it failed as a whole.
+type Reverted struct {
+	At    time.Time
+	Sites []Reversion
+	Err   string
+}
+
+// Controlled is an operator's control (ControlPause, ControlResume, ControlAbort,
+// ControlRollback), or the fleet's ControlSupersede, accepted by the workflow.
+type Controlled struct{ Control Control }
+
+// VoteCast is an accepted vote on a wave's approval ("" for the wave asked last).
+type VoteCast struct {
+	Wave string
+	Vote Vote
+}
+
+// WaveProgressed is a change the running wave reported.
+type WaveProgressed struct{ Change WaveChange }
+
+// RolloutCancelled says the workflow was cancelled in Temporal.
+type RolloutCancelled struct{ At time.Time }
+
+func (RolloutStarted) rolloutEvent()    {}
+func (PlanLoaded) rolloutEvent()        {}
+func (PolicyDecided) rolloutEvent()     {}
+func (ApproversResolved) rolloutEvent() {}
+func (Woke) rolloutEvent()              {}
+func (WaveEnded) rolloutEvent()         {}
+func (Reverted) rolloutEvent()          {}
+func (Controlled) rolloutEvent()        {}
+func (VoteCast) rolloutEvent()          {}
+func (WaveProgressed) rolloutEvent()    {}
+func (RolloutCancelled) rolloutEvent()  {}
+func (StepFailed) rolloutEvent()        {}
+
+// More controls, beside the wave's: a rollback (the rollout stops and reverts every site it
+// promoted; its running wave is aborted) and a supersede (a newer commit goes next).
+const (
+	ControlRollback  ControlAction = "rollback"
+	ControlSupersede ControlAction = "supersede"
+)
+
+// RolloutCommand is what the rollout's workflow must do. Next returns effects, to run at once
+// and in order, then at most one step, the last: what the workflow runs until its event.
+type RolloutCommand interface{ rolloutCommand() }
+
+// Effects.
+type (
+	// SetState publishes the rollout's state (and current wave) as search attributes.
+	SetState struct {
+		State State
+		Wave  string
+	}
+	// StartThread opens the rollout's Slack thread in the channel.
+	StartThread struct{ Channel string }
+	// PostEvent adds an event to the Slack thread.
+	PostEvent struct{ Event Event }
+	// ForwardControl passes a control on to the running wave, if any.
+	ForwardControl struct{ Action ControlAction }
+)
+
+// Steps.
+type (
+	// LoadPlan loads the plan at the commit: PlanLoaded, or StepFailed.
+	LoadPlan struct{}
+	// EvaluatePolicies asks the policies about wave Wave: PolicyDecided, or StepFailed.
+	EvaluatePolicies struct {
+		Wave    int
+		Input   PolicyInput
+		MinSoak time.Duration
+	}
+	// WaitUntil sleeps on a durable timer until At, or until Interrupted: Woke.
+	WaitUntil struct{ At time.Time }
+	// ResolveApprovers resolves the approval's groups to their members: ApproversResolved.
+	ResolveApprovers struct{ Groups []string }
+	// AwaitVotes waits Timeout for the approval to be decided, or until Interrupted: Woke.
+	AwaitVotes struct{ Timeout time.Duration }
+	// RunWave runs wave Index as a child workflow: WaveEnded.
+	RunWave struct{ Index int }
+	// RevertWave reverts the set's sites and waits until they applied it: Reverted.
+	RevertWave struct {
+		Set    RevertSet
+		Reason string
+	}
+	// RevertLate waits until a promotion of an unsettled wave still in flight has landed or
+	// can no longer land, then reverts the set again: Reverted.
+	RevertLate struct {
+		Set    RevertSet
+		Reason string
+	}
+	// FinishRollout ends the workflow in State: Succeeded or Superseded end it well; Failed,
+	// Aborted and RolledBack end it with an error saying Reason.
+	FinishRollout struct {
+		State  State
+		Reason string
+	}
+)
+
+func (SetState) rolloutCommand()         {}
+func (StartThread) rolloutCommand()      {}
+func (PostEvent) rolloutCommand()        {}
+func (ForwardControl) rolloutCommand()   {}
+func (LoadPlan) rolloutCommand()         {}
+func (EvaluatePolicies) rolloutCommand() {}
+func (WaitUntil) rolloutCommand()        {}
+func (ResolveApprovers) rolloutCommand() {}
+func (AwaitVotes) rolloutCommand()       {}
+func (HoldPaused) rolloutCommand()       {}
+func (RunWave) rolloutCommand()          {}
+func (RevertWave) rolloutCommand()       {}
+func (RevertLate) rolloutCommand()       {}
+func (FinishRollout) rolloutCommand()    {}
+
+// IsStep reports whether c is a step (the workflow runs it until its event) rather than an
+// effect.
+func IsStep(c RolloutCommand) bool {
+	switch c.(type) {
+	case SetState, StartThread, PostEvent, ForwardControl:
+		return false
+	}
+	return true
+}
+
+// MaxPolicyWaits bounds how often the policies may make one wave wait: settings that can never
+// all hold at once (a daily freeze over the business hours) deny instead of waiting forever.
+const MaxPolicyWaits = 100
+
+// NewRolloutRun returns the state of a rollout about to start.
+func NewRolloutRun(id, fleet, commit string) RolloutRun {
+	return RolloutRun{Status: Status{Rollout: id, Fleet: fleet, Commit: commit}, Phase: PhaseLoad}
+}
+
+// turn is one call of Next: the state it builds and the commands it returns.
+type turn struct {
+	r    RolloutRun
+	cmds []RolloutCommand
+}
+
+func (s *turn) emit(c ...RolloutCommand) { s.cmds = append(s.cmds, c...) }
+
+func (s *turn) setState(st State) {
+	s.r.Status.State = st
+	s.emit(SetState{State: st, Wave: s.r.Status.Wave})
+}
+
+func (s *turn) note(kind, wave string) { s.emit(PostEvent{Event: Event{Kind: kind, Wave: wave}}) }
+
+// Next folds one event into the rollout's state and returns the commands to run: effects,
+// then at most one step. Controls, votes and progress reports return effects only; the step
+// in progress goes on, or ends early when Interrupted says so. Next is pure and never changes
+// the state it is given.
+func Next(r RolloutRun, e RolloutEvent) (RolloutRun, []RolloutCommand) {
+	r.Status.Waves = slices.Clone(r.Status.Waves)
+	r.Status.Controls = slices.Clone(r.Status.Controls)
+	s := &turn{r: r}
+	if want, ok := awaitedIn(e); ok && !slices.Contains(want, r.Phase) {
+		// The workflow fed the answer to a step the runbook did not ask for: a bug, never a
+		// fact to guess about.
+		panic(fmt.Sprintf("rollout: %T in phase %s, want %v", e, r.Phase, want))
+	}
+	switch e := e.(type) {
+	case RolloutStarted:
+		s.r.Status.StartedAt = e.At
+		s.r.Phase = PhaseLoad
+		s.setState(StateLoading)
+		s.r.Details = "Loading the plan at " + Short(s.r.Status.Commit)
+		s.emit(LoadPlan{})
+	case PlanLoaded:
+		s.loaded(e)
+	case StepFailed:
+		s.failed(e)
+	case PolicyDecided:
+		s.decided(e)
+	case ApproversResolved:
+		s.resolved(e)
+	case Woke:
+		s.woke(e.At)
+	case WaveEnded:
+		s.waveEnded(e)
+	case Reverted:
+		s.reverted(e)
+	case Controlled:
+		s.control(e.Control)
+	case VoteCast:
+		s.vote(e)
+	case WaveProgressed:
+		if s.r.Phase == PhaseWave && e.Change.Wave == s.r.Status.Wave {
+			ws := s.wave()
+			ws.Sites = slices.Clone(ws.Sites)
+			ws.Apply(e.Change)
+		}
+	case RolloutCancelled:
+		s.withdrawApprovals()
+		if s.r.Status.Reason == "" {
+			s.r.Status.Reason = "the rollout's workflow was cancelled in Temporal"
+		}
+	default:
+		panic(fmt.Sprintf("rollout: unknown rollout event %T", e))
+	}
+	return s.r, s.cmds
+}
+
+// awaitedIn returns the phases in which e answers the step in progress; ok is false for events
+// that may come at any time (controls, votes, progress, a cancellation).
+func awaitedIn(e RolloutEvent) (phases []RolloutPhase, ok bool) {
+	switch e.(type) {
+	case RolloutStarted, PlanLoaded:
+		return []RolloutPhase{PhaseLoad}, true
+	case StepFailed:
+		return []RolloutPhase{PhaseLoad, PhasePolicy}, true
+	case PolicyDecided:
+		return []RolloutPhase{PhasePolicy}, true
+	case ApproversResolved:
+		return []RolloutPhase{PhaseApprovers}, true
+	case Woke:
+		return []RolloutPhase{PhaseWait, PhaseApproval, PhaseHold}, true
+	case WaveEnded:
+		return []RolloutPhase{PhaseWave}, true
+	case Reverted:
+		return []RolloutPhase{PhaseRevert}, true
+	}
+	return nil, false
+}
+
+// Interrupted reports whether the waiting step c should end now, before its timer: a stop
+// ends every wait, a resume ends a hold, a decision ends the wait for votes.
+func (r RolloutRun) Interrupted(c RolloutCommand) bool {
+	if r.Stop != StopNone {
+		return true
+	}
+	switch c.(type) {
+	case HoldPaused:
+		return r.Status.State != StatePaused
+	case AwaitVotes:
+		a := r.Status.Waves[r.Wave].Approval
+		return a != nil && a.Outcome != ""
+	}
+	return false
+}
+
+// Ending reports whether the rollout takes no more controls or votes: it ended, it is rolling
+// back, or an operator (or a newer commit) stopped it.
+func (r RolloutRun) Ending() bool {
+	return r.Status.State.Done() || r.Status.State == StateRollingBack || r.Stop != StopNone
+}
+
+// CheckControl returns why a control must be refused now, or nil.
+func (r RolloutRun) CheckControl(action ControlAction) error {
+	switch {
+	case r.Ending():
+		return fmt.Errorf("rollout %s is ending (%s): nothing to %s", r.Status.Rollout, r.Status.State, action)
+	case action == ControlPause && r.Status.State == StatePaused:
+		return fmt.Errorf("rollout %s is already paused", r.Status.Rollout)
+	case action == ControlResume && r.Status.State != StatePaused:
+		return fmt.Errorf("rollout %s is not paused (%s)", r.Status.Rollout, r.Status.State)
+	}
+	return nil
+}
+
+// ControlMessage says what an accepted control does.
+func ControlMessage(action ControlAction) string {
+	switch action {
+	case ControlPause:
+		return "paused: no new batch or wave starts until resume; health checks and automatic reverts go on"
+	case ControlResume:
+		return "resumed"
+	case ControlRollback:
+		return "rolling back: promotion stops at the next safe point, then every promoted site is reverted"
+	}
+	return "aborting: promotion stops at the next safe point; promoted sites stay as they are"
+}
+
+// CheckVote returns why a vote by user on wave ("" for the wave asked last) must be refused
+// at now, or nil.
+func (r RolloutRun) CheckVote(wave, user string, now time.Time) error {
+	switch {
+	case r.Plan == nil:
+		return fmt.Errorf("rollout %s has not loaded its plan yet: nothing to vote on", r.Status.Rollout)
+	case r.Ending():
+		return fmt.Errorf("rollout %s is ending (%s): nothing to vote on", r.Status.Rollout, r.Status.State)
+	}
+	i, err := r.VoteWave(wave)
+	if err != nil {
+		return err
+	}
+	ws := r.Status.Waves[i]
+	return ws.Approval.CheckVote(ws.Name, user, now)
+}
+
+// VoteWave finds the wave a vote is for: the named one, or the one whose approval was asked
+// for last (open, or saying why it no longer is).
+func (r RolloutRun) VoteWave(name string) (int, error) {
+	if name == "" {
+		for i := len(r.Status.Waves) - 1; i >= 0; i-- {
+			if r.Status.Waves[i].Approval != nil {
+				return i, nil
+			}
+		}
+		return -1, fmt.Errorf("no wave of rollout %s is waiting for approval", r.Status.Rollout)
+	}
+	if r.Plan == nil {
+		return -1, fmt.Errorf("rollout %s has not loaded its plan yet", r.Status.Rollout)
+	}
+	w, i, ok := r.Plan.Wave(name)
+	switch {
+	case !ok:
+		return -1, fmt.Errorf("rollout %s has no wave %q", r.Status.Rollout, name)
+	case w.Approval == nil:
+		return -1, fmt.Errorf("wave %s of rollout %s needs no approval", name, r.Status.Rollout)
+	case r.Status.Waves[i].Approval == nil:
+		return -1, fmt.Errorf("wave %s of rollout %s is not waiting for approval yet (%s)", name, r.Status.Rollout, r.Status.Waves[i].State)
+	}
+	return i, nil
+}
+
+// PolicyInput is what the policies see before wave i at now.
+func (r RolloutRun) PolicyInput(i int, now time.Time) PolicyInput {
+	return PolicyInput{
+		Rollout: PolicyRollout{ID: r.Status.Rollout, Fleet: r.Status.Fleet, Commit: r.Status.Commit,
+			Author: r.Author, Message: r.Message, StartedAt: r.Status.StartedAt},
+		Wave:          r.Plan.PolicyWave(i),
+		PreviousWaves: PolicyHistory(r.Status.Waves[:i]),
+		Approvals:     PolicyApprovals(r.Status.Waves),
+		Now:           now,
+	}
+}
+
+func (s *turn) wave() *WaveStatus { return &s.r.Status.Waves[s.r.Wave] }
+
+// approval returns wave i's approval request, as a copy the step may change.
+func (s *turn) approval(i int) *ApprovalStatus {
+	ws := &s.r.Status.Waves[i]
+	if ws.Approval == nil {
+		return nil
+	}
+	a := *ws.Approval
+	a.Votes = slices.Clone(a.Votes)
+	ws.Approval = &a
+	return &a
+}
+
+func (s *turn) loaded(e PlanLoaded) {
+	r := &s.r
+	r.Plan, r.Author, r.Message = e.Plan, e.Author, e.Message
+	r.Policies = e.Policies || !e.Plan.Policies.Empty()
+	r.Status.Commit, r.Status.Subject = e.Commit, e.Subject
+	r.Status.Waves = nil
+	for i := range e.Plan.Waves {
+		r.Status.Waves = append(r.Status.Waves, NewWaveStatus(e.Plan, i))
+	}
+	r.Status.Operators = e.Plan.Operators()
+	if e.Plan.Notify.Slack != nil {
+		s.emit(StartThread{Channel: e.Plan.Notify.Slack.Channel})
+		s.note(EventStarted, "")
+	}
+	s.beforeWave(e.At, 0)
+}
+
+func (s *turn) failed(e StepFailed) {
+	switch s.r.Phase {
+	case PhaseLoad:
+		s.fail(e.At, "load plan: "+e.Message)
+	case PhasePolicy:
+		s.fail(e.At, fmt.Sprintf("policy check before wave %s: %s", s.r.Plan.Waves[s.r.Wave].Name, e.Message))
+	default:
+		s.fail(e.At, e.Message)
+	}
+}
+
+// beforeWave is the safe point before wave i: a pause holds here, a stop ends the rollout here.
+func (s *turn) beforeWave(now time.Time, i int) {
+	r := &s.r
+	r.Wave, r.Pass, r.Waits = i, 0, 0
+	if i == len(r.Plan.Waves) {
+		s.succeed(now)
+		return
+	}
+	if r.Status.State == StatePaused {
+		r.Details = fmt.Sprintf("Paused before wave %s: waiting for resume", r.Plan.Waves[i].Name)
+		s.hold(holdBeforeWave)
+		return
+	}
+	s.atWave(now)
+}
+
+// atWave goes on at the safe point before the current wave, not paused.
+func (s *turn) atWave(now time.Time) {
+	r := &s.r
+	if r.Stop != StopNone {
+		s.stopped(now, r.Wave-1)
+		return
+	}
+	r.Status.Wave = r.Plan.Waves[r.Wave].Name
+	s.policy(now)
+}
+
+func (s *turn) hold(then string) {
+	s.r.Phase, s.r.Then = PhaseHold, then
+	s.emit(HoldPaused{})
+}
+
+// policy asks the policies about the current wave, unless the plan has none.
+func (s *turn) policy(now time.Time) {
+	r := &s.r
+	if !r.Policies {
+		s.policyPassed(now)
+		return
+	}
+	r.Phase = PhasePolicy
+	s.emit(EvaluatePolicies{Wave: r.Wave, Input: r.PolicyInput(r.Wave, now), MinSoak: r.Plan.MinSoakFor(r.Plan.Waves[r.Wave])})
+}
+
+// policyHeld puts the wave back as it was when the rollout stops while the policies hold it.
+func (s *turn) policyHeld(now time.Time) {
+	ws := s.wave()
+	ws.State, ws.Message = StatePending, ""
+	s.stopped(now, s.r.Wave-1)
+}
+
+func (s *turn) decided(e PolicyDecided) {
+	r := &s.r
+	wave := r.Plan.Waves[r.Wave]
+	ws := s.wave()
+	d := e.Decision
+	ws.Policy = &d
+	if r.Stop != StopNone {
+		s.policyHeld(e.At)
+		return
+	}
+	if d.Outcome == PolicyWait && r.Waits >= MaxPolicyWaits {
+		d.Outcome, d.Deny = PolicyDeny, []string{fmt.Sprintf("the policies made wave %s wait %d times in a row without letting it start (last: %s)",
+			wave.Name, r.Waits, strings.Join(d.Reasons, "; "))}
+	}
+	switch d.Outcome {
+	case PolicyAllow:
+		if r.Status.State == StatePaused {
+			// Paused while the policies were evaluated: hold, then ask them again.
+			s.hold(holdPolicy)
+			return
+		}
+		ws.State, ws.Message = StatePending, ""
+		s.policyPassed(e.At)
+		return
+	case PolicyDeny:
+		ws.State = StatePending
+		ws.Message = "denied by policy: " + strings.Join(d.Deny, "; ")
+		s.fail(e.At, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
+		return
+	}
+	ws.State = StateWaiting
+	ws.Message = fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; "))
+	if r.Status.State != StatePaused {
+		s.setState(StateWaiting)
+	}
+	r.Details = fmt.Sprintf("Wave %d/%d %s %s", r.Wave+1, len(r.Plan.Waves), wave.Name, ws.Message)
+	r.Phase = PhaseWait
+	s.emit(WaitUntil{At: d.WaitUntil})
+}
+
+// policyPassed goes on after the policies allowed the current wave: to its approval on the
+// first look, to the wave itself after the second (or when it needs no approval).
+func (s *turn) policyPassed(now time.Time) {
+	r := &s.r
+	if r.Pass == 0 && r.Plan.Waves[r.Wave].Approval != nil {
+		r.Kept = nil
+		s.requestApproval(now)
+		return
+	}
+	s.startWave(now)
+}
+
+func (s *turn) requestApproval(now time.Time) {
+	a := s.r.Plan.Waves[s.r.Wave].Approval
+	if groups := a.Groups(); len(groups) > 0 {
+		s.r.Phase = PhaseApprovers
+		s.emit(ResolveApprovers{Groups: groups})
+		return
+	}
+	s.resolved(ApproversResolved{At: now})
+}
+
+// resolved opens the wave's approval request to the plan's users and the groups' members. A
+// group that could not be resolved adds nobody: fail closed.
+func (s *turn) resolved(e ApproversResolved) {
+	r := &s.r
+	wave := r.Plan.Waves[r.Wave]
+	a := wave.Approval
+	members, unresolved, ids := slices.Clone(e.Members), e.Unresolved, e.IDs
+	if e.Err != "" {
+		members, unresolved, ids = nil, nil, nil
+		for _, g := range a.Groups() {
+			unresolved = append(unresolved, fmt.Sprintf("@%s could not be resolved: %s", g, e.Err))
+		}
+	}
+	members = append(members, a.Users()...)
+	slices.Sort(members)
+	members = slices.Compact(members)
+	ws := s.wave()
+	ws.Approval = &ApprovalStatus{Approvers: a.Approvers, Eligible: members, Unresolved: unresolved,
+		GroupIDs: ids, Quorum: a.Quorum, RequestedAt: e.At, ExpiresAt: e.At.Add(a.Timeout)}
+	for _, v := range r.Kept {
+		if slices.Contains(members, v.By) {
+			ws.Approval.Votes = append(ws.Approval.Votes, v)
+		}
+	}
+	if len(members) < a.Quorum {
+		ws.Approval.Outcome = ApprovalUnmet
+	}
+	ws.State, ws.Message = StateApproval, ws.Approval.Summary()
+	if r.Status.State != StatePaused {
+		s.setState(StateApproval)
+	}
+	r.Details = fmt.Sprintf("Wave %d/%d %s %s (approvers: %s)", r.Wave+1, len(r.Plan.Waves), wave.Name, ws.Message, strings.Join(a.Approvers, ", "))
+	s.note(EventApprovalRequested, wave.Name)
+	if ws.Approval.Outcome == "" {
+		r.Phase = PhaseApproval
+		s.emit(AwaitVotes{Timeout: a.Timeout})
+		return
+	}
+	s.approvalDecided(e.At)
+}
+
+// approvalDecided goes on once the request is decided: approved, rejected, expired or unmet.
+func (s *turn) approvalDecided(now time.Time) {
+	r := &s.r
+	wave := r.Plan.Waves[r.Wave]
+	a := wave.Approval
+	ws := s.wave()
+	ws.Message = ws.Approval.Summary()
+	s.note(EventApprovalDecided, wave.Name)
+	switch ws.Approval.Outcome {
+	case ApprovalApproved:
+		if r.Status.State == StatePaused {
+			// A pause holds the approved wave.
+			s.hold(holdApproved)
+			return
+		}
+		s.approved(now)
+		return
+	case ApprovalRejected:
+		ws.State = StatePending
+		s.fail(now, fmt.Sprintf("wave %s %s", wave.Name, ws.Approval.Votes[len(ws.Approval.Votes)-1]))
+		return
+	}
+	// Expired, or unmet: the plan's onTimeout says what now.
+	why := fmt.Sprintf("approval of wave %s %s (timeout %s)", wave.Name, ws.Message, a.Timeout)
+	if ws.Approval.Outcome == ApprovalUnmet {
+		why = fmt.Sprintf("approval of wave %s %s", wave.Name, ws.Message)
+		if len(ws.Approval.Unresolved) > 0 {
+			why += " (" + strings.Join(ws.Approval.Unresolved, "; ") + ")"
+		}
+	}
+	if a.OnTimeout == OnTimeoutReject {
+		ws.State = StatePending
+		s.fail(now, why)
+		return
+	}
+	r.Kept = slices.Clone(ws.Approval.Votes)
+	c := Control{Action: string(ControlPause), By: "fleetwave", At: now, Reason: why + "; resume to ask again"}
+	r.Status.Controls = append(r.Status.Controls, c)
+	if r.Status.State != StatePaused {
+		r.ResumeState = StateApproval
+		s.setState(StatePaused)
+	}
+	ws.Message = c.Reason
+	r.Details = "Paused: " + c.Reason
+	s.hold(holdApproval)
+}
+
+// approved goes on with an approved wave: the policies look again.
+func (s *turn) approved(now time.Time) {
+	s.wave().State = StatePending
+	if s.r.Stop != StopNone {
+		s.stopped(now, s.r.Wave-1)
+		return
+	}
+	s.r.Pass, s.r.Waits = 1, 0
+	s.policy(now)
+}
+
+// approvalHeld closes the request of a rollout that stopped while it was open.
+func (s *turn) approvalHeld(now time.Time) {
+	ws := s.wave()
+	if ws.Approval != nil && ws.Approval.Outcome != "" {
+		// Decided in the same moment the rollout stopped: still replace the buttons.
+		s.note(EventApprovalDecided, ws.Name)
+	}
+	s.withdrawApprovals()
+	s.wave().State = StatePending
+	s.stopped(now, s.r.Wave-1)
+}
+
+// withdrawApprovals closes every open approval request, so nobody can vote on it and its Slack
+// buttons give way.
+func (s *turn) withdrawApprovals() {
+	for i := range s.r.Status.Waves {
+		ws := &s.r.Status.Waves[i]
+		if ws.Approval == nil || ws.Approval.Outcome != "" {
+			continue
+		}
+		a := *ws.Approval
+		a.Outcome = ApprovalWithdrawn
+		ws.Approval = &a
+		ws.Message = a.Summary()
+		s.note(EventApprovalDecided, ws.Name)
+	}
+}
+
+// woke goes on after a wait: a policy's timer, a vote or the approval's timer, a resume, or a
+// stop.
+func (s *turn) woke(now time.Time) {
+	r := &s.r
+	switch r.Phase {
+	case PhaseWait:
+		if r.Stop != StopNone {
+			s.policyHeld(now)
+			return
+		}
+		if r.Status.State == StatePaused {
+			s.hold(holdPolicy)
+			return
+		}
+		r.Waits++
+		s.policy(now)
+	case PhaseApproval:
+		if r.Stop != StopNone {
+			s.approvalHeld(now)
+			return
+		}
+		if a := s.approval(r.Wave); a.Outcome == "" {
+			a.Outcome = ApprovalExpired
+		}
+		s.approvalDecided(now)
+	case PhaseHold:
+		if r.Status.State == StatePaused && r.Stop == StopNone {
+			s.emit(HoldPaused{})
+			return
+		}
+		switch r.Then {
+		case holdBeforeWave:
+			s.atWave(now)
+		case holdPolicy:
+			if r.Stop != StopNone {
+				s.policyHeld(now)
+				return
+			}
+			r.Waits++
+			s.policy(now)
+		case holdApproved:
+			s.approved(now)
+		case holdApproval:
+			if r.Stop != StopNone {
+				s.wave().State = StatePending
+				s.stopped(now, r.Wave-1)
+				return
+			}
+			s.requestApproval(now)
+		}
+	}
+}
+
+// startWave runs the current wave, unless the rollout was stopped at this safe point.
+func (s *turn) startWave(now time.Time) {
+	r := &s.r
+	if r.Stop != StopNone {
+		s.stopped(now, r.Wave-1)
+		return
+	}
+	wave := r.Plan.Waves[r.Wave]
+	s.setState(StatePromoting)
+	r.Details = fmt.Sprintf("Wave %d/%d %s: %d sites", r.Wave+1, len(r.Plan.Waves), wave.Name, len(wave.Sites))
+	s.wave().State = StatePromoting
+	s.note(EventWaveStarted, wave.Name)
+	r.Phase = PhaseWave
+	s.emit(RunWave{Index: r.Wave})
+}
+
+// waveEnded takes the wave's verdict: a failed wave (or one that ended without a verdict) is
+// reverted by the plan's rollback scope, and the rollout fails; otherwise the next wave comes.
+func (s *turn) waveEnded(e WaveEnded) {
+	r := &s.r
+	wave := r.Plan.Waves[r.Wave]
+	ws := s.wave()
+	reason := e.Failed
+	switch {
+	case e.Lost != "":
+		// Which of its sites the wave promoted is unknown here, so the revert asks git about
+		// every one of them.
+		ws.State, ws.Unsettled = StateFailed, true
+		ws.Message = fmt.Sprintf("wave %s ended without a verdict: %s", wave.Name, e.Lost)
+		reason = ws.Message
+	case e.Status != nil:
+		*ws = *e.Status
+	}
+	s.note(EventWaveFinished, wave.Name)
+	r.Failure = reason
+	if reason != "" && r.Plan.Rollback.Automatic && r.Stop != StopRollback {
+		if s.revert(e.At, RevertOrder(r.Status.Waves, r.Wave, r.Plan.Rollback.Scope), reason, afterWave) {
+			return
+		}
+	}
+	s.afterWave(e.At)
+}
+
+// afterWave ends the rollout after a wave (and its revert), or goes on to the next wave.
+func (s *turn) afterWave(now time.Time) {
+	r := &s.r
+	reason := r.Failure
+	// A failure outranks a supersede: the newer commit still goes next, but this rollout
+	// failed and says why.
+	if reason != "" && (r.Stop == StopNone || r.Stop == StopSupersede) {
+		s.fail(now, reason)
+		return
+	}
+	if r.Stop != StopNone {
+		if reason != "" {
+			r.Status.Reason = strings.TrimSuffix(reason+"; "+r.Status.Reason, "; ")
+		}
+		s.stopped(now, r.Wave)
+		return
+	}
+	s.beforeWave(now, r.Wave+1)
+}
+
+// revert starts reverting the sets in order, then goes on with after; it returns false when
+// there is nothing to revert. No policy or pause holds a revert back.
+func (s *turn) revert(now time.Time, sets []RevertSet, reason, after string) bool {
+	if len(sets) == 0 {
+		return false
+	}
+	r := &s.r
+	r.Reverts, r.Revert, r.After, r.Failure = sets, 0, after, reason
+	r.Phase = PhaseRevert
+	s.setState(StateRollingBack)
+	s.revertNext(now)
+	return true
+}
+
+func (s *turn) revertNext(now time.Time) {
+	r := &s.r
+	if r.Revert >= len(r.Reverts) {
+		r.Reverts, r.Revert = nil, 0
+		if r.After == afterStop {
+			s.stoppedFinal(now)
+			return
+		}
+		s.afterWave(now)
+		return
+	}
+	set := r.Reverts[r.Revert]
+	r.Details = fmt.Sprintf("Reverting %s in wave %s: %s", SitesLabel(set.Sites), set.Wave, r.Failure)
+	r.Late = false
+	s.emit(RevertWave{Set: set, Reason: r.Failure})
+}
+
+// reverted records what the revert in progress did. In a wave that ended without a verdict,
+// the sites where git held no promotion of the rollout are reverted again once a promotion
+// still in flight can no longer land.
+func (s *turn) reverted(e Reverted) {
+	r := &s.r
+	set := r.Reverts[r.Revert]
+	wi := slices.IndexFunc(r.Status.Waves, func(w WaveStatus) bool { return w.Name == set.Wave })
+	ws := &r.Status.Waves[wi]
+	ws.Sites = slices.Clone(ws.Sites)
+	index := ws.SiteIndex()
+	timeout := r.Plan.Health.ConvergenceTimeout
+	late := r.Late
+	switch {
+	case e.Err != "" && late:
+		r.Status.Reason = strings.TrimPrefix(r.Status.Reason+"; ", "; ") + fmt.Sprintf("second revert of wave %s failed: %s", ws.Name, e.Err)
+	case e.Err != "":
+		r.Status.Reason = fmt.Sprintf("revert of %s failed: %s", strings.Join(set.Sites, ", "), e.Err)
+		r.Revert++
+		s.revertNext(e.At)
+		return
+	case late:
+		for _, v := range e.Sites {
+			if v.Revert != "" {
+				ws.Sites[index[v.Site]].ApplyRevert(v, "reverted (its promotion landed late)", timeout, e.At)
+			}
+		}
+	default:
+		var again []string
+		for _, v := range e.Sites {
+			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted", timeout, e.At)
+			if v.Revert == "" {
+				again = append(again, v.Site)
+			}
+		}
+		if ws.Unsettled && len(again) > 0 {
+			r.Late = true
+			r.Details = fmt.Sprintf("Waiting for a promotion of wave %s that may still be in flight, to revert it too", ws.Name)
+			s.emit(RevertLate{Set: RevertSet{Wave: set.Wave, Sites: again}, Reason: r.Failure})
+			return
+		}
+	}
+	s.note(EventReverted, set.Wave)
+	r.Revert++
+	s.revertNext(e.At)
+}
+
+// control applies an accepted control at once; it takes effect at the rollout's next safe
+// point, and the running wave gets it too.
+func (s *turn) control(c Control) {
+	r := &s.r
+	action := ControlAction(c.Action)
+	if action == ControlSupersede && (r.Stop != StopNone || r.Status.State.Done()) {
+		return
+	}
+	r.Status.Controls = append(r.Status.Controls, c)
+	forward := action
+	switch action {
+	case ControlPause:
+		r.ResumeState = r.Status.State
+		s.setState(StatePaused)
+	case ControlResume:
+		s.setState(r.ResumeState)
+	case ControlAbort, ControlRollback, ControlSupersede:
+		if r.Status.State == StatePaused {
+			s.setState(r.ResumeState)
+		}
+		r.Stop, r.Stopper = StopCause(action), c
+		forward = ControlAbort
+	}
+	s.emit(ForwardControl{Action: forward})
+}
+
+func (s *turn) vote(e VoteCast) {
+	i, err := s.r.VoteWave(e.Wave)
+	if err != nil {
+		return
+	}
+	a := s.approval(i)
+	a.Add(e.Vote)
+	s.r.Status.Waves[i].Message = a.Summary()
+}
+
+// stopped ends a rollout that an operator aborted or rolled back, or a newer commit
+// superseded; last is the last wave that ran.
+func (s *turn) stopped(now time.Time, last int) {
+	r := &s.r
+	if r.Stop == StopSupersede {
+		// Not a failure: every promoted site has its verdict, and the newer commit goes next.
+		r.Status.Reason = strings.TrimSuffix(r.Stopper.Reason+"; "+r.Status.Reason, "; ")
+		r.Status.FinishedAt = now
+		s.setState(StateSuperseded)
+		r.Details = "Stopped: " + r.Stopper.Reason
+		s.finish(StateSuperseded, r.Status.Reason)
+		return
+	}
+	how := map[StopCause]string{StopAbort: "aborted", StopRollback: "rolled back"}[r.Stop]
+	reason := fmt.Sprintf("%s by %s", how, cmp.Or(r.Stopper.By, "an operator"))
+	if r.Stopper.Reason != "" {
+		reason += ": " + r.Stopper.Reason
+	}
+	if r.Stop == StopRollback && last >= 0 {
+		// Break-glass: every site the rollout promoted, whatever the plan's rollback settings.
+		if s.revert(now, RevertOrder(r.Status.Waves, last, ScopeAll), reason, afterStop) {
+			return
+		}
+	}
+	r.Failure = reason
+	s.stoppedFinal(now)
+}
+
+func (s *turn) stoppedFinal(now time.Time) {
+	r := &s.r
+	reason := r.Failure
+	final := StateAborted
+	if r.Stop == StopRollback {
+		final = StateRolledBack
+	}
+	if r.Status.Reason != "" {
+		reason += "; " + r.Status.Reason
+	}
+	r.Status.Reason = reason
+	r.Status.FinishedAt = now
+	s.setState(final)
+	r.Details = "Stopped: " + reason
+	s.finish(final, reason)
+}
+
+func (s *turn) fail(now time.Time, reason string) {
+	r := &s.r
+	if r.Status.Reason != "" {
+		reason += "; " + r.Status.Reason
+	}
+	r.Status.Reason = reason
+	r.Status.FinishedAt = now
+	s.setState(StateFailed)
+	r.Details = "Failed: " + reason
+	s.finish(StateFailed, reason)
+}
+
+func (s *turn) succeed(now time.Time) {
+	r := &s.r
+	s.setState(StateSucceeded)
+	r.Status.FinishedAt = now
+	r.Details = fmt.Sprintf("Rolled out %s to %d sites", Short(r.Status.Commit), len(r.Plan.Sites))
+	s.finish(StateSucceeded, "")
+}
+
+func (s *turn) finish(st State, reason string) {
+	s.r.Phase = PhaseDone
+	s.emit(FinishRollout{State: st, Reason: reason})
+}
+
+// SitesLabel names up to three sites and counts the rest.
+func SitesLabel(sites []string) string {
+	if len(sites) <= 3 {
+		return fmt.Sprintf("%s (%s)", Count(len(sites), "site"), strings.Join(sites, ", "))
+	}
+	return fmt.Sprintf("%s (%s, ...)", Count(len(sites), "site"), strings.Join(sites[:3], ", "))
+}
