@@ -82,6 +82,34 @@ func NewWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, stat
 
 func (r *WaveRun) reindex() { r.index = r.Status.SiteIndex() }
 
+// WaveResume is where a wave's runbook stands, beside its status: what a wave that continues
+// as new (a long bake) carries to its next run.
+type WaveResume struct {
+	Phase    WavePhase
+	Batch    int       `json:",omitempty"`
+	Deadline time.Time `json:",omitzero"`
+	Then     WavePhase `json:",omitempty"`
+	Pending  []Expect  `json:",omitempty"`
+	Paused   bool      `json:",omitempty"`
+	Aborted  bool      `json:",omitempty"`
+	Failed   []string  `json:",omitempty"`
+}
+
+// Resume returns where the runbook stands; ResumeWaveRun takes it back with the status.
+func (r WaveRun) Resume() WaveResume {
+	return WaveResume{Phase: r.Phase, Batch: r.Batch, Deadline: r.Deadline, Then: r.Then, Pending: r.Pending,
+		Paused: r.Paused, Aborted: r.Aborted, Failed: r.Failed}
+}
+
+// ResumeWaveRun returns the state of a wave that continued as new: its status then, and where
+// its runbook stood (WaveRun.Resume).
+func ResumeWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, status WaveStatus, res WaveResume) WaveRun {
+	r := NewWaveRun(rolloutID, commit, w, h, automatic, status)
+	r.Phase, r.Batch, r.Deadline, r.Then, r.Pending = res.Phase, res.Batch, res.Deadline, res.Then, res.Pending
+	r.Paused, r.Aborted, r.Failed = res.Paused, res.Aborted, res.Failed
+	return r
+}
+
 // Site returns the named site's status; it looks sites up by name once per wave, so a wave of
 // thousands of sites is not searched once per site.
 func (r *WaveRun) Site(name string) *SiteStatus {

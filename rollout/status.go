@@ -466,6 +466,22 @@ func (w WaveStatus) Compact() WaveStatus {
 	return w
 }
 
+// Carry returns the wave's status for a wave that continues as new: like Compact, except that
+// a healthy site keeps the commit it must run (Promotion) and its health-round counters, which
+// the runbook needs to go on.
+func (w WaveStatus) Carry() WaveStatus {
+	if len(w.Sites) <= CompactAbove {
+		return w
+	}
+	sites := make([]SiteStatus, len(w.Sites))
+	for i, s := range w.Sites {
+		sites[i] = s.compact()
+		sites[i].Promotion = s.Promotion
+	}
+	w.Sites = sites
+	return w
+}
+
 // Compact returns the status with every wave compacted (WaveStatus.Compact).
 func (s Status) Compact() Status {
 	if s.Waves == nil {

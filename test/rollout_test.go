@@ -153,6 +153,11 @@ const historyTag = "engine-v2"
 // workflows/testdata/histories/<name>.<historyTag>.json when the tests run with -record. It
 // never overwrites a recorded history.
 func saveHistory(t *testing.T, tc client.Client, workflowID, name string) {
+	saveHistoryRun(t, tc, workflowID, "", name)
+}
+
+// saveHistoryRun is saveHistory for one run of the workflow ("" for the latest).
+func saveHistoryRun(t *testing.T, tc client.Client, workflowID, runID, name string) {
 	if !*record {
 		return
 	}
@@ -163,7 +168,7 @@ func saveHistory(t *testing.T, tc client.Client, workflowID, name string) {
 		return
 	}
 	ctx := context.Background()
-	it := tc.GetWorkflowHistory(ctx, workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := tc.GetWorkflowHistory(ctx, workflowID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		e, err := it.Next()

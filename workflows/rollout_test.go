@@ -74,6 +74,8 @@ type fakeFleet struct {
 	roundSizes  []int // bytes of each health round's result
 	// lateLanding is a site whose promotion, in flight, lands just after the first revert.
 	lateLanding string
+	// degradedFrom are sites whose checks fail from that workflow time on.
+	degradedFrom map[string]time.Time
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -225,7 +227,7 @@ func (f *fakeFleet) observe(_ context.Context, in activities.ObserveInput) (acti
 		commit := f.promoted[s.Name]
 		st := rollout.SiteState{Site: s.Name, Reachable: true, Ready: true, Revision: rollout.FormatRevision("sites/"+s.Name, commit),
 			Checks: []rollout.CheckResult{{Name: "error-rate", OK: true, Value: 0.001, Threshold: "<= 0.01"}}}
-		if f.degraded[s.Name] {
+		if from, ok := f.degradedFrom[s.Name]; f.degraded[s.Name] || (ok && !f.env.Now().Before(from)) {
 			st.Checks[0] = rollout.CheckResult{Name: "error-rate", OK: false, Value: 0.25, Threshold: "<= 0.01"}
 		}
 		if f.unreachable[s.Name] {

@@ -25,6 +25,17 @@ type WaveInput struct {
 	// Automatic is the plan's rollback.automatic: whether sites degraded within the failure
 	// budget are reverted.
 	Automatic bool `json:",omitempty"`
+	// Resume is set in the next run of a wave that continued as new; Status is then the
+	// wave's status at that point (WaveStatus.Carry).
+	Resume *WaveResume `json:",omitempty"`
+}
+
+// WaveResume is what a wave carries across a continue-as-new beside its status: where its
+// runbook stood, when its next health round is due, and the detail budget its rounds spent.
+type WaveResume struct {
+	Run         rollout.WaveResume
+	Wake        time.Time
+	DetailSpent int `json:",omitempty"`
 }
 
 // WaveResult is the final status of a wave that succeeded. A failed wave returns an
@@ -86,7 +97,15 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			d.parent = p.ID
 		}
 	}
-	cmd := d.next(ctx, rollout.WaveStarted{At: workflow.Now(ctx)})
+	var cmd rollout.WaveCommand
+	if in.Resume != nil {
+		// Continued as new in its bake: go on sleeping until the next health round.
+		d.run = rollout.ResumeWaveRun(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status, in.Resume.Run)
+		d.detailSpent = in.Resume.DetailSpent
+		cmd = rollout.SleepUntil{At: in.Resume.Wake}
+	} else {
+		cmd = d.next(ctx, rollout.WaveStarted{At: workflow.Now(ctx)})
+	}
 	for {
 		// Controls take effect between commands: a command in flight (a push, a revert)
 		// always finishes first.
@@ -110,6 +129,17 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		case rollout.RevertSites:
 			ev = d.revert(ctx, c)
 		case rollout.SleepUntil:
+			if d.continueAsNew(ctx, signals) {
+				next := in
+				next.Status = d.run.Status.Carry()
+				next.Resume = &WaveResume{Run: d.run.Resume(), Wake: c.At, DetailSpent: d.detailSpent}
+				workflow.GetLogger(ctx).Info("wave continues as new", "rollout", in.Rollout, "wave", in.Wave.Name,
+					"events", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+				return WaveResult{}, workflow.NewContinueAsNewError(ctx, Wave, next)
+			}
+			if len(d.controls) > 0 {
+				continue // a control arrived meanwhile: NextWave decides first
+			}
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: next health round at %s, every %s",
 				in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), c.At.UTC().Format(time.RFC3339), in.Health.Interval))
 			wait := c.At.Sub(workflow.Now(ctx))
@@ -173,6 +203,41 @@ type waveDriver struct {
 	// parent is the rollout's workflow ID, to report the wave's changes to; "" for a wave
 	// recorded before versionWaveProgress, or started on its own.
 	parent string
+}
+
+// versionWaveContinueAsNew guards a wave continuing as new during its bake.
+const versionWaveContinueAsNew = "wave-continue-as-new"
+
+// waveEvents is the history length at which a baking wave continues as new even when Temporal
+// does not suggest it (by default Temporal suggests it at 4,096 events or 4 MB), far below the
+// 51,200 events at which Temporal terminates a workflow.
+const waveEvents = 8000
+
+// historyLong reports whether a wave's history is long enough to continue as new; a variable
+// so that tests, whose environment keeps no history, can say when.
+var historyLong = func(info *workflow.Info) bool {
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= waveEvents
+}
+
+// continueAsNew reports whether the baking wave should continue as new now: its history is
+// long, and no control waits to be applied (it drains the control signals first, so none is
+// lost with the run).
+func (d *waveDriver) continueAsNew(ctx workflow.Context, signals workflow.ReceiveChannel) bool {
+	if !historyLong(workflow.GetInfo(ctx)) {
+		return false
+	}
+	for {
+		var s ControlSignal
+		if !signals.ReceiveAsync(&s) {
+			break
+		}
+		d.controls = append(d.controls, s.Action)
+	}
+	if len(d.controls) > 0 {
+		return false
+	}
+	// Before versionWaveContinueAsNew, a wave baked in one run however long its history.
+	return workflow.GetVersion(ctx, versionWaveContinueAsNew, workflow.DefaultVersion, 1) >= 1
 }
 
 // versionWaveProgress guards the wave's progress signals to its rollout (signalWaveProgress).

@@ -33,6 +33,9 @@ type Options struct {
 	SearchAttributes []string
 	// Headless disables the web UI.
 	Headless bool
+	// DynamicConfig are server settings as "key=value" (--dynamic-config-value), such as
+	// "limit.historyCount.suggestContinueAsNew=100".
+	DynamicConfig []string
 }
 
 // Server is a running dev server.
@@ -116,6 +119,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	for _, sa := range o.SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
+	}
+	for _, kv := range o.DynamicConfig {
+		args = append(args, "--dynamic-config-value", kv)
 	}
 	s := &Server{Address: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)), done: make(chan struct{}), out: &syncBuffer{}}
 	if !o.Headless {

@@ -13,7 +13,14 @@ import (
 // failures.
 func StartTemporal(t testing.TB, searchAttributes ...string) *devtemporal.Server {
 	t.Helper()
-	s, err := devtemporal.Start(context.Background(), devtemporal.Options{SearchAttributes: searchAttributes, Headless: true})
+	return StartTemporalWith(t, devtemporal.Options{SearchAttributes: searchAttributes})
+}
+
+// StartTemporalWith is StartTemporal with more options (always headless).
+func StartTemporalWith(t testing.TB, o devtemporal.Options) *devtemporal.Server {
+	t.Helper()
+	o.Headless = true
+	s, err := devtemporal.Start(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
