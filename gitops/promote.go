@@ -61,6 +61,10 @@ type Change struct {
 	// promotion of this rollout, or no promotion of this rollout to revert.
 	// Git, read by trailers, is the truth about what a rollout wrote.
 	Ours string `json:",omitempty"`
+	// Problem says why a revert could not be written on this branch (its branch is gone, or a
+	// later commit changed what the promotion changed) and how to fix it by hand; the other
+	// targets are reverted all the same.
+	Problem string `json:",omitempty"`
 }
 
 // RolloutCommit returns the commit of the rollout that the branch holds for the operation
@@ -197,9 +201,11 @@ func (r *Repo) promoted(head *object.Commit, rollout, source string) (*object.Co
 // `Revert "<subject>"` + `This reverts commit <sha>.` plus Fleetwave-Rollout
 // and Fleetwave-Reason trailers. Nothing is written for a site without a
 // promotion of the rollout, or whose last promotion was already reverted. If
-// a commit after the promotion changed a path that the promotion changed,
-// the call fails with an error wrapping ErrRevertConflict and pushes nothing.
-// Fetching, missing branches and retries work as in Promote.
+// a commit after the promotion changed a path that the promotion changed, or
+// the site branch is gone, that site's Change says so in Problem (with the
+// commands to fix it by hand) and gets no commit; every other target is still
+// reverted: one bad site never blocks the others' revert. Fetching and
+// retries work as in Promote.
 func (r *Repo) Revert(ctx context.Context, req RevertRequest) ([]Change, error) {
 	if err := checkLine("rollout", req.Rollout); err != nil {
 		return nil, fmt.Errorf("revert: %w", err)
@@ -219,7 +225,9 @@ func (r *Repo) planRevert(rollout, reason string, targets []Target) ([]Change, e
 	for _, t := range targets {
 		head, err := r.branchLocked(t.Branch)
 		if errors.Is(err, ErrBranchNotFound) {
-			return nil, fmt.Errorf("revert on %s: site branch %s does not exist: %w", t.Site, t.Branch, ErrBranchNotFound)
+			changes = append(changes, Change{Site: t.Site, Branch: t.Branch,
+				Problem: fmt.Sprintf("site branch %s does not exist: nothing can be reverted there; if the site still runs the promotion, restore the branch or roll the site back by hand", t.Branch)})
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("revert on %s: %w", t.Site, err)
@@ -242,6 +250,12 @@ func (r *Repo) planRevert(rollout, reason string, targets []Target) ([]Change, e
 			continue
 		}
 		tree, err := r.revertTree(headC, p)
+		if errors.Is(err, ErrRevertConflict) {
+			ch.Problem = fmt.Sprintf("revert of %s conflicts: %v; resolve it by hand: git switch %s && git revert %s, fix the conflict, git revert --continue && git push origin %s",
+				short(p.Hash), err, t.Branch, p.Hash, t.Branch)
+			changes = append(changes, ch)
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("revert %s on %s: %w", short(p.Hash), t.Site, err)
 		}

@@ -1,7 +1,6 @@
 package gitops
 
 import (
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,9 +120,10 @@ func TestRevertAfterLaterCommit(t *testing.T) {
 	}
 }
 
-// TestRevertConflict: a later commit changed a file the promotion changed;
-// Revert fails with ErrRevertConflict naming site and path, and pushes
-// nothing, not even for the other, clean site.
+// TestRevertConflict: a later commit changed a file the promotion changed on
+// ams-1, and nyc-9's branch is gone. Neither blocks the others: fra-1 is
+// reverted, and ams-1 and nyc-9 get no commit and a Problem that names the
+// path and says how to fix it by hand.
 func TestRevertConflict(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, "sites/ams-1", "sites/fra-1")
@@ -131,19 +131,29 @@ func TestRevertConflict(t *testing.T) {
 	promoteRich(t, f, r, "fra-1", "ams-1")
 	f.commitOn(t, "sites/ams-1", "Pin web", map[string]string{"apps/web/deploy.yaml": "image: web:2-pinned\n"})
 	ams, fra := f.head(t, "sites/ams-1"), f.head(t, "sites/fra-1")
-	pushes := f.pushes.Load()
 
-	_, err := r.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "bad", Targets: targets("fra-1", "ams-1")})
-	if !errors.Is(err, ErrRevertConflict) {
-		t.Fatalf("err = %v, want ErrRevertConflict", err)
+	got, err := r.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "bad", Targets: targets("fra-1", "ams-1", "nyc-9")})
+	if err != nil {
+		t.Fatalf("Revert: %v; one bad site must not block the others", err)
 	}
-	if !strings.Contains(err.Error(), "ams-1") || !strings.Contains(err.Error(), "apps/web/deploy.yaml") {
-		t.Errorf("err = %q, want it to name the site and the path", err)
+	if len(got) != 3 || !got[0].Created || got[0].Problem != "" {
+		t.Fatalf("fra-1: %+v, want it reverted", got)
 	}
-	if f.head(t, "sites/ams-1") != ams || f.head(t, "sites/fra-1") != fra || f.pushes.Load() != pushes {
-		t.Error("something was pushed")
+	promotion := run(t, f.dir, "rev-parse", ams+"^")
+	if c := got[1]; c.Created || c.Ours != "" || c.Commit != ams || !strings.Contains(c.Problem, "apps/web/deploy.yaml") ||
+		!strings.Contains(c.Problem, "git switch sites/ams-1 && git revert "+promotion) {
+		t.Errorf("ams-1: %+v, want no commit and a problem naming the path and the commands", c)
 	}
-	// The CLI agrees that this is a conflict.
+	if c := got[2]; c.Created || !strings.Contains(c.Problem, "sites/nyc-9 does not exist") {
+		t.Errorf("nyc-9: %+v, want a problem saying its branch is gone", c)
+	}
+	if f.head(t, "sites/ams-1") != ams {
+		t.Error("ams-1 was written")
+	}
+	if head := f.head(t, "sites/fra-1"); head == fra || head != got[0].Commit {
+		t.Errorf("sites/fra-1 = %s, want the revert %s", head, got[0].Commit)
+	}
+	// The CLI agrees that this is a conflict, and the hand fix it names starts the same way.
 	dir := f.clone(t)
 	run(t, dir, "checkout", "--quiet", "--detach", ams)
 	if _, err := gitErr(dir, "revert", "--no-edit", ams+"^"); err == nil {

@@ -177,7 +177,10 @@ type Reversion struct {
 	Converged bool
 	State     SiteState
 	// Message explains a revert that was written but not seen applied.
-	Message string
+	Message string `json:",omitempty"`
+	// Problem says why no revert could be written (a conflict, a missing branch) and how to
+	// fix it by hand; the site then still runs the promotion.
+	Problem string `json:",omitempty"`
 }
 
 // ApplyRevert records what a revert did to the site: Reverted, with what it applied (how
@@ -185,6 +188,10 @@ type Reversion struct {
 // the rollout on its branch, not promoted by it after all.
 func (s *SiteStatus) ApplyRevert(v Reversion, how string, timeout time.Duration, now time.Time) {
 	s.UpdatedAt = now
+	if v.Problem != "" {
+		s.Message = "not reverted: " + v.Problem
+		return
+	}
 	if v.Revert == "" {
 		s.Promoted = false
 		s.Message = "nothing of this rollout to revert on " + s.Branch

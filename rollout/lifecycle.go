@@ -926,6 +926,9 @@ func (s *turn) reverted(e Reverted) {
 		return
 	case late:
 		for _, v := range e.Sites {
+			if v.Problem != "" {
+				r.Status.Reason = strings.TrimPrefix(r.Status.Reason+"; ", "; ") + fmt.Sprintf("site %s not reverted: %s", v.Site, v.Problem)
+			}
 			if v.Revert != "" {
 				ws.Sites[index[v.Site]].ApplyRevert(v, "reverted (its promotion landed late)", timeout, e.At)
 			}
@@ -934,7 +937,9 @@ func (s *turn) reverted(e Reverted) {
 		var again []string
 		for _, v := range e.Sites {
 			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted", timeout, e.At)
-			if v.Revert == "" {
+			if v.Problem != "" {
+				r.Status.Reason = strings.TrimPrefix(r.Status.Reason+"; ", "; ") + fmt.Sprintf("site %s not reverted: %s", v.Site, v.Problem)
+			} else if v.Revert == "" {
 				again = append(again, v.Site)
 			}
 		}

@@ -381,6 +381,18 @@ func TestNext(t *testing.T) {
 					t.Errorf("reason = %q", r.Status.Reason)
 				}
 			}},
+		{name: "a site that cannot be reverted is named with its fix; the other sets still go", events: then(euFailed, Reverted{At: at(31 * time.Minute),
+			Sites: []Reversion{{Site: "b", Revert: "r-b", Converged: true}, {Site: "c", Problem: "revert of p-c conflicts: x changed; resolve it by hand: git switch sites/c"}}}),
+			want: "post reverted eu; revert canary:a", phase: PhaseRevert, state: StateRollingBack,
+			check: func(t *testing.T, r RolloutRun) {
+				c := r.Status.Waves[1].Sites[1]
+				if c.Verdict == VerdictReverted || !c.Promoted || !strings.HasPrefix(c.Message, "not reverted: revert of p-c conflicts") {
+					t.Errorf("site c = %+v", c)
+				}
+				if !strings.Contains(r.Status.Reason, "site c not reverted: revert of p-c conflicts: x changed; resolve it by hand: git switch sites/c") {
+					t.Errorf("reason = %q", r.Status.Reason)
+				}
+			}},
 		{name: "an unsettled wave's sites without a promotion are reverted again later", events: then(plain, WaveEnded{At: at(time.Minute), Lost: "terminated"}, Reverted{At: at(2 * time.Minute), Sites: []Reversion{{Site: "a"}}}),
 			want: "revert late canary:a", phase: PhaseRevert, state: StateRollingBack},
 		{name: "the late revert finds the promotion that landed", events: then(plain, WaveEnded{At: at(time.Minute), Lost: "terminated"}, Reverted{At: at(2 * time.Minute), Sites: []Reversion{{Site: "a"}}},

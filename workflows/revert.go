@@ -41,7 +41,7 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 	var expect []rollout.Expect
 	var at []int
 	for i, c := range reverted.Changes {
-		out[i] = rollout.Reversion{Site: c.Site, Revert: c.RolloutCommit()}
+		out[i] = rollout.Reversion{Site: c.Site, Revert: c.RolloutCommit(), Problem: c.Problem}
 		if out[i].Revert != "" || all {
 			// Wait for the branch head: the revert, or a commit someone pushed after it.
 			expect = append(expect, rollout.Expect{Site: c.Site, Commit: c.Commit})

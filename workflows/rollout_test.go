@@ -76,6 +76,8 @@ type fakeFleet struct {
 	lateLanding string
 	// degradedFrom are sites whose checks fail from that workflow time on.
 	degradedFrom map[string]time.Time
+	// conflicts are sites whose revert conflicts with a later commit on their branch.
+	conflicts map[string]bool
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -177,6 +179,11 @@ func (f *fakeFleet) revert(_ context.Context, in activities.RevertInput) (activi
 	defer f.mu.Unlock()
 	var res activities.ChangeResult
 	for _, t := range in.Targets {
+		if f.conflicts[t.Site] {
+			res.Changes = append(res.Changes, activities.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: f.promoted[t.Site],
+				Problem: "revert of " + f.promoted[t.Site] + " conflicts: apps/web.yaml changed after the promotion; resolve it by hand: git switch " + t.Branch})
+			continue
+		}
 		if !f.ours[t.Site] {
 			// Git holds no promotion of this rollout on the branch: nothing to revert.
 			res.Changes = append(res.Changes, activities.Change{Site: t.Site, Branch: t.Branch, Previous: f.promoted[t.Site], Commit: f.promoted[t.Site]})
@@ -434,6 +441,41 @@ func TestRolloutRevertScopes(t *testing.T) {
 				t.Errorf("%d sites marked reverted, want %d", reverted, want)
 			}
 		})
+	}
+}
+
+// TestRolloutRevertsAroundAConflict: one site of the failed wave cannot be reverted (a later
+// commit conflicts). The others are reverted all the same, and the conflicting one is named,
+// with how to fix it, in its status and the rollout's reason.
+func TestRolloutRevertsAroundAConflict(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "all", ""))
+	f.degraded["nyc-2"] = true
+	f.conflicts = map[string]bool{"fra-1": true}
+	st, err := run(t, env)
+	if err == nil {
+		t.Fatal("rollout succeeded")
+	}
+	if !strings.Contains(err.Error(), "site nyc-2 degraded in wave fleet") || !strings.Contains(err.Error(), "site fra-1 not reverted: revert of") ||
+		!strings.Contains(err.Error(), "git switch sites/fra-1") {
+		t.Errorf("error %q does not name the degraded site, the site not reverted and the fix", err)
+	}
+	verdicts := map[string]rollout.Verdict{}
+	for _, w := range st.Waves {
+		for _, s := range w.Sites {
+			verdicts[s.Name] = s.Verdict
+			if s.Name == "fra-1" && (!s.Promoted || !strings.HasPrefix(s.Message, "not reverted: ")) {
+				t.Errorf("fra-1: %+v, want it still promoted and saying why it was not reverted", s)
+			}
+		}
+	}
+	for _, s := range []string{"nyc-1", "nyc-2", "ams-2", "fra-2", "ams-1"} {
+		if verdicts[s] != rollout.VerdictReverted {
+			t.Errorf("%s is %s, want reverted despite fra-1's conflict", s, verdicts[s])
+		}
+	}
+	if verdicts["fra-1"] == rollout.VerdictReverted {
+		t.Error("fra-1 marked reverted")
 	}
 }
 
