@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"os"
@@ -388,3 +389,56 @@ func (quietLog) Debug(string, ...any) {}
 func (quietLog) Info(string, ...any)  {}
 func (quietLog) Warn(string, ...any)  {}
 func (quietLog) Error(string, ...any) {}
+
+// TestDevKilledLeavesNoTemporal: `fleetwave dev` killed with kill -9 runs no cleanup, yet its
+// Temporal dev server goes with it (the kernel's parent-death signal), so the next dev finds
+// its ports free instead of an orphan serving them. The server is watched through /proc, not
+// its port: a request could make it log, and an orphan dies of its first write to the dead
+// pipe, which would hide the bug.
+func TestDevKilledLeavesNoTemporal(t *testing.T) {
+	bin := buildFleetwave(t)
+	d := startDev(t, bin, t.TempDir(), freePorts(t), "--no-sample-rollout")
+	server := childProcess(t, d.cmd.Process.Pid, "temporal")
+	t.Cleanup(func() { _ = syscall.Kill(server, syscall.SIGKILL) }) // an orphan of a failed run
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	waitFor(t, "the Temporal dev server of a killed fleetwave dev to stop", func() bool { return !alive(server) })
+}
+
+// childProcess returns the PID of the child of parent whose command is name.
+func childProcess(t *testing.T, parent int, name string) int {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		fields := strings.Fields(s[end+1:])
+		if s[open+1:end] == name && len(fields) > 1 && fields[1] == strconv.Itoa(parent) {
+			pid, _ := strconv.Atoi(strings.TrimSpace(s[:open]))
+			return pid
+		}
+	}
+	t.Fatalf("no %s process under %d", name, parent)
+	return 0
+}
+
+// alive reports whether pid runs (it exists and is not a zombie waiting to be reaped).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
+}

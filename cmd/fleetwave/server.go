@@ -204,6 +204,13 @@ func (n *node) fleetInput() workflows.FleetInput {
 	return workflows.FleetInput{Fleet: n.fleet, SourceBranch: n.sourceBranch, Poll: n.poll}
 }
 
+// httpLimits bound what one client may hold of the HTTP endpoints: one that sends its headers
+// or body slowly, or keeps an idle connection, is cut off (a variable for tests).
+var httpLimits = struct {
+	ReadHeader, Read, Write, Idle time.Duration
+	MaxHeaderBytes               int
+}{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+
 // serveHTTP listens on addr (loopback unless the user says otherwise) and serves h until ctx
 // ends. It returns the base URL once listening.
 func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) (string, <-chan struct{}, error) {
@@ -211,7 +218,8 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handle
 	if err != nil {
 		return "", nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: httpLimits.ReadHeader, ReadTimeout: httpLimits.Read,
+		WriteTimeout: httpLimits.Write, IdleTimeout: httpLimits.Idle, MaxHeaderBytes: httpLimits.MaxHeaderBytes}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
