@@ -41,7 +41,7 @@ func TestHTTPCutsOffSlowClients(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			if _, err := io.WriteString(conn, send); err != nil {
 				t.Fatal(err)
 			}

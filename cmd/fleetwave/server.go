@@ -208,7 +208,7 @@ func (n *node) fleetInput() workflows.FleetInput {
 // or body slowly, or keeps an idle connection, is cut off (a variable for tests).
 var httpLimits = struct {
 	ReadHeader, Read, Write, Idle time.Duration
-	MaxHeaderBytes               int
+	MaxHeaderBytes                int
 }{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 30 * time.Second, Idle: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 // serveHTTP listens on addr (loopback unless the user says otherwise) and serves h until ctx
