@@ -51,8 +51,16 @@ func (c *Checker) Run(ctx context.Context, check rollout.Check) rollout.CheckRes
 	}
 	res.Name = check.Name
 	res.At = now().UTC()
+	if len(res.Message) > maxMessage {
+		// An error page quoted by a client library must not fill the status, Slack and the
+		// revert trailers.
+		res.Message = strings.ToValidUTF8(res.Message[:maxMessage], "") + "..."
+	}
 	return res
 }
+
+// maxMessage bounds what a check result keeps of a message.
+const maxMessage = 300
 
 // RunAll measures every check for the site at once, each within its own timeout; results
 // come in the order of checks.
@@ -75,7 +83,24 @@ func (c *Checker) client() *http.Client {
 	if c.Client != nil {
 		return c.Client
 	}
-	return http.DefaultClient
+	return defaultClient
+}
+
+// defaultClient follows redirects only within the host the plan names: a check must not be
+// led to another host (127.0.0.1, a cloud metadata address) whose answer would end up in the
+// status, Slack and revert trailers.
+var defaultClient = &http.Client{CheckRedirect: sameHostRedirects}
+
+// sameHostRedirects allows up to 5 redirects to the first request's scheme and host.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	switch {
+	case len(via) >= 5:
+		return errors.New("stopped after 5 redirects")
+	case req.URL.Scheme != first.Scheme || req.URL.Host != first.Host:
+		return fmt.Errorf("refused a redirect to another host (%s://%s)", req.URL.Scheme, req.URL.Host)
+	}
+	return nil
 }
 
 func (c *Checker) prometheus(ctx context.Context, p rollout.PrometheusCheck) rollout.CheckResult {

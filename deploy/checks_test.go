@@ -179,3 +179,45 @@ func TestRunAllExpandsTemplates(t *testing.T) {
 		t.Errorf("results = %v", res)
 	}
 }
+
+// TestChecksStayOnTheirHost: a check follows redirects within its own host only. A redirect
+// to another host (here another port of 127.0.0.1, as a metadata address would be) is refused
+// before any request reaches it, and the check is Unknown; a long error page quoted by the
+// Prometheus client is cut short in the message.
+func TestChecksStayOnTheirHost(t *testing.T) {
+	var elsewhere int
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere++
+		fmt.Fprint(w, `{"secret":"instance credentials"}`)
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/away":
+			http.Redirect(w, r, other.URL+"/latest/meta-data", http.StatusFound)
+		case "/moved":
+			http.Redirect(w, r, "/ok", http.StatusMovedPermanently)
+		case "/ok":
+			fmt.Fprint(w, "ok")
+		case "/api/v1/query":
+			w.WriteHeader(http.StatusBadGateway)
+			fmt.Fprint(w, "<html>"+strings.Repeat("upstream trouble ", 10000)+"</html>")
+		}
+	}))
+	defer srv.Close()
+
+	res := (&Checker{}).Run(context.Background(), rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/away", Status: 200}})
+	if res.OK || !res.Unknown || !strings.Contains(res.Message, "refused a redirect to another host") || strings.Contains(res.Message, "credentials") {
+		t.Errorf("redirect away: %s", res)
+	}
+	if elsewhere != 0 {
+		t.Errorf("the other host got %d requests", elsewhere)
+	}
+	if res := (&Checker{}).Run(context.Background(), rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/moved", Status: 200}}); !res.OK {
+		t.Errorf("redirect within the host: %s", res)
+	}
+	res = (&Checker{}).Run(context.Background(), rollout.Check{Name: "errors", Prometheus: &rollout.PrometheusCheck{URL: srv.URL, Query: "up", Max: ptr(1)}})
+	if !res.Unknown || len(res.Message) > maxMessage+3 {
+		t.Errorf("error page: unknown %v, message of %d bytes: %.120s", res.Unknown, len(res.Message), res.Message)
+	}
+}
