@@ -25,6 +25,10 @@ type Handler struct {
 	// HTTP posts answers to a button press's response_url; nil means a client with a 10 s
 	// timeout.
 	HTTP *http.Client
+	// ResponseHosts are where a response_url may point, as "scheme://hostname"; nil means
+	// Slack's own (https://hooks.slack.com, https://hooks.slack-gov.com). A signed request
+	// naming another host is refused: fleetwave never posts where a payload tells it to.
+	ResponseHosts []string
 	// Now tells whether an approval request is still open; nil means time.Now. Signature
 	// timestamps are always checked against the real clock by slack-go.
 	Now func() time.Time

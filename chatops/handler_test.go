@@ -147,6 +147,8 @@ func newHandler(f Rollouts, g Groups) (*Handler, *syncBuffer) {
 		Groups:        g,
 		Log:           slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:           func() time.Time { return testNow },
+		// The tests' response_url sinks run on 127.0.0.1.
+		ResponseHosts: append([]string{"http://127.0.0.1"}, SlackResponseHosts...),
 	}, buf
 }
 
@@ -611,6 +613,8 @@ func TestInteractionMalformed(t *testing.T) {
 		{"no user", payloadBody(t, "block_actions", ActionApprove, value, "", hook), http.StatusBadRequest},
 		{"no response_url", payloadBody(t, "block_actions", ActionApprove, value, "UAPP1", ""), http.StatusBadRequest},
 		{"response_url not http", payloadBody(t, "block_actions", ActionApprove, value, "UAPP1", "file:///etc/passwd"), http.StatusBadRequest},
+		{"response_url elsewhere", payloadBody(t, "block_actions", ActionApprove, value, "UAPP1", "https://attacker.example/hook"), http.StatusBadRequest},
+		{"response_url https on 127.0.0.1, where only http is allowed", payloadBody(t, "block_actions", ActionApprove, value, "UAPP1", "https://127.0.0.1:9/hook"), http.StatusBadRequest},
 		{"other interaction type", payloadBody(t, "view_submission", ActionApprove, value, "UAPP1", hook), http.StatusOK},
 		{"other button", payloadBody(t, "block_actions", "someone-elses-button", value, "UAPP1", hook), http.StatusOK},
 		{"two actions", twoActions(), http.StatusOK},
@@ -785,5 +789,22 @@ func TestSignReplayWithinWindow(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), `reason="replayed request (same signature seen in the last 10 minutes)"`); n != 2 {
 		t.Errorf("%d replays logged, want 2:\n%s", n, logs)
+	}
+}
+
+// TestResponseURLPinnedToSlack: by default a response_url must be Slack's own.
+func TestResponseURLPinnedToSlack(t *testing.T) {
+	h := &Handler{}
+	for u, want := range map[string]bool{
+		"https://hooks.slack.com/actions/T1/2/x":     true,
+		"https://hooks.slack-gov.com/actions/T1/2/x": true,
+		"http://hooks.slack.com/actions/T1/2/x":      false,
+		"https://hooks.slack.com.attacker.example/x": false,
+		"https://169.254.169.254/latest/meta-data":   false,
+		"https://user@hooks.slack.com@evil.example/": false,
+	} {
+		if got := h.slackResponseURL(u); got != want {
+			t.Errorf("%s: allowed %v, want %v", u, got, want)
+		}
 	}
 }

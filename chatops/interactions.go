@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -77,6 +78,10 @@ func (h *Handler) Interactions(w http.ResponseWriter, r *http.Request) {
 		h.badRequest(w, "missing or malformed response_url")
 		return
 	}
+	if !h.slackResponseURL(p.ResponseURL) {
+		h.badRequest(w, "response_url does not point to Slack")
+		return
+	}
 	w.WriteHeader(http.StatusOK)
 
 	a := Action{Verb: verb, Rollout: rolloutID, Wave: wave, User: p.User.ID}
@@ -140,6 +145,22 @@ func (h *Handler) respond(ctx context.Context, responseURL, text string) error {
 func validResponseURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// SlackResponseHosts are the hosts of Slack's response URLs.
+var SlackResponseHosts = []string{"https://hooks.slack.com", "https://hooks.slack-gov.com"}
+
+// slackResponseURL reports whether s points to one of the handler's ResponseHosts.
+func (h *Handler) slackResponseURL(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil {
+		return false
+	}
+	hosts := h.ResponseHosts
+	if hosts == nil {
+		hosts = SlackResponseHosts
+	}
+	return slices.Contains(hosts, u.Scheme+"://"+u.Hostname())
 }
 
 // wait blocks until every button press has been answered; tests use it.

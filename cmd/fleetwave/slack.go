@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 
@@ -42,6 +43,11 @@ func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 	}
 	n.slackHandler = &chatops.Handler{SigningSecret: secret, Rollouts: slackRollouts{fw: n.fw, fleet: n.fleet}, Groups: groups, Log: log,
 		Count: func(event string) { n.slackEvents.WithLabelValues(event).Inc() }}
+	if u, err := url.Parse(os.Getenv(envSlackAPI)); err == nil && u.Host != "" {
+		// Another Slack-compatible API (a test server, an enterprise proxy): its answers
+		// come back through its own host.
+		n.slackHandler.ResponseHosts = []string{u.Scheme + "://" + u.Hostname()}
+	}
 }
 
 // slackRollouts gives the Slack handlers this node's fleet's rollouts, through the same client
