@@ -38,7 +38,9 @@ func newPlanValidateCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Validate plan files; prints file:line:col for every problem and exits 1 if any",
-		Long: `validate checks plan files: syntax, fields, wave membership, health checks.
+		Long: `validate checks plan files: syntax, fields, wave membership, health checks, and the Rego
+policies in the .fleetwave/policies folder next to each plan (they must compile, in the sandbox
+the worker runs them in).
 
 With --kubeconfig (or --sites, which uses $KUBECONFIG), it also checks every site against its
 cluster: the kubeconfig context exists, and the Flux Kustomization exists and can be read.`,
@@ -54,6 +56,13 @@ cluster: the kubeconfig context exists, and the Flux Kustomization exists and ca
 				if err != nil {
 					failed = true
 					fmt.Fprintln(g.stderr, err)
+					continue
+				}
+				if problems := checkPolicies(cmd.Context(), path); len(problems) > 0 {
+					failed = true
+					for _, line := range problems {
+						fmt.Fprintln(g.stderr, line)
+					}
 					continue
 				}
 				if kube != nil {
@@ -76,6 +85,26 @@ cluster: the kubeconfig context exists, and the Flux Kustomization exists and ca
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "also check every site against its cluster, with these kubeconfig files (separated like PATH)")
 	cmd.Flags().BoolVar(&againstSites, "sites", false, "also check every site against its cluster, with $KUBECONFIG or ~/.kube/config")
 	return cmd
+}
+
+// checkPolicies compiles the Rego policies next to the plan file, as the worker will, and
+// returns their problems ("file:line:col: message"); none when there are no policies.
+func checkPolicies(ctx context.Context, planPath string) []string {
+	files, err := readPolicyDir(filepath.Join(filepath.Dir(planPath), rollout.PolicyDir))
+	if err != nil {
+		return []string{err.Error()}
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	if _, err := policy.Compile(ctx, files); err != nil {
+		var pe *policy.Error
+		if errors.As(err, &pe) {
+			return pe.Problems
+		}
+		return []string{err.Error()}
+	}
+	return nil
 }
 
 // previewPolicies evaluates the plan's policies (built-in, and the .rego files of the policy

@@ -358,3 +358,32 @@ spec:
 		t.Errorf("plan show -o json: %v %s", err, stdout)
 	}
 }
+
+// TestPlanValidateCompilesPolicies: a policy the worker would refuse (a call outside the
+// sandbox, a syntax error) fails validate with its position, as the rollout would fail.
+func TestPlanValidateCompilesPolicies(t *testing.T) {
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "fleetwave.yaml")
+	if err := os.WriteFile(plan, []byte(planHeader+"  sites:\n    - name: a\n  waves:\n    - name: w\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if stdout, stderr, err := run(t, "plan", "validate", plan); err != nil || !strings.Contains(stdout, "valid") {
+		t.Fatalf("a plan without policies: %v\n%s%s", err, stdout, stderr)
+	}
+	pdir := filepath.Join(dir, ".fleetwave", "policies")
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rego := filepath.Join(pdir, "net.rego")
+	src := "package fleetwave.policy\n\ndeny contains msg if {\n  msg := http.send({\"method\": \"get\", \"url\": \"http://169.254.169.254/\"}).raw_body\n}\n"
+	if err := os.WriteFile(rego, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "plan", "validate", plan)
+	if !errors.Is(err, errSilent) || strings.Contains(stdout, "valid") {
+		t.Fatalf("validate of a plan with a policy calling http.send: %v\n%s", err, stdout)
+	}
+	if !strings.HasPrefix(stderr, rego+":4:") || !strings.Contains(stderr, "http.send") {
+		t.Errorf("stderr %q, want the policy's file:line:col and the call", stderr)
+	}
+}

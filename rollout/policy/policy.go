@@ -46,10 +46,11 @@ type Set struct {
 	wait    rego.PreparedEvalQuery
 }
 
-// Unsafe are the builtins policies may not call: they reach the network or the worker's
-// environment (policies are written by anyone who can commit to the fleet repo, and run on the
-// worker, next to its git credentials and kubeconfigs).
-var Unsafe = []string{"http.send", "net.lookup_ip_addr", "opa.runtime"}
+// Unsafe are the builtins policies may not call: they reach the network, the worker's files or
+// its environment (policies are written by anyone who can commit to the fleet repo, and run on
+// the worker, next to its git credentials and kubeconfigs). The JSON schema builtins follow a
+// schema's $ref to any http(s) URL or file:// path.
+var Unsafe = []string{"http.send", "net.lookup_ip_addr", "opa.runtime", "json.match_schema", "json.verify_schema"}
 
 // capabilities are OPA's builtins without the Unsafe ones.
 var capabilities = func() *ast.Capabilities {

@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,5 +156,44 @@ deny contains msg if msg := sprintf("now is %d", [time.now_ns()])
 	deny, _, err := set.Eval(context.Background(), in)
 	if want := fmt.Sprintf("now is %d", in.Now.UnixNano()); err != nil || len(deny) != 1 || deny[0] != want {
 		t.Errorf("deny = %q, %v; want %q", deny, err, want)
+	}
+}
+
+// TestNoBuiltinReachesOut: every way a policy could make the worker read a URL or a file is
+// refused at compile time, and no request reaches the server the policies name.
+func TestNoBuiltinReachesOut(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		fmt.Fprint(w, `{"type":"object"}`)
+	}))
+	defer srv.Close()
+	secret := filepath.Join(t.TempDir(), "schema.json")
+	if err := os.WriteFile(secret, []byte(`{"type":"object"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]string{
+		"http.send":               fmt.Sprintf(`http.send({"method": "get", "url": %q}).raw_body`, srv.URL),
+		"net.lookup_ip_addr":      `sprintf("%v", [net.lookup_ip_addr("localhost")])`,
+		"opa.runtime":             `sprintf("%v", [opa.runtime().env])`,
+		"json.match_schema http":  fmt.Sprintf(`sprintf("%%v", [json.match_schema({}, {"$ref": %q})])`, srv.URL+"/schema.json"),
+		"json.verify_schema http": fmt.Sprintf(`sprintf("%%v", [json.verify_schema({"$ref": %q})])`, srv.URL+"/schema.json"),
+		"json.match_schema file":  fmt.Sprintf(`sprintf("%%v", [json.match_schema({}, {"$ref": %q})])`, "file://"+secret),
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			src := "package fleetwave.policy\n\ndeny contains msg if {\n  msg := " + call + "\n}\n"
+			set, err := Compile(context.Background(), []rollout.PolicyFile{file("p/a.rego", src)})
+			if err == nil {
+				deny, _, evalErr := set.Eval(context.Background(), input("canary", "a"))
+				t.Fatalf("compiled; evaluating gave %q, %v", deny, evalErr)
+			}
+			if !strings.HasPrefix(err.Error(), "p/a.rego:4:") {
+				t.Errorf("error %q does not point at the call", err)
+			}
+		})
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("%d requests left the sandbox", n)
 	}
 }
