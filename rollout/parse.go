@@ -43,6 +43,9 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
 // ParsePlan parses and validates a plan file. file names it in error messages. On failure the
 // error is a *PlanError listing every problem found with its line and column.
 func ParsePlan(file string, data []byte) (*Plan, error) {
+	if issue := checkLimits(data); issue != nil {
+		return nil, &PlanError{File: file, Issues: []Issue{*issue}}
+	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err)}}
