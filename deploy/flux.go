@@ -23,6 +23,8 @@ type Kustomization struct {
 	LastAppliedRevision   string
 	LastAttemptedRevision string
 	Conditions            []metav1.Condition
+	// Suspended is .spec.suspend: Flux applies nothing while it is set.
+	Suspended bool
 }
 
 // kustomizationStatus is the part of .status fleetwave decodes.
@@ -37,6 +39,7 @@ type kustomizationStatus struct {
 // returns it.
 func KustomizationFrom(u *unstructured.Unstructured) (Kustomization, error) {
 	k := Kustomization{Namespace: u.GetNamespace(), Name: u.GetName(), Generation: u.GetGeneration()}
+	k.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
 	raw, found, err := unstructured.NestedMap(u.Object, "status")
 	if err != nil {
 		return k, fmt.Errorf("kustomization %s/%s: status: %w", k.Namespace, k.Name, err)
@@ -77,6 +80,7 @@ func (k Kustomization) State(site string, now time.Time) rollout.SiteState {
 	reconciling := (rc != nil && rc.Status == metav1.ConditionTrue && !retrying) ||
 		k.ObservedGeneration != k.Generation || ready == nil || ready.Status == metav1.ConditionUnknown
 	st.Stalled = stalled
+	st.Suspended = k.Suspended
 	st.Reconciling = reconciling && !stalled
 	st.Ready = ready != nil && ready.Status == metav1.ConditionTrue && !stalled && !st.Reconciling
 	switch {

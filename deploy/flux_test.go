@@ -40,7 +40,7 @@ func TestKustomizationVerdicts(t *testing.T) {
 		file               string
 		converged, failed  bool
 		ready, reconciling bool
-		stalled            bool
+		stalled, suspended bool
 		message            string
 	}{
 		{file: "ready.yaml", converged: true, ready: true, message: "ReconciliationSucceeded: Applied revision"},
@@ -51,6 +51,7 @@ func TestKustomizationVerdicts(t *testing.T) {
 		{file: "stalled.yaml", failed: true, stalled: true, message: "InvalidPath: path ./apps not found"},
 		{file: "old-generation.yaml", reconciling: true},
 		{file: "new.yaml", reconciling: true, message: "no Ready condition yet"},
+		{file: "suspended.yaml", converged: true, ready: true, suspended: true, message: "ReconciliationSucceeded"},
 	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	for _, tt := range tests {
@@ -67,6 +68,9 @@ func TestKustomizationVerdicts(t *testing.T) {
 			}
 			if !strings.Contains(st.Message, tt.message) {
 				t.Errorf("message %q does not contain %q", st.Message, tt.message)
+			}
+			if st.Suspended != tt.suspended || (st.Suspended && st.HealthyAt(ours)) {
+				t.Errorf("suspended %v (healthy %v), want %v and never healthy", st.Suspended, st.HealthyAt(ours), tt.suspended)
 			}
 			if !st.Reachable || st.Site != "ams-1" || !st.ObservedAt.Equal(now) {
 				t.Errorf("state %+v", st)

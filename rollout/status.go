@@ -128,8 +128,15 @@ func (c CheckResult) String() string {
 // Unknown returns why the observation cannot tell whether the site is healthy (the site or
 // one of its checks could not be measured), or "".
 func (s SiteState) Unknown() string {
-	if !s.Reachable {
+	switch {
+	case !s.Reachable:
 		return "unreachable: " + s.Message
+	case s.Suspended:
+		return "flux kustomization suspended: it applies nothing until resumed (" + s.Message + ")"
+	case s.Reconciling && !s.Ready && !s.Stalled:
+		// Flux is at work (or its Ready condition is Unknown): no verdict yet. A periodic
+		// reconcile passes in a round; a long stretch runs into unknownTimeout.
+		return "flux reconciling: " + s.Message
 	}
 	for _, c := range s.Checks {
 		if c.Unknown {
@@ -151,6 +158,9 @@ type SiteState struct {
 	Ready       bool
 	Reconciling bool          `json:",omitempty"`
 	Stalled     bool          `json:",omitempty"`
+	// Suspended is true when the site's Kustomization is suspended: Flux applies nothing, so
+	// whatever it shows says nothing about the rollout's commit.
+	Suspended bool `json:",omitempty"`
 	Message     string        `json:",omitempty"`
 	Checks      []CheckResult `json:",omitempty"`
 	ObservedAt  time.Time

@@ -36,7 +36,8 @@ func TestObserveHealth(t *testing.T) {
 	down := SiteState{Reachable: false, Message: "connection refused"}
 	stalled := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Stalled: true, Message: "kustomize build failed"}
 	old := SiteState{Reachable: true, Revision: "sites/a@sha1:c0", Ready: true}
-	reconciling := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Reconciling: true}
+	reconciling := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Reconciling: true, Message: "Progressing: Reconciliation in progress"}
+	suspended := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true, Suspended: true, Message: "ReconciliationSucceeded: Applied revision"}
 	noMetrics := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true,
 		Checks: []CheckResult{{Name: "error-rate", Unknown: true, Message: "prometheus: connection refused"}}}
 	mixed := SiteState{Reachable: true, Revision: "sites/a@sha1:c1", Ready: true,
@@ -58,7 +59,12 @@ func TestObserveHealth(t *testing.T) {
 		{"degraded is final", []SiteState{bad, bad, bad, good}, time.Minute, VerdictDegraded, 3, ""},
 		{"stalled counts as failure", []SiteState{stalled, stalled, stalled}, time.Minute, VerdictDegraded, 3, "flux stalled: kustomize build failed"},
 		{"old revision counts as failure", []SiteState{old}, time.Minute, VerdictHealthy, 1, `applied revision "sites/a@sha1:c0" instead of c1`},
-		{"reconciling at our revision is fine", []SiteState{reconciling}, time.Minute, VerdictHealthy, 0, ""},
+		{"reconciling is unknown, not healthy", []SiteState{reconciling}, time.Minute, VerdictUnknown, 0, "flux reconciling: Progressing: Reconciliation in progress"},
+		{"a periodic reconcile between healthy rounds passes", []SiteState{good, reconciling, good}, time.Minute, VerdictHealthy, 0, ""},
+		{"reconciling past unknownTimeout degrades", []SiteState{good, reconciling, reconciling, reconciling}, 3 * time.Minute, VerdictDegraded, 0,
+			"unknown for 6m0s (unknownTimeout 5m0s): flux reconciling: Progressing"},
+		{"a suspended kustomization is unknown, not healthy", []SiteState{good, suspended}, time.Minute, VerdictUnknown, 0, "flux kustomization suspended"},
+		{"suspended past unknownTimeout degrades", []SiteState{suspended, suspended, suspended}, 3 * time.Minute, VerdictDegraded, 0, "unknown for 6m0s"},
 		{"unreachable is unknown", []SiteState{down, down}, time.Minute, VerdictUnknown, 0, "unreachable: connection refused"},
 		{"unreachable past unknownTimeout degrades", []SiteState{down, down, down}, 3 * time.Minute, VerdictDegraded, 0, "unreachable for 6m0s"},
 		{"unmeasurable check is unknown, not healthy", []SiteState{noMetrics, noMetrics}, time.Minute, VerdictUnknown, 0,
