@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -279,6 +281,23 @@ func TestPromoteMissingBranch(t *testing.T) {
 	}
 	if got := f.head("sites/ams-1"); got != f.Seed {
 		t.Errorf("sites/ams-1 moved to %s", rollout.Short(got))
+	}
+}
+
+// TestPromoteRejectedByAHook: a push a pre-receive hook refuses is a non-retryable
+// PushRejected carrying the server's words; Temporal does not retry what cannot succeed.
+func TestPromoteRejectedByAHook(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	env := gitEnvFor(t, f.open())
+	src := f.commitOn("main", "Bump app to 2", map[string]string{"apps/app.yaml": "version: 2\n"})
+	hook := filepath.Join(f.Dir, "hooks", "pre-receive")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'branch sites/ams-1 is protected' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := env.ExecuteActivity((&Git{}).Promote, PromoteInput{Rollout: "r1", Wave: "canary", Source: src, Targets: targets("ams-1")})
+	if msg := appErr(t, err, ErrTypePushRejected); !strings.Contains(msg, "branch sites/ams-1 is protected") {
+		t.Errorf("message %q lacks the server's words", msg)
 	}
 }
 

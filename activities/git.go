@@ -24,6 +24,7 @@ const (
 	ErrTypeRevertConflict = "RevertConflict"
 	ErrTypeCommitNotFound = "CommitNotFound"
 	ErrTypeInvalidPolicy  = "InvalidPolicy"
+	ErrTypePushRejected   = "PushRejected"
 )
 
 // Repo is what the git activities need from the fleet repository.
@@ -223,6 +224,8 @@ func gitError(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBranchNotFound, err)
 	case errors.Is(err, gitops.ErrRevertConflict):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRevertConflict, err)
+	case errors.Is(err, gitops.ErrPushRejected):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePushRejected, err)
 	case errors.Is(err, gitops.ErrCommitNotFound):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeCommitNotFound, err)
 	}

@@ -104,12 +104,25 @@ func (r *Repo) pushLocked(ctx context.Context, attempt int, created []Change) er
 	if r.rejectedBecauseMoved(ctx, err, created) {
 		return fmt.Errorf("push to %s: %w: %v", r.safeURL, ErrNonFastForward, err)
 	}
+	if permanent(err) {
+		err = fmt.Errorf("%w: %w", ErrPushRejected, err)
+	}
 	if said := strings.TrimSpace(remoteSaid.String()); said != "" {
 		// go-git reports only the first refused ref ("atomic push
 		// failure" for an innocent one); the server's messages say why.
 		return fmt.Errorf("push to %s: %w (remote: %s)", r.safeURL, err, strings.Join(strings.Fields(said), " "))
 	}
 	return fmt.Errorf("push to %s: %w", r.safeURL, err)
+}
+
+// permanent tells whether a failed push, not refused because a branch moved, was refused by
+// the server for a reason a retry cannot fix: a ref refused by a hook or a protected branch,
+// missing credentials or rights, no such repository. Transport errors (the server away, a
+// 5xx) are not: they pass.
+func permanent(err error) bool {
+	return strings.Contains(err.Error(), "command error on") ||
+		errors.Is(err, transport.ErrAuthenticationRequired) || errors.Is(err, transport.ErrAuthorizationFailed) ||
+		errors.Is(err, transport.ErrRepositoryNotFound)
 }
 
 // limitedBuffer keeps the first 2 KiB written to it: the server's messages

@@ -24,6 +24,10 @@ import (
 var (
 	// ErrBranchNotFound means a branch does not exist on the remote as of the last fetch.
 	ErrBranchNotFound = errors.New("branch not found")
+	// ErrPushRejected means the git server refused a push for a reason a retry cannot fix: a
+	// pre-receive hook, a protected branch, missing rights. The error carries the server's
+	// message.
+	ErrPushRejected = errors.New("push rejected by the git server")
 	// ErrFileNotFound means a path does not name a file in a commit's tree.
 	ErrFileNotFound = errors.New("file not found")
 	// ErrCommitNotFound means a commit is not known to the repo as of the last fetch.

@@ -156,14 +156,14 @@ type SiteState struct {
 	// Attempted is what Flux last tried to apply; it runs ahead of Revision when that failed.
 	Attempted   string `json:",omitempty"`
 	Ready       bool
-	Reconciling bool          `json:",omitempty"`
-	Stalled     bool          `json:",omitempty"`
+	Reconciling bool `json:",omitempty"`
+	Stalled     bool `json:",omitempty"`
 	// Suspended is true when the site's Kustomization is suspended: Flux applies nothing, so
 	// whatever it shows says nothing about the rollout's commit.
-	Suspended bool `json:",omitempty"`
-	Message     string        `json:",omitempty"`
-	Checks      []CheckResult `json:",omitempty"`
-	ObservedAt  time.Time
+	Suspended  bool          `json:",omitempty"`
+	Message    string        `json:",omitempty"`
+	Checks     []CheckResult `json:",omitempty"`
+	ObservedAt time.Time
 }
 
 // Applied reports whether the site applied the commit with the given hash.

@@ -248,7 +248,7 @@ func (f *fleetRun) submit(ctx workflow.Context, commit string) {
 	}
 	var in activities.InspectResult
 	var git *activities.Git
-	err := workflow.ExecuteActivity(gitOptions(ctx, "inspect "+rollout.Short(commit)), git.Inspect,
+	err := workflow.ExecuteActivity(gitOptions(ctx, "inspect "+rollout.Short(commit), gitRetriesLong), git.Inspect,
 		activities.InspectInput{Commit: commit, Known: append([]string{f.st.RunningCommit}, f.st.Queue...)}).Get(ctx, &in)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("commit refused", "revision", commit, "error", err)

@@ -12,13 +12,24 @@ import (
 // can no longer push.
 const gitTimeout = 2 * time.Minute
 
+// How long git activities retry a git server that is away (transport errors, 5xx): loading a
+// plan and promoting give up after gitRetries and fail the rollout (whose scope then reverts
+// what it promoted); reverting, and taking a commit in, go on for a day, since giving up there
+// would leave a bad commit running or lose a push. A refusal a retry cannot fix (a hook, a
+// protected branch, missing rights, a conflict) is not retried at all.
+const (
+	gitRetries     = 30 * time.Minute
+	gitRetriesLong = 24 * time.Hour
+)
+
 // gitOptions are for activities that talk to the git server: an unreachable server is retried
-// with backoff up to a minute apart, for as long as it takes; the pending activity's last
-// failure says why the rollout waits.
-func gitOptions(ctx workflow.Context, summary string) workflow.Context {
+// with backoff up to a minute apart, for at most within; the pending activity's last failure
+// says why the rollout waits.
+func gitOptions(ctx workflow.Context, summary string, within time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: gitTimeout,
-		Summary:             summary,
+		StartToCloseTimeout:    gitTimeout,
+		ScheduleToCloseTimeout: within,
+		Summary:                summary,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
 			BackoffCoefficient: 2,
@@ -65,7 +76,12 @@ func errorMessage(err error) string {
 	}
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
-		return "timed out (" + timeout.TimeoutType().String() + ")"
+		msg := "timed out (" + timeout.TimeoutType().String() + ")"
+		if cause := errors.Unwrap(timeout); cause != nil {
+			// The last attempt's failure says why it took so long.
+			msg += "; last attempt: " + errorMessage(cause)
+		}
+		return msg
 	}
 	var canceled *temporal.CanceledError
 	if errors.As(err, &canceled) {

@@ -1,12 +1,15 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/fleetwave/fleetwave/rollout"
 )
@@ -51,5 +54,14 @@ func TestDataConverterCompressesLargePayloadsOnly(t *testing.T) {
 	var old rollout.WaveStatus
 	if err := dc.FromPayload(plain, &old); err != nil || len(old.Sites) != 9000 {
 		t.Errorf("plain payload: %v, %d sites", err, len(old.Sites))
+	}
+}
+
+// TestErrorMessageOfAGiveUp: an activity that ran out of retries says why its last attempt
+// failed, not only that time ran out.
+func TestErrorMessageOfAGiveUp(t *testing.T) {
+	err := temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, errors.New("dial tcp 10.0.0.7:443: connection refused"))
+	if got, want := errorMessage(err), "timed out (ScheduleToClose); last attempt: dial tcp 10.0.0.7:443: connection refused"; got != want {
+		t.Errorf("errorMessage = %q, want %q", got, want)
 	}
 }

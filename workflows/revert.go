@@ -30,7 +30,7 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 	}
 	var reverted activities.ChangeResult
 	var git *activities.Git
-	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+rollout.SitesLabel(names)), git.Revert,
+	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+rollout.SitesLabel(names), gitRetriesLong), git.Revert,
 		activities.RevertInput{Rollout: rolloutID, Reason: reason, Targets: targets}).Get(ctx, &reverted)
 	if err != nil {
 		return nil, err

@@ -171,7 +171,7 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, err
 	switch c := d.step.(type) {
 	case rollout.LoadPlan:
 		var git *activities.Git
-		err := workflow.ExecuteActivity(gitOptions(ctx, "load "+rollout.PlanFile+" at "+rollout.Short(d.run.Status.Commit)),
+		err := workflow.ExecuteActivity(gitOptions(ctx, "load "+rollout.PlanFile+" at "+rollout.Short(d.run.Status.Commit), gitRetries),
 			git.LoadPlan, activities.LoadPlanInput{Commit: d.run.Status.Commit}).Get(ctx, &d.loaded)
 		if err != nil {
 			return rollout.StepFailed{At: workflow.Now(ctx), Message: errorMessage(err)}, nil

@@ -591,7 +591,7 @@ func TestRolloutUnsettledWaveRevertedFromGit(t *testing.T) {
 		}
 		var git *activities.Git
 		var promoted activities.ChangeResult
-		_ = workflow.ExecuteActivity(gitOptions(ctx, "promote"), git.Promote, activities.PromoteInput{Rollout: in.Rollout, Wave: in.Wave.Name, Source: in.Commit,
+		_ = workflow.ExecuteActivity(gitOptions(ctx, "promote", gitRetries), git.Promote, activities.PromoteInput{Rollout: in.Rollout, Wave: in.Wave.Name, Source: in.Commit,
 			Targets: []activities.Target{{Site: "ams-2", Branch: "sites/ams-2"}, {Site: "fra-1", Branch: "sites/fra-1"}}}).Get(ctx, &promoted)
 		return WaveResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_START_TO_CLOSE, nil)
 	})

@@ -295,7 +295,7 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 		}
 		var promoted activities.ChangeResult
 		var git *activities.Git
-		err := workflow.ExecuteActivity(gitOptions(ctx, "promote "+rollout.SitesLabel(part)+" to "+short), git.Promote, activities.PromoteInput{
+		err := workflow.ExecuteActivity(gitOptions(ctx, "promote "+rollout.SitesLabel(part)+" to "+short, gitRetries), git.Promote, activities.PromoteInput{
 			Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets,
 		}).Get(ctx, &promoted)
 		if err != nil {
