@@ -457,6 +457,28 @@ func TestInspect(t *testing.T) {
 	if got := inspect(older, side); got != (InspectResult{OnNewCommit: rollout.OnNewCommitSupersede}) {
 		t.Errorf("unrelated history, default policy: %+v", got)
 	}
+	// The last successful rollout: that commit and its ancestors are stale, a later one is not.
+	done := func(commit, last string) InspectResult {
+		t.Helper()
+		val, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: commit, Done: last})
+		if err != nil {
+			t.Fatalf("Inspect(%s): %v", commit, err)
+		}
+		var got InspectResult
+		if err := val.Get(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := done(older, newer); got.Stale != newer {
+		t.Errorf("older than the last success: %+v, want stale", got)
+	}
+	if got := done(newer, newer); got.Stale != newer {
+		t.Errorf("the last success itself: %+v, want stale", got)
+	}
+	if got := done(newer, older); got.Stale != "" {
+		t.Errorf("newer than the last success: %+v, want it taken", got)
+	}
 	_, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: strings.Repeat("e", 40)})
 	appErr(t, err, ErrTypeCommitNotFound)
 }

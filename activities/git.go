@@ -260,6 +260,9 @@ func (g *Git) Head(ctx context.Context, in HeadInput) (HeadResult, error) {
 type InspectInput struct {
 	Commit string
 	Known  []string
+	// Done is the commit of the fleet's last successful rollout: that commit and every one
+	// before it are stale (rolling one out again would be a silent downgrade).
+	Done string `json:",omitempty"`
 }
 
 // InspectResult says how the fleet should take a submitted commit.
@@ -280,6 +283,16 @@ func (g *Git) Inspect(ctx context.Context, in InspectInput) (InspectResult, erro
 	}
 	if _, err := g.Repo.Commit(in.Commit); err != nil {
 		return res, gitError(err)
+	}
+	if in.Done != "" {
+		if in.Commit == in.Done {
+			res.Stale = in.Done
+			return res, nil
+		}
+		if older, err := g.Repo.IsAncestor(in.Commit, in.Done); err == nil && older {
+			res.Stale = in.Done
+			return res, nil
+		}
 	}
 	for _, k := range in.Known {
 		if k == "" || k == in.Commit {

@@ -87,7 +87,27 @@ func TestServeIntake(t *testing.T) {
 		t.Fatalf("rollout of the pushed commit: %v", err)
 	}
 
-	// A commit nobody announced: the poller finds it.
+	// The first event replayed once main moved on (a new delivery ID, signed right): the
+	// commit is not the head any more, and nothing starts.
+	moved, _ := clonePush(t, url, "app v2.1", map[string]string{"apps/app.yaml": "version: 2.1\n"})
+	req, _ = http.NewRequest(http.MethodPost, httpURL+"/hooks/git", bytes.NewReader(body))
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", "d-replayed")
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(reply), `"ignored"`) || !strings.Contains(string(reply), "is not the head of main") {
+		t.Fatalf("replayed push event: %d %s", resp.StatusCode, reply)
+	}
+	if err := waitRollout(t, tc, workflows.RolloutID("demo", moved), 2*time.Minute); err != nil {
+		t.Fatalf("rollout of the commit the poller found: %v", err)
+	}
+
+	// Another commit nobody announced: the poller finds it.
 	silent, _ := clonePush(t, url, "app v3", map[string]string{"apps/app.yaml": "version: 3\n"})
 	if err := waitRollout(t, tc, workflows.RolloutID("demo", silent), 2*time.Minute); err != nil {
 		t.Fatalf("rollout of the polled commit: %v", err)

@@ -35,9 +35,10 @@ type CommitSignal struct {
 	Commit string
 }
 
-// DoneSignal says which rollout ended.
+// DoneSignal says which rollout ended, and whether it succeeded.
 type DoneSignal struct {
-	Rollout string
+	Rollout   string
+	Succeeded bool `json:",omitempty"`
 }
 
 // FleetInput configures a fleet's coordinator; State carries it across continue-as-new.
@@ -64,6 +65,9 @@ type FleetState struct {
 	LastHead string   `json:",omitempty"`
 	// Superseding is true once the running rollout was asked to stop for a newer commit.
 	Superseding bool `json:",omitempty"`
+	// LastSucceeded is the commit of the last rollout that succeeded: it, and every commit
+	// before it, are never rolled out again by a late or replayed push.
+	LastSucceeded string `json:",omitempty"`
 }
 
 // The fleet workflow continues as new when its history passes historyLimit events or it has
@@ -123,7 +127,7 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 		sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) {
 			var d DoneSignal
 			c.Receive(ctx, &d)
-			f.ended(d.Rollout)
+			f.ended(d.Rollout, d.Succeeded)
 		})
 		f.addWatch(ctx, sel)
 		if in.Poll > 0 {
@@ -158,7 +162,7 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 				if !done.ReceiveAsync(&d) {
 					break
 				}
-				f.ended(d.Rollout)
+				f.ended(d.Rollout, d.Succeeded)
 			}
 			f.dispatch(ctx)
 			next := f.in
@@ -168,9 +172,13 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 	}
 }
 
-// ended frees the fleet when id is the running rollout.
-func (f *fleetRun) ended(id string) {
+// ended frees the fleet when id is the running rollout; succeeded says it rolled out its
+// commit.
+func (f *fleetRun) ended(id string, succeeded bool) {
 	if id != "" && id == f.st.Running {
+		if succeeded {
+			f.st.LastSucceeded = f.st.RunningCommit
+		}
 		f.st.Running, f.st.RunningCommit, f.st.Superseding = "", "", false
 		f.child, f.watchTimer = nil, nil
 	}
@@ -191,7 +199,7 @@ func (f *fleetRun) addWatch(ctx workflow.Context, sel workflow.Selector) {
 			f.child = nil
 			if id == f.st.Running {
 				workflow.GetLogger(ctx).Warn("rollout closed without telling the fleet", "rollout", id, "error", err)
-				f.ended(id)
+				f.ended(id, false)
 			}
 		})
 		return
@@ -215,7 +223,7 @@ func (f *fleetRun) addWatch(ctx workflow.Context, sel workflow.Selector) {
 		}
 		if !res.Running && id == f.st.Running {
 			workflow.GetLogger(ctx).Warn("rollout closed without telling the fleet", "rollout", id, "status", res.Status)
-			f.ended(id)
+			f.ended(id, false)
 		}
 	})
 }
@@ -249,7 +257,7 @@ func (f *fleetRun) submit(ctx workflow.Context, commit string) {
 	var in activities.InspectResult
 	var git *activities.Git
 	err := workflow.ExecuteActivity(gitOptions(ctx, "inspect "+rollout.Short(commit), gitRetriesLong), git.Inspect,
-		activities.InspectInput{Commit: commit, Known: append([]string{f.st.RunningCommit}, f.st.Queue...)}).Get(ctx, &in)
+		activities.InspectInput{Commit: commit, Known: append([]string{f.st.RunningCommit}, f.st.Queue...), Done: f.st.LastSucceeded}).Get(ctx, &in)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("commit refused", "revision", commit, "error", err)
 		return
@@ -259,7 +267,7 @@ func (f *fleetRun) submit(ctx workflow.Context, commit string) {
 		f.st.Seen = f.st.Seen[len(f.st.Seen)-200:]
 	}
 	if in.Stale != "" {
-		workflow.GetLogger(ctx).Info("older than a commit in hand: ignored", "revision", commit, "newer", in.Stale)
+		workflow.GetLogger(ctx).Info("older than a commit in hand or already rolled out: ignored", "revision", commit, "newer", in.Stale)
 		return
 	}
 	if in.OnNewCommit == rollout.OnNewCommitQueue {

@@ -212,6 +212,34 @@ func TestFleetIgnoresRedeliveredAndLateCommits(t *testing.T) {
 	}
 }
 
+// TestFleetNeverRollsBackSilently: once A rolled out, a late or replayed push of a commit
+// older than A (or of A itself) is not rolled out again, even when the fleet has forgotten it
+// saw it: that would be a silent downgrade.
+func TestFleetNeverRollsBackSilently(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(Fleet)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	const old = "0000001000000000000000000000000000000000"
+	f.older[old] = true
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA}) }, time.Second)
+	// Long after A succeeded: the older commit.
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: old}) }, 5*time.Hour)
+	var st FleetState
+	env.RegisterDelayedCallback(func() {
+		v, _ := env.QueryWorkflow(QueryFleet)
+		_ = v.Get(&st)
+		env.CancelWorkflow()
+	}, 10*time.Hour)
+	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main"})
+	want := []string{"a:ams-1", "a:ams-2,fra-1", "a:fra-2", "a:nyc-1,nyc-2"}
+	if diff := cmp.Diff(want, promotedCommits(f)); diff != "" {
+		t.Errorf("promotions (-want +got):\n%s", diff)
+	}
+	if st.LastSucceeded != commitA || st.Running != "" || len(st.Queue) != 0 {
+		t.Errorf("state %+v, want idle with A as the last success", st)
+	}
+}
+
 // TestFleetNoticesARolloutThatClosedSilently: A's rollout closes without its done signal (it
 // was terminated from outside, and terminated workflows run no code). The coordinator sees the
 // child close and starts the queued B instead of waiting for ever.

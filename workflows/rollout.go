@@ -55,7 +55,8 @@ func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 		// Tell the fleet it may start the next rollout, even if this one was cancelled.
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		id := workflow.GetInfo(ctx).WorkflowExecution.ID
-		if serr := workflow.SignalExternalWorkflow(dctx, in.Coordinator, "", signalDone, DoneSignal{Rollout: id}).Get(dctx, nil); serr != nil {
+		done := DoneSignal{Rollout: id, Succeeded: err == nil && res.Status.State == rollout.StateSucceeded}
+		if serr := workflow.SignalExternalWorkflow(dctx, in.Coordinator, "", signalDone, done).Get(dctx, nil); serr != nil {
 			workflow.GetLogger(ctx).Warn("cannot tell the fleet workflow this rollout ended", "rollout", id, "error", serr)
 		}
 	}

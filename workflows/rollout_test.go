@@ -127,8 +127,12 @@ func (f *fakeFleet) loadPlan(_ context.Context, in activities.LoadPlanInput) (ac
 func (f *fakeFleet) inspect(_ context.Context, in activities.InspectInput) (activities.InspectResult, error) {
 	f.record("inspect", []string{in.Commit})
 	res := activities.InspectResult{OnNewCommit: rollout.OnNewCommitSupersede}
+	if in.Done != "" && in.Commit == in.Done {
+		res.Stale = in.Done
+		return res, nil
+	}
 	if f.older[in.Commit] {
-		for _, k := range in.Known {
+		for _, k := range append(in.Known, in.Done) {
 			if k != "" {
 				res.Stale = k
 				return res, nil

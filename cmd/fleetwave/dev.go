@@ -141,6 +141,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	}
 	defer tc.Close()
 	n := newNode(log, tc, fleetName, plan.SourceBranch, secret)
+	n.head = headOf(writer, plan.SourceBranch)
 	n.setupSlack(log, ts.UI, "default")
 	w, err := n.startWorker(writer, simFleet, 500*time.Millisecond)
 	if err != nil {

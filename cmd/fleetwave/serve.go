@@ -124,6 +124,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return err
 	}
 	n.poll = o.poll
+	n.head = headOf(writer, o.sourceBranch)
 	n.setupSlack(log, os.Getenv(envTemporalUI), namespace)
 	w, err := n.startWorker(writer, driver, 2*time.Second)
 	if err != nil {

@@ -86,6 +86,20 @@ type node struct {
 	// slack posts rollout threads; slackHandler serves the Slack endpoints (setupSlack).
 	slack        *activities.Slack
 	slackHandler *chatops.Handler
+	// head reads the source branch's head from the git server, so that a push event for a
+	// commit that is no longer the head (late, redelivered or replayed) starts nothing; nil
+	// skips the check.
+	head func(ctx context.Context) (string, error)
+}
+
+// headOf reads branch's head from repo, fetching first.
+func headOf(repo *gitops.Repo, branch string) func(ctx context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		if err := repo.Refresh(ctx); err != nil {
+			return "", err
+		}
+		return repo.Branch(branch)
+	}
 }
 
 func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, secret []byte) *node {
@@ -188,6 +202,19 @@ func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
 	case ev.Deleted():
 		n.reply(w, http.StatusAccepted, "ignored", hookReply{Status: "ignored", Reason: "branch deleted"})
 		return
+	}
+	if n.head != nil {
+		head, err := n.head(r.Context())
+		switch {
+		case err != nil:
+			// Cannot tell: the fleet still refuses a commit older than one it has.
+			n.log.Warn("cannot read the source branch's head to check a push event", "error", err)
+		case head != ev.After:
+			n.log.Info("push event for a commit that is not the head: ignored", "revision", ev.After, "head", head)
+			n.reply(w, http.StatusAccepted, "ignored", hookReply{Status: "ignored",
+				Reason: fmt.Sprintf("%s is not the head of %s (%s): a late, redelivered or replayed push event starts nothing", rollout.Short(ev.After), n.sourceBranch, rollout.Short(head))})
+			return
+		}
 	}
 	id, err := n.fw.Submit(r.Context(), n.fleetInput(), ev.After)
 	if err != nil {
