@@ -50,6 +50,18 @@ bench-kube: tools kube-tools
 bench-history: tools
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench RolloutHistory -benchtime 1x -timeout 60m ./test/
 
+# The long fault suite (docs/chaos.md): 50 seeded worker-crash scenarios (3 run in `make test`),
+# then every fuzz target for FUZZTIME each; a failing input lands in the package's testdata/fuzz.
+FUZZTIME ?= 30s
+.PHONY: chaos
+chaos: tools
+	$(GO) test -tags e2e -count=1 -timeout 60m -run '^TestWorkerCrashes$$' -v ./test/ -chaos.seeds 50
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePlan$$' -fuzztime $(FUZZTIME) ./rollout/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseGeneric$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
+	$(GO) test -run '^$$' -fuzz '^FuzzInteractionPayload$$' -fuzztime $(FUZZTIME) ./chatops/
+	$(GO) test -run '^$$' -fuzz '^FuzzCommandText$$' -fuzztime $(FUZZTIME) ./chatops/
+
 # Debian's prometheus, for the metric-gate tests (they start their own on 127.0.0.1).
 .PHONY: prometheus
 prometheus:

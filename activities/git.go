@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -66,6 +67,7 @@ type LoadPlanResult struct {
 // LoadPlan reads and validates fleetwave.yaml at the commit. An invalid or missing plan is a
 // non-retryable InvalidPlan error whose message carries file:line:col positions.
 func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, error) {
+	defer keepAlive(ctx)()
 	if err := g.Repo.Refresh(ctx); err != nil {
 		return LoadPlanResult{}, fmt.Errorf("load plan at %s: %w", rollout.Short(in.Commit), err)
 	}
@@ -188,6 +190,7 @@ type ChangeResult struct {
 // Promote writes the promotion commits of one batch in one push. It is idempotent: a retry
 // after a lost response finds the commits already there and writes nothing.
 func (g *Git) Promote(ctx context.Context, in PromoteInput) (ChangeResult, error) {
+	defer keepAlive(ctx)()
 	changes, err := g.Repo.Promote(ctx, gitops.PromoteRequest{Rollout: in.Rollout, Wave: in.Wave, Source: in.Source, Targets: in.Targets})
 	if err != nil {
 		return ChangeResult{}, gitError(err)
@@ -206,6 +209,7 @@ type RevertInput struct {
 
 // Revert writes git revert commits of the rollout's promotions in one push; idempotent too.
 func (g *Git) Revert(ctx context.Context, in RevertInput) (ChangeResult, error) {
+	defer keepAlive(ctx)()
 	changes, err := g.Repo.Revert(ctx, gitops.RevertRequest{Rollout: in.Rollout, Reason: in.Reason, Targets: in.Targets})
 	if err != nil {
 		return ChangeResult{}, gitError(err)
@@ -214,6 +218,37 @@ func (g *Git) Revert(ctx context.Context, in RevertInput) (ChangeResult, error) 
 		activity.GetLogger(ctx).Info("reverted", "rollout", in.Rollout, "site", c.Site, "revision", c.Commit, "created", c.Created)
 	}
 	return ChangeResult{Changes: changes}, nil
+}
+
+// heartbeatEvery is how often a git activity tells Temporal its worker is alive while a fetch
+// or a push runs; with the HeartbeatTimeout of the workflows' git options, an attempt whose
+// worker died (kill -9, a lost node) is retried elsewhere within seconds instead of after its
+// whole StartToClose timeout.
+const heartbeatEvery = 3 * time.Second
+
+// keepAlive heartbeats the activity until the returned stop is called; outside an activity
+// (a direct call) it does nothing.
+func keepAlive(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	activity.RecordHeartbeat(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // gitError marks the failures a retry cannot fix as non-retryable; the rest (an unreachable
@@ -277,6 +312,7 @@ type InspectResult struct {
 
 // Inspect reads the commit's onNewCommit policy and whether it is older than a known commit.
 func (g *Git) Inspect(ctx context.Context, in InspectInput) (InspectResult, error) {
+	defer keepAlive(ctx)()
 	res := InspectResult{OnNewCommit: rollout.OnNewCommitSupersede}
 	if err := g.Repo.Refresh(ctx); err != nil {
 		return res, fmt.Errorf("inspect %s: %w", rollout.Short(in.Commit), err)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,20 +31,32 @@ import (
 // HTTP endpoints.
 func startServe(t *testing.T, bin, address, url string, env []string, args ...string) string {
 	t.Helper()
+	_, httpURL := startServeProc(t, bin, address, url, env, args...)
+	return httpURL
+}
+
+// startServeProc is startServe, also returning the process (a test may kill it).
+func startServeProc(t *testing.T, bin, address, url string, env []string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
 	port, err := devtemporal.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, append([]string{"serve", "--driver", "sim", "--repo", url, "--http", "127.0.0.1:" + strconv.Itoa(port)}, args...)...)
 	cmd.Env = append(append(os.Environ(), "TEMPORAL_ADDRESS="+address), env...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncLog{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Wait()
+		<-exited
 		if t.Failed() {
 			t.Logf("serve output:\n%s", logs.String())
 		}
@@ -57,7 +70,25 @@ func startServe(t *testing.T, bin, address, url string, env []string, args ...st
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return httpURL
+	return cmd, httpURL
+}
+
+// syncLog collects a process's output while a test may read it.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // faultPlan is the e2e plan with a simulated reconcile fast enough for the tests.

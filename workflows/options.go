@@ -29,6 +29,7 @@ func gitOptions(ctx workflow.Context, summary string, within time.Duration) work
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    gitTimeout,
 		ScheduleToCloseTimeout: within,
+		HeartbeatTimeout:       heartbeatTimeout,
 		Summary:                summary,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
@@ -38,12 +39,16 @@ func gitOptions(ctx workflow.Context, summary string, within time.Duration) work
 	})
 }
 
+// heartbeatTimeout is how soon Temporal retries, on another worker, an attempt of a git or
+// convergence activity whose worker stopped heartbeating (killed, partitioned).
+const heartbeatTimeout = 20 * time.Second
+
 // convergeOptions are for the long poll that waits for sites to apply a commit; it heartbeats,
-// so a lost worker is noticed within a minute and the retry keeps the original deadline.
+// so a lost worker is noticed within heartbeatTimeout and the retry keeps the original deadline.
 func convergeOptions(ctx workflow.Context, timeout time.Duration, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: timeout + 2*time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    heartbeatTimeout,
 		Summary:             summary,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    time.Second,
