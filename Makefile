@@ -24,7 +24,7 @@ build:
 # The whole suite: unit tests and end-to-end tests (real Temporal dev server, real git server,
 # real kube-apiservers running real Flux, real Prometheus).
 test: tools kube-tools prometheus
-	$(GO) test -race -count=1 -tags e2e ./...
+	$(GO) test -race -count=1 -timeout 40m -tags e2e ./...
 
 # Unit tests only: no Temporal server needed.
 unit:

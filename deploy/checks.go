@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -29,6 +30,8 @@ type Checker struct {
 	Client *http.Client
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
+	// Getenv fills in {env.NAME} in check URLs and queries; nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // maxProbeBody bounds how much of a probe's answer is read to match Body.
@@ -40,8 +43,11 @@ func (c *Checker) Run(ctx context.Context, check rollout.Check) rollout.CheckRes
 	if c.Now != nil {
 		now = c.Now
 	}
+	check, secrets, err := c.withEnv(check)
 	var res rollout.CheckResult
 	switch {
+	case err != nil:
+		res = rollout.CheckResult{Unknown: true, Message: err.Error()}
 	case check.Prometheus != nil:
 		res = c.prometheus(ctx, *check.Prometheus)
 	case check.HTTP != nil:
@@ -51,12 +57,48 @@ func (c *Checker) Run(ctx context.Context, check rollout.Check) rollout.CheckRes
 	}
 	res.Name = check.Name
 	res.At = now().UTC()
+	for _, v := range secrets {
+		if len(v) >= 4 {
+			res.Message = strings.ReplaceAll(res.Message, v, "xxxxx")
+		}
+	}
 	if len(res.Message) > maxMessage {
 		// An error page quoted by a client library must not fill the status, Slack and the
 		// revert trailers.
 		res.Message = strings.ToValidUTF8(res.Message[:maxMessage], "") + "..."
 	}
 	return res
+}
+
+// withEnv fills in {env.NAME} in the check's URL and query from the worker's environment, and
+// returns the values it put in.
+func (c *Checker) withEnv(check rollout.Check) (rollout.Check, []string, error) {
+	getenv := c.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var all []string
+	var err error
+	expand := func(s string) string {
+		out, values, e := rollout.ExpandEnv(s, getenv)
+		if e != nil {
+			err = e
+			return s
+		}
+		all = append(all, values...)
+		return out
+	}
+	if p := check.Prometheus; p != nil {
+		cp := *p
+		cp.URL, cp.Query = expand(p.URL), expand(p.Query)
+		check.Prometheus = &cp
+	}
+	if h := check.HTTP; h != nil {
+		ch := *h
+		ch.URL = expand(h.URL)
+		check.HTTP = &ch
+	}
+	return check, all, err
 }
 
 // maxMessage bounds what a check result keeps of a message.

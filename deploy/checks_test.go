@@ -221,3 +221,31 @@ func TestChecksStayOnTheirHost(t *testing.T) {
 		t.Errorf("error page: unknown %v, message of %d bytes: %.120s", res.Unknown, len(res.Message), res.Message)
 	}
 }
+
+// TestChecksTakeSecretsFromTheEnvironment: {env.NAME} is filled in from the worker's
+// environment when the check is measured; the value reaches the server but never a message,
+// and a variable that is not set makes the check Unknown, naming it.
+func TestChecksTakeSecretsFromTheEnvironment(t *testing.T) {
+	const token = "tok-e2e-98765"
+	var seen string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.URL.Query().Get("token")
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	env := map[string]string{"PROBE_TOKEN": token}
+	c := &Checker{Getenv: func(k string) string { return env[k] }}
+	check := rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/{env.PROBE_TOKEN}/health?token={env.PROBE_TOKEN}", Status: 200}}
+	res := c.Run(context.Background(), check)
+	if seen != token {
+		t.Errorf("the server got token %q, want the environment's", seen)
+	}
+	if res.OK || strings.Contains(res.Message, token) {
+		t.Errorf("result %s: the token shows", res)
+	}
+	delete(env, "PROBE_TOKEN")
+	res = c.Run(context.Background(), check)
+	if !res.Unknown || !strings.Contains(res.Message, "environment variable PROBE_TOKEN is not set on the worker") {
+		t.Errorf("unset variable: %s", res)
+	}
+}

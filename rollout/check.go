@@ -57,6 +57,30 @@ func (p PrometheusCheck) Threshold() string {
 	return strings.Join(parts, ", ")
 }
 
+// envRE matches {env.NAME}: a value of the worker's environment, filled in only when the check
+// is measured, so that credentials stay out of the plan, git and every workflow history.
+var envRE = regexp.MustCompile(`\{env\.([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// ExpandEnv replaces {env.NAME} in s with getenv(NAME). It returns the values it put in, so
+// messages can hide them, and an error naming a variable that is not set.
+func ExpandEnv(s string, getenv func(string) string) (string, []string, error) {
+	var values []string
+	var missing string
+	out := envRE.ReplaceAllStringFunc(s, func(m string) string {
+		name := envRE.FindStringSubmatch(m)[1]
+		v := getenv(name)
+		if v == "" && missing == "" {
+			missing = name
+		}
+		values = append(values, v)
+		return v
+	})
+	if missing != "" {
+		return "", nil, fmt.Errorf("environment variable %s is not set on the worker", missing)
+	}
+	return out, values, nil
+}
+
 // Within reports whether v satisfies the thresholds.
 func (p PrometheusCheck) Within(v float64) bool {
 	return (p.Min == nil || v >= *p.Min) && (p.Max == nil || v <= *p.Max)

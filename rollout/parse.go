@@ -378,12 +378,31 @@ func (v *validator) checkURL(path, check, raw string, sites []Site) {
 			v.errorf(path, "check %q: %v", check, err)
 			return
 		}
+		// {env.NAME} is filled in on the worker; any value stands in for it here.
+		expanded, _, _ = ExpandEnv(expanded, func(string) string { return "env" })
 		u, err := url.Parse(expanded)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.errorf(path, "check %q: %q is not an http or https URL (for site %q)", check, RedactURL(expanded), s.Name)
 			return
 		}
+		if literalPassword(raw) {
+			v.errorf(path, "check %q: the URL carries a password; a password in the plan is in git and in every workflow history: set it in the worker's environment and write {env.NAME} in its place", check)
+			return
+		}
 	}
+}
+
+// userinfoRE finds the user:password part of a URL.
+var userinfoRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://([^/?#@]*)@`)
+
+// literalPassword reports whether a check URL carries a password written out, not {env.NAME}.
+func literalPassword(raw string) bool {
+	m := userinfoRE.FindStringSubmatch(raw)
+	if m == nil {
+		return false
+	}
+	_, password, ok := strings.Cut(m[1], ":")
+	return ok && password != "" && envRE.FindString(password) != password
 }
 
 // templates reports a template in s that some site cannot fill.

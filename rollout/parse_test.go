@@ -409,3 +409,21 @@ func TestParsePlanFailureBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSecretsComeFromTheEnvironment: a password written in a check URL is refused (it
+// would sit in git and in every workflow history); {env.NAME} in its place, or in a query, is
+// a valid plan.
+func TestCheckSecretsComeFromTheEnvironment(t *testing.T) {
+	plan := func(url string) string {
+		return header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    checks:\n      - {name: smoke, http: {url: \"" + url + "\"}}\n"
+	}
+	_, err := ParsePlan("f.yaml", []byte(plan("https://probe:hunter2@a.example/health")))
+	if err == nil || !strings.Contains(err.Error(), "f.yaml:8:35:") || !strings.Contains(err.Error(), "write {env.NAME} in its place") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("literal password: %v", err)
+	}
+	for _, url := range []string{"https://probe:{env.PROBE_PASSWORD}@a.example/health", "https://a.example/health?token={env.PROBE_TOKEN}", "https://{site}.example/{env.PATH_TOKEN}/health", "https://probe@a.example/health"} {
+		if _, err := ParsePlan("f.yaml", []byte(plan(url))); err != nil {
+			t.Errorf("%s: %v", url, err)
+		}
+	}
+}

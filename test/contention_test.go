@@ -1,0 +1,157 @@
+//go:build e2e
+
+package test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/fleetwave/fleetwave/gitops/gittest"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/test/testenv"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// secondWriter is someone else pushing to the fleet repo with the git CLI while fleetwave
+// writes: a commit on a branch every pause, retrying (fetch, rebase) when fleetwave pushed
+// first, as a person would. It records every commit it got in.
+type secondWriter struct {
+	url, dir string
+	mu       sync.Mutex
+	pushed   map[string][]string // branch -> commits
+	errs     []string
+}
+
+func (w *secondWriter) git(args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = w.dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=Other", "GIT_AUTHOR_EMAIL=other@example.com", "GIT_COMMITTER_NAME=Other", "GIT_COMMITTER_EMAIL=other@example.com")
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// commit pushes one commit touching path on branch, retrying a rejected push up to 20 times.
+func (w *secondWriter) commit(branch, path, content string) {
+	for attempt := 0; attempt < 20; attempt++ {
+		if _, err := w.git("fetch", "--quiet", "origin"); err != nil {
+			continue
+		}
+		if out, err := w.git("checkout", "--quiet", "-B", branch, "origin/"+branch); err != nil {
+			w.fail(fmt.Sprintf("checkout %s: %v: %s", branch, err, out))
+			return
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(w.dir, path)), 0o755); err != nil {
+			w.fail(err.Error())
+			return
+		}
+		if err := os.WriteFile(filepath.Join(w.dir, path), []byte(content), 0o644); err != nil {
+			w.fail(err.Error())
+			return
+		}
+		if out, err := w.git("add", path); err != nil {
+			w.fail(fmt.Sprintf("add: %v: %s", err, out))
+			return
+		}
+		if out, err := w.git("commit", "--quiet", "-m", "other: "+path); err != nil {
+			w.fail(fmt.Sprintf("commit: %v: %s", err, out))
+			return
+		}
+		sha, _ := w.git("rev-parse", "HEAD")
+		if _, err := w.git("push", "--quiet", "origin", branch); err != nil {
+			continue // fleetwave pushed first: fetch and try again
+		}
+		w.mu.Lock()
+		w.pushed[branch] = append(w.pushed[branch], sha)
+		w.mu.Unlock()
+		return
+	}
+	w.fail("could not get a commit onto " + branch + " in 20 tries")
+}
+
+func (w *secondWriter) fail(msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.errs = append(w.errs, msg)
+}
+
+// TestGitContention (R3): while a rollout writes the site branches, someone else pushes to
+// them too, and to the source branch. fleetwave re-reads and retries rejected pushes, never
+// forces: every commit the other writer got in is still in its branch's history at the end,
+// the rollout of the source branch's last head succeeds, and each of its promotions is there
+// once.
+func TestGitContention(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	gs := gittest.NewServer(t, "fleet", faultPlan("  onNewCommit: queue\n"), siteBranches()...)
+	first := gs.CommitOn(t, "main", "app v2", map[string]string{"apps/app.yaml": "version: 2\n"})
+	startServe(t, bin, tp.Address, gs.URL, nil)
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+
+	w := &secondWriter{url: gs.URL, dir: filepath.Join(t.TempDir(), "other"), pushed: map[string][]string{}}
+	if out, err := exec.Command("git", "clone", "--quiet", gs.URL, w.dir).CombinedOutput(); err != nil {
+		t.Fatalf("clone: %v: %s", err, out)
+	}
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", first); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	// Eight commits to the site branches and one to main, as the rollout runs.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 8 {
+			s := sites[i%len(sites)]
+			w.commit("sites/"+s, fmt.Sprintf("other/%s-%d.txt", s, i), fmt.Sprint(i))
+			if i == 4 {
+				w.commit("main", "other/notes.txt", "written by someone else")
+			}
+			time.Sleep(400 * time.Millisecond) // the other writer's pace
+		}
+	}()
+	<-done
+	w.mu.Lock()
+	errs := w.errs
+	w.mu.Unlock()
+	if len(errs) > 0 {
+		t.Fatalf("the other writer failed: %v", errs)
+	}
+	last := gs.Head(t, "main")
+	if last == first {
+		t.Fatal("the other writer's commit to main is missing")
+	}
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", last); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	if err := waitRollout(t, tc, workflows.RolloutID("demo", first), 3*time.Minute); err != nil {
+		t.Errorf("rollout of %s under contention: %v", rollout.Short(first), err)
+	}
+	if err := waitRollout(t, tc, workflows.RolloutID("demo", last), 3*time.Minute); err != nil {
+		t.Errorf("rollout of the other writer's %s: %v", rollout.Short(last), err)
+	}
+	for branch, commits := range w.pushed {
+		for _, c := range commits {
+			if _, err := gittest.GitErr(gs.Dir, "merge-base", "--is-ancestor", c, branch); err != nil {
+				t.Errorf("the other writer's %s is no longer in %s: a push was forced", rollout.Short(c), branch)
+			}
+		}
+	}
+	for _, s := range sites {
+		log := git(t, gs.Dir, "log", "--format=%s", gs.Seed+"..sites/"+s)
+		for _, c := range []string{first, last} {
+			if n := strings.Count(log, "Promote "+rollout.Short(c)+" to "+s+":"); n != 1 {
+				t.Errorf("sites/%s has %d promotions of %s, want 1:\n%s", s, n, rollout.Short(c), log)
+			}
+		}
+	}
+}
