@@ -211,3 +211,21 @@ func TestChangesAndApply(t *testing.T) {
 		t.Errorf("large wave change: %+v", c.Sites)
 	}
 }
+
+// FuzzRevision: Flux revisions in any shape parse without a panic, and a revision fleetwave
+// formats reads back as its hash.
+func FuzzRevision(f *testing.F) {
+	for _, s := range []string{"sites/ams-1@sha1:1111111111111111111111111111111111111111", "sha1:abc", "main@abc", "", "@", ":", "a@b:c@d"} {
+		f.Add(s, "sites/x", "0123456789abcdef0123456789abcdef01234567")
+	}
+	f.Fuzz(func(t *testing.T, rev, branch, hash string) {
+		_ = RevisionHash(rev)
+		_ = Short(rev)
+		if strings.ContainsAny(hash, ":@") || strings.Contains(branch, ":") {
+			return
+		}
+		if got := RevisionHash(FormatRevision(branch, hash)); got != hash {
+			t.Errorf("RevisionHash(FormatRevision(%q, %q)) = %q", branch, hash, got)
+		}
+	})
+}

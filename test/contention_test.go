@@ -3,6 +3,8 @@
 package test
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -152,6 +154,57 @@ func TestGitContention(t *testing.T) {
 			if n := strings.Count(log, "Promote "+rollout.Short(c)+" to "+s+":"); n != 1 {
 				t.Errorf("sites/%s has %d promotions of %s, want 1:\n%s", s, n, rollout.Short(c), log)
 			}
+		}
+	}
+}
+
+// gitOutage is how long TestGitOutage keeps the git server away: a minute in `make chaos`.
+var gitOutage = flag.Duration("chaos.outage", 10*time.Second, "how long TestGitOutage keeps the git server down")
+
+// TestGitOutage (R3): the git server goes away while the canary bakes, so the next wave's
+// promotion meets a refused connection. The rollout waits and retries; once the server is back
+// it goes on, and succeeds with one promotion per site.
+func TestGitOutage(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	p := strings.Replace(plan, "bake: 2s}", "bake: 4s}", 1)
+	files := faultPlan("")
+	files["fleetwave.yaml"] = p
+	gs := gittest.NewServer(t, "fleet", files, siteBranches()...)
+	commit := gs.CommitOn(t, "main", "app v2, through an outage", map[string]string{"apps/app.yaml": "version: 2\n"})
+	startServe(t, bin, tp.Address, gs.URL, nil)
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	fw := workflows.NewClient(tc, "")
+	id := workflows.RolloutID("demo", commit)
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	waitFor(t, "the canary to bake", func() bool {
+		st, err := fw.Status(context.Background(), id)
+		return err == nil && len(st.Waves) > 0 && st.Waves[0].State == rollout.StateBaking
+	})
+	gs.Stop()
+	down := time.Now()
+	waitFor(t, "the next wave's promotion to meet the outage", func() bool {
+		st, err := fw.Status(context.Background(), id)
+		return err == nil && strings.Contains(strings.Join(st.Waiting, "\n"), "Promote (attempt")
+	})
+	if st, _ := fw.Status(context.Background(), id); !strings.Contains(strings.Join(st.Waiting, "\n"), "connection refused") {
+		t.Logf("waiting on: %v", st.Waiting)
+	}
+	time.Sleep(time.Until(down.Add(*gitOutage))) // the outage itself
+	gs.Restart(t)
+	if err := waitRollout(t, tc, id, 5*time.Minute); err != nil {
+		t.Fatalf("rollout through a %s git outage: %v", *gitOutage, err)
+	}
+	for _, s := range sites {
+		got := git(t, gs.Dir, "log", "--format=%s", gs.Seed+"..sites/"+s)
+		if want := "Promote " + rollout.Short(commit) + " to " + s + ": app v2, through an outage"; got != want {
+			t.Errorf("git log sites/%s:\n%s\nwant exactly one promotion:\n%s", s, got, want)
 		}
 	}
 }
