@@ -8,6 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 )
 
 // Executions runs the activity that asks Temporal about a workflow execution: the fleet's
@@ -20,6 +21,9 @@ type Executions struct {
 // ExecutionInput names a workflow by ID (its latest run).
 type ExecutionInput struct {
 	WorkflowID string
+	// Attribute names a keyword search attribute to read, if any (the fleet reads a rollout's
+	// FleetwaveCommit).
+	Attribute string `json:",omitempty"`
 }
 
 // ExecutionResult says whether the workflow still runs, and how it closed if not.
@@ -28,6 +32,8 @@ type ExecutionResult struct {
 	// Status is Temporal's execution status: Running, Completed, Failed, Terminated,
 	// TimedOut, Canceled, ContinuedAsNew; NotFound when no such workflow exists.
 	Status string
+	// Value is the Attribute's value, "" when unset.
+	Value string `json:",omitempty"`
 }
 
 // Execution describes the latest run of a workflow.
@@ -40,9 +46,13 @@ func (e *Executions) Execution(ctx context.Context, in ExecutionInput) (Executio
 	if err != nil {
 		return ExecutionResult{}, fmt.Errorf("describe workflow %s: %w", in.WorkflowID, err)
 	}
-	status := d.RawResponse.GetWorkflowExecutionInfo().GetStatus()
-	return ExecutionResult{
-		Running: status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
-		Status:  status.String(),
-	}, nil
+	info := d.RawResponse.GetWorkflowExecutionInfo()
+	res := ExecutionResult{
+		Running: info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
+		Status:  info.GetStatus().String(),
+	}
+	if p := info.GetSearchAttributes().GetIndexedFields()[in.Attribute]; in.Attribute != "" && p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &res.Value)
+	}
+	return res, nil
 }

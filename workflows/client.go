@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -248,6 +249,36 @@ func (c *Client) List(ctx context.Context, f ListFilter) ([]Summary, error) {
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// Resolve returns the ID of fleet's rollout of ref: a rollout ID as it is, a commit of at
+// least IDChars hex digits as RolloutID, and a shorter prefix by the fleet's rollouts whose
+// commit starts with it (an error when several do; the 7-digit ID of a rollout started before
+// IDs held 12 when none does).
+func (c *Client) Resolve(ctx context.Context, fleet, ref string) (string, error) {
+	switch {
+	case strings.Contains(ref, "/"):
+		return ref, nil
+	case len(ref) >= IDChars:
+		return RolloutID(fleet, ref), nil
+	}
+	list, err := c.List(ctx, ListFilter{Fleet: fleet, Limit: 500})
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, s := range list {
+		if strings.HasPrefix(s.Commit, ref) && !slices.Contains(ids, s.Rollout) {
+			ids = append(ids, s.Rollout)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return legacyRolloutID(fleet, ref), nil
+	case 1:
+		return ids[0], nil
+	}
+	return "", fmt.Errorf("%s names several rollouts of fleet %s (%s): give more digits", ref, fleet, strings.Join(ids, ", "))
 }
 
 // Submit hands a commit to the fleet's coordinator (starting the coordinator if needed), which

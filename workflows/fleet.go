@@ -68,6 +68,9 @@ type FleetState struct {
 	// LastSucceeded is the commit of the last rollout that succeeded: it, and every commit
 	// before it, are never rolled out again by a late or replayed push.
 	LastSucceeded string `json:",omitempty"`
+	// Collided lists commits not rolled out because their rollout ID belongs to another commit
+	// (the same first 12 hex digits): roll out a newer commit instead.
+	Collided []string `json:",omitempty"`
 }
 
 // The fleet workflow continues as new when its history passes historyLimit events or it has
@@ -294,7 +297,12 @@ func (f *fleetRun) dispatch(ctx workflow.Context) {
 	for f.st.Running == "" && len(f.st.Queue) > 0 {
 		commit := f.st.Queue[0]
 		f.st.Queue = f.st.Queue[1:]
+		// Before versionRolloutID12, rollout IDs held 7 hex digits of the commit.
+		v12 := workflow.GetVersion(ctx, versionRolloutID12, workflow.DefaultVersion, 1) >= 1
 		id := RolloutID(f.in.Fleet, commit)
+		if !v12 {
+			id = legacyRolloutID(f.in.Fleet, commit)
+		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID:            id,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
@@ -309,7 +317,11 @@ func (f *fleetRun) dispatch(ctx workflow.Context) {
 		var dup *temporal.ChildWorkflowExecutionAlreadyStartedError
 		switch {
 		case errors.As(err, &dup):
-			// Rolled out before (a redelivered push, a restart): nothing to do.
+			// Rolled out before (a redelivered push, a restart): nothing to do, unless the ID
+			// belongs to another commit that shares its first digits.
+			if v12 {
+				f.checkCollision(ctx, id, commit)
+			}
 			continue
 		case err != nil:
 			workflow.GetLogger(ctx).Error("cannot start rollout", "rollout", id, "error", err)
@@ -317,6 +329,27 @@ func (f *fleetRun) dispatch(ctx workflow.Context) {
 		}
 		f.st.Running, f.st.RunningCommit, f.st.Superseding = id, commit, false
 		f.child, f.watchTimer = child, nil
+	}
+}
+
+// versionRolloutID12 guards rollout IDs of 12 hex digits (RolloutID) instead of 7.
+const versionRolloutID12 = "rollout-id-12"
+
+// checkCollision reads the commit of the existing rollout id: when it is not commit, two
+// commits share the ID's digits, and commit cannot roll out; the fleet says so in Collided and
+// its log instead of skipping it silently.
+func (f *fleetRun) checkCollision(ctx workflow.Context, id, commit string) {
+	var ex *activities.Executions
+	var res activities.ExecutionResult
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 5}})
+	if err := workflow.ExecuteActivity(actx, ex.Execution, activities.ExecutionInput{WorkflowID: id, Attribute: AttrCommit.GetName()}).Get(ctx, &res); err != nil {
+		workflow.GetLogger(ctx).Warn("cannot check the commit of an existing rollout", "rollout", id, "error", err)
+		return
+	}
+	if res.Value != "" && res.Value != commit {
+		workflow.GetLogger(ctx).Error("rollout ID taken by another commit: not rolled out", "rollout", id, "revision", commit, "taken by", res.Value)
+		f.st.Collided = append(f.st.Collided, commit)
 	}
 }
 

@@ -99,8 +99,19 @@ var (
 var SearchAttributes = []string{AttrFleet.GetName(), AttrCommit.GetName(), AttrWave.GetName(), AttrState.GetName()}
 
 // RolloutID is the workflow ID of the rollout of commit in fleet: one rollout per commit, so a
-// repeated start (a redelivered webhook) finds the existing one.
+// repeated start (a redelivered webhook) finds the existing one. It names the commit by its
+// first IDChars hex digits: 48 bits, so two commits of one fleet do not collide in practice
+// (the fleet still checks the full hash of a rollout it finds under an ID).
 func RolloutID(fleet, commit string) string {
+	return fmt.Sprintf("rollout/%s/%s", fleet, commit[:min(len(commit), IDChars)])
+}
+
+// IDChars is how many hex digits of a commit a rollout ID holds.
+const IDChars = 12
+
+// legacyRolloutID is the ID of rollouts started by coordinators recorded before
+// versionRolloutID12: 7 hex digits, which two commits of a busy fleet can share.
+func legacyRolloutID(fleet, commit string) string {
 	return fmt.Sprintf("rollout/%s/%s", fleet, rollout.Short(commit))
 }
 

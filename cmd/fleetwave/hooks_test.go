@@ -28,7 +28,7 @@ const (
 	testFleet  = "demo"
 	testSecret = "s3cr3t-for-tests"
 	testSHA    = "0123456789abcdef0123456789abcdef01234567"
-	testID     = "rollout/demo/0123456"
+	testID     = "rollout/demo/0123456789ab"
 	zeroSHA    = "0000000000000000000000000000000000000000"
 )
 

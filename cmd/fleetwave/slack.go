@@ -58,9 +58,9 @@ type slackRollouts struct {
 }
 
 // id accepts a rollout ID of this fleet, or a commit (short or full) of it.
-func (s slackRollouts) id(ref string) (string, error) {
+func (s slackRollouts) id(ctx context.Context, ref string) (string, error) {
 	if !strings.Contains(ref, "/") {
-		return workflows.RolloutID(s.fleet, ref), nil
+		return s.fw.Resolve(ctx, s.fleet, ref)
 	}
 	if !strings.HasPrefix(ref, "rollout/"+s.fleet+"/") {
 		return "", fmt.Errorf("%q is not a rollout of fleet %s", ref, s.fleet)
@@ -69,7 +69,7 @@ func (s slackRollouts) id(ref string) (string, error) {
 }
 
 func (s slackRollouts) Status(ctx context.Context, ref string) (rollout.Status, error) {
-	id, err := s.id(ref)
+	id, err := s.id(ctx, ref)
 	if err != nil {
 		return rollout.Status{}, err
 	}
@@ -89,7 +89,7 @@ func (s slackRollouts) Active(ctx context.Context) ([]chatops.Active, error) {
 }
 
 func (s slackRollouts) Do(ctx context.Context, a chatops.Action) (string, error) {
-	id, err := s.id(a.Rollout)
+	id, err := s.id(ctx, a.Rollout)
 	if err != nil {
 		return "", err
 	}
