@@ -66,6 +66,10 @@ type WaveRun struct {
 	Budget int
 	// Reason is why the wave failed, once it did.
 	Reason string
+	// Afresh makes a round that could not measure a site (Unknown) break its streak of failed
+	// rounds, so a site that comes back is judged on what it does now (versioned by the
+	// workflow: waves recorded before kept the streak).
+	Afresh bool `json:",omitempty"`
 
 	// index maps site names to positions in Status.Sites; the sites and their order never
 	// change, so every state NextWave returns shares it.
@@ -463,6 +467,9 @@ func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
 			continue
 		}
 		s.ObserveHealth(st, s.Promotion, r.Health, e.At)
+		if r.Afresh && s.Verdict == VerdictUnknown {
+			s.Failures = 0
+		}
 		if s.Verdict == VerdictDegraded {
 			degraded = append(degraded, s.Name)
 		}

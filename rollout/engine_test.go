@@ -314,3 +314,24 @@ func TestNextWaveLeavesItsInputAlone(t *testing.T) {
 		t.Errorf("input changed: %s, b failures %d", verdicts(r), r.Site("b").Failures)
 	}
 }
+
+// TestBackFromUnknownIsJudgedAfresh: a site that failed a round, then could not be measured,
+// then failed once more has not failed "2 rounds in a row" (failureThreshold 2): the rounds
+// before it went away do not count, when the workflow asks for it (Afresh).
+func TestBackFromUnknownIsJudgedAfresh(t *testing.T) {
+	down := SiteState{Site: "a", Message: "connection refused"}
+	events := []WaveEvent{round(5*time.Minute, failing("a", "p-a"), healthy("b", "p-b"), healthy("c", "p-c")), WaveTick{At: at(6 * time.Minute)},
+		round(6*time.Minute, down, healthy("b", "p-b"), healthy("c", "p-c")), WaveTick{At: at(7 * time.Minute)},
+		round(7*time.Minute, failing("a", "p-a"), healthy("b", "p-b"), healthy("c", "p-c"))}
+	r := baking(FailureBudget{})
+	r.Afresh = true
+	r, c := step(r, events...)
+	if s := r.Site("a"); s.Verdict != VerdictHealthy || s.Failures != 1 {
+		t.Errorf("afresh: site a %s with %d failures (command %T), want Healthy with 1", s.Verdict, s.Failures, c)
+	}
+	// Without Afresh (waves recorded before it): the streak went on, and a degraded.
+	r, _ = step(baking(FailureBudget{}), events...)
+	if s := r.Site("a"); s.Verdict != VerdictDegraded {
+		t.Errorf("as before: site a %s, want Degraded", s.Verdict)
+	}
+}

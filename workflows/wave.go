@@ -97,13 +97,17 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			d.parent = p.ID
 		}
 	}
+	// Before versionAfresh, an Unknown round did not break a streak of failed rounds.
+	afresh := workflow.GetVersion(ctx, versionAfresh, workflow.DefaultVersion, 1) >= 1
 	var cmd rollout.WaveCommand
 	if in.Resume != nil {
 		// Continued as new in its bake: go on sleeping until the next health round.
 		d.run = rollout.ResumeWaveRun(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status, in.Resume.Run)
+		d.run.Afresh = afresh
 		d.detailSpent = in.Resume.DetailSpent
 		cmd = rollout.SleepUntil{At: in.Resume.Wake}
 	} else {
+		d.run.Afresh = afresh
 		cmd = d.next(ctx, rollout.WaveStarted{At: workflow.Now(ctx)})
 	}
 	for {
@@ -204,6 +208,9 @@ type waveDriver struct {
 	// recorded before versionWaveProgress, or started on its own.
 	parent string
 }
+
+// versionAfresh guards a site judged afresh after an Unknown round (rollout.WaveRun.Afresh).
+const versionAfresh = "health-afresh-after-unknown"
 
 // versionWaveContinueAsNew guards a wave continuing as new during its bake.
 const versionWaveContinueAsNew = "wave-continue-as-new"
