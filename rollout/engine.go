@@ -236,6 +236,13 @@ type StepFailed struct {
 	Message string
 }
 
+// StepCancelled says the workflow cancelled the step in progress (a convergence wait) because
+// an abort arrived: the wave ends aborted at once instead of at its next safe point. Sites
+// already promoted stay promoted, so a rollback reverts them.
+type StepCancelled struct{ At time.Time }
+
+func (StepCancelled) waveEvent() {}
+
 func (WaveStarted) waveEvent()    {}
 func (BatchPromoted) waveEvent()  {}
 func (SitesConverged) waveEvent() {}
@@ -322,6 +329,9 @@ func NextWave(r WaveRun, e WaveEvent) (WaveRun, WaveCommand) {
 		return r.control(e)
 	case StepFailed:
 		return r.fail(e.At, e.Message)
+	case StepCancelled:
+		r.Aborted = true
+		return r.abort(e.At)
 	case BatchPromoted:
 		return r.promoted(e)
 	case SitesConverged:

@@ -107,6 +107,13 @@ func TestNextWave(t *testing.T) {
 			want: FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted},
 		{name: "abort while paused ends the wave", state: testWave(FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, WaveControl{At: t0, Action: ControlPause}, WaveControl{At: t0, Action: ControlAbort}},
 			want: FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted},
+		{name: "a convergence wait cancelled for an abort ends the wave aborted", state: testWave(FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, promotion("a", "b"), StepCancelled{At: at(2 * time.Minute)}},
+			want: FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted, verdicts: "a=Converging b=Converging c=Pending",
+			check: func(t *testing.T, r WaveRun) {
+				if !r.Site("a").Promoted || !r.Aborted {
+					t.Errorf("a promoted %v, aborted %v: a rollback must find a promoted", r.Site("a").Promoted, r.Aborted)
+				}
+			}},
 		{name: "a failed promotion fails the wave", state: testWave(FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, StepFailed{At: t0, Message: "promote a, b in wave eu: rejected"}},
 			want: FinishWave{State: StateFailed, Reason: "promote a, b in wave eu: rejected"}, phase: WaveDone, state2: StateFailed},
 

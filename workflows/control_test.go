@@ -196,3 +196,28 @@ func TestPausedRolloutStillRevertsADegradedSite(t *testing.T) {
 		t.Errorf("reverts while paused (-want +got):\n%s", diff)
 	}
 }
+
+// TestAbortCancelsAConvergenceWait: the canary takes ten minutes to converge; an abort three
+// minutes in ends the wave and the rollout then, instead of after the wait, and nothing is
+// judged or reverted.
+func TestAbortCancelsAConvergenceWait(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.converge.After(10 * time.Minute)
+	start := env.Now()
+	var abort answer
+	controlAt(env, 3*time.Minute, UpdateAbort, &abort)
+	st := runStopped(t, env)
+	if !abort.accepted {
+		t.Fatalf("abort: %+v", abort)
+	}
+	if st.State != rollout.StateAborted || st.Waves[0].State != rollout.StateAborted {
+		t.Fatalf("rollout %s, canary %s; want both aborted", st.State, st.Waves[0].State)
+	}
+	if took := st.FinishedAt.Sub(start); took >= 10*time.Minute {
+		t.Errorf("the rollout ended %s after its start: the abort waited for the convergence", took)
+	}
+	if s := st.Waves[0].Sites[0]; !s.Promoted || s.Verdict == rollout.VerdictDegraded || len(f.callsOf("revert")) != 0 {
+		t.Errorf("canary site %+v, reverts %v: want it promoted, not judged, nothing reverted", s, f.callsOf("revert"))
+	}
+}

@@ -78,6 +78,8 @@ type fakeFleet struct {
 	degradedFrom map[string]time.Time
 	// conflicts are sites whose revert conflicts with a later commit on their branch.
 	conflicts map[string]bool
+	// converge is the mocked convergence wait, for a test to make it take time.
+	converge *testsuite.MockCallWrapper
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -92,7 +94,7 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	env.OnActivity(git.Promote, mock.Anything, mock.Anything).Return(f.promote)
 	env.OnActivity(git.Revert, mock.Anything, mock.Anything).Return(f.revert)
 	env.OnActivity(git.Inspect, mock.Anything, mock.Anything).Return(f.inspect)
-	env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
+	f.converge = env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
 	env.OnActivity(sites.Observe, mock.Anything, mock.Anything).Return(f.observe)
 	env.OnActivity(sites.HealthRound, mock.Anything, mock.Anything).Return(f.healthRound)
 	return f

@@ -3,6 +3,7 @@ package workflows
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,6 +93,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	})
 
 	d.localRounds = workflow.GetVersion(ctx, versionLocalHealthRounds, workflow.DefaultVersion, 1) >= 1
+	d.cancelOnAbort = workflow.GetVersion(ctx, versionAbortCancelsWait, workflow.DefaultVersion, 1) >= 1
 	if workflow.GetVersion(ctx, versionWaveProgress, workflow.DefaultVersion, 1) >= 1 {
 		if p := workflow.GetInfo(ctx).ParentWorkflowExecution; p != nil {
 			d.parent = p.ID
@@ -202,12 +204,17 @@ type waveDriver struct {
 	controls []rollout.ControlAction
 	// localRounds: health rounds run as local activities reporting changes (versioned).
 	localRounds bool
+	// cancelOnAbort: an abort cancels a convergence wait in flight (versioned).
+	cancelOnAbort bool
 	// detailSpent is the budget of healthy measurements the wave's rounds were given so far.
 	detailSpent int
 	// parent is the rollout's workflow ID, to report the wave's changes to; "" for a wave
 	// recorded before versionWaveProgress, or started on its own.
 	parent string
 }
+
+// versionAbortCancelsWait guards an abort cancelling the convergence wait in flight.
+const versionAbortCancelsWait = "abort-cancels-convergence"
 
 // versionAfresh guards a site judged afresh after an Unknown round (rollout.WaveRun.Afresh).
 const versionAfresh = "health-afresh-after-unknown"
@@ -319,7 +326,9 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 	return ev
 }
 
-// converge waits for the sites to apply their commits, in chunks running in parallel.
+// converge waits for the sites to apply their commits, in chunks running in parallel. An
+// abort that arrives meanwhile cancels the wait (convergence may take convergenceTimeout, ten
+// minutes by default): the wave then ends aborted at once.
 func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) rollout.WaveEvent {
 	names := make([]string, len(c.Sites))
 	for i, e := range c.Sites {
@@ -327,7 +336,28 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 	}
 	label := fmt.Sprintf("%s to apply %s", rollout.SitesLabel(names), rollout.Short(d.in.Commit))
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Waiting for %s (until %s)", label, c.Deadline.UTC().Format(time.RFC3339)))
-	res, err := waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+	var res rollout.SitesConverged
+	var err error
+	if d.cancelOnAbort {
+		wctx, cancel := workflow.WithCancel(ctx)
+		done := false
+		workflow.Go(wctx, func(wctx workflow.Context) {
+			res, err = waitConverged(wctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+			done = true
+		})
+		if werr := workflow.Await(ctx, func() bool { return done || slices.Contains(d.controls, rollout.ControlAbort) }); werr != nil {
+			cancel()
+			return rollout.StepFailed{At: workflow.Now(ctx), Message: errorMessage(werr)}
+		}
+		if !done {
+			cancel()
+			_ = workflow.Await(ctx, func() bool { return done })
+			return rollout.StepCancelled{At: workflow.Now(ctx)}
+		}
+		cancel()
+	} else {
+		res, err = waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+	}
 	if err != nil {
 		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("wait for %s to converge in wave %s: %s", strings.Join(names, ", "), d.in.Wave.Name, errorMessage(err))}
 	}
