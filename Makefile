@@ -50,7 +50,7 @@ bench-kube: tools kube-tools
 bench-history: tools
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench RolloutHistory -benchtime 1x -timeout 60m ./test/
 
-# The long fault suite (docs/chaos.md): 50 seeded worker-crash scenarios (3 run in `make test`),
+# The long fault suite (docs/chaos.md): 50 seeded worker-crash scenarios (2 run in `make test`),
 # then every fuzz target for FUZZTIME each; a failing input lands in the package's testdata/fuzz.
 FUZZTIME ?= 30s
 .PHONY: chaos

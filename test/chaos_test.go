@@ -18,9 +18,9 @@ import (
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
-// chaosSeeds is how many seeded crash scenarios TestWorkerCrashes runs: a few in `make test`,
+// chaosSeeds is how many seeded crash scenarios TestWorkerCrashes runs: 2 in `make test`,
 // 50 in `make chaos`.
-var chaosSeeds = flag.Int("chaos.seeds", 3, "seeded worker-crash scenarios TestWorkerCrashes runs")
+var chaosSeeds = flag.Int("chaos.seeds", 2, "seeded worker-crash scenarios TestWorkerCrashes runs")
 
 // waveOf is the plan's waves by site.
 var waveOf = map[string]string{"ams-1": "canary", "ams-2": "eu", "fra-1": "eu", "nyc-1": "fleet", "nyc-2": "fleet", "sfo-1": "fleet"}

@@ -159,7 +159,7 @@ func TestGitContention(t *testing.T) {
 }
 
 // gitOutage is how long TestGitOutage keeps the git server away: a minute in `make chaos`.
-var gitOutage = flag.Duration("chaos.outage", 10*time.Second, "how long TestGitOutage keeps the git server down")
+var gitOutage = flag.Duration("chaos.outage", 5*time.Second, "how long TestGitOutage keeps the git server down")
 
 // TestGitOutage (R3): the git server goes away while the canary bakes, so the next wave's
 // promotion meets a refused connection. The rollout waits and retries; once the server is back
