@@ -237,7 +237,7 @@ type StepFailed struct {
 }
 
 // StepCancelled says the workflow cancelled the step in progress (a convergence wait) because
-// an abort arrived: the wave ends aborted at once instead of at its next safe point. Sites
+// an operator's abort (ControlAbort, not a supersede) arrived: the wave ends aborted at once instead of at its next safe point. Sites
 // already promoted stay promoted, so a rollback reverts them.
 type StepCancelled struct{ At time.Time }
 
@@ -255,7 +255,8 @@ func (StepFailed) waveEvent()     {}
 // ControlAction is an operator's control on a running rollout, as its waves see it.
 type ControlAction string
 
-// Controls a wave obeys.
+// Controls a wave obeys (and ControlSupersede, which stops it like an abort but never cuts a
+// convergence wait short).
 const (
 	ControlPause  ControlAction = "pause"
 	ControlResume ControlAction = "resume"
@@ -358,7 +359,7 @@ func (r WaveRun) control(e WaveControl) (WaveRun, WaveCommand) {
 		r.Paused = true
 	case ControlResume:
 		r.Paused = false
-	case ControlAbort:
+	case ControlAbort, ControlSupersede:
 		r.Aborted = true
 	}
 	switch {

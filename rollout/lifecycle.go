@@ -976,7 +976,11 @@ func (s *turn) control(c Control) {
 			s.setState(r.ResumeState)
 		}
 		r.Stop, r.Stopper = StopCause(action), c
-		forward = ControlAbort
+		// An operator's stop cuts a convergence wait short; a supersede lets the wave reach its
+		// next safe point, so every site it promoted has a verdict.
+		if action != ControlSupersede {
+			forward = ControlAbort
+		}
 	}
 	s.emit(ForwardControl{Action: forward})
 }

@@ -250,6 +250,8 @@ func TestNext(t *testing.T) {
 			want: "post wave-finished canary; state Superseded; finish Superseded superseded by def5678", phase: PhaseDone, state: StateSuperseded},
 		{name: "a failure outranks a supersede: reverted, failed", events: then(plain, Controlled{Control: Control{Action: "supersede", By: "fleet", Reason: "superseded by def5678"}}, WaveEnded{At: at(2 * time.Minute), Status: waveFailed("canary", "a"), Failed: "site a degraded"}),
 			want: "post wave-finished canary; state RollingBack; revert canary:a", phase: PhaseRevert, state: StateRollingBack},
+		{name: "a supersede reaches the running wave as a supersede, not an abort", events: then(plain, Controlled{Control: Control{Action: "supersede", By: "fleet"}}),
+			want: "forward supersede", phase: PhaseWave, state: StatePromoting},
 		{name: "a second supersede is ignored", events: then(plain, Controlled{Control: Control{Action: "supersede", By: "fleet"}}, Controlled{Control: Control{Action: "supersede", By: "fleet"}}),
 			want: "", phase: PhaseWave, state: StatePromoting,
 			check: func(t *testing.T, r RolloutRun) {
