@@ -109,10 +109,10 @@ func TestNextWave(t *testing.T) {
 			want: FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted},
 		{name: "a supersede lets a converging batch finish: the wave stops at the next safe point", state: testWave(FailureBudget{}),
 			events: []WaveEvent{WaveStarted{At: t0}, promotion("a", "b"), WaveControl{At: at(time.Minute), Action: ControlSupersede}},
-			want: nil, phase: WaveConverge, state2: StateConverging},
+			want:   nil, phase: WaveConverge, state2: StateConverging},
 		{name: "after a supersede, the converged batch ends the wave aborted", state: testWave(FailureBudget{}),
 			events: []WaveEvent{WaveStarted{At: t0}, promotion("a", "b"), WaveControl{At: at(time.Minute), Action: ControlSupersede}, converged(2*time.Minute, "a", "b")},
-			want: FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted, verdicts: "a=Healthy b=Healthy c=Pending"},
+			want:   FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted, verdicts: "a=Healthy b=Healthy c=Pending"},
 		{name: "a convergence wait cancelled for an abort ends the wave aborted", state: testWave(FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, promotion("a", "b"), StepCancelled{At: at(2 * time.Minute)}},
 			want: FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted, verdicts: "a=Converging b=Converging c=Pending",
 			check: func(t *testing.T, r WaveRun) {
