@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -79,8 +80,20 @@ func FindBinary() (string, error) {
 	return "", errors.New("temporal CLI not found: run `make tools` (builds .tools/bin/temporal) or set FLEETWAVE_TEMPORAL")
 }
 
-// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call, for a server started
+// after it. It picks below the kernel's ephemeral range (32768 and up on Linux): a port from
+// that range can be taken as the source port of any outgoing connection before the server
+// listens on it ("address already in use").
 func FreePort() (int, error) {
+	for range 200 {
+		p := lowPortBase + rand.IntN(lowPorts)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		return p, nil
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -88,6 +101,12 @@ func FreePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// The ports FreePort picks from: 20000 to 32767.
+const (
+	lowPortBase = 20000
+	lowPorts    = 12768
+)
 
 // Start starts the dev server and waits until its frontend answers health checks.
 func Start(ctx context.Context, o Options) (*Server, error) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fleetwave/fleetwave/internal/devtemporal"
 )
 
 // stopGrace is how long a process has to exit after SIGTERM before it is killed.
@@ -196,15 +197,15 @@ func tail(path string, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePort returns a TCP port free on 127.0.0.1 at the time of the call. Another process may
-// take it before the caller listens on it; on a test machine that is rare enough.
+// freePort returns a TCP port free on 127.0.0.1 at the time of the call, below the kernel's
+// ephemeral range (devtemporal.FreePort), so that no outgoing connection of a test running
+// beside takes it before the caller listens on it.
 func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := devtemporal.FreePort()
 	if err != nil {
 		return 0, fmt.Errorf("pick a free port: %w", err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 // ports hands out free ports of 127.0.0.1, never the same one twice, so that processes
