@@ -436,17 +436,21 @@ func TestInspect(t *testing.T) {
 	older := f.commitOn("main", "one", map[string]string{"apps/app.yaml": "version: 2\n"})
 	newer := f.commitOn("main", "two, queued", map[string]string{rollout.PlanFile: plan + "  onNewCommit: queue\n"})
 	side := f.commitOn("sites/ams-1", "elsewhere", map[string]string{"apps/app.yaml": "version: 9\n"})
-	inspect := func(commit string, known ...string) InspectResult {
+	run := func(in InspectInput) InspectResult {
 		t.Helper()
-		val, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: commit, Known: known})
+		val, err := env.ExecuteActivity((&Git{}).Inspect, in)
 		if err != nil {
-			t.Fatalf("Inspect(%s): %v", commit, err)
+			t.Fatalf("Inspect(%s): %v", in.Commit, err)
 		}
 		var got InspectResult
 		if err := val.Get(&got); err != nil {
 			t.Fatal(err)
 		}
 		return got
+	}
+	inspect := func(commit string, known ...string) InspectResult {
+		t.Helper()
+		return run(InspectInput{Commit: commit, Known: known})
 	}
 	if got := inspect(older, "", newer); got.Stale != newer {
 		t.Errorf("an ancestor of a known commit: %+v, want stale", got)
@@ -460,15 +464,7 @@ func TestInspect(t *testing.T) {
 	// The last successful rollout: that commit and its ancestors are stale, a later one is not.
 	done := func(commit, last string) InspectResult {
 		t.Helper()
-		val, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: commit, Done: last})
-		if err != nil {
-			t.Fatalf("Inspect(%s): %v", commit, err)
-		}
-		var got InspectResult
-		if err := val.Get(&got); err != nil {
-			t.Fatal(err)
-		}
-		return got
+		return run(InspectInput{Commit: commit, Done: last})
 	}
 	if got := done(older, newer); got.Stale != newer {
 		t.Errorf("older than the last success: %+v, want stale", got)

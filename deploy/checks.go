@@ -78,26 +78,11 @@ func (c *Checker) withEnv(check rollout.Check) (rollout.Check, []string, error) 
 		getenv = os.Getenv
 	}
 	var all []string
-	var err error
-	expand := func(s string) string {
-		out, values, e := rollout.ExpandEnv(s, getenv)
-		if e != nil {
-			err = e
-			return s
-		}
+	check, err := check.Rewrite(func(s string) (string, error) {
+		out, values, err := rollout.ExpandEnv(s, getenv)
 		all = append(all, values...)
-		return out
-	}
-	if p := check.Prometheus; p != nil {
-		cp := *p
-		cp.URL, cp.Query = expand(p.URL), expand(p.Query)
-		check.Prometheus = &cp
-	}
-	if h := check.HTTP; h != nil {
-		ch := *h
-		ch.URL = expand(h.URL)
-		check.HTTP = &ch
-	}
+		return out, err
+	})
 	return check, all, err
 }
 

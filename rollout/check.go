@@ -114,33 +114,39 @@ func Expand(s string, site Site) (string, error) {
 
 // ForSite returns the check with its templates expanded for the site.
 func (c Check) ForSite(site Site) (Check, error) {
-	out := c
-	var err error
-	expand := func(s string) string {
-		if err != nil {
-			return s
-		}
-		var e error
-		s, e = Expand(s, site)
-		if e != nil {
-			err = e
-		}
-		return s
-	}
-	if p := c.Prometheus; p != nil {
-		cp := *p
-		cp.URL, cp.Query = expand(p.URL), expand(p.Query)
-		out.Prometheus = &cp
-	}
-	if h := c.HTTP; h != nil {
-		ch := *h
-		ch.URL = expand(h.URL)
-		out.HTTP = &ch
-	}
+	out, err := c.Rewrite(func(s string) (string, error) { return Expand(s, site) })
 	if err != nil {
 		return Check{}, fmt.Errorf("check %s: %w", c.Name, err)
 	}
 	return out, nil
+}
+
+// Rewrite returns the check with f applied to every string that may hold a template: the
+// Prometheus URL and query, the HTTP URL. It stops at f's first error.
+func (c Check) Rewrite(f func(string) (string, error)) (Check, error) {
+	out := c
+	var err error
+	apply := func(s string) string {
+		if err != nil {
+			return s
+		}
+		var r string
+		if r, err = f(s); err != nil {
+			return s
+		}
+		return r
+	}
+	if p := c.Prometheus; p != nil {
+		cp := *p
+		cp.URL, cp.Query = apply(p.URL), apply(p.Query)
+		out.Prometheus = &cp
+	}
+	if h := c.HTTP; h != nil {
+		ch := *h
+		ch.URL = apply(h.URL)
+		out.HTTP = &ch
+	}
+	return out, err
 }
 
 // RedactURL hides the password and the query values of a check URL (tokens often travel

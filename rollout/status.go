@@ -480,16 +480,15 @@ func (w WaveStatus) Compact() WaveStatus {
 // a healthy site keeps the commit it must run (Promotion) and its health-round counters, which
 // the runbook needs to go on.
 func (w WaveStatus) Carry() WaveStatus {
+	c := w.Compact()
 	if len(w.Sites) <= CompactAbove {
-		return w
+		return c
 	}
-	sites := make([]SiteStatus, len(w.Sites))
-	for i, s := range w.Sites {
-		sites[i] = s.compact()
-		sites[i].Promotion = s.Promotion
+	// Compact made a new slice: the caller's sites stay as they are.
+	for i := range c.Sites {
+		c.Sites[i].Promotion = w.Sites[i].Promotion
 	}
-	w.Sites = sites
-	return w
+	return c
 }
 
 // Compact returns the status with every wave compacted (WaveStatus.Compact).

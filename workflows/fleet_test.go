@@ -26,9 +26,18 @@ const (
 // at the end (it runs forever otherwise) and returns its final state.
 func runFleet(t *testing.T, plan string, submits map[time.Duration][]string, end time.Duration) (*fakeFleet, FleetState) {
 	t.Helper()
+	return runFleetWith(t, plan, nil, submits, end)
+}
+
+// runFleetWith is runFleet with setup applied to the fake fleet before the workflow starts.
+func runFleetWith(t *testing.T, plan string, setup func(*fakeFleet), submits map[time.Duration][]string, end time.Duration) (*fakeFleet, FleetState) {
+	t.Helper()
 	env := newEnv(t)
 	env.RegisterWorkflow(Fleet)
 	f := newFakeFleet(t, env, plan)
+	if setup != nil {
+		setup(f)
+	}
 	for at, commits := range submits {
 		env.RegisterDelayedCallback(func() {
 			for _, c := range commits {
@@ -181,25 +190,11 @@ func TestFleetContinuesAsNewWithItsState(t *testing.T) {
 }
 
 func TestFleetIgnoresRedeliveredAndLateCommits(t *testing.T) {
-	env := newEnv(t)
-	env.RegisterWorkflow(Fleet)
-	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
 	const old = "0000001000000000000000000000000000000000"
-	f.older[old] = true
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA}) }, time.Second)
 	// During A's canary bake: A again (a redelivered push event) and a commit older than A
 	// (a late one). Neither may stop A.
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA})
-		env.SignalWorkflow(SignalCommit, CommitSignal{Commit: old})
-	}, 5*time.Minute)
-	var st FleetState
-	env.RegisterDelayedCallback(func() {
-		v, _ := env.QueryWorkflow(QueryFleet)
-		_ = v.Get(&st)
-		env.CancelWorkflow()
-	}, 5*time.Hour)
-	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main"})
+	f, st := runFleetWith(t, testPlan(t, "wave", ""), func(f *fakeFleet) { f.older[old] = true },
+		map[time.Duration][]string{time.Second: {commitA}, 5 * time.Minute: {commitA, old}}, 5*time.Hour)
 	want := []string{"a:ams-1", "a:ams-2,fra-1", "a:fra-2", "a:nyc-1,nyc-2"}
 	if diff := cmp.Diff(want, promotedCommits(f)); diff != "" {
 		t.Errorf("promotions (-want +got):\n%s", diff)
@@ -216,21 +211,10 @@ func TestFleetIgnoresRedeliveredAndLateCommits(t *testing.T) {
 // older than A (or of A itself) is not rolled out again, even when the fleet has forgotten it
 // saw it: that would be a silent downgrade.
 func TestFleetNeverRollsBackSilently(t *testing.T) {
-	env := newEnv(t)
-	env.RegisterWorkflow(Fleet)
-	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
 	const old = "0000001000000000000000000000000000000000"
-	f.older[old] = true
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: commitA}) }, time.Second)
 	// Long after A succeeded: the older commit.
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCommit, CommitSignal{Commit: old}) }, 5*time.Hour)
-	var st FleetState
-	env.RegisterDelayedCallback(func() {
-		v, _ := env.QueryWorkflow(QueryFleet)
-		_ = v.Get(&st)
-		env.CancelWorkflow()
-	}, 10*time.Hour)
-	env.ExecuteWorkflow(Fleet, FleetInput{Fleet: "demo", SourceBranch: "main"})
+	f, st := runFleetWith(t, testPlan(t, "wave", ""), func(f *fakeFleet) { f.older[old] = true },
+		map[time.Duration][]string{time.Second: {commitA}, 5 * time.Hour: {old}}, 10*time.Hour)
 	want := []string{"a:ams-1", "a:ams-2,fra-1", "a:fra-2", "a:nyc-1,nyc-2"}
 	if diff := cmp.Diff(want, promotedCommits(f)); diff != "" {
 		t.Errorf("promotions (-want +got):\n%s", diff)

@@ -214,13 +214,7 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, err
 	case rollout.RunWave:
 		return d.runWave(ctx, c.Index), nil
 	case rollout.RevertWave:
-		// A cancellation of the rollout cannot stop a revert half way.
-		ctx, _ = workflow.NewDisconnectedContext(ctx)
-		reverted, err := revertSites(ctx, d.run.Status.Rollout, c.Reason, d.targets(c.Set), d.site, d.run.Plan.Health.ConvergenceTimeout)
-		if err != nil {
-			return rollout.Reverted{At: workflow.Now(ctx), Err: errorMessage(err)}, nil
-		}
-		return rollout.Reverted{At: workflow.Now(ctx), Sites: reverted}, nil
+		return d.revert(ctx, c.Set, c.Reason), nil
 	case rollout.RevertLate:
 		// The wave's promotion in flight when it ended may land after the first revert; wait
 		// until its activity can no longer be running, then revert what landed.
@@ -228,15 +222,21 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, err
 		if err := workflow.NewTimerWithOptions(ctx, gitTimeout, workflow.TimerOptions{Summary: "let a promotion in flight land"}).Get(ctx, nil); err != nil {
 			return rollout.Reverted{At: workflow.Now(ctx)}, nil
 		}
-		reverted, err := revertSites(ctx, d.run.Status.Rollout, c.Reason, d.targets(c.Set), d.site, d.run.Plan.Health.ConvergenceTimeout)
-		if err != nil {
-			return rollout.Reverted{At: workflow.Now(ctx), Err: errorMessage(err)}, nil
-		}
-		return rollout.Reverted{At: workflow.Now(ctx), Sites: reverted}, nil
+		return d.revert(ctx, c.Set, c.Reason), nil
 	case rollout.FinishRollout:
 		return nil, nil
 	}
 	panic(fmt.Sprintf("rollout %s: no step to run (%T)", d.run.Status.Rollout, d.step))
+}
+
+// revert reverts the set's sites (revertSites: a cancellation of the rollout cannot stop it
+// half way) and says what it did.
+func (d *rolloutDriver) revert(ctx workflow.Context, set rollout.RevertSet, reason string) rollout.RolloutEvent {
+	reverted, err := revertSites(ctx, d.run.Status.Rollout, reason, d.targets(set), d.site, d.run.Plan.Health.ConvergenceTimeout)
+	if err != nil {
+		return rollout.Reverted{At: workflow.Now(ctx), Err: errorMessage(err)}
+	}
+	return rollout.Reverted{At: workflow.Now(ctx), Sites: reverted}
 }
 
 // wait sleeps on a durable timer for d, or until the runbook says the wait is over (a stop, a

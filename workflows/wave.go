@@ -338,11 +338,14 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Waiting for %s (until %s)", label, c.Deadline.UTC().Format(time.RFC3339)))
 	var res rollout.SitesConverged
 	var err error
+	wait := func(ctx workflow.Context) {
+		res, err = waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+	}
 	if d.cancelOnAbort {
 		wctx, cancel := workflow.WithCancel(ctx)
 		done := false
 		workflow.Go(wctx, func(wctx workflow.Context) {
-			res, err = waitConverged(wctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+			wait(wctx)
 			done = true
 		})
 		if werr := workflow.Await(ctx, func() bool { return done || slices.Contains(d.controls, rollout.ControlAbort) }); werr != nil {
@@ -356,7 +359,7 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 		}
 		cancel()
 	} else {
-		res, err = waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+		wait(ctx)
 	}
 	if err != nil {
 		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("wait for %s to converge in wave %s: %s", strings.Join(names, ", "), d.in.Wave.Name, errorMessage(err))}
