@@ -11,7 +11,6 @@ import (
 
 	enums "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
@@ -35,11 +34,7 @@ func TestLongBakeContinuesAsNew(t *testing.T) {
 	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", long); err != nil || out != id {
 		t.Fatalf("fleetwave start: %v: %s", err, out)
 	}
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := dialTemporal(t, tp.Address)
 	if err := waitRollout(t, tc, id, 3*time.Minute); err != nil {
 		t.Fatalf("rollout: %v", err)
 	}

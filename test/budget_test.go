@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/test/testenv"
@@ -30,11 +28,7 @@ func TestFailureBudgetOnServe(t *testing.T) {
 		"fleetwave.yaml": budget, ".fleetwave/sim.yaml": "reconcileDelay: 200ms\ndegraded: [nyc-2]\n"})
 	before := gs.Head(t, "sites/nyc-2")
 	startServe(t, bin, tp.Address, gs.URL, nil)
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := dialTemporal(t, tp.Address)
 
 	id := workflows.RolloutID("demo", commit)
 	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {

@@ -53,11 +53,7 @@ func newChaosCase(seed uint64) chaosCase {
 func TestWorkerCrashes(t *testing.T) {
 	bin := buildFleetwave(t)
 	tp := testenv.StartTemporal(t)
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := dialTemporal(t, tp.Address)
 	crashes, lost := 0, 0
 	for seed := range uint64(*chaosSeeds) {
 		c := newChaosCase(seed + 1)

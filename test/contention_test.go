@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/test/testenv"
@@ -95,11 +93,7 @@ func TestGitContention(t *testing.T) {
 	gs := gittest.NewServer(t, "fleet", faultPlan("  onNewCommit: queue\n"), siteBranches()...)
 	first := gs.CommitOn(t, "main", "app v2", map[string]string{"apps/app.yaml": "version: 2\n"})
 	startServe(t, bin, tp.Address, gs.URL, nil)
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := dialTemporal(t, tp.Address)
 
 	w := &secondWriter{url: gs.URL, dir: filepath.Join(t.TempDir(), "other"), pushed: map[string][]string{}}
 	if out, err := exec.Command("git", "clone", "--quiet", gs.URL, w.dir).CombinedOutput(); err != nil {
@@ -173,11 +167,7 @@ func TestGitOutage(t *testing.T) {
 	gs := gittest.NewServer(t, "fleet", files, siteBranches()...)
 	commit := gs.CommitOn(t, "main", "app v2, through an outage", map[string]string{"apps/app.yaml": "version: 2\n"})
 	startServe(t, bin, tp.Address, gs.URL, nil)
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := dialTemporal(t, tp.Address)
 	fw := workflows.NewClient(tc, "")
 	id := workflows.RolloutID("demo", commit)
 	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {

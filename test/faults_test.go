@@ -73,6 +73,18 @@ func startServeProc(t *testing.T, bin, address, url string, env []string, args .
 	return cmd, httpURL
 }
 
+// dialTemporal is a client of the Temporal at address with fleetwave's converters (as every
+// fleetwave client must use), closed when the test ends.
+func dialTemporal(t *testing.T, address string) client.Client {
+	t.Helper()
+	tc, err := client.Dial(client.Options{HostPort: address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	return tc
+}
+
 // syncLog collects a process's output while a test may read it.
 type syncLog struct {
 	mu sync.Mutex

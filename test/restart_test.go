@@ -81,11 +81,7 @@ func TestTemporalRestart(t *testing.T) {
 		}
 		return err == nil
 	})
-	tc, err := client.Dial(client.Options{HostPort: ts.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := dialTemporal(t, ts.Address)
 	if err := waitRollout(t, tc, id, 3*time.Minute); err != nil {
 		t.Fatalf("rollout across restarts: %v", err)
 	}

@@ -26,7 +26,6 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/test/testenv"
@@ -104,11 +103,7 @@ func TestSecretsStayHidden(t *testing.T) {
 		resp.Body.Close()
 		checkHidden(t, "push event reply", string(reply), secrets)
 	}
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: quietLog{}, DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := dialTemporal(t, tp.Address)
 	id := workflows.RolloutID("demo", commit)
 	if err := waitRollout(t, tc, id, 3*time.Minute); err == nil || !strings.Contains(err.Error(), "site ams-1 degraded") {
 		t.Fatalf("rollout ended with %v, want the canary's check to fail", err)
