@@ -139,7 +139,21 @@ func (c *Checker) prometheus(ctx context.Context, p rollout.PrometheusCheck) rol
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeoutOr(p.Timeout))
 	defer cancel()
-	value, _, _, err := promv1.NewAPI(client).Query(ctx, p.Query, time.Now(), promv1.WithTimeout(timeoutOr(p.Timeout)))
+	api, at := promv1.NewAPI(client), time.Now()
+	opts := []promv1.Option{promv1.WithTimeout(timeoutOr(p.Timeout))}
+	if p.StaleAfter > 0 {
+		opts = append(opts, promv1.WithLookbackDelta(p.StaleAfter))
+	}
+	value, _, _, err := api.Query(ctx, p.Query, at, opts...)
+	if err == nil && p.StaleAfter > 0 && empty(value) {
+		// Nothing within staleAfter. If Prometheus still has older samples, the site (or its
+		// scrape) went quiet: that says nothing about its health.
+		var old model.Value
+		if old, _, _, err = api.Query(ctx, p.Query, at, promv1.WithTimeout(timeoutOr(p.Timeout))); err == nil && !empty(old) {
+			res.Unknown, res.Message = true, fmt.Sprintf("stale: the query has no sample newer than %s (staleAfter)", p.StaleAfter)
+			return res
+		}
+	}
 	if err != nil {
 		var pe *promv1.Error
 		if errors.As(err, &pe) && pe.Type == promv1.ErrBadData {
@@ -192,6 +206,12 @@ func worse(p rollout.PrometheusCheck, v, cur float64) bool {
 		return v > cur
 	}
 	return v < cur
+}
+
+// empty reports whether an instant query found nothing.
+func empty(v model.Value) bool {
+	vec, ok := v.(model.Vector)
+	return ok && len(vec) == 0
 }
 
 // sampleValues flattens an instant query result.

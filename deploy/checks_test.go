@@ -249,3 +249,57 @@ func TestChecksTakeSecretsFromTheEnvironment(t *testing.T) {
 		t.Errorf("unset variable: %s", res)
 	}
 }
+
+// lookbackServer is a Prometheus whose one series was last scraped age ago: an instant query
+// finds it only when its lookback (lookback_delta, else Prometheus's 5 minutes) reaches back
+// that far, as in Prometheus 2.43 and later.
+func lookbackServer(t *testing.T, age time.Duration) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			t.Errorf("parse form: %v", err)
+		}
+		lookback := 5 * time.Minute
+		if s := r.Form.Get("lookback_delta"); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				t.Errorf("lookback_delta %q: %v", s, err)
+			}
+			lookback = d
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if age <= lookback {
+			fmt.Fprint(w, vector("0.001"))
+			return
+		}
+		fmt.Fprint(w, vector())
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestPrometheusStaleSamplesAreUnknown(t *testing.T) {
+	tests := []struct {
+		name        string
+		age         time.Duration
+		staleAfter  time.Duration
+		allowEmpty  bool
+		ok, unknown bool
+		message     string
+	}{
+		{name: "fresh", age: 10 * time.Second, staleAfter: time.Minute, ok: true},
+		{name: "stale", age: 3 * time.Minute, staleAfter: time.Minute, unknown: true, message: "stale: the query has no sample newer than 1m0s"},
+		{name: "stale never passes as empty", age: 3 * time.Minute, staleAfter: time.Minute, allowEmpty: true, unknown: true, message: "stale"},
+		{name: "off leaves Prometheus's lookback", age: 3 * time.Minute, ok: true},
+		{name: "gone for good is empty", age: 10 * time.Minute, staleAfter: time.Minute, message: "no samples"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := (&Checker{}).Run(context.Background(), rollout.Check{Name: "q", Prometheus: &rollout.PrometheusCheck{
+				URL: lookbackServer(t, tt.age), Query: "up", Max: ptr(1), AllowEmpty: tt.allowEmpty, StaleAfter: tt.staleAfter}})
+			if res.OK != tt.ok || res.Unknown != tt.unknown || !strings.Contains(res.Message, tt.message) {
+				t.Fatalf("result = %s (OK=%v Unknown=%v), want OK=%v Unknown=%v with %q", res, res.OK, res.Unknown, tt.ok, tt.unknown, tt.message)
+			}
+		})
+	}
+}

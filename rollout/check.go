@@ -27,6 +27,10 @@ type PrometheusCheck struct {
 	Max        *float64 `json:",omitempty"`
 	AllowEmpty bool     `json:",omitempty"`
 	Timeout    time.Duration
+	// StaleAfter is the age past which a sample no longer counts: the query's lookback. A
+	// query that finds samples only further back is Unknown (the site, or its scrape, went
+	// quiet), never a pass. 0 leaves Prometheus's own lookback (5 minutes by default).
+	StaleAfter time.Duration `json:",omitempty"`
 }
 
 // HTTPCheck is a GET request that must answer Status and, when Body is set, a body matching
@@ -36,6 +40,13 @@ type HTTPCheck struct {
 	Status  int
 	Body    string `json:",omitempty"`
 	Timeout time.Duration
+}
+
+// DefaultStaleAfter is a Prometheus check's staleAfter when the plan does not say: two health
+// intervals, but never under a minute, so that a site scraped every 30 s is not stale between
+// two scrapes.
+func DefaultStaleAfter(interval time.Duration) time.Duration {
+	return max(2*interval, time.Minute)
 }
 
 // DefaultCheckTimeout bounds one measurement when the check does not say; MaxCheckTimeout is

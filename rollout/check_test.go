@@ -15,6 +15,7 @@ func TestParseChecks(t *testing.T) {
     - {name: nyc-1, labels: {region: us-east}}
   waves: [{name: all}]
   health:
+    interval: 45s
     checks:
       - name: error-rate
         prometheus:
@@ -31,15 +32,19 @@ func TestParseChecks(t *testing.T) {
 	max := 0.01
 	want := []Check{
 		{Name: "error-rate", Prometheus: &PrometheusCheck{
-			URL:     "http://prometheus.{labels.region}.example:9090",
-			Query:   `sum(rate(http_errors{site="{site}"}[5m])) / sum(rate(http_requests{site="{site}"}[5m]))`,
-			Max:     &max,
-			Timeout: DefaultCheckTimeout,
+			URL:        "http://prometheus.{labels.region}.example:9090",
+			Query:      `sum(rate(http_errors{site="{site}"}[5m])) / sum(rate(http_requests{site="{site}"}[5m]))`,
+			Max:        &max,
+			Timeout:    DefaultCheckTimeout,
+			StaleAfter: 90 * time.Second, // two intervals
 		}},
 		{Name: "smoke", HTTP: &HTTPCheck{URL: "https://{site}.example/healthz", Status: 200, Body: "^ok", Timeout: 3 * time.Second}},
 	}
 	if diff := cmp.Diff(want, p.Health.Checks); diff != "" {
 		t.Fatalf("checks (-want +got):\n%s", diff)
+	}
+	if DefaultStaleAfter(10*time.Second) != time.Minute {
+		t.Errorf("DefaultStaleAfter(10s) = %s, want the 1m floor", DefaultStaleAfter(10*time.Second))
 	}
 
 	site, _ := p.Site("nyc-1")

@@ -109,6 +109,7 @@ type filePrometheus struct {
 	Max        *float64 `yaml:"max"`
 	AllowEmpty bool     `yaml:"allowEmpty"`
 	Timeout    string   `yaml:"timeout"`
+	StaleAfter string   `yaml:"staleAfter"`
 }
 
 type fileHTTP struct {

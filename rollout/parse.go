@@ -150,7 +150,7 @@ func (v *validator) plan(doc fileDoc) *Plan {
 	p.Sites = v.sites(s.Sites)
 	p.Waves = v.waves(s.Waves, p.Sites)
 	p.Health = v.health(s.Health)
-	p.Health.Checks = v.checks(s.Health.Checks, p.Sites)
+	p.Health.Checks = v.checks(s.Health.Checks, p.Sites, p.Health.Interval)
 	switch s.OnNewCommit {
 	case "", OnNewCommitSupersede:
 		p.OnNewCommit = OnNewCommitSupersede
@@ -299,7 +299,7 @@ func (v *validator) health(h fileHealth) Health {
 
 // checks validates the health checks, expanding their templates for every site so that a
 // missing label or a URL that only breaks for one site is found before the rollout starts.
-func (v *validator) checks(in []fileCheck, sites []Site) []Check {
+func (v *validator) checks(in []fileCheck, sites []Site, interval time.Duration) []Check {
 	var out []Check
 	names := map[string]bool{}
 	for i, fc := range in {
@@ -320,7 +320,8 @@ func (v *validator) checks(in []fileCheck, sites []Site) []Check {
 		case fc.Prometheus != nil:
 			fp, pp := fc.Prometheus, path+".prometheus"
 			c.Prometheus = &PrometheusCheck{URL: fp.URL, Query: strings.TrimSpace(fp.Query), Min: fp.Min, Max: fp.Max,
-				AllowEmpty: fp.AllowEmpty, Timeout: v.checkTimeout(pp+".timeout", fc.Name, fp.Timeout)}
+				AllowEmpty: fp.AllowEmpty, Timeout: v.checkTimeout(pp+".timeout", fc.Name, fp.Timeout),
+				StaleAfter: v.duration(pp+".staleAfter", fp.StaleAfter, DefaultStaleAfter(interval), true)}
 			v.checkURL(pp+".url", fc.Name, fp.URL, sites)
 			if c.Prometheus.Query == "" {
 				v.errorf(pp, "check %q: prometheus.query is empty", fc.Name)
