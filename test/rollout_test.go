@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/api/temporalproto"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
@@ -100,7 +101,8 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.tc.Close)
-	w := worker.New(l.tc, workflows.TaskQueue, worker.Options{})
+	// As in serve without Slack: CLI votes count, Slack votes are refused.
+	w := worker.New(l.tc, workflows.TaskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{workflows.VoteOrigins(nil)}})
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: writer})

@@ -77,6 +77,10 @@ type voteAnswer struct {
 
 func voteAt(env *testsuite.TestWorkflowEnvironment, d time.Duration, action string, in VoteInput) *voteAnswer {
 	got := &voteAnswer{}
+	if in.Via == ViaSlack && in.Proof == "" {
+		// As the Slack handler of a fleetwave server sends it.
+		in = SignVote(testVoteKey, "default-test-workflow-id", action, in)
+	}
 	env.RegisterDelayedCallback(func() {
 		env.UpdateWorkflow(action, fmt.Sprintf("%s-%s-%s", action, in.By, d), &testsuite.TestUpdateCallback{
 			OnAccept: func() { got.accepted = true },
@@ -104,7 +108,7 @@ func TestApprovalQuorumReleasesTheWave(t *testing.T) {
 	slack := newFakeSlack(env)
 	early := voteAt(env, 5*time.Minute, UpdateApprove, VoteInput{Wave: "eu", By: "U01", Via: "cli"})
 	stranger := voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{By: "U09", Via: "slack"})
-	noApproval := voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{Wave: "fleet", By: "U01"})
+	noApproval := voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{Wave: "fleet", By: "U01", Via: "cli"})
 	first := voteAt(env, 21*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "cli", Comment: "looks good"})
 	again := voteAt(env, 22*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "slack"})
 	var during rollout.Status
@@ -343,5 +347,66 @@ func TestSlackOutageNeverBlocksTheRollout(t *testing.T) {
 	}
 	if eu := f.callsOf("promote")[1]; !eu.At.Equal(time.Date(2026, 11, 26, 9, 10, 0, 0, time.UTC)) {
 		t.Errorf("eu promoted at %s, want 09:10 as without Slack", eu.At)
+	}
+}
+
+// A vote says where it came from, and only a fleetwave server that verified the Slack request
+// can say Slack: the Temporal API alone cannot forge one.
+func TestVoteOrigins(t *testing.T) {
+	env := newEnv(t)
+	newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, U02], quorum: 2, timeout: 1h}`))
+	newFakeSlack(env)
+	other := SignVote(testVoteKey, "rollout/demo/another", UpdateApprove, VoteInput{By: "U01"})
+	wrongAction := SignVote(testVoteKey, "default-test-workflow-id", UpdateReject, VoteInput{By: "U01"})
+	refused := map[string]struct {
+		got  *voteAnswer
+		want string
+	}{
+		"no proof":             {voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "slack", Proof: "-"}), "must come through the fleetwave server"},
+		"another rollout's":    {voteAt(env, 20*time.Minute+time.Second, UpdateApprove, other), "must come through the fleetwave server"},
+		"proof of a rejection": {voteAt(env, 20*time.Minute+2*time.Second, UpdateApprove, wrongAction), "must come through the fleetwave server"},
+		"another key":          {voteAt(env, 20*time.Minute+3*time.Second, UpdateApprove, SignVote(VoteKey("guessed"), "default-test-workflow-id", UpdateApprove, VoteInput{By: "U01"})), "must come through the fleetwave server"},
+		"no via":               {voteAt(env, 20*time.Minute+4*time.Second, UpdateApprove, VoteInput{By: "U01"}), `a vote comes via "cli" or "slack", not ""`},
+		"made-up via":          {voteAt(env, 20*time.Minute+5*time.Second, UpdateApprove, VoteInput{By: "U01", Via: "web"}), `not "web"`},
+	}
+	slackVote := voteAt(env, 21*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: ViaSlack, Comment: "ok"})
+	cliVote := voteAt(env, 22*time.Minute, UpdateApprove, VoteInput{By: "U02", Via: ViaCLI})
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, a := range refused {
+		if a.got.accepted || a.got.err == nil || !strings.Contains(a.got.err.Error(), a.want) {
+			t.Errorf("%s: accepted %v, err %v, want refused with %q", name, a.got.accepted, a.got.err, a.want)
+		}
+	}
+	if !slackVote.accepted || !cliVote.accepted {
+		t.Fatalf("signed Slack vote: %+v; CLI vote: %+v", slackVote, cliVote)
+	}
+	votes := st.Waves[1].Approval.Votes
+	if len(votes) != 2 || votes[0].Via != ViaSlack || votes[0].By != "U01" || votes[1].Via != ViaCLI {
+		t.Errorf("votes = %+v, want U01 via slack then U02 via cli", votes)
+	}
+}
+
+func TestCheckVoteOrigin(t *testing.T) {
+	signed := SignVote(testVoteKey, "r", UpdateApprove, VoteInput{By: "U01", Comment: "fine"})
+	if err := CheckVoteOrigin(testVoteKey, "r", UpdateApprove, signed); err != nil {
+		t.Errorf("signed vote refused: %v", err)
+	}
+	// A worker without the Slack signing secret cannot tell: it refuses, it does not trust.
+	if err := CheckVoteOrigin(nil, "r", UpdateApprove, signed); err == nil || !strings.Contains(err.Error(), "FLEETWAVE_SLACK_SIGNING_SECRET is not set") {
+		t.Errorf("worker without a key: %v", err)
+	}
+	changed := signed
+	changed.Comment = "fine, ship it"
+	if err := CheckVoteOrigin(testVoteKey, "r", UpdateApprove, changed); err == nil {
+		t.Error("a vote changed after signing was accepted")
+	}
+	if err := CheckVoteOrigin(testVoteKey, "r", UpdateApprove, VoteInput{By: "U01", Via: ViaCLI, Proof: signed.Proof}); err == nil {
+		t.Error("a CLI vote with a proof was accepted")
+	}
+	if VoteKey("") != nil {
+		t.Error("an empty signing secret gives a key")
 	}
 }

@@ -43,9 +43,12 @@ type VoteInput struct {
 	Wave string
 	// By is the approver's Slack user ID, as the plan lists approvers.
 	By string
-	// Via says where the vote came from: "slack" or "cli".
+	// Via says where the vote came from: ViaSlack or ViaCLI. A Slack vote carries the Proof
+	// that a fleetwave server verified its Slack request (SignVote); the rollout refuses one
+	// without it.
 	Via     string
 	Comment string
+	Proof   string `json:",omitempty"`
 }
 
 // VoteResult is where the request stands after the vote.

@@ -14,8 +14,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
@@ -272,8 +274,12 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env.RegisterWorkflow(Rollout)
 	env.RegisterWorkflow(Wave)
 	env.SetStartTime(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{VoteOrigins(testVoteKey)}})
 	return env
 }
+
+// testVoteKey is the workers' Slack vote key in the workflow tests.
+var testVoteKey = VoteKey("test signing secret")
 
 func run(t *testing.T, env *testsuite.TestWorkflowEnvironment) (rollout.Status, error) {
 	t.Helper()

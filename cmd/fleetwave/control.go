@@ -49,7 +49,7 @@ func newVoteCmds(g *globals) []*cobra.Command {
 		var wave, comment string
 		cmd := updateCmd(g, s.action, s.short, "the approver's Slack user ID, as the plan lists approvers (default: the local user name)",
 			func(ctx context.Context, fw *workflows.Client, id, by string) (any, string, error) {
-				res, err := fw.Vote(ctx, id, s.action, workflows.VoteInput{Wave: wave, By: by, Via: "cli", Comment: comment})
+				res, err := fw.Vote(ctx, id, s.action, workflows.VoteInput{Wave: wave, By: by, Via: workflows.ViaCLI, Comment: comment})
 				return res, res.Message, err
 			})
 		cmd.Long = s.short + `.

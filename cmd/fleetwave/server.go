@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/contrib/envconfig"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -86,6 +87,9 @@ type node struct {
 	// slack posts rollout threads; slackHandler serves the Slack endpoints (setupSlack).
 	slack        *activities.Slack
 	slackHandler *chatops.Handler
+	// voteKey proves to the rollouts that a vote came through a verified Slack request
+	// (workflows.VoteKey); nil refuses every Slack vote.
+	voteKey []byte
 	// head reads the source branch's head from the git server, so that a push event for a
 	// commit that is no longer the head (late, redelivered or replayed) starts nothing; nil
 	// skips the check.
@@ -119,7 +123,9 @@ func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, sec
 
 // startWorker registers the workflows and activities and starts polling.
 func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time.Duration) (worker.Worker, error) {
-	w := worker.New(n.tc, workflows.TaskQueue, worker.Options{})
+	w := worker.New(n.tc, workflows.TaskQueue, worker.Options{
+		Interceptors: []interceptor.WorkerInterceptor{workflows.VoteOrigins(n.voteKey)},
+	})
 	w.RegisterWorkflow(workflows.Fleet)
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)

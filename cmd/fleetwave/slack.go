@@ -41,7 +41,8 @@ func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 		Notifier: &chatops.Notifier{API: api, Links: chatops.Links{UI: ui, Namespace: namespace}, Log: log},
 		Groups:   groups,
 	}
-	n.slackHandler = &chatops.Handler{SigningSecret: secret, Rollouts: slackRollouts{fw: n.fw, fleet: n.fleet}, Groups: groups, Log: log,
+	n.voteKey = workflows.VoteKey(secret)
+	n.slackHandler = &chatops.Handler{SigningSecret: secret, Rollouts: slackRollouts{fw: n.fw, fleet: n.fleet, voteKey: n.voteKey}, Groups: groups, Log: log,
 		Count: func(event string) { n.slackEvents.WithLabelValues(event).Inc() }}
 	if u, err := url.Parse(os.Getenv(envSlackAPI)); err == nil && u.Host != "" {
 		// Another Slack-compatible API (a test server, an enterprise proxy): its answers
@@ -55,6 +56,8 @@ func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 type slackRollouts struct {
 	fw    *workflows.Client
 	fleet string
+	// voteKey signs the votes this server verified (workflows.SignVote).
+	voteKey []byte
 }
 
 // id accepts a rollout ID of this fleet, or a commit (short or full) of it.
@@ -95,7 +98,8 @@ func (s slackRollouts) Do(ctx context.Context, a chatops.Action) (string, error)
 	}
 	switch a.Verb {
 	case chatops.VerbApprove, chatops.VerbReject:
-		res, err := s.fw.Vote(ctx, id, a.Verb, workflows.VoteInput{Wave: a.Wave, By: a.User, Via: "slack", Comment: a.Comment})
+		vote := workflows.SignVote(s.voteKey, id, a.Verb, workflows.VoteInput{Wave: a.Wave, By: a.User, Comment: a.Comment})
+		res, err := s.fw.Vote(ctx, id, a.Verb, vote)
 		return res.Message, err
 	case chatops.VerbPause, chatops.VerbResume, chatops.VerbAbort, chatops.VerbRollback:
 		res, err := s.fw.Control(ctx, id, a.Verb, workflows.ControlInput{By: a.User, Reason: a.Comment})
