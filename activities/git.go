@@ -36,6 +36,7 @@ type Repo interface {
 	ReadFile(commit, path string) ([]byte, error)
 	ReadDir(commit, dir string) (map[string][]byte, error)
 	Promote(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
+	Landed(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
 	Revert(ctx context.Context, req gitops.RevertRequest) ([]gitops.Change, error)
 }
 
@@ -189,9 +190,15 @@ type ChangeResult struct {
 
 // Promote writes the promotion commits of one batch in one push. It is idempotent: a retry
 // after a lost response finds the commits already there and writes nothing.
+//
+// An abort cancels it. Between attempts that takes effect at once; a push under way is not cut
+// short (it runs within the attempt's deadline), so that what it wrote is known: the activity
+// then completes with its changes, or the workflow reads them with Landed.
 func (g *Git) Promote(ctx context.Context, in PromoteInput) (ChangeResult, error) {
 	defer keepAlive(ctx)()
-	changes, err := g.Repo.Promote(ctx, gitops.PromoteRequest{Rollout: in.Rollout, Wave: in.Wave, Source: in.Source, Targets: in.Targets})
+	pctx, cancel := uncancelled(ctx)
+	defer cancel()
+	changes, err := g.Repo.Promote(pctx, gitops.PromoteRequest{Rollout: in.Rollout, Wave: in.Wave, Source: in.Source, Targets: in.Targets})
 	if err != nil {
 		return ChangeResult{}, gitError(err)
 	}
@@ -199,6 +206,27 @@ func (g *Git) Promote(ctx context.Context, in PromoteInput) (ChangeResult, error
 		activity.GetLogger(ctx).Info("promoted", "rollout", in.Rollout, "wave", in.Wave, "site", c.Site, "revision", c.Commit, "created", c.Created)
 	}
 	return ChangeResult{Changes: changes}, nil
+}
+
+// Landed reads which targets' branches hold the rollout's promotion of Source, writing nothing:
+// the workflow asks after a cancelled (or failed) promotion.
+func (g *Git) Landed(ctx context.Context, in PromoteInput) (ChangeResult, error) {
+	defer keepAlive(ctx)()
+	changes, err := g.Repo.Landed(ctx, gitops.PromoteRequest{Rollout: in.Rollout, Wave: in.Wave, Source: in.Source, Targets: in.Targets})
+	if err != nil {
+		return ChangeResult{}, gitError(err)
+	}
+	return ChangeResult{Changes: changes}, nil
+}
+
+// uncancelled is ctx without its cancellation but with its deadline: a push that started
+// finishes (or times out) even when the activity is cancelled.
+func uncancelled(ctx context.Context) (context.Context, context.CancelFunc) {
+	out := context.WithoutCancel(ctx)
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(out, dl)
+	}
+	return context.WithCancel(out)
 }
 
 // RevertInput asks for revert commits of the rollout's promotions on the targets' branches.
@@ -226,8 +254,9 @@ func (g *Git) Revert(ctx context.Context, in RevertInput) (ChangeResult, error) 
 // whole StartToClose timeout.
 const heartbeatEvery = 3 * time.Second
 
-// keepAlive heartbeats the activity until the returned stop is called; outside an activity
-// (a direct call) it does nothing.
+// keepAlive heartbeats the activity until the returned stop is called, also after the activity
+// was cancelled, so that a push that goes on after an abort is not timed out for silence;
+// outside an activity (a direct call) it does nothing.
 func keepAlive(ctx context.Context) (stop func()) {
 	if !activity.IsActivity(ctx) {
 		return func() {}
@@ -240,8 +269,6 @@ func keepAlive(ctx context.Context) (stop func()) {
 		for {
 			select {
 			case <-done:
-				return
-			case <-ctx.Done():
 				return
 			case <-t.C:
 				activity.RecordHeartbeat(ctx)

@@ -157,6 +157,45 @@ func (r *Repo) planPromote(req PromoteRequest) ([]Change, error) {
 	return changes, nil
 }
 
+// Landed reports, without writing anything, which targets' site branches hold
+// an unreverted promotion of req.Source by req.Rollout: after a promotion was
+// cancelled, or failed in a way that may have pushed all the same, it says
+// which branches got it. A Change is returned (as Promote returns it for a
+// branch already promoted) only for those; a missing branch is left out.
+func (r *Repo) Landed(ctx context.Context, req PromoteRequest) ([]Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.refreshLocked(ctx); err != nil {
+		return nil, fmt.Errorf("landed: %w", err)
+	}
+	src, err := r.resolveLocked(req.Source)
+	if err != nil {
+		return nil, fmt.Errorf("landed: source %w", err)
+	}
+	var changes []Change
+	for _, t := range req.Targets {
+		head, err := r.branchLocked(t.Branch)
+		if errors.Is(err, ErrBranchNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("landed %s on %s: %w", short(src.Hash), t.Site, err)
+		}
+		headC, err := r.commitLocked(head)
+		if err != nil {
+			return nil, fmt.Errorf("landed %s on %s: head of %s: %w", short(src.Hash), t.Site, t.Branch, err)
+		}
+		found, err := r.promoted(headC, req.Rollout, src.Hash.String())
+		if err != nil {
+			return nil, fmt.Errorf("landed %s on %s: %w", short(src.Hash), t.Site, err)
+		}
+		if found != nil {
+			changes = append(changes, Change{Site: t.Site, Branch: t.Branch, Commit: head.String(), Previous: head.String(), Ours: found.Hash.String()})
+		}
+	}
+	return changes, nil
+}
+
 // sourceHint names what a missing site branch should be created from in an
 // error message: the default branch when there is one.
 func (r *Repo) sourceHint(src plumbing.Hash) string {

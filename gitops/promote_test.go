@@ -342,3 +342,37 @@ func TestPromoteServerSideRace(t *testing.T) {
 		t.Errorf("sites/fra-1 has %s commits, want 2: the atomic push of the first attempt must have failed as a whole", n)
 	}
 }
+
+// TestLanded: after a cancelled or failed promotion, Landed reads which branches got it
+// (through another clone, as a retry on another worker would), writing nothing.
+func TestLanded(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1", "sites/fra-1")
+	src := f.commitOn(t, "main", "Bump web", map[string]string{"apps/web/deploy.yaml": "image: web:2\n"})
+	req := PromoteRequest{Rollout: "r1", Wave: "canary", Source: src, Targets: targets("ams-1", "fra-1", "gone-1")}
+	pushed, err := f.open(t).Promote(ctxT(t), PromoteRequest{Rollout: "r1", Wave: "canary", Source: src, Targets: targets("ams-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hotfix := f.commitOn(t, "sites/ams-1", "Hotfix", map[string]string{"clusters/ams-1/extra.yaml": "x: 1\n"})
+	reader := f.open(t)
+	pushes := f.pushes.Load()
+	got, err := reader.Landed(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{{Site: "ams-1", Branch: "sites/ams-1", Commit: hotfix, Previous: hotfix, Ours: pushed[0].Commit}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Landed (-want +got):\n%s", diff)
+	}
+	if f.pushes.Load() != pushes {
+		t.Error("Landed pushed")
+	}
+	// Reverted, it no longer counts.
+	if _, err := reader.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "manual", Targets: targets("ams-1")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reader.Landed(ctxT(t), req); err != nil || len(got) != 0 {
+		t.Errorf("Landed after the revert = %+v, %v; want nothing", got, err)
+	}
+}

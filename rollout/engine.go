@@ -144,11 +144,14 @@ type Promotion struct {
 
 // BatchPromoted says the batch's promotion commits are on their branches. A batch is pushed in
 // parts; when a part failed for good, Failure says why and Sites lists the parts that landed
-// before it: they are promoted, and the wave fails.
+// before it: they are promoted, and the wave fails. Cancelled says an operator's abort cancelled
+// the push of the batch: Sites lists what landed all the same (read from git), and the wave
+// ends aborted.
 type BatchPromoted struct {
-	At      time.Time
-	Sites   []Promotion
-	Failure string `json:",omitempty"`
+	At        time.Time
+	Sites     []Promotion
+	Failure   string `json:",omitempty"`
+	Cancelled bool   `json:",omitempty"`
 }
 
 // Convergence is the last observation of a site waiting to apply its commit.
@@ -415,6 +418,11 @@ func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
 	if e.Failure != "" {
 		// The sites that landed stay promoted, so the rollout's revert finds them.
 		return r.fail(e.At, e.Failure)
+	}
+	if e.Cancelled {
+		// Aborted during the push: what landed stays promoted, as an abort leaves it.
+		r.Aborted = true
+		return r.abort(e.At)
 	}
 	r.Phase = WaveConverge
 	r.Status.State = StateConverging

@@ -120,6 +120,14 @@ func TestNextWave(t *testing.T) {
 					t.Errorf("a promoted %v, aborted %v: a rollback must find a promoted", r.Site("a").Promoted, r.Aborted)
 				}
 			}},
+		{name: "a push cancelled for an abort ends the wave aborted; what landed stays promoted", state: testWave(FailureBudget{}),
+			events: []WaveEvent{WaveStarted{At: t0}, BatchPromoted{At: at(time.Minute), Sites: []Promotion{{Site: "b", Commit: "p-b", Ours: true}}, Cancelled: true}},
+			want:   FinishWave{State: StateAborted}, phase: WaveDone, state2: StateAborted, verdicts: "a=Pending b=Converging c=Pending",
+			check: func(t *testing.T, r WaveRun) {
+				if !r.Site("b").Promoted || r.Site("a").Promoted || !r.Aborted {
+					t.Errorf("b promoted %v, a promoted %v, aborted %v: a rollback must find b and only b", r.Site("b").Promoted, r.Site("a").Promoted, r.Aborted)
+				}
+			}},
 		{name: "a failed promotion fails the wave", state: testWave(FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, StepFailed{At: t0, Message: "promote a, b in wave eu: rejected"}},
 			want: FinishWave{State: StateFailed, Reason: "promote a, b in wave eu: rejected"}, phase: WaveDone, state2: StateFailed},
 

@@ -198,3 +198,66 @@ func TestGitOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestAbortCutsPushRetries (issue 14, hole 2): the git server refuses every push (503) from
+// the moment the canary bakes, so the next wave's promotion retries with backoff, for up to 30
+// minutes. An operator's abort cancels it: the rollout ends aborted while the server still
+// refuses, the wave read from git that nothing landed, and the git CLI shows the canary's
+// promotion and nothing else.
+func TestAbortCutsPushRetries(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	files := faultPlan("")
+	files["fleetwave.yaml"] = strings.Replace(plan, "bake: 2s}", "bake: 4s}", 1)
+	gs := gittest.NewServer(t, "fleet", files, siteBranches()...)
+	commit := gs.CommitOn(t, "main", "app v2, aborted mid-push", map[string]string{"apps/app.yaml": "version: 2\n"})
+	startServe(t, bin, tp.Address, gs.URL, nil)
+	tc := dialTemporal(t, tp.Address)
+	fw := workflows.NewClient(tc, "")
+	id := workflows.RolloutID("demo", commit)
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	waitFor(t, "the canary to bake", func() bool {
+		st, err := fw.Status(context.Background(), id)
+		return err == nil && len(st.Waves) > 0 && st.Waves[0].State == rollout.StateBaking
+	})
+	gs.RefusePushes.Store(true)
+	waitFor(t, "the next wave's promotion to be refused and retried", func() bool {
+		st, err := fw.Status(context.Background(), id)
+		return err == nil && gs.Refused.Load() >= 2 && strings.Contains(strings.Join(st.Waiting, "\n"), "Promote (attempt")
+	})
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "abort", id, "--reason", "git is down"); err != nil {
+		t.Fatalf("fleetwave abort: %v: %s", err, out)
+	}
+	err := waitRollout(t, tc, id, 3*time.Minute)
+	if err == nil || !strings.Contains(err.Error(), "abort") {
+		t.Fatalf("rollout ended with %v, want aborted", err)
+	}
+	if !gs.RefusePushes.Load() {
+		t.Fatal("the server stopped refusing") // the rollout must have ended without a push getting through
+	}
+	st, serr := fw.Status(context.Background(), id)
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	if st.State != rollout.StateAborted || len(st.Waves) < 2 || st.Waves[1].State != rollout.StateAborted {
+		t.Fatalf("rollout %s, waves %+v; want the rollout and the eu wave aborted", st.State, st.Waves)
+	}
+	for _, s := range st.Waves[1].Sites {
+		if s.Promoted {
+			t.Errorf("eu site %s is recorded promoted, but no push got through", s.Name)
+		}
+	}
+	for _, s := range sites {
+		got := git(t, gs.Dir, "log", "--format=%s", gs.Seed+"..sites/"+s)
+		want := ""
+		if s == "ams-1" {
+			want = "Promote " + rollout.Short(commit) + " to ams-1: app v2, aborted mid-push"
+		}
+		if got != want {
+			t.Errorf("git log sites/%s:\n%s\nwant:\n%s", s, got, want)
+		}
+	}
+	t.Logf("%d pushes refused before the abort cut the retries", gs.Refused.Load())
+}

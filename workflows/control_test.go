@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -219,5 +221,42 @@ func TestAbortCancelsAConvergenceWait(t *testing.T) {
 	}
 	if s := st.Waves[0].Sites[0]; !s.Promoted || s.Verdict == rollout.VerdictDegraded || len(f.callsOf("revert")) != 0 {
 		t.Errorf("canary site %+v, reverts %v: want it promoted, not judged, nothing reverted", s, f.callsOf("revert"))
+	}
+}
+
+// TestAbortCancelsAPushInFlight: the git server applies the canary's push and then fails the
+// request, again and again (30 minutes of retries). An abort three minutes in cancels the
+// promotion; the wave reads from git that the push landed, and the rollout ends aborted with
+// the canary promoted: nothing lost, nothing waited for.
+func TestAbortCancelsAPushInFlight(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.promoteCall.Return(func(ctx context.Context, in activities.PromoteInput) (activities.ChangeResult, error) {
+		if _, err := f.promote(ctx, in); err != nil {
+			return activities.ChangeResult{}, err
+		}
+		return activities.ChangeResult{}, errors.New("git push: connection reset by peer")
+	})
+	start := env.Now()
+	var abort answer
+	controlAt(env, 3*time.Minute, UpdateAbort, &abort)
+	st := runStopped(t, env)
+	if !abort.accepted {
+		t.Fatalf("abort: %+v", abort)
+	}
+	if st.State != rollout.StateAborted || st.Waves[0].State != rollout.StateAborted {
+		t.Fatalf("rollout %s, canary %s (%s); want both aborted", st.State, st.Waves[0].State, st.Waves[0].Message)
+	}
+	if took := st.FinishedAt.Sub(start); took >= 10*time.Minute {
+		t.Errorf("the rollout ended %s after its start: the abort waited for the retries", took)
+	}
+	if s := st.Waves[0].Sites[0]; !s.Promoted || s.Promotion != "promo-ams-1" {
+		t.Errorf("canary site %+v: want it promoted with promo-ams-1, read from git after the cancel", s)
+	}
+	if n := len(f.callsOf("landed")); n != 1 || len(f.callsOf("revert")) != 0 {
+		t.Errorf("landed read %d times, reverts %v: want one read and no revert (an abort leaves sites as they are)", n, f.callsOf("revert"))
+	}
+	if n := len(f.callsOf("promote")); n < 3 || n > 10 {
+		t.Errorf("%d promotion attempts in 3 minutes, want the retries with backoff, cut by the abort", n)
 	}
 }

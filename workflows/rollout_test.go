@@ -82,6 +82,8 @@ type fakeFleet struct {
 	conflicts map[string]bool
 	// converge is the mocked convergence wait, for a test to make it take time.
 	converge *testsuite.MockCallWrapper
+	// promoteCall is the mocked promotion, for a test to make it fail.
+	promoteCall *testsuite.MockCallWrapper
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -93,7 +95,8 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	env.RegisterActivity(git)
 	env.RegisterActivity(sites)
 	env.OnActivity(git.LoadPlan, mock.Anything, mock.Anything).Return(f.loadPlan)
-	env.OnActivity(git.Promote, mock.Anything, mock.Anything).Return(f.promote)
+	f.promoteCall = env.OnActivity(git.Promote, mock.Anything, mock.Anything).Return(f.promote)
+	env.OnActivity(git.Landed, mock.Anything, mock.Anything).Return(f.landed)
 	env.OnActivity(git.Revert, mock.Anything, mock.Anything).Return(f.revert)
 	env.OnActivity(git.Inspect, mock.Anything, mock.Anything).Return(f.inspect)
 	f.converge = env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
@@ -174,6 +177,20 @@ func (f *fakeFleet) promote(_ context.Context, in activities.PromoteInput) (acti
 		f.promoted[t.Site] = c.Commit
 		f.ours[t.Site] = c.Ours != ""
 		res.Changes = append(res.Changes, c)
+	}
+	return res, nil
+}
+
+// landed reports the targets whose branch holds the rollout's promotion, as git would.
+func (f *fakeFleet) landed(_ context.Context, in activities.PromoteInput) (activities.ChangeResult, error) {
+	f.record("landed", targetSites(in.Targets))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var res activities.ChangeResult
+	for _, t := range in.Targets {
+		if c := f.promoted[t.Site]; c != "" && f.ours[t.Site] {
+			res.Changes = append(res.Changes, activities.Change{Site: t.Site, Branch: t.Branch, Commit: c, Previous: c, Ours: c})
+		}
 	}
 	return res, nil
 }

@@ -302,16 +302,22 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 	}
 	workflow.SetCurrentDetails(ctx, "Promoting "+label)
 	ev := rollout.BatchPromoted{}
+	cancellable := workflow.GetVersion(ctx, versionAbortCancelsPush, workflow.DefaultVersion, 1) >= 1
 	for _, part := range chunks(c.Sites) {
 		targets := make([]activities.Target, len(part))
 		for i, name := range part {
 			targets[i] = activities.Target{Site: name, Branch: d.run.Site(name).Branch}
 		}
+		in := activities.PromoteInput{Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets}
+		summary := "promote " + rollout.SitesLabel(part) + " to " + short
 		var promoted activities.ChangeResult
-		var git *activities.Git
-		err := workflow.ExecuteActivity(gitOptions(ctx, "promote "+rollout.SitesLabel(part)+" to "+short, gitRetries), git.Promote, activities.PromoteInput{
-			Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets,
-		}).Get(ctx, &promoted)
+		var err error
+		if cancellable {
+			promoted, ev.Cancelled, err = d.promoteCancellable(ctx, in, summary)
+		} else {
+			var git *activities.Git
+			err = workflow.ExecuteActivity(gitOptions(ctx, summary, gitRetries), git.Promote, in).Get(ctx, &promoted)
+		}
 		if err != nil {
 			// The parts pushed before stay promoted: the event says so, and the wave fails.
 			ev.At = workflow.Now(ctx)
@@ -321,9 +327,43 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 		for _, ch := range promoted.Changes {
 			ev.Sites = append(ev.Sites, rollout.Promotion{Site: ch.Site, Commit: ch.Commit, Previous: ch.Previous, Ours: ch.RolloutCommit() != ""})
 		}
+		if ev.Cancelled {
+			break // the parts after it are not pushed
+		}
 	}
 	ev.At = workflow.Now(ctx)
 	return ev
+}
+
+// versionAbortCancelsPush guards an abort (or rollback) cancelling the push in flight.
+const versionAbortCancelsPush = "abort-cancels-push"
+
+// promoteCancellable pushes one part of a batch; an operator's abort that arrives meanwhile
+// cancels the activity: at once when it waits between attempts (a git server down, 30 minutes
+// of retries), after the push under way when one is (Git.Promote never cuts a push short). It
+// waits for the activity to stop, and when it did not complete, reads from git which branches
+// got the promotion all the same (a push that landed but whose answer failed), so that the
+// status names every promoted site. cancelled reports that the abort cut the promotion short.
+func (d *waveDriver) promoteCancellable(ctx workflow.Context, in activities.PromoteInput, summary string) (res activities.ChangeResult, cancelled bool, err error) {
+	var git *activities.Git
+	actx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	opts := workflow.GetActivityOptions(gitOptions(actx, summary, gitRetries))
+	opts.WaitForCancellation = true
+	fut := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), git.Promote, in)
+	if err := workflow.Await(ctx, func() bool { return fut.IsReady() || slices.Contains(d.controls, rollout.ControlAbort) }); err != nil {
+		return res, false, err
+	}
+	if fut.IsReady() {
+		return res, false, fut.Get(ctx, &res)
+	}
+	cancel()
+	if err := fut.Get(ctx, &res); err == nil {
+		return res, true, nil // the push under way finished
+	}
+	res = activities.ChangeResult{}
+	err = workflow.ExecuteActivity(gitOptions(ctx, "read what landed of "+summary, gitRetries), git.Landed, in).Get(ctx, &res)
+	return res, true, err
 }
 
 // converge waits for the sites to apply their commits, in chunks running in parallel. An

@@ -25,6 +25,7 @@ type Server struct {
 	git       string
 	pushHook  func(repo string)
 	pushFault func(repo string) int
+	pushGate  func(repo string) int
 	logger    *slog.Logger
 	cgi       *cgi.Handler
 }
@@ -48,6 +49,13 @@ func WithPushHook(f func(repo string)) Option {
 // without writing twice or losing track of what it wrote. The push hook still runs.
 func WithPushFault(f func(repo string) int) Option {
 	return func(s *Server) { s.pushFault = f }
+}
+
+// WithPushGate sets a function called before git http-backend sees a push request. When it
+// returns a status other than 0, the client gets that status and the push is not applied: an
+// overloaded server or a proxy refusing writes for a while, which a writer retries.
+func WithPushGate(f func(repo string) int) Option {
+	return func(s *Server) { s.pushGate = f }
 }
 
 // WithLogger sets the logger receiving git http-backend's error output; by
@@ -132,11 +140,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	push := req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-receive-pack")
-	if !push || (s.pushHook == nil && s.pushFault == nil) {
+	if !push || (s.pushHook == nil && s.pushFault == nil && s.pushGate == nil) {
 		s.cgi.ServeHTTP(w, req)
 		return
 	}
 	repo := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/"), "/git-receive-pack"), ".git")
+	if s.pushGate != nil {
+		if code := s.pushGate(repo); code != 0 {
+			http.Error(w, http.StatusText(code), code)
+			return
+		}
+	}
 	if s.pushFault != nil {
 		// Hold git's answer until the push is applied and the fault decided.
 		buf := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
@@ -159,7 +173,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	s.cgi.ServeHTTP(rec, req)
-	if rec.status == http.StatusOK {
+	if rec.status == http.StatusOK && s.pushHook != nil {
 		s.pushHook(repo)
 	}
 }

@@ -117,6 +117,11 @@ type Server struct {
 	LoseResponses atomic.Int32
 	// Lost counts the push responses lost that way.
 	Lost atomic.Int32
+	// RefusePushes makes the server answer every push 503 Service Unavailable without
+	// applying it, while fetches go on: an overloaded server, or a proxy refusing writes.
+	RefusePushes atomic.Bool
+	// Refused counts the pushes refused that way.
+	Refused atomic.Int32
 
 	srv  *gitserver.Server
 	base string // the URL path of the repository, "/<name>.git"
@@ -143,6 +148,13 @@ func NewServer(t testing.TB, name string, files map[string]string, branches ...s
 					return http.StatusBadGateway
 				}
 			}
+		}),
+		gitserver.WithPushGate(func(string) int {
+			if s.RefusePushes.Load() {
+				s.Refused.Add(1)
+				return http.StatusServiceUnavailable
+			}
+			return 0
 		}))
 	if err != nil {
 		t.Fatal(err)
