@@ -259,5 +259,6 @@ func TestAbortCutsPushRetries(t *testing.T) {
 			t.Errorf("git log sites/%s:\n%s\nwant:\n%s", s, got, want)
 		}
 	}
+	saveHistory(t, tc, workflows.WaveID(id, "eu"), "wave-abort-push")
 	t.Logf("%d pushes refused before the abort cut the retries", gs.Refused.Load())
 }

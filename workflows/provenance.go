@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
@@ -42,7 +43,7 @@ func SignVote(key []byte, id, action string, in VoteInput) VoteInput {
 func voteProof(key []byte, id, action string, in VoteInput) string {
 	m := hmac.New(sha256.New, key)
 	for _, s := range []string{id, action, in.Wave, in.By, in.Via, in.Comment} {
-		fmt.Fprintf(m, "%d:%s;", len(s), s)
+		m.Write([]byte(strconv.Itoa(len(s)) + ":" + s + ";"))
 	}
 	return hex.EncodeToString(m.Sum(nil))
 }
