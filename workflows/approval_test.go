@@ -78,7 +78,11 @@ type voteAnswer struct {
 func voteAt(env *testsuite.TestWorkflowEnvironment, d time.Duration, action string, in VoteInput) *voteAnswer {
 	got := &voteAnswer{}
 	if in.Via == ViaSlack && in.Proof == "" {
-		// As the Slack handler of a fleetwave server sends it.
+		// As the Slack handler of a fleetwave server sends it: naming the waiting wave (eu in
+		// these plans).
+		if in.Wave == "" {
+			in.Wave = "eu"
+		}
 		in = SignVote(testVoteKey, "default-test-workflow-id", action, in)
 	}
 	env.RegisterDelayedCallback(func() {
@@ -356,16 +360,16 @@ func TestVoteOrigins(t *testing.T) {
 	env := newEnv(t)
 	newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, U02], quorum: 2, timeout: 1h}`))
 	newFakeSlack(env)
-	other := SignVote(testVoteKey, "rollout/demo/another", UpdateApprove, VoteInput{By: "U01"})
-	wrongAction := SignVote(testVoteKey, "default-test-workflow-id", UpdateReject, VoteInput{By: "U01"})
+	other := SignVote(testVoteKey, "rollout/demo/another", UpdateApprove, VoteInput{Wave: "eu", By: "U01"})
+	wrongAction := SignVote(testVoteKey, "default-test-workflow-id", UpdateReject, VoteInput{Wave: "eu", By: "U01"})
 	refused := map[string]struct {
 		got  *voteAnswer
 		want string
 	}{
-		"no proof":             {voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: "slack", Proof: "-"}), "must come through the fleetwave server"},
+		"no proof":             {voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{Wave: "eu", By: "U01", Via: "slack", Proof: "-"}), "must come through the fleetwave server"},
 		"another rollout's":    {voteAt(env, 20*time.Minute+time.Second, UpdateApprove, other), "must come through the fleetwave server"},
 		"proof of a rejection": {voteAt(env, 20*time.Minute+2*time.Second, UpdateApprove, wrongAction), "must come through the fleetwave server"},
-		"another key":          {voteAt(env, 20*time.Minute+3*time.Second, UpdateApprove, SignVote(VoteKey("guessed"), "default-test-workflow-id", UpdateApprove, VoteInput{By: "U01"})), "must come through the fleetwave server"},
+		"another key":          {voteAt(env, 20*time.Minute+3*time.Second, UpdateApprove, SignVote(VoteKey("guessed"), "default-test-workflow-id", UpdateApprove, VoteInput{Wave: "eu", By: "U01"})), "must come through the fleetwave server"},
 		"no via":               {voteAt(env, 20*time.Minute+4*time.Second, UpdateApprove, VoteInput{By: "U01"}), `a vote comes via "cli" or "slack", not ""`},
 		"made-up via":          {voteAt(env, 20*time.Minute+5*time.Second, UpdateApprove, VoteInput{By: "U01", Via: "web"}), `not "web"`},
 	}
@@ -390,7 +394,7 @@ func TestVoteOrigins(t *testing.T) {
 }
 
 func TestCheckVoteOrigin(t *testing.T) {
-	signed := SignVote(testVoteKey, "r", UpdateApprove, VoteInput{By: "U01", Comment: "fine"})
+	signed := SignVote(testVoteKey, "r", UpdateApprove, VoteInput{Wave: "eu", By: "U01", Comment: "fine"})
 	if err := CheckVoteOrigin(testVoteKey, "r", UpdateApprove, signed); err != nil {
 		t.Errorf("signed vote refused: %v", err)
 	}
@@ -405,6 +409,9 @@ func TestCheckVoteOrigin(t *testing.T) {
 	}
 	if err := CheckVoteOrigin(testVoteKey, "r", UpdateApprove, VoteInput{By: "U01", Via: ViaCLI, Proof: signed.Proof}); err == nil {
 		t.Error("a CLI vote with a proof was accepted")
+	}
+	if err := CheckVoteOrigin(testVoteKey, "r", UpdateApprove, SignVote(testVoteKey, "r", UpdateApprove, VoteInput{By: "U01"})); err == nil {
+		t.Error("a Slack vote without its wave was accepted: its proof would count on any wave asked later")
 	}
 	if VoteKey("") != nil {
 		t.Error("an empty signing secret gives a key")

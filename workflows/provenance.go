@@ -61,6 +61,10 @@ func CheckVoteOrigin(key []byte, id, action string, in VoteInput) error {
 		if len(key) == 0 {
 			return errors.New("this worker cannot verify Slack votes: FLEETWAVE_SLACK_SIGNING_SECRET is not set")
 		}
+		if in.Wave == "" {
+			// "The wave waiting for approval" changes over time: a proof must name its wave.
+			return errors.New("a vote via slack names its wave")
+		}
 		want := voteProof(key, id, action, in)
 		if !hmac.Equal([]byte(in.Proof), []byte(want)) {
 			return errors.New("a vote via slack must come through the fleetwave server that verified the Slack request")

@@ -91,6 +91,25 @@ func (s slackRollouts) Active(ctx context.Context) ([]chatops.Active, error) {
 	return out, nil
 }
 
+// waitingWave is the wave a vote is on: the one named, or the last one that asked for
+// approval, read now. The signed vote names it, so that its proof cannot count on a wave asked
+// later.
+func (s slackRollouts) waitingWave(ctx context.Context, id, wave string) (string, error) {
+	if wave != "" {
+		return wave, nil
+	}
+	st, err := s.fw.Status(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	for i := len(st.Waves) - 1; i >= 0; i-- {
+		if st.Waves[i].Approval != nil {
+			return st.Waves[i].Name, nil
+		}
+	}
+	return "", fmt.Errorf("no wave of rollout %s is waiting for approval", id)
+}
+
 func (s slackRollouts) Do(ctx context.Context, a chatops.Action) (string, error) {
 	id, err := s.id(ctx, a.Rollout)
 	if err != nil {
@@ -98,7 +117,11 @@ func (s slackRollouts) Do(ctx context.Context, a chatops.Action) (string, error)
 	}
 	switch a.Verb {
 	case chatops.VerbApprove, chatops.VerbReject:
-		vote := workflows.SignVote(s.voteKey, id, a.Verb, workflows.VoteInput{Wave: a.Wave, By: a.User, Comment: a.Comment})
+		wave, err := s.waitingWave(ctx, id, a.Wave)
+		if err != nil {
+			return "", err
+		}
+		vote := workflows.SignVote(s.voteKey, id, a.Verb, workflows.VoteInput{Wave: wave, By: a.User, Comment: a.Comment})
 		res, err := s.fw.Vote(ctx, id, a.Verb, vote)
 		return res.Message, err
 	case chatops.VerbPause, chatops.VerbResume, chatops.VerbAbort, chatops.VerbRollback:
