@@ -548,3 +548,35 @@ func TestRoundChangesDetailBudget(t *testing.T) {
 		t.Errorf("with s0900 to report: %d listed (%v)", len(res.States), res.States)
 	}
 }
+
+// TestConvergedUnderSomeoneElsesCommit: someone pushes on top of the promotion before the site
+// applies it, and Flux applies their head. With the repo's ancestry the site converged (its
+// revision contains the promotion); compared exactly, it never would.
+func TestConvergedUnderSomeoneElsesCommit(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	fleet := simFleet(t, f)
+	promo := f.commitOn("sites/ams-1", "Promote", map[string]string{"apps/app.yaml": "version: 2\n"})
+	theirs := f.commitOn("sites/ams-1", "someone else", map[string]string{"other.txt": "x\n"})
+	unrelated := f.commitOn("main", "never promoted", map[string]string{"apps/app.yaml": "version: 9\n"})
+	in := func(commit string) ConvergeInput {
+		// Long enough for the simulated site to apply the head (its reconcile takes 1s).
+		return ConvergeInput{Sites: []Expectation{{rollout.Site{Name: "ams-1"}, commit}}, Deadline: time.Now().Add(3 * time.Second)}
+	}
+
+	env := newEnv()
+	env.RegisterActivity(&Sites{Driver: fleet, Poll: 20 * time.Millisecond, Ancestry: f.open()})
+	res := waitConverged(t, env, in(promo))
+	if !res.Converged[0] || res.States[0].Contains != promo || rollout.RevisionHash(res.States[0].Revision) != theirs {
+		t.Errorf("with ancestry: converged %v, state %+v; want converged at %s containing %s", res.Converged, res.States[0], rollout.Short(theirs), rollout.Short(promo))
+	}
+	if res := waitConverged(t, env, in(unrelated)); res.Converged[0] || res.States[0].Contains != "" {
+		t.Errorf("a commit the site's head does not contain: %+v", res)
+	}
+
+	exact := newEnv()
+	exact.RegisterActivity(&Sites{Driver: fleet, Poll: 20 * time.Millisecond})
+	if res := waitConverged(t, exact, in(promo)); res.Converged[0] {
+		t.Errorf("without ancestry: converged %v", res.Converged)
+	}
+}

@@ -20,6 +20,41 @@ type Sites struct {
 	Checker *deploy.Checker
 	// Poll is the time between observations while waiting for convergence (default 2s).
 	Poll time.Duration
+	// Ancestry, when set, tells whether a revision a site applied descends from the commit it
+	// should run (someone pushed on top of the promotion); nil compares commits exactly.
+	Ancestry Ancestry
+}
+
+// Ancestry reads the ancestry of the fleet repo's commits (gitops.Repo does).
+type Ancestry interface {
+	Refresh(ctx context.Context) error
+	IsAncestor(ancestor, commit string) (bool, error)
+}
+
+// descendants marks observations whose applied revision descends from the commit their site
+// should run (rollout.SiteState.Contains); it fetches at most once per round, when an
+// observation does not match.
+type descendants struct {
+	s       *Sites
+	fetched bool
+}
+
+func (d *descendants) mark(ctx context.Context, st *rollout.SiteState, expect string) {
+	applied := rollout.RevisionHash(st.Revision)
+	if d.s.Ancestry == nil || !st.Reachable || expect == "" || applied == "" || applied == expect {
+		return
+	}
+	ok, err := d.s.Ancestry.IsAncestor(expect, applied)
+	if err != nil && !d.fetched {
+		// The applied commit may be newer than this worker's copy of the repo.
+		d.fetched = true
+		if ferr := d.s.Ancestry.Refresh(ctx); ferr == nil {
+			ok, err = d.s.Ancestry.IsAncestor(expect, applied)
+		}
+	}
+	if err == nil && ok {
+		st.Contains = expect
+	}
 }
 
 // Expectation is a site and the commit it should run.
@@ -58,6 +93,7 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 	requested := make([]bool, len(in.Sites))
 	for {
 		done := 0
+		desc := &descendants{s: s}
 		for i, e := range in.Sites {
 			if res.Converged[i] {
 				done++
@@ -67,6 +103,7 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 			if err != nil {
 				return res, fmt.Errorf("observe site %s: %w", e.Site.Name, err)
 			}
+			desc.mark(ctx, &st, e.Commit)
 			// Ask once the site answers: a site that is down would only cost a second timeout.
 			if !requested[i] && st.Reachable {
 				requested[i] = s.requestReconcile(ctx, e.Site)
@@ -211,6 +248,10 @@ func (s *Sites) HealthRound(ctx context.Context, in HealthRoundInput) (HealthRou
 	obs, err := s.Observe(ctx, ObserveInput{Sites: in.Sites, Checks: in.Checks})
 	if err != nil {
 		return HealthRoundResult{}, err
+	}
+	desc := &descendants{s: s}
+	for i := range obs.States {
+		desc.mark(ctx, &obs.States[i], in.Expect[i])
 	}
 	return RoundChanges(obs.States, in.Expect, in.Report, in.Detail), nil
 }

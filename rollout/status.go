@@ -153,6 +153,10 @@ type SiteState struct {
 	Reachable bool
 	// Revision is what Flux last applied, in Flux's format ("sites/ams-1@sha1:<hash>").
 	Revision string `json:",omitempty"`
+	// Contains is the commit the site should run when Revision is a later commit of its
+	// branch that descends from it: someone else pushed on top of the promotion, and Flux
+	// applied their head, which holds the promotion too.
+	Contains string `json:",omitempty"`
 	// Attempted is what Flux last tried to apply; it runs ahead of Revision when that failed.
 	Attempted   string `json:",omitempty"`
 	Ready       bool
@@ -166,9 +170,10 @@ type SiteState struct {
 	ObservedAt time.Time
 }
 
-// Applied reports whether the site applied the commit with the given hash.
+// Applied reports whether the site applied the commit with the given hash, or a later commit
+// of its branch that contains it (Contains).
 func (s SiteState) Applied(hash string) bool {
-	return s.Reachable && hash != "" && RevisionHash(s.Revision) == hash
+	return s.Reachable && hash != "" && (RevisionHash(s.Revision) == hash || s.Contains == hash)
 }
 
 // Converged reports whether the site applied the commit and Flux calls it ready: Ready and

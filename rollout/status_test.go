@@ -229,3 +229,16 @@ func FuzzRevision(f *testing.F) {
 		}
 	})
 }
+
+// A site whose branch moved on after the promotion (someone pushed on top) runs the promotion
+// too, when the activity found the applied revision contains it.
+func TestAppliedContains(t *testing.T) {
+	st := SiteState{Site: "a", Reachable: true, Ready: true, Revision: FormatRevision("sites/a", "theirs"), Contains: "promo"}
+	if !st.Applied("promo") || !st.Converged("promo") || !st.Applied("theirs") || st.Applied("other") {
+		t.Errorf("Applied: promo %v theirs %v other %v", st.Applied("promo"), st.Applied("theirs"), st.Applied("other"))
+	}
+	st.Reachable = false
+	if st.Applied("promo") {
+		t.Error("an unreachable site applied something")
+	}
+}

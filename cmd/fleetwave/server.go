@@ -130,7 +130,7 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver})
-	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll})
+	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo})
 	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
 	w.RegisterActivity(&activities.Executions{Client: n.tc})
 	if err := w.Start(); err != nil {
