@@ -47,6 +47,9 @@ type Git struct {
 	// site itself (kubeconfig context, Kustomization), so a wrong setting fails the rollout
 	// before any branch is written.
 	Sites deploy.Driver
+	// Adapt, when set, changes every plan LoadPlan returns: a rehearsal scales its durations
+	// and leaves out its health checks, which would reach real endpoints.
+	Adapt func(*rollout.Plan) *rollout.Plan
 }
 
 // LoadPlanInput names the commit whose plan to load.
@@ -106,6 +109,9 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 		if _, err := policy.Compile(ctx, files); err != nil {
 			return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidPolicy, nil)
 		}
+	}
+	if g.Adapt != nil {
+		plan = g.Adapt(plan)
 	}
 	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject, Author: info.Author, Message: info.Message, Policies: files}, nil
 }

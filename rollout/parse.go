@@ -43,6 +43,21 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
 // ParsePlan parses and validates a plan file. file names it in error messages. On failure the
 // error is a *PlanError listing every problem found with its line and column.
 func ParsePlan(file string, data []byte) (*Plan, error) {
+	var doc fileDoc
+	v, err := parseDoc(file, data, Kind, &doc)
+	if err != nil {
+		return nil, err
+	}
+	plan := v.plan(doc)
+	if err := v.err(file); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// parseDoc checks a document's size and nesting, and parses its one YAML document (a kind
+// document) strictly into out; the validator it returns reports positions in it.
+func parseDoc(file string, data []byte, kind string, out any) (*validator, error) {
 	if issue := checkLimits(data); issue != nil {
 		return nil, &PlanError{File: file, Issues: []Issue{*issue}}
 	}
@@ -51,21 +66,23 @@ func ParsePlan(file string, data []byte) (*Plan, error) {
 		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err)}}
 	}
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
-		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1, Message: "expected exactly one YAML document with a RolloutPlan"}}}
+		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1, Message: "expected exactly one YAML document with a " + kind}}}
 	}
-	var doc fileDoc
-	if err := yaml.NodeToValue(f.Docs[0].Body, &doc, yaml.Strict()); err != nil {
+	if err := yaml.NodeToValue(f.Docs[0].Body, out, yaml.Strict()); err != nil {
 		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err)}}
 	}
-	v := &validator{file: f}
-	plan := v.plan(doc)
-	if len(v.issues) > 0 {
-		slices.SortStableFunc(v.issues, func(a, b Issue) int {
-			return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
-		})
-		return nil, &PlanError{File: file, Issues: v.issues}
+	return &validator{file: f}, nil
+}
+
+// err returns the issues found, sorted by position, or nil.
+func (v *validator) err(file string) error {
+	if len(v.issues) == 0 {
+		return nil
 	}
-	return plan, nil
+	slices.SortStableFunc(v.issues, func(a, b Issue) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	return &PlanError{File: file, Issues: v.issues}
 }
 
 type validator struct {

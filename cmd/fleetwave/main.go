@@ -56,6 +56,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newListCmd(g),
 		newDevCmd(g),
+		newRehearseCmd(g),
 		newServeCmd(g),
 		newStartCmd(g),
 		newStatusCmd(g),

@@ -87,6 +87,8 @@ type node struct {
 	// slack posts rollout threads; slackHandler serves the Slack endpoints (setupSlack).
 	slack        *activities.Slack
 	slackHandler *chatops.Handler
+	// adapt changes every plan the worker loads (a rehearsal's scale); nil leaves them.
+	adapt func(*rollout.Plan) *rollout.Plan
 	// voteKey proves to the rollouts that a vote came through a verified Slack request
 	// (workflows.VoteKey); nil refuses every Slack vote.
 	voteKey []byte
@@ -129,7 +131,7 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterWorkflow(workflows.Fleet)
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
-	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver})
+	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver, Adapt: n.adapt})
 	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo})
 	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
 	w.RegisterActivity(&activities.Executions{Client: n.tc})
@@ -308,8 +310,8 @@ func notifyPush(ctx context.Context, url, repo, branch, sha string, secret []byt
 
 // startSimFleet runs a simulated fleet of the plan's sites until ctx ends; the returned
 // function waits for it to stop.
-func startSimFleet(ctx context.Context, src sim.Source, plan *rollout.Plan, log *slog.Logger) (*sim.Fleet, func()) {
-	f := sim.New(src, plan.SiteBranch, sim.WithLogger(log))
+func startSimFleet(ctx context.Context, src sim.Source, plan *rollout.Plan, log *slog.Logger, opts ...sim.Option) (*sim.Fleet, func()) {
+	f := sim.New(src, plan.SiteBranch, append([]sim.Option{sim.WithLogger(log)}, opts...)...)
 	for _, s := range plan.Sites {
 		f.Track(s.Name)
 	}

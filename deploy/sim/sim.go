@@ -75,6 +75,13 @@ type Fleet struct {
 
 	mu    sync.Mutex
 	sites map[string]*site
+	// script is the rehearsal's faults (WithScript); promotions caches which applied commits
+	// promote its commit, effects what its faults did.
+	script     *Script
+	promotions map[string]bool
+	effects    map[effectKey]*FaultEffect
+	// reconcile is how long a site takes to apply a commit without a sim.yaml.
+	reconcile time.Duration
 }
 
 type site struct {
@@ -82,7 +89,9 @@ type site struct {
 	// applied is what the site runs; pending is the branch head it is applying, since when.
 	applied, pending string
 	since            time.Time
-	delay            time.Duration
+	// appliedAt is when the site applied what it runs.
+	appliedAt time.Time
+	delay     time.Duration
 	// cfg is the sim.yaml of the applied commit, next that of the pending one.
 	cfg, next       Config
 	cfgErr, nextErr error
@@ -98,6 +107,10 @@ func WithPoll(d time.Duration) Option { return func(f *Fleet) { f.poll = d } }
 // WithClock replaces the clock.
 func WithClock(now func() time.Time) Option { return func(f *Fleet) { f.now = now } }
 
+// WithReconcileDelay sets how long a site takes to apply a commit whose sim.yaml does not say
+// (default DefaultReconcileDelay).
+func WithReconcileDelay(d time.Duration) Option { return func(f *Fleet) { f.reconcile = d } }
+
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(f *Fleet) { f.log = l } }
 
@@ -105,7 +118,8 @@ func WithLogger(l *slog.Logger) Option { return func(f *Fleet) { f.log = l } }
 // ("sites/{site}") in src. Sites are added by Track, or when first observed.
 func New(src Source, siteBranch string, opts ...Option) *Fleet {
 	f := &Fleet{src: src, siteBranch: siteBranch, poll: 300 * time.Millisecond, now: time.Now,
-		log: slog.New(slog.DiscardHandler), sites: map[string]*site{}}
+		log: slog.New(slog.DiscardHandler), sites: map[string]*site{}, reconcile: DefaultReconcileDelay,
+		promotions: map[string]bool{}, effects: map[effectKey]*FaultEffect{}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -127,7 +141,7 @@ func (f *Fleet) track(name string) *site {
 	}
 	s := &site{branch: strings.ReplaceAll(f.siteBranch, "{site}", name)}
 	if head, err := f.src.Branch(s.branch); err == nil {
-		s.applied, s.pending = head, head
+		s.applied, s.pending, s.appliedAt = head, head, f.now()
 		s.cfg, s.delay, s.cfgErr = f.config(head)
 	} else {
 		s.missing = true
@@ -139,10 +153,10 @@ func (f *Fleet) track(name string) *site {
 func (f *Fleet) config(commit string) (Config, time.Duration, error) {
 	data, err := f.src.ReadFile(commit, ConfigFile)
 	if errors.Is(err, gitops.ErrFileNotFound) {
-		return Config{}, DefaultReconcileDelay, nil
+		return Config{}, f.reconcile, nil
 	}
 	if err != nil {
-		return Config{}, DefaultReconcileDelay, err
+		return Config{}, f.reconcile, err
 	}
 	return ParseConfig(data)
 }
@@ -189,9 +203,10 @@ func (f *Fleet) Step(ctx context.Context) error {
 		if head != s.pending {
 			s.pending, s.since = head, now
 			s.next, s.delay, s.nextErr = f.config(head)
+			s.delay = f.reconcileDelay(name, head, s.delay, now)
 		}
 		if s.applied != s.pending && now.Sub(s.since) >= s.delay {
-			s.applied = s.pending
+			s.applied, s.appliedAt = s.pending, now
 			s.cfg, s.cfgErr = s.next, s.nextErr
 			f.log.Info("simulated site applied", "site", name, "revision", rollout.FormatRevision(s.branch, s.applied))
 		}
@@ -217,6 +232,11 @@ func (f *Fleet) Observe(ctx context.Context, st rollout.Site) (rollout.SiteState
 		out.Message = fmt.Sprintf("simulated outage: %s at %s lists the site as unreachable", ConfigFile, rollout.Short(s.applied))
 		return out, nil
 	}
+	now := out.ObservedAt
+	if why := f.scriptUnreachable(st.Name, now); why != "" {
+		out.Message = why
+		return out, nil
+	}
 	out.Reachable = true
 	if s.applied == "" {
 		// The branch appeared after the site was first observed: nothing applied yet, as a new
@@ -239,6 +259,8 @@ func (f *Fleet) Observe(ctx context.Context, st rollout.Site) (rollout.SiteState
 		check.OK = false
 		check.Value = 1
 		check.Message = fmt.Sprintf("%s at %s lists the site as degraded", ConfigFile, rollout.Short(s.applied))
+	} else if why := f.scriptFailing(st.Name, s, now); why != "" {
+		check.OK, check.Value, check.Message = false, 1, why
 	}
 	out.Checks = []rollout.CheckResult{check}
 	return out, nil

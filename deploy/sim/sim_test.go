@@ -45,7 +45,7 @@ type lab struct {
 
 var sites = []string{"ams-1", "ams-2"}
 
-func newLab(t *testing.T) *lab {
+func newLab(t *testing.T, opts ...Option) *lab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -55,7 +55,7 @@ func newLab(t *testing.T) *lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.fleet = New(src, "sites/{site}", WithClock(l.clock.Now))
+	l.fleet = New(src, "sites/{site}", append([]Option{WithClock(l.clock.Now)}, opts...)...)
 	l.fleet.Track(sites...)
 	return l
 }

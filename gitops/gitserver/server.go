@@ -2,6 +2,7 @@ package gitserver
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,7 +27,7 @@ type Server struct {
 	git       string
 	pushHook  func(repo string)
 	pushFault func(repo string) int
-	pushGate  func(repo string) int
+	pushGate  func(repo string, req *http.Request) int
 	logger    *slog.Logger
 	cgi       *cgi.Handler
 }
@@ -51,10 +53,11 @@ func WithPushFault(f func(repo string) int) Option {
 	return func(s *Server) { s.pushFault = f }
 }
 
-// WithPushGate sets a function called before git http-backend sees a push request. When it
-// returns a status other than 0, the client gets that status and the push is not applied: an
-// overloaded server or a proxy refusing writes for a while, which a writer retries.
-func WithPushGate(f func(repo string) int) Option {
+// WithPushGate sets a function called before git http-backend sees a push request (PushRefs
+// reads what it updates). When it returns a status other than 0, the client gets that status
+// and the push is not applied: an overloaded server or a proxy refusing writes for a while,
+// which a writer retries.
+func WithPushGate(f func(repo string, req *http.Request) int) Option {
 	return func(s *Server) { s.pushGate = f }
 }
 
@@ -146,7 +149,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	repo := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(req.URL.Path, "/"), "/git-receive-pack"), ".git")
 	if s.pushGate != nil {
-		if code := s.pushGate(repo); code != 0 {
+		if code := s.pushGate(repo, req); code != 0 {
 			http.Error(w, http.StatusText(code), code)
 			return
 		}
@@ -176,6 +179,75 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if rec.status == http.StatusOK && s.pushHook != nil {
 		s.pushHook(repo)
 	}
+}
+
+// PushRefs returns the refs a push request updates, leaving its body for git http-backend.
+func PushRefs(req *http.Request) ([]string, error) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read push request: %w", err)
+	}
+	_ = req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	data := body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("read push request: %w", err)
+		}
+		if data, err = io.ReadAll(zr); err != nil {
+			return nil, fmt.Errorf("read push request: %w", err)
+		}
+	}
+	// pkt-lines "<old> <new> <ref>[\0caps]\n" up to a flush packet "0000".
+	var refs []string
+	for len(data) >= 4 {
+		n, err := strconv.ParseUint(string(data[:4]), 16, 16)
+		if err != nil {
+			return nil, fmt.Errorf("read push request: bad pkt-line length %q", data[:4])
+		}
+		if n == 0 {
+			break
+		}
+		if n < 4 || int(n) > len(data) {
+			return nil, fmt.Errorf("read push request: pkt-line of %d bytes", n)
+		}
+		line := string(data[4:n])
+		line, _, _ = strings.Cut(line, "\x00")
+		if f := strings.Fields(line); len(f) == 3 {
+			refs = append(refs, f[2])
+		}
+		data = data[n:]
+	}
+	return refs, nil
+}
+
+// WriteAsSomeoneElse commits on ref of the repository (name as given to Init) a commit that
+// changes nothing, as another writer would: a push that expected the ref's old head is then
+// rejected. It returns the new commit.
+func (s *Server) WriteAsSomeoneElse(repo, ref string) (string, error) {
+	dir := filepath.Join(s.root, filepath.FromSlash(strings.TrimSuffix(repo, ".git"))+".git")
+	git := func(args ...string) (string, error) {
+		cmd := exec.Command(s.git, append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), seedEnv...)
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	old, err := git("rev-parse", "--verify", ref)
+	if err != nil {
+		return "", err
+	}
+	c, err := git("commit-tree", old+"^{tree}", "-p", old, "-m", "Someone else wrote here")
+	if err != nil {
+		return "", err
+	}
+	if _, err := git("update-ref", ref, c, old); err != nil {
+		return "", err
+	}
+	return c, nil
 }
 
 // bufferedResponse keeps a whole response (a push's answer is small) to send it later, or not.

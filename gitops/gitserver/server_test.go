@@ -1,6 +1,7 @@
 package gitserver
 
 import (
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,5 +87,63 @@ func TestServer(t *testing.T) {
 	defer mu.Unlock()
 	if len(pushed) != 1 || pushed[0] != "org/fleet" {
 		t.Errorf("push hook calls = %q, want [org/fleet]", pushed)
+	}
+}
+
+// TestSomeoneElseWrites: a push gate reads the refs a push updates and has someone else write
+// to the first one first; git then rejects the push, and the other writer's commit stays.
+func TestSomeoneElseWrites(t *testing.T) {
+	var mu sync.Mutex
+	var refs [][]string
+	var srv *Server
+	var err error
+	srv, err = New(t.TempDir(), WithPushGate(func(repo string, req *http.Request) int {
+		got, err := PushRefs(req)
+		if err != nil {
+			t.Error(err)
+			return http.StatusBadRequest
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		refs = append(refs, got)
+		if len(refs) == 1 {
+			if _, err := srv.WriteAsSomeoneElse(repo, got[0]); err != nil {
+				t.Error(err)
+			}
+		}
+		return 0
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := srv.Init("fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Seed(dir, map[string]string{"a.yaml": "x: 1\n"}, "sites/one", "sites/two"); err != nil {
+		t.Fatal(err)
+	}
+	url, stop, err := Listen("127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	work := filepath.Join(t.TempDir(), "w")
+	git(t, "", "clone", "--quiet", url+"/fleet.git", work)
+	git(t, work, "commit", "--quiet", "--allow-empty", "-m", "ours")
+	cmd := exec.Command("git", "push", "--atomic", "origin", "HEAD:sites/one", "HEAD:sites/two")
+	cmd.Dir = work
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "rejected") {
+		t.Fatalf("push with someone else writing first: %v: %s", err, out)
+	}
+	if got := git(t, dir, "log", "-1", "--format=%s", "sites/one"); got != "Someone else wrote here" {
+		t.Errorf("sites/one head: %q", got)
+	}
+	git(t, work, "pull", "--quiet", "--no-rebase", "origin", "sites/one")
+	git(t, work, "push", "--quiet", "--atomic", "origin", "HEAD:sites/one", "HEAD:sites/two")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(refs) != 2 || strings.Join(refs[0], " ") != "refs/heads/sites/one refs/heads/sites/two" {
+		t.Errorf("refs seen by the gate: %q", refs)
 	}
 }

@@ -149,7 +149,7 @@ func NewServer(t testing.TB, name string, files map[string]string, branches ...s
 				}
 			}
 		}),
-		gitserver.WithPushGate(func(string) int {
+		gitserver.WithPushGate(func(string, *http.Request) int {
 			if s.RefusePushes.Load() {
 				s.Refused.Add(1)
 				return http.StatusServiceUnavailable

@@ -1,0 +1,401 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/fleetwave/fleetwave/deploy/sim"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/internal/devtemporal"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+type rehearseOptions struct {
+	plan           string
+	sites, regions int
+	faults         string
+	scale          float64
+	reports        []string
+	approve        string
+	temporalBin    string
+}
+
+func newRehearseCmd(g *globals) *cobra.Command {
+	var o rehearseOptions
+	cmd := &cobra.Command{
+		Use:   "rehearse [--plan FILE | --sites N --regions R] [--faults FILE] [--time-scale K] [--report FILE.json] [--report FILE.md]",
+		Short: "Run one rollout of a plan on a simulated fleet with scripted faults, and report what happened",
+		Long: `rehearse runs the real rollout workflows on this machine against a simulated fleet: an
+embedded Temporal dev server, a local git server seeded with a fleet repo for the plan (its
+site branches created), the simulated sites and the worker. It rolls out one commit, applies
+the faults of --faults on the way, and stops everything when the rollout ends. It never
+touches a cluster or a remote git server: sites that name a cluster context are simulated in
+their place, and health checks are left out (the simulated sites have their own).
+
+--time-scale K divides the plan's durations (bakes, soaks, approval timeouts, health interval
+and timeouts) and the faults' times by K; the report gives times on the plan's scale.
+
+It exits 0 when the rehearsal ran, whatever the rollout's outcome (the last line and the
+report say it), and 1 on bad input or when the rehearsal itself failed. See docs/rehearse.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("log-level") {
+				g.logLevel = "warn" // the progress lines are the output; the stack's logs only when asked
+			}
+			return runRehearse(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.plan, "plan", "", "the plan file to rehearse, as it is in the fleet repo (its .fleetwave/policies beside it come along)")
+	f.IntVar(&o.sites, "sites", 0, "generate a plan of this many sites (instead of --plan)")
+	f.IntVar(&o.regions, "regions", 3, "with --sites: how many regions the sites are spread over")
+	f.StringVar(&o.faults, "faults", "", "a RehearsalFaults file: what happens to which sites, and when")
+	f.Float64Var(&o.scale, "time-scale", 60, "divide every duration of the plan and the faults by this (1: real time)")
+	f.StringArrayVar(&o.reports, "report", nil, "write the report to this file: .json or .md (repeatable)")
+	f.StringVar(&o.approve, "approve", "auto", "what the rehearsal answers to approval requests: auto (approve) or reject")
+	f.StringVar(&o.temporalBin, "temporal", "", "the Temporal CLI binary (default: $FLEETWAVE_TEMPORAL, .tools/bin/temporal, or temporal on PATH)")
+	return cmd
+}
+
+func runRehearse(ctx context.Context, g *globals, o rehearseOptions) error {
+	if o.approve != "auto" && o.approve != "reject" {
+		return fmt.Errorf("--approve %q: use auto or reject", o.approve)
+	}
+	for _, r := range o.reports {
+		if ext := filepath.Ext(r); ext != ".json" && ext != ".md" {
+			return fmt.Errorf("--report %s: name a .json or a .md file", r)
+		}
+	}
+	in, err := loadRehearsal(o)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(g)
+	if err != nil {
+		return err
+	}
+	r, err := startRehearsal(ctx, log, in, o)
+	if err != nil {
+		return err
+	}
+	defer r.stop()
+	rep, err := r.run(ctx, g)
+	if err != nil {
+		return err
+	}
+	for _, path := range o.reports {
+		if err := rep.write(path); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(g.stdout, rep.outcome())
+	return nil
+}
+
+// rehearsal is the running stack of one rehearsal.
+type rehearsal struct {
+	in       *rehearsalInput
+	opts     rehearseOptions
+	log      *slog.Logger
+	tc       client.Client
+	fw       *workflows.Client
+	fleet    *sim.Fleet
+	gs       *gitserver.Server
+	commit   string
+	fleetNm  string
+	stops    []func()
+	rejected *rejecter
+}
+
+func (r *rehearsal) stop() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+}
+
+// rehearsalRepo is the fleet repo's name on the rehearsal's git server.
+const rehearsalRepo = "fleet"
+
+// startRehearsal starts the stack: Temporal, the git server seeded with the plan, the
+// simulated fleet running the faults, and the worker.
+func startRehearsal(ctx context.Context, log *slog.Logger, in *rehearsalInput, o rehearseOptions) (_ *rehearsal, err error) {
+	r := &rehearsal{in: in, opts: o, log: log, fleetNm: cmp.Or(in.plan.Name, rehearsalRepo)}
+	defer func() {
+		if err != nil {
+			r.stop()
+		}
+	}()
+	data, err := os.MkdirTemp("", "fleetwave-rehearse-")
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, func() { _ = os.RemoveAll(data) })
+
+	ts, err := devtemporal.Start(ctx, devtemporal.Options{Binary: o.temporalBin, Headless: true, SearchAttributes: workflows.SearchAttributes})
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, ts.Stop)
+
+	// The git server: the plan at the first commit, on main and every site branch; the
+	// rollout's commit on top of main.
+	r.rejected = &rejecter{}
+	for _, f := range in.faults.Faults {
+		if f.RejectPushes != nil {
+			r.rejected.left += f.RejectPushes.Count
+		}
+	}
+	r.gs, err = gitserver.New(filepath.Join(data, "git"), gitserver.WithLogger(log), gitserver.WithPushGate(r.rejected.gate))
+	if err != nil {
+		return nil, err
+	}
+	r.rejected.srv, r.rejected.log = r.gs, log
+	dir, err := r.gs.Init(rehearsalRepo)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]string{rollout.PlanFile: string(in.planText), "apps/app.yaml": "version: 1\n"}
+	for path, rego := range in.policies {
+		files[path] = rego
+	}
+	var branches []string
+	for _, s := range in.plan.Sites {
+		branches = append(branches, in.plan.SiteBranchFor(s.Name))
+	}
+	if in.plan.SourceBranch != "main" {
+		branches = append(branches, in.plan.SourceBranch)
+	}
+	if _, err := gitserver.Seed(dir, files, branches...); err != nil {
+		return nil, err
+	}
+	var source []string // Commit writes on main, and on the source branch when it is another
+	if in.plan.SourceBranch != "main" {
+		source = append(source, in.plan.SourceBranch)
+	}
+	if r.commit, err = gitserver.Commit(dir, "app v2: the rehearsed change", map[string]string{"apps/app.yaml": "version: 2\n"}, source...); err != nil {
+		return nil, err
+	}
+	gitURL, stopGit, err := gitserver.Listen("127.0.0.1:0", r.gs)
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, stopGit)
+	repoURL := gitURL + "/" + rehearsalRepo + ".git"
+	writer, err := gitops.Open(ctx, repoURL, gitops.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	follower, err := gitops.Open(ctx, repoURL)
+	if err != nil {
+		return nil, err
+	}
+
+	r.tc, err = client.DialContext(ctx, client.Options{HostPort: ts.Address, Namespace: "default", Logger: tlog.NewStructuredLogger(log),
+		DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, r.tc.Close)
+	r.fw = workflows.NewClient(r.tc, "")
+
+	// The script's time zero is set again when the rollout starts.
+	simCtx, cancelSim := context.WithCancel(context.Background())
+	script := sim.Script{Faults: in.faults.Faults, Commit: r.commit, Start: time.Now(), Scale: o.scale}
+	var simDone func()
+	r.fleet, simDone = startSimFleet(simCtx, follower, in.plan, log, sim.WithPoll(50*time.Millisecond),
+		sim.WithReconcileDelay(0), sim.WithScript(script))
+	r.stops = append(r.stops, func() { cancelSim(); simDone() })
+
+	n := newNode(log, r.tc, r.fleetNm, in.plan.SourceBranch, nil)
+	n.adapt = func(p *rollout.Plan) *rollout.Plan {
+		p = p.Scaled(o.scale)
+		if len(p.Health.Checks) > 0 {
+			q := *p
+			q.Health.Checks = nil // they would reach real endpoints; the simulated sites have their own
+			p = &q
+		}
+		return p
+	}
+	w, err := n.startWorker(writer, r.fleet, 50*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, w.Stop)
+	return r, nil
+}
+
+// rejecter is the git server's push gate for the rejectPushes faults: someone else writes to
+// the first branch of each of the next pushes just before it lands.
+type rejecter struct {
+	mu       sync.Mutex
+	left     int
+	rejected int
+	srv      *gitserver.Server
+	log      *slog.Logger
+}
+
+func (j *rejecter) gate(repo string, req *http.Request) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.left <= 0 {
+		return 0
+	}
+	refs, err := gitserver.PushRefs(req)
+	if err != nil || len(refs) == 0 {
+		return 0
+	}
+	if _, err := j.srv.WriteAsSomeoneElse(repo, refs[0]); err != nil {
+		j.log.Warn("rehearsal: cannot write as someone else", "ref", refs[0], "error", err)
+		return 0
+	}
+	j.left--
+	j.rejected++
+	return 0
+}
+
+// take attributes up to n of the rejected pushes to one rejectPushes fault, in file order.
+func (j *rejecter) take(n int) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n = min(n, j.rejected)
+	j.rejected -= n
+	return n
+}
+
+// run starts the rollout, answers its approval requests, prints its progress and returns the
+// report once it ended.
+func (r *rehearsal) run(ctx context.Context, g *globals) (*rehearsalReport, error) {
+	start := time.Now()
+	r.fleet.StartScript(start)
+	run, err := r.fw.Start(ctx, workflows.RolloutInput{Fleet: r.fleetNm, Commit: r.commit})
+	if err != nil {
+		return nil, err
+	}
+	id := run.GetID()
+	fmt.Fprintf(g.stdout, "rehearsing %s: %d sites in %d waves, time scale %g, %d faults\n",
+		r.in.source, len(r.in.plan.Sites), len(r.in.plan.Waves), r.opts.scale, len(r.in.faults.Faults))
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, nil) }()
+	p := &rehearsalProgress{w: g.stdout, scale: r.opts.scale, start: start, bar: isTerminal(g.stdout)}
+	voted := map[string]bool{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var result error
+loop:
+	for {
+		select {
+		case result = <-done:
+			break loop
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		st, err := r.fw.Status(ctx, id)
+		if err != nil {
+			continue // not queryable yet
+		}
+		p.show(st)
+		r.answerApprovals(ctx, id, st, voted)
+	}
+	st, err := r.fw.Status(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("rehearsal: the rollout's final status: %w (it ended with %v)", err, result)
+	}
+	p.show(st)
+	return r.report(ctx, id, st, start, time.Now())
+}
+
+// answerApprovals votes on every open approval request, once per wave, as --approve says.
+func (r *rehearsal) answerApprovals(ctx context.Context, id string, st rollout.Status, voted map[string]bool) {
+	for _, w := range st.Waves {
+		a := w.Approval
+		if a == nil || a.Outcome != "" || voted[w.Name] || len(a.Eligible) == 0 {
+			continue
+		}
+		voted[w.Name] = true
+		action, voters := workflows.UpdateApprove, a.Eligible[:min(a.Quorum, len(a.Eligible))]
+		if r.opts.approve == "reject" {
+			action, voters = workflows.UpdateReject, a.Eligible[:1]
+		}
+		for _, by := range voters {
+			if _, err := r.fw.Vote(ctx, id, action, workflows.VoteInput{Wave: w.Name, By: by, Via: workflows.ViaCLI,
+				Comment: "rehearsal: --approve " + r.opts.approve}); err != nil && !errors.Is(err, context.Canceled) {
+				r.log.Warn("rehearsal: vote refused", "wave", w.Name, "by", by, "error", err)
+			}
+		}
+	}
+}
+
+// rehearsalProgress prints one line per change of a wave: its state and its sites by verdict,
+// with times on the plan's scale.
+type rehearsalProgress struct {
+	w     interface{ Write([]byte) (int, error) }
+	scale float64
+	start time.Time
+	// bar adds a progress bar to each line (on a terminal).
+	bar  bool
+	last map[string]string
+}
+
+func (p *rehearsalProgress) show(st rollout.Status) {
+	if p.last == nil {
+		p.last = map[string]string{}
+	}
+	for _, w := range st.Waves {
+		if w.State == "" || w.State == rollout.StatePending && w.StartedAt.IsZero() {
+			continue
+		}
+		line := fmt.Sprintf("wave %s %s: %s", w.Name, w.State, verdictCounts(w))
+		if p.bar {
+			line = fmt.Sprintf("%-40s %s", line, progress(w, 20))
+		}
+		if p.last[w.Name] == line {
+			continue
+		}
+		p.last[w.Name] = line
+		fmt.Fprintf(p.w, "%s %s\n", planClock(time.Since(p.start), p.scale), line)
+	}
+}
+
+// verdictCounts lists a wave's sites by verdict: "3 Healthy, 1 Degraded".
+func verdictCounts(w rollout.WaveStatus) string {
+	counts := map[rollout.Verdict]int{}
+	var order []rollout.Verdict
+	for _, s := range w.Sites {
+		if counts[s.Verdict] == 0 {
+			order = append(order, s.Verdict)
+		}
+		counts[s.Verdict]++
+	}
+	parts := make([]string, len(order))
+	for i, v := range order {
+		parts[i] = fmt.Sprintf("%d %s", counts[v], v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// planClock formats a real duration of the rehearsal on the plan's scale: "t+01:05:30".
+func planClock(d time.Duration, scale float64) string {
+	d = planDuration(d, scale).Round(time.Second)
+	return fmt.Sprintf("t+%02d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+}
+
+// planDuration converts a real duration of the rehearsal to the plan's scale.
+func planDuration(d time.Duration, scale float64) time.Duration {
+	return time.Duration(float64(d) * max(scale, 1))
+}

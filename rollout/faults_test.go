@@ -1,0 +1,115 @@
+package rollout
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func faultsPlan(t *testing.T) *Plan {
+	t.Helper()
+	p, err := ParsePlan("fleetwave.yaml", []byte(header+`  sites: [{name: s0003}, {name: s0007}, {name: s0011}, {name: r2-s0001}, {name: r2-s0002}]
+  waves: [{name: all}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestParseFaults(t *testing.T) {
+	doc := `apiVersion: fleetwave.dev/v1alpha1
+kind: RehearsalFaults
+faults:
+  - {degrade: {sites: [s0007]}}
+  - {degrade: {sites: ["r2-*"], after: 20m}}
+  - {unreachable: {sites: [s0003], from: 5m, for: 10m}}
+  - {slowReconcile: {sites: ["*"], delay: {p50: 30s, p99: 4m}}}
+  - {flap: {sites: [s0011], period: 2m}}
+  - {rejectPushes: {count: 3}}
+`
+	f, err := ParseFaults("faults.yaml", []byte(doc), faultsPlan(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Faults{Faults: []Fault{
+		{Degrade: &DegradeFault{Sites: []string{"s0007"}}},
+		{Degrade: &DegradeFault{Sites: []string{"r2-*"}, After: 20 * time.Minute}},
+		{Unreachable: &UnreachableFault{Sites: []string{"s0003"}, From: 5 * time.Minute, For: 10 * time.Minute}},
+		{SlowReconcile: &SlowReconcileFault{Sites: []string{"*"}, P50: 30 * time.Second, P99: 4 * time.Minute}},
+		{Flap: &FlapFault{Sites: []string{"s0011"}, Period: 2 * time.Minute}},
+		{RejectPushes: &RejectPushesFault{Count: 3}},
+	}}
+	if diff := cmp.Diff(want, f); diff != "" {
+		t.Errorf("faults (-want +got):\n%s", diff)
+	}
+	if !Matches(f.Faults[1].Degrade.Sites, "r2-s0002") || Matches(f.Faults[1].Degrade.Sites, "s0007") {
+		t.Error("r2-* matches wrongly")
+	}
+}
+
+func TestParseFaultsErrors(t *testing.T) {
+	head := "apiVersion: fleetwave.dev/v1alpha1\nkind: RehearsalFaults\nfaults:\n"
+	tests := []struct {
+		name, faults string
+		want         []string
+	}{
+		{"unknown field", "  - {degrade: {sites: [s0007], aftre: 2m}}\n", []string{`faults.yaml:4:`, `unknown field "aftre"`}},
+		{"no site", "  - {degrade: {sites: [s9999]}}\n", []string{`faults.yaml:4:24: "s9999" names no site of the plan`}},
+		{"bad glob", "  - {flap: {sites: [\"s[00\"], period: 2m}}\n", []string{`faults.yaml:4:21: "s[00" is not a valid glob`}},
+		{"two kinds", "  - {degrade: {sites: [s0007]}, flap: {sites: [s0011], period: 1m}}\n", []string{`faults.yaml:4:5: fault 1 needs exactly one of`, `it has 2`}},
+		{"bad duration", "  - {unreachable: {sites: [s0003], from: soon}}\n", []string{`faults.yaml:4:42: invalid duration "soon"`}},
+		{"p99 below p50", "  - {slowReconcile: {sites: [\"*\"], delay: {p50: 1m, p99: 10s}}}\n", []string{`p99 10s is below p50 1m0s`}},
+		{"no delay", "  - {slowReconcile: {sites: [\"*\"]}}\n", []string{`slowReconcile needs delay`}},
+		{"no count", "  - {rejectPushes: {}}\n", []string{`rejectPushes needs a count of at least 1`}},
+		{"restart not yet", "  - {restartWorker: {at: 15m}}\n", []string{`restartWorker is not supported yet`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseFaults("faults.yaml", []byte(head+tt.faults), faultsPlan(t))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := ParseFaults("faults.yaml", []byte("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nfaults: []\n"), faultsPlan(t)); err == nil || !strings.Contains(err.Error(), `faults.yaml:2:7: kind must be "RehearsalFaults"`) {
+		t.Errorf("wrong kind: %v", err)
+	}
+}
+
+func TestPlanScaled(t *testing.T) {
+	p, err := ParsePlan("fleetwave.yaml", []byte(header+`  sites: [{name: a}, {name: b}]
+  waves:
+    - {name: one, sites: [a], bake: 1h, minSoak: 30m, approval: {approvers: [U01], timeout: 2h}}
+    - {name: two, bake: 10m}
+  health: {interval: 30s, convergenceTimeout: 10m, unknownTimeout: 5m}
+  policies: {minSoak: 1h}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Scaled(3600)
+	one := s.Waves[0]
+	if one.Bake != time.Second || *one.MinSoak != 500*time.Millisecond || one.Approval.Timeout != 2*time.Second || s.Waves[1].Bake != 10*time.Minute/3600 {
+		t.Errorf("waves scaled to %+v %+v", one, s.Waves[1])
+	}
+	if s.Health.Interval != MinScaledInterval || s.Health.ConvergenceTimeout != 10*time.Minute/3600 || s.Health.UnknownTimeout != 5*time.Minute/3600 || s.Policies.MinSoak != time.Second {
+		t.Errorf("health %+v, policies %+v", s.Health, s.Policies)
+	}
+	if p.Waves[0].Bake != time.Hour || *p.Waves[0].MinSoak != 30*time.Minute || p.Waves[0].Approval.Timeout != 2*time.Hour || p.Health.Interval != 30*time.Second {
+		t.Error("Scaled changed the plan it was given")
+	}
+	if p.MaxScale() != 300 { // unknownTimeout 5m down to 1s
+		t.Errorf("MaxScale = %g, want 300", p.MaxScale())
+	}
+	if p.Scaled(1) != p {
+		t.Error("a scale of 1 copies the plan")
+	}
+}
