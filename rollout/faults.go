@@ -31,6 +31,13 @@ type Fault struct {
 	// RejectPushes has someone else write to a branch of each of the next Count pushes just
 	// before it lands, so that the git server rejects it (a lost race).
 	RejectPushes *RejectPushesFault `json:"rejectPushes,omitempty"`
+	// RestartWorker kills the worker (kill -9) at At and starts a new one.
+	RestartWorker *RestartWorkerFault `json:"restartWorker,omitempty"`
+}
+
+// RestartWorkerFault is Fault.RestartWorker.
+type RestartWorkerFault struct {
+	At time.Duration `json:"at"`
 }
 
 // DegradeFault is Fault.Degrade.
@@ -77,6 +84,8 @@ func (f Fault) Kind() string {
 		return "flap"
 	case f.RejectPushes != nil:
 		return "rejectPushes"
+	case f.RestartWorker != nil:
+		return "restartWorker"
 	}
 	return ""
 }
@@ -180,12 +189,15 @@ func ParseFaults(file string, data []byte, plan *Plan) (*Faults, error) {
 				v.errorf(p+".rejectPushes", "rejectPushes needs a count of at least 1")
 			}
 		}
-		if ff.RestartWorker != nil {
+		if rw := ff.RestartWorker; rw != nil {
 			n++
-			v.errorf(p+".restartWorker", "restartWorker is not supported yet: the rehearsal runs its worker in process")
+			f.RestartWorker = &RestartWorkerFault{At: v.duration(p+".restartWorker.at", rw.At, 0, true)}
+			if rw.At == "" {
+				v.errorf(p+".restartWorker", "restartWorker needs at: when to kill the worker, like 15m")
+			}
 		}
 		if n != 1 {
-			v.errorf(p, "fault %d needs exactly one of degrade, unreachable, slowReconcile, flap, rejectPushes; it has %d", i+1, n)
+			v.errorf(p, "fault %d needs exactly one of degrade, unreachable, slowReconcile, flap, rejectPushes, restartWorker; it has %d", i+1, n)
 			continue
 		}
 		out.Faults = append(out.Faults, f)

@@ -29,6 +29,7 @@ faults:
   - {slowReconcile: {sites: ["*"], delay: {p50: 30s, p99: 4m}}}
   - {flap: {sites: [s0011], period: 2m}}
   - {rejectPushes: {count: 3}}
+  - {restartWorker: {at: 15m}}
 `
 	f, err := ParseFaults("faults.yaml", []byte(doc), faultsPlan(t))
 	if err != nil {
@@ -41,6 +42,7 @@ faults:
 		{SlowReconcile: &SlowReconcileFault{Sites: []string{"*"}, P50: 30 * time.Second, P99: 4 * time.Minute}},
 		{Flap: &FlapFault{Sites: []string{"s0011"}, Period: 2 * time.Minute}},
 		{RejectPushes: &RejectPushesFault{Count: 3}},
+		{RestartWorker: &RestartWorkerFault{At: 15 * time.Minute}},
 	}}
 	if diff := cmp.Diff(want, f); diff != "" {
 		t.Errorf("faults (-want +got):\n%s", diff)
@@ -64,7 +66,7 @@ func TestParseFaultsErrors(t *testing.T) {
 		{"p99 below p50", "  - {slowReconcile: {sites: [\"*\"], delay: {p50: 1m, p99: 10s}}}\n", []string{`p99 10s is below p50 1m0s`}},
 		{"no delay", "  - {slowReconcile: {sites: [\"*\"]}}\n", []string{`slowReconcile needs delay`}},
 		{"no count", "  - {rejectPushes: {}}\n", []string{`rejectPushes needs a count of at least 1`}},
-		{"restart not yet", "  - {restartWorker: {at: 15m}}\n", []string{`restartWorker is not supported yet`}},
+		{"restart when", "  - {restartWorker: {}}\n", []string{`restartWorker needs at`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,6 +3,7 @@
 package test
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -32,6 +33,9 @@ type chaosCase struct {
 	degrade string
 	lose    int
 	kills   []time.Duration
+	// revertKill is how long after the rollout starts rolling back (when a site degrades)
+	// the worker is killed once more: a kill during the revert, whenever it comes.
+	revertKill time.Duration
 }
 
 func newChaosCase(seed uint64) chaosCase {
@@ -40,6 +44,7 @@ func newChaosCase(seed uint64) chaosCase {
 	for range 1 + r.IntN(2) {
 		c.kills = append(c.kills, time.Duration(r.Int64N(int64(7*time.Second))))
 	}
+	c.revertKill = time.Duration(r.Int64N(int64(300 * time.Millisecond)))
 	return c
 }
 
@@ -54,18 +59,21 @@ func TestWorkerCrashes(t *testing.T) {
 	bin := buildFleetwave(t)
 	tp := testenv.StartTemporal(t)
 	tc := dialTemporal(t, tp.Address)
-	crashes, lost := 0, 0
+	crashes, inRevert, lost := 0, 0, 0
 	for seed := range uint64(*chaosSeeds) {
 		c := newChaosCase(seed + 1)
 		t.Run(fmt.Sprintf("seed %d", c.seed), func(t *testing.T) {
-			crashes += len(c.kills)
-			lost += runChaosCase(t, bin, tp.Address, tc, c)
+			n, r, l := runChaosCase(t, bin, tp.Address, tc, c)
+			crashes, inRevert, lost = crashes+n, inRevert+r, lost+l
 		})
 	}
-	t.Logf("%d scenarios, %d worker crashes injected and survived, %d push answers lost after the push landed", *chaosSeeds, crashes, lost)
+	t.Logf("%d scenarios, %d worker crashes injected and survived (%d of them while the rollout rolled back), %d push answers lost after the push landed",
+		*chaosSeeds, crashes, inRevert, lost)
 }
 
-func runChaosCase(t *testing.T, bin, address string, tc client.Client, c chaosCase) int {
+// runChaosCase runs one scenario and returns the crashes injected, how many of them while the
+// rollout rolled back, and the push answers lost.
+func runChaosCase(t *testing.T, bin, address string, tc client.Client, c chaosCase) (crashes, inRevert, lost int) {
 	t.Logf("degrade %q, %d push answers lost, kills at %v", c.degrade, c.lose, c.kills)
 	fleet := fmt.Sprintf("chaos%d", c.seed)
 	files := faultPlan("")
@@ -86,14 +94,37 @@ func runChaosCase(t *testing.T, bin, address string, tc client.Client, c chaosCa
 		t.Fatalf("fleetwave start: %v: %s", err, out)
 	}
 	start := time.Now()
-	for _, at := range c.kills {
-		// The fault's moment is the scenario itself: sleep until it.
-		time.Sleep(time.Until(start.Add(at)))
+	kill := func() {
 		if err := proc.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
 		_, _ = proc.Process.Wait()
 		proc, _ = startServeProc(t, bin, address, gs.URL, nil)
+		crashes++
+	}
+	for _, at := range c.kills {
+		// The fault's moment is the scenario itself: sleep until it.
+		time.Sleep(time.Until(start.Add(at)))
+		kill()
+	}
+	if c.degrade != "" {
+		// Once more while the rollout rolls back: watch for it, then wait the scenario's delay.
+		fw := workflows.NewClient(tc, "")
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			st, serr := fw.Status(context.Background(), id)
+			if serr == nil && st.State == rollout.StateRollingBack {
+				time.Sleep(c.revertKill) // the fault's moment within the revert
+				kill()
+				inRevert++
+				break
+			}
+			if serr == nil && st.State.Done() {
+				t.Logf("the rollback ended before the watch saw it: no kill during the revert")
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // the watch's pace
+		}
 	}
 	err := waitRollout(t, tc, id, 5*time.Minute)
 
@@ -129,5 +160,5 @@ func runChaosCase(t *testing.T, bin, address string, tc client.Client, c chaosCa
 			}
 		}
 	}
-	return int(gs.Lost.Load())
+	return crashes, inRevert, int(gs.Lost.Load())
 }

@@ -20,9 +20,10 @@ type rehearsalReport struct {
 	Status    rollout.Status `json:"status"`
 	Rehearsal struct {
 		Faults []struct {
-			Kind     string `json:"kind"`
-			Rejected int    `json:"rejected"`
-			Sites    []struct {
+			Kind      string `json:"kind"`
+			Rejected  int    `json:"rejected"`
+			Restarted string `json:"restarted"`
+			Sites     []struct {
 				Site string `json:"site"`
 			} `json:"sites"`
 		} `json:"faults"`
@@ -34,6 +35,12 @@ type rehearsalReport struct {
 			Workflow string `json:"workflow"`
 			Events   int    `json:"events"`
 		} `json:"histories"`
+		Git struct {
+			Promotions int      `json:"promotions"`
+			Reverts    int      `json:"reverts"`
+			Duplicates []string `json:"duplicates"`
+			Mismatches []string `json:"mismatches"`
+		} `json:"git"`
 	} `json:"rehearsal"`
 }
 
@@ -77,14 +84,17 @@ func rehearse(t *testing.T, bin, faults string, args ...string) (int, string, re
 }
 
 // TestRehearseDegradedSite: 30 generated sites in 3 regions; the faults degrade one site of
-// the region wave, slow every site's reconcile and have someone else write before two
-// pushes. The report's reverted sites are exactly the region wave's (scope wave), the last
-// wave is untouched, both rejected pushes were retried, and the rehearsal exits 0.
+// the region wave, slow every site's reconcile, have someone else write before two pushes,
+// and kill the worker (kill -9) while the region wave bakes. The report's reverted sites are
+// exactly the region wave's (scope wave), the last wave is untouched, both rejected pushes
+// were retried, the git CLI finds one promotion and at most one revert per site, as the status
+// says, and the rehearsal exits 0.
 func TestRehearseDegradedSite(t *testing.T) {
 	bin := buildFleetwave(t)
 	code, out, rep := rehearse(t, bin, `  - {degrade: {sites: [r1-s0004]}}
   - {slowReconcile: {sites: ["*"], delay: {p50: 30s, p99: 2m}}}
   - {rejectPushes: {count: 2}}
+  - {restartWorker: {at: 12m}}
 `, "--sites", "30", "--regions", "3", "--time-scale", "120")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
@@ -127,7 +137,17 @@ func TestRehearseDegradedSite(t *testing.T) {
 			if len(f.Sites) != 1 || f.Sites[0].Site != "r1-s0004" {
 				t.Errorf("degrade acted on %+v", f.Sites)
 			}
+		case "restartWorker":
+			if f.Restarted == "" {
+				t.Error("the worker was not restarted")
+			}
 		}
+	}
+	if g := rep.Rehearsal.Git; g.Promotions != 10 || g.Reverts != 9 || len(g.Duplicates) > 0 || len(g.Mismatches) > 0 {
+		t.Errorf("git: %+v; want 10 promotions, 9 reverts, no duplicate, no mismatch", g)
+	}
+	if !strings.Contains(out, "worker killed (kill -9) and started again") {
+		t.Errorf("no restart in the progress lines:\n%s", out)
 	}
 	if len(rep.Rehearsal.Histories) != 3 || rep.Rehearsal.Histories[0].Events == 0 {
 		t.Errorf("histories %+v: want the rollout's and its two waves'", rep.Rehearsal.Histories)

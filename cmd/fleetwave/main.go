@@ -57,6 +57,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListCmd(g),
 		newDevCmd(g),
 		newRehearseCmd(g),
+		newRehearseWorkerCmd(g),
 		newServeCmd(g),
 		newStartCmd(g),
 		newStatusCmd(g),

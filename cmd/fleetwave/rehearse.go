@@ -5,12 +5,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,6 +39,7 @@ type rehearseOptions struct {
 	reports        []string
 	approve        string
 	temporalBin    string
+	logLevel       string
 }
 
 func newRehearseCmd(g *globals) *cobra.Command {
@@ -57,6 +64,7 @@ report say it), and 1 on bad input or when the rehearsal itself failed. See docs
 			if !cmd.Flags().Changed("log-level") {
 				g.logLevel = "warn" // the progress lines are the output; the stack's logs only when asked
 			}
+			o.logLevel = g.logLevel
 			return runRehearse(cmd.Context(), g, o)
 		},
 	}
@@ -89,7 +97,7 @@ func runRehearse(ctx context.Context, g *globals, o rehearseOptions) error {
 	if err != nil {
 		return err
 	}
-	r, err := startRehearsal(ctx, log, in, o)
+	r, err := startRehearsal(ctx, log, g.stderr, in, o)
 	if err != nil {
 		return err
 	}
@@ -109,17 +117,26 @@ func runRehearse(ctx context.Context, g *globals, o rehearseOptions) error {
 
 // rehearsal is the running stack of one rehearsal.
 type rehearsal struct {
-	in       *rehearsalInput
-	opts     rehearseOptions
-	log      *slog.Logger
-	tc       client.Client
-	fw       *workflows.Client
-	fleet    *sim.Fleet
-	gs       *gitserver.Server
-	commit   string
-	fleetNm  string
-	stops    []func()
-	rejected *rejecter
+	in     *rehearsalInput
+	opts   rehearseOptions
+	log    *slog.Logger
+	tc     client.Client
+	fw     *workflows.Client
+	fleet  *sim.Fleet
+	gs     *gitserver.Server
+	writer *gitops.Repo
+	// repoDir is the fleet repo on the git server; seed its first commit.
+	repoDir, seed string
+	commit        string
+	fleetNm       string
+	stops         []func()
+	rejected      *rejecter
+	// worker is the worker process; workerArgs start another.
+	worker     *exec.Cmd
+	workerArgs []string
+	stderr     io.Writer
+	// restarts are when restartWorker faults killed the worker, on the rehearsal's clock.
+	restarts []time.Time
 }
 
 func (r *rehearsal) stop() {
@@ -133,8 +150,8 @@ const rehearsalRepo = "fleet"
 
 // startRehearsal starts the stack: Temporal, the git server seeded with the plan, the
 // simulated fleet running the faults, and the worker.
-func startRehearsal(ctx context.Context, log *slog.Logger, in *rehearsalInput, o rehearseOptions) (_ *rehearsal, err error) {
-	r := &rehearsal{in: in, opts: o, log: log, fleetNm: cmp.Or(in.plan.Name, rehearsalRepo)}
+func startRehearsal(ctx context.Context, log *slog.Logger, stderr io.Writer, in *rehearsalInput, o rehearseOptions) (_ *rehearsal, err error) {
+	r := &rehearsal{in: in, opts: o, log: log, stderr: stderr, fleetNm: cmp.Or(in.plan.Name, rehearsalRepo)}
 	defer func() {
 		if err != nil {
 			r.stop()
@@ -180,7 +197,8 @@ func startRehearsal(ctx context.Context, log *slog.Logger, in *rehearsalInput, o
 	if in.plan.SourceBranch != "main" {
 		branches = append(branches, in.plan.SourceBranch)
 	}
-	if _, err := gitserver.Seed(dir, files, branches...); err != nil {
+	r.repoDir = dir
+	if r.seed, err = gitserver.Seed(dir, files, branches...); err != nil {
 		return nil, err
 	}
 	var source []string // Commit writes on main, and on the source branch when it is another
@@ -196,7 +214,7 @@ func startRehearsal(ctx context.Context, log *slog.Logger, in *rehearsalInput, o
 	}
 	r.stops = append(r.stops, stopGit)
 	repoURL := gitURL + "/" + rehearsalRepo + ".git"
-	writer, err := gitops.Open(ctx, repoURL, gitops.WithLogger(log))
+	r.writer, err = gitops.Open(ctx, repoURL, gitops.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}
@@ -221,22 +239,132 @@ func startRehearsal(ctx context.Context, log *slog.Logger, in *rehearsalInput, o
 		sim.WithReconcileDelay(0), sim.WithScript(script))
 	r.stops = append(r.stops, func() { cancelSim(); simDone() })
 
-	n := newNode(log, r.tc, r.fleetNm, in.plan.SourceBranch, nil)
-	n.adapt = func(p *rollout.Plan) *rollout.Plan {
-		p = p.Scaled(o.scale)
+	// The fleet serves its sites to the worker, which runs in a process of its own so that a
+	// restartWorker fault can kill it (kill -9) and start another.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	fleetSrv := &http.Server{Handler: r.fleet.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = fleetSrv.Serve(ln) }()
+	r.stops = append(r.stops, func() { _ = fleetSrv.Close() })
+	r.workerArgs = []string{"rehearse-worker", "--temporal", ts.Address, "--repo", repoURL, "--fleet-url", "http://" + ln.Addr().String(),
+		"--fleet", r.fleetNm, "--source-branch", in.plan.SourceBranch, "--time-scale", strconv.FormatFloat(o.scale, 'g', -1, 64),
+		"--log-level", o.logLevel}
+	if err := r.startWorker(); err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, r.stopWorker)
+	return r, nil
+}
+
+// startWorker starts the worker process.
+func (r *rehearsal) startWorker() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("rehearsal worker: %w", err)
+	}
+	cmd := exec.Command(exe, r.workerArgs...)
+	cmd.Stdout, cmd.Stderr = r.stderr, r.stderr
+	cmd.SysProcAttr = devtemporal.ChildAttr()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("rehearsal worker: %w", err)
+	}
+	r.worker = cmd
+	return nil
+}
+
+// killWorker kills the worker with SIGKILL, as a crash would, and waits for it to be gone.
+func (r *rehearsal) killWorker() {
+	if r.worker == nil {
+		return
+	}
+	_ = r.worker.Process.Kill()
+	_ = r.worker.Wait()
+	r.worker = nil
+}
+
+// stopWorker stops the worker in order.
+func (r *rehearsal) stopWorker() {
+	if r.worker == nil {
+		return
+	}
+	_ = r.worker.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = r.worker.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = r.worker.Process.Kill()
+		<-done
+	}
+	r.worker = nil
+}
+
+// rehearsalAdapt is what a rehearsal's worker does to every plan it loads: the durations
+// scaled, and the health checks left out (they would reach real endpoints; the simulated sites
+// have their own).
+func rehearsalAdapt(scale float64) func(*rollout.Plan) *rollout.Plan {
+	return func(p *rollout.Plan) *rollout.Plan {
+		p = p.Scaled(scale)
 		if len(p.Health.Checks) > 0 {
 			q := *p
-			q.Health.Checks = nil // they would reach real endpoints; the simulated sites have their own
+			q.Health.Checks = nil
 			p = &q
 		}
 		return p
 	}
-	w, err := n.startWorker(writer, r.fleet, 50*time.Millisecond)
-	if err != nil {
-		return nil, err
+}
+
+type rehearseWorkerOptions struct {
+	temporal, repo, fleetURL, fleet, sourceBranch string
+	scale                                         float64
+}
+
+// newRehearseWorkerCmd is the worker process of a rehearsal (hidden): it observes the
+// rehearsal's simulated fleet over HTTP and writes its git server.
+func newRehearseWorkerCmd(g *globals) *cobra.Command {
+	var o rehearseWorkerOptions
+	cmd := &cobra.Command{
+		Use:    "rehearse-worker",
+		Short:  "The worker process of fleetwave rehearse",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			log, err := newLogger(g)
+			if err != nil {
+				return err
+			}
+			tc, err := client.DialContext(ctx, client.Options{HostPort: o.temporal, Namespace: "default", Logger: tlog.NewStructuredLogger(log),
+				DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			writer, err := gitops.Open(ctx, o.repo, gitops.WithLogger(log))
+			if err != nil {
+				return err
+			}
+			n := newNode(log, tc, o.fleet, o.sourceBranch, nil)
+			n.adapt = rehearsalAdapt(o.scale)
+			w, err := n.startWorker(writer, &sim.Remote{URL: o.fleetURL}, 50*time.Millisecond)
+			if err != nil {
+				return err
+			}
+			defer w.Stop()
+			<-ctx.Done()
+			return nil
+		},
 	}
-	r.stops = append(r.stops, w.Stop)
-	return r, nil
+	f := cmd.Flags()
+	f.StringVar(&o.temporal, "temporal", "", "the Temporal frontend")
+	f.StringVar(&o.repo, "repo", "", "the fleet repo")
+	f.StringVar(&o.fleetURL, "fleet-url", "", "the simulated fleet's HTTP endpoint")
+	f.StringVar(&o.fleet, "fleet", "", "the fleet's name")
+	f.StringVar(&o.sourceBranch, "source-branch", "main", "the source branch")
+	f.Float64Var(&o.scale, "time-scale", 1, "the rehearsal's time scale")
+	return cmd
 }
 
 // rejecter is the git server's push gate for the rejectPushes faults: someone else writes to
@@ -295,14 +423,35 @@ func (r *rehearsal) run(ctx context.Context, g *globals) (*rehearsalReport, erro
 	voted := map[string]bool{}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	// The restartWorker faults, soonest first.
+	var restarts []time.Time
+	for _, f := range r.in.faults.Faults {
+		if f.RestartWorker != nil {
+			restarts = append(restarts, start.Add(time.Duration(float64(f.RestartWorker.At)/r.opts.scale)))
+		}
+	}
+	slices.SortFunc(restarts, func(a, b time.Time) int { return a.Compare(b) })
 	var result error
 loop:
 	for {
+		var restart <-chan time.Time
+		if len(restarts) > 0 {
+			restart = time.After(time.Until(restarts[0]))
+		}
 		select {
 		case result = <-done:
 			break loop
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-restart:
+			restarts = restarts[1:]
+			r.killWorker()
+			r.restarts = append(r.restarts, time.Now())
+			fmt.Fprintf(g.stdout, "%s worker killed (kill -9) and started again\n", planClock(time.Since(start), r.opts.scale))
+			if err := r.startWorker(); err != nil {
+				return nil, err
+			}
+			continue
 		case <-tick.C:
 		}
 		st, err := r.fw.Status(ctx, id)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -46,6 +48,7 @@ type rehearsalSummary struct {
 	Duration     string        `json:"duration"`
 	RealDuration string        `json:"realDuration"`
 	Histories    []historySize `json:"histories"`
+	Git          gitCheck      `json:"git"`
 }
 
 // faultApplied is a fault of the file and what it did: the sites it acted on, first and last.
@@ -56,6 +59,20 @@ type faultApplied struct {
 	Sites []faultSite `json:"sites,omitempty"`
 	// Rejected counts the pushes a rejectPushes fault had rejected.
 	Rejected int `json:"rejected,omitempty"`
+	// Restarted is when a restartWorker fault killed the worker and started another.
+	Restarted string `json:"restarted,omitempty"`
+}
+
+// gitCheck is what the site branches hold at the end, read with the git CLI: every promotion
+// and revert commit of the rollout, and the sites where they are not what the status says.
+type gitCheck struct {
+	Promotions int `json:"promotions"`
+	Reverts    int `json:"reverts"`
+	// Duplicates are sites whose branch holds more than one promotion, or more than one
+	// revert, of the rollout.
+	Duplicates []string `json:"duplicates,omitempty"`
+	// Mismatches are sites whose branch disagrees with the status (promoted or reverted).
+	Mismatches []string `json:"mismatches,omitempty"`
 }
 
 type faultSite struct {
@@ -114,6 +131,18 @@ func (r *rehearsal) report(ctx context.Context, id string, st rollout.Status, st
 		if f.RejectPushes != nil {
 			fa.Rejected = r.rejected.take(f.RejectPushes.Count)
 		}
+		if f.RestartWorker != nil {
+			// The restarts happened in the order of their times.
+			k := 0
+			for j, g := range r.in.faults.Faults {
+				if g.RestartWorker != nil && (g.RestartWorker.At < f.RestartWorker.At || (g.RestartWorker.At == f.RestartWorker.At && j < i)) {
+					k++
+				}
+			}
+			if k < len(r.restarts) {
+				fa.Restarted = at(r.restarts[k])
+			}
+		}
 		sum.Faults = append(sum.Faults, fa)
 	}
 	for _, w := range st.Waves {
@@ -154,7 +183,49 @@ func (r *rehearsal) report(ctx context.Context, id string, st rollout.Status, st
 		}
 		sum.Histories = append(sum.Histories, h)
 	}
+	check, err := r.checkGit(id, st)
+	if err != nil {
+		return nil, err
+	}
+	sum.Git = check
 	return &rehearsalReport{APIVersion: rollout.APIVersion, Kind: "RehearsalReport", Status: st, Rehearsal: sum}, nil
+}
+
+// checkGit reads every site branch with the git CLI and compares it with the status.
+func (r *rehearsal) checkGit(id string, st rollout.Status) (gitCheck, error) {
+	var out gitCheck
+	for _, w := range st.Waves {
+		for _, s := range w.Sites {
+			branch := r.in.plan.SiteBranchFor(s.Name)
+			cmd := exec.Command("git", "-C", r.repoDir, "log", "--format=%s%x1f%(trailers:key="+gitops.TrailerRollout+",valueonly,separator=%x2C)", r.seed+".."+branch)
+			data, err := cmd.Output()
+			if err != nil {
+				return out, fmt.Errorf("rehearsal: read %s: %w", branch, err)
+			}
+			promotions, reverts := 0, 0
+			for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+				subject, trailer, _ := strings.Cut(line, "\x1f")
+				if strings.TrimSpace(trailer) != id {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(subject, "Revert "):
+					reverts++
+				case strings.HasPrefix(subject, "Promote "):
+					promotions++
+				}
+			}
+			out.Promotions += promotions
+			out.Reverts += reverts
+			if promotions > 1 || reverts > 1 {
+				out.Duplicates = append(out.Duplicates, s.Name)
+			}
+			if (promotions > 0) != s.Promoted || (reverts > 0) != (s.Verdict == rollout.VerdictReverted) {
+				out.Mismatches = append(out.Mismatches, fmt.Sprintf("%s: %d promotions, %d reverts; status: promoted %v, %s", s.Name, promotions, reverts, s.Promoted, s.Verdict))
+			}
+		}
+	}
+	return out, nil
 }
 
 // historySize reads every run of a workflow, from its first, following continue-as-new.
@@ -250,6 +321,20 @@ func (rep *rehearsalReport) markdown() string {
 			fmt.Fprintf(&b, "- wave %s: %s via %s\n", a.Wave, a.By, a.Via)
 		}
 	}
+	g := sum.Git
+	fmt.Fprintf(&b, "\n## Git\n\nThe site branches hold %s and %s of the rollout", rollout.Count(g.Promotions, "promotion commit"), rollout.Count(g.Reverts, "revert commit"))
+	switch {
+	case len(g.Duplicates) == 0 && len(g.Mismatches) == 0:
+		b.WriteString(": one per site at most, as the status says.\n")
+	default:
+		b.WriteString(".\n")
+		for _, d := range g.Duplicates {
+			fmt.Fprintf(&b, "- **duplicate** on %s\n", d)
+		}
+		for _, m := range g.Mismatches {
+			fmt.Fprintf(&b, "- **mismatch** %s\n", m)
+		}
+	}
 	b.WriteString("\n## Workflow histories\n\n| workflow | runs | events | bytes |\n|---|---|---|---|\n")
 	for _, h := range sum.Histories {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d |\n", h.Workflow, h.Runs, h.Events, h.Bytes)
@@ -307,13 +392,24 @@ func faultText(f rollout.Fault) string {
 		return fmt.Sprintf("flap %s every %s", strings.Join(f.Flap.Sites, ", "), f.Flap.Period)
 	case f.RejectPushes != nil:
 		return fmt.Sprintf("rejectPushes %d", f.RejectPushes.Count)
+	case f.RestartWorker != nil:
+		return "restartWorker at " + f.RestartWorker.At.String()
 	}
 	return f.Kind()
 }
 
 func faultSites(f faultApplied) string {
-	if f.Kind == "rejectPushes" {
+	switch f.Kind {
+	case "rejectPushes":
+		if f.Rejected == 1 {
+			return "the git server: 1 push rejected"
+		}
 		return fmt.Sprintf("the git server: %d pushes rejected", f.Rejected)
+	case "restartWorker":
+		if f.Restarted == "" {
+			return "nothing (the rollout ended first)"
+		}
+		return "the worker: killed at " + f.Restarted + " and started again"
 	}
 	if len(f.Sites) == 0 {
 		return "nothing (its sites never got there)"

@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -140,4 +142,39 @@ func checksOK(st rollout.SiteState) bool {
 		}
 	}
 	return st.Reachable && len(st.Checks) > 0
+}
+
+// A worker in another process observes the fleet through Remote exactly as it would directly.
+func TestRemote(t *testing.T) {
+	t.Parallel()
+	l, commit := scriptLab(t, rollout.Fault{Degrade: &rollout.DegradeFault{Sites: []string{"ams-1"}}})
+	l.promote("ams-1", commit)
+	l.step()
+	l.clock.Advance(DefaultReconcileDelay)
+	l.step()
+	srv := httptest.NewServer(l.fleet.Handler())
+	t.Cleanup(srv.Close)
+	remote := &Remote{URL: srv.URL}
+	for _, s := range sites {
+		got, err := remote.Observe(l.ctx, rollout.Site{Name: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := l.observe(s); !reflect.DeepEqual(normalize(got), normalize(want)) {
+			t.Errorf("%s through Remote:\n%+v\nwant\n%+v", s, got, want)
+		}
+	}
+	srv.Close()
+	if _, err := remote.Observe(l.ctx, rollout.Site{Name: "ams-1"}); err == nil {
+		t.Error("no error with the fleet's process gone")
+	}
+}
+
+// normalize drops the monotonic clock reading, which JSON does not carry.
+func normalize(st rollout.SiteState) rollout.SiteState {
+	st.ObservedAt = st.ObservedAt.Round(0)
+	for i := range st.Checks {
+		st.Checks[i].At = st.Checks[i].At.Round(0)
+	}
+	return st
 }

@@ -147,7 +147,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	s.cmd.SysProcAttr = procAttr()
+	s.cmd.SysProcAttr = ChildAttr()
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal dev server: %w", err)
 	}
