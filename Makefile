@@ -58,6 +58,7 @@ chaos: tools
 	$(GO) test -tags e2e -count=1 -timeout 60m -run '^(TestWorkerCrashes|TestGitOutage)$$' -v ./test/ -chaos.seeds 50 -chaos.outage 1m
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePlan$$' -fuzztime $(FUZZTIME) ./rollout/
 	$(GO) test -run '^$$' -fuzz '^FuzzRevision$$' -fuzztime $(FUZZTIME) ./rollout/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFaults$$' -fuzztime $(FUZZTIME) ./rollout/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGeneric$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzInteractionPayload$$' -fuzztime $(FUZZTIME) ./chatops/

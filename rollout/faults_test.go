@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -114,4 +115,22 @@ func TestPlanScaled(t *testing.T) {
 	if p.Scaled(1) != p {
 		t.Error("a scale of 1 copies the plan")
 	}
+}
+
+// FuzzParseFaults: whatever the file, ParseFaults answers faults or a PlanError, never panics.
+func FuzzParseFaults(f *testing.F) {
+	f.Add([]byte("apiVersion: fleetwave.dev/v1alpha1\nkind: RehearsalFaults\nfaults:\n  - {degrade: {sites: [s0007]}}\n  - {slowReconcile: {sites: [\"*\"], delay: {p50: 30s, p99: 4m}}}\n"))
+	f.Add([]byte("faults: [{flap: {sites: [\"[\"], period: -1s}}, {restartWorker: {at: 1h}}, {rejectPushes: {count: -3}}]\n"))
+	f.Add([]byte(strings.Repeat("{", 300)))
+	plan := &Plan{Sites: []Site{{Name: "s0007"}, {Name: "r2-s0001"}}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		faults, err := ParseFaults("faults.yaml", data, plan)
+		var pe *PlanError
+		if err != nil && !errors.As(err, &pe) {
+			t.Errorf("error %v is not a PlanError", err)
+		}
+		if err == nil && faults == nil {
+			t.Error("no faults and no error")
+		}
+	})
 }

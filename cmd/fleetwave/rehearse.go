@@ -117,14 +117,13 @@ func runRehearse(ctx context.Context, g *globals, o rehearseOptions) error {
 
 // rehearsal is the running stack of one rehearsal.
 type rehearsal struct {
-	in     *rehearsalInput
-	opts   rehearseOptions
-	log    *slog.Logger
-	tc     client.Client
-	fw     *workflows.Client
-	fleet  *sim.Fleet
-	gs     *gitserver.Server
-	writer *gitops.Repo
+	in    *rehearsalInput
+	opts  rehearseOptions
+	log   *slog.Logger
+	tc    client.Client
+	fw    *workflows.Client
+	fleet *sim.Fleet
+	gs    *gitserver.Server
 	// repoDir is the fleet repo on the git server; seed its first commit.
 	repoDir, seed string
 	commit        string
@@ -214,10 +213,6 @@ func startRehearsal(ctx context.Context, log *slog.Logger, stderr io.Writer, in 
 	}
 	r.stops = append(r.stops, stopGit)
 	repoURL := gitURL + "/" + rehearsalRepo + ".git"
-	r.writer, err = gitops.Open(ctx, repoURL, gitops.WithLogger(log))
-	if err != nil {
-		return nil, err
-	}
 	follower, err := gitops.Open(ctx, repoURL)
 	if err != nil {
 		return nil, err
@@ -238,6 +233,9 @@ func startRehearsal(ctx context.Context, log *slog.Logger, stderr io.Writer, in 
 	r.fleet, simDone = startSimFleet(simCtx, follower, in.plan, log, sim.WithPoll(50*time.Millisecond),
 		sim.WithReconcileDelay(0), sim.WithScript(script))
 	r.stops = append(r.stops, func() { cancelSim(); simDone() })
+	if err := r.fleet.CheckScript(); err != nil {
+		return nil, err
+	}
 
 	// The fleet serves its sites to the worker, which runs in a process of its own so that a
 	// restartWorker fault can kill it (kill -9) and start another.
