@@ -33,10 +33,14 @@ unit:
 e2e: tools kube-tools prometheus
 	$(GO) test -race -count=1 -tags e2e ./test/...
 
-# Benchmarks that need no services: policy decisions (10 Rego policies, 1,000 sites).
+# Benchmarks that need no services: policy decisions (10 Rego policies, 1,000 sites), then
+# Promote against the git CLI at 1,000 and 10,000 site branches on a local git http-backend
+# (P1 in docs/benchmarks.md).
 .PHONY: bench
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1000x -benchmem ./rollout/...
+	$(GO) test -count=1 -run '^$$' -bench 'PromoteVsGitCLI/branches=1000$$' -benchtime 3x ./gitops/
+	$(GO) test -count=1 -run '^$$' -bench 'PromoteVsGitCLI/branches=10000$$' -benchtime 1x -timeout 30m ./gitops/
 
 # Push → Flux Ready on a real site, with and without fleetwave's reconcile request.
 .PHONY: bench-kube
