@@ -442,10 +442,8 @@ func (r RolloutRun) CheckVote(wave, user string, now time.Time) error {
 // for last (open, or saying why it no longer is).
 func (r RolloutRun) VoteWave(name string) (int, error) {
 	if name == "" {
-		for i := len(r.Status.Waves) - 1; i >= 0; i-- {
-			if r.Status.Waves[i].Approval != nil {
-				return i, nil
-			}
+		if i, ok := r.Status.ApprovalWave(); ok {
+			return i, nil
 		}
 		return -1, fmt.Errorf("no wave of rollout %s is waiting for approval", r.Status.Rollout)
 	}

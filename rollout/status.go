@@ -377,6 +377,16 @@ type Status struct {
 	Waiting []string `json:",omitempty"`
 }
 
+// ApprovalWave is the wave a vote that names none is on: the last one that asked for approval.
+func (s Status) ApprovalWave() (int, bool) {
+	for i := len(s.Waves) - 1; i >= 0; i-- {
+		if s.Waves[i].Approval != nil {
+			return i, true
+		}
+	}
+	return -1, false
+}
+
 // CompactAbove is the number of sites above which a wave's status is compacted where it is
 // recorded in a workflow history (a wave's result, a rollout's result).
 const CompactAbove = 1000

@@ -91,8 +91,8 @@ func (s slackRollouts) Active(ctx context.Context) ([]chatops.Active, error) {
 	return out, nil
 }
 
-// waitingWave is the wave a vote is on: the one named, or the last one that asked for
-// approval, read now. The signed vote names it, so that its proof cannot count on a wave asked
+// waitingWave is the wave a vote is on: the one named, or the one the rollout would take
+// (rollout.Status.ApprovalWave), read now. The signed vote names it, so that its proof cannot count on a wave asked
 // later.
 func (s slackRollouts) waitingWave(ctx context.Context, id, wave string) (string, error) {
 	if wave != "" {
@@ -102,10 +102,8 @@ func (s slackRollouts) waitingWave(ctx context.Context, id, wave string) (string
 	if err != nil {
 		return "", err
 	}
-	for i := len(st.Waves) - 1; i >= 0; i-- {
-		if st.Waves[i].Approval != nil {
-			return st.Waves[i].Name, nil
-		}
+	if i, ok := st.ApprovalWave(); ok {
+		return st.Waves[i].Name, nil
 	}
 	return "", fmt.Errorf("no wave of rollout %s is waiting for approval", id)
 }
