@@ -247,6 +247,15 @@ func (p *Plan) MaxScale() float64 {
 	return float64(min(p.Health.ConvergenceTimeout, p.Health.UnknownTimeout)) / float64(MinScaledTimeout)
 }
 
+// ScaleDown divides a duration of the plan's clock by a rehearsal's time scale k (k <= 0
+// leaves it as it is).
+func ScaleDown(d time.Duration, k float64) time.Duration {
+	if k <= 0 {
+		return d
+	}
+	return time.Duration(float64(d) / k)
+}
+
 // Scaled returns a copy of the plan whose durations (bakes, soaks, approval timeouts, health
 // interval and timeouts) are divided by k, for a rehearsal on a faster clock; the health
 // interval stays at least MinScaledInterval. Calendar policies (freezes, business hours) stay
@@ -255,7 +264,7 @@ func (p *Plan) Scaled(k float64) *Plan {
 	if k <= 1 {
 		return p
 	}
-	div := func(d time.Duration) time.Duration { return time.Duration(float64(d) / k) }
+	div := func(d time.Duration) time.Duration { return ScaleDown(d, k) }
 	out := *p
 	out.Waves = make([]Wave, len(p.Waves))
 	for i, w := range p.Waves {

@@ -425,7 +425,7 @@ func (r *rehearsal) run(ctx context.Context, g *globals) (*rehearsalReport, erro
 	var restarts []time.Time
 	for _, f := range r.in.faults.Faults {
 		if f.RestartWorker != nil {
-			restarts = append(restarts, start.Add(time.Duration(float64(f.RestartWorker.At)/r.opts.scale)))
+			restarts = append(restarts, start.Add(rollout.ScaleDown(f.RestartWorker.At, r.opts.scale)))
 		}
 	}
 	slices.SortFunc(restarts, func(a, b time.Time) int { return a.Compare(b) })

@@ -49,12 +49,7 @@ func (f *Fleet) StartScript(t time.Time) {
 // at converts a time of the script (on the plan's scale, from Start) to the fleet's clock.
 func (s *Script) at(d time.Duration) time.Time { return s.Start.Add(s.scaled(d)) }
 
-func (s *Script) scaled(d time.Duration) time.Duration {
-	if s.Scale <= 0 {
-		return d
-	}
-	return time.Duration(float64(d) / s.Scale)
-}
+func (s *Script) scaled(d time.Duration) time.Duration { return rollout.ScaleDown(d, s.Scale) }
 
 // runsCommit reports whether the applied commit is a promotion of the script's commit.
 func (f *Fleet) runsCommit(applied string) bool {
