@@ -218,8 +218,7 @@ func startRehearsal(ctx context.Context, log *slog.Logger, stderr io.Writer, in 
 		return nil, err
 	}
 
-	r.tc, err = client.DialContext(ctx, client.Options{HostPort: ts.Address, Namespace: "default", Logger: tlog.NewStructuredLogger(log),
-		DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	r.tc, err = dialRehearsalTemporal(ctx, log, ts.Address)
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +298,13 @@ func (r *rehearsal) stopWorker() {
 	r.worker = nil
 }
 
+// dialRehearsalTemporal connects to the rehearsal's own dev server, in its default namespace,
+// whatever the TEMPORAL_* environment says about the user's other clusters.
+func dialRehearsalTemporal(ctx context.Context, log *slog.Logger, address string) (client.Client, error) {
+	return client.DialContext(ctx, client.Options{HostPort: address, Namespace: "default", Logger: tlog.NewStructuredLogger(log),
+		DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+}
+
 // rehearsalAdapt is what a rehearsal's worker does to every plan it loads: the durations
 // scaled, and the health checks left out (they would reach real endpoints; the simulated sites
 // have their own).
@@ -334,8 +340,7 @@ func newRehearseWorkerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tc, err := client.DialContext(ctx, client.Options{HostPort: o.temporal, Namespace: "default", Logger: tlog.NewStructuredLogger(log),
-				DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+			tc, err := dialRehearsalTemporal(ctx, log, o.temporal)
 			if err != nil {
 				return err
 			}
@@ -429,20 +434,24 @@ func (r *rehearsal) run(ctx context.Context, g *globals) (*rehearsalReport, erro
 		}
 	}
 	slices.SortFunc(restarts, func(a, b time.Time) int { return a.Compare(b) })
+	// restart fires at the next of them; nil when none is left.
+	var restart <-chan time.Time
+	if len(restarts) > 0 {
+		restart = time.After(time.Until(restarts[0]))
+	}
 	var result error
 loop:
 	for {
-		var restart <-chan time.Time
-		if len(restarts) > 0 {
-			restart = time.After(time.Until(restarts[0]))
-		}
 		select {
 		case result = <-done:
 			break loop
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-restart:
-			restarts = restarts[1:]
+			restarts, restart = restarts[1:], nil
+			if len(restarts) > 0 {
+				restart = time.After(time.Until(restarts[0]))
+			}
 			r.killWorker()
 			r.restarts = append(r.restarts, time.Now())
 			fmt.Fprintf(g.stdout, "%s worker killed (kill -9) and started again\n", planClock(time.Since(start), r.opts.scale))
@@ -491,7 +500,7 @@ func (r *rehearsal) answerApprovals(ctx context.Context, id string, st rollout.S
 // rehearsalProgress prints one line per change of a wave: its state and its sites by verdict,
 // with times on the plan's scale.
 type rehearsalProgress struct {
-	w     interface{ Write([]byte) (int, error) }
+	w     io.Writer
 	scale float64
 	start time.Time
 	// bar adds a progress bar to each line (on a terminal).

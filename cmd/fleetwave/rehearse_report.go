@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -308,7 +309,7 @@ func (rep *rehearsalReport) markdown() string {
 	for _, w := range st.Waves {
 		for _, s := range w.Sites {
 			if s.Verdict == rollout.VerdictReverted || s.Revert != "" {
-				reverts = append(reverts, fmt.Sprintf("- %s (wave %s): %s", s.Name, w.Name, cmpOr(s.Message, "reverted")))
+				reverts = append(reverts, fmt.Sprintf("- %s (wave %s): %s", s.Name, w.Name, cmp.Or(s.Message, "reverted")))
 			}
 		}
 	}
@@ -349,13 +350,6 @@ func (rep *rehearsalReport) markdown() string {
 	}
 	b.WriteString("- Calendar policies (freezes, business hours) are checked on the real clock, not the plan's.\n")
 	return b.String()
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 func verdictList(m map[rollout.Verdict]int) string {
