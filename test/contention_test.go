@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/test/testenv"
@@ -152,6 +154,40 @@ func TestGitContention(t *testing.T) {
 	}
 }
 
+// bakingCanary is a rollout on `serve --driver sim` whose canary bakes for 4 s, the moment the
+// git tests take the git server away from it.
+type bakingCanary struct {
+	bin, address string
+	gs           *gittest.Server
+	tc           client.Client
+	fw           *workflows.Client
+	id, commit   string
+}
+
+// startBakingCanary starts the stack, rolls out a commit with this subject and returns once its
+// canary bakes.
+func startBakingCanary(t *testing.T, subject string) bakingCanary {
+	t.Helper()
+	b := bakingCanary{bin: buildFleetwave(t)}
+	b.address = testenv.StartTemporal(t).Address
+	files := faultPlan("")
+	files["fleetwave.yaml"] = strings.Replace(plan, "bake: 2s}", "bake: 4s}", 1)
+	b.gs = gittest.NewServer(t, "fleet", files, siteBranches()...)
+	b.commit = b.gs.CommitOn(t, "main", subject, map[string]string{"apps/app.yaml": "version: 2\n"})
+	startServe(t, b.bin, b.address, b.gs.URL, nil)
+	b.tc = dialTemporal(t, b.address)
+	b.fw = workflows.NewClient(b.tc, "")
+	b.id = workflows.RolloutID("demo", b.commit)
+	if out, err := fleetwaveCLI(t, b.bin, b.address, "start", "--fleet", "demo", b.commit); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	waitFor(t, "the canary to bake", func() bool {
+		st, err := b.fw.Status(context.Background(), b.id)
+		return err == nil && len(st.Waves) > 0 && st.Waves[0].State == rollout.StateBaking
+	})
+	return b
+}
+
 // gitOutage is how long TestGitOutage keeps the git server away: a minute in `make chaos`.
 var gitOutage = flag.Duration("chaos.outage", 5*time.Second, "how long TestGitOutage keeps the git server down")
 
@@ -159,24 +195,8 @@ var gitOutage = flag.Duration("chaos.outage", 5*time.Second, "how long TestGitOu
 // promotion meets a refused connection. The rollout waits and retries; once the server is back
 // it goes on, and succeeds with one promotion per site.
 func TestGitOutage(t *testing.T) {
-	bin := buildFleetwave(t)
-	tp := testenv.StartTemporal(t)
-	p := strings.Replace(plan, "bake: 2s}", "bake: 4s}", 1)
-	files := faultPlan("")
-	files["fleetwave.yaml"] = p
-	gs := gittest.NewServer(t, "fleet", files, siteBranches()...)
-	commit := gs.CommitOn(t, "main", "app v2, through an outage", map[string]string{"apps/app.yaml": "version: 2\n"})
-	startServe(t, bin, tp.Address, gs.URL, nil)
-	tc := dialTemporal(t, tp.Address)
-	fw := workflows.NewClient(tc, "")
-	id := workflows.RolloutID("demo", commit)
-	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {
-		t.Fatalf("fleetwave start: %v: %s", err, out)
-	}
-	waitFor(t, "the canary to bake", func() bool {
-		st, err := fw.Status(context.Background(), id)
-		return err == nil && len(st.Waves) > 0 && st.Waves[0].State == rollout.StateBaking
-	})
+	b := startBakingCanary(t, "app v2, through an outage")
+	gs, tc, fw, id, commit := b.gs, b.tc, b.fw, b.id, b.commit
 	gs.Stop()
 	down := time.Now()
 	waitFor(t, "the next wave's promotion to meet the outage", func() bool {
@@ -205,29 +225,14 @@ func TestGitOutage(t *testing.T) {
 // refuses, the wave read from git that nothing landed, and the git CLI shows the canary's
 // promotion and nothing else.
 func TestAbortCutsPushRetries(t *testing.T) {
-	bin := buildFleetwave(t)
-	tp := testenv.StartTemporal(t)
-	files := faultPlan("")
-	files["fleetwave.yaml"] = strings.Replace(plan, "bake: 2s}", "bake: 4s}", 1)
-	gs := gittest.NewServer(t, "fleet", files, siteBranches()...)
-	commit := gs.CommitOn(t, "main", "app v2, aborted mid-push", map[string]string{"apps/app.yaml": "version: 2\n"})
-	startServe(t, bin, tp.Address, gs.URL, nil)
-	tc := dialTemporal(t, tp.Address)
-	fw := workflows.NewClient(tc, "")
-	id := workflows.RolloutID("demo", commit)
-	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {
-		t.Fatalf("fleetwave start: %v: %s", err, out)
-	}
-	waitFor(t, "the canary to bake", func() bool {
-		st, err := fw.Status(context.Background(), id)
-		return err == nil && len(st.Waves) > 0 && st.Waves[0].State == rollout.StateBaking
-	})
+	b := startBakingCanary(t, "app v2, aborted mid-push")
+	bin, address, gs, tc, fw, id, commit := b.bin, b.address, b.gs, b.tc, b.fw, b.id, b.commit
 	gs.RefusePushes.Store(true)
 	waitFor(t, "the next wave's promotion to be refused and retried", func() bool {
 		st, err := fw.Status(context.Background(), id)
 		return err == nil && gs.Refused.Load() >= 2 && strings.Contains(strings.Join(st.Waiting, "\n"), "Promote (attempt")
 	})
-	if out, err := fleetwaveCLI(t, bin, tp.Address, "abort", id, "--reason", "git is down"); err != nil {
+	if out, err := fleetwaveCLI(t, bin, address, "abort", id, "--reason", "git is down"); err != nil {
 		t.Fatalf("fleetwave abort: %v: %s", err, out)
 	}
 	err := waitRollout(t, tc, id, 3*time.Minute)

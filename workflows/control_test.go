@@ -199,13 +199,11 @@ func TestPausedRolloutStillRevertsADegradedSite(t *testing.T) {
 	}
 }
 
-// TestAbortCancelsAConvergenceWait: the canary takes ten minutes to converge; an abort three
-// minutes in ends the wave and the rollout then, instead of after the wait, and nothing is
-// judged or reverted.
-func TestAbortCancelsAConvergenceWait(t *testing.T) {
-	env := newEnv(t)
-	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
-	f.converge.After(10 * time.Minute)
+// abortedAt3m runs the rollout with an abort three minutes in, and checks that the abort was
+// taken and ended the rollout and its canary well before ten minutes: before what the canary
+// was waiting for (what, in the message).
+func abortedAt3m(t *testing.T, env *testsuite.TestWorkflowEnvironment, what string) rollout.Status {
+	t.Helper()
 	start := env.Now()
 	var abort answer
 	controlAt(env, 3*time.Minute, UpdateAbort, &abort)
@@ -214,11 +212,22 @@ func TestAbortCancelsAConvergenceWait(t *testing.T) {
 		t.Fatalf("abort: %+v", abort)
 	}
 	if st.State != rollout.StateAborted || st.Waves[0].State != rollout.StateAborted {
-		t.Fatalf("rollout %s, canary %s; want both aborted", st.State, st.Waves[0].State)
+		t.Fatalf("rollout %s, canary %s (%s); want both aborted", st.State, st.Waves[0].State, st.Waves[0].Message)
 	}
 	if took := st.FinishedAt.Sub(start); took >= 10*time.Minute {
-		t.Errorf("the rollout ended %s after its start: the abort waited for the convergence", took)
+		t.Errorf("the rollout ended %s after its start: the abort waited for %s", took, what)
 	}
+	return st
+}
+
+// TestAbortCancelsAConvergenceWait: the canary takes ten minutes to converge; an abort three
+// minutes in ends the wave and the rollout then, instead of after the wait, and nothing is
+// judged or reverted.
+func TestAbortCancelsAConvergenceWait(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.converge.After(10 * time.Minute)
+	st := abortedAt3m(t, env, "the convergence")
 	if s := st.Waves[0].Sites[0]; !s.Promoted || s.Verdict == rollout.VerdictDegraded || len(f.callsOf("revert")) != 0 {
 		t.Errorf("canary site %+v, reverts %v: want it promoted, not judged, nothing reverted", s, f.callsOf("revert"))
 	}
@@ -237,19 +246,7 @@ func TestAbortCancelsAPushInFlight(t *testing.T) {
 		}
 		return activities.ChangeResult{}, errors.New("git push: connection reset by peer")
 	})
-	start := env.Now()
-	var abort answer
-	controlAt(env, 3*time.Minute, UpdateAbort, &abort)
-	st := runStopped(t, env)
-	if !abort.accepted {
-		t.Fatalf("abort: %+v", abort)
-	}
-	if st.State != rollout.StateAborted || st.Waves[0].State != rollout.StateAborted {
-		t.Fatalf("rollout %s, canary %s (%s); want both aborted", st.State, st.Waves[0].State, st.Waves[0].Message)
-	}
-	if took := st.FinishedAt.Sub(start); took >= 10*time.Minute {
-		t.Errorf("the rollout ended %s after its start: the abort waited for the retries", took)
-	}
+	st := abortedAt3m(t, env, "the retries")
 	if s := st.Waves[0].Sites[0]; !s.Promoted || s.Promotion != "promo-ams-1" {
 		t.Errorf("canary site %+v: want it promoted with promo-ams-1, read from git after the cancel", s)
 	}
