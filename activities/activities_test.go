@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
@@ -301,10 +303,11 @@ func TestPromoteRejectedByAHook(t *testing.T) {
 	}
 }
 
-// simFleet returns a simulated fleet following the repo, advanced by Run every 20ms.
-func simFleet(t *testing.T, f *fleet) *sim.Fleet {
+// simFleet returns a simulated fleet following the repo, advanced by Run every 20ms (or as
+// opts say).
+func simFleet(t *testing.T, f *fleet, opts ...sim.Option) *sim.Fleet {
 	t.Helper()
-	fl := sim.New(f.open(), "sites/{site}", sim.WithPoll(20*time.Millisecond))
+	fl := sim.New(f.open(), "sites/{site}", append([]sim.Option{sim.WithPoll(20 * time.Millisecond)}, opts...)...)
 	fl.Track("ams-1", "ams-2")
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan struct{})
@@ -392,6 +395,39 @@ func TestWaitConverged(t *testing.T) {
 	}
 	if st := res.States[0]; !st.FluxFailed(broken) || !strings.Contains(st.Message, sim.ConfigFile) {
 		t.Errorf("broken sim.yaml state: %+v", st)
+	}
+}
+
+// TestConvergenceIsNotifiedNotPolled waits for a site on a fleet that fetches its repo and a
+// wait that observes its sites once an hour: only the reconcile request (the fleet fetches at
+// once) and the fleet's change notification (the wait observes at once) can make it return
+// before its deadline, 20 s away, with the site converged. It holds for the fleet in another process too (sim.Remote, as a rehearsal runs it).
+func TestConvergenceIsNotifiedNotPolled(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	fl := simFleet(t, f, sim.WithPoll(time.Hour), sim.WithReconcileDelay(0))
+	srv := httptest.NewServer(fl.Handler())
+	t.Cleanup(srv.Close)
+
+	for _, d := range []struct {
+		name   string
+		driver deploy.Driver
+	}{{"same process", fl}, {"remote", &sim.Remote{URL: srv.URL}}} {
+		c := f.commitOn("sites/ams-1", "ams-1 "+d.name, map[string]string{"apps/app.yaml": "version: " + d.name + "\n"})
+		env := newEnv()
+		env.RegisterActivity(&Sites{Driver: d.driver, Poll: time.Hour})
+		start := time.Now()
+		res := waitConverged(t, env, ConvergeInput{
+			Sites:    []Expectation{{rollout.Site{Name: "ams-1"}, c}},
+			Deadline: time.Now().Add(20 * time.Second),
+		})
+		if !res.Converged[0] || !res.States[0].Converged(c) {
+			t.Errorf("%s: %+v, want ams-1 converged at %s", d.name, res.States[0], rollout.Short(c))
+		}
+		// Polled, it would have seen the site at the deadline at best.
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("%s: converged after %s: the change was polled, not notified", d.name, took)
+		}
 	}
 }
 

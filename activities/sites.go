@@ -18,7 +18,9 @@ type Sites struct {
 	Driver deploy.Driver
 	// Checker measures the plan's health checks; nil means a default deploy.Checker.
 	Checker *deploy.Checker
-	// Poll is the time between observations while waiting for convergence (default 2s).
+	// Poll is the time between observations while waiting for convergence (default 2s). With a
+	// driver that tells changes (deploy.Watcher), it is the most time between them when nothing
+	// changed: a change is observed at once.
 	Poll time.Duration
 	// Ancestry, when set, tells whether a revision a site applied descends from the commit it
 	// should run (someone pushed on top of the promotion); nil compares commits exactly.
@@ -91,6 +93,9 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 	}
 	res := ConvergeResult{States: make([]rollout.SiteState, len(in.Sites)), Converged: make([]bool, len(in.Sites))}
 	requested := make([]bool, len(in.Sites))
+	// Watch before the first round, so that a site applying between its observation and the
+	// wait is not missed.
+	changes := s.watch(ctx, in.Sites)
 	for {
 		done := 0
 		desc := &descendants{s: s}
@@ -131,8 +136,29 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 		case <-ctx.Done():
 			return res, ctx.Err()
 		case <-time.After(wait):
+		case <-changes:
 		}
 	}
+}
+
+// watch subscribes to changes of the sites when the driver can tell them (deploy.Watcher), so
+// WaitConverged observes again when a site changes instead of at its next poll; it returns nil,
+// a channel that never receives, when the driver cannot, or the watch failed to start.
+func (s *Sites) watch(ctx context.Context, expect []Expectation) <-chan struct{} {
+	w, ok := s.Driver.(deploy.Watcher)
+	if !ok {
+		return nil
+	}
+	sites := make([]rollout.Site, len(expect))
+	for i, e := range expect {
+		sites[i] = e.Site
+	}
+	ch, err := w.Watch(ctx, sites)
+	if err != nil {
+		activity.GetLogger(ctx).Warn("cannot watch the sites; polling them instead", "error", err)
+		return nil
+	}
+	return ch
 }
 
 // requestReconcile asks the site to apply its branch now, when the driver can, and reports

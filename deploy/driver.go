@@ -24,3 +24,21 @@ type Reconciler interface {
 type Validator interface {
 	Validate(ctx context.Context, site rollout.Site) error
 }
+
+// Watcher is a Driver that tells when sites may have changed, so a wait for convergence sees a
+// site apply its commit when it happens instead of at its next poll. Polling stays the
+// fallback: a watch that breaks, or cannot start, only costs the poll interval.
+type Watcher interface {
+	// Watch returns a channel that receives after one of sites may have changed, until ctx
+	// ends. Sends never block: changes that come while one is pending are merged into it.
+	Watch(ctx context.Context, sites []rollout.Site) (<-chan struct{}, error)
+}
+
+// Notify sends on ch unless a send is already pending: the non-blocking, merging send that
+// Watcher channels use.
+func Notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

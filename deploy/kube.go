@@ -56,6 +56,8 @@ type Kube struct {
 
 	mu      sync.Mutex
 	clients map[string]dynamic.Interface
+	// watchers are the clients for watches (Watch), without Timeout.
+	watchers map[string]dynamic.Interface
 }
 
 // NewKube returns a driver reading kubeconfig, a list of files separated like PATH; empty
@@ -66,7 +68,7 @@ func NewKube(kubeconfig string) *Kube {
 		rules.ExplicitPath = ""
 		rules.Precedence = filepath.SplitList(kubeconfig)
 	}
-	return &Kube{rules: rules, Timeout: 10 * time.Second, clients: map[string]dynamic.Interface{}}
+	return &Kube{rules: rules, Timeout: 10 * time.Second, clients: map[string]dynamic.Interface{}, watchers: map[string]dynamic.Interface{}}
 }
 
 // Target returns the kubeconfig context and the Kustomization (namespace, name) of a site.
@@ -84,27 +86,35 @@ func Target(site rollout.Site) (kubeContext, namespace, name string) {
 	return kubeContext, namespace, name
 }
 
-// client returns the dynamic client of a kubeconfig context, made once.
+// client returns the dynamic client of a kubeconfig context, made once, whose requests time
+// out after Timeout.
 func (k *Kube) client(kubeContext string) (dynamic.Interface, error) {
+	timeout := k.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return k.dynamicClient(k.clients, kubeContext, timeout)
+}
+
+// dynamicClient returns cache's client of the context, making it when missing; a timeout of 0
+// leaves requests without one (watches).
+func (k *Kube) dynamicClient(cache map[string]dynamic.Interface, kubeContext string, timeout time.Duration) (dynamic.Interface, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if c, ok := k.clients[kubeContext]; ok {
+	if c, ok := cache[kubeContext]; ok {
 		return c, nil
 	}
 	cfg, err := k.restConfig(kubeContext)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Timeout = k.Timeout
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
-	}
+	cfg.Timeout = timeout
 	cfg.UserAgent = "fleetwave"
 	c, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("context %q: %w", kubeContext, err)
 	}
-	k.clients[kubeContext] = c
+	cache[kubeContext] = c
 	return c, nil
 }
 

@@ -42,6 +42,13 @@ func newFleet(t *testing.T, branches ...string) *fleet {
 	return &fleet{srv: s, url: s.URL, dir: s.Dir, source: s.Seed, pushes: &s.Pushes}
 }
 
+// fsck checks with the git CLI that the server's repository is complete: every ref reaches
+// only objects it has (a push whose pack missed an object fails this).
+func (f *fleet) fsck(t *testing.T) {
+	t.Helper()
+	run(t, f.dir, "fsck", "--full", "--strict", "--no-dangling")
+}
+
 // clone makes a working clone of the fleet repo.
 func (f *fleet) clone(t *testing.T) string {
 	t.Helper()

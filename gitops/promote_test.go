@@ -73,6 +73,7 @@ func TestPromote(t *testing.T) {
 	if b, _ := r.Branch("sites/ams-1"); b != c.Commit {
 		t.Errorf("Branch after push = %s, want %s", b, c.Commit)
 	}
+	f.fsck(t)
 }
 
 // TestPromoteIdempotent: a retried Promote writes nothing, even after an
@@ -228,6 +229,7 @@ func TestPromoteMultiBranchAtomic(t *testing.T) {
 	if !r.lastPushAtomic {
 		t.Error("push was not atomic although git http-backend advertises atomic")
 	}
+	f.fsck(t)
 }
 
 // TestPromoteAtomicRejected: when the server refuses one branch (an update

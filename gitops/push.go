@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -80,24 +79,14 @@ func (r *Repo) pushLocked(ctx context.Context, attempt int, created []Change) er
 	if err != nil {
 		return fmt.Errorf("push to %s: %w", r.safeURL, r.redact(err))
 	}
-	specs := make([]config.RefSpec, 0, len(created))
-	for _, c := range created {
-		specs = append(specs, config.RefSpec(c.Commit+":refs/heads/"+c.Branch))
-	}
 	if r.beforePush != nil {
 		r.beforePush(attempt)
 	}
 	r.lastPushAtomic = atomic
-	r.opts.logger.DebugContext(ctx, "pushing", "branches", len(specs), "atomic", atomic, "attempt", attempt)
+	r.opts.logger.DebugContext(ctx, "pushing", "branches", len(created), "atomic", atomic, "attempt", attempt)
 	var remoteSaid limitedBuffer
-	err = r.repo.PushContext(ctx, &git.PushOptions{
-		RemoteName: remoteName,
-		RefSpecs:   specs,
-		Auth:       r.opts.auth,
-		Atomic:     atomic,
-		Progress:   &remoteSaid,
-	})
-	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) {
+	err = r.sendPack(ctx, atomic, created, &remoteSaid)
+	if err == nil {
 		return nil
 	}
 	err = r.redact(err)

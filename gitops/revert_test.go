@@ -118,6 +118,7 @@ func TestRevertAfterLaterCommit(t *testing.T) {
 	if got, want := run(t, f.dir, "rev-parse", c.Commit+"^{tree}"), cliRevertTree(t, f, later, p); got != want {
 		t.Errorf("revert tree %s, git revert gives %s", got, want)
 	}
+	f.fsck(t)
 }
 
 // TestRevertConflict: a later commit changed a file the promotion changed on

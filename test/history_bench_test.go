@@ -25,6 +25,7 @@ import (
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/internal/devtemporal"
 	"github.com/fleetwave/fleetwave/test/testenv"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -39,9 +40,10 @@ const (
 	historyInterval = 250 * time.Millisecond
 )
 
-// historyPlan is the benchmark's plan: n sites in 10 regions, three waves (one canary site,
-// every site of region r1 (10 %), the rest), each baking for at least 120 health rounds.
-func historyPlan(n int) string {
+// benchPlan is the rollout benchmarks' plan: n sites in 10 regions and three waves (one canary
+// site, every site of region r1 (10 %), the rest), each promoted all at once and baking for
+// bake, with a health round every interval.
+func benchPlan(n int, bake, interval time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: bench}\nspec:\n  sites:\n")
 	for i := range n {
@@ -52,10 +54,10 @@ func historyPlan(n int) string {
 		fmt.Fprintf(&b, "    - {name: s%05d, labels: {region: r%d%s}}\n", i, i%10, tier)
 	}
 	fmt.Fprintf(&b, "  waves:\n")
-	fmt.Fprintf(&b, "    - {name: canary, selector: {tier: canary}, bake: %s}\n", historyBake)
-	fmt.Fprintf(&b, "    - {name: r1, selector: {region: r1}, maxParallel: %d, bake: %s}\n", max(n/10, 1), historyBake)
-	fmt.Fprintf(&b, "    - {name: rest, maxParallel: %d, bake: %s}\n", n, historyBake)
-	fmt.Fprintf(&b, "  health: {interval: %s, failureThreshold: 3, convergenceTimeout: 10m, unknownTimeout: 5m}\n", historyInterval)
+	fmt.Fprintf(&b, "    - {name: canary, selector: {tier: canary}, bake: %s}\n", bake)
+	fmt.Fprintf(&b, "    - {name: r1, selector: {region: r1}, maxParallel: %d, bake: %s}\n", max(n/10, 1), bake)
+	fmt.Fprintf(&b, "    - {name: rest, maxParallel: %d, bake: %s}\n", n, bake)
+	fmt.Fprintf(&b, "  health: {interval: %s, failureThreshold: 3, convergenceTimeout: 10m, unknownTimeout: 5m}\n", interval)
 	return b.String()
 }
 
@@ -89,65 +91,13 @@ func measureHistory(b *testing.B, n int) {
 	b.StopTimer()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	tp := testenv.StartTemporal(b, workflows.SearchAttributes...)
-
-	srv, err := gitserver.New(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	bare, err := srv.Init("fleet")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var branches []string
-	for i := range n {
-		branches = append(branches, fmt.Sprintf("sites/s%05d", i))
-	}
-	if _, err := gitserver.Seed(bare, map[string]string{"fleetwave.yaml": historyPlan(n), "apps/app.yaml": "version: 1\n",
-		".fleetwave/sim.yaml": "reconcileDelay: 0s\n"}, branches...); err != nil {
-		b.Fatal(err)
-	}
-	commit, err := gitserver.Commit(bare, "app v2", map[string]string{"apps/app.yaml": "version: 2\n"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	url := "file://" + filepath.ToSlash(bare)
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	writer, err := gitops.Open(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	follower, err := gitops.Open(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fleet := sim.New(follower, "sites/{site}", sim.WithPoll(100*time.Millisecond))
-	for i := range n {
-		fleet.Track(fmt.Sprintf("s%05d", i))
-	}
-	go func() { _ = fleet.Run(ctx) }()
-
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer tc.Close()
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
-	w.RegisterWorkflow(workflows.Rollout)
-	w.RegisterWorkflow(workflows.Wave)
-	w.RegisterActivity(&activities.Git{Repo: writer})
-	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond})
-	w.RegisterActivity(&activities.Slack{})
-	if err := w.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
+	f := startBenchFleet(ctx, b, n, benchPlan(n, historyBake, historyInterval), 100*time.Millisecond, 100*time.Millisecond, false)
+	commit, tc := f.commit, f.tc
 	resetPeakRSS()
 
 	b.StartTimer()
 	start := time.Now()
-	fw := workflows.NewClient(tc, "")
-	run, err := fw.Start(ctx, workflows.RolloutInput{Fleet: "bench", Commit: commit})
+	run, err := f.fw.Start(ctx, workflows.RolloutInput{Fleet: "bench", Commit: commit})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -191,6 +141,87 @@ func measureHistory(b *testing.B, n int) {
 	}
 	b.ReportMetric(ok, "succeeded")
 	runtime.GC()
+}
+
+// benchFleet is what the rollout benchmarks run on: a real Temporal dev server (in memory), a
+// bare fleet repository of n site branches on disk (file://), the simulated fleet (reconcile
+// delay 0) and a worker; all but the Temporal server run in the benchmark's process.
+type benchFleet struct {
+	tc     client.Client
+	fw     *workflows.Client
+	bare   string
+	url    string // the fleet repo's URL: file:// or http://
+	commit string // the commit to roll out, on main
+}
+
+// startBenchFleet starts a benchFleet for plan, with sites s00000..s<n-1> tracked by a
+// simulated fleet that fetches the repository every simPoll, and a worker that observes
+// converging sites every convergePoll (serve --driver sim: 300ms and 2s). The fleet repo is
+// read and written as file://, or over smart HTTP (git http-backend on 127.0.0.1) when
+// overHTTP. Everything stops when ctx ends.
+func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simPoll, convergePoll time.Duration, overHTTP bool) *benchFleet {
+	b.Helper()
+	tp := testenv.StartTemporalWith(b, devtemporal.Options{SearchAttributes: workflows.SearchAttributes, DynamicConfig: benchServerConfig})
+	srv, err := gitserver.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	bare, err := srv.Init("fleet")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var branches []string
+	for i := range n {
+		branches = append(branches, fmt.Sprintf("sites/s%05d", i))
+	}
+	if _, err := gitserver.Seed(bare, map[string]string{"fleetwave.yaml": plan, "apps/app.yaml": "version: 1\n",
+		".fleetwave/sim.yaml": "reconcileDelay: 0s\n"}, branches...); err != nil {
+		b.Fatal(err)
+	}
+	commit, err := gitserver.Commit(bare, "app v2", map[string]string{"apps/app.yaml": "version: 2\n"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	url := "file://" + filepath.ToSlash(bare)
+	if overHTTP {
+		base, stop, err := gitserver.Listen("127.0.0.1:0", srv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(stop)
+		url = base + "/fleet.git"
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	writer, err := gitops.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	follower, err := gitops.Open(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fleet := sim.New(follower, "sites/{site}", sim.WithPoll(simPoll))
+	for i := range n {
+		fleet.Track(fmt.Sprintf("s%05d", i))
+	}
+	go func() { _ = fleet.Run(ctx) }()
+
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger), DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(tc.Close)
+	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
+	w.RegisterWorkflow(workflows.Rollout)
+	w.RegisterWorkflow(workflows.Wave)
+	w.RegisterActivity(&activities.Git{Repo: writer})
+	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: convergePoll, Ancestry: writer})
+	w.RegisterActivity(&activities.Slack{})
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(w.Stop)
+	return &benchFleet{tc: tc, fw: workflows.NewClient(tc, ""), bare: bare, url: url, commit: commit}
 }
 
 // readHistory reads a whole workflow history; ok is false when the workflow does not exist.

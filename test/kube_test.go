@@ -273,6 +273,31 @@ func TestRealSites(t *testing.T) {
 		t.FailNow()
 	}
 
+	t.Run("the driver's watch tells when Flux changes a Kustomization", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		kube := deploy.NewKube(l.sites.Kubeconfig)
+		target := rollout.Site{Name: "canary", Cluster: &rollout.Cluster{Kustomization: "flux-system/apps"}}
+		changes, err := kube.Watch(ctx, []rollout.Site{target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		receive := func(what string) {
+			t.Helper()
+			select {
+			case <-changes:
+			case <-ctx.Done():
+				t.Fatalf("no notification %s", what)
+			}
+		}
+		receive("when the watch started (the Kustomization as it is)")
+		// The reconcile request annotates the Kustomization, and Flux then writes its status.
+		if err := kube.RequestReconcile(ctx, target); err != nil {
+			t.Fatal(err)
+		}
+		receive("after the reconcile request")
+	})
+
 	t.Run("manifest Flux cannot apply is reverted through git", func(t *testing.T) {
 		bad := app("3")
 		bad["deploy/app.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  version: [3]\n"

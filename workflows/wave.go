@@ -97,6 +97,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	if workflow.GetVersion(ctx, versionWaveProgress, workflow.DefaultVersion, 1) >= 1 {
 		if p := workflow.GetInfo(ctx).ParentWorkflowExecution; p != nil {
 			d.parent = p.ID
+			d.pipelined = workflow.GetVersion(ctx, versionProgressPipelined, workflow.DefaultVersion, 1) >= 1
 		}
 	}
 	// Before versionAfresh, an Unknown round did not break a streak of failed rounds.
@@ -125,6 +126,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		var ev rollout.WaveEvent
 		switch c := cmd.(type) {
 		case rollout.FinishWave:
+			d.delivered(ctx)
 			return d.finish(ctx, c)
 		case rollout.PromoteSites:
 			ev = d.promote(ctx, c)
@@ -136,6 +138,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			ev = d.revert(ctx, c)
 		case rollout.SleepUntil:
 			if d.continueAsNew(ctx, signals) {
+				d.delivered(ctx)
 				next := in
 				next.Status = d.run.Status.Carry()
 				next.Resume = &WaveResume{Run: d.run.Resume(), Wake: c.At, DetailSpent: d.detailSpent}
@@ -211,6 +214,10 @@ type waveDriver struct {
 	// parent is the rollout's workflow ID, to report the wave's changes to; "" for a wave
 	// recorded before versionWaveProgress, or started on its own.
 	parent string
+	// pipelined: a progress signal is delivered while the next command runs (versioned);
+	// pending is the one not known delivered yet.
+	pipelined bool
+	pending   workflow.Future
 }
 
 // versionAbortCancelsWait guards an abort cancelling the convergence wait in flight.
@@ -272,23 +279,52 @@ func (d *waveDriver) next(ctx workflow.Context, e rollout.WaveEvent) rollout.Wav
 }
 
 // report signals a change of the wave to its rollout, in parts of at most progressSites sites
-// (a large wave's first promotion changes thousands at once), waiting for each to be
-// delivered, so the rollout has every change before the wave ends.
+// (a large wave's first promotion changes thousands at once), one after the other, so the
+// rollout applies them in order. Since versionProgressPipelined the last part is not waited
+// for: the wave's next command (a push, a wait) runs while it is delivered, and the next
+// report, or the wave's end, waits for it first (delivered).
 func (d *waveDriver) report(ctx workflow.Context, c rollout.WaveChange) {
+	d.delivered(ctx)
 	parts := split(c.Sites, progressSites)
 	if len(parts) == 0 {
 		parts = [][]rollout.SiteStatus{nil} // the wave's own state changed
 	}
-	for _, sites := range parts {
+	for i, sites := range parts {
 		part := c
 		part.Sites = sites
-		if err := workflow.SignalExternalWorkflow(ctx, d.parent, "", signalWaveProgress, part).Get(ctx, nil); err != nil {
-			// The rollout is gone (terminated): nobody to tell; the wave goes on with its sites.
-			workflow.GetLogger(ctx).Warn("cannot report the wave's progress to its rollout", "rollout", d.in.Rollout, "wave", d.in.Wave.Name, "error", err)
+		sent := workflow.SignalExternalWorkflow(ctx, d.parent, "", signalWaveProgress, part)
+		if d.pipelined && i == len(parts)-1 {
+			d.pending = sent
+			return
+		}
+		if err := sent.Get(ctx, nil); err != nil {
+			reportFailed(ctx, d, err)
 			return
 		}
 	}
 }
+
+// delivered waits until the last progress signal reached the rollout.
+func (d *waveDriver) delivered(ctx workflow.Context) {
+	if d.pending == nil {
+		return
+	}
+	if err := d.pending.Get(ctx, nil); err != nil {
+		reportFailed(ctx, d, err)
+	}
+	d.pending = nil
+}
+
+// reportFailed logs a progress signal the rollout did not take: it is gone (terminated), so
+// nobody is to be told, and the wave goes on with its sites.
+func reportFailed(ctx workflow.Context, d *waveDriver, err error) {
+	workflow.GetLogger(ctx).Warn("cannot report the wave's progress to its rollout", "rollout", d.in.Rollout, "wave", d.in.Wave.Name, "error", err)
+}
+
+// versionProgressPipelined guards progress signals delivered while the wave's next command
+// runs, instead of before it: every signal costs two hops through Temporal (the signal, then
+// the wave's task that learns it arrived), which a zero-bake wave paid three times in a row.
+const versionProgressPipelined = "wave-progress-pipelined"
 
 // progressSites is the most sites one progress signal carries.
 const progressSites = 1000

@@ -12,6 +12,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
@@ -82,6 +83,10 @@ type Fleet struct {
 	effects    map[effectKey]*FaultEffect
 	// reconcile is how long a site takes to apply a commit without a sim.yaml.
 	reconcile time.Duration
+	// kick asks Run for a Step now (RequestReconcile); watchers are told after a Step in which
+	// a site applied a commit (Watch).
+	kick     chan struct{}
+	watchers map[chan struct{}]struct{}
 }
 
 type site struct {
@@ -119,7 +124,8 @@ func WithLogger(l *slog.Logger) Option { return func(f *Fleet) { f.log = l } }
 func New(src Source, siteBranch string, opts ...Option) *Fleet {
 	f := &Fleet{src: src, siteBranch: siteBranch, poll: 300 * time.Millisecond, now: time.Now,
 		log: slog.New(slog.DiscardHandler), sites: map[string]*site{}, reconcile: DefaultReconcileDelay,
-		promotions: map[string]bool{}, effects: map[effectKey]*FaultEffect{}}
+		promotions: map[string]bool{}, effects: map[effectKey]*FaultEffect{},
+		kick: make(chan struct{}, 1), watchers: map[chan struct{}]struct{}{}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -161,9 +167,11 @@ func (f *Fleet) config(commit string) (Config, time.Duration, error) {
 	return ParseConfig(data)
 }
 
-// Run fetches and advances the sites every poll interval until ctx ends.
+// Run fetches and advances the sites every poll interval until ctx ends, and at once when asked
+// (RequestReconcile) or when a site is due to finish applying, as Flux reconciles on its
+// interval, on a reconcile request, and when an apply ends.
 func (f *Fleet) Run(ctx context.Context) error {
-	t := time.NewTicker(f.poll)
+	t := time.NewTimer(f.poll)
 	defer t.Stop()
 	var last string
 	for {
@@ -176,12 +184,50 @@ func (f *Fleet) Run(ctx context.Context) error {
 			f.log.Info("simulated fleet reads the repository again")
 			last = ""
 		}
+		t.Reset(f.nextStep())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-f.kick:
 		}
 	}
+}
+
+// nextStep is the time until the next Step: the poll interval, or less when a site finishes
+// applying before then.
+func (f *Fleet) nextStep() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	wait, now := f.poll, f.now()
+	for _, s := range f.sites {
+		if s.applied != s.pending && !s.missing {
+			wait = min(wait, max(s.since.Add(s.delay).Sub(now), time.Millisecond))
+		}
+	}
+	return wait
+}
+
+// RequestReconcile asks the fleet to fetch the repository and advance its sites now, as Flux's
+// reconcile request does; requests made while one is pending are served by the same Step.
+func (f *Fleet) RequestReconcile(ctx context.Context, _ rollout.Site) error {
+	deploy.Notify(f.kick)
+	return ctx.Err()
+}
+
+// Watch tells, until ctx ends, when a Step made a site apply a commit (any site, not only
+// those named: a spurious wake only costs an observation).
+func (f *Fleet) Watch(ctx context.Context, _ []rollout.Site) (<-chan struct{}, error) {
+	ch := make(chan struct{}, 1)
+	f.mu.Lock()
+	f.watchers[ch] = struct{}{}
+	f.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		f.mu.Lock()
+		delete(f.watchers, ch)
+		f.mu.Unlock()
+	})
+	return ch, nil
 }
 
 // Step fetches the repository once and lets every site move forward: a new branch head starts
@@ -193,6 +239,14 @@ func (f *Fleet) Step(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
+	changed := false
+	defer func() {
+		if changed {
+			for ch := range f.watchers {
+				deploy.Notify(ch)
+			}
+		}
+	}()
 	for name, s := range f.sites {
 		head, err := f.src.Branch(s.branch)
 		if err != nil {
@@ -208,6 +262,7 @@ func (f *Fleet) Step(ctx context.Context) error {
 		if s.applied != s.pending && now.Sub(s.since) >= s.delay {
 			s.applied, s.appliedAt = s.pending, now
 			s.cfg, s.cfgErr = s.next, s.nextErr
+			changed = true
 			f.log.Info("simulated site applied", "site", name, "revision", rollout.FormatRevision(s.branch, s.applied))
 		}
 	}

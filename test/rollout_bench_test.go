@@ -1,0 +1,141 @@
+//go:build e2e
+
+package test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+var rolloutPlot = flag.String("bench.plot", "", "BenchmarkRollout draws its results in this PNG file")
+
+// benchServerConfig is dynamic config for the benchmarks' Temporal dev servers, from
+// -bench.server (key=value, repeatable), e.g. history.transferProcessorMaxPollRPS=1000.
+var benchServerConfig []string
+
+func init() {
+	flag.Func("bench.server", "dynamic config of the benchmarks' Temporal dev server, key=value (repeatable)", func(kv string) error {
+		benchServerConfig = append(benchServerConfig, kv)
+		return nil
+	})
+}
+
+// rolloutResult is one measured rollout of BenchmarkRollout.
+type rolloutResult struct {
+	sites int
+	total time.Duration            // started → succeeded (the last wave healthy)
+	waves map[string]time.Duration // each wave workflow, started → closed
+	push  map[string]time.Duration // each wave's promotion: its first Promote scheduled → its last completed
+	rss   int64
+}
+
+// BenchmarkRollout measures P2 and P4 of docs/benchmarks.md: a three-wave rollout with no
+// bake (benchPlan: a wave is its promotion, its convergence and one health round) to 10, 100,
+// 1,000 and 10,000 simulated sites on a real Temporal dev server, the
+// settings of `serve --driver sim` (the fleet fetches every 300ms, convergence is polled
+// every 2s unless the fleet tells a change first), sites applying a commit as soon as they
+// fetch it. It reports the time from starting the rollout (what a push event does) to its
+// success, each wave's time, and the peak RSS of the process (worker, simulated fleet and git
+// together). With -bench.plot FILE it draws the times in a PNG. `make bench` runs it.
+func BenchmarkRollout(b *testing.B) {
+	var results []rolloutResult
+	for _, n := range []int{10, 100, 1000, 10000} {
+		b.Run("sites="+strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				results = append(results, measureRollout(b, n))
+			}
+		})
+	}
+	if *rolloutPlot != "" && len(results) > 0 {
+		if err := plotRollouts(*rolloutPlot, results); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func measureRollout(b *testing.B, n int) rolloutResult {
+	b.StopTimer()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := startBenchFleet(ctx, b, n, benchPlan(n, 0, 30*time.Second), 300*time.Millisecond, 2*time.Second, false)
+	runtime.GC()
+	resetPeakRSS()
+
+	b.StartTimer()
+	start := time.Now()
+	run, err := f.fw.Start(ctx, workflows.RolloutInput{Fleet: "bench", Commit: f.commit})
+	if err != nil {
+		b.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer wcancel()
+	rerr := run.Get(wctx, nil)
+	b.StopTimer()
+	res := rolloutResult{sites: n, total: time.Since(start), waves: map[string]time.Duration{}, push: map[string]time.Duration{}, rss: peakRSS()}
+	if rerr != nil {
+		b.Fatalf("%d sites: rollout failed after %s: %v", n, res.total, rerr)
+	}
+	var line []string
+	for _, wave := range []string{"canary", "r1", "rest"} {
+		d, err := f.tc.DescribeWorkflowExecution(ctx, workflows.WaveID(run.GetID(), wave), "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		info := d.GetWorkflowExecutionInfo()
+		took := info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime())
+		res.waves[wave] = took
+		res.push[wave] = promotionTime(ctx, b, f.tc, workflows.WaveID(run.GetID(), wave))
+		line = append(line, fmt.Sprintf("%s %s (promotion %s)", wave, took.Round(time.Millisecond), res.push[wave].Round(time.Millisecond)))
+	}
+	b.Logf("%d sites: succeeded in %s (%s); peak RSS %d MiB", n, res.total.Round(time.Millisecond), strings.Join(line, ", "), res.rss>>20)
+	b.ReportMetric(res.total.Seconds(), "s/rollout")
+	for _, wave := range []string{"canary", "r1", "rest"} {
+		b.ReportMetric(float64(res.waves[wave].Milliseconds()), "ms/wave-"+wave)
+	}
+	b.ReportMetric(float64(res.rss)/(1<<20), "MiB-peak-RSS")
+	return res
+}
+
+// promotionTime is how long the wave's promotion took: from its first Promote activity
+// scheduled to its last one completed.
+func promotionTime(ctx context.Context, b *testing.B, tc client.Client, id string) time.Duration {
+	first, _, last := activitySpan(ctx, b, tc, id, "Promote")
+	return last.Sub(first)
+}
+
+// activitySpan reads the workflow's history for the activities of type name: when the first
+// was scheduled, and when the first and the last completed (zero times when none did).
+func activitySpan(ctx context.Context, b *testing.B, tc client.Client, id, name string) (scheduled, firstDone, lastDone time.Time) {
+	ours := map[int64]bool{}
+	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == name {
+			ours[e.GetEventId()] = true
+			if scheduled.IsZero() {
+				scheduled = e.GetEventTime().AsTime()
+			}
+		}
+		if a := e.GetActivityTaskCompletedEventAttributes(); a != nil && ours[a.GetScheduledEventId()] {
+			lastDone = e.GetEventTime().AsTime()
+			if firstDone.IsZero() {
+				firstDone = lastDone
+			}
+		}
+	}
+	return scheduled, firstDone, lastDone
+}
