@@ -97,30 +97,13 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 	// wait is not missed.
 	changes := s.watch(ctx, in.Sites)
 	for {
+		if err := s.convergeRound(ctx, in.Sites, &res, requested); err != nil {
+			return res, err
+		}
 		done := 0
-		desc := &descendants{s: s}
-		for i, e := range in.Sites {
-			if res.Converged[i] {
+		for _, c := range res.Converged {
+			if c {
 				done++
-				continue
-			}
-			st, err := s.Driver.Observe(ctx, e.Site)
-			if err != nil {
-				return res, fmt.Errorf("observe site %s: %w", e.Site.Name, err)
-			}
-			desc.mark(ctx, &st, e.Commit)
-			// Ask once the site answers: a site that is down would only cost a second timeout.
-			if !requested[i] && st.Reachable {
-				requested[i] = s.requestReconcile(ctx, e.Site)
-			}
-			activity.RecordHeartbeat(ctx, done)
-			res.States[i] = st
-			switch {
-			case st.Converged(e.Commit):
-				res.Converged[i] = true
-				done++
-			case st.FluxFailed(e.Commit):
-				res.Failed = true
 			}
 		}
 		activity.RecordHeartbeat(ctx, done)
@@ -139,6 +122,55 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 		case <-changes:
 		}
 	}
+}
+
+// convergeRound observes the sites of in that have not converged yet, observeParallel at a time
+// (a round of hundreds of sites, one after the other, would see its first ones late), asks
+// each that answers for the first time to reconcile, and records what it saw in res.
+func (s *Sites) convergeRound(ctx context.Context, in []Expectation, res *ConvergeResult, requested []bool) error {
+	var pending []int
+	for i := range in {
+		if !res.Converged[i] {
+			pending = append(pending, i)
+		}
+	}
+	states := make([]rollout.SiteState, len(pending))
+	errs := make([]error, len(pending))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, observeParallel)
+	for k, i := range pending {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			st, err := s.Driver.Observe(ctx, in[i].Site)
+			if err != nil {
+				errs[k] = fmt.Errorf("observe site %s: %w", in[i].Site.Name, err)
+				return
+			}
+			// Ask once the site answers: a site that is down would only cost a second timeout.
+			if !requested[i] && st.Reachable {
+				requested[i] = s.requestReconcile(ctx, in[i].Site)
+			}
+			states[k] = st
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	desc := &descendants{s: s}
+	for k, i := range pending {
+		st := states[k]
+		desc.mark(ctx, &st, in[i].Commit)
+		res.States[i] = st
+		switch {
+		case st.Converged(in[i].Commit):
+			res.Converged[i] = true
+		case st.FluxFailed(in[i].Commit):
+			res.Failed = true
+		}
+	}
+	return nil
 }
 
 // watch subscribes to changes of the sites when the driver can tell them (deploy.Watcher), so

@@ -91,7 +91,7 @@ func measureHistory(b *testing.B, n int) {
 	b.StopTimer()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f := startBenchFleet(ctx, b, n, benchPlan(n, historyBake, historyInterval), 100*time.Millisecond, 100*time.Millisecond, false)
+	f := startBenchFleet(ctx, b, n, benchPlan(n, historyBake, historyInterval), 100*time.Millisecond, 100*time.Millisecond, false, nil)
 	commit, tc := f.commit, f.tc
 	resetPeakRSS()
 
@@ -158,10 +158,12 @@ type benchFleet struct {
 // simulated fleet that fetches the repository every simPoll, and a worker that observes
 // converging sites every convergePoll (serve --driver sim: 300ms and 2s). The fleet repo is
 // read and written as file://, or over smart HTTP (git http-backend on 127.0.0.1) when
-// overHTTP. Everything stops when ctx ends.
-func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simPoll, convergePoll time.Duration, overHTTP bool) *benchFleet {
+// overHTTP. The Temporal dev server runs with serverConfig (dynamic config). Everything stops
+// when ctx ends.
+func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simPoll, convergePoll time.Duration, overHTTP bool,
+	serverConfig []string) *benchFleet {
 	b.Helper()
-	tp := testenv.StartTemporalWith(b, devtemporal.Options{SearchAttributes: workflows.SearchAttributes, DynamicConfig: benchServerConfig})
+	tp := testenv.StartTemporalWith(b, devtemporal.Options{SearchAttributes: workflows.SearchAttributes, DynamicConfig: serverConfig})
 	srv, err := gitserver.New(b.TempDir())
 	if err != nil {
 		b.Fatal(err)

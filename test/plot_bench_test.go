@@ -14,7 +14,7 @@ import (
 )
 
 // plotRollouts draws BenchmarkRollout's results in a PNG: seconds against sites, both on log
-// scales, one line for the whole rollout and one per wave.
+// scales, the whole rollout on each dev server, and two waves and a promotion on the faster.
 func plotRollouts(file string, results []rolloutResult) error {
 	results = slices.Clone(results)
 	slices.SortFunc(results, func(a, b rolloutResult) int { return a.sites - b.sites })
@@ -28,20 +28,31 @@ func plotRollouts(file string, results []rolloutResult) error {
 	p.Add(plotter.NewGrid())
 	p.Legend.Top, p.Legend.Left = true, true
 
+	total := func(r rolloutResult) float64 { return r.total.Seconds() }
+	wave := func(name string) func(rolloutResult) float64 {
+		return func(r rolloutResult) float64 { return r.waves[name].Seconds() }
+	}
+	push := func(r rolloutResult) float64 { return r.push["rest"].Seconds() }
 	series := []struct {
-		name  string
-		value func(rolloutResult) float64
-		color color.Color
+		name, server string
+		value        func(rolloutResult) float64
+		color        color.Color
 	}{
-		{"rollout (started → last wave healthy)", func(r rolloutResult) float64 { return r.total.Seconds() }, color.RGBA{R: 200, A: 255}},
-		{"wave canary (1 site)", func(r rolloutResult) float64 { return r.waves["canary"].Seconds() }, color.RGBA{G: 140, A: 255}},
-		{"wave r1 (10 %)", func(r rolloutResult) float64 { return r.waves["r1"].Seconds() }, color.RGBA{B: 200, A: 255}},
-		{"wave rest (90 %)", func(r rolloutResult) float64 { return r.waves["rest"].Seconds() }, color.RGBA{R: 150, B: 150, A: 255}},
+		{"rollout, stock dev server (started → last wave healthy)", "stock", total, color.RGBA{R: 200, A: 255}},
+		{"rollout, dev server with FastQueues", "fastqueues", total, color.RGBA{B: 200, A: 255}},
+		{"wave canary (1 site), FastQueues", "fastqueues", wave("canary"), color.RGBA{G: 140, A: 255}},
+		{"wave rest (90 %), FastQueues", "fastqueues", wave("rest"), color.RGBA{R: 150, B: 150, A: 255}},
+		{"its promotion (git pushes of 500 sites each)", "fastqueues", push, color.RGBA{R: 120, G: 120, B: 120, A: 255}},
 	}
 	for i, s := range series {
-		pts := make(plotter.XYs, len(results))
-		for j, r := range results {
-			pts[j] = plotter.XY{X: float64(r.sites), Y: max(s.value(r), 0.001)}
+		var pts plotter.XYs
+		for _, r := range results {
+			if r.server == s.server {
+				pts = append(pts, plotter.XY{X: float64(r.sites), Y: max(s.value(r), 0.001)})
+			}
+		}
+		if len(pts) == 0 {
+			continue
 		}
 		line, points, err := plotter.NewLinePoints(pts)
 		if err != nil {
@@ -49,11 +60,12 @@ func plotRollouts(file string, results []rolloutResult) error {
 		}
 		line.Color, points.Color = s.color, s.color
 		points.Shape = draw.CircleGlyph{}
-		if i > 0 {
+		if i > 1 {
 			line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 		}
 		p.Add(line, points)
 		p.Legend.Add(s.name, line, points)
 	}
+	p.Y.Max *= 8 // room for the legend above the lines
 	return p.Save(18*vg.Centimeter, 12*vg.Centimeter, file)
 }

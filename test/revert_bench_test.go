@@ -39,30 +39,32 @@ spec:
 `
 
 // BenchmarkRevertLatency measures P3 of docs/benchmarks.md, over file:// and over smart HTTP
-// (git http-backend on 127.0.0.1): 50 rollouts of commits that degrade the canary on a real
+// (git http-backend on 127.0.0.1), on each of benchServers: 50 rollouts of commits that degrade the canary on a real
 // Temporal dev server, each ending in a revert. A revert's latency is from the health round
 // that reached failureThreshold (its result recorded in the wave's history) to the Revert
 // activity's completion (the revert commit is on the git server before then), read from the
 // histories. In the same run, 50 git CLI pushes of one ready-made commit to the same
 // repository. Reported: p50 and p95 of both, and the ratio of the p95s (target: at most 2).
 func BenchmarkRevertLatency(b *testing.B) {
-	for _, overHTTP := range []bool{false, true} {
-		name := "file"
-		if overHTTP {
-			name = "http"
-		}
-		b.Run(name, func(b *testing.B) {
-			for range b.N {
-				measureReverts(b, overHTTP)
+	for _, server := range benchServers {
+		for _, overHTTP := range []bool{false, true} {
+			name := "file"
+			if overHTTP {
+				name = "http"
 			}
-		})
+			b.Run("server="+server.name+"/git="+name, func(b *testing.B) {
+				for range b.N {
+					measureReverts(b, overHTTP, server.config)
+				}
+			})
+		}
 	}
 }
 
-func measureReverts(b *testing.B, overHTTP bool) {
+func measureReverts(b *testing.B, overHTTP bool, serverConfig []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f := startBenchFleet(ctx, b, 2, revertPlan, 300*time.Millisecond, 2*time.Second, overHTTP)
+	f := startBenchFleet(ctx, b, 2, revertPlan, 300*time.Millisecond, 2*time.Second, overHTTP, serverConfig)
 	var reverts []time.Duration
 	for i := range revertRuns {
 		commit, err := gitserver.Commit(f.bare, fmt.Sprintf("app v%d, degrading the canary", i+3), map[string]string{

@@ -6,7 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,26 +15,25 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/fleetwave/fleetwave/internal/devtemporal"
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
 var rolloutPlot = flag.String("bench.plot", "", "BenchmarkRollout draws its results in this PNG file")
 
-// benchServerConfig is dynamic config for the benchmarks' Temporal dev servers, from
-// -bench.server (key=value, repeatable), e.g. history.transferProcessorMaxPollRPS=1000.
-var benchServerConfig []string
-
-func init() {
-	flag.Func("bench.server", "dynamic config of the benchmarks' Temporal dev server, key=value (repeatable)", func(kv string) error {
-		benchServerConfig = append(benchServerConfig, kv)
-		return nil
-	})
-}
+// benchServers are the Temporal dev servers the rollout benchmarks run on: as it comes, and
+// with devtemporal.FastQueues (its one history shard's queues not limited to 20 loads a
+// second), closer to a production cluster, whose workflows spread over many shards.
+var benchServers = []struct {
+	name   string
+	config []string
+}{{"stock", nil}, {"fastqueues", devtemporal.FastQueues}}
 
 // rolloutResult is one measured rollout of BenchmarkRollout.
 type rolloutResult struct {
-	sites int
-	total time.Duration            // started → succeeded (the last wave healthy)
+	server string
+	sites  int
+	total  time.Duration            // started → succeeded (the last wave healthy)
 	waves map[string]time.Duration // each wave workflow, started → closed
 	push  map[string]time.Duration // each wave's promotion: its first Promote scheduled → its last completed
 	rss   int64
@@ -50,12 +49,16 @@ type rolloutResult struct {
 // together). With -bench.plot FILE it draws the times in a PNG. `make bench` runs it.
 func BenchmarkRollout(b *testing.B) {
 	var results []rolloutResult
-	for _, n := range []int{10, 100, 1000, 10000} {
-		b.Run("sites="+strconv.Itoa(n), func(b *testing.B) {
-			for range b.N {
-				results = append(results, measureRollout(b, n))
-			}
-		})
+	for _, server := range benchServers {
+		for _, n := range []int{10, 100, 1000, 10000} {
+			b.Run("server="+server.name+"/sites="+strconv.Itoa(n), func(b *testing.B) {
+				for range b.N {
+					r := measureRollout(b, n, server.config)
+					r.server = server.name
+					results = append(results, r)
+				}
+			})
+		}
 	}
 	if *rolloutPlot != "" && len(results) > 0 {
 		if err := plotRollouts(*rolloutPlot, results); err != nil {
@@ -64,12 +67,12 @@ func BenchmarkRollout(b *testing.B) {
 	}
 }
 
-func measureRollout(b *testing.B, n int) rolloutResult {
+func measureRollout(b *testing.B, n int, serverConfig []string) rolloutResult {
 	b.StopTimer()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f := startBenchFleet(ctx, b, n, benchPlan(n, 0, 30*time.Second), 300*time.Millisecond, 2*time.Second, false)
-	runtime.GC()
+	f := startBenchFleet(ctx, b, n, benchPlan(n, 0, 30*time.Second), 300*time.Millisecond, 2*time.Second, false, serverConfig)
+	debug.FreeOSMemory() // the last size's heap, returned to the OS before measuring this one
 	resetPeakRSS()
 
 	b.StartTimer()

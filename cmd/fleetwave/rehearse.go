@@ -162,7 +162,10 @@ func startRehearsal(ctx context.Context, log *slog.Logger, stderr io.Writer, in 
 	}
 	r.stops = append(r.stops, func() { _ = os.RemoveAll(data) })
 
-	ts, err := devtemporal.Start(ctx, devtemporal.Options{Binary: o.temporalBin, Headless: true, SearchAttributes: workflows.SearchAttributes})
+	// FastQueues: under a time scale, the dev server's 50 ms per step would stretch a rehearsal
+	// by minutes of plan time that a production cluster does not add.
+	ts, err := devtemporal.Start(ctx, devtemporal.Options{Binary: o.temporalBin, Headless: true, SearchAttributes: workflows.SearchAttributes,
+		DynamicConfig: devtemporal.FastQueues})
 	if err != nil {
 		return nil, err
 	}

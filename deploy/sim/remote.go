@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/fleetwave/fleetwave/deploy"
@@ -65,10 +66,40 @@ func (f *Fleet) Handler() http.Handler {
 type Remote struct {
 	URL    string
 	Client *http.Client
+
+	// A reconcile request made while one is on its way is sent once more after it, for all
+	// that came meanwhile: the fleet steps for every site at once, and a wave of 9,000 sites
+	// would otherwise send 9,000 requests.
+	mu              sync.Mutex
+	sending, resend bool
 }
 
-// RequestReconcile asks the fleet's process for a Step now.
+// RequestReconcile asks the fleet's process for a Step now. Requests made while one is on its
+// way are merged into one sent after it, so each is followed by a Step that starts after it.
 func (r *Remote) RequestReconcile(ctx context.Context, _ rollout.Site) error {
+	r.mu.Lock()
+	if r.sending {
+		r.resend = true
+		r.mu.Unlock()
+		return nil
+	}
+	r.sending = true
+	r.mu.Unlock()
+	for {
+		err := r.reconcile(ctx)
+		r.mu.Lock()
+		if err == nil && r.resend {
+			r.resend = false
+			r.mu.Unlock()
+			continue
+		}
+		r.sending, r.resend = false, false
+		r.mu.Unlock()
+		return err
+	}
+}
+
+func (r *Remote) reconcile(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL+"/reconcile", nil)
 	if err != nil {
 		return err

@@ -236,6 +236,37 @@ func (f *Fleet) Step(ctx context.Context) error {
 	if err := f.src.Refresh(ctx); err != nil {
 		return err
 	}
+	// Read the heads, and the sim.yaml of the new ones, without holding the fleet, so that
+	// observations go on meanwhile: when a wave of thousands of sites is pushed, that is
+	// thousands of files to read.
+	f.mu.Lock()
+	before := make(map[string]string, len(f.sites)) // site -> the head it was applying
+	branch := make(map[string]string, len(f.sites))
+	for name, s := range f.sites {
+		before[name], branch[name] = s.pending, s.branch
+	}
+	f.mu.Unlock()
+	type read struct {
+		head    string
+		missing bool
+		cfg     Config
+		delay   time.Duration
+		err     error
+	}
+	reads := make(map[string]read, len(before))
+	for name, pending := range before {
+		head, err := f.src.Branch(branch[name])
+		if err != nil {
+			reads[name] = read{missing: true}
+			continue
+		}
+		r := read{head: head}
+		if head != pending {
+			r.cfg, r.delay, r.err = f.config(head)
+		}
+		reads[name] = r
+	}
+
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
@@ -247,17 +278,21 @@ func (f *Fleet) Step(ctx context.Context) error {
 			}
 		}
 	}()
-	for name, s := range f.sites {
-		head, err := f.src.Branch(s.branch)
-		if err != nil {
+	for name, r := range reads {
+		s := f.sites[name]
+		if r.missing {
 			s.missing = true
 			continue
 		}
 		s.missing = false
-		if head != s.pending {
-			s.pending, s.since = head, now
-			s.next, s.delay, s.nextErr = f.config(head)
-			s.delay = f.reconcileDelay(name, head, s.delay, now)
+		if r.head != s.pending {
+			if r.head == before[name] {
+				// Another Step moved the site meanwhile: read this head's sim.yaml now.
+				r.cfg, r.delay, r.err = f.config(r.head)
+			}
+			s.pending, s.since = r.head, now
+			s.next, s.nextErr = r.cfg, r.err
+			s.delay = f.reconcileDelay(name, r.head, r.delay, now)
 		}
 		if s.applied != s.pending && now.Sub(s.since) >= s.delay {
 			s.applied, s.appliedAt = s.pending, now

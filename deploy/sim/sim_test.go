@@ -355,3 +355,60 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 }
+
+// slowSource is a Source whose file reads wait until released, and say when one started.
+type slowSource struct {
+	heads   map[string]string
+	reading chan struct{}
+	release chan struct{}
+}
+
+func (s *slowSource) Refresh(context.Context) error { return nil }
+
+func (s *slowSource) Branch(name string) (string, error) { return s.heads[name], nil }
+
+func (s *slowSource) ReadFile(commit, path string) ([]byte, error) {
+	s.reading <- struct{}{}
+	<-s.release
+	return nil, gitops.ErrFileNotFound
+}
+
+// TestObserveWhileStepReads: a Step reading the sim.yaml of new heads (thousands of them when a
+// large wave is pushed) does not hold up observations; before, it held the fleet, and a
+// convergence wait observing site after site saw its first sites late, past its deadline.
+func TestObserveWhileStepReads(t *testing.T) {
+	t.Parallel()
+	src := &slowSource{heads: map[string]string{"sites/a": "c1"}, reading: make(chan struct{}), release: make(chan struct{})}
+	f := New(src, "sites/{site}", WithReconcileDelay(0))
+	go func() { // Track reads c1's sim.yaml
+		<-src.reading
+		src.release <- struct{}{}
+	}()
+	f.Track("a")
+	src.heads["sites/a"] = "c2"
+	stepped := make(chan error, 1)
+	go func() { stepped <- f.Step(context.Background()) }()
+	<-src.reading // the Step reads c2's sim.yaml, and waits
+
+	observed := make(chan rollout.SiteState, 1)
+	go func() {
+		st, _ := f.Observe(context.Background(), rollout.Site{Name: "a"})
+		observed <- st
+	}()
+	select {
+	case st := <-observed:
+		if st.Revision != "sites/a@sha1:c1" {
+			t.Errorf("observed %q during the Step, want c1 still", st.Revision)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Observe waited for the Step's file reads")
+	}
+	src.release <- struct{}{}
+	if err := <-stepped; err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Observe(context.Background(), rollout.Site{Name: "a"})
+	if err != nil || st.Revision != "sites/a@sha1:c2" {
+		t.Errorf("after the Step: %q (%v), want c2", st.Revision, err)
+	}
+}

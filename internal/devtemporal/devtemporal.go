@@ -38,6 +38,19 @@ type Options struct {
 	DynamicConfig []string
 }
 
+// FastQueues is dynamic config that lets the dev server's history queues load new tasks as
+// soon as they come. The dev server keeps every workflow on one history shard, whose transfer
+// and timer queues load at most 20 times a second by default: once a burst is spent, every
+// step through the server (a signal, an activity or workflow task dispatched, a child started)
+// waits up to 50 ms, so a zero-bake wave takes about 0.5 s whatever fleetwave does. A
+// production cluster spreads workflows over hundreds of shards, each with that rate. Values
+// are strings for --dynamic-config-value (YAML).
+var FastQueues = []string{
+	"history.transferProcessorMaxPollRPS=1000",
+	"history.timerProcessorMaxPollRPS=1000",
+	"history.visibilityProcessorMaxPollRPS=1000",
+}
+
 // Server is a running dev server.
 type Server struct {
 	// Address is the frontend's host:port; UI the web UI's URL ("" when headless).
