@@ -34,9 +34,9 @@ type rolloutResult struct {
 	server string
 	sites  int
 	total  time.Duration            // started → succeeded (the last wave healthy)
-	waves map[string]time.Duration // each wave workflow, started → closed
-	push  map[string]time.Duration // each wave's promotion: its first Promote scheduled → its last completed
-	rss   int64
+	waves  map[string]time.Duration // each wave workflow, started → closed
+	push   map[string]time.Duration // each wave's promotion: its first Promote scheduled → its last completed
+	rss    int64
 }
 
 // BenchmarkRollout measures P2 and P4 of docs/benchmarks.md: a three-wave rollout with no
