@@ -130,6 +130,59 @@ func TestPromoteIdempotent(t *testing.T) {
 	}
 }
 
+// TestWritesOnAStaleCopy: a writer plans its first attempt on its copy without fetching. A
+// second worker whose copy predates the first worker's promotion and revert must neither
+// promote twice (its push is refused: the branch moved) nor skip the revert (a plan that finds
+// nothing to revert is made again on a fresh fetch).
+func TestWritesOnAStaleCopy(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1")
+	src := f.commitOn(t, "main", "Bump web", map[string]string{"apps/web/deploy.yaml": "image: web:2\n"})
+	a, b := f.open(t), f.open(t) // two workers, b's copy taken now
+	req := PromoteRequest{Rollout: "r1", Wave: "canary", Source: src, Targets: targets("ams-1")}
+	first, err := a.Promote(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Promote(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0].Created || again[0].Ours != first[0].Commit || f.head(t, "sites/ams-1") != first[0].Commit {
+		t.Errorf("stale worker's Promote = %+v, want no new commit, finding %s", again[0], first[0].Commit)
+	}
+
+	c := f.open(t) // a third worker, whose copy has the promotion
+	if _, err := a.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "bad", Targets: targets("ams-1")}); err != nil {
+		t.Fatal(err)
+	}
+	reverted := f.head(t, "sites/ams-1")
+	got, err := c.Revert(ctxT(t), RevertRequest{Rollout: "r1", Reason: "bad", Targets: targets("ams-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Created || f.head(t, "sites/ams-1") != reverted {
+		t.Errorf("stale worker's Revert = %+v, want none written over the revert %s", got[0], reverted)
+	}
+	if n := run(t, f.dir, "rev-list", "--count", "sites/ams-1"); n != "3" {
+		t.Errorf("sites/ams-1 has %s commits, want 3 (seed, promotion, revert)", n)
+	}
+
+	// A copy without the promotion at all: its plan finds nothing to revert, so it fetches.
+	d := f.open(t)
+	if _, err := a.Promote(ctxT(t), PromoteRequest{Rollout: "r2", Wave: "canary", Source: src, Targets: targets("ams-1")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = d.Revert(ctxT(t), RevertRequest{Rollout: "r2", Reason: "bad", Targets: targets("ams-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got[0].Created || f.head(t, "sites/ams-1") != got[0].Commit {
+		t.Errorf("Revert by a worker that had not seen r2's promotion = %+v, want a revert written", got[0])
+	}
+	f.fsck(t)
+}
+
 // TestPromoteAgainAfterRevert: a reverted promotion no longer counts, so the
 // same request writes a new promotion commit.
 func TestPromoteAgainAfterRevert(t *testing.T) {

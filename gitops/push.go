@@ -18,8 +18,8 @@ import (
 // linearly with the attempt number.
 var retryBackoff = 100 * time.Millisecond
 
-// write runs plan against freshly fetched branches and pushes the commits it
-// created, starting over from a new fetch when a branch moved under it.
+// write runs plan and pushes the commits it created, starting over from a new fetch when a
+// branch moved under it (tryWrite: the first attempt may plan on this copy as it is).
 func (r *Repo) write(ctx context.Context, op string, plan func() ([]Change, error)) ([]Change, error) {
 	for attempt := 1; ; attempt++ {
 		changes, err := r.tryWrite(ctx, attempt, plan)
@@ -46,6 +46,20 @@ func (r *Repo) write(ctx context.Context, op string, plan func() ([]Change, erro
 func (r *Repo) tryWrite(ctx context.Context, attempt int, plan func() ([]Change, error)) ([]Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if attempt == 1 {
+		// Plan on this copy first, without a fetch: a push updates each branch from the head
+		// it was planned on, so the server refuses any that moved since this copy was
+		// fetched, and the next attempt plans again on a fresh fetch. A plan that writes
+		// nothing somewhere (already done, nothing to revert, a conflict) or fails is made
+		// again on a fresh fetch right away: no push can check it.
+		changes, err := plan()
+		if err == nil && allCreated(changes) {
+			if err := r.pushCreated(ctx, attempt, changes); err != nil {
+				return nil, err
+			}
+			return changes, nil
+		}
+	}
 	if err := r.refreshLocked(ctx); err != nil {
 		return nil, err
 	}
@@ -53,6 +67,24 @@ func (r *Repo) tryWrite(ctx context.Context, attempt int, plan func() ([]Change,
 	if err != nil {
 		return nil, err
 	}
+	if err := r.pushCreated(ctx, attempt, changes); err != nil {
+		return nil, err
+	}
+	return changes, nil
+}
+
+// allCreated reports whether every change of a plan writes a commit.
+func allCreated(changes []Change) bool {
+	for _, c := range changes {
+		if !c.Created {
+			return false
+		}
+	}
+	return len(changes) > 0
+}
+
+// pushCreated pushes the commits the changes created, if any.
+func (r *Repo) pushCreated(ctx context.Context, attempt int, changes []Change) error {
 	var created []Change
 	for _, c := range changes {
 		if c.Created {
@@ -60,15 +92,15 @@ func (r *Repo) tryWrite(ctx context.Context, attempt int, plan func() ([]Change,
 		}
 	}
 	if len(created) == 0 {
-		return changes, nil
+		return nil
 	}
 	if err := r.pushLocked(ctx, attempt, created); err != nil {
-		return nil, err
+		return err
 	}
 	for _, c := range created {
 		r.opts.logger.InfoContext(ctx, "pushed site branch", "site", c.Site, "revision", c.Branch+"@sha1:"+c.Commit)
 	}
-	return changes, nil
+	return nil
 }
 
 // pushLocked pushes every created commit onto its branch in one push, never
