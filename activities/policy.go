@@ -15,6 +15,23 @@ type PolicyRequest = policy.Request
 // Rego policies, evaluated at the workflow's time. It runs as a local activity, so the
 // decision is recorded in the history and a later edit of a policy cannot change a replay.
 // Policies that cannot be evaluated deny (fail closed); it never returns an error.
+//
+// A worker whose activity context carries a time scale (WithTimeScale: a rehearsal's) evaluates
+// on the plan's clock, which starts with the rollout (rollout.PlanClock), and returns the
+// decision's times on the real one.
 func EvaluatePolicy(ctx context.Context, req PolicyRequest) (rollout.PolicyDecision, error) {
+	if k, ok := ctx.Value(timeScaleKey{}).(float64); ok && k > 1 && !req.Input.Rollout.StartedAt.IsZero() {
+		c := rollout.PlanClock{Start: req.Input.Rollout.StartedAt, Scale: k}
+		req.Input = c.PlanInput(req.Input)
+		return c.RealDecision(policy.Decide(ctx, req)), nil
+	}
 	return policy.Decide(ctx, req), nil
+}
+
+type timeScaleKey struct{}
+
+// WithTimeScale returns ctx carrying a rehearsal's time scale, for a worker's
+// BackgroundActivityContext: EvaluatePolicy (a local activity) then decides on the plan's clock.
+func WithTimeScale(ctx context.Context, k float64) context.Context {
+	return context.WithValue(ctx, timeScaleKey{}, k)
 }

@@ -152,6 +152,7 @@ func (s *Sites) convergeRound(ctx context.Context, in []Expectation, res *Conver
 				requested[i] = s.requestReconcile(ctx, in[i].Site)
 			}
 			states[k] = st
+			activity.RecordHeartbeat(ctx, in[i].Site.Name) // a round of slow sites outlasts the heartbeat timeout
 		})
 	}
 	wg.Wait()

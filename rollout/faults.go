@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"path"
+	"slices"
 	"time"
 )
 
@@ -256,10 +257,10 @@ func ScaleDown(d time.Duration, k float64) time.Duration {
 	return time.Duration(float64(d) / k)
 }
 
-// Scaled returns a copy of the plan whose durations (bakes, soaks, approval timeouts, health
-// interval and timeouts) are divided by k, for a rehearsal on a faster clock; the health
-// interval stays at least MinScaledInterval. Calendar policies (freezes, business hours) stay
-// on the real clock. k <= 1 returns the plan unchanged.
+// Scaled returns a copy of the plan whose durations (bakes, approval timeouts, health interval
+// and timeouts) are divided by k, for a rehearsal on a faster clock; the health interval stays
+// at least MinScaledInterval. Policies (freezes, business hours, soaks) keep the plan's values:
+// a rehearsal judges them on the plan's clock (PlanClock). k <= 1 returns the plan unchanged.
 func (p *Plan) Scaled(k float64) *Plan {
 	if k <= 1 {
 		return p
@@ -269,10 +270,6 @@ func (p *Plan) Scaled(k float64) *Plan {
 	out.Waves = make([]Wave, len(p.Waves))
 	for i, w := range p.Waves {
 		w.Bake = div(w.Bake)
-		if w.MinSoak != nil {
-			soak := div(*w.MinSoak)
-			w.MinSoak = &soak
-		}
 		if w.Approval != nil {
 			a := *w.Approval
 			a.Timeout = div(a.Timeout)
@@ -283,6 +280,52 @@ func (p *Plan) Scaled(k float64) *Plan {
 	out.Health.ConvergenceTimeout = div(p.Health.ConvergenceTimeout)
 	out.Health.Interval = max(div(p.Health.Interval), MinScaledInterval)
 	out.Health.UnknownTimeout = div(p.Health.UnknownTimeout)
-	out.Policies.MinSoak = div(p.Policies.MinSoak)
 	return &out
+}
+
+// PlanClock maps a rehearsal's real time onto the plan's time: both start at Start, and Scale
+// seconds of the plan pass in one real second. A rehearsal evaluates policies on it, so a freeze,
+// business hours or a soak falls where it would in the plan's time.
+type PlanClock struct {
+	Start time.Time
+	Scale float64
+}
+
+// Plan returns the plan's time at real time t (zero stays zero).
+func (c PlanClock) Plan(t time.Time) time.Time {
+	if t.IsZero() || c.Scale <= 0 {
+		return t
+	}
+	return c.Start.Add(time.Duration(float64(t.Sub(c.Start)) * c.Scale))
+}
+
+// Real returns the real time at the plan's time t (zero stays zero).
+func (c PlanClock) Real(t time.Time) time.Time {
+	if t.IsZero() || c.Scale <= 0 {
+		return t
+	}
+	return c.Start.Add(ScaleDown(t.Sub(c.Start), c.Scale))
+}
+
+// PlanInput returns a policy input with every time on the plan's clock.
+func (c PlanClock) PlanInput(in PolicyInput) PolicyInput {
+	in.Now = c.Plan(in.Now)
+	in.Rollout.StartedAt = c.Plan(in.Rollout.StartedAt)
+	in.PreviousWaves = slices.Clone(in.PreviousWaves)
+	for i := range in.PreviousWaves {
+		w := &in.PreviousWaves[i]
+		w.StartedAt, w.FinishedAt = c.Plan(w.StartedAt), c.Plan(w.FinishedAt)
+	}
+	in.Approvals = slices.Clone(in.Approvals)
+	for i := range in.Approvals {
+		in.Approvals[i].At = c.Plan(in.Approvals[i].At)
+	}
+	return in
+}
+
+// RealDecision returns a decision made on the plan's clock with its times back on the real one,
+// where the workflow's timers run.
+func (c PlanClock) RealDecision(d PolicyDecision) PolicyDecision {
+	d.At, d.WaitUntil = c.Real(d.At), c.Real(d.WaitUntil)
+	return d
 }

@@ -100,10 +100,11 @@ func TestPlanScaled(t *testing.T) {
 	}
 	s := p.Scaled(3600)
 	one := s.Waves[0]
-	if one.Bake != time.Second || *one.MinSoak != 500*time.Millisecond || one.Approval.Timeout != 2*time.Second || s.Waves[1].Bake != 10*time.Minute/3600 {
+	// Soaks stay on the plan's clock: a rehearsal judges policies there (PlanClock).
+	if one.Bake != time.Second || *one.MinSoak != 30*time.Minute || one.Approval.Timeout != 2*time.Second || s.Waves[1].Bake != 10*time.Minute/3600 {
 		t.Errorf("waves scaled to %+v %+v", one, s.Waves[1])
 	}
-	if s.Health.Interval != MinScaledInterval || s.Health.ConvergenceTimeout != 10*time.Minute/3600 || s.Health.UnknownTimeout != 5*time.Minute/3600 || s.Policies.MinSoak != time.Second {
+	if s.Health.Interval != MinScaledInterval || s.Health.ConvergenceTimeout != 10*time.Minute/3600 || s.Health.UnknownTimeout != 5*time.Minute/3600 || s.Policies.MinSoak != time.Hour {
 		t.Errorf("health %+v, policies %+v", s.Health, s.Policies)
 	}
 	if p.Waves[0].Bake != time.Hour || *p.Waves[0].MinSoak != 30*time.Minute || p.Waves[0].Approval.Timeout != 2*time.Hour || p.Health.Interval != 30*time.Second {
@@ -133,4 +134,35 @@ func FuzzParseFaults(f *testing.F) {
 			t.Error("no faults and no error")
 		}
 	})
+}
+
+// TestPlanClock: at time scale 60, a minute of a rehearsal is an hour of the plan; a policy input
+// moves onto the plan's clock (every time in it), and a decision comes back to the real one.
+func TestPlanClock(t *testing.T) {
+	start := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	c := PlanClock{Start: start, Scale: 60}
+	if got := c.Plan(start.Add(time.Minute)); !got.Equal(start.Add(time.Hour)) {
+		t.Errorf("Plan(start+1m) = %s", got)
+	}
+	if got := c.Real(start.Add(2 * time.Hour)); !got.Equal(start.Add(2 * time.Minute)) {
+		t.Errorf("Real(start+2h) = %s", got)
+	}
+	if !c.Plan(time.Time{}).IsZero() || !c.Real(time.Time{}).IsZero() {
+		t.Error("a zero time must stay zero")
+	}
+	in := PolicyInput{Now: start.Add(3 * time.Minute), Rollout: PolicyRollout{StartedAt: start},
+		PreviousWaves: []PolicyWaveResult{{StartedAt: start.Add(time.Minute), FinishedAt: start.Add(2 * time.Minute)}},
+		Approvals:     []PolicyApproval{{At: start.Add(90 * time.Second)}}}
+	got := c.PlanInput(in)
+	if !got.Now.Equal(start.Add(3*time.Hour)) || !got.Rollout.StartedAt.Equal(start) || !got.PreviousWaves[0].StartedAt.Equal(start.Add(time.Hour)) ||
+		!got.PreviousWaves[0].FinishedAt.Equal(start.Add(2*time.Hour)) || !got.Approvals[0].At.Equal(start.Add(90*time.Minute)) {
+		t.Errorf("PlanInput = %+v", got)
+	}
+	if !in.PreviousWaves[0].StartedAt.Equal(start.Add(time.Minute)) || !in.Approvals[0].At.Equal(start.Add(90*time.Second)) {
+		t.Error("PlanInput changed the input it was given")
+	}
+	d := c.RealDecision(PolicyDecision{Outcome: PolicyWait, At: start.Add(3 * time.Hour), WaitUntil: start.Add(5 * time.Hour)})
+	if !d.At.Equal(start.Add(3*time.Minute)) || !d.WaitUntil.Equal(start.Add(5*time.Minute)) {
+		t.Errorf("RealDecision = %+v", d)
+	}
 }

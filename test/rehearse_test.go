@@ -4,12 +4,14 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetwave/fleetwave/rollout"
 )
@@ -30,6 +32,7 @@ type rehearsalReport struct {
 		Waves []struct {
 			Name  string        `json:"name"`
 			State rollout.State `json:"state"`
+			Start string        `json:"start"`
 		} `json:"waves"`
 		Histories []struct {
 			Workflow string `json:"workflow"`
@@ -57,10 +60,16 @@ func rehearse(t *testing.T, bin, faults string, args ...string) (int, string, re
 		}
 		args = append(args, "--faults", path)
 	}
-	cmd := exec.Command(bin, append([]string{"rehearse", "--report", report, "--report", filepath.Join(dir, "report.md")}, args...)...)
+	// A rehearsal that ran on the wrong clock could wait for hours: stop it long before.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"rehearse", "--report", report, "--report", filepath.Join(dir, "report.md")}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("the rehearsal did not end within 5 minutes:\n%s", out.String())
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -184,5 +193,42 @@ func TestRehearseBadFaults(t *testing.T) {
 	code, out, _ := rehearse(t, bin, "  - {degrade: {sites: [r9-*]}}\n", "--sites", "6", "--regions", "2")
 	if code != 1 || !strings.Contains(out, `faults.yaml:4:24: "r9-*" names no site of the plan`) || strings.Contains(out, "rehearsing") {
 		t.Errorf("exit %d:\n%s\nwant exit 1 with the position, and nothing started", code, out)
+	}
+}
+
+// TestRehearseFreezeOnThePlansClock: a plan whose freeze ends an hour after the rollout starts
+// (its calendar, absolute times), rehearsed at time scale 300. The canary waits for the end
+// of the freeze on the plan's clock, an hour there and 12 s of real time; on the real clock it
+// would wait the whole hour.
+func TestRehearseFreezeOnThePlansClock(t *testing.T) {
+	bin := buildFleetwave(t)
+	now := time.Now().UTC()
+	plan := filepath.Join(t.TempDir(), "fleetwave.yaml")
+	if err := os.WriteFile(plan, []byte(`apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: frozen}
+spec:
+  sites: [{name: ams-1}, {name: fra-1}]
+  waves:
+    - {name: canary, sites: [ams-1], bake: 5m}
+    - {name: rest, bake: 5m}
+  policies:
+    freezes:
+      - {name: change-freeze, start: "`+now.Add(-time.Hour).Format("2006-01-02T15:04:05")+`", duration: 2h}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, out, rep := rehearse(t, bin, "", "--plan", plan, "--time-scale", "300")
+	if code != 0 || rep.Status.State != rollout.StateSucceeded {
+		t.Fatalf("exit %d, rollout %s:\n%s", code, rep.Status.State, out)
+	}
+	if took := time.Since(start); took < 12*time.Second {
+		t.Errorf("the rehearsal took %s: the canary did not wait for the freeze's end (12 s of real time)", took)
+	}
+	if w := rep.Rehearsal.Waves[0]; w.Name != "canary" {
+		t.Fatalf("first wave %+v", w)
+	} else if d, err := time.ParseDuration(w.Start); err != nil || d < 55*time.Minute || d > 2*time.Hour {
+		t.Errorf("the canary started %q into the plan, want about 1h (the freeze's end)", w.Start)
 	}
 }

@@ -298,7 +298,7 @@ func (d *waveDriver) report(ctx workflow.Context, c rollout.WaveChange) {
 			return
 		}
 		if err := sent.Get(ctx, nil); err != nil {
-			reportFailed(ctx, d, err)
+			d.reportFailed(ctx, err)
 			return
 		}
 	}
@@ -310,14 +310,14 @@ func (d *waveDriver) delivered(ctx workflow.Context) {
 		return
 	}
 	if err := d.pending.Get(ctx, nil); err != nil {
-		reportFailed(ctx, d, err)
+		d.reportFailed(ctx, err)
 	}
 	d.pending = nil
 }
 
 // reportFailed logs a progress signal the rollout did not take: it is gone (terminated), so
 // nobody is to be told, and the wave goes on with its sites.
-func reportFailed(ctx workflow.Context, d *waveDriver, err error) {
+func (d *waveDriver) reportFailed(ctx workflow.Context, err error) {
 	workflow.GetLogger(ctx).Warn("cannot report the wave's progress to its rollout", "rollout", d.in.Rollout, "wave", d.in.Wave.Name, "error", err)
 }
 

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
@@ -354,6 +355,7 @@ func newRehearseWorkerCmd(g *globals) *cobra.Command {
 			}
 			n := newNode(log, tc, o.fleet, o.sourceBranch, nil)
 			n.adapt = rehearsalAdapt(o.scale)
+			n.activityContext = activities.WithTimeScale(context.Background(), o.scale)
 			w, err := n.startWorker(writer, &sim.Remote{URL: o.fleetURL}, 50*time.Millisecond)
 			if err != nil {
 				return err

@@ -348,7 +348,7 @@ func (rep *rehearsalReport) markdown() string {
 	if len(sum.SimulatedClusters) > 0 {
 		fmt.Fprintf(&b, "- %d sites name a cluster context; simulated sites stood in for them.\n", len(sum.SimulatedClusters))
 	}
-	b.WriteString("- Calendar policies (freezes, business hours) are checked on the real clock, not the plan's.\n")
+	b.WriteString("- Policies (freezes, business hours, soaks) were judged on the plan's clock, from the rollout's start.\n")
 	return b.String()
 }
 

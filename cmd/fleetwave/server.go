@@ -87,6 +87,9 @@ type node struct {
 	// slack posts rollout threads; slackHandler serves the Slack endpoints (setupSlack).
 	slack        *activities.Slack
 	slackHandler *chatops.Handler
+	// activityContext is the worker's BackgroundActivityContext (a rehearsal's time scale, for
+	// policies); nil means the SDK's default.
+	activityContext context.Context
 	// adapt changes every plan the worker loads (a rehearsal's scale); nil leaves them.
 	adapt func(*rollout.Plan) *rollout.Plan
 	// voteKey proves to the rollouts that a vote came through a verified Slack request
@@ -126,7 +129,8 @@ func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, sec
 // startWorker registers the workflows and activities and starts polling.
 func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time.Duration) (worker.Worker, error) {
 	w := worker.New(n.tc, workflows.TaskQueue, worker.Options{
-		Interceptors: []interceptor.WorkerInterceptor{workflows.VoteOrigins(n.voteKey)},
+		Interceptors:              []interceptor.WorkerInterceptor{workflows.VoteOrigins(n.voteKey)},
+		BackgroundActivityContext: n.activityContext,
 	})
 	w.RegisterWorkflow(workflows.Fleet)
 	w.RegisterWorkflow(workflows.Rollout)
