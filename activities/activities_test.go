@@ -161,6 +161,15 @@ func TestLoadPlan(t *testing.T) {
 		}
 	}
 
+	// A worker observing a simulated fleet says so with the plan, for the rollout's status.
+	simEnv := newEnv()
+	simEnv.RegisterActivity(&Git{Repo: f.open(), Sites: simFleet(t, f)})
+	val, err := simEnv.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: c})
+	var simulated LoadPlanResult
+	if err != nil || val.Get(&simulated) != nil || !simulated.Simulated {
+		t.Errorf("LoadPlan on a worker with a simulated fleet: %+v, %v; want Simulated", simulated, err)
+	}
+
 	bad := f.commitOn("main", "Break the plan", map[string]string{rollout.PlanFile: badPlan})
 	_, err = env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: bad})
 	if msg := appErr(t, err, ErrTypeInvalidPlan); !strings.HasPrefix(msg, `fleetwave.yaml:8:30: wave "canary" names unknown site "nyc-9"`) {
@@ -174,7 +183,7 @@ func TestLoadPlan(t *testing.T) {
 		".fleetwave/policies/README.md":        "not a policy\n",
 		".fleetwave/policies/freeze_test.rego": "package fleetwave.policy_test\n\ntest_ok if true\n",
 	})
-	val, err := env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: withPolicy})
+	val, err = env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: withPolicy})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,8 @@ type LoadPlanResult struct {
 	Author   string               `json:",omitempty"`
 	Message  string               `json:",omitempty"`
 	Policies []rollout.PolicyFile `json:",omitempty"`
+	// Simulated is true when this worker's sites are a simulated fleet (deploy.Simulator).
+	Simulated bool `json:",omitempty"`
 }
 
 // LoadPlan reads and validates fleetwave.yaml at the commit. An invalid or missing plan is a
@@ -113,7 +115,9 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 	if g.Adapt != nil {
 		plan = g.Adapt(plan)
 	}
-	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject, Author: info.Author, Message: info.Message, Policies: files}, nil
+	sim, _ := g.Sites.(deploy.Simulator)
+	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject, Author: info.Author, Message: info.Message, Policies: files,
+		Simulated: sim != nil && sim.Simulated()}, nil
 }
 
 // LoadPolicies reads the Rego files under rollout.PolicyDir at the commit, sorted by path.

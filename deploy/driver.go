@@ -19,6 +19,15 @@ type Reconciler interface {
 	RequestReconcile(ctx context.Context, site rollout.Site) error
 }
 
+// Simulator is a Driver that observes no real site (the simulated fleet): a rollout whose worker
+// uses one says so in its status, so that nobody mistakes its health gates for real ones.
+type Simulator interface {
+	Simulated() bool
+}
+
+// SimulatedNote is what a rollout's status says when its sites were simulated.
+const SimulatedNote = "SIMULATED SITES: this worker observes a simulated fleet (--driver sim), not real clusters; its health gates checked nothing real"
+
 // Validator is a Driver that can check a site's settings against the site itself before a
 // rollout writes anything.
 type Validator interface {

@@ -116,6 +116,8 @@ type PlanLoaded struct {
 	Author   string
 	Message  string
 	Policies bool
+	// Simulated: the worker's sites are a simulated fleet.
+	Simulated bool
 }
 
 // PolicyDecided is the policies' decision before the current wave.
@@ -493,6 +495,7 @@ func (s *turn) loaded(e PlanLoaded) {
 	r.Plan, r.Author, r.Message = e.Plan, e.Author, e.Message
 	r.Policies = e.Policies || !e.Plan.Policies.Empty()
 	r.Status.Commit, r.Status.Subject = e.Commit, e.Subject
+	r.Status.Simulated = e.Simulated
 	r.Status.Waves = nil
 	for i := range e.Plan.Waves {
 		r.Status.Waves = append(r.Status.Waves, NewWaveStatus(e.Plan, i))

@@ -362,6 +362,9 @@ type Status struct {
 	Commit  string
 	Subject string `json:",omitempty"`
 	State   State
+	// Simulated is true when the worker that ran the rollout observed a simulated fleet
+	// (serve --driver sim, dev, rehearse): its health gates checked nothing real.
+	Simulated bool `json:",omitempty"`
 	// Wave is the name of the current (or last) wave.
 	Wave       string `json:",omitempty"`
 	Waves      []WaveStatus

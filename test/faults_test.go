@@ -169,6 +169,10 @@ func TestRevertSurvivesLostPushResponses(t *testing.T) {
 	if st.State != rollout.StateFailed || canary.Verdict != rollout.VerdictReverted || !canary.Promoted || canary.Revert != gs.Head(t, "sites/ams-1") {
 		t.Errorf("status %s, canary %+v; want Failed with ams-1 promoted and reverted by %s", st.State, canary, gs.Head(t, "sites/ams-1"))
 	}
+	// serve --driver sim wrote real branches for simulated sites: the status says so.
+	if !st.Simulated {
+		t.Error("the status of a rollout run by serve --driver sim does not say its sites were simulated")
+	}
 }
 
 // TestTerminatedRolloutDoesNotWedgeTheFleet: a rollout terminated from outside runs no more

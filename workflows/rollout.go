@@ -160,8 +160,12 @@ func (d *rolloutDriver) next(ctx workflow.Context, e rollout.RolloutEvent) {
 			d.step = c
 		}
 	}
-	if d.run.Details != d.details {
-		d.details = d.run.Details
+	details := d.run.Details
+	if d.run.Status.Simulated && details != "" {
+		details = "**Simulated sites** (--driver sim): " + details
+	}
+	if details != d.details {
+		d.details = details
 		workflow.SetCurrentDetails(ctx, d.details)
 	}
 }
@@ -179,7 +183,7 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, err
 		}
 		d.site = rollout.SitesByName(d.loaded.Plan.Sites)
 		return rollout.PlanLoaded{At: workflow.Now(ctx), Plan: d.loaded.Plan, Commit: d.loaded.Commit, Subject: d.loaded.Subject,
-			Author: d.loaded.Author, Message: d.loaded.Message, Policies: len(d.loaded.Policies) > 0}, nil
+			Author: d.loaded.Author, Message: d.loaded.Message, Policies: len(d.loaded.Policies) > 0, Simulated: d.loaded.Simulated}, nil
 	case rollout.EvaluatePolicies:
 		req := activities.PolicyRequest{Builtins: d.run.Plan.Policies, MinSoak: c.MinSoak, Files: d.loaded.Policies, Input: c.Input}
 		var dec rollout.PolicyDecision

@@ -73,6 +73,7 @@ type fakeFleet struct {
 	ours        map[string]bool   // sites whose branch holds this rollout's unreverted promotion
 	older       map[string]bool   // commits older than every other: Inspect calls them stale
 	policies    []rollout.PolicyFile
+	simulated   bool  // the worker's sites are a simulated fleet
 	roundSizes  []int // bytes of each health round's result
 	// lateLanding is a site whose promotion, in flight, lands just after the first revert.
 	lateLanding string
@@ -128,7 +129,7 @@ func (f *fakeFleet) loadPlan(_ context.Context, in activities.LoadPlanInput) (ac
 	if err != nil {
 		return activities.LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidPlan, nil)
 	}
-	return activities.LoadPlanResult{Plan: p, Commit: in.Commit, Subject: "bump app", Author: "Ada <ada@example.com>", Message: "bump app\n", Policies: f.policies}, nil
+	return activities.LoadPlanResult{Plan: p, Commit: in.Commit, Subject: "bump app", Author: "Ada <ada@example.com>", Message: "bump app\n", Policies: f.policies, Simulated: f.simulated}, nil
 }
 
 func (f *fakeFleet) inspect(_ context.Context, in activities.InspectInput) (activities.InspectResult, error) {
@@ -376,8 +377,8 @@ func TestRolloutWavesInOrderWithBatchesAndBake(t *testing.T) {
 	if canaryRounds != 11 {
 		t.Errorf("canary health rounds = %d, want 11 (at 0, 1m, ..., 10m)", canaryRounds)
 	}
-	if st.State != rollout.StateSucceeded || st.Subject != "bump app" || st.Wave != "fleet" {
-		t.Errorf("status = %s %q wave %s", st.State, st.Subject, st.Wave)
+	if st.State != rollout.StateSucceeded || st.Subject != "bump app" || st.Wave != "fleet" || st.Simulated {
+		t.Errorf("status = %s %q wave %s simulated %v", st.State, st.Subject, st.Wave, st.Simulated)
 	}
 	for _, w := range st.Waves {
 		if w.State != rollout.StateSucceeded {
@@ -780,5 +781,20 @@ func TestRolloutStatusShowsTheWaveLive(t *testing.T) {
 	}
 	if during.Waves[1].State != rollout.StatePending {
 		t.Errorf("eu during the canary: %s", during.Waves[1].State)
+	}
+}
+
+// TestRolloutSaysItsSitesWereSimulated: a worker observing a simulated fleet (serve --driver
+// sim) says so with the plan it loads, and the rollout's status carries it to every reader.
+func TestRolloutSaysItsSitesWereSimulated(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	f.simulated = true
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatalf("rollout failed: %v", err)
+	}
+	if st.State != rollout.StateSucceeded || !st.Simulated {
+		t.Errorf("status %s, simulated %v; want Succeeded on simulated sites", st.State, st.Simulated)
 	}
 }

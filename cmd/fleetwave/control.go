@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -225,6 +226,9 @@ func progress(w rollout.WaveStatus, width int) string {
 // then the sites.
 func printWatch(b *strings.Builder, st rollout.Status) error {
 	fmt.Fprintf(b, "%s  %s  %s %q\n", st.Rollout, st.State, rollout.Short(st.Commit), st.Subject)
+	if st.Simulated {
+		fmt.Fprintln(b, deploy.SimulatedNote)
+	}
 	for _, l := range st.Waiting {
 		fmt.Fprintf(b, "waiting: %s\n", l)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
@@ -123,6 +124,9 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 		return err
 	}
 	fmt.Fprintf(w, "%s  %s  %s %q\n", st.Rollout, st.State, rollout.Short(st.Commit), st.Subject)
+	if st.Simulated {
+		fmt.Fprintln(w, deploy.SimulatedNote)
+	}
 	if !st.StartedAt.IsZero() {
 		end := st.FinishedAt
 		if end.IsZero() {

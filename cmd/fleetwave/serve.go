@@ -37,9 +37,11 @@ endpoints: POST /hooks/git (signed push events start rollouts), GET /healthz, GE
 Temporal is reached through the standard environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 TEMPORAL_API_KEY, TEMPORAL_TLS_* (or a Temporal CLI config profile).
 Git credentials: FLEETWAVE_GIT_TOKEN, or FLEETWAVE_GIT_USERNAME and FLEETWAVE_GIT_PASSWORD,
-or --ssh-key. Sites (--driver kube): one kubeconfig context per site, named in the plan
-(cluster.context, default the site name); fleetwave reads each site's Flux Kustomization
-and asks it to reconcile after a push (deploy/install/site-rbac.yaml has the RBAC it needs).
+or --ssh-key. Sites (--driver kube, the default): one kubeconfig context per site, named in
+the plan (cluster.context, default the site name); fleetwave reads each site's Flux
+Kustomization and asks it to reconcile after a push (deploy/install/site-rbac.yaml has the
+RBAC it needs). --driver sim observes a simulated fleet instead, for trials: the site branches
+are written for real, the health gates check nothing real, and every rollout's status says so.
 The push event secret: FLEETWAVE_WEBHOOK_SECRET (without it every push event
 is refused).
 
@@ -55,7 +57,7 @@ FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`
 	f.StringVar(&o.fleet, "fleet", "", "fleet name used in rollout IDs (default: the plan's metadata.name, else the repo name)")
 	f.StringVar(&o.sourceBranch, "source-branch", "main", "branch whose pushes start rollouts")
 	f.StringVar(&o.http, "http", "127.0.0.1:8080", "address of the HTTP endpoints")
-	f.StringVar(&o.driver, "driver", "sim", "how sites are observed: kube (each site's Flux through its Kubernetes API server) or sim (the simulated fleet following the site branches)")
+	f.StringVar(&o.driver, "driver", "kube", "how sites are observed: kube (each site's Flux through its Kubernetes API server) or sim (a simulated fleet following the site branches, for trials: its health gates check nothing real)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files for --driver kube, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
@@ -104,6 +106,9 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if o.driver == "kube" {
 		driver = deploy.NewKube(o.kubeconfig)
 	} else {
+		// The site branches are real, the sites are not: say so where nobody can miss it.
+		log.Warn(deploy.SimulatedNote + ". Every rollout's status says so; use --driver kube for real sites")
+		fmt.Fprintln(os.Stderr, "fleetwave serve: "+deploy.SimulatedNote)
 		follower, err := gitops.Open(ctx, o.repo, gitOptions(o)...)
 		if err != nil {
 			return err

@@ -74,6 +74,9 @@ type Remote struct {
 	sending, resend bool
 }
 
+// Simulated says the fleet is not real (deploy.Simulator).
+func (r *Remote) Simulated() bool { return true }
+
 // RequestReconcile asks the fleet's process for a Step now. Requests made while one is on its
 // way are merged into one sent after it, so each is followed by a Step that starts after it.
 func (r *Remote) RequestReconcile(ctx context.Context, _ rollout.Site) error {

@@ -208,6 +208,9 @@ func (f *Fleet) nextStep() time.Duration {
 	return wait
 }
 
+// Simulated says the fleet is not real (deploy.Simulator).
+func (f *Fleet) Simulated() bool { return true }
+
 // RequestReconcile asks the fleet to fetch the repository and advance its sites now, as Flux's
 // reconcile request does; requests made while one is pending are served by the same Step.
 func (f *Fleet) RequestReconcile(ctx context.Context, _ rollout.Site) error {
