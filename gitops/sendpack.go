@@ -69,7 +69,8 @@ func (r *Repo) sendPack(ctx context.Context, atomic bool, created []Change, prog
 	go func() {
 		e := packfile.NewEncoder(wr, r.stor, !ar.Capabilities.Supports(capability.OFSDelta))
 		_, err := e.Encode(hashes, 10)
-		encoded <- wr.CloseWithError(err)
+		_ = wr.CloseWithError(err) // the reader, the push, sees err too
+		encoded <- err
 	}()
 	rs, err := sess.ReceivePack(ctx, req)
 	if err != nil {
