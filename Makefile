@@ -18,8 +18,14 @@ export FLEETWAVE_KUBE_BIN := $(TOOLS)
 
 all: build test
 
+# fleetwave version prints these: the closest tag (or the commit) and the commit, "-dirty" when
+# the tree has changes.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -o bin/fleetwave ./cmd/fleetwave
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/fleetwave ./cmd/fleetwave
 
 # The whole suite: unit tests and end-to-end tests (real Temporal dev server, real git server,
 # real kube-apiservers running real Flux, real Prometheus).

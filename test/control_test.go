@@ -48,6 +48,19 @@ func TestControlOnDev(t *testing.T) {
 	if st.State != rollout.StatePaused || st.Waves[1].State != rollout.StatePending || lsRemote(t, gitURL, "refs/heads/sites/ams-2") != euBefore {
 		t.Fatalf("while paused: rollout %s, eu-west %s, ams-2 moved: %v", st.State, st.Waves[1].State, lsRemote(t, gitURL, "refs/heads/sites/ams-2") != euBefore)
 	}
+	// A paused rollout does not end: --timeout stops following it, with the state it is in.
+	start := time.Now()
+	if out, err := fleetwaveCLI(t, bin, temporal, "status", id, "--watch", "--timeout", "2s"); err == nil ||
+		!strings.Contains(out, "--timeout 2s passed; rollout "+id+" is still Paused") {
+		t.Errorf("status --watch --timeout 2s on a paused rollout: %v: %s", err, out)
+	}
+	if out, err := fleetwaveCLI(t, bin, temporal, "start", lsRemote(t, gitURL, "refs/heads/main"), "--fleet", "demo", "--wait", "--timeout", "2s"); err == nil ||
+		!strings.Contains(out, "--timeout 2s passed before rollout "+id+" ended") || !strings.Contains(out, id+"  Paused") {
+		t.Errorf("start --wait --timeout 2s of the paused rollout's commit: %v: %s", err, out)
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("two 2s timeouts took %s", took)
+	}
 	listed, err := fleetwaveCLI(t, bin, temporal, "list", "--state", "Paused", "-o", "json")
 	var summaries []workflows.Summary
 	if err != nil || json.Unmarshal([]byte(listed), &summaries) != nil || len(summaries) != 1 || summaries[0].Rollout != id {

@@ -142,7 +142,9 @@ func newListCmd(g *globals) *cobra.Command {
 
 // watchStatus prints the status every interval until the rollout ends. On a terminal it
 // redraws in place; otherwise it prints a line whenever something changed.
-func watchStatus(ctx context.Context, g *globals, fw *workflows.Client, id string, interval time.Duration) error {
+func watchStatus(ctx context.Context, g *globals, fw *workflows.Client, id string, interval, timeout time.Duration) error {
+	wctx, cancel := withTimeout(ctx, timeout)
+	defer cancel()
 	tty := isTerminal(g.stdout)
 	var last []string
 	for {
@@ -174,6 +176,8 @@ func watchStatus(ctx context.Context, g *globals, fw *workflows.Client, id strin
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-wctx.Done():
+			return fmt.Errorf("--timeout %s passed; rollout %s is still %s", timeout, id, st.State)
 		case <-time.After(interval):
 		}
 	}

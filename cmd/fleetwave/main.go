@@ -64,6 +64,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newPlanCmd(g),
 		newSitesCmd(g),
 		newPolicyCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }

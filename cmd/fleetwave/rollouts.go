@@ -26,6 +26,7 @@ var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 func newStartCmd(g *globals) *cobra.Command {
 	var fleet, repo, output, sourceBranch string
 	var wait bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "start COMMIT",
 		Short: "Submit a commit for rollout (a no-op if that commit's rollout exists)",
@@ -64,7 +65,12 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 				return err
 			}
 			if wait {
-				err := waitForRollout(ctx, tc, fleet, commit)
+				wctx, cancel := withTimeout(ctx, timeout)
+				defer cancel()
+				err := waitForRollout(wctx, tc, fleet, commit)
+				if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+					err = fmt.Errorf("--timeout %s passed before rollout %s ended", timeout, id)
+				}
 				st, serr := fw.Status(ctx, id)
 				if serr == nil {
 					if perr := printStatus(g.stdout, output, st); perr != nil {
@@ -84,6 +90,7 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 	cmd.Flags().StringVar(&sourceBranch, "source-branch", "main", "the fleet's source branch (used when this starts the fleet's coordinator)")
 	cmd.Flags().StringVar(&repo, "repo", "", "fleet repo URL, to resolve COMMIT when it is not a full hash")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the rollout to end and print its status; exit 1 if it failed")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --wait: stop waiting after this long, print the status and exit 1 (0: no limit)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
@@ -91,7 +98,7 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 func newStatusCmd(g *globals) *cobra.Command {
 	var output string
 	var watch bool
-	var interval time.Duration
+	var interval, timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status ROLLOUT",
 		Short: "Show a rollout: waves, sites, verdicts, measurements, and what it waits for",
@@ -104,7 +111,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			}
 			defer tc.Close()
 			if watch {
-				return watchStatus(ctx, g, fw, args[0], interval)
+				return watchStatus(ctx, g, fw, args[0], interval, timeout)
 			}
 			st, err := fw.Status(ctx, args[0])
 			if err != nil {
@@ -116,6 +123,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it ends: redraws in place on a terminal, prints changes line by line otherwise")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "refresh interval of --watch")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --watch: stop following after this long and exit 1 (0: no limit)")
 	return cmd
 }
 
@@ -202,4 +210,12 @@ func waitForRollout(ctx context.Context, tc client.Client, fleet, commit string)
 		}
 	}
 	return tc.GetWorkflow(ctx, id, "").Get(ctx, nil)
+}
+
+// withTimeout is ctx with a deadline d from now; d <= 0 leaves ctx without one.
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
 }
