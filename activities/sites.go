@@ -94,8 +94,10 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 	res := ConvergeResult{States: make([]rollout.SiteState, len(in.Sites)), Converged: make([]bool, len(in.Sites))}
 	requested := make([]bool, len(in.Sites))
 	// Watch before the first round, so that a site applying between its observation and the
-	// wait is not missed.
-	changes := s.watch(ctx, in.Sites)
+	// wait is not missed; the watch ends with the wait.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	changes := s.watch(wctx, in.Sites)
 	for {
 		if err := s.convergeRound(ctx, in.Sites, &res, requested); err != nil {
 			return res, err
