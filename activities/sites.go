@@ -137,28 +137,21 @@ func (s *Sites) convergeRound(ctx context.Context, in []Expectation, res *Conver
 		}
 	}
 	states := make([]rollout.SiteState, len(pending))
-	errs := make([]error, len(pending))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, observeParallel)
-	for k, i := range pending {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			st, err := s.Driver.Observe(ctx, in[i].Site)
-			if err != nil {
-				errs[k] = fmt.Errorf("observe site %s: %w", in[i].Site.Name, err)
-				return
-			}
-			// Ask once the site answers: a site that is down would only cost a second timeout.
-			if !requested[i] && st.Reachable {
-				requested[i] = s.requestReconcile(ctx, in[i].Site)
-			}
-			states[k] = st
-			activity.RecordHeartbeat(ctx, in[i].Site.Name) // a round of slow sites outlasts the heartbeat timeout
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	err := inParallel(len(pending), func(k int) error {
+		e := in[pending[k]]
+		st, err := s.Driver.Observe(ctx, e.Site)
+		if err != nil {
+			return fmt.Errorf("observe site %s: %w", e.Site.Name, err)
+		}
+		// Ask once the site answers: a site that is down would only cost a second timeout.
+		if i := pending[k]; !requested[i] && st.Reachable {
+			requested[i] = s.requestReconcile(ctx, e.Site)
+		}
+		states[k] = st
+		activity.RecordHeartbeat(ctx, e.Site.Name) // a round of slow sites outlasts the heartbeat timeout
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	desc := &descendants{s: s}
@@ -239,36 +232,46 @@ func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, er
 		defer cancel()
 	}
 	out := ObserveResult{States: make([]rollout.SiteState, len(in.Sites))}
-	errs := make([]error, len(in.Sites))
+	err := inParallel(len(in.Sites), func(i int) error {
+		site := in.Sites[i]
+		if ctx.Err() != nil {
+			out.States[i] = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
+			return nil
+		}
+		st, err := s.Driver.Observe(ctx, site)
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("observe site %s: %w", site.Name, err)
+		}
+		if err != nil {
+			st = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
+		}
+		if st.Reachable && len(in.Checks) > 0 {
+			st.Checks = append(st.Checks, checker.RunAll(ctx, in.Checks, site)...)
+		}
+		out.States[i] = st
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, site.Name)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// inParallel runs fn(0) … fn(n-1), observeParallel at a time, and joins their errors: a slow
+// site or check must not hold up a round of hundreds.
+func inParallel(n int, fn func(i int) error) error {
+	errs := make([]error, n)
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, observeParallel)
-	for i, site := range in.Sites {
+	for i := range n {
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			if ctx.Err() != nil {
-				out.States[i] = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
-				return
-			}
-			st, err := s.Driver.Observe(ctx, site)
-			if err != nil && ctx.Err() == nil {
-				errs[i] = fmt.Errorf("observe site %s: %w", site.Name, err)
-				return
-			}
-			if err != nil {
-				st = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
-			}
-			if st.Reachable && len(in.Checks) > 0 {
-				st.Checks = append(st.Checks, checker.RunAll(ctx, in.Checks, site)...)
-			}
-			out.States[i] = st
-			if activity.IsActivity(ctx) {
-				activity.RecordHeartbeat(ctx, site.Name)
-			}
+			errs[i] = fn(i)
 		})
 	}
 	wg.Wait()
-	return out, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // HealthRoundInput lists the sites of a health round, the commit each should run (Expect[i]
@@ -351,6 +354,6 @@ func approxSize(st rollout.SiteState) int {
 // deadlineMargin is the time kept before an activity's deadline to report what was measured.
 const deadlineMargin = 5 * time.Second
 
-// observeParallel is how many sites a health round observes at once: a slow site or check
-// must not make the round outlast its timeout.
+// observeParallel is how many sites a health or convergence round observes at once: a slow
+// site or check must not make the round outlast its timeout.
 const observeParallel = 32

@@ -9,9 +9,7 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/plumbing/transport/client"
 )
 
 // retryBackoff is the pause before the second push attempt; it grows
@@ -107,17 +105,8 @@ func (r *Repo) pushCreated(ctx context.Context, attempt int, changes []Change) e
 // forcing; a rejection because a branch moved is returned as
 // ErrNonFastForward.
 func (r *Repo) pushLocked(ctx context.Context, attempt int, created []Change) error {
-	atomic, err := r.supportsAtomic(ctx)
-	if err != nil {
-		return fmt.Errorf("push to %s: %w", r.safeURL, r.redact(err))
-	}
-	if r.beforePush != nil {
-		r.beforePush(attempt)
-	}
-	r.lastPushAtomic = atomic
-	r.opts.logger.DebugContext(ctx, "pushing", "branches", len(created), "atomic", atomic, "attempt", attempt)
 	var remoteSaid limitedBuffer
-	err = r.sendPack(ctx, atomic, created, &remoteSaid)
+	err := r.sendPack(ctx, attempt, created, &remoteSaid)
 	if err == nil {
 		return nil
 	}
@@ -202,34 +191,4 @@ func (r *Repo) rejectedBecauseMoved(ctx context.Context, err error, created []Ch
 		}
 	}
 	return false
-}
-
-// supportsAtomic asks the remote's receive-pack whether it advertises the
-// atomic capability, once per Repo.
-func (r *Repo) supportsAtomic(ctx context.Context) (bool, error) {
-	if r.atomicKnown {
-		return r.atomic, nil
-	}
-	ep, err := transport.NewEndpoint(r.url)
-	if err != nil {
-		return false, err
-	}
-	cl, err := client.NewClient(ep)
-	if err != nil {
-		return false, err
-	}
-	sess, err := cl.NewReceivePackSession(ep, r.opts.auth)
-	if err != nil {
-		return false, err
-	}
-	defer sess.Close()
-	ar, err := sess.AdvertisedReferencesContext(ctx)
-	if err != nil {
-		return false, err
-	}
-	r.atomic, r.atomicKnown = ar.Capabilities.Supports(capability.Atomic), true
-	if !r.atomic {
-		r.opts.logger.WarnContext(ctx, "git server does not support atomic pushes; branches of one wave may be updated partially")
-	}
-	return r.atomic, nil
 }

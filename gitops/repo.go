@@ -133,8 +133,8 @@ type Repo struct {
 	// beforePush, when set by tests, runs right before every push attempt
 	// with the attempt number (1-based).
 	beforePush func(attempt int)
-	// atomic and atomicKnown cache whether the remote supports atomic pushes.
-	atomic, atomicKnown bool
+	// warnedNotAtomic is set once the log said that the remote does not support atomic pushes.
+	warnedNotAtomic bool
 	// lastPushAtomic records whether the last push asked for an atomic
 	// update; read by tests.
 	lastPushAtomic bool

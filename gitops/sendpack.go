@@ -16,15 +16,16 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 )
 
-// sendPack pushes the created commits in one receive-pack request: each branch from the head
-// the commit was planned on (Change.Previous) to the commit, so the server refuses a branch
-// that moved meanwhile, and a pack of the objects those commits add to their parents.
+// sendPack pushes the created commits in one receive-pack request, atomic when the server
+// advertises it: each branch from the head the commit was planned on (Change.Previous) to the
+// commit, so the server refuses a branch that moved meanwhile, and a pack of the objects those
+// commits add to their parents.
 //
 // go-git's own push finds the objects to send by walking every object the remote's refs reach:
 // at 10,000 site branches, about 0.25 s of CPU and a map of every object per push, for a
 // promotion that adds one commit per branch. Here they are known: each new commit, and the
 // trees and blobs where its tree differs from its parent's, which the server has.
-func (r *Repo) sendPack(ctx context.Context, atomic bool, created []Change, progress io.Writer) error {
+func (r *Repo) sendPack(ctx context.Context, attempt int, created []Change, progress io.Writer) error {
 	ep, err := transport.NewEndpoint(r.url)
 	if err != nil {
 		return err
@@ -51,9 +52,18 @@ func (r *Repo) sendPack(ctx context.Context, atomic bool, created []Change, prog
 			_ = req.Capabilities.Set(capability.Sideband)
 		}
 	}
-	if atomic && ar.Capabilities.Supports(capability.Atomic) {
+	atomic := ar.Capabilities.Supports(capability.Atomic)
+	if atomic {
 		_ = req.Capabilities.Set(capability.Atomic)
+	} else if !r.warnedNotAtomic {
+		r.warnedNotAtomic = true
+		r.opts.logger.WarnContext(ctx, "git server does not support atomic pushes; branches of one wave may be updated partially")
 	}
+	if r.beforePush != nil {
+		r.beforePush(attempt)
+	}
+	r.lastPushAtomic = atomic
+	r.opts.logger.DebugContext(ctx, "pushing", "branches", len(created), "atomic", atomic, "attempt", attempt)
 	for _, c := range created {
 		req.Commands = append(req.Commands, &packp.Command{
 			Name: plumbing.NewBranchReferenceName(c.Branch), Old: plumbing.NewHash(c.Previous), New: plumbing.NewHash(c.Commit)})

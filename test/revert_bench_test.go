@@ -131,12 +131,7 @@ func percentile(ds []time.Duration, p int) time.Duration {
 // lastEventTime returns the time of the last event of type t in the workflow's history.
 func lastEventTime(ctx context.Context, b *testing.B, tc client.Client, id string, t enumspb.EventType) (time.Time, bool) {
 	var at time.Time
-	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, e := range historyEvents(ctx, b, tc, id) {
 		if e.GetEventType() == t {
 			at = e.GetEventTime().AsTime()
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
@@ -121,12 +122,7 @@ func promotionTime(ctx context.Context, b *testing.B, tc client.Client, id strin
 // was scheduled, and when the first and the last completed (zero times when none did).
 func activitySpan(ctx context.Context, b *testing.B, tc client.Client, id, name string) (scheduled, firstDone, lastDone time.Time) {
 	ours := map[int64]bool{}
-	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, e := range historyEvents(ctx, b, tc, id) {
 		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == name {
 			ours[e.GetEventId()] = true
 			if scheduled.IsZero() {
@@ -141,4 +137,18 @@ func activitySpan(ctx context.Context, b *testing.B, tc client.Client, id, name 
 		}
 	}
 	return scheduled, firstDone, lastDone
+}
+
+// historyEvents reads the whole history of the workflow's latest run.
+func historyEvents(ctx context.Context, b *testing.B, tc client.Client, id string) []*historypb.HistoryEvent {
+	var events []*historypb.HistoryEvent
+	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		events = append(events, e)
+	}
+	return events
 }

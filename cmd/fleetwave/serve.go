@@ -106,9 +106,9 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if o.driver == "kube" {
 		driver = deploy.NewKube(o.kubeconfig)
 	} else {
-		// The site branches are real, the sites are not: say so where nobody can miss it.
-		log.Warn(deploy.SimulatedNote + ". Every rollout's status says so; use --driver kube for real sites")
-		fmt.Fprintln(os.Stderr, "fleetwave serve: "+deploy.SimulatedNote)
+		// The site branches are real, the sites are not: say so where nobody can miss it,
+		// whatever the log level.
+		fmt.Fprintln(g.stderr, "fleetwave serve: "+deploy.SimulatedNote+". Every rollout's status says so; use --driver kube for real sites")
 		follower, err := gitops.Open(ctx, o.repo, gitOptions(o)...)
 		if err != nil {
 			return err

@@ -242,29 +242,24 @@ func (f *Fleet) Step(ctx context.Context) error {
 	// Read the heads, and the sim.yaml of the new ones, without holding the fleet, so that
 	// observations go on meanwhile: when a wave of thousands of sites is pushed, that is
 	// thousands of files to read.
+	type read struct {
+		branch, pending string // the site's, when the Step began
+		head            string
+		missing         bool
+		cfg             Config
+		delay           time.Duration
+		err             error
+	}
 	f.mu.Lock()
-	before := make(map[string]string, len(f.sites)) // site -> the head it was applying
-	branch := make(map[string]string, len(f.sites))
+	reads := make(map[string]read, len(f.sites))
 	for name, s := range f.sites {
-		before[name], branch[name] = s.pending, s.branch
+		reads[name] = read{branch: s.branch, pending: s.pending}
 	}
 	f.mu.Unlock()
-	type read struct {
-		head    string
-		missing bool
-		cfg     Config
-		delay   time.Duration
-		err     error
-	}
-	reads := make(map[string]read, len(before))
-	for name, pending := range before {
-		head, err := f.src.Branch(branch[name])
-		if err != nil {
-			reads[name] = read{missing: true}
-			continue
-		}
-		r := read{head: head}
-		if head != pending {
+	for name, r := range reads {
+		head, err := f.src.Branch(r.branch)
+		r.head, r.missing = head, err != nil
+		if !r.missing && head != r.pending {
 			r.cfg, r.delay, r.err = f.config(head)
 		}
 		reads[name] = r
@@ -274,13 +269,6 @@ func (f *Fleet) Step(ctx context.Context) error {
 	defer f.mu.Unlock()
 	now := f.now()
 	changed := false
-	defer func() {
-		if changed {
-			for ch := range f.watchers {
-				deploy.Notify(ch)
-			}
-		}
-	}()
 	for name, r := range reads {
 		s := f.sites[name]
 		if r.missing {
@@ -289,7 +277,7 @@ func (f *Fleet) Step(ctx context.Context) error {
 		}
 		s.missing = false
 		if r.head != s.pending {
-			if r.head == before[name] {
+			if r.head == r.pending {
 				// Another Step moved the site meanwhile: read this head's sim.yaml now.
 				r.cfg, r.delay, r.err = f.config(r.head)
 			}
@@ -302,6 +290,11 @@ func (f *Fleet) Step(ctx context.Context) error {
 			s.cfg, s.cfgErr = s.next, s.nextErr
 			changed = true
 			f.log.Info("simulated site applied", "site", name, "revision", rollout.FormatRevision(s.branch, s.applied))
+		}
+	}
+	if changed {
+		for ch := range f.watchers {
+			deploy.Notify(ch)
 		}
 	}
 	return nil
