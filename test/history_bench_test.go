@@ -213,7 +213,7 @@ func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simP
 		b.Fatal(err)
 	}
 	b.Cleanup(tc.Close)
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
+	w := worker.New(tc, workflows.TaskQueue("bench"), worker.Options{})
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: writer})

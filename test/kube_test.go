@@ -113,7 +113,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(tc.Close)
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
+	w := worker.New(tc, workflows.TaskQueue("real"), worker.Options{})
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: writer, Sites: kube})

@@ -140,7 +140,7 @@ func activitySpan(ctx context.Context, b *testing.B, tc client.Client, id, name 
 }
 
 // historyEvents reads the whole history of the workflow's latest run.
-func historyEvents(ctx context.Context, b *testing.B, tc client.Client, id string) []*historypb.HistoryEvent {
+func historyEvents(ctx context.Context, b testing.TB, tc client.Client, id string) []*historypb.HistoryEvent {
 	var events []*historypb.HistoryEvent
 	it := tc.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {

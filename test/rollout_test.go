@@ -102,7 +102,7 @@ func newLab(t *testing.T) *lab {
 	}
 	t.Cleanup(l.tc.Close)
 	// As in serve without Slack: CLI votes count, Slack votes are refused.
-	w := worker.New(l.tc, workflows.TaskQueue, worker.Options{Interceptors: []interceptor.WorkerInterceptor{workflows.VoteOrigins(nil)}})
+	w := worker.New(l.tc, workflows.TaskQueue("demo"), worker.Options{Interceptors: []interceptor.WorkerInterceptor{workflows.VoteOrigins(nil)}})
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: writer})

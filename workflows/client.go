@@ -26,12 +26,18 @@ type Client struct {
 	taskQueue string
 }
 
-// NewClient wraps a Temporal client. taskQueue "" means TaskQueue.
+// NewClient wraps a Temporal client. It starts workflows on taskQueue, or on each fleet's own
+// queue (TaskQueue) when taskQueue is "".
 func NewClient(c client.Client, taskQueue string) *Client {
-	if taskQueue == "" {
-		taskQueue = TaskQueue
-	}
 	return &Client{c: c, taskQueue: taskQueue}
+}
+
+// queue is the task queue of fleet's workflows.
+func (c *Client) queue(fleet string) string {
+	if c.taskQueue != "" {
+		return c.taskQueue
+	}
+	return TaskQueue(fleet)
 }
 
 // StartOptions returns the options a rollout of in is started with: ID RolloutID, conflict
@@ -40,7 +46,7 @@ func NewClient(c client.Client, taskQueue string) *Client {
 func (c *Client) StartOptions(in RolloutInput) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{
 		ID:                       RolloutID(in.Fleet, in.Commit),
-		TaskQueue:                c.taskQueue,
+		TaskQueue:                c.queue(in.Fleet),
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		StaticSummary:            fmt.Sprintf("roll out %s to fleet %s", rollout.Short(in.Commit), in.Fleet),
@@ -288,7 +294,7 @@ func (c *Client) Submit(ctx context.Context, fleet FleetInput, commit string) (s
 	_, err := c.c.SignalWithStartWorkflow(ctx, FleetID(fleet.Fleet), SignalCommit, CommitSignal{Commit: commit},
 		client.StartWorkflowOptions{
 			ID:                    FleetID(fleet.Fleet),
-			TaskQueue:             c.taskQueue,
+			TaskQueue:             c.queue(fleet.Fleet),
 			StaticSummary:         fmt.Sprintf("coordinator of fleet %s: one rollout at a time", fleet.Fleet),
 			TypedSearchAttributes: temporal.NewSearchAttributes(AttrFleet.ValueSet(fleet.Fleet)),
 		}, Fleet, fleet)
@@ -298,17 +304,31 @@ func (c *Client) Submit(ctx context.Context, fleet FleetInput, commit string) (s
 	return RolloutID(fleet.Fleet, commit), nil
 }
 
-// EnsureFleet starts the fleet's coordinator unless it runs (with polling, when fleet.Poll is set).
+// EnsureFleet starts the fleet's coordinator unless it runs (with polling, when fleet.Poll is
+// set). A coordinator that runs on another task queue than the one this client starts workflows
+// on is an error: no worker of this configuration would ever run its tasks, nor the rollouts it
+// starts (children inherit its queue).
 func (c *Client) EnsureFleet(ctx context.Context, fleet FleetInput) error {
-	_, err := c.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	queue := c.queue(fleet.Fleet)
+	run, err := c.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       FleetID(fleet.Fleet),
-		TaskQueue:                c.taskQueue,
+		TaskQueue:                queue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		StaticSummary:            fmt.Sprintf("coordinator of fleet %s: one rollout at a time", fleet.Fleet),
 		TypedSearchAttributes:    temporal.NewSearchAttributes(AttrFleet.ValueSet(fleet.Fleet)),
 	}, Fleet, fleet)
 	if err != nil {
 		return fmt.Errorf("start the coordinator of fleet %s: %w", fleet.Fleet, err)
+	}
+	desc, err := c.c.DescribeWorkflow(ctx, run.GetID(), run.GetRunID())
+	if err != nil {
+		return fmt.Errorf("describe the coordinator of fleet %s: %w", fleet.Fleet, err)
+	}
+	if runs := desc.TaskQueueName; runs != "" && runs != queue {
+		return fmt.Errorf("the coordinator of fleet %s (%s) runs on task queue %q, and this worker polls %q: its rollouts would never run. "+
+			"Serve it with --task-queue %q (releases before the queue per fleet used \"fleetwave\"), or let its rollouts end and terminate it "+
+			"(temporal workflow terminate --workflow-id %s); the next push starts it again on %q",
+			fleet.Fleet, FleetID(fleet.Fleet), runs, queue, runs, FleetID(fleet.Fleet), queue)
 	}
 	return nil
 }

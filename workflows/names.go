@@ -8,8 +8,11 @@ import (
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
-// TaskQueue is the default task queue of fleetwave workers.
-const TaskQueue = "fleetwave"
+// TaskQueue is the task queue of a fleet's workflows and activities unless the worker is
+// given another one: "fleetwave/<fleet>". A worker is bound to one fleet repo, so each fleet
+// has its own queue, and two fleets can share a Temporal namespace without one's worker taking
+// the other's tasks.
+func TaskQueue(fleet string) string { return "fleetwave/" + fleet }
 
 // QueryStatus is the query that returns a rollout's (or a wave's) rollout.Status.
 const QueryStatus = "status"

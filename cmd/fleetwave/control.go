@@ -75,7 +75,7 @@ func updateCmd(g *globals, action, short, asHelp string, send func(ctx context.C
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			fw, tc, err := dialRollouts(ctx)
+			fw, tc, err := g.dialRollouts(ctx)
 			if err != nil {
 				return err
 			}
@@ -112,7 +112,7 @@ func newListCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			fw, tc, err := dialRollouts(ctx)
+			fw, tc, err := g.dialRollouts(ctx)
 			if err != nil {
 				return err
 			}

@@ -135,12 +135,12 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	defer simDone()
 	defer cancel()
 
-	tc, err := dialTemporal(ctx, log, ts.Address)
+	tc, _, err := g.temporal.dial(ctx, log, ts.Address)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	n := newNode(log, tc, fleetName, plan.SourceBranch, secret)
+	n := newNode(log, tc, fleetName, "", plan.SourceBranch, secret)
 	n.head = headOf(writer, plan.SourceBranch)
 	n.setupSlack(log, ts.UI, "default")
 	w, err := n.startWorker(writer, simFleet, 500*time.Millisecond)

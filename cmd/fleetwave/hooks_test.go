@@ -54,7 +54,7 @@ func newTestNode(t *testing.T, tc client.Client, secret string) (*node, *lockedB
 	t.Helper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return newNode(log, tc, testFleet, "main", []byte(secret)), logs
+	return newNode(log, tc, testFleet, "", "main", []byte(secret)), logs
 }
 
 func pushBody(t *testing.T, ref, after string) []byte {
@@ -363,8 +363,8 @@ func TestGitHook(t *testing.T) {
 // rollout with an idempotent ID.
 func checkStart(t *testing.T, c startCall) {
 	t.Helper()
-	if c.id != "fleet/demo" || c.opts.ID != "fleet/demo" || c.opts.TaskQueue != "fleetwave" {
-		t.Errorf("submitted to %q (options ID %q, queue %q), want fleet/demo on fleetwave", c.id, c.opts.ID, c.opts.TaskQueue)
+	if c.id != "fleet/demo" || c.opts.ID != "fleet/demo" || c.opts.TaskQueue != "fleetwave/demo" {
+		t.Errorf("submitted to %q (options ID %q, queue %q), want fleet/demo on fleetwave/demo", c.id, c.opts.ID, c.opts.TaskQueue)
 	}
 	if c.signal != workflows.SignalCommit {
 		t.Errorf("signal %q, want %q", c.signal, workflows.SignalCommit)

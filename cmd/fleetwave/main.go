@@ -38,6 +38,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type globals struct {
 	stdout, stderr io.Writer
 	logLevel       string
+	// temporal is how client commands and serve reach Temporal (withTemporal's flags).
+	temporal temporalConn
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -51,16 +53,16 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newControlCmds(g)...)
-	root.AddCommand(newVoteCmds(g)...)
+	// The commands that talk to a Temporal cluster take its connection flags.
+	clients := append(newControlCmds(g), newVoteCmds(g)...)
+	clients = append(clients, newListCmd(g), newServeCmd(g), newStartCmd(g), newStatusCmd(g))
+	for _, c := range clients {
+		root.AddCommand(withTemporal(g, c))
+	}
 	root.AddCommand(
-		newListCmd(g),
 		newDevCmd(g),
 		newRehearseCmd(g),
 		newRehearseWorkerCmd(g),
-		newServeCmd(g),
-		newStartCmd(g),
-		newStatusCmd(g),
 		newPlanCmd(g),
 		newSitesCmd(g),
 		newPolicyCmd(g),

@@ -1,27 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/fleetwave/fleetwave/rollout"
-	"github.com/fleetwave/fleetwave/workflows"
 )
-
-// dialRollouts connects to Temporal from the standard environment for a command that reads or
-// controls rollouts. The caller closes the returned Temporal client.
-func dialRollouts(ctx context.Context) (*workflows.Client, client.Client, error) {
-	tc, err := dialTemporal(ctx, nil, "")
-	if err != nil {
-		return nil, nil, err
-	}
-	return workflows.NewClient(tc, ""), tc, nil
-}
 
 // writeJSON writes v as indented JSON when output is "json" and reports whether it did; text
 // (or no format) leaves the writing to the caller, anything else is an error.

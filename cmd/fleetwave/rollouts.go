@@ -24,7 +24,7 @@ import (
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 func newStartCmd(g *globals) *cobra.Command {
-	var fleet, repo, output, sourceBranch string
+	var fleet, repo, output, sourceBranch, taskQueue string
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -55,11 +55,14 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 				}
 				commit = info.SHA
 			}
-			fw, tc, err := dialRollouts(ctx)
+			fw, tc, err := g.dialRollouts(ctx)
 			if err != nil {
 				return err
 			}
 			defer tc.Close()
+			if taskQueue != "" {
+				fw = workflows.NewClient(tc, taskQueue)
+			}
 			id, err := fw.Submit(ctx, workflows.FleetInput{Fleet: fleet, SourceBranch: sourceBranch}, commit)
 			if err != nil {
 				return err
@@ -89,6 +92,7 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 	cmd.Flags().StringVar(&fleet, "fleet", "", "fleet name (as in rollout IDs)")
 	cmd.Flags().StringVar(&sourceBranch, "source-branch", "main", "the fleet's source branch (used when this starts the fleet's coordinator)")
 	cmd.Flags().StringVar(&repo, "repo", "", "fleet repo URL, to resolve COMMIT when it is not a full hash")
+	cmd.Flags().StringVar(&taskQueue, "task-queue", "", `task queue of the fleet's workers, when serve was given --task-queue (default "fleetwave/<fleet>")`)
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the rollout to end and print its status; exit 1 if it failed")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --wait: stop waiting after this long, print the status and exit 1 (0: no limit)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
@@ -105,7 +109,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			fw, tc, err := dialRollouts(ctx)
+			fw, tc, err := g.dialRollouts(ctx)
 			if err != nil {
 				return err
 			}

@@ -24,6 +24,7 @@ type serveOptions struct {
 	kubeconfig   string
 	sshKey       string
 	poll         time.Duration
+	taskQueue    string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -33,9 +34,10 @@ func newServeCmd(g *globals) *cobra.Command {
 		Short: "Run the fleetwave worker and HTTP endpoints for one fleet repo",
 		Long: `serve runs the Temporal worker that executes rollouts of one fleet repo, and the HTTP
 endpoints: POST /hooks/git (signed push events start rollouts), GET /healthz, GET /metrics.
+The worker polls the fleet's own task queue ("fleetwave/<fleet>", or --task-queue): run as
+many serve processes of one fleet as you like (they share the work, and one that dies leaves
+its tasks to the others), and fleets side by side in one namespace.
 
-Temporal is reached through the standard environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-TEMPORAL_API_KEY, TEMPORAL_TLS_* (or a Temporal CLI config profile).
 Git credentials: FLEETWAVE_GIT_TOKEN, or FLEETWAVE_GIT_USERNAME and FLEETWAVE_GIT_PASSWORD,
 or --ssh-key. Sites (--driver kube, the default): one kubeconfig context per site, named in
 the plan (cluster.context, default the site name); fleetwave reads each site's Flux
@@ -61,6 +63,7 @@ FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files for --driver kube, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
+	f.StringVar(&o.taskQueue, "task-queue", "", `Temporal task queue of this fleet's workflows and activities (default "fleetwave/<fleet>"); every worker of one fleet must poll the same queue, and no other fleet's`)
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
 }
@@ -119,12 +122,12 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	defer cancel()
 
-	tc, namespace, err := dialTemporalNamespace(ctx, log, "")
+	tc, namespace, err := g.temporal.dial(ctx, log, "")
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	n := newNode(log, tc, fleetName, o.sourceBranch, secret)
+	n := newNode(log, tc, fleetName, o.taskQueue, o.sourceBranch, secret)
 	if err := n.fw.EnsureSearchAttributes(ctx, namespace); err != nil {
 		return err
 	}

@@ -17,9 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/contrib/envconfig"
 	"go.temporal.io/sdk/interceptor"
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/fleetwave/fleetwave/activities"
@@ -43,40 +41,15 @@ func newLogger(g *globals) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
-// dialTemporal connects with the standard TEMPORAL_* environment (address, namespace, TLS,
-// API key) and the Temporal CLI's config file; hostPort, when set, overrides the address.
-func dialTemporal(ctx context.Context, log *slog.Logger, hostPort string) (client.Client, error) {
-	c, _, err := dialTemporalNamespace(ctx, log, hostPort)
-	return c, err
-}
-
-// dialTemporalNamespace is dialTemporal that also says which namespace it uses.
-func dialTemporalNamespace(ctx context.Context, log *slog.Logger, hostPort string) (client.Client, string, error) {
-	opts, err := envconfig.LoadDefaultClientOptions()
-	if err != nil {
-		return nil, "", fmt.Errorf("temporal client configuration: %w", err)
-	}
-	if hostPort != "" {
-		opts.HostPort = hostPort
-	}
-	if log != nil {
-		opts.Logger = tlog.NewStructuredLogger(log)
-	}
-	opts.DataConverter, opts.FailureConverter = workflows.DataConverter(), workflows.FailureConverter()
-	c, err := client.DialContext(ctx, opts)
-	if err != nil {
-		return nil, "", fmt.Errorf("connect to temporal at %s: %w", cmp.Or(opts.HostPort, client.DefaultHostPort), err)
-	}
-	return c, cmp.Or(opts.Namespace, client.DefaultNamespace), nil
-}
-
 // node is one fleetwave server: the Temporal worker that runs rollouts of one fleet, and the
 // HTTP endpoints that start them.
 type node struct {
-	log          *slog.Logger
-	tc           client.Client
-	fw           *workflows.Client
-	fleet        string
+	log   *slog.Logger
+	tc    client.Client
+	fw    *workflows.Client
+	fleet string
+	// taskQueue is the queue the worker polls and the fleet's workflows start on.
+	taskQueue    string
 	sourceBranch string
 	// poll is how often the fleet workflow reads the source branch itself; 0 relies on push events.
 	poll        time.Duration
@@ -111,8 +84,11 @@ func headOf(repo *gitops.Repo, branch string) func(ctx context.Context) (string,
 	}
 }
 
-func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, secret []byte) *node {
-	n := &node{log: log, tc: tc, fw: workflows.NewClient(tc, ""), fleet: fleet, sourceBranch: sourceBranch, secret: secret,
+// newNode is the server of fleet; its worker polls taskQueue, "" for the fleet's own queue
+// (workflows.TaskQueue).
+func newNode(log *slog.Logger, tc client.Client, fleet, taskQueue, sourceBranch string, secret []byte) *node {
+	taskQueue = cmp.Or(taskQueue, workflows.TaskQueue(fleet))
+	n := &node{log: log, tc: tc, fw: workflows.NewClient(tc, taskQueue), fleet: fleet, taskQueue: taskQueue, sourceBranch: sourceBranch, secret: secret,
 		registry: prometheus.NewRegistry()}
 	n.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "fleetwave_push_events_total",
@@ -128,7 +104,7 @@ func newNode(log *slog.Logger, tc client.Client, fleet, sourceBranch string, sec
 
 // startWorker registers the workflows and activities and starts polling.
 func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time.Duration) (worker.Worker, error) {
-	w := worker.New(n.tc, workflows.TaskQueue, worker.Options{
+	w := worker.New(n.tc, n.taskQueue, worker.Options{
 		Interceptors:              []interceptor.WorkerInterceptor{workflows.VoteOrigins(n.voteKey)},
 		BackgroundActivityContext: n.activityContext,
 	})

@@ -31,6 +31,8 @@ type Options struct {
 	DBFile string
 	// SearchAttributes are registered as Keyword attributes.
 	SearchAttributes []string
+	// Namespaces are created at start, beside "default".
+	Namespaces []string
 	// Headless disables the web UI.
 	Headless bool
 	// DynamicConfig are server settings as "key=value" (--dynamic-config-value), such as
@@ -150,6 +152,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	for _, sa := range o.SearchAttributes {
 		args = append(args, "--search-attribute", sa+"=Keyword")
+	}
+	for _, ns := range o.Namespaces {
+		args = append(args, "--namespace", ns)
 	}
 	for _, kv := range o.DynamicConfig {
 		args = append(args, "--dynamic-config-value", kv)
