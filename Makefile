@@ -14,7 +14,7 @@ WORKFLOWCHECK        := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
 export FLEETWAVE_TEMPORAL := $(TEMPORAL)
 export FLEETWAVE_KUBE_BIN := $(TOOLS)
 
-.PHONY: all build run test unit e2e tools lint workflowcheck tidy fmt verify update-golden record-histories clean
+.PHONY: all build static run test unit e2e tools lint workflowcheck tidy fmt verify update-golden record-histories clean
 
 all: build test
 
@@ -26,6 +26,10 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/fleetwave ./cmd/fleetwave
+
+# The binary of the container image (Dockerfile, .ko.yaml): static, for distroless/static.
+static:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/fleetwave-static ./cmd/fleetwave
 
 # The whole suite: unit tests and end-to-end tests (real Temporal dev server, real git server,
 # real kube-apiservers running real Flux, real Prometheus).

@@ -105,7 +105,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// fleetwave reads the sites as the restricted user of deploy/install/site-rbac.yaml.
+	// fleetwave reads the sites as the restricted user of deploy/install/site/site-rbac.yaml.
 	kube := deploy.NewKube(l.sites.Kubeconfig)
 	kube.Timeout = 3 * time.Second
 	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger)})

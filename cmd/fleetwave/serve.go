@@ -41,7 +41,7 @@ its tasks to the others), and fleets side by side in one namespace.
 Git credentials: FLEETWAVE_GIT_TOKEN, or FLEETWAVE_GIT_USERNAME and FLEETWAVE_GIT_PASSWORD,
 or --ssh-key. Sites (--driver kube, the default): one kubeconfig context per site, named in
 the plan (cluster.context, default the site name); fleetwave reads each site's Flux
-Kustomization and asks it to reconcile after a push (deploy/install/site-rbac.yaml has the
+Kustomization and asks it to reconcile after a push (deploy/install/site/site-rbac.yaml has the
 RBAC it needs). --driver sim observes a simulated fleet instead, for trials: the site branches
 are written for real, the health gates check nothing real, and every rollout's status says so.
 The push event secret: FLEETWAVE_WEBHOOK_SECRET (without it every push event

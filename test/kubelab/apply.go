@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -164,22 +165,31 @@ func (a *applier) applyRetrying(ctx context.Context, o *unstructured.Unstructure
 }
 
 func (a *applier) applyOne(ctx context.Context, o *unstructured.Unstructured) error {
+	ri, what, err := a.target(ctx, o)
+	if err != nil {
+		return err
+	}
+	if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
+		return fmt.Errorf("apply %s: %w", what, err)
+	}
+	return nil
+}
+
+// target is the client of o's resource (in o's namespace when namespaced), and o's name for
+// messages: "Kind namespace/name".
+func (a *applier) target(ctx context.Context, o *unstructured.Unstructured) (dynamic.ResourceInterface, string, error) {
 	what := o.GetKind() + " " + o.GetName()
 	if o.GetNamespace() != "" {
 		what = o.GetKind() + " " + o.GetNamespace() + "/" + o.GetName()
 	}
 	gvr, namespaced, err := a.resource(ctx, o.GroupVersionKind())
 	if err != nil {
-		return fmt.Errorf("apply %s: %w", what, err)
+		return nil, what, fmt.Errorf("apply %s: %w", what, err)
 	}
-	var ri dynamic.ResourceInterface = a.dyn.Resource(gvr)
 	if namespaced {
-		ri = a.dyn.Resource(gvr).Namespace(o.GetNamespace())
+		return a.dyn.Resource(gvr).Namespace(o.GetNamespace()), what, nil
 	}
-	if _, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
-		return fmt.Errorf("apply %s: %w", what, err)
-	}
-	return nil
+	return a.dyn.Resource(gvr), what, nil
 }
 
 // waitEstablished waits until every CRD in crds has the condition Established=True.
@@ -235,3 +245,36 @@ func conditionsText(o *unstructured.Unstructured) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// Apply server-side applies objs to the site as the admin, in order, with strict field
+// validation (a field the server does not know is an error) and taking over fields another
+// manager owns. With dryRun the server validates and admits each object without storing it.
+func (s *Site) Apply(ctx context.Context, dryRun bool, objs ...*unstructured.Unstructured) error {
+	a, err := newApplier(s.cfg)
+	if err != nil {
+		return err
+	}
+	opts := metav1.PatchOptions{FieldManager: fieldManager, Force: ptr(true), FieldValidation: "Strict"}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	for _, o := range objs {
+		ri, what, err := a.target(ctx, o)
+		if err != nil {
+			return err
+		}
+		data, err := json.Marshal(o.Object)
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", what, err)
+		}
+		if _, err := ri.Patch(ctx, o.GetName(), types.ApplyPatchType, data, opts); err != nil {
+			return fmt.Errorf("apply %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// DecodeYAML splits a multi-document YAML stream into objects.
+func DecodeYAML(data []byte) ([]*unstructured.Unstructured, error) { return decodeYAML(data) }

@@ -76,7 +76,7 @@ var (
 type Lab struct {
 	// Kubeconfig is a kubeconfig file with one context per site, named after the site, for
 	// the user "fleetwave", whose only rights are those of the ClusterRole fleetwave-site in
-	// deploy/install/site-rbac.yaml. It is what fleetwave itself would be given.
+	// deploy/install/site/site-rbac.yaml. It is what fleetwave itself would be given.
 	Kubeconfig string
 	// AdminKubeconfig has the same contexts for the user "admin" (group system:masters).
 	AdminKubeconfig string
@@ -87,7 +87,7 @@ type Lab struct {
 
 	opts  Options
 	bin   string
-	rbac  []byte // deploy/install/site-rbac.yaml
+	rbac  []byte // deploy/install/site/site-rbac.yaml
 	pki   *pki
 	ports ports
 	etcd  *process
@@ -118,7 +118,7 @@ type Site struct {
 }
 
 // Start starts etcd, then each site (at most two at a time): its kube-apiserver, the Flux
-// CRDs, the namespace flux-system, the RBAC of deploy/install/site-rbac.yaml bound to the user
+// CRDs, the namespace flux-system, the RBAC of deploy/install/site/site-rbac.yaml bound to the user
 // "fleetwave", the GitRepository and Kustomization, and the Flux controllers. It returns once
 // every site's Kustomization is ready, having applied the head of the site's branch. It fails
 // the test, showing the end of the logs that explain why, if anything does not start or sync
@@ -225,7 +225,7 @@ func newLab(t testing.TB, o Options) (*Lab, error) {
 			return nil, fmt.Errorf("%s not found in %s: run `make kube-tools` or set FLEETWAVE_KUBE_BIN", b, bin)
 		}
 	}
-	rbac, err := os.ReadFile(filepath.Join(root, "deploy", "install", "site-rbac.yaml"))
+	rbac, err := os.ReadFile(filepath.Join(root, "deploy", "install", "site", "site-rbac.yaml"))
 	if err != nil {
 		return nil, fmt.Errorf("read the site RBAC: %w", err)
 	}
@@ -436,7 +436,7 @@ func (s *Site) up(ctx context.Context) error {
 	}
 	objs, err := decodeYAML(s.lab.rbac)
 	if err != nil {
-		return fmt.Errorf("site %s: deploy/install/site-rbac.yaml: %w", s.Name, err)
+		return fmt.Errorf("site %s: deploy/install/site/site-rbac.yaml: %w", s.Name, err)
 	}
 	objs = append([]*unstructured.Unstructured{object("v1", "Namespace", "", Namespace, nil)}, objs...)
 	objs = append(objs, object("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "fleetwave", map[string]any{
@@ -703,3 +703,16 @@ func (l *Lab) stop(t testing.TB) {
 		l.etcd.stop()
 	}
 }
+
+// Config is a client configuration of the site's kube-apiserver for the admin.
+func (s *Site) Config() *rest.Config { return rest.CopyConfig(s.cfg) }
+
+// WriteKubeconfig writes a kubeconfig at path with a context per site (named after the site)
+// for a user authenticated by token, such as a ServiceAccount token.
+func (l *Lab) WriteKubeconfig(path, user, token string) error {
+	return l.writeKubeconfig(path, user, token, l.order)
+}
+
+// WaitSynced waits until the site's Kustomization is ready at its generation and has applied
+// its GitRepository's artifact, as Start does.
+func (s *Site) WaitSynced(ctx context.Context) error { return s.waitSynced(ctx) }
