@@ -313,6 +313,7 @@ func (s *Sites) HealthRound(ctx context.Context, in HealthRoundInput) (HealthRou
 	if err != nil {
 		return HealthRoundResult{}, err
 	}
+	countGateResults(ctx, obs.States)
 	desc := &descendants{s: s}
 	for i := range obs.States {
 		desc.mark(ctx, &obs.States[i], in.Expect[i])

@@ -92,7 +92,12 @@ func (r *Repo) pushCreated(ctx context.Context, attempt int, changes []Change) e
 	if len(created) == 0 {
 		return nil
 	}
-	if err := r.pushLocked(ctx, attempt, created); err != nil {
+	start := time.Now()
+	err := r.pushLocked(ctx, attempt, created)
+	if r.opts.observe != nil {
+		r.opts.observe(PushStat{Branches: len(created), Attempt: attempt, Duration: time.Since(start), Err: err})
+	}
+	if err != nil {
 		return err
 	}
 	for _, c := range created {

@@ -59,7 +59,27 @@ type options struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	maxAttempts int
+	observe     func(PushStat)
 	err         error
+}
+
+// PushStat is one push of new commits (by Promote or Revert): how many branches it updated,
+// how long it took, and how it ended.
+type PushStat struct {
+	Branches int
+	// Attempt is the write's attempt that pushed: 2 and more after a branch moved.
+	Attempt  int
+	Duration time.Duration
+	// Err is nil when the server took the push; else it wraps ErrNonFastForward (a branch
+	// moved: the write plans again), ErrPushRejected (refused for good), or neither (the
+	// network, the server).
+	Err error
+}
+
+// WithPushObserver calls observe after every push, from the goroutine that pushed (for
+// metrics: it must not block).
+func WithPushObserver(observe func(PushStat)) Option {
+	return func(o *options) { o.observe = observe }
 }
 
 // WithBasicAuth authenticates HTTP(S) requests with a user name and password.

@@ -123,7 +123,7 @@ func TestServeIntake(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(metrics), `fleetwave_push_events_total{result="accepted"} 1`) {
+	if !strings.Contains(string(metrics), `fleetwave_push_events_total{fleet="demo",result="accepted"} 1`) {
 		t.Errorf("metrics do not count the push event:\n%s", metrics)
 	}
 }

@@ -43,7 +43,13 @@ func fleetRepo(t *testing.T, fleet, subject string) (gs *gittest.Server, commit 
 	t.Helper()
 	files := faultPlan("")
 	files["fleetwave.yaml"] = strings.Replace(files["fleetwave.yaml"], "metadata: {name: demo}", "metadata: {name: "+fleet+"}", 1)
-	gs = gittest.NewServer(t, fleet, files, siteBranches()...)
+	return fleetRepoFiles(t, fleet, files, subject)
+}
+
+// fleetRepoFiles is fleetRepo with the repo's files given.
+func fleetRepoFiles(t *testing.T, name string, files map[string]string, subject string) (gs *gittest.Server, commit string) {
+	t.Helper()
+	gs = gittest.NewServer(t, name, files, siteBranches()...)
 	return gs, gs.CommitOn(t, "main", subject, map[string]string{"apps/app.yaml": "version: 2\n"})
 }
 

@@ -33,8 +33,17 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+rollout.SitesLabel(names), gitRetriesLong), git.Revert,
 		activities.RevertInput{Rollout: rolloutID, Reason: reason, Targets: targets}).Get(ctx, &reverted)
 	if err != nil {
+		countReverts(ctx, "failed", len(targets))
 		return nil, err
 	}
+	written := 0
+	for _, c := range reverted.Changes {
+		if c.RolloutCommit() != "" {
+			written++
+		}
+	}
+	countReverts(ctx, "written", written)
+	countReverts(ctx, "nothing", len(reverted.Changes)-written)
 	// Before versionRevertOnlyOurs, every target was waited for, reverted or not.
 	all := workflow.GetVersion(ctx, versionRevertOnlyOurs, workflow.DefaultVersion, 1) == workflow.DefaultVersion
 	out := make([]rollout.Reversion, len(reverted.Changes))

@@ -290,10 +290,22 @@ func (d *rolloutDriver) runWave(ctx workflow.Context, i int) rollout.RolloutEven
 			AttrFleet.ValueSet(st.Fleet), AttrCommit.ValueSet(st.Commit), AttrWave.ValueSet(wave.Name)),
 	})
 	var res WaveResult
+	started := workflow.Now(ctx)
 	d.child = workflow.ExecuteChildWorkflow(cctx, Wave, in)
 	err := d.child.Get(ctx, &res)
 	d.child = nil
 	now := workflow.Now(ctx)
+	ended := waveEnded(now, err, res)
+	result := "Lost"
+	if ended.Status != nil {
+		result = string(ended.Status.State)
+	}
+	recordWave(ctx, wave.Name, result, now.Sub(started))
+	return ended
+}
+
+// waveEnded is how the wave's child workflow ended, as an event.
+func waveEnded(now time.Time, err error, res WaveResult) rollout.WaveEnded {
 	if err == nil {
 		return rollout.WaveEnded{At: now, Status: &res.Status}
 	}
@@ -338,6 +350,7 @@ func (d *rolloutDriver) setState(ctx workflow.Context, c rollout.SetState) {
 func (d *rolloutDriver) finish(ctx workflow.Context, c rollout.FinishRollout) (RolloutResult, error) {
 	d.slack.finish(ctx, rollout.EventFinished)
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	countFinished(ctx, c.State)
 	st := d.run.Status.Compact()
 	switch c.State {
 	case rollout.StateSucceeded, rollout.StateSuperseded:

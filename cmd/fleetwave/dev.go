@@ -19,6 +19,7 @@ import (
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
+	"github.com/fleetwave/fleetwave/internal/metrics"
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
@@ -116,7 +117,8 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	defer stopGit()
 	repoURL := gitURL + "/" + sampleRepo + ".git"
 
-	writer, err := gitops.Open(ctx, repoURL, gitops.WithLogger(log))
+	var m *metrics.Set // once the fleet's name is known; nothing pushes before
+	writer, err := gitops.Open(ctx, repoURL, gitops.WithLogger(log), gitops.WithPushObserver(func(p gitops.PushStat) { m.ObservePush(p) }))
 	if err != nil {
 		return err
 	}
@@ -125,6 +127,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 		return fmt.Errorf("sample fleet: %w", err)
 	}
 	fleetName := cmp.Or(plan.Name, sampleRepo)
+	m = metrics.New(fleetName)
 
 	// The simulated fleet reads the repository on its own, as each site's Flux would.
 	follower, err := gitops.Open(ctx, repoURL)
@@ -135,12 +138,13 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	defer simDone()
 	defer cancel()
 
-	tc, _, err := g.temporal.dial(ctx, log, ts.Address)
+	tc, _, err := g.temporal.dial(ctx, log, m.Temporal(), ts.Address)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	n := newNode(log, tc, fleetName, "", plan.SourceBranch, secret)
+	n := newNode(log, tc, m, fleetName, "", plan.SourceBranch, secret)
+	m.WatchRollouts(n.fw, fleetName)
 	n.head = headOf(writer, plan.SourceBranch)
 	n.setupSlack(log, ts.UI, "default")
 	w, err := n.startWorker(writer, simFleet, 500*time.Millisecond)

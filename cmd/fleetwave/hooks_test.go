@@ -54,7 +54,7 @@ func newTestNode(t *testing.T, tc client.Client, secret string) (*node, *lockedB
 	t.Helper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return newNode(log, tc, testFleet, "", "main", []byte(secret)), logs
+	return newNode(log, tc, nil, testFleet, "", "main", []byte(secret)), logs
 }
 
 func pushBody(t *testing.T, ref, after string) []byte {
@@ -86,7 +86,7 @@ func pushCounts(t *testing.T, h http.Handler) map[string]float64 {
 		t.Fatalf("GET /metrics: %d %s", rec.Code, rec.Body)
 	}
 	out := map[string]float64{}
-	const prefix = `fleetwave_push_events_total{result="`
+	const prefix = `fleetwave_push_events_total{fleet="` + testFleet + `",result="`
 	sc := bufio.NewScanner(rec.Body)
 	for sc.Scan() {
 		rest, ok := strings.CutPrefix(sc.Text(), prefix)

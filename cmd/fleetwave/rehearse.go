@@ -353,7 +353,7 @@ func newRehearseWorkerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n := newNode(log, tc, o.fleet, "", o.sourceBranch, nil)
+			n := newNode(log, tc, nil, o.fleet, "", o.sourceBranch, nil)
 			n.adapt = rehearsalAdapt(o.scale)
 			n.activityContext = activities.WithTimeScale(context.Background(), o.scale)
 			w, err := n.startWorker(writer, &sim.Remote{URL: o.fleetURL}, 50*time.Millisecond)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/internal/metrics"
 )
 
 type serveOptions struct {
@@ -95,7 +96,10 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	writer, err := gitops.Open(ctx, o.repo, append(gitOptions(o), gitops.WithLogger(log))...)
+	// The metrics carry the fleet's name, known once the plan is read; nothing pushes before.
+	var m *metrics.Set
+	writer, err := gitops.Open(ctx, o.repo, append(gitOptions(o), gitops.WithLogger(log),
+		gitops.WithPushObserver(func(p gitops.PushStat) { m.ObservePush(p) }))...)
 	if err != nil {
 		return err
 	}
@@ -104,6 +108,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return fmt.Errorf("read the plan on %s: %w", o.sourceBranch, err)
 	}
 	fleetName := cmp.Or(o.fleet, cmp.Or(plan.Name, strings.TrimSuffix(path.Base(o.repo), ".git")))
+	m = metrics.New(fleetName)
 
 	var driver deploy.Driver
 	if o.driver == "kube" {
@@ -122,12 +127,13 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	defer cancel()
 
-	tc, namespace, err := g.temporal.dial(ctx, log, "")
+	tc, namespace, err := g.temporal.dial(ctx, log, m.Temporal(), "")
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	n := newNode(log, tc, fleetName, o.taskQueue, o.sourceBranch, secret)
+	n := newNode(log, tc, m, fleetName, o.taskQueue, o.sourceBranch, secret)
+	m.WatchRollouts(n.fw, fleetName)
 	if err := n.fw.EnsureSearchAttributes(ctx, namespace); err != nil {
 		return err
 	}

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
@@ -26,6 +24,7 @@ import (
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/pushevent"
+	"github.com/fleetwave/fleetwave/internal/metrics"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -52,11 +51,9 @@ type node struct {
 	taskQueue    string
 	sourceBranch string
 	// poll is how often the fleet workflow reads the source branch itself; 0 relies on push events.
-	poll        time.Duration
-	secret      []byte
-	events      *prometheus.CounterVec
-	slackEvents *prometheus.CounterVec
-	registry    *prometheus.Registry
+	poll    time.Duration
+	secret  []byte
+	metrics *metrics.Set
 	// slack posts rollout threads; slackHandler serves the Slack endpoints (setupSlack).
 	slack        *activities.Slack
 	slackHandler *chatops.Handler
@@ -85,21 +82,15 @@ func headOf(repo *gitops.Repo, branch string) func(ctx context.Context) (string,
 }
 
 // newNode is the server of fleet; its worker polls taskQueue, "" for the fleet's own queue
-// (workflows.TaskQueue).
-func newNode(log *slog.Logger, tc client.Client, fleet, taskQueue, sourceBranch string, secret []byte) *node {
+// (workflows.TaskQueue). m are its metrics, the set whose Temporal handler tc was dialled with
+// (nil: a set of its own, without the workflows' metrics).
+func newNode(log *slog.Logger, tc client.Client, m *metrics.Set, fleet, taskQueue, sourceBranch string, secret []byte) *node {
 	taskQueue = cmp.Or(taskQueue, workflows.TaskQueue(fleet))
-	n := &node{log: log, tc: tc, fw: workflows.NewClient(tc, taskQueue), fleet: fleet, taskQueue: taskQueue, sourceBranch: sourceBranch, secret: secret,
-		registry: prometheus.NewRegistry()}
-	n.events = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fleetwave_push_events_total",
-		Help: "Push events received on /hooks/git, by result.",
-	}, []string{"result"})
-	n.slackEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "fleetwave_slack_events_total",
-		Help: "Slack requests refused or malformed, and Slack actions accepted, refused (no right) or failed.",
-	}, []string{"event"})
-	n.registry.MustRegister(n.events, n.slackEvents, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return n
+	if m == nil {
+		m = metrics.New(fleet)
+	}
+	return &node{log: log, tc: tc, fw: workflows.NewClient(tc, taskQueue), fleet: fleet, taskQueue: taskQueue, sourceBranch: sourceBranch,
+		secret: secret, metrics: m}
 }
 
 // startWorker registers the workflows and activities and starts polling.
@@ -133,7 +124,7 @@ func (n *node) handler() http.Handler {
 		}
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.Registry, promhttp.HandlerOpts{}))
 	if n.slackHandler != nil {
 		n.slackHandler.Register(mux)
 	}
@@ -147,7 +138,7 @@ type hookReply struct {
 }
 
 func (n *node) reply(w http.ResponseWriter, code int, result string, r hookReply) {
-	n.events.WithLabelValues(result).Inc()
+	n.metrics.PushEvents.WithLabelValues(result).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(r)

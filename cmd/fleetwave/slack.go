@@ -43,7 +43,7 @@ func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 	}
 	n.voteKey = workflows.VoteKey(secret)
 	n.slackHandler = &chatops.Handler{SigningSecret: secret, Rollouts: slackRollouts{fw: n.fw, fleet: n.fleet, voteKey: n.voteKey}, Groups: groups, Log: log,
-		Count: func(event string) { n.slackEvents.WithLabelValues(event).Inc() }}
+		Count: func(event string) { n.metrics.SlackEvents.WithLabelValues(event).Inc() }}
 	if u, err := url.Parse(os.Getenv(envSlackAPI)); err == nil && u.Host != "" {
 		// Another Slack-compatible API (a test server, an enterprise proxy): its answers
 		// come back through its own host.

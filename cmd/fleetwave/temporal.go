@@ -86,9 +86,9 @@ func (c temporalConn) options() (client.Options, error) {
 }
 
 // dial connects with c's options and fleetwave's converters (log nil: the SDK's default
-// logger); hostPort, when set, overrides the address (dev's own server). It returns the
-// namespace too.
-func (c temporalConn) dial(ctx context.Context, log *slog.Logger, hostPort string) (client.Client, string, error) {
+// logger; m nil: no metrics); hostPort, when set, overrides the address (dev's own server). It
+// returns the namespace too.
+func (c temporalConn) dial(ctx context.Context, log *slog.Logger, m client.MetricsHandler, hostPort string) (client.Client, string, error) {
 	opts, err := c.options()
 	if err != nil {
 		return nil, "", err
@@ -98,6 +98,7 @@ func (c temporalConn) dial(ctx context.Context, log *slog.Logger, hostPort strin
 		opts.Logger = tlog.NewStructuredLogger(log)
 	}
 	opts.DataConverter, opts.FailureConverter = workflows.DataConverter(), workflows.FailureConverter()
+	opts.MetricsHandler = m
 	tc, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("connect to temporal at %s (namespace %s): %w", opts.HostPort, opts.Namespace, err)
@@ -108,7 +109,7 @@ func (c temporalConn) dial(ctx context.Context, log *slog.Logger, hostPort strin
 // dialRollouts connects for a command that reads or controls rollouts. The caller closes the
 // returned Temporal client.
 func (g *globals) dialRollouts(ctx context.Context) (*workflows.Client, client.Client, error) {
-	tc, _, err := g.temporal.dial(ctx, nil, "")
+	tc, _, err := g.temporal.dial(ctx, nil, nil, "")
 	if err != nil {
 		return nil, nil, err
 	}

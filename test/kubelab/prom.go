@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,8 +54,9 @@ type Metrics struct {
 // StartMetrics starts the exporter, with an error ratio of 0 and a healthy probe for each of
 // sites, and Prometheus (from $FLEETWAVE_PROMETHEUS, else `prometheus` on PATH) scraping it
 // every second, and waits until Prometheus has scraped it once (about 6 s). It fails the test
-// if Prometheus is not installed.
-func StartMetrics(t testing.TB, sites []string) *Metrics {
+// if Prometheus is not installed. Prometheus also scrapes each of targets (host:port, its
+// /metrics) every second, as job "fleetwave".
+func StartMetrics(t testing.TB, sites []string, targets ...string) *Metrics {
 	t.Helper()
 	bin, err := prometheusBinary()
 	if err != nil {
@@ -91,7 +93,7 @@ func StartMetrics(t testing.TB, sites []string) *Metrics {
 	}
 	m.URL = "http://127.0.0.1:" + strconv.Itoa(port)
 	config := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(config, []byte(prometheusConfig(ln.Addr().String())), 0o644); err != nil {
+	if err := os.WriteFile(config, []byte(prometheusConfig(ln.Addr().String(), targets)), 0o644); err != nil {
 		t.Fatalf("kubelab: write prometheus config: %v", err)
 	}
 	m.prom = &process{
@@ -127,9 +129,10 @@ func prometheusBinary() (string, error) {
 	return "", errors.New("prometheus not found: run `apt-get install prometheus` (.ci/run does it)")
 }
 
-// prometheusConfig returns a configuration scraping the exporter at addr every second.
-func prometheusConfig(addr string) string {
-	return fmt.Sprintf(`global:
+// prometheusConfig returns a configuration scraping the exporter at addr, and targets,
+// every second.
+func prometheusConfig(addr string, targets []string) string {
+	config := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -138,6 +141,14 @@ scrape_configs:
     static_configs:
       - targets: [%q]
 `, scrapeJob, addr)
+	if len(targets) > 0 {
+		quoted := make([]string, len(targets))
+		for i, t := range targets {
+			quoted[i] = strconv.Quote(t)
+		}
+		config += fmt.Sprintf("  - job_name: fleetwave\n    static_configs:\n      - targets: [%s]\n", strings.Join(quoted, ", "))
+	}
+	return config
 }
 
 // SetErrorRatio sets the gauge fleetwave_lab_error_ratio{site="<site>"} to v. Prometheus sees

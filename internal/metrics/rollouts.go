@@ -1,0 +1,122 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// scrapeTimeout bounds what one scrape asks Temporal; statusesPerScrape how many open rollouts'
+// status it reads (a fleet promotes one rollout at a time; the others wait or are held).
+const (
+	scrapeTimeout     = 5 * time.Second
+	statusesPerScrape = 20
+)
+
+// WatchRollouts exports, at each scrape, the fleet's open rollouts as Temporal knows them:
+//   - fleetwave_rollouts{state}: how many are in each state (the FleetwaveState search
+//     attribute);
+//   - fleetwave_rollout_progress_timestamp_seconds{rollout, state}: the latest time in its
+//     status (a step, a measurement, a vote, a control), or the end of the bake it waits for;
+//     a working rollout whose time stands still is stuck (deploy/install/alerts.yaml);
+//   - fleetwave_site_unknown_since_timestamp_seconds{rollout, wave, site}: since when a site
+//     of the running wave has been Unknown.
+//
+// Every replica exports the same values: aggregate them with max, not sum.
+func (s *Set) WatchRollouts(fw *workflows.Client, fleet string) {
+	s.reg.MustRegister(&rolloutsCollector{fw: fw, fleet: fleet,
+		open: prometheus.NewDesc("fleetwave_rollouts", "Open rollouts of the fleet, by state.", []string{"state"}, nil),
+		progress: prometheus.NewDesc("fleetwave_rollout_progress_timestamp_seconds",
+			"The latest time in an open rollout's status (a step, a measurement, a vote, a control), or the end of the bake it waits for.",
+			[]string{"rollout", "state"}, nil),
+		unknown: prometheus.NewDesc("fleetwave_site_unknown_since_timestamp_seconds",
+			"Since when a site of an open rollout's running wave has been Unknown.", []string{"rollout", "wave", "site"}, nil),
+	})
+}
+
+type rolloutsCollector struct {
+	fw                      *workflows.Client
+	fleet                   string
+	open, progress, unknown *prometheus.Desc
+}
+
+func (c *rolloutsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.progress
+	ch <- c.unknown
+}
+
+func (c *rolloutsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	list, err := c.fw.List(ctx, workflows.ListFilter{Fleet: c.fleet, Running: true, Limit: 1000})
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.open, err)
+		return
+	}
+	byState := map[string]int{}
+	for _, r := range list {
+		byState[r.State]++
+	}
+	for state, n := range byState {
+		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(n), state)
+	}
+	for i, r := range list {
+		if i == statusesPerScrape {
+			break
+		}
+		st, err := c.fw.Status(ctx, r.Rollout)
+		if err != nil {
+			continue // no worker answers the query: the rollout still counts above
+		}
+		if at := Progress(st); !at.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.progress, prometheus.GaugeValue, seconds(at), st.Rollout, string(st.State))
+		}
+		for _, w := range st.Waves {
+			if w.Name != st.Wave || w.State.Done() {
+				continue
+			}
+			for _, site := range w.Sites {
+				if !site.UnknownSince.IsZero() {
+					ch <- prometheus.MustNewConstMetric(c.unknown, prometheus.GaugeValue, seconds(site.UnknownSince), st.Rollout, w.Name, site.Name)
+				}
+			}
+		}
+	}
+}
+
+func seconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// Progress is the latest time recorded in a rollout's status (its start, a control, and each
+// wave's start, convergence, end, votes and site observations), or the end of the bake it
+// waits for, which may be ahead: a rollout does nothing visible while it bakes.
+func Progress(st rollout.Status) time.Time {
+	latest := st.StartedAt
+	later := func(t time.Time) {
+		if t.After(latest) {
+			latest = t
+		}
+	}
+	for _, c := range st.Controls {
+		later(c.At)
+	}
+	for _, w := range st.Waves {
+		later(w.StartedAt)
+		later(w.ConvergedAt)
+		later(w.FinishedAt)
+		later(w.BakeUntil)
+		if w.Approval != nil {
+			for _, v := range w.Approval.Votes {
+				later(v.At)
+			}
+		}
+		for _, s := range w.Sites {
+			later(s.UpdatedAt)
+		}
+	}
+	return latest
+}
