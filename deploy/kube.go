@@ -238,6 +238,17 @@ func (k *Kube) RequestReconcile(ctx context.Context, site rollout.Site) error {
 // Validate checks that the site's context exists in the kubeconfig and that its Kustomization
 // exists and can be read. A site that cannot be reached gives an error wrapping ErrUnreachable,
 // so callers can tell "wrong" from "down right now".
+// Configured checks that the kubeconfig has the site's context and that a client can be made
+// from it, without a request: serve checks every site so at start, rather than at the first
+// rollout.
+func (k *Kube) Configured(site rollout.Site) error {
+	kubeContext, _, _ := Target(site)
+	if _, err := k.restConfig(kubeContext); err != nil {
+		return &SiteError{Site: site.Name, Field: "cluster.context", Err: err}
+	}
+	return nil
+}
+
 func (k *Kube) Validate(ctx context.Context, site rollout.Site) error {
 	kubeContext, _, _ := Target(site)
 	if _, err := k.client(kubeContext); err != nil {

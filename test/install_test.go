@@ -17,10 +17,13 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
+	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/test/kubelab"
 )
@@ -138,8 +141,25 @@ func TestInstallManifests(t *testing.T) {
 		t.Errorf("the site kit's Kustomization did not apply ./apps: %v", err)
 	}
 
-	// fleetwave as the kit's ServiceAccount: a token for it (what a kubeconfig for the
-	// site would hold), and the plan checked against the site.
+	// fleetwave as the kit's ServiceAccount: the plan checked against the site.
+	token := validateAsServiceAccount(t, ctx, bin, lab, cs, "flux-system/apps")
+	// Its rights end there: it cannot read Secrets.
+	saCfg := site.Config()
+	saCfg.BearerToken, saCfg.CertData, saCfg.KeyData = token, nil, nil
+	saCS, err := kubernetes.NewForConfig(saCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := saCS.CoreV1().Secrets("flux-system").List(ctx, metav1.ListOptions{}); err == nil {
+		t.Error("the kit's ServiceAccount can list Secrets")
+	}
+}
+
+// validateAsServiceAccount makes a token of the ServiceAccount flux-system/fleetwave (what a
+// kubeconfig for the site would hold) and runs `fleetwave plan validate --kubeconfig` with it,
+// for a plan of the one site ams-1 gated on kustomization; it returns the token.
+func validateAsServiceAccount(t *testing.T, ctx context.Context, bin string, lab *kubelab.Lab, cs *kubernetes.Clientset, kustomization string) string {
+	t.Helper()
 	tok, err := cs.CoreV1().ServiceAccounts("flux-system").CreateToken(ctx, "fleetwave",
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
@@ -156,23 +176,14 @@ kind: RolloutPlan
 metadata: {name: kit}
 spec:
   sites:
-    - {name: ams-1, cluster: {context: ams-1, kustomization: flux-system/apps}}
+    - {name: ams-1, cluster: {context: ams-1, kustomization: `+kustomization+`}}
   waves:
     - {name: all}
 `)
 	if out, err := exec.Command(bin, "plan", "validate", "--kubeconfig", kubeconfig, plan).CombinedOutput(); err != nil {
-		t.Errorf("fleetwave plan validate as the kit's ServiceAccount: %v\n%s", err, out)
+		t.Errorf("fleetwave plan validate as the ServiceAccount fleetwave: %v\n%s", err, out)
 	}
-	// Its rights end there: it cannot read Secrets.
-	saCfg := site.Config()
-	saCfg.BearerToken, saCfg.CertData, saCfg.KeyData = tok.Status.Token, nil, nil
-	saCS, err := kubernetes.NewForConfig(saCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := saCS.CoreV1().Secrets("flux-system").List(ctx, metav1.ListOptions{}); err == nil {
-		t.Error("the kit's ServiceAccount can list Secrets")
-	}
+	return tok.Status.Token
 }
 
 func ptrTo[T any](v T) *T { return &v }
@@ -202,4 +213,200 @@ func TestStaticBinary(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "test") {
 		t.Errorf("fleetwave version: %v\n%s", err, out)
 	}
+}
+
+// bootstrapSync is what `flux bootstrap --path=clusters/ams-1` commits as gotk-sync.yaml: Flux
+// following main and applying the site's path, itself included.
+const bootstrapSync = `apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  ref:
+    branch: main
+  url: %s
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 10m0s
+  path: ./clusters/ams-1
+  prune: true
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+`
+
+// TestAdoptBootstrappedSite follows docs/adopting.md on a real kube-apiserver with Flux: a site
+// that Flux manages from main, its own sync included, as `flux bootstrap` leaves it, is moved
+// onto its branch sites/ams-1 by a commit in git (the branch pushed before main). Then a push
+// to main no longer reaches it, a fleetwave promotion does, and fleetwave's ServiceAccount
+// reads its Kustomization.
+func TestAdoptBootstrappedSite(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildFleetwave(t)
+	gs := gittest.NewServer(t, "fleet", map[string]string{"deploy/lab.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lab-app}\n"}, "sites/ams-1")
+	lab := kubelab.Start(t, kubelab.Options{GitURL: gs.URL, Sites: []string{"ams-1"}})
+	site := lab.Sites["ams-1"]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cs, err := kubernetes.NewForConfig(site.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	podinfo := func(v string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: podinfo, namespace: default}\ndata: {version: \"" + v + "\"}\n"
+	}
+
+	// The site as bootstrap leaves it.
+	sync := fmt.Sprintf(bootstrapSync, gs.URL)
+	bootstrapped := gs.CommitOn(t, "main", "flux bootstrap", map[string]string{
+		"clusters/ams-1/flux-system/gotk-sync.yaml":     sync,
+		"clusters/ams-1/flux-system/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [gotk-sync.yaml]\n",
+		"clusters/ams-1/podinfo.yaml":                   podinfo("1"),
+	})
+	objs, err := kubelab.DecodeYAML([]byte(sync))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := site.Apply(ctx, false, objs...); err != nil {
+		t.Fatal(err)
+	}
+	waitSelfSync(t, ctx, site, "main@sha1:"+bootstrapped)
+
+	// Steps 1 and 2: the switch committed, the site branch pushed before main.
+	clone := t.TempDir()
+	gittest.Git(t, clone, "clone", "-q", gs.URL, ".")
+	file := filepath.Join(clone, "clusters", "ams-1", "flux-system", "gotk-sync.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, file, strings.Replace(string(data), "branch: main", "branch: sites/ams-1", 1))
+	gittest.Git(t, clone, "commit", "-qam", "Sites follow their fleetwave branches")
+	gittest.Git(t, clone, "push", "-q", "origin", "HEAD:refs/heads/sites/ams-1")
+	gittest.Git(t, clone, "push", "-q", "origin", "HEAD:main")
+	switched := gittest.Git(t, clone, "rev-parse", "HEAD")
+	reconcileSource(t, ctx, site)
+	waitSelfSync(t, ctx, site, "sites/ams-1@sha1:"+switched)
+
+	// A push to main reaches no site any more.
+	next := gs.CommitOn(t, "main", "podinfo 2", map[string]string{"clusters/ams-1/podinfo.yaml": podinfo("2")})
+	reconcileSource(t, ctx, site)
+	waitSelfSync(t, ctx, site, "sites/ams-1@sha1:"+switched)
+	if v := configMapVersion(t, ctx, cs); v != "1" {
+		t.Fatalf("podinfo %s after a push to main, want 1 until fleetwave promotes it", v)
+	}
+
+	// A fleetwave promotion of that commit does.
+	repo, err := gitops.Open(ctx, gs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := repo.Promote(ctx, gitops.PromoteRequest{Rollout: "rollout/fleet/" + next[:12], Wave: "canary", Source: next,
+		Targets: []gitops.Target{{Site: "ams-1", Branch: "sites/ams-1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconcileSource(t, ctx, site)
+	waitSelfSync(t, ctx, site, "sites/ams-1@sha1:"+changes[0].Commit)
+	if v := configMapVersion(t, ctx, cs); v != "2" {
+		t.Errorf("podinfo %s after the promotion, want 2", v)
+	}
+
+	// Step 4: fleetwave's rights, and the plan checked against the site as fleetwave.
+	var rights []*unstructured.Unstructured
+	for _, f := range []string{"site-rbac.yaml", "serviceaccount.yaml"} {
+		data, err := os.ReadFile(filepath.Join(root, "deploy", "install", "site", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := kubelab.DecodeYAML(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rights = append(rights, o...)
+	}
+	if err := site.Apply(ctx, false, rights...); err != nil {
+		t.Fatal(err)
+	}
+	validateAsServiceAccount(t, ctx, bin, lab, cs, "flux-system/flux-system")
+}
+
+var (
+	gitRepositories = schema.GroupVersionResource{Group: "source.toolkit.fluxcd.io", Version: "v1", Resource: "gitrepositories"}
+	kustomizations  = schema.GroupVersionResource{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Resource: "kustomizations"}
+)
+
+// reconcileSource asks Flux to fetch the GitRepository flux-system now, as
+// `flux reconcile source git flux-system` does, and waits until it has.
+func reconcileSource(t *testing.T, ctx context.Context, site *kubelab.Site) {
+	t.Helper()
+	token := time.Now().Format(time.RFC3339Nano)
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{"reconcile.fluxcd.io/requestedAt":%q}}}`, token)
+	repos := site.Dynamic().Resource(gitRepositories).Namespace("flux-system")
+	if _, err := repos.Patch(ctx, "flux-system", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		g, err := repos.Get(ctx, "flux-system", metav1.GetOptions{})
+		if err == nil {
+			if handled, _, _ := unstructured.NestedString(g.Object, "status", "lastHandledReconcileAt"); handled == token {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("GitRepository flux-system did not handle the reconcile request %s", token)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitSelfSync waits until the Kustomization flux-system is Ready at its generation, has
+// applied revision, and its source has fetched exactly that.
+func waitSelfSync(t *testing.T, ctx context.Context, site *kubelab.Site, revision string) {
+	t.Helper()
+	var applied, fetched, ready string
+	for {
+		k, kerr := site.Dynamic().Resource(kustomizations).Namespace("flux-system").Get(ctx, "flux-system", metav1.GetOptions{})
+		g, gerr := site.Dynamic().Resource(gitRepositories).Namespace("flux-system").Get(ctx, "flux-system", metav1.GetOptions{})
+		if kerr == nil && gerr == nil {
+			applied, _, _ = unstructured.NestedString(k.Object, "status", "lastAppliedRevision")
+			fetched, _, _ = unstructured.NestedString(g.Object, "status", "artifact", "revision")
+			ready = ""
+			conds, _, _ := unstructured.NestedSlice(k.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
+					ready = fmt.Sprint(m["status"])
+				}
+			}
+			observed, _, _ := unstructured.NestedInt64(k.Object, "status", "observedGeneration")
+			if applied == revision && fetched == revision && ready == "True" && observed == k.GetGeneration() {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("Kustomization flux-system: applied %q, source fetched %q, Ready %q; want %s", applied, fetched, ready, revision)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func configMapVersion(t *testing.T, ctx context.Context, cs *kubernetes.Clientset) string {
+	t.Helper()
+	cm, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "podinfo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data["version"]
 }

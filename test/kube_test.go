@@ -82,6 +82,8 @@ type kubeLab struct {
 	metrics *kubelab.Metrics
 	tc      client.Client
 	fw      *workflows.Client
+	// temporal is the Temporal dev server's address.
+	temporal string
 }
 
 func newKubeLab(t *testing.T) *kubeLab {
@@ -99,6 +101,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 	l.gs = gittest.NewServer(t, "fleet", files, branches...)
 	l.sites = kubelab.Start(t, kubelab.Options{GitURL: l.gs.URL, Sites: kubeSites})
 	tp := testenv.StartTemporal(t, workflows.SearchAttributes...)
+	l.temporal = tp.Address
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	writer, err := gitops.Open(ctx, l.gs.URL, gitops.WithLogger(logger))
@@ -237,6 +240,20 @@ func TestRealSites(t *testing.T) {
 		}
 		return out
 	}
+
+	t.Run("fleetwave check passes", func(t *testing.T) {
+		bin := buildFleetwave(t)
+		cmd := exec.Command(bin, "check", "--repo", l.gs.URL, "--kubeconfig", l.sites.Kubeconfig, "--address", l.temporal)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.Contains(string(out), "✗") {
+			t.Fatalf("fleetwave check: %v\n%s", err, out)
+		}
+		for _, want := range []string{"✔ workers: 1 poll task queue fleetwave/real", "✔ sites: every context answers", "✔ site branches: all 3 exist"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("fleetwave check says no %q:\n%s", want, out)
+			}
+		}
+	})
 
 	var good map[string]string // site heads after the last good rollout
 	t.Run("good commit reaches every site through real Flux", func(t *testing.T) {

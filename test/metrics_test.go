@@ -77,19 +77,19 @@ func TestMetricsOnServe(t *testing.T) {
 
 	f := `fleet="metered"`
 	for query, want := range map[string]float64{
-		`fleetwave_push_events_total{` + f + `,result="accepted"}`:                           2,
-		`fleetwave_push_events_total{` + f + `,result="unauthorized"}`:                       1,
-		`fleetwave_rollouts_finished_total{` + f + `,state="Succeeded"}`:                     1,
-		`fleetwave_rollouts_finished_total{` + f + `,state="Failed"}`:                        1,
-		`fleetwave_wave_duration_seconds_count{` + f + `,wave="canary",result="Succeeded"}`:  1,
-		`fleetwave_wave_duration_seconds_count{` + f + `,wave="eu",result="Succeeded"}`:      1,
-		`fleetwave_wave_duration_seconds_count{` + f + `,wave="fleet",result="Succeeded"}`:   1,
-		`fleetwave_wave_duration_seconds_count{` + f + `,wave="canary",result="Failed"}`:     1,
-		`fleetwave_reverts_total{` + f + `,result="written"}`:                                1,
-		`fleetwave_activity_failures_total{` + f + `,activity_type="Promote"}`:               1,
-		`fleetwave_git_pushes_total{` + f + `,result="error"}`:                               1,
-		`fleetwave_git_push_duration_seconds_count{` + f + `,result="error"}`:                1,
-		`count(fleetwave_rollouts{` + f + `}) or vector(0)`:                                  0,
+		`fleetwave_push_events_total{` + f + `,result="accepted"}`:                              2,
+		`fleetwave_push_events_total{` + f + `,result="unauthorized"}`:                          1,
+		`fleetwave_rollouts_finished_total{` + f + `,state="Succeeded"}`:                        1,
+		`fleetwave_rollouts_finished_total{` + f + `,state="Failed"}`:                           1,
+		`fleetwave_wave_duration_seconds_count{` + f + `,wave="canary",result="Succeeded"}`:     1,
+		`fleetwave_wave_duration_seconds_count{` + f + `,wave="eu",result="Succeeded"}`:         1,
+		`fleetwave_wave_duration_seconds_count{` + f + `,wave="fleet",result="Succeeded"}`:      1,
+		`fleetwave_wave_duration_seconds_count{` + f + `,wave="canary",result="Failed"}`:        1,
+		`fleetwave_reverts_total{` + f + `,result="written"}`:                                   1,
+		`fleetwave_activity_failures_total{` + f + `,activity_type="Promote"}`:                  1,
+		`fleetwave_git_pushes_total{` + f + `,result="error"}`:                                  1,
+		`fleetwave_git_push_duration_seconds_count{` + f + `,result="error"}`:                   1,
+		`count(fleetwave_rollouts{` + f + `}) or vector(0)`:                                     0,
 		`count(fleetwave_gate_results_total{` + f + `,check="sim",result="fail",site="ams-1"})`: 1,
 	} {
 		expect(t, prom, query, want)

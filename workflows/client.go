@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -338,21 +339,14 @@ func (c *Client) EnsureFleet(ctx context.Context, fleet FleetInput) error {
 // credentials may not register them (Temporal Cloud API keys usually cannot), the error says
 // how to do it by hand.
 func (c *Client) EnsureSearchAttributes(ctx context.Context, namespace string) error {
-	if namespace == "" {
-		namespace = "default"
-	}
-	have, err := c.c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
-	if err != nil {
-		return fmt.Errorf("list search attributes of namespace %s: %w (%s)", namespace, err, manualSearchAttributes(namespace))
+	namespace = cmp.Or(namespace, client.DefaultNamespace)
+	names, err := c.MissingSearchAttributes(ctx, namespace)
+	if err != nil || len(names) == 0 {
+		return err
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for _, name := range SearchAttributes {
-		if _, ok := have.GetCustomAttributes()[name]; !ok {
-			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-		}
-	}
-	if len(missing) == 0 {
-		return nil
+	for _, name := range names {
+		missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	}
 	if _, err := c.c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
 		Namespace: namespace, SearchAttributes: missing,
@@ -361,6 +355,39 @@ func (c *Client) EnsureSearchAttributes(ctx context.Context, namespace string) e
 	}
 	return nil
 }
+
+// MissingSearchAttributes lists fleetwave's search attributes the namespace lacks.
+func (c *Client) MissingSearchAttributes(ctx context.Context, namespace string) ([]string, error) {
+	namespace = cmp.Or(namespace, client.DefaultNamespace)
+	have, err := c.c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return nil, fmt.Errorf("list search attributes of namespace %s: %w (%s)", namespace, err, manualSearchAttributes(namespace))
+	}
+	var missing []string
+	for _, name := range SearchAttributes {
+		if _, ok := have.GetCustomAttributes()[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	return missing, nil
+}
+
+// Workers returns the identities of the workers that polled fleet's task queue for workflow
+// tasks in the last minutes (Temporal forgets a poller a few minutes after its last poll).
+func (c *Client) Workers(ctx context.Context, fleet string) ([]string, error) {
+	resp, err := c.c.DescribeTaskQueue(ctx, c.queue(fleet), enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return nil, fmt.Errorf("describe task queue %s: %w", c.queue(fleet), err)
+	}
+	var out []string
+	for _, p := range resp.GetPollers() {
+		out = append(out, p.GetIdentity())
+	}
+	return out, nil
+}
+
+// ManualSearchAttributes says how to register fleetwave's search attributes by hand.
+func ManualSearchAttributes(namespace string) string { return manualSearchAttributes(namespace) }
 
 func manualSearchAttributes(namespace string) string {
 	var cmds []string

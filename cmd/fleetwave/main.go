@@ -38,6 +38,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type globals struct {
 	stdout, stderr io.Writer
 	logLevel       string
+	logFormat      string
 	// temporal is how client commands and serve reach Temporal (withTemporal's flags).
 	temporal temporalConn
 }
@@ -53,9 +54,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	// The commands that talk to a Temporal cluster take its connection flags.
 	clients := append(newControlCmds(g), newVoteCmds(g)...)
-	clients = append(clients, newListCmd(g), newServeCmd(g), newStartCmd(g), newStatusCmd(g))
+	clients = append(clients, newListCmd(g), newServeCmd(g), newStartCmd(g), newStatusCmd(g), newCheckCmd(g))
 	for _, c := range clients {
 		root.AddCommand(withTemporal(g, c))
 	}

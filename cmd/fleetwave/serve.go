@@ -14,6 +14,7 @@ import (
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/internal/metrics"
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 type serveOptions struct {
@@ -112,7 +113,19 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 
 	var driver deploy.Driver
 	if o.driver == "kube" {
-		driver = deploy.NewKube(o.kubeconfig)
+		kube := deploy.NewKube(o.kubeconfig)
+		var missing []string
+		for _, s := range plan.Sites {
+			if err := kube.Configured(s); err != nil {
+				missing = append(missing, err.Error())
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%s on %s: the kubeconfig cannot reach every site (--driver kube):\n  %s\n"+
+				"give --kubeconfig (or KUBECONFIG) with a context for each site, named as its cluster.context (default: the site's name)",
+				rollout.PlanFile, o.sourceBranch, strings.Join(missing, "\n  "))
+		}
+		driver = kube
 	} else {
 		// The site branches are real, the sites are not: say so where nobody can miss it,
 		// whatever the log level.

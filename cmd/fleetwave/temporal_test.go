@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -71,5 +73,23 @@ namespace = "prod-ns"
 	opts, err = temporalConn{}.options()
 	if err != nil || opts.HostPort != "localhost:7233" || opts.Namespace != "default" {
 		t.Fatalf("no configuration at all: %q %q %v", opts.HostPort, opts.Namespace, err)
+	}
+}
+
+// TestLogFormat: --log-format json writes one JSON object a line; anything else but text is
+// refused.
+func TestLogFormat(t *testing.T) {
+	var out strings.Builder
+	log, err := newLogger(&globals{stderr: &out, logLevel: "info", logFormat: "json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("commit submitted", "rollout", "rollout/demo/abc")
+	var line map[string]any
+	if err := json.Unmarshal([]byte(out.String()), &line); err != nil || line["msg"] != "commit submitted" || line["rollout"] != "rollout/demo/abc" {
+		t.Errorf("json log line %q: %v", out.String(), err)
+	}
+	if _, err := newLogger(&globals{stderr: &out, logLevel: "info", logFormat: "yaml"}); err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Errorf("--log-format yaml: %v", err)
 	}
 }

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fleetwave/fleetwave/gitops/gitserver"
+)
+
+// TestServeNeedsEverySiteContext: serve --driver kube with a kubeconfig lacking a site's
+// context stops at start, naming the site and the field, before it connects to anything.
+func TestServeNeedsEverySiteContext(t *testing.T) {
+	gs, err := gitserver.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := gs.Init("fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: demo}
+spec:
+  sites:
+    - {name: ams-1}
+    - {name: fra-1, cluster: {context: prod-fra}}
+  waves:
+    - {name: all}
+`
+	if _, err := gitserver.Seed(dir, map[string]string{"fleetwave.yaml": plan}, "sites/ams-1", "sites/fra-1"); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: ams-1, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: fleetwave, user: {token: t}}]
+contexts: [{name: ams-1, context: {cluster: ams-1, user: fleetwave}}]
+current-context: ams-1
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = Run(context.Background(), []string{"serve", "--repo", "file://" + dir, "--kubeconfig", kubeconfig, "--address", "127.0.0.1:1"}, &out, &out)
+	if err == nil {
+		t.Fatal("serve started without a context for site fra-1")
+	}
+	for _, want := range []string{`site fra-1: cluster.context: context "prod-fra" not found in kubeconfig`, "give --kubeconfig"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "ams-1") {
+		t.Errorf("error %q names site ams-1, whose context exists", err)
+	}
+}
