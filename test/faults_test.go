@@ -35,14 +35,19 @@ func startServe(t *testing.T, bin, address, url string, env []string, args ...st
 	return httpURL
 }
 
-// startServeProc is startServe, also returning the process (a test may kill it).
+// startServeProc is startServe, also returning the process (a test may kill it). With url ""
+// args say which fleets to serve (--config).
 func startServeProc(t *testing.T, bin, address, url string, env []string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	port, err := devtemporal.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, append([]string{"serve", "--driver", "sim", "--repo", url, "--http", "127.0.0.1:" + strconv.Itoa(port)}, args...)...)
+	base := []string{"serve", "--driver", "sim", "--http", "127.0.0.1:" + strconv.Itoa(port)}
+	if url != "" {
+		base = append(base, "--repo", url)
+	}
+	cmd := exec.Command(bin, append(base, args...)...)
 	cmd.Env = append(append(os.Environ(), "TEMPORAL_ADDRESS="+address), env...)
 	logs := &syncLog{}
 	cmd.Stdout, cmd.Stderr = logs, logs

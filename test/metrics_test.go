@@ -43,11 +43,11 @@ func TestMetricsOnServe(t *testing.T) {
 	ctx := context.Background()
 
 	// A push event with a wrong signature, then the real one.
-	if err := notifyPush(serveURL+"/hooks/git", gs.URL, good, "not-the-secret"); err == nil {
+	if err := notifyPush(t, serveURL+"/hooks/git", gs.URL, good, "not-the-secret"); err == nil {
 		t.Fatal("a push event signed with the wrong secret was accepted")
 	}
 	gs.LoseResponses.Store(1) // the canary's push lands, its answer is lost: Promote fails once
-	if err := notifyPush(serveURL+"/hooks/git", gs.URL, good, secret); err != nil {
+	if err := notifyPush(t, serveURL+"/hooks/git", gs.URL, good, secret); err != nil {
 		t.Fatal(err)
 	}
 	first := workflows.RolloutID("metered", good)
@@ -67,7 +67,7 @@ func TestMetricsOnServe(t *testing.T) {
 
 	bad := gs.CommitOn(t, "main", "app v3, degraded", map[string]string{"apps/app.yaml": "version: 3\n",
 		".fleetwave/sim.yaml": "reconcileDelay: 200ms\ndegraded: [ams-1]\n"})
-	if err := notifyPush(serveURL+"/hooks/git", gs.URL, bad, secret); err != nil {
+	if err := notifyPush(t, serveURL+"/hooks/git", gs.URL, bad, secret); err != nil {
 		t.Fatal(err)
 	}
 	second := workflows.RolloutID("metered", bad)

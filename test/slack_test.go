@@ -292,8 +292,8 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`fleetwave_slack_events_total{event="request_refused",fleet="demo"} 4`, `fleetwave_slack_events_total{event="action_refused",fleet="demo"} 1`,
-		`fleetwave_slack_events_total{event="action_accepted",fleet="demo"} 1`} {
+	for _, want := range []string{`fleetwave_slack_events_total{event="request_refused"} 4`, `fleetwave_slack_events_total{event="action_refused"} 1`,
+		`fleetwave_slack_events_total{event="action_accepted"} 1`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

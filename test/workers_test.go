@@ -3,7 +3,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -30,7 +29,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/gitops/gittest"
-	"github.com/fleetwave/fleetwave/gitops/pushevent"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/test/testenv"
@@ -105,7 +103,7 @@ func TestWorkersShareAFleet(t *testing.T) {
 	procB, urlB := startServeProc(t, bin, tp.Address, gs.URL, env)
 	procs := map[int]*exec.Cmd{procA.Process.Pid: procA, procB.Process.Pid: procB}
 
-	if err := notifyPush(urlB+"/hooks/git", gs.URL, commit, secret); err != nil {
+	if err := notifyPush(t, urlB+"/hooks/git", gs.URL, commit, secret); err != nil {
 		t.Fatal(err)
 	}
 	id := workflows.RolloutID("shared", commit)
@@ -153,20 +151,13 @@ func TestWorkersShareAFleet(t *testing.T) {
 	}
 }
 
-// notifyPush posts a signed generic push event of commit on main.
-func notifyPush(url, repo, commit, secret string) error {
-	body, _ := json.Marshal(pushevent.Event{Repository: repo, Ref: "refs/heads/main", After: commit})
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(pushevent.SignatureHeader, pushevent.Sign(body, []byte(secret)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	reply, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted || !strings.Contains(string(reply), "accepted") {
-		return fmt.Errorf("push event: %s: %s", resp.Status, reply)
+// notifyPush posts a signed generic push event of commit on main, and says why if it was not
+// accepted.
+func notifyPush(t *testing.T, url, repo, commit, secret string) error {
+	t.Helper()
+	code, reply := postPush(t, url, repo, commit, secret)
+	if code != http.StatusAccepted || !strings.Contains(reply, "accepted") {
+		return fmt.Errorf("push event: %d: %s", code, reply)
 	}
 	return nil
 }

@@ -127,7 +127,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 		return fmt.Errorf("sample fleet: %w", err)
 	}
 	fleetName := cmp.Or(plan.Name, sampleRepo)
-	m = metrics.New(fleetName)
+	m = metrics.New(nil, fleetName)
 
 	// The simulated fleet reads the repository on its own, as each site's Flux would.
 	follower, err := gitops.Open(ctx, repoURL)

@@ -59,3 +59,45 @@ current-context: ams-1
 		t.Errorf("error %q names site ams-1, whose context exists", err)
 	}
 }
+
+// TestServeRefusesTwoFleetsWithOneName: two repos whose plans give one fleet name would share a
+// task queue, and one's worker would take the other's tasks: serve stops at start and names
+// both. Flag combinations that cannot work are refused too.
+func TestServeRefusesTwoFleetsWithOneName(t *testing.T) {
+	root := t.TempDir()
+	gs, err := gitserver.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: shops}\nspec:\n  sites: [{name: a}]\n  waves: [{name: all}]\n"
+	var urls []string
+	for _, name := range []string{"east", "west"} {
+		dir, err := gs.Init(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := gitserver.Seed(dir, map[string]string{"fleetwave.yaml": plan}, "sites/a"); err != nil {
+			t.Fatal(err)
+		}
+		urls = append(urls, "file://"+dir)
+	}
+	var out bytes.Buffer
+	err = Run(context.Background(), []string{"serve", "--driver", "sim", "--repo", urls[0], "--repo", urls[1], "--address", "127.0.0.1:1"}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), `are both fleet "shops": each fleet needs its own name`) ||
+		!strings.Contains(err.Error(), urls[0]) || !strings.Contains(err.Error(), urls[1]) {
+		t.Errorf("two fleets named shops: %v", err)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--repo", urls[0], "--repo", urls[1], "--fleet", "x"}, "--fleet and --task-queue name one fleet"},
+		{[]string{"--repo", urls[0], "--config", "fleets.yaml"}, "--config and --repo"},
+		{nil, "--repo or --config"},
+	} {
+		err := Run(context.Background(), append([]string{"serve", "--driver", "sim", "--address", "127.0.0.1:1"}, tt.args...), &out, &out)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("serve %v: %v, want %q", tt.args, err, tt.want)
+		}
+	}
+}

@@ -54,6 +54,8 @@ type node struct {
 	tc    client.Client
 	fw    *workflows.Client
 	fleet string
+	// repoURL is the fleet repo's URL (credentials removed), to route push events by repository.
+	repoURL string
 	// taskQueue is the queue the worker polls and the fleet's workflows start on.
 	taskQueue    string
 	sourceBranch string
@@ -94,7 +96,7 @@ func headOf(repo *gitops.Repo, branch string) func(ctx context.Context) (string,
 func newNode(log *slog.Logger, tc client.Client, m *metrics.Set, fleet, taskQueue, sourceBranch string, secret []byte) *node {
 	taskQueue = cmp.Or(taskQueue, workflows.TaskQueue(fleet))
 	if m == nil {
-		m = metrics.New(fleet)
+		m = metrics.New(nil, fleet)
 	}
 	return &node{log: log, tc: tc, fw: workflows.NewClient(tc, taskQueue), fleet: fleet, taskQueue: taskQueue, sourceBranch: sourceBranch,
 		secret: secret, metrics: m}
@@ -119,23 +121,20 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	return w, nil
 }
 
+// handler is the HTTP endpoints of a server of this one fleet.
 func (n *node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hooks/git", n.gitHook)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		if _, err := n.tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			http.Error(w, "temporal unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", n.healthz)
+	mux.Handle("GET /metrics", n.metricsHandler())
 	if n.slackHandler != nil {
 		n.slackHandler.Register(mux)
 	}
 	return mux
+}
+
+func (n *node) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(n.metrics.Registry, promhttp.HandlerOpts{})
 }
 
 type hookReply struct {

@@ -2,7 +2,8 @@
 // events, Slack requests, git pushes), the metrics its workflows and activities emit through
 // Temporal's metrics handler (rollouts finished, wave durations, reverts, gate results,
 // activity failures), and the state of the fleet's open rollouts, read from Temporal at each
-// scrape. Every fleetwave_* metric carries the label fleet. docs/operating.md lists them.
+// scrape. Every fleetwave_* metric but the Slack counter carries the label fleet.
+// docs/operating.md lists them.
 package metrics
 
 import (
@@ -26,12 +27,28 @@ const (
 	sdkActivityLatency = "temporal_activity_execution_latency"
 )
 
-// Set is the metrics of one server, on one registry.
+// Registry is what one server's /metrics serves: the process's metrics, the Slack counter
+// (one Slack app per server), and the Sets of its fleets.
+type Registry struct {
+	*prometheus.Registry
+	// SlackEvents counts Slack requests and actions by event.
+	SlackEvents *prometheus.CounterVec
+}
+
+// NewRegistry makes a server's registry.
+func NewRegistry() *Registry {
+	r := &Registry{Registry: prometheus.NewRegistry()}
+	r.SlackEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fleetwave_slack_events_total",
+		Help: "Slack requests refused or malformed, and Slack actions accepted, refused (no right) or failed."}, []string{"event"})
+	r.MustRegister(r.SlackEvents, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// Set is the metrics of one fleet of a server.
 type Set struct {
-	// Registry is what /metrics serves.
+	// Registry is what /metrics serves, shared by the server's fleets.
 	Registry *prometheus.Registry
-	// PushEvents counts requests to /hooks/git by result; SlackEvents Slack requests and
-	// actions by event.
+	// PushEvents counts requests to /hooks/git by result; SlackEvents is the server's.
 	PushEvents, SlackEvents *prometheus.CounterVec
 
 	pushes      *prometheus.CounterVec
@@ -49,15 +66,14 @@ type route struct {
 	hist    *prometheus.HistogramVec
 }
 
-// New makes the metrics of a server of fleet.
-func New(fleet string) *Set {
-	base := prometheus.NewRegistry()
-	base.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg := prometheus.WrapRegistererWith(prometheus.Labels{"fleet": fleet}, base)
-	s := &Set{Registry: base, reg: reg, routes: map[string]route{}}
+// New makes the metrics of fleet on the server's registry r (nil: a registry of its own).
+func New(r *Registry, fleet string) *Set {
+	if r == nil {
+		r = NewRegistry()
+	}
+	reg := prometheus.WrapRegistererWith(prometheus.Labels{"fleet": fleet}, r.Registry)
+	s := &Set{Registry: r.Registry, SlackEvents: r.SlackEvents, reg: reg, routes: map[string]route{}}
 	s.PushEvents = s.counter("fleetwave_push_events_total", "Push events received on /hooks/git, by result.", "result")
-	s.SlackEvents = s.counter("fleetwave_slack_events_total",
-		"Slack requests refused or malformed, and Slack actions accepted, refused (no right) or failed.", "event")
 	s.pushes = s.counter("fleetwave_git_pushes_total",
 		`Pushes of promotion and revert commits, by result: ok, moved (a branch moved: the write plans again), rejected (refused for good), error (network or server).`, "result")
 	s.pushSeconds = s.histogram("fleetwave_git_push_duration_seconds", "Time one push of promotion or revert commits took, by result.",

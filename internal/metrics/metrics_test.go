@@ -19,7 +19,7 @@ import (
 // the fleet label and the tags as labels; the SDK's activity metrics come out under
 // fleetwave's names; every other SDK metric is dropped.
 func TestTemporalHandler(t *testing.T) {
-	s := New("demo")
+	s := New(nil, "demo")
 	h := s.Temporal().WithTags(map[string]string{"namespace": "default", "task_queue": "fleetwave/demo"})
 	h.WithTags(map[string]string{"state": "Succeeded"}).Counter(workflows.MetricRolloutsFinished).Inc(1)
 	h.WithTags(map[string]string{"state": "Failed"}).Counter(workflows.MetricRolloutsFinished).Inc(2)
@@ -53,7 +53,7 @@ fleetwave_activity_failures_total{activity_type="Promote",fleet="demo"} 1
 		t.Error(err)
 	}
 	for name, labels := range map[string]string{
-		workflows.MetricWaveDuration + "_count":         `fleet="demo",result="Succeeded",wave="canary"`,
+		workflows.MetricWaveDuration + "_count":     `fleet="demo",result="Succeeded",wave="canary"`,
 		"fleetwave_activity_duration_seconds_count": `activity_type="Promote",fleet="demo"`,
 	} {
 		if got := gathered(t, s, name); got != "{"+labels+"} 1" {
@@ -99,7 +99,7 @@ func gathered(t *testing.T, s *Set, name string) string {
 
 // TestObservePush: each push is counted by how it ended.
 func TestObservePush(t *testing.T) {
-	s := New("demo")
+	s := New(nil, "demo")
 	for _, err := range []error{nil, nil, fmt.Errorf("push: %w", gitops.ErrNonFastForward), fmt.Errorf("x: %w", gitops.ErrPushRejected), errors.New("connection reset")} {
 		s.ObservePush(gitops.PushStat{Branches: 3, Attempt: 1, Duration: 40 * time.Millisecond, Err: err})
 	}
