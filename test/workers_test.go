@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,19 +90,30 @@ func checkOnePromotion(t *testing.T, gs *gittest.Server, commit, subject string)
 }
 
 // TestWorkersShareAFleet: two serve processes of one fleet poll its task queue. A push event
-// sent to the second starts the rollout; in the middle of its eu wave, the worker that ran the
-// wave's last activity is killed with kill -9, and the other finishes the rollout. The git CLI
-// finds exactly one promotion commit on every site branch.
+// sent to the second starts the rollout, and a /fleetwave command answers on either; in the
+// middle of its eu wave, the worker that ran the wave's last activity is killed with kill -9,
+// and the other finishes the rollout. The git CLI finds exactly one promotion commit on every
+// site branch.
 func TestWorkersShareAFleet(t *testing.T) {
 	bin := buildFleetwave(t)
 	tp := testenv.StartTemporal(t)
 	tc := dialTemporal(t, tp.Address)
 	const secret = "workers-test-secret"
 	gs, commit := fleetRepo(t, "shared", "app v2, two workers")
-	env := []string{"FLEETWAVE_WEBHOOK_SECRET=" + secret}
-	procA, _ := startServeProc(t, bin, tp.Address, gs.URL, env)
+	const slackSecret = "workers-slack-secret"
+	env := []string{"FLEETWAVE_WEBHOOK_SECRET=" + secret, "FLEETWAVE_SLACK_SIGNING_SECRET=" + slackSecret}
+	procA, urlA := startServeProc(t, bin, tp.Address, gs.URL, env)
 	procB, urlB := startServeProc(t, bin, tp.Address, gs.URL, env)
 	procs := map[int]*exec.Cmd{procA.Process.Pid: procA, procB.Process.Pid: procB}
+	urls := map[int]string{procA.Process.Pid: urlA, procB.Process.Pid: urlB}
+	// A /fleetwave command works on whichever worker Slack reaches.
+	slackStatus := func(url, id, want string) {
+		t.Helper()
+		cmd := neturl.Values{"command": {"/fleetwave"}, "text": {"status " + id}, "user_id": {"U0READER"}}.Encode()
+		if code, body := signedPostBody(t, url+"/slack/commands", slackSecret, time.Now(), cmd); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("/fleetwave status on %s: HTTP %d %s, want %s", url, code, body, want)
+		}
+	}
 
 	if err := notifyPush(t, urlB+"/hooks/git", gs.URL, commit, secret); err != nil {
 		t.Fatal(err)
@@ -132,6 +144,9 @@ func TestWorkersShareAFleet(t *testing.T) {
 	if proc == nil {
 		t.Fatalf("the eu wave's last activity ran on pid %d, which is neither serve (%d, %d)", victim, procA.Process.Pid, procB.Process.Pid)
 	}
+	for _, url := range urls {
+		slackStatus(url, id, "canary: Succeeded")
+	}
 	if err := proc.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +155,11 @@ func TestWorkersShareAFleet(t *testing.T) {
 		t.Fatalf("the rollout after one of its two workers was killed: %v", err)
 	}
 	t.Logf("worker %d killed in the eu wave; the rollout ended %s later", victim, time.Since(killed).Round(time.Millisecond))
+	for pid, url := range urls {
+		if pid != victim {
+			slackStatus(url, id, "fleet: Succeeded")
+		}
+	}
 	checkOnePromotion(t, gs, commit, "app v2, two workers")
 	by := activityWorkers(t, tc, rolloutWorkflows(id)...)
 	survivor := false
@@ -240,9 +260,15 @@ func TestTwoFleetsOverTLS(t *testing.T) {
 		"Fleet", workflows.FleetInput{Fleet: "gamma", SourceBranch: "main"}); err != nil {
 		t.Fatal(err)
 	}
-	serve := exec.Command(bin, "serve", "--driver", "sim", "--fleet", "gamma", "--repo", fleets[0].gs.URL, "--http", "127.0.0.1:0")
+	// It must stop by itself, having stopped what it started (a hang here once waited 40 minutes).
+	sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	serve := exec.CommandContext(sctx, bin, "serve", "--driver", "sim", "--fleet", "gamma", "--repo", fleets[0].gs.URL, "--http", "127.0.0.1:0")
 	serve.Env = append(append(os.Environ(), "TEMPORAL_ADDRESS="+proxy), env...)
 	out, err := serve.CombinedOutput()
+	if sctx.Err() != nil {
+		t.Fatalf("serve beside a coordinator on another queue did not exit within a minute:\n%s", out)
+	}
 	if err == nil || !strings.Contains(string(out), `runs on task queue "fleetwave", and this worker polls "fleetwave/gamma"`) ||
 		!strings.Contains(string(out), `--task-queue "fleetwave"`) {
 		t.Errorf("serve next to a coordinator on another queue: %v:\n%s", err, out)

@@ -158,8 +158,10 @@ func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o 
 		if err != nil {
 			return fail(err)
 		}
-		simFleet, simDone := startSimFleet(ctx, follower, of.plan, log)
-		stops = append(stops, simDone)
+		// The simulated fleet runs until its own context ends: stop cancels it, then waits.
+		simCtx, simCancel := context.WithCancel(ctx)
+		simFleet, simDone := startSimFleet(simCtx, follower, of.plan, log)
+		stops = append(stops, func() { simCancel(); simDone() })
 		driver = simFleet
 	}
 	tc, namespace, err := g.temporal.dial(ctx, log, of.metrics.Temporal(), "")
