@@ -70,12 +70,18 @@ func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 	return out, "--repo", nil
 }
 
-// where says where a fleet was configured, for errors.
+// where says where a fleet was configured, for errors: the config file's position, or the
+// repo URL without its credentials.
 func where(source string, f rollout.FleetConfig) string {
 	if f.Line > 0 {
 		return fmt.Sprintf("%s:%d:%d", source, f.Line, f.Column)
 	}
-	return source + " " + f.Repo
+	repo := f.Repo
+	if u, err := url.Parse(repo); err == nil && u.User != nil {
+		u.User = nil
+		repo = u.String()
+	}
+	return source + " " + repo
 }
 
 // openFleet is a fleet whose repo is read and plan known, not yet on Temporal.
