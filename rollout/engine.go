@@ -629,5 +629,10 @@ func Count(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
+	for _, suffix := range []string{"s", "x", "sh", "ch"} {
+		if strings.HasSuffix(noun, suffix) {
+			return fmt.Sprintf("%d %ses", n, noun)
+		}
+	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -356,3 +356,22 @@ func TestBackFromUnknownIsJudgedAfresh(t *testing.T) {
 		t.Errorf("as before: site a %s, want Degraded", s.Verdict)
 	}
 }
+
+// TestCountAgreesInNumber: every count the summaries and messages print agrees with its noun.
+func TestCountAgreesInNumber(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		noun string
+		want string
+	}{
+		{0, "site", "0 sites"}, {1, "site", "1 site"}, {2, "site", "2 sites"}, {1, "push", "1 push"}, {3, "push", "3 pushes"},
+		{2, "fault", "2 faults"}, {1, "time", "1 time"}, {4, "time", "4 times"}, {2, "batch", "2 batches"},
+	} {
+		if got := Count(c.n, c.noun); got != c.want {
+			t.Errorf("Count(%d, %q) = %q, want %q", c.n, c.noun, got, c.want)
+		}
+	}
+	if got := SitesLabel([]string{"ams-1"}); got != "1 site (ams-1)" {
+		t.Errorf("SitesLabel of one site: %q", got)
+	}
+}

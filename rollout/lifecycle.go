@@ -820,7 +820,7 @@ func (s *turn) startWave(now time.Time) {
 	}
 	wave := r.Plan.Waves[r.Wave]
 	s.setState(StatePromoting)
-	r.Details = fmt.Sprintf("Wave %d/%d %s: %d sites", r.Wave+1, len(r.Plan.Waves), wave.Name, len(wave.Sites))
+	r.Details = fmt.Sprintf("Wave %d/%d %s: %s", r.Wave+1, len(r.Plan.Waves), wave.Name, Count(len(wave.Sites), "site"))
 	s.wave().State = StatePromoting
 	s.note(EventWaveStarted, wave.Name)
 	r.Phase = PhaseWave
@@ -1057,7 +1057,7 @@ func (s *turn) succeed(now time.Time) {
 	r := &s.r
 	s.setState(StateSucceeded)
 	r.Status.FinishedAt = now
-	r.Details = fmt.Sprintf("Rolled out %s to %d sites", Short(r.Status.Commit), len(r.Plan.Sites))
+	r.Details = fmt.Sprintf("Rolled out %s to %s", Short(r.Status.Commit), Count(len(r.Plan.Sites), "site"))
 	s.finish(StateSucceeded, "")
 }
 

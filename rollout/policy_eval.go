@@ -39,7 +39,7 @@ func EvaluateBuiltins(p Policies, minSoak time.Duration, in PolicyInput) (deny [
 		}
 	}
 	if p.MaxSitesPerWave > 0 && len(wave.Sites) > p.MaxSitesPerWave {
-		deny = append(deny, fmt.Sprintf("wave %s has %d sites; policies.maxSitesPerWave allows %d", wave.Name, len(wave.Sites), p.MaxSitesPerWave))
+		deny = append(deny, fmt.Sprintf("wave %s has %s; policies.maxSitesPerWave allows %d", wave.Name, Count(len(wave.Sites), "site"), p.MaxSitesPerWave))
 	}
 	if soak := minSoak; soak > 0 && len(in.PreviousWaves) > 0 {
 		prev := in.PreviousWaves[len(in.PreviousWaves)-1]

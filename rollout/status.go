@@ -284,7 +284,7 @@ func (s *SiteStatus) ObserveHealth(st SiteState, hash string, h Health, now time
 	s.Verdict = VerdictHealthy
 	if s.Failures >= h.FailureThreshold {
 		s.Verdict = VerdictDegraded
-		s.Message = fmt.Sprintf("%s, %d times in a row", failure, s.Failures)
+		s.Message = fmt.Sprintf("%s, %s in a row", failure, Count(s.Failures, "time"))
 	}
 }
 

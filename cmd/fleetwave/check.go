@@ -93,8 +93,8 @@ func runCheck(ctx context.Context, g *globals, o checkOptions) bool {
 		c.fail("plan: %v", err)
 	} else {
 		fleet = cmp.Or(fleet, cmp.Or(plan.Name, strings.TrimSuffix(path.Base(o.serve.repo), ".git")))
-		c.ok("repo %s: %s at %s, plan of fleet %s: %d sites in %d waves", repo.URL(), o.serve.sourceBranch, rollout.Short(head),
-			fleet, len(plan.Sites), len(plan.Waves))
+		c.ok("repo %s: %s at %s, plan of fleet %s: %s in %s", repo.URL(), o.serve.sourceBranch, rollout.Short(head),
+			fleet, rollout.Count(len(plan.Sites), "site"), rollout.Count(len(plan.Waves), "wave"))
 		var missing []string
 		for _, s := range plan.Sites {
 			if _, err := repo.Branch(plan.SiteBranchFor(s.Name)); err != nil {
@@ -147,7 +147,7 @@ func runCheck(ctx context.Context, g *globals, o checkOptions) bool {
 				c.fail("%s", line)
 			}
 		} else {
-			c.ok("sites: every context answers and its Kustomization can be read (%d sites)", len(plan.Sites))
+			c.ok("sites: every context answers and its Kustomization can be read (%s)", rollout.Count(len(plan.Sites), "site"))
 		}
 	}
 	return !c.failed

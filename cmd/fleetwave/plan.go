@@ -74,7 +74,7 @@ cluster: the kubeconfig context exists, and the Flux Kustomization exists and ca
 						continue
 					}
 				}
-				fmt.Fprintf(g.stdout, "%s: valid: %d sites in %d waves\n", path, len(p.Sites), len(p.Waves))
+				fmt.Fprintf(g.stdout, "%s: valid: %s in %s\n", path, rollout.Count(len(p.Sites), "site"), rollout.Count(len(p.Waves), "wave"))
 			}
 			if failed {
 				return errSilent

@@ -423,8 +423,8 @@ func (r *rehearsal) run(ctx context.Context, g *globals) (*rehearsalReport, erro
 		return nil, err
 	}
 	id := run.GetID()
-	fmt.Fprintf(g.stdout, "rehearsing %s: %d sites in %d waves, time scale %g, %d faults\n",
-		r.in.source, len(r.in.plan.Sites), len(r.in.plan.Waves), r.opts.scale, len(r.in.faults.Faults))
+	fmt.Fprintf(g.stdout, "rehearsing %s: %s in %s, time scale %g, %s\n", r.in.source, rollout.Count(len(r.in.plan.Sites), "site"),
+		rollout.Count(len(r.in.plan.Waves), "wave"), r.opts.scale, rollout.Count(len(r.in.faults.Faults), "fault"))
 	done := make(chan error, 1)
 	go func() { done <- run.Get(ctx, nil) }()
 	p := &rehearsalProgress{w: g.stdout, scale: r.opts.scale, start: start, bar: isTerminal(g.stdout)}

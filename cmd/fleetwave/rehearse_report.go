@@ -294,7 +294,7 @@ func (rep *rehearsalReport) markdown() string {
 	if st.Reason != "" {
 		fmt.Fprintf(&b, " %s.", strings.TrimSuffix(st.Reason, "."))
 	}
-	fmt.Fprintf(&b, "\n\n%d sites promoted, %d reverted, %d unknown at the end.\n\n", sum.Promoted, sum.Reverted, sum.Unknown)
+	fmt.Fprintf(&b, "\n\n%s promoted, %d reverted, %d unknown at the end.\n\n", rollout.Count(sum.Promoted, "site"), sum.Reverted, sum.Unknown)
 	b.WriteString("## Waves\n\n| wave | state | start | end | sites | verdicts |\n|---|---|---|---|---|---|\n")
 	for _, w := range sum.Waves {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s |\n", w.Name, w.State, dash(w.Start), dash(w.End), w.Sites, verdictList(w.Verdicts))
@@ -346,7 +346,7 @@ func (rep *rehearsalReport) markdown() string {
 		fmt.Fprintf(&b, "- The plan's health checks (%s) were left out: they would reach real endpoints.\n", strings.Join(sum.ChecksLeftOut, ", "))
 	}
 	if len(sum.SimulatedClusters) > 0 {
-		fmt.Fprintf(&b, "- %d sites name a cluster context; simulated sites stood in for them.\n", len(sum.SimulatedClusters))
+		fmt.Fprintf(&b, "- %s name a cluster context; simulated sites stood in for them.\n", rollout.Count(len(sum.SimulatedClusters), "site"))
 	}
 	b.WriteString("- Policies (freezes, business hours, soaks) were judged on the plan's clock, from the rollout's start.\n")
 	return b.String()
@@ -398,7 +398,7 @@ func faultSites(f faultApplied) string {
 		if f.Rejected == 1 {
 			return "the git server: 1 push rejected"
 		}
-		return fmt.Sprintf("the git server: %d pushes rejected", f.Rejected)
+		return fmt.Sprintf("the git server: %s rejected", rollout.Count(f.Rejected, "push"))
 	case "restartWorker":
 		if f.Restarted == "" {
 			return "nothing (the rollout ended first)"
