@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"net/url"
@@ -61,15 +62,19 @@ func parseDoc(file string, data []byte, kind string, out any) (*validator, error
 	if issue := checkLimits(data); issue != nil {
 		return nil, &PlanError{File: file, Issues: []Issue{*issue}}
 	}
+	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
+		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1,
+			Message: "the file starts with a byte order mark (BOM), which YAML does not expect here: save it as UTF-8 without BOM"}}}
+	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
-		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err)}}
+		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err, out)}}
 	}
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
 		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1, Message: "expected exactly one YAML document with a " + kind}}}
 	}
 	if err := yaml.NodeToValue(f.Docs[0].Body, out, yaml.Strict()); err != nil {
-		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err)}}
+		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err, out)}}
 	}
 	return &validator{file: f}, nil
 }

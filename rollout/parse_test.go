@@ -427,3 +427,27 @@ func TestCheckSecretsComeFromTheEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainYAMLMessages: what go-yaml reports in Go's words (a Go type, a struct name, a raw
+// character) comes out naming the field and what it wants, with the nearest field for a typo.
+func TestPlainYAMLMessages(t *testing.T) {
+	head := "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n"
+	for _, c := range []struct{ name, plan, want string }{
+		{"typo", head + "  sites: [{name: a}]\n  waves: [{name: all, maxParalel: 2}]\n", `f:6:23: unknown field "maxParalel": did you mean "maxParallel"?`},
+		{"far from any field", head + "  sites: [{name: a}]\n  waves: [{name: all, frobnicate: 2}]\n", `f:6:23: unknown field "frobnicate"`},
+		{"string for a number", head + "  sites: [{name: a}]\n  waves: [{name: all, maxParallel: two}]\n", `f:6:36: maxParallel: want a number, got "two"`},
+		{"string for a bool", head + "  sites: [{name: a}]\n  rollback: {automatic: maybe}\n", `f:6:25: automatic: want true or false, got "maybe"`},
+		{"string for a list", head + "  sites: ams-1\n", "f:5:10: sites: want a list, got a string"},
+		{"list for a mapping", head + "  sites: [{name: a, labels: [x]}]\n", "f:5:29: labels: want a mapping (key: value), got a list"},
+		{"byte order mark", "\ufeff" + head, "f:1:1: the file starts with a byte order mark (BOM)"},
+		{"tab", head + "\tsites: []\n", "f:5:1: a tab character: YAML indents with spaces only"},
+	} {
+		_, err := ParsePlan("f", []byte(c.plan))
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %s", c.name, err, c.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "Go struct") || strings.Contains(err.Error(), "fileDoc")) {
+			t.Errorf("%s: Go's words in %q", c.name, err)
+		}
+	}
+}
