@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -212,12 +213,17 @@ func statusJSON(t *testing.T, bin, temporal, id string) rollout.Status {
 	cmd := exec.Command(bin, "status", id, "-o", "json")
 	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+temporal)
 	out, err := cmd.Output()
-	if err != nil {
+	var exit *exec.ExitError
+	if err != nil && (!errors.As(err, &exit) || exit.ExitCode() != 1) {
 		t.Fatalf("fleetwave status %s: %v", id, err)
 	}
 	var st rollout.Status
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	// The exit code rule: 1 exactly when the rollout ended other than Succeeded.
+	if bad := st.State.Done() && st.State != rollout.StateSucceeded; (err != nil) != bad {
+		t.Errorf("fleetwave status of a %s rollout exited with %v", st.State, err)
 	}
 	return st
 }

@@ -35,7 +35,7 @@ const envWebhookSecret = "FLEETWAVE_WEBHOOK_SECRET"
 func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 	switch {
 	case o.config != "" && len(o.repos) > 0:
-		return nil, "", errors.New("--config and --repo: give the fleets in one place (the config file lists each fleet's repo)")
+		return nil, "", usagef("--config and --repo: give the fleets in one place (the config file lists each fleet's repo)")
 	case o.config != "":
 		data, err := os.ReadFile(o.config)
 		if err != nil {
@@ -47,7 +47,7 @@ func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 		}
 		for _, flag := range []struct{ name, value string }{{"--fleet", o.fleet}, {"--task-queue", o.taskQueue}} {
 			if flag.value != "" {
-				return nil, "", fmt.Errorf("%s with --config: set name and taskQueue per fleet in %s", flag.name, o.config)
+				return nil, "", usagef("%s with --config: set name and taskQueue per fleet in %s", flag.name, o.config)
 			}
 		}
 		for i := range cfg.Fleets {
@@ -58,9 +58,9 @@ func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 		}
 		return cfg.Fleets, o.config, nil
 	case len(o.repos) == 0:
-		return nil, "", errors.New("--repo or --config: name the fleet repo to serve")
+		return nil, "", usagef("--repo or --config: name the fleet repo to serve")
 	case len(o.repos) > 1 && (o.fleet != "" || o.taskQueue != ""):
-		return nil, "", errors.New("--fleet and --task-queue name one fleet: with several --repo, each fleet takes its plan's name and its own queue (or use --config)")
+		return nil, "", usagef("--fleet and --task-queue name one fleet: with several --repo, each fleet takes its plan's name and its own queue (or use --config)")
 	}
 	var out []rollout.FleetConfig
 	for _, repo := range o.repos {

@@ -115,7 +115,7 @@ func previewPolicies(ctx context.Context, p *rollout.Plan, planPath, at string) 
 	if at != "" {
 		t, err := time.Parse(time.RFC3339, at)
 		if err != nil {
-			return nil, fmt.Errorf("--at %q: use an RFC 3339 time like 2026-11-27T09:00:00Z", at)
+			return nil, usagef("--at %q: use an RFC 3339 time like 2026-11-27T09:00:00Z", at)
 		}
 		start = t
 	}

@@ -83,11 +83,11 @@ report say it), and 1 on bad input or when the rehearsal itself failed. See docs
 
 func runRehearse(ctx context.Context, g *globals, o rehearseOptions) error {
 	if o.approve != "auto" && o.approve != "reject" {
-		return fmt.Errorf("--approve %q: use auto or reject", o.approve)
+		return usagef("--approve %q: use auto or reject", o.approve)
 	}
 	for _, r := range o.reports {
 		if ext := filepath.Ext(r); ext != ".json" && ext != ".md" {
-			return fmt.Errorf("--report %s: name a .json or a .md file", r)
+			return usagef("--report %s: name a .json or a .md file", r)
 		}
 	}
 	in, err := loadRehearsal(o)

@@ -29,9 +29,9 @@ type rehearsalInput struct {
 func generatedPlan(sites, regions int) (string, error) {
 	switch {
 	case sites < 2:
-		return "", fmt.Errorf("--sites %d: a rehearsal needs at least 2 sites (a canary and one more)", sites)
+		return "", usagef("--sites %d: a rehearsal needs at least 2 sites (a canary and one more)", sites)
 	case regions < 1 || regions > sites:
-		return "", fmt.Errorf("--regions %d: use between 1 and the number of sites (%d)", regions, sites)
+		return "", usagef("--regions %d: use between 1 and the number of sites (%d)", regions, sites)
 	}
 	width := max(4, len(fmt.Sprint(sites)))
 	var b strings.Builder
@@ -114,7 +114,7 @@ func loadRehearsal(o rehearseOptions) (*rehearsalInput, error) {
 		}
 	}
 	if o.scale < 1 {
-		return nil, fmt.Errorf("--time-scale %g: use 1 (real time) or more", o.scale)
+		return nil, usagef("--time-scale %g: use 1 (real time) or more", o.scale)
 	}
 	if m := plan.MaxScale(); o.scale > m {
 		return nil, fmt.Errorf("--time-scale %g would make the plan's shorter timeout (convergence %s, unknown %s) last less than %s of real time, which a rehearsal's own git fetches and polls need: use at most %g",

@@ -38,7 +38,7 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if fleet == "" {
-				return fmt.Errorf("--fleet is required")
+				return usagef("--fleet is required")
 			}
 			commit := strings.ToLower(args[0])
 			if !fullSHA.MatchString(commit) {
@@ -121,7 +121,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printStatus(g.stdout, output, st)
+			if err := printStatus(g.stdout, output, st); err != nil {
+				return err
+			}
+			if st.State.Done() && st.State != rollout.StateSucceeded {
+				return errSilent // the status says how it ended
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")

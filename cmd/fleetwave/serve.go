@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -89,7 +88,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return err
 	}
 	if o.driver != "sim" && o.driver != "kube" {
-		return fmt.Errorf("--driver %q: use kube or sim", o.driver)
+		return usagef("--driver %q: use kube or sim", o.driver)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

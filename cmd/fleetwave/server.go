@@ -35,7 +35,7 @@ const maxHookBody = 5 << 20
 func newLogger(g *globals) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return nil, usagef("--log-level: %v", err)
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
@@ -44,7 +44,7 @@ func newLogger(g *globals) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
+	return nil, usagef("--log-format %q: use text or json", g.logFormat)
 }
 
 // node is one fleetwave server: the Temporal worker that runs rollouts of one fleet, and the

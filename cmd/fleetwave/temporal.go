@@ -91,7 +91,7 @@ func (c temporalConn) options() (client.Options, error) {
 func (c temporalConn) dial(ctx context.Context, log *slog.Logger, m client.MetricsHandler, hostPort string) (client.Client, string, error) {
 	opts, err := c.options()
 	if err != nil {
-		return nil, "", err
+		return nil, "", &cannotRun{err}
 	}
 	opts.HostPort = cmp.Or(hostPort, opts.HostPort)
 	if log != nil {
@@ -101,7 +101,7 @@ func (c temporalConn) dial(ctx context.Context, log *slog.Logger, m client.Metri
 	opts.MetricsHandler = m
 	tc, err := client.DialContext(ctx, opts)
 	if err != nil {
-		return nil, "", fmt.Errorf("connect to temporal at %s (namespace %s): %w", opts.HostPort, opts.Namespace, err)
+		return nil, "", &cannotRun{fmt.Errorf("connect to temporal at %s (namespace %s): %w", opts.HostPort, opts.Namespace, err)}
 	}
 	return tc, opts.Namespace, nil
 }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestExitCodes: one rule for every command. 2 when the command could not run (a usage error,
+// with the command's usage line; Temporal unreachable), 1 when the thing checked is bad, 0 ok.
+func TestExitCodes(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "fleetwave.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nspec: {sites: []}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		args  []string
+		code  int
+		usage string // the usage line the error must carry
+	}{
+		{[]string{"status"}, 2, "Usage: fleetwave status ROLLOUT [flags]"},
+		{[]string{"frobnicate"}, 2, "Usage: fleetwave [flags]"},
+		{[]string{"list", "--bogus"}, 2, "Usage: fleetwave list [flags]"},
+		{[]string{"start", "abc"}, 2, "Usage: fleetwave start COMMIT [flags]"}, // --fleet is required
+		{[]string{"status", "x", "--timeout", "soon"}, 2, "Usage: fleetwave status ROLLOUT [flags]"},
+		{[]string{"serve", "--driver", "vm", "--repo", "file:///nowhere"}, 2, "Usage: fleetwave serve [flags]"},
+		{[]string{"list", "--log-format", "yaml", "--address", "127.0.0.1:1"}, 2, ""},
+		{[]string{"list", "--address", "127.0.0.1:1"}, 2, ""}, // nothing listens there
+		{[]string{"plan", "validate", bad}, 1, ""},
+		{[]string{"version"}, 0, ""},
+	} {
+		var out bytes.Buffer
+		err := Run(ctx, c.args, &out, &out)
+		code := 0
+		if err != nil {
+			code = exitCode(err)
+		}
+		if code != c.code {
+			t.Errorf("fleetwave %s: exit %d (%v), want %d", strings.Join(c.args, " "), code, err, c.code)
+		}
+		if c.usage != "" && (err == nil || !strings.Contains(err.Error(), c.usage)) {
+			t.Errorf("fleetwave %s: %v, want the usage line %q", strings.Join(c.args, " "), err, c.usage)
+		}
+	}
+}
