@@ -43,10 +43,10 @@ func TestDocsYAML(t *testing.T) {
 			var err error
 			kind := ""
 			switch {
-			case regexp.MustCompile(`(?m)^kind:\s*`+rollout.Kind+`\b`).MatchString(block):
+			case regexp.MustCompile(`(?m)^kind:\s*` + rollout.Kind + `\b`).MatchString(block):
 				kind = rollout.Kind
 				_, err = rollout.ParsePlan(name, []byte(block))
-			case regexp.MustCompile(`(?m)^kind:\s*`+rollout.KindServeConfig+`\b`).MatchString(block):
+			case regexp.MustCompile(`(?m)^kind:\s*` + rollout.KindServeConfig + `\b`).MatchString(block):
 				kind = rollout.KindServeConfig
 				_, err = rollout.ParseServeConfig(name, []byte(block))
 			default:
@@ -71,7 +71,6 @@ func TestDocsYAML(t *testing.T) {
 	}
 	t.Logf("checked %v", checked)
 }
-
 
 // shifted moves a parse error's positions from the block's lines to the file's.
 func shifted(err error, lines int) error {
