@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/gitops"
@@ -134,5 +135,29 @@ func TestProgress(t *testing.T) {
 	st.Waves[1].BakeUntil = t0.Add(time.Hour)
 	if got := Progress(st); !got.Equal(t0.Add(time.Hour)) {
 		t.Errorf("baking: %v, want the bake's end", got)
+	}
+}
+
+// TestScrapeWithoutTemporal: with Temporal unreachable, /metrics still answers; the rollout
+// gauges are absent.
+func TestScrapeWithoutTemporal(t *testing.T) {
+	tc, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	s := New(nil, "demo")
+	s.WatchRollouts(workflows.NewClient(tc, ""), "demo")
+	s.PushEvents.WithLabelValues("accepted").Inc()
+	families, err := s.Registry.Gather()
+	if err != nil {
+		t.Fatalf("gather with Temporal unreachable: %v", err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	if !names["fleetwave_push_events_total"] || names["fleetwave_rollouts"] {
+		t.Errorf("gathered %v", names)
 	}
 }
