@@ -94,6 +94,17 @@ fleets:
 		}
 	}
 
+	// The CLI takes a commit prefix, or <fleet>/<commit prefix>, where it asks for a rollout.
+	for ref, want := range map[string]string{rollout.Short(alphaCommit): workflows.RolloutID("alpha", alphaCommit),
+		"beta/" + betaCommit[:8]: workflows.RolloutID("beta", betaCommit)} {
+		if out, err := fleetwaveCLI(t, bin, tp.Address, "status", ref); err != nil || !strings.HasPrefix(out, want+"  Succeeded") {
+			t.Errorf("fleetwave status %s: %v\n%s", ref, err, out)
+		}
+	}
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "status", "0000000"); err == nil || !strings.Contains(out, "no rollout of a commit starting with 0000000") {
+		t.Errorf("fleetwave status of a commit no rollout has: %v\n%s", err, out)
+	}
+
 	// One Slack app: a command goes to the fleet its rollout names.
 	slash := func(text string) string {
 		cmd := url.Values{"command": {"/fleetwave"}, "text": {text}, "user_id": {"U0READER"}}.Encode()

@@ -288,6 +288,38 @@ func (c *Client) Resolve(ctx context.Context, fleet, ref string) (string, error)
 	return "", fmt.Errorf("%s names several rollouts of fleet %s (%s): give more digits", ref, fleet, strings.Join(ids, ", "))
 }
 
+// Find returns the ID of the rollout ref names, in any fleet: a rollout ID as it is;
+// "<fleet>/<commit>" as Resolve finds it in that fleet; a bare commit prefix (4 hex digits or
+// more) by the rollouts whose commit starts with it, an error when none or several do.
+func (c *Client) Find(ctx context.Context, ref string) (string, error) {
+	if strings.HasPrefix(ref, "rollout/") {
+		return ref, nil
+	}
+	if fleet, commit, ok := strings.Cut(ref, "/"); ok {
+		return c.Resolve(ctx, fleet, commit)
+	}
+	if len(ref) < 4 || strings.Trim(strings.ToLower(ref), "0123456789abcdef") != "" {
+		return "", fmt.Errorf("%q is neither a rollout ID (rollout/<fleet>/<commit>), <fleet>/<commit>, nor a commit prefix of 4 hex digits or more", ref)
+	}
+	list, err := c.List(ctx, ListFilter{Commit: strings.ToLower(ref), Limit: 50})
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, s := range list {
+		if !slices.Contains(ids, s.Rollout) {
+			ids = append(ids, s.Rollout)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return "", fmt.Errorf("no rollout of a commit starting with %s", ref)
+	case 1:
+		return ids[0], nil
+	}
+	return "", fmt.Errorf("%s names several rollouts (%s): give more digits, or <fleet>/%s", ref, strings.Join(ids, ", "), ref)
+}
+
 // Submit hands a commit to the fleet's coordinator (starting the coordinator if needed), which
 // rolls it out when the fleet is free, by the plan's onNewCommit policy. It returns the ID the
 // rollout has or will have. Submitting a commit twice is harmless.

@@ -80,14 +80,18 @@ func updateCmd(g *globals, action, short, asHelp string, send func(ctx context.C
 				return err
 			}
 			defer tc.Close()
-			res, msg, err := send(ctx, fw, args[0], cmp.Or(as, localUser()))
+			id, err := fw.Find(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			res, msg, err := send(ctx, fw, id, cmp.Or(as, localUser()))
 			if err != nil {
 				return err
 			}
 			if output == "json" {
 				return json.NewEncoder(g.stdout).Encode(res)
 			}
-			fmt.Fprintf(g.stdout, "%s: %s\n", args[0], msg)
+			fmt.Fprintf(g.stdout, "%s: %s\n", id, msg)
 			return nil
 		},
 	}

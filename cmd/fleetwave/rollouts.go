@@ -105,6 +105,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var interval, timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "status ROLLOUT",
+		Long: `status shows a rollout: its waves, sites, verdicts and measurements, and what it waits for.
+ROLLOUT is its ID (rollout/<fleet>/<commit>), <fleet>/<commit prefix>, or a commit prefix (4 hex
+digits or more) that names one rollout. It exits 1 when the rollout ended other than Succeeded.`,
 		Short: "Show a rollout: waves, sites, verdicts, measurements, and what it waits for",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -114,10 +117,14 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer tc.Close()
-			if watch {
-				return watchStatus(ctx, g, fw, args[0], interval, timeout)
+			id, err := fw.Find(ctx, args[0])
+			if err != nil {
+				return err
 			}
-			st, err := fw.Status(ctx, args[0])
+			if watch {
+				return watchStatus(ctx, g, fw, id, interval, timeout)
+			}
+			st, err := fw.Status(ctx, id)
 			if err != nil {
 				return err
 			}
