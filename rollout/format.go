@@ -244,4 +244,3 @@ func nearestField(name string, doc any) string {
 	}
 	return best
 }
-

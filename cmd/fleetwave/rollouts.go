@@ -104,7 +104,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 	var watch bool
 	var interval, timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "status ROLLOUT",
+		Use: "status ROLLOUT",
 		Long: `status shows a rollout: its waves, sites, verdicts and measurements, and what it waits for.
 ROLLOUT is its ID (rollout/<fleet>/<commit>), <fleet>/<commit prefix>, or a commit prefix (4 hex
 digits or more) that names one rollout. It exits 1 when the rollout ended other than Succeeded.`,
