@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -147,16 +146,16 @@ func openFleets(ctx context.Context, log *slog.Logger, o serveOptions, reg *metr
 
 // start connects the fleet to Temporal and starts its worker and coordinator. The returned
 // function stops what it started.
-func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o serveOptions) (*node, string, func(), error) {
+func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o serveOptions) (*node, func(), error) {
 	var stops []func()
 	stop := func() {
 		for i := len(stops) - 1; i >= 0; i-- {
 			stops[i]()
 		}
 	}
-	fail := func(err error) (*node, string, func(), error) {
+	fail := func(err error) (*node, func(), error) {
 		stop()
-		return nil, "", nil, fmt.Errorf("fleet %s: %w", of.name, err)
+		return nil, nil, fmt.Errorf("fleet %s: %w", of.name, err)
 	}
 	var driver deploy.Driver = of.kube
 	if of.kube == nil {
@@ -203,7 +202,7 @@ func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o 
 	if err := n.fw.EnsureFleet(ctx, n.fleetInput()); err != nil {
 		return fail(err)
 	}
-	return n, namespace, stop, nil
+	return n, stop, nil
 }
 
 // fleetServer is the HTTP endpoints of a server of several fleets: it routes push events by
@@ -241,8 +240,7 @@ func (s *fleetServer) handler() http.Handler {
 	mux.HandleFunc("POST /hooks/git/{fleet}", func(w http.ResponseWriter, r *http.Request) {
 		n := s.byName[r.PathValue("fleet")]
 		if n == nil {
-			s.unrouted.PushEvents.WithLabelValues("unknown_fleet").Inc()
-			writeReply(w, http.StatusNotFound, hookReply{Status: "rejected", Reason: fmt.Sprintf("no fleet %q is served here", r.PathValue("fleet"))})
+			replyPush(w, s.unrouted, http.StatusNotFound, "unknown_fleet", hookReply{Status: "rejected", Reason: fmt.Sprintf("no fleet %q is served here", r.PathValue("fleet"))})
 			return
 		}
 		n.gitHook(w, r)
@@ -261,16 +259,8 @@ func (s *fleetServer) gitHook(w http.ResponseWriter, r *http.Request) {
 		s.nodes[0].gitHook(w, r)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		s.unrouted.PushEvents.WithLabelValues("too_large").Inc()
-		writeReply(w, http.StatusRequestEntityTooLarge, hookReply{Status: "rejected", Reason: "body over 5 MiB"})
-		return
-	case err != nil:
-		s.unrouted.PushEvents.WithLabelValues("bad_request").Inc()
-		writeReply(w, http.StatusBadRequest, hookReply{Status: "rejected", Reason: "cannot read body"})
+	body, ok := readHookBody(w, r, s.unrouted)
+	if !ok {
 		return
 	}
 	var signedFor []string
@@ -288,19 +278,11 @@ func (s *fleetServer) gitHook(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(signedFor) == 0 {
 		s.log.Warn("push event refused: no fleet's secret verifies its signature", "remote", r.RemoteAddr)
-		s.unrouted.PushEvents.WithLabelValues("unauthorized").Inc()
-		writeReply(w, http.StatusUnauthorized, hookReply{Status: "rejected", Reason: "invalid signature"})
+		replyPush(w, s.unrouted, http.StatusUnauthorized, "unauthorized", hookReply{Status: "rejected", Reason: "invalid signature"})
 		return
 	}
-	s.unrouted.PushEvents.WithLabelValues("unknown_repository").Inc()
-	writeReply(w, http.StatusAccepted, hookReply{Status: "ignored",
+	replyPush(w, s.unrouted, http.StatusAccepted, "unknown_repository", hookReply{Status: "ignored",
 		Reason: fmt.Sprintf("the repository of this push event is not the repo of fleet %s: it starts nothing here; send it to /hooks/git/<fleet>", strings.Join(signedFor, ", "))})
-}
-
-func writeReply(w http.ResponseWriter, code int, r hookReply) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(r)
 }
 
 // repoMatches reports whether a push event's repository (a full name like "acme/fleet", or a
@@ -422,7 +404,7 @@ func serveFleets(ctx context.Context, g *globals, log *slog.Logger, o serveOptio
 	}
 	var nodes []*node
 	for _, of := range fleets {
-		n, _, stop, err := of.start(ctx, g, log, o)
+		n, stop, err := of.start(ctx, g, log, o)
 		if err != nil {
 			return err
 		}

@@ -144,24 +144,39 @@ type hookReply struct {
 }
 
 func (n *node) reply(w http.ResponseWriter, code int, result string, r hookReply) {
-	n.metrics.PushEvents.WithLabelValues(result).Inc()
+	replyPush(w, n.metrics, code, result, r)
+}
+
+// replyPush answers a push event and counts it by result in m.
+func replyPush(w http.ResponseWriter, m *metrics.Set, code int, result string, r hookReply) {
+	m.PushEvents.WithLabelValues(result).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(r)
+}
+
+// readHookBody reads a push event's body, at most maxHookBody bytes; when it cannot, it
+// answers the request (counted in m) and returns false.
+func readHookBody(w http.ResponseWriter, r *http.Request, m *metrics.Set) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		replyPush(w, m, http.StatusRequestEntityTooLarge, "too_large", hookReply{Status: "rejected", Reason: "body over 5 MiB"})
+		return nil, false
+	case err != nil:
+		replyPush(w, m, http.StatusBadRequest, "bad_request", hookReply{Status: "rejected", Reason: "cannot read body"})
+		return nil, false
+	}
+	return body, true
 }
 
 // gitHook takes a push event from GitHub, GitLab, Gitea, Forgejo or the generic format and
 // starts a rollout for pushes to the source branch. Everything that is not an authenticated
 // push to that branch starts nothing.
 func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		n.reply(w, http.StatusRequestEntityTooLarge, "too_large", hookReply{Status: "rejected", Reason: "body over 5 MiB"})
-		return
-	case err != nil:
-		n.reply(w, http.StatusBadRequest, "bad_request", hookReply{Status: "rejected", Reason: "cannot read body"})
+	body, ok := readHookBody(w, r, n.metrics)
+	if !ok {
 		return
 	}
 	ev, err := pushevent.Parse(r.Header, body, n.secret)
