@@ -155,7 +155,9 @@ func TestLoadPlan(t *testing.T) {
 		if err := val.Get(&got); err != nil {
 			t.Fatal(err)
 		}
-		want := LoadPlanResult{Plan: wantPlan, Commit: c, Subject: "Bump app to 2", Author: "Test Author <author@example.com>", Message: "Bump app to 2\n\nbody\n"}
+		// The plan's blob hash is git's (for the report).
+		want := LoadPlanResult{Plan: wantPlan, Commit: c, Subject: "Bump app to 2", Author: "Test Author <author@example.com>", Message: "Bump app to 2\n\nbody\n",
+			PlanBlob: gittest.Git(t, f.Dir, "rev-parse", c+":"+rollout.PlanFile)}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("LoadPlan(%s) (-want +got):\n%s", ref, diff)
 		}

@@ -66,6 +66,9 @@ type LoadPlanResult struct {
 	Author   string               `json:",omitempty"`
 	Message  string               `json:",omitempty"`
 	Policies []rollout.PolicyFile `json:",omitempty"`
+	// PlanBlob is the git blob hash of the plan file at the commit (`git rev-parse
+	// <commit>:fleetwave.yaml`), for the rollout's report.
+	PlanBlob string `json:",omitempty"`
 	// Simulated is true when this worker's sites are a simulated fleet (deploy.Simulator).
 	Simulated bool `json:",omitempty"`
 }
@@ -117,7 +120,7 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 	}
 	sim, _ := g.Sites.(deploy.Simulator)
 	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject, Author: info.Author, Message: info.Message, Policies: files,
-		Simulated: sim != nil && sim.Simulated()}, nil
+		PlanBlob: gitops.BlobHash(data), Simulated: sim != nil && sim.Simulated()}, nil
 }
 
 // LoadPolicies reads the Rego files under rollout.PolicyDir at the commit, sorted by path.

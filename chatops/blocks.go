@@ -17,6 +17,8 @@ type Links struct {
 	// UI is the Temporal UI's base URL ("http://127.0.0.1:8233"); "" means no links.
 	UI        string
 	Namespace string
+	// Report returns the address of a rollout's report (docs/report.md); nil means no links.
+	Report func(rollout string) string
 }
 
 // Rollout returns the Temporal UI address of a rollout, or "".
@@ -109,9 +111,20 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 				text += ": " + esc(st.Reason)
 			}
 		}
+		var links []string
 		if link := l.Rollout(st.Rollout); link != "" {
-			text += fmt.Sprintf(" (<%s|Temporal UI>)", link)
+			links = append(links, fmt.Sprintf("<%s|Temporal UI>", link))
 		}
+		if l.Report != nil {
+			if link := l.Report(st.Rollout); link != "" {
+				links = append(links, fmt.Sprintf("<%s|report>", link))
+			}
+		}
+		if len(links) > 0 {
+			text += " (" + strings.Join(links, ", ") + ")"
+		}
+	case rollout.EventApprovalReminder:
+		text = reminderText(st, ev.Wave)
 	case rollout.EventCancelled:
 		text = fmt.Sprintf(":black_square_for_stop: The rollout's workflow was cancelled in Temporal while %s", words(st.State))
 		if st.Wave != "" {
@@ -132,18 +145,7 @@ func ApprovalBlocks(st rollout.Status, waveName string) ([]slack.Block, string) 
 	if a == nil {
 		a = &rollout.ApprovalStatus{}
 	}
-	var who []string
-	for _, p := range a.Approvers {
-		handle, group := strings.CutPrefix(p, "@")
-		switch id := a.GroupIDs[handle]; {
-		case group && id != "":
-			who = append(who, "<!subteam^"+esc(id)+">") // mentions the group: its members are notified
-		case group:
-			who = append(who, esc(p))
-		default:
-			who = append(who, "<@"+p+">")
-		}
-	}
+	who := approverMentions(a)
 	sites := rollout.Count(len(ws.Sites), "site")
 	var text string
 	switch a.Outcome {
@@ -186,6 +188,37 @@ func ApprovalBlocks(st rollout.Status, waveName string) ([]slack.Block, string) 
 		blocks = append(blocks, slack.NewContextBlock("", mrkdwn(strings.Join(votes, "\n"))))
 	}
 	return blocks, fallback(text)
+}
+
+// approverMentions are the request's approvers as Slack mentions: users, and groups by their
+// ID (which notifies their members) when it was resolved.
+func approverMentions(a *rollout.ApprovalStatus) []string {
+	var who []string
+	for _, p := range a.Approvers {
+		handle, group := strings.CutPrefix(p, "@")
+		switch id := a.GroupIDs[handle]; {
+		case group && id != "":
+			who = append(who, "<!subteam^"+esc(id)+">")
+		case group:
+			who = append(who, esc(p))
+		default:
+			who = append(who, "<@"+p+">")
+		}
+	}
+	return who
+}
+
+// reminderText is the reminder of an open approval request (remindBefore): who must still
+// approve, and when the request expires.
+func reminderText(st rollout.Status, waveName string) string {
+	ws := wave(st, waveName)
+	a := ws.Approval
+	if a == nil || a.Outcome != "" {
+		return fmt.Sprintf(":alarm_clock: Wave *%s*: its approval request is already decided", esc(waveName))
+	}
+	return fmt.Sprintf(":alarm_clock: Reminder: wave *%s* (%s) still needs %s from %s; the request expires %s",
+		esc(waveName), rollout.Count(len(ws.Sites), "site"), rollout.Count(max(a.Quorum-a.Approvals(), 1), "approval"),
+		strings.Join(approverMentions(a), ", "), slackTime(a.ExpiresAt))
 }
 
 // approvalLine is where an approval request stands, with approvers as mentions and the

@@ -259,3 +259,24 @@ func TestApprovalBlocksPerOutcome(t *testing.T) {
 		}
 	}
 }
+
+func TestReminderAndReportLink(t *testing.T) {
+	st := threadStatus()
+	st.Waves[1].Approval.Outcome = ""
+	blocks, _ := EventBlocks(rollout.Event{Kind: rollout.EventApprovalReminder, Wave: "eu"}, st, Links{})
+	raw, _ := json.Marshal(blocks)
+	if !strings.Contains(string(raw), "Reminder: wave *eu* (2 sites) still needs") || !strings.Contains(string(raw), "the request expires \\u003c!date^") {
+		t.Errorf("reminder: %s", raw)
+	}
+	st.Waves[1].Approval.Outcome = rollout.ApprovalApproved
+	blocks, _ = EventBlocks(rollout.Event{Kind: rollout.EventApprovalReminder, Wave: "eu"}, st, Links{})
+	if raw, _ := json.Marshal(blocks); !strings.Contains(string(raw), "already decided") {
+		t.Errorf("reminder of a decided request: %s", raw)
+	}
+	l := Links{UI: "http://ui", Report: func(id string) string { return "https://fw.example/reports/" + id + ".md?sig=x" }}
+	blocks, _ = EventBlocks(rollout.Event{Kind: rollout.EventFinished}, st, l)
+	raw, _ = json.Marshal(blocks)
+	if !strings.Contains(string(raw), "|Temporal UI\\u003e, \\u003chttps://fw.example/reports/"+st.Rollout+".md?sig=x|report\\u003e)") {
+		t.Errorf("finished: %s", raw)
+	}
+}

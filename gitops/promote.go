@@ -421,11 +421,13 @@ func (r *Repo) walkFirstParent(start *object.Commit, fn func(*object.Commit) boo
 func (r *Repo) newCommit(tree, parent plumbing.Hash, msg string) (plumbing.Hash, error) {
 	sig := object.Signature{Name: r.opts.authorName, Email: r.opts.authorEmail, When: r.opts.now()}
 	c := &object.Commit{
-		Author:       sig,
-		Committer:    sig,
-		Message:      msg,
-		TreeHash:     tree,
-		ParentHashes: []plumbing.Hash{parent},
+		Author:    sig,
+		Committer: sig,
+		Message:   msg,
+		TreeHash:  tree,
+	}
+	if !parent.IsZero() { // zero: the first commit of a new branch
+		c.ParentHashes = []plumbing.Hash{parent}
 	}
 	o := r.stor.NewEncodedObject()
 	if err := c.Encode(o); err != nil {

@@ -101,6 +101,10 @@ func (r *Repo) pushCreated(ctx context.Context, attempt int, changes []Change) e
 		return err
 	}
 	for _, c := range created {
+		if c.Site == "" {
+			r.opts.logger.InfoContext(ctx, "pushed branch", "revision", c.Branch+"@sha1:"+c.Commit)
+			continue
+		}
 		r.opts.logger.InfoContext(ctx, "pushed site branch", "site", c.Site, "revision", c.Branch+"@sha1:"+c.Commit)
 	}
 	return nil

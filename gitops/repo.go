@@ -402,3 +402,8 @@ func (r *Repo) redact(err error) error {
 }
 
 func short(h plumbing.Hash) string { return h.String()[:7] }
+
+// BlobHash returns the hash git gives a file of this content (`git hash-object`).
+func BlobHash(data []byte) string {
+	return plumbing.ComputeHash(plumbing.BlobObject, data).String()
+}

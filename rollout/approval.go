@@ -20,6 +20,9 @@ type Approval struct {
 	// OnTimeout is OnTimeoutReject (the rollout fails) or OnTimeoutPause (the rollout pauses;
 	// a resume asks again).
 	OnTimeout string
+	// RemindBefore, when set, posts a reminder in the rollout's Slack thread this long before
+	// an open request expires.
+	RemindBefore time.Duration `json:",omitempty"`
 }
 
 // What happens when an approval times out.
@@ -112,29 +115,29 @@ const (
 type ApprovalStatus struct {
 	// Approvers is the plan's list; Eligible the user IDs that may vote, groups resolved
 	// when the request was made.
-	Approvers []string
-	Eligible  []string
+	Approvers []string `json:"approvers,omitempty"`
+	Eligible  []string `json:"eligible,omitempty"`
 	// Unresolved says which groups could not be resolved, and why; their members cannot vote.
-	Unresolved []string `json:",omitempty"`
+	Unresolved []string `json:"unresolved,omitempty"`
 	// GroupIDs maps the resolved groups' handles to their Slack IDs, so messages can mention
 	// them.
-	GroupIDs    map[string]string `json:",omitempty"`
-	Quorum      int
-	RequestedAt time.Time
-	ExpiresAt   time.Time
-	Votes       []Vote `json:",omitempty"`
+	GroupIDs    map[string]string `json:"groupIDs,omitempty"`
+	Quorum      int               `json:"quorum"`
+	RequestedAt time.Time         `json:"requestedAt,omitzero"`
+	ExpiresAt   time.Time         `json:"expiresAt,omitzero"`
+	Votes       []Vote            `json:"votes,omitempty"`
 	// Outcome is "" while the request is open, then one of the Approval* outcomes.
-	Outcome string `json:",omitempty"`
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // Vote is one approver's accepted decision on a wave.
 type Vote struct {
-	By      string
-	Approve bool
+	By      string `json:"by"`
+	Approve bool   `json:"approve"`
 	// Via is where the vote came from: "slack" or "cli".
-	Via     string `json:",omitempty"`
-	Comment string `json:",omitempty"`
-	At      time.Time
+	Via     string    `json:"via,omitempty"`
+	Comment string    `json:"comment,omitempty"`
+	At      time.Time `json:"at,omitzero"`
 }
 
 // String describes the vote for status lines and Slack.

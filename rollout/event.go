@@ -14,6 +14,7 @@ const (
 	EventWaveFinished      = "wave-finished"      // a wave ended, healthy or not
 	EventApprovalRequested = "approval-requested" // a wave waits for approval: buttons
 	EventApprovalDecided   = "approval-decided"   // the request's buttons give way to the decision
+	EventApprovalReminder  = "approval-reminder"  // an open request expires soon (remindBefore)
 	EventReverted          = "reverted"           // sites degraded and were reverted through git
 	EventFinished          = "finished"           // the rollout ended
 	EventCancelled         = "cancelled"          // the rollout's workflow was cancelled in Temporal

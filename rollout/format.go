@@ -47,10 +47,11 @@ type fileSlack struct {
 }
 
 type fileApproval struct {
-	Approvers []string `yaml:"approvers"`
-	Quorum    *int     `yaml:"quorum"`
-	Timeout   string   `yaml:"timeout"`
-	OnTimeout string   `yaml:"onTimeout"`
+	Approvers    []string `yaml:"approvers"`
+	Quorum       *int     `yaml:"quorum"`
+	Timeout      string   `yaml:"timeout"`
+	OnTimeout    string   `yaml:"onTimeout"`
+	RemindBefore string   `yaml:"remindBefore"`
 }
 
 type filePolicies struct {

@@ -227,7 +227,12 @@ type (
 	// ResolveApprovers resolves the approval's groups to their members: ApproversResolved.
 	ResolveApprovers struct{ Groups []string }
 	// AwaitVotes waits Timeout for the approval to be decided, or until Interrupted: Woke.
-	AwaitVotes struct{ Timeout time.Duration }
+	// Remind, when set, is when to post Reminder (an EventApprovalReminder) while it waits.
+	AwaitVotes struct {
+		Timeout  time.Duration
+		Remind   time.Time `json:",omitzero"`
+		Reminder Event     `json:",omitzero"`
+	}
 	// RunWave runs wave Index as a child workflow: WaveEnded.
 	RunWave struct{ Index int }
 	// RevertWave reverts the set's sites and waits until they applied it: Reverted.
@@ -666,7 +671,12 @@ func (s *turn) resolved(e ApproversResolved) {
 	s.note(EventApprovalRequested, wave.Name)
 	if ws.Approval.Outcome == "" {
 		r.Phase = PhaseApproval
-		s.emit(AwaitVotes{Timeout: a.Timeout})
+		wait := AwaitVotes{Timeout: a.Timeout}
+		if a.RemindBefore > 0 {
+			wait.Remind = ws.Approval.ExpiresAt.Add(-a.RemindBefore)
+			wait.Reminder = Event{Kind: EventApprovalReminder, Wave: wave.Name}
+		}
+		s.emit(wait)
 		return
 	}
 	s.approvalDecided(e.At)

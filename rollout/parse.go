@@ -137,10 +137,15 @@ func (v *validator) duration(path, s string, def time.Duration, allowZero bool) 
 }
 
 func (v *validator) branch(path, b string) {
-	if b == "" || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
-		strings.HasSuffix(b, ".lock") || strings.Contains(b, "..") || strings.ContainsAny(b, " ~^:?*[\\\t\n") {
+	if !ValidBranch(b) {
 		v.errorf(path, "invalid branch name %q", b)
 	}
+}
+
+// ValidBranch reports whether b can name a git branch.
+func ValidBranch(b string) bool {
+	return b != "" && !strings.HasPrefix(b, "-") && !strings.HasPrefix(b, "/") && !strings.HasSuffix(b, "/") &&
+		!strings.HasSuffix(b, ".lock") && !strings.Contains(b, "..") && !strings.ContainsAny(b, " ~^:?*[\\\t\n")
 }
 
 func (v *validator) plan(doc fileDoc) *Plan {
@@ -254,6 +259,12 @@ func (v *validator) approval(path, wave string, fa fileApproval) *Approval {
 			v.errorf(path+".quorum", "wave %q: quorum must be at least 1, got %d", wave, *fa.Quorum)
 		case len(a.Groups()) == 0 && *fa.Quorum > distinctUsers(a.Users()):
 			v.errorf(path+".quorum", "wave %q: quorum %d is more than the %d approvers listed", wave, *fa.Quorum, distinctUsers(a.Users()))
+		}
+	}
+	if fa.RemindBefore != "" {
+		a.RemindBefore = v.duration(path+".remindBefore", fa.RemindBefore, 0, false)
+		if a.RemindBefore >= a.Timeout {
+			v.errorf(path+".remindBefore", "wave %q: remindBefore %s must be shorter than the approval's timeout %s", wave, a.RemindBefore, a.Timeout)
 		}
 	}
 	switch fa.OnTimeout {

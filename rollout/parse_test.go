@@ -264,7 +264,7 @@ func TestParsePlanErrors(t *testing.T) {
       sites: [b]
       approval: {approvers: [], timeout: 0s}
     - name: rest
-      approval: {approvers: ["@sre-leads"], quorum: 0}
+      approval: {approvers: ["@sre-leads"], quorum: 0, timeout: 1h, remindBefore: 1h}
   notify: {slack: {channel: deploys, operators: ["@Ops"]}}
 `,
 			want: []string{
@@ -275,6 +275,7 @@ func TestParsePlanErrors(t *testing.T) {
 				`11:17: wave "two": approval needs approvers`,
 				`11:42: duration "0s" must be positive`,
 				`13:53: wave "rest": quorum must be at least 1, got 0`,
+				`13:83: wave "rest": remindBefore 1h0m0s must be shorter than the approval's timeout 1h0m0s`,
 				`14:29: notify.slack.channel must be a channel name`,
 				`14:50: operator "@Ops" is neither`,
 			},
@@ -327,7 +328,7 @@ func TestParsePlanApprovals(t *testing.T) {
   waves:
     - name: one
       sites: [a]
-      approval: {approvers: [U012ABC, "@sre-leads"], quorum: 2, timeout: 4h, onTimeout: pause}
+      approval: {approvers: [U012ABC, "@sre-leads"], quorum: 2, timeout: 4h, onTimeout: pause, remindBefore: 30m}
     - name: rest
       approval: {approvers: [W0ADMIN]}
   notify: {slack: {channel: "#deploys"}}
@@ -337,7 +338,7 @@ func TestParsePlanApprovals(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []*Approval{
-		{Approvers: []string{"U012ABC", "@sre-leads"}, Quorum: 2, Timeout: 4 * time.Hour, OnTimeout: OnTimeoutPause},
+		{Approvers: []string{"U012ABC", "@sre-leads"}, Quorum: 2, Timeout: 4 * time.Hour, OnTimeout: OnTimeoutPause, RemindBefore: 30 * time.Minute},
 		{Approvers: []string{"W0ADMIN"}, Quorum: 1, Timeout: DefaultApprovalTimeout, OnTimeout: OnTimeoutReject},
 	}
 	for i, w := range want {

@@ -125,13 +125,13 @@ const (
 // PolicyDecision is the result of evaluating every policy before a wave. Deny outranks wait;
 // wait lasts until the latest WaitUntil any policy asked for.
 type PolicyDecision struct {
-	Outcome string
+	Outcome string `json:"outcome"`
 	// Deny lists every denial message; Reasons says why the wave waits.
-	Deny      []string  `json:",omitempty"`
-	Reasons   []string  `json:",omitempty"`
-	WaitUntil time.Time `json:",omitempty"`
+	Deny      []string  `json:"deny,omitempty"`
+	Reasons   []string  `json:"reasons,omitempty"`
+	WaitUntil time.Time `json:"waitUntil,omitzero"`
 	// At is the time the decision was made for (PolicyInput.Now).
-	At time.Time
+	At time.Time `json:"at,omitzero"`
 }
 
 // Combine merges the verdicts of several policies into one decision for time at.

@@ -33,6 +33,9 @@ type FleetConfig struct {
 	SlackChannel string
 	// Kubeconfig is the kubeconfig with the contexts of the fleet's sites ("" means serve's).
 	Kubeconfig string
+	// EvidenceBranch is the branch of the fleet repo each ended rollout's report is committed
+	// to ("" means serve's --evidence-branch; none by default).
+	EvidenceBranch string
 	// Line and Column say where the fleet is in the file, for errors found later (two fleets
 	// whose plans give them one name).
 	Line, Column int
@@ -53,6 +56,7 @@ type serveConfigFleet struct {
 	WebhookSecretEnv string `yaml:"webhookSecretEnv"`
 	SlackChannel     string `yaml:"slackChannel"`
 	Kubeconfig       string `yaml:"kubeconfig"`
+	EvidenceBranch   string `yaml:"evidenceBranch"`
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -80,7 +84,7 @@ func ParseServeConfig(file string, data []byte) (*ServeConfig, error) {
 		p := fmt.Sprintf("$.fleets[%d]", i)
 		line, col := v.position(p)
 		fc := FleetConfig{Repo: f.Repo, Name: f.Name, SourceBranch: f.SourceBranch, TaskQueue: f.TaskQueue,
-			WebhookSecretEnv: f.WebhookSecretEnv, SlackChannel: f.SlackChannel, Kubeconfig: f.Kubeconfig, Line: line, Column: col,
+			WebhookSecretEnv: f.WebhookSecretEnv, SlackChannel: f.SlackChannel, Kubeconfig: f.Kubeconfig, EvidenceBranch: f.EvidenceBranch, Line: line, Column: col,
 			Poll: v.duration(p+".poll", f.Poll, 0, true)}
 		if f.Repo == "" {
 			v.errorf(p, "fleet %d: repo is required (the fleet repo's URL)", i+1)
@@ -102,6 +106,9 @@ func ParseServeConfig(file string, data []byte) (*ServeConfig, error) {
 		}
 		if f.SourceBranch != "" {
 			v.branch(p+".sourceBranch", f.SourceBranch)
+		}
+		if f.EvidenceBranch != "" {
+			v.branch(p+".evidenceBranch", f.EvidenceBranch)
 		}
 		if f.WebhookSecretEnv != "" && !envName.MatchString(f.WebhookSecretEnv) {
 			v.errorf(p+".webhookSecretEnv", "webhookSecretEnv %q is not an environment variable name: name the variable that holds the secret, not the secret", f.WebhookSecretEnv)

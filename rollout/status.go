@@ -84,24 +84,24 @@ const (
 
 // Control is an operator's action on a running rollout.
 type Control struct {
-	Action string
-	By     string `json:",omitempty"`
-	Reason string `json:",omitempty"`
-	At     time.Time
+	Action string    `json:"action"`
+	By     string    `json:"by,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at,omitzero"`
 }
 
 // CheckResult is one measurement of one health check on one site.
 type CheckResult struct {
-	Name string
-	OK   bool
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
 	// Unknown is true when the check could not measure (Prometheus or the probe unreachable,
 	// a timeout): the site is then Unknown, never Healthy.
-	Unknown bool `json:",omitempty"`
+	Unknown bool `json:"unknown,omitempty"`
 	// Value is the measurement (a metric value, an HTTP status); Threshold says what was expected.
-	Value     float64
-	Threshold string    `json:",omitempty"`
-	Message   string    `json:",omitempty"`
-	At        time.Time `json:",omitempty"`
+	Value     float64   `json:"value"`
+	Threshold string    `json:"threshold,omitempty"`
+	Message   string    `json:"message,omitempty"`
+	At        time.Time `json:"at,omitzero"`
 }
 
 // String describes the measurement for status lines and revert reasons.
@@ -216,25 +216,25 @@ func Short(hash string) string {
 
 // SiteStatus is everything known about one site in a rollout.
 type SiteStatus struct {
-	Name    string
-	Branch  string
-	Verdict Verdict
+	Name    string  `json:"name"`
+	Branch  string  `json:"branch"`
+	Verdict Verdict `json:"verdict"`
 	// Promotion is the branch head after promotion (the promotion commit, or the head already
 	// carrying the tree); Promoted is true when the branch holds this rollout's promotion
 	// commit, whichever attempt wrote it: git, read by trailers, is the truth, and a promoted
 	// site is one a revert must undo.
-	Promotion string `json:",omitempty"`
-	Promoted  bool   `json:",omitempty"`
-	Previous  string `json:",omitempty"`
+	Promotion string `json:"promotion,omitempty"`
+	Promoted  bool   `json:"promoted,omitempty"`
+	Previous  string `json:"previous,omitempty"`
 	// Revert is the revert commit written for this site, if any.
-	Revert string `json:",omitempty"`
+	Revert string `json:"revert,omitempty"`
 	// Failures counts consecutive failed health rounds.
-	Failures     int           `json:",omitempty"`
-	UnknownSince time.Time     `json:",omitempty"`
-	Checks       []CheckResult `json:",omitempty"`
-	Revision     string        `json:",omitempty"`
-	Message      string        `json:",omitempty"`
-	UpdatedAt    time.Time     `json:",omitempty"`
+	Failures     int           `json:"failures,omitempty"`
+	UnknownSince time.Time     `json:"unknownSince,omitzero"`
+	Checks       []CheckResult `json:"checks,omitempty"`
+	Revision     string        `json:"revision,omitempty"`
+	Message      string        `json:"message,omitempty"`
+	UpdatedAt    time.Time     `json:"updatedAt,omitzero"`
 }
 
 // ObserveHealth folds one health observation into the site's status, for a site that should
@@ -316,23 +316,23 @@ func healthFailure(st SiteState, hash string) string {
 
 // WaveStatus is the state of one wave.
 type WaveStatus struct {
-	Name        string
-	Index       int
-	State       State
-	Sites       []SiteStatus
-	StartedAt   time.Time `json:",omitempty"`
-	ConvergedAt time.Time `json:",omitempty"`
-	BakeUntil   time.Time `json:",omitempty"`
-	FinishedAt  time.Time `json:",omitempty"`
-	Message     string    `json:",omitempty"`
+	Name        string       `json:"name"`
+	Index       int          `json:"index"`
+	State       State        `json:"state"`
+	Sites       []SiteStatus `json:"sites,omitempty"`
+	StartedAt   time.Time    `json:"startedAt,omitzero"`
+	ConvergedAt time.Time    `json:"convergedAt,omitzero"`
+	BakeUntil   time.Time    `json:"bakeUntil,omitzero"`
+	FinishedAt  time.Time    `json:"finishedAt,omitzero"`
+	Message     string       `json:"message,omitempty"`
 	// Policy is the last policy decision before the wave started (or while it waited).
-	Policy *PolicyDecision `json:",omitempty"`
+	Policy *PolicyDecision `json:"policy,omitempty"`
 	// Approval is the wave's approval request and its votes, once requested.
-	Approval *ApprovalStatus `json:",omitempty"`
+	Approval *ApprovalStatus `json:"approval,omitempty"`
 	// Unsettled is true when the wave's workflow ended without reporting its sites (it was
 	// terminated, timed out or reset): any of them may hold a promotion, so a revert of the
 	// wave asks git about each one.
-	Unsettled bool `json:",omitempty"`
+	Unsettled bool `json:"unsettled,omitempty"`
 }
 
 // SiteIndex maps each site's name to its position in Sites, for waves too large to search a site
@@ -357,27 +357,27 @@ func (w *WaveStatus) Site(name string) *SiteStatus {
 
 // Status is the whole state of a rollout, as the status query returns it.
 type Status struct {
-	Rollout string
-	Fleet   string
-	Commit  string
-	Subject string `json:",omitempty"`
-	State   State
+	Rollout string `json:"rollout"`
+	Fleet   string `json:"fleet"`
+	Commit  string `json:"commit"`
+	Subject string `json:"subject,omitempty"`
+	State   State  `json:"state"`
 	// Simulated is true when the worker that ran the rollout observed a simulated fleet
 	// (serve --driver sim, dev, rehearse): its health gates checked nothing real.
-	Simulated bool `json:",omitempty"`
+	Simulated bool `json:"simulated,omitempty"`
 	// Wave is the name of the current (or last) wave.
-	Wave       string `json:",omitempty"`
-	Waves      []WaveStatus
-	Reason     string    `json:",omitempty"`
-	StartedAt  time.Time `json:",omitempty"`
-	FinishedAt time.Time `json:",omitempty"`
+	Wave       string       `json:"wave,omitempty"`
+	Waves      []WaveStatus `json:"waves,omitempty"`
+	Reason     string       `json:"reason,omitempty"`
+	StartedAt  time.Time    `json:"startedAt,omitzero"`
+	FinishedAt time.Time    `json:"finishedAt,omitzero"`
 	// Controls lists the operators' actions, oldest first.
-	Controls []Control `json:",omitempty"`
+	Controls []Control `json:"controls,omitempty"`
 	// Operators may control the rollout from Slack (the plan's Operators, groups unresolved).
-	Operators []string `json:",omitempty"`
+	Operators []string `json:"operators,omitempty"`
 	// Waiting lists the activities in flight with their attempt and last failure; the client
 	// fills it from Temporal, the workflow does not.
-	Waiting []string `json:",omitempty"`
+	Waiting []string `json:"waiting,omitempty"`
 }
 
 // ApprovalWave is the wave a vote that names none is on: the last one that asked for approval.

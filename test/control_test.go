@@ -4,7 +4,6 @@ package test
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
@@ -62,8 +61,8 @@ func TestControlOnDev(t *testing.T) {
 		t.Errorf("two 2s timeouts took %s", took)
 	}
 	listed, err := fleetwaveCLI(t, bin, temporal, "list", "--state", "Paused", "-o", "json")
-	var summaries []workflows.Summary
-	if err != nil || json.Unmarshal([]byte(listed), &summaries) != nil || len(summaries) != 1 || summaries[0].Rollout != id {
+	summaries, jerr := listItems[workflows.Summary](listed)
+	if err != nil || jerr != nil || len(summaries) != 1 || summaries[0].Rollout != id {
 		t.Errorf("list --state Paused: %v: %s", err, listed)
 	}
 	if out, err := fleetwaveCLI(t, bin, temporal, "resume", id); err != nil {
@@ -171,8 +170,8 @@ func TestSupersedeOnDev(t *testing.T) {
 		}
 	}
 	out, err := fleetwaveCLI(t, bin, temporal, "list", "--state", "Superseded", "-o", "json")
-	var list []workflows.Summary
-	if err != nil || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Rollout != firstID {
+	list, jerr := listItems[workflows.Summary](out)
+	if err != nil || jerr != nil || len(list) != 1 || list[0].Rollout != firstID {
 		t.Errorf("list --state Superseded: %v: %s", err, out)
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
+	"github.com/fleetwave/fleetwave/internal/schematest"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -221,6 +222,7 @@ func statusJSON(t *testing.T, bin, temporal, id string) rollout.Status {
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, out)
 	}
+	schematest.Check(t, "RolloutStatus", out)
 	// The exit code rule: 1 exactly when the rollout ended other than Succeeded.
 	if bad := st.State.Done() && st.State != rollout.StateSucceeded; (err != nil) != bad {
 		t.Errorf("fleetwave status of a %s rollout exited with %v", st.State, err)
@@ -313,6 +315,39 @@ func TestDevEndToEnd(t *testing.T) {
 	}
 	reportRevertLatency(t, tc, badID)
 
+	// Each rollout's evidence is on the sample repo's evidence branch, and equals the report
+	// `fleetwave report` makes of the closed rollout from its history.
+	bare := filepath.Join(data, "git", "fleet.git")
+	badMD, badJSON := checkEvidence(t, bare, "evidence", badID)
+	if got := reportCLI(t, bin, dev.urls["temporal"], dev.urls["ui"], badID, "json"); string(got) != string(badJSON) {
+		t.Errorf("report of %s differs from its evidence:\n%s\nevidence:\n%s", badID, got, badJSON)
+	}
+	if got := reportCLI(t, bin, dev.urls["temporal"], dev.urls["ui"], badID, "md"); string(got) != string(badMD) {
+		t.Errorf("Markdown report of %s differs from its evidence:\n%s\nevidence:\n%s", badID, got, badMD)
+	}
+	bad0 := decodeReport(t, badJSON)
+	canary := bad0.Waves[0].Sites[0]
+	if bad0.State != rollout.StateFailed || canary.Revert == nil || canary.Revert.Commit != revert ||
+		!strings.Contains(canary.Revert.Reason, "check sim failed") || len(canary.Gates) == 0 || canary.Gates[0].Worst == nil || canary.Gates[0].Worst.OK {
+		t.Errorf("report of the reverted rollout: %s, canary %+v", bad0.State, canary)
+	}
+	goodReport := decodeReport(t, reportCLI(t, bin, dev.urls["temporal"], dev.urls["ui"], goodID, "json"))
+	if tr := goodReport.Trigger; tr == nil || tr.Via != "push" || goodReport.Plan.Blob != git(t, bare, "rev-parse", good+":fleetwave.yaml") ||
+		goodReport.Commit.Subject != "podinfo 6.6.0" || !strings.HasPrefix(goodReport.Workflow.URL, dev.urls["ui"]+"/namespaces/default/workflows/") {
+		t.Errorf("report of %s: trigger %+v, plan %+v, commit %+v, workflow %+v", goodID, tr, goodReport.Plan, goodReport.Commit, goodReport.Workflow)
+	}
+
+	// Shell completion offers the rollouts, and the waves of one.
+	completions := completeCLI(t, bin, dev.urls["temporal"], "report", "rollout/demo/")
+	for _, id := range []string{sampleID, goodID, badID} {
+		if !strings.Contains(completions, "\n"+id+"\t") && !strings.HasPrefix(completions, id+"\t") {
+			t.Errorf("completion of report rollout/demo/ lacks %s:\n%s", id, completions)
+		}
+	}
+	if waves := completeCLI(t, bin, dev.urls["temporal"], "approve", badID, "--wave", "e"); !strings.HasPrefix(waves, "eu-west\tPending\n:") {
+		t.Errorf("completion of approve %s --wave e:\n%s", badID, waves)
+	}
+
 	// Restart in the middle of a bake: the rollout resumes and finishes.
 	fixed, _ := clonePush(t, gitURL, "podinfo 6.7.1", map[string]string{
 		"apps/podinfo/deployment.yaml": "kind: Deployment # podinfo 6.7.1\n",
@@ -344,6 +379,11 @@ func TestDevEndToEnd(t *testing.T) {
 		t.Fatalf("rollout interrupted by a restart: %v\n%s", err, dev.log())
 	}
 	allOn(fixed)
+	// After the restart, the report of the closed rollout is the one taken before it.
+	if got := reportCLI(t, bin, dev.urls["temporal"], dev.urls["ui"], badID, "json"); string(got) != string(badJSON) {
+		t.Errorf("report of %s after a restart:\n%s\nbefore:\n%s", badID, got, badJSON)
+	}
+	checkEvidence(t, bare, "evidence", fixedID)
 }
 
 // reportRevertLatency logs the time from the first failed health round of the canary to the
@@ -359,7 +399,7 @@ func reportRevertLatency(t *testing.T, tc client.Client, id string) {
 		}
 		if a := e.GetActivityTaskCompletedEventAttributes(); a != nil && firstFail.IsZero() {
 			for _, p := range a.GetResult().GetPayloads() {
-				if strings.Contains(string(p.GetData()), `"OK":false`) {
+				if strings.Contains(string(p.GetData()), `"ok":false`) {
 					firstFail = e.GetEventTime().AsTime()
 				}
 			}
@@ -447,4 +487,16 @@ func alive(pid int) bool {
 	s := string(b)
 	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
+}
+
+// completeCLI runs the shell completion of fleetwave's arguments and returns what it offers.
+func completeCLI(t *testing.T, bin, temporal string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"__complete"}, args...)...)
+	cmd.Env = append(os.Environ(), "TEMPORAL_ADDRESS="+temporal)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fleetwave __complete %v: %v", args, err)
+	}
+	return string(out)
 }

@@ -5,7 +5,6 @@ package test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -229,8 +228,8 @@ func TestTerminatedRolloutDoesNotWedgeTheFleet(t *testing.T) {
 		}
 	}
 	out, err := fleetwaveCLI(t, bin, tp.Address, "list", "--fleet", "demo", "-o", "json")
-	var list []workflows.Summary
-	if err != nil || json.Unmarshal([]byte(out), &list) != nil {
+	list, jerr := listItems[workflows.Summary](out)
+	if err != nil || jerr != nil {
 		t.Fatalf("fleetwave list: %v: %s", err, out)
 	}
 	states := map[string]string{}

@@ -4,7 +4,6 @@ package test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -433,8 +432,8 @@ func TestRealSites(t *testing.T) {
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			err := cmd.Run()
-			var rows []map[string]any
-			if jerr := json.Unmarshal([]byte(stdout.String()), &rows); jerr != nil {
+			rows, jerr := listItems[map[string]any](stdout.String())
+			if jerr != nil {
 				t.Fatalf("sites -o json: %v\n%s\n%s", jerr, stdout.String(), stderr.String())
 			}
 			return rows, err

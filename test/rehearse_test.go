@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetwave/fleetwave/internal/schematest"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -85,6 +86,7 @@ func rehearse(t *testing.T, bin, faults string, args ...string) (int, string, re
 		if err := json.Unmarshal(data, &rep); err != nil {
 			t.Fatalf("report: %v", err)
 		}
+		schematest.Check(t, "RehearsalReport", data)
 		if md, err := os.ReadFile(filepath.Join(dir, "report.md")); err != nil || !bytes.Contains(md, []byte("**Outcome: rollout ")) {
 			t.Errorf("markdown report: %v\n%s", err, md)
 		}

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -173,7 +174,7 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := strings.Replace(string(sample), "      # approval: {approvers: [U012ABC], timeout: 1h}\n", "      approval: {approvers: [U0APPROVER, \"@sre-leads\"], timeout: 5m}\n", 1)
+	plan := strings.Replace(string(sample), "      # approval: {approvers: [U012ABC], timeout: 1h}\n", "      approval: {approvers: [U0APPROVER, \"@sre-leads\"], timeout: 5m, remindBefore: 4m57s}\n", 1)
 	plan = strings.Replace(plan, `channel: "#fleetwave-dev"`, `channel: "#deploys"`, 1)
 	if !strings.Contains(plan, "approval: {approvers: [U0APPROVER") || !strings.Contains(plan, "#deploys") {
 		t.Fatal("the sample plan changed: update this test")
@@ -195,6 +196,12 @@ func TestSlackApprovalOnDev(t *testing.T) {
 			request = r[0]
 		}
 		return len(r) > 0
+	})
+	// remindBefore: 3 seconds after the request, while it is open, a reminder in the thread.
+	waitFor(t, "the approval reminder in Slack", func() bool {
+		return len(slk.find(func(v url.Values) bool {
+			return v.Get("method") == "chat.postMessage" && v.Get("thread_ts") != "" && strings.Contains(blocks(v), "Reminder: wave *eu-west* (2 sites) still needs 1 approval from")
+		})) == 1
 	})
 	headers := slk.find(func(v url.Values) bool { return v.Get("method") == "chat.postMessage" && v.Get("thread_ts") == "" })
 	if len(headers) != 1 || headers[0].Get("channel") != "#deploys" || request.Get("thread_ts") == "" || request.Get("channel") != "C0DEPLOYS" {
@@ -272,6 +279,25 @@ func TestSlackApprovalOnDev(t *testing.T) {
 		return len(decided) == 1 && !strings.Contains(blocks(decided[0]), "fleetwave-approve") && len(final) == 1
 	})
 
+	// The last message links the rollout's report, served by fleetwave to whoever has the link.
+	final := slk.find(func(v url.Values) bool {
+		return v.Get("method") == "chat.postMessage" && strings.Contains(blocks(v), "Rolled out `"+rollout.Short(c)+"` to every wave")
+	})
+	link := regexp.MustCompile(`<(http://[^|]+/reports/[^|]+)\|report>`).FindStringSubmatch(blocks(final[0]))
+	if link == nil {
+		t.Fatalf("the last message links no report: %s", blocks(final[0]))
+	}
+	page, code := httpGet(t, link[1])
+	if code != http.StatusOK || !strings.HasPrefix(page, "# Rollout "+id+": Succeeded") || !strings.Contains(page, "| U0LEAD | approved | slack |") {
+		t.Errorf("report page %s: HTTP %d\n%s", link[1], code, page)
+	}
+	if _, code := httpGet(t, strings.Replace(link[1], "sig=", "sig=0", 1)); code != http.StatusNotFound {
+		t.Errorf("report page with a forged signature: HTTP %d", code)
+	}
+	if _, code := httpGet(t, strings.Replace(link[1], ".md?", ".html?", 1)); code != http.StatusOK {
+		t.Errorf("report page as HTML: HTTP %d", code)
+	}
+
 	// Any member may read status with the slash command, by rollout ID or commit.
 	cmd := url.Values{"command": {"/fleetwave"}, "text": {"status " + rollout.Short(c)}, "user_id": {"U0STRANGER"}, "response_url": {slk.replies.URL}}.Encode()
 	code, body := signedPostBody(t, httpURL+"/slack/commands", secret, time.Now(), cmd)
@@ -299,4 +325,16 @@ func TestSlackApprovalOnDev(t *testing.T) {
 		}
 	}
 	saveHistory(t, s.tc, id, "rollout-approval")
+}
+
+// httpGet fetches url and returns its body and status code.
+func httpGet(t *testing.T, url string) (string, int) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body), resp.StatusCode
 }

@@ -417,3 +417,35 @@ func TestCheckVoteOrigin(t *testing.T) {
 		t.Error("an empty signing secret gives a key")
 	}
 }
+
+// TestApprovalReminder: with remindBefore, an open request gets one reminder in the thread
+// that long before it expires; a request decided before then gets none.
+func TestApprovalReminder(t *testing.T) {
+	env := newEnv(t)
+	newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, "@leads"], timeout: 2h, remindBefore: 30m}`))
+	slack := newFakeSlack(env)
+	if _, err := run(t, env); err == nil {
+		t.Fatal("rollout went on without approval")
+	}
+	kinds := slack.kinds()
+	requested := slices.Index(kinds, "approval-requested eu")
+	reminded := slices.Index(kinds, "approval-reminder eu")
+	decided := slices.Index(kinds, "approval-decided eu")
+	if requested < 0 || reminded < requested || decided < reminded || slices.Index(kinds[reminded+1:], "approval-reminder eu") >= 0 {
+		t.Fatalf("thread: %v, want one reminder between the request and its expiry", kinds)
+	}
+	if a := slack.msgs[reminded].Status.Waves[1].Approval; a == nil || a.Outcome != "" {
+		t.Errorf("the reminder was posted with the approval %+v, want it open", a)
+	}
+
+	env = newEnv(t)
+	newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01], timeout: 2h, remindBefore: 30m}`))
+	slack = newFakeSlack(env)
+	voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{Wave: "eu", By: "U01", Via: "cli"})
+	if _, err := run(t, env); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(slack.kinds(), "approval-reminder eu") {
+		t.Errorf("a decided request got a reminder: %v", slack.kinds())
+	}
+}

@@ -165,13 +165,13 @@ func (c *Client) update(ctx context.Context, id, name string, in, out any) error
 
 // Summary is one rollout as `fleetwave list` shows it, from Temporal's visibility store.
 type Summary struct {
-	Rollout string
-	Fleet   string
-	Commit  string
-	Wave    string
-	State   string
-	Started time.Time
-	Closed  time.Time `json:",omitempty"`
+	Rollout string    `json:"rollout"`
+	Fleet   string    `json:"fleet"`
+	Commit  string    `json:"commit"`
+	Wave    string    `json:"wave,omitempty"`
+	State   string    `json:"state"`
+	Started time.Time `json:"startedAt,omitzero"`
+	Closed  time.Time `json:"closedAt,omitzero"`
 }
 
 // ListFilter narrows List; empty fields match everything.
@@ -323,8 +323,8 @@ func (c *Client) Find(ctx context.Context, ref string) (string, error) {
 // Submit hands a commit to the fleet's coordinator (starting the coordinator if needed), which
 // rolls it out when the fleet is free, by the plan's onNewCommit policy. It returns the ID the
 // rollout has or will have. Submitting a commit twice is harmless.
-func (c *Client) Submit(ctx context.Context, fleet FleetInput, commit string) (string, error) {
-	_, err := c.c.SignalWithStartWorkflow(ctx, FleetID(fleet.Fleet), SignalCommit, CommitSignal{Commit: commit},
+func (c *Client) Submit(ctx context.Context, fleet FleetInput, commit string, trigger rollout.Trigger) (string, error) {
+	_, err := c.c.SignalWithStartWorkflow(ctx, FleetID(fleet.Fleet), SignalCommit, CommitSignal{Commit: commit, Trigger: &trigger},
 		client.StartWorkflowOptions{
 			ID:                    FleetID(fleet.Fleet),
 			TaskQueue:             c.queue(fleet.Fleet),

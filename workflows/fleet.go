@@ -33,6 +33,8 @@ func FleetID(fleet string) string { return "fleet/" + fleet }
 // CommitSignal carries a commit hash.
 type CommitSignal struct {
 	Commit string
+	// Trigger says what submitted the commit (nil from releases before it was recorded).
+	Trigger *rollout.Trigger `json:",omitempty"`
 }
 
 // DoneSignal says which rollout ended, and whether it succeeded.
@@ -71,6 +73,8 @@ type FleetState struct {
 	// Collided lists commits not rolled out because their rollout ID belongs to another commit
 	// (the same first 12 hex digits): roll out a newer commit instead.
 	Collided []string `json:",omitempty"`
+	// Triggers says what submitted each queued commit, for its rollout's report.
+	Triggers map[string]rollout.Trigger `json:",omitempty"`
 }
 
 // The fleet workflow continues as new when its history passes historyLimit events or it has
@@ -125,7 +129,7 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 		sel.AddReceive(commits, func(c workflow.ReceiveChannel, _ bool) {
 			var s CommitSignal
 			c.Receive(ctx, &s)
-			f.submit(ctx, s.Commit)
+			f.submit(ctx, s.Commit, s.Trigger)
 		})
 		sel.AddReceive(done, func(c workflow.ReceiveChannel, _ bool) {
 			var d DoneSignal
@@ -158,7 +162,7 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 				if !commits.ReceiveAsync(&s) {
 					break
 				}
-				f.submit(ctx, s.Commit)
+				f.submit(ctx, s.Commit, s.Trigger)
 			}
 			for {
 				var d DoneSignal
@@ -247,13 +251,13 @@ func (f *fleetRun) poll(ctx workflow.Context) {
 	}
 	if head.Commit != f.st.LastHead {
 		f.st.LastHead = head.Commit
-		f.submit(ctx, head.Commit)
+		f.submit(ctx, head.Commit, &rollout.Trigger{Via: rollout.TriggerPoll})
 	}
 }
 
 // submit takes a commit in, by the onNewCommit policy of the commit's own plan. A commit seen
 // before, or older than one the fleet already has (a late push event), changes nothing.
-func (f *fleetRun) submit(ctx workflow.Context, commit string) {
+func (f *fleetRun) submit(ctx workflow.Context, commit string, trigger *rollout.Trigger) {
 	if commit == "" || slices.Contains(f.st.Seen, commit) {
 		return
 	}
@@ -273,9 +277,18 @@ func (f *fleetRun) submit(ctx workflow.Context, commit string) {
 		workflow.GetLogger(ctx).Info("older than a commit in hand or already rolled out: ignored", "revision", commit, "newer", in.Stale)
 		return
 	}
+	if trigger != nil {
+		if f.st.Triggers == nil {
+			f.st.Triggers = map[string]rollout.Trigger{}
+		}
+		f.st.Triggers[commit] = *trigger
+	}
 	if in.OnNewCommit == rollout.OnNewCommitQueue {
 		f.st.Queue = append(f.st.Queue, commit)
 		return
+	}
+	for _, c := range f.st.Queue {
+		delete(f.st.Triggers, c)
 	}
 	f.st.Superseded = append(f.st.Superseded, f.st.Queue...)
 	if len(f.st.Superseded) > 50 {
@@ -297,6 +310,11 @@ func (f *fleetRun) dispatch(ctx workflow.Context) {
 	for f.st.Running == "" && len(f.st.Queue) > 0 {
 		commit := f.st.Queue[0]
 		f.st.Queue = f.st.Queue[1:]
+		var trigger *rollout.Trigger
+		if t, ok := f.st.Triggers[commit]; ok {
+			trigger = &t
+			delete(f.st.Triggers, commit)
+		}
 		// Before versionRolloutID12, rollout IDs held 7 hex digits of the commit.
 		v12 := workflow.GetVersion(ctx, versionRolloutID12, workflow.DefaultVersion, 1) >= 1
 		id := RolloutID(f.in.Fleet, commit)
@@ -311,7 +329,8 @@ func (f *fleetRun) dispatch(ctx workflow.Context) {
 			TypedSearchAttributes: temporal.NewSearchAttributes(
 				AttrFleet.ValueSet(f.in.Fleet), AttrCommit.ValueSet(commit), AttrState.ValueSet(string(rollout.StatePending))),
 		})
-		child := workflow.ExecuteChildWorkflow(cctx, Rollout, RolloutInput{Fleet: f.in.Fleet, Commit: commit, Coordinator: workflow.GetInfo(ctx).WorkflowExecution.ID})
+		child := workflow.ExecuteChildWorkflow(cctx, Rollout, RolloutInput{Fleet: f.in.Fleet, Commit: commit,
+			Coordinator: workflow.GetInfo(ctx).WorkflowExecution.ID, Trigger: trigger})
 		var started workflow.Execution
 		err := child.GetChildWorkflowExecution().Get(ctx, &started)
 		var dup *temporal.ChildWorkflowExecutionAlreadyStartedError

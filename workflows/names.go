@@ -56,9 +56,9 @@ type VoteInput struct {
 
 // VoteResult is where the request stands after the vote.
 type VoteResult struct {
-	Wave    string
-	Outcome string
-	Message string
+	Wave    string `json:"wave"`
+	Outcome string `json:"outcome,omitempty"`
+	Message string `json:"message"`
 }
 
 // signalControl carries pause/resume/abort from a rollout to its running wave.
@@ -76,8 +76,8 @@ type ControlInput struct {
 
 // ControlResult is the rollout's answer to a control update.
 type ControlResult struct {
-	State   rollout.State
-	Message string
+	State   rollout.State `json:"state"`
+	Message string        `json:"message"`
 }
 
 // ErrTypeRolloutAborted is the application error type of a rollout an operator aborted or

@@ -20,6 +20,8 @@ type RolloutInput struct {
 	// Coordinator is the fleet workflow that started this rollout and waits for its end;
 	// "" for a rollout started on its own.
 	Coordinator string `json:",omitempty"`
+	// Trigger says what submitted the commit, for the report (nil when not recorded).
+	Trigger *rollout.Trigger `json:",omitempty"`
 }
 
 // RolloutResult is the final status of a rollout that succeeded. A failed rollout returns an
@@ -51,16 +53,45 @@ type rolloutDriver struct {
 // commands Next returns and feeds back what happened.
 func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	res, err := runRollout(ctx, in)
+	// Even if this rollout was cancelled: tell the fleet, then write the evidence.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	if in.Coordinator != "" {
-		// Tell the fleet it may start the next rollout, even if this one was cancelled.
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		// Tell the fleet it may start the next rollout.
 		id := workflow.GetInfo(ctx).WorkflowExecution.ID
 		done := DoneSignal{Rollout: id, Succeeded: err == nil && res.Status.State == rollout.StateSucceeded}
 		if serr := workflow.SignalExternalWorkflow(dctx, in.Coordinator, "", signalDone, done).Get(dctx, nil); serr != nil {
 			workflow.GetLogger(ctx).Warn("cannot tell the fleet workflow this rollout ended", "rollout", id, "error", serr)
 		}
 	}
+	if res.Status.State.Done() && workflow.GetVersion(dctx, versionEvidence, workflow.DefaultVersion, 1) >= 1 {
+		writeEvidence(dctx, res.Status)
+	}
 	return res, err
+}
+
+// versionEvidence guards the evidence activity at the end of a rollout (a change after
+// histories were recorded; see docs/workflows.md).
+const versionEvidence = "rollout-evidence"
+
+// writeEvidence runs the activity that commits the rollout's report to the evidence branch of
+// the workers that keep one (serve --evidence-branch; the others do nothing). A failure is
+// logged, not the rollout's: its report can be made from its history at any time.
+func writeEvidence(ctx workflow.Context, st rollout.Status) {
+	var ev *activities.Evidence
+	var res activities.EvidenceResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
+		Summary:             "write the evidence of " + st.Rollout,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute, MaximumAttempts: 10},
+	}), ev.WriteEvidence, activities.EvidenceInput{Status: st}).Get(ctx, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("cannot write the rollout's evidence; `fleetwave report` makes it from the history", "rollout", st.Rollout, "error", err)
+		return
+	}
+	if res.Commit != "" {
+		workflow.GetLogger(ctx).Info("evidence written", "rollout", st.Rollout, "branch", res.Branch, "revision", res.Commit)
+	}
 }
 
 func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
@@ -90,8 +121,8 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 
 // handle sets the query, update and signal handlers: each feeds its event to Next at once.
 func (d *rolloutDriver) handle(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.Status, error) {
-		return d.run.Status, nil
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.RolloutStatus, error) {
+		return d.run.Status.Object(), nil
 	}); err != nil {
 		return err
 	}
@@ -197,6 +228,9 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, err
 	case rollout.WaitUntil:
 		return d.wait(ctx, c, c.At.Sub(workflow.Now(ctx)))
 	case rollout.AwaitVotes:
+		if !c.Remind.IsZero() && c.Remind.After(workflow.Now(ctx)) && workflow.GetVersion(ctx, versionApprovalReminder, workflow.DefaultVersion, 1) >= 1 {
+			d.remind(ctx, c)
+		}
 		return d.wait(ctx, c, c.Timeout)
 	case rollout.HoldPaused:
 		if err := workflow.Await(ctx, func() bool { return d.run.Interrupted(c) }); err != nil {
@@ -254,6 +288,24 @@ func (d *rolloutDriver) wait(ctx workflow.Context, c rollout.RolloutCommand, dur
 		return nil, err
 	}
 	return rollout.Woke{At: workflow.Now(ctx)}, nil
+}
+
+// versionApprovalReminder guards the reminder timer of an approval request (remindBefore).
+const versionApprovalReminder = "approval-reminder"
+
+// remind posts the reminder to the Slack thread at c.Remind, unless the wait is over by then.
+func (d *rolloutDriver) remind(ctx workflow.Context, c rollout.AwaitVotes) {
+	tctx, cancel := workflow.WithCancel(ctx)
+	timer := workflow.NewTimerWithOptions(tctx, c.Remind.Sub(workflow.Now(ctx)),
+		workflow.TimerOptions{Summary: "remind the approvers of wave " + c.Reminder.Wave})
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		_ = workflow.Await(ctx, func() bool { return timer.IsReady() || d.run.Interrupted(c) })
+		if timer.IsReady() && !d.run.Interrupted(c) {
+			d.slack.note(c.Reminder.Kind, c.Reminder.Wave)
+			return
+		}
+		cancel()
+	})
 }
 
 // targets are the set's sites with their branches.

@@ -85,6 +85,8 @@ type fakeFleet struct {
 	converge *testsuite.MockCallWrapper
 	// promoteCall is the mocked promotion, for a test to make it fail.
 	promoteCall *testsuite.MockCallWrapper
+	// evidence are the final statuses the rollout wrote its evidence with.
+	evidence []rollout.Status
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -103,6 +105,14 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	f.converge = env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
 	env.OnActivity(sites.Observe, mock.Anything, mock.Anything).Return(f.observe)
 	env.OnActivity(sites.HealthRound, mock.Anything, mock.Anything).Return(f.healthRound)
+	var ev *activities.Evidence
+	env.RegisterActivity(ev)
+	env.OnActivity(ev.WriteEvidence, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EvidenceInput) (activities.EvidenceResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.evidence = append(f.evidence, in.Status)
+		return activities.EvidenceResult{Branch: "evidence", Commit: "evidence-1"}, nil
+	})
 	return f
 }
 
@@ -380,6 +390,10 @@ func TestRolloutWavesInOrderWithBatchesAndBake(t *testing.T) {
 	if st.State != rollout.StateSucceeded || st.Subject != "bump app" || st.Wave != "fleet" || st.Simulated {
 		t.Errorf("status = %s %q wave %s simulated %v", st.State, st.Subject, st.Wave, st.Simulated)
 	}
+	// The evidence is written once, at the end, with the final status.
+	if len(f.evidence) != 1 || f.evidence[0].State != rollout.StateSucceeded || len(f.evidence[0].Waves) != len(st.Waves) {
+		t.Errorf("evidence written with %d statuses: %+v", len(f.evidence), f.evidence)
+	}
 	for _, w := range st.Waves {
 		if w.State != rollout.StateSucceeded {
 			t.Errorf("wave %s state %s", w.Name, w.State)
@@ -430,6 +444,9 @@ func TestRolloutCanaryDegradedRevertsAndStops(t *testing.T) {
 	s := st.Waves[0].Sites[0]
 	if s.Verdict != rollout.VerdictReverted || s.Revert != "revert-ams-1" {
 		t.Errorf("canary site: %+v", s)
+	}
+	if len(f.evidence) != 1 || f.evidence[0].State != rollout.StateFailed || f.evidence[0].Waves[0].Sites[0].Revert != "revert-ams-1" {
+		t.Errorf("evidence of the failed rollout: %+v", f.evidence)
 	}
 	for _, w := range st.Waves[1:] {
 		if w.State != rollout.StatePending {

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/user"
@@ -32,9 +31,10 @@ func newControlCmds(g *globals) []*cobra.Command {
 		cmd := updateCmd(g, s.action, s.short, "who acts (default: the local user name)",
 			func(ctx context.Context, fw *workflows.Client, id, by string) (any, string, error) {
 				res, err := fw.Control(ctx, id, s.action, workflows.ControlInput{By: by, Reason: reason})
-				return res, res.Message, err
+				return controlResult{TypeMeta: rollout.Meta(kindControlResult), Rollout: id, ControlResult: res}, res.Message, err
 			})
 		cmd.Flags().StringVar(&reason, "reason", "", "why, recorded in the rollout's status and history")
+		cmd.ValidArgsFunction = completeRollouts(g, true)
 		cmds = append(cmds, cmd)
 	}
 	return cmds
@@ -51,7 +51,7 @@ func newVoteCmds(g *globals) []*cobra.Command {
 		cmd := updateCmd(g, s.action, s.short, "the approver's Slack user ID, as the plan lists approvers (default: the local user name)",
 			func(ctx context.Context, fw *workflows.Client, id, by string) (any, string, error) {
 				res, err := fw.Vote(ctx, id, s.action, workflows.VoteInput{Wave: wave, By: by, Via: workflows.ViaCLI, Comment: comment})
-				return res, res.Message, err
+				return voteResult{TypeMeta: rollout.Meta(kindVoteResult), Rollout: id, VoteResult: res}, res.Message, err
 			})
 		cmd.Long = s.short + `.
 
@@ -59,6 +59,8 @@ The vote counts when --as names an approver of the wave in the plan (a Slack use
 member of a listed user group): the same rule as the Slack buttons. The rollout refuses a
 vote on a wave that does not wait for approval, a second vote and a vote after the timeout.`
 		cmd.Flags().StringVar(&wave, "wave", "", "the wave voted on (default: the wave waiting for approval)")
+		cmd.ValidArgsFunction = completeRollouts(g, true)
+		_ = cmd.RegisterFlagCompletionFunc("wave", completeWaves(g))
 		cmd.Flags().StringVar(&comment, "comment", "", "why, recorded with the vote")
 		cmds = append(cmds, cmd)
 	}
@@ -88,8 +90,8 @@ func updateCmd(g *globals, action, short, asHelp string, send func(ctx context.C
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				return json.NewEncoder(g.stdout).Encode(res)
+			if done, err := writeJSON(g.stdout, output, res); done || err != nil {
+				return err
 			}
 			fmt.Fprintf(g.stdout, "%s: %s\n", id, msg)
 			return nil
@@ -125,7 +127,7 @@ func newListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if done, err := writeJSON(g.stdout, output, list); done || err != nil {
+			if done, err := writeJSON(g.stdout, output, rolloutList{TypeMeta: rollout.Meta(rollout.KindRolloutList), Items: list}); done || err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)

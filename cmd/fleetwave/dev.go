@@ -20,6 +20,7 @@ import (
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
 	"github.com/fleetwave/fleetwave/internal/metrics"
+	"github.com/fleetwave/fleetwave/internal/report"
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
@@ -39,6 +40,8 @@ type devOptions struct {
 	gitPort      int
 	temporalBin  string
 	noSample     bool
+	// evidenceBranch is where each ended rollout's report goes in the sample repo.
+	evidenceBranch string
 }
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -61,6 +64,7 @@ rollouts resume.`,
 	f.IntVar(&o.uiPort, "ui-port", 8233, "Temporal web UI port (0 picks a free port)")
 	f.IntVar(&o.gitPort, "git-port", 8081, "git server port (0 picks a free port)")
 	f.StringVar(&o.temporalBin, "temporal", "", "the Temporal CLI binary (default: $FLEETWAVE_TEMPORAL, .tools/bin/temporal, or temporal on PATH)")
+	f.StringVar(&o.evidenceBranch, "evidence-branch", "evidence", `commit each ended rollout's report to this branch of the sample repo ("" for none)`)
 	f.BoolVar(&o.noSample, "no-sample-rollout", false, "do not start a rollout of the sample repo's head on start")
 	return cmd
 }
@@ -126,6 +130,11 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	if err != nil {
 		return fmt.Errorf("sample fleet: %w", err)
 	}
+	if o.evidenceBranch != "" {
+		if err := evidenceBranchOK(o.evidenceBranch, plan); err != nil {
+			return err
+		}
+	}
 	fleetName := cmp.Or(plan.Name, sampleRepo)
 	m = metrics.New(nil, fleetName)
 
@@ -146,7 +155,9 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	n := newNode(log, tc, m, fleetName, "", plan.SourceBranch, secret)
 	m.WatchRollouts(n.fw, fleetName)
 	n.head = headOf(writer, plan.SourceBranch)
+	n.publicURL = cmp.Or(os.Getenv(envPublicURL), "http://"+o.http)
 	n.setupSlack(log, ts.UI, "default")
+	n.keepEvidence(writer, o.evidenceBranch, "default", report.Links{UI: ts.UI})
 	w, err := n.startWorker(writer, simFleet, 500*time.Millisecond)
 	if err != nil {
 		return err

@@ -49,3 +49,19 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestCompletionWithoutTemporal: completing a rollout ID when Temporal does not answer gives
+// nothing, with the error directive, within the completion timeout.
+func TestCompletionWithoutTemporal(t *testing.T) {
+	start := time.Now()
+	out, _, err := run(t, "__complete", "status", "--address", "127.0.0.1:1", "rollout/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); lines[0] != ":5" || len(lines) < 1 {
+		t.Errorf("completion printed %q, want only the directive :5 (error, no files)", out)
+	}
+	if took := time.Since(start); took > completionTimeout+2*time.Second {
+		t.Errorf("completion took %s", took)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/pushevent"
 	"github.com/fleetwave/fleetwave/internal/metrics"
+	"github.com/fleetwave/fleetwave/internal/report"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -54,6 +55,7 @@ func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 			f.SourceBranch = cmp.Or(f.SourceBranch, o.sourceBranch)
 			f.Poll = cmp.Or(f.Poll, o.poll)
 			f.Kubeconfig = cmp.Or(f.Kubeconfig, o.kubeconfig)
+			f.EvidenceBranch = cmp.Or(f.EvidenceBranch, o.evidenceBranch)
 		}
 		return cfg.Fleets, o.config, nil
 	case len(o.repos) == 0:
@@ -64,7 +66,7 @@ func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 	var out []rollout.FleetConfig
 	for _, repo := range o.repos {
 		out = append(out, rollout.FleetConfig{Repo: repo, Name: o.fleet, SourceBranch: o.sourceBranch, Poll: o.poll,
-			TaskQueue: o.taskQueue, Kubeconfig: o.kubeconfig})
+			TaskQueue: o.taskQueue, Kubeconfig: o.kubeconfig, EvidenceBranch: o.evidenceBranch})
 	}
 	return out, "--repo", nil
 }
@@ -120,6 +122,11 @@ func openFleets(ctx context.Context, log *slog.Logger, o serveOptions, reg *metr
 				"or one fleet's worker would take the other's tasks", prev, where(source, c), of.name)
 		}
 		names[of.name] = where(source, c)
+		if b := c.EvidenceBranch; b != "" {
+			if err := evidenceBranchOK(b, of.plan); err != nil {
+				return nil, fmt.Errorf("%s: %w", where(source, c), err)
+			}
+		}
 		env := cmp.Or(c.WebhookSecretEnv, envWebhookSecret)
 		if of.secret = []byte(os.Getenv(env)); len(of.secret) == 0 {
 			log.Warn(env+" is not set: every push event of the fleet will be refused", "fleet", of.name)
@@ -193,7 +200,9 @@ func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o 
 	if err := n.fw.EnsureSearchAttributes(ctx, namespace); err != nil {
 		return fail(err)
 	}
+	n.publicURL = os.Getenv(envPublicURL)
 	n.setupSlack(log, os.Getenv(envTemporalUI), namespace)
+	n.keepEvidence(of.writer, of.cfg.EvidenceBranch, namespace, report.Links{UI: os.Getenv(envTemporalUI), Commit: os.Getenv(envCommitURL)})
 	w, err := n.startWorker(of.writer, driver, 2*time.Second)
 	if err != nil {
 		return fail(err)
@@ -246,6 +255,16 @@ func (s *fleetServer) handler() http.Handler {
 		n.gitHook(w, r)
 	})
 	mux.HandleFunc("GET /healthz", s.nodes[0].healthz)
+	mux.HandleFunc("GET /reports/{path...}", func(w http.ResponseWriter, r *http.Request) {
+		// rollout/<fleet>/<commit>.md: the fleet whose rollout it is serves it.
+		parts := strings.SplitN(r.PathValue("path"), "/", 3)
+		n := s.byName[parts[min(1, len(parts)-1)]]
+		if len(parts) < 3 || n == nil {
+			http.NotFound(w, r)
+			return
+		}
+		n.reportPage(w, r)
+	})
 	mux.Handle("GET /metrics", s.nodes[0].metricsHandler())
 	if s.slack != nil {
 		s.slack.Register(mux)
@@ -420,5 +439,23 @@ func serveFleets(ctx context.Context, g *globals, log *slog.Logger, o serveOptio
 	}
 	<-ctx.Done()
 	<-done
+	return nil
+}
+
+// evidenceBranchOK refuses an evidence branch that is not a branch name, or that a rollout
+// reads: the source branch (each evidence commit would start a rollout) or a site branch
+// (Flux would apply the reports).
+func evidenceBranchOK(b string, plan *rollout.Plan) error {
+	if !rollout.ValidBranch(b) {
+		return usagef("--evidence-branch %q is not a branch name", b)
+	}
+	if b == plan.SourceBranch {
+		return usagef("--evidence-branch %s is the fleet's source branch: each report would start a rollout; name a branch of its own, such as evidence", b)
+	}
+	for _, s := range plan.Sites {
+		if b == plan.SiteBranchFor(s.Name) {
+			return usagef("--evidence-branch %s is the branch of site %s, which Flux applies; name a branch of its own, such as evidence", b, s.Name)
+		}
+	}
 	return nil
 }

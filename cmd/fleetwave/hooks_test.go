@@ -22,6 +22,8 @@ import (
 
 	"github.com/fleetwave/fleetwave/gitops/pushevent"
 	"github.com/fleetwave/fleetwave/workflows"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 const (
@@ -369,7 +371,9 @@ func checkStart(t *testing.T, c startCall) {
 	if c.signal != workflows.SignalCommit {
 		t.Errorf("signal %q, want %q", c.signal, workflows.SignalCommit)
 	}
-	if diff := cmp.Diff(workflows.CommitSignal{Commit: testSHA}, c.arg); diff != "" {
+	// The push event's facts go with the commit, for the rollout's report.
+	wantSignal := workflows.CommitSignal{Commit: testSHA, Trigger: &rollout.Trigger{Via: rollout.TriggerPush, Host: "generic", Repository: "fleet"}}
+	if diff := cmp.Diff(wantSignal, c.arg); diff != "" {
 		t.Errorf("signal argument (-want +got):\n%s", diff)
 	}
 	if !sameFunc(c.workflow, workflows.Fleet) {

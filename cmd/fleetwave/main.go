@@ -127,7 +127,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	// The commands that talk to a Temporal cluster take its connection flags.
 	clients := append(newControlCmds(g), newVoteCmds(g)...)
-	clients = append(clients, newListCmd(g), newServeCmd(g), newStartCmd(g), newStatusCmd(g), newCheckCmd(g))
+	clients = append(clients, newListCmd(g), newServeCmd(g), newStartCmd(g), newStatusCmd(g), newCheckCmd(g), newReportCmd(g))
 	for _, c := range clients {
 		root.AddCommand(withTemporal(g, c))
 	}

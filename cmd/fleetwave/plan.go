@@ -161,6 +161,7 @@ func (v strictValidator) Validate(ctx context.Context, site rollout.Site) error 
 
 // planView is the JSON form of `plan show`.
 type planView struct {
+	rollout.TypeMeta
 	Fleet        string     `json:"fleet,omitempty"`
 	SourceBranch string     `json:"sourceBranch"`
 	Waves        []waveView `json:"waves"`
@@ -187,6 +188,8 @@ type approvalView struct {
 	Quorum    int      `json:"quorum"`
 	Timeout   string   `json:"timeout"`
 	OnTimeout string   `json:"onTimeout"`
+	// RemindBefore is how long before the request expires the thread gets a reminder.
+	RemindBefore string `json:"remindBefore,omitempty"`
 }
 
 type siteView struct {
@@ -220,7 +223,7 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(g.stderr, err)
 				return errSilent
 			}
-			v := planView{Fleet: p.Name, SourceBranch: p.SourceBranch}
+			v := planView{TypeMeta: rollout.Meta(kindPlanSummary), Fleet: p.Name, SourceBranch: p.SourceBranch}
 			budgets := false
 			for i, w := range p.Waves {
 				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Batches: w.Batches()}
@@ -230,6 +233,9 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				}
 				if a := w.Approval; a != nil {
 					wv.Approval = &approvalView{Approvers: a.Approvers, Quorum: a.Quorum, Timeout: a.Timeout.String(), OnTimeout: a.OnTimeout}
+					if a.RemindBefore > 0 {
+						wv.Approval.RemindBefore = a.RemindBefore.String()
+					}
 				}
 				if wv.MaxParallel == 0 {
 					wv.MaxParallel = len(w.Sites)

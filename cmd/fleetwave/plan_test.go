@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/rollout/policy"
 )
 
@@ -168,7 +169,7 @@ func TestPlanValidateNeedsAFile(t *testing.T) {
 	}
 }
 
-var samplePlanView = planView{
+var samplePlanView = planView{TypeMeta: rollout.Meta(kindPlanSummary),
 	Fleet:        "demo",
 	SourceBranch: "main",
 	Waves: []waveView{

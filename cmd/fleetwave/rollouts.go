@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"regexp"
@@ -63,7 +62,8 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 			if taskQueue != "" {
 				fw = workflows.NewClient(tc, taskQueue)
 			}
-			id, err := fw.Submit(ctx, workflows.FleetInput{Fleet: fleet, SourceBranch: sourceBranch}, commit)
+			id, err := fw.Submit(ctx, workflows.FleetInput{Fleet: fleet, SourceBranch: sourceBranch}, commit,
+				rollout.Trigger{Via: rollout.TriggerCLI, By: localUser()})
 			if err != nil {
 				return err
 			}
@@ -82,8 +82,8 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 				}
 				return err
 			}
-			if output == "json" {
-				return json.NewEncoder(g.stdout).Encode(map[string]string{"rollout": id})
+			if done, err := writeJSON(g.stdout, output, rolloutRef{TypeMeta: rollout.Meta(kindRolloutRef), Rollout: id, Fleet: fleet, Commit: commit}); done || err != nil {
+				return err
 			}
 			fmt.Fprintln(g.stdout, id)
 			return nil
@@ -138,6 +138,7 @@ digits or more) that names one rollout. It exits 1 when the rollout ended other 
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.ValidArgsFunction = completeRollouts(g, false)
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the rollout until it ends: redraws in place on a terminal, prints changes line by line otherwise")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "refresh interval of --watch")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --watch: stop following after this long and exit 1 (0: no limit)")
@@ -145,7 +146,7 @@ digits or more) that names one rollout. It exits 1 when the rollout ended other 
 }
 
 func printStatus(w io.Writer, output string, st rollout.Status) error {
-	if done, err := writeJSON(w, output, st); done || err != nil {
+	if done, err := writeJSON(w, output, st.Object()); done || err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "%s  %s  %s %q\n", st.Rollout, st.State, rollout.Short(st.Commit), st.Subject)

@@ -24,6 +24,8 @@ type serveOptions struct {
 	sshKey       string
 	poll         time.Duration
 	taskQueue    string
+	// evidenceBranch is where each ended rollout's report is committed ("": nowhere).
+	evidenceBranch string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -65,6 +67,7 @@ FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files for --driver kube, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
+	f.StringVar(&o.evidenceBranch, "evidence-branch", "", "commit each ended rollout's report (Markdown and JSON) to this branch of the fleet repo, as evidence/<fleet>/<date>-<short sha>.md (docs/report.md)")
 	f.StringVar(&o.taskQueue, "task-queue", "", `Temporal task queue of this fleet's workflows and activities (default "fleetwave/<fleet>"); every worker of one fleet must poll the same queue, and no other fleet's`)
 	return cmd
 }

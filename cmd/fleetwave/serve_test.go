@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
+	"github.com/fleetwave/fleetwave/internal/report"
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // TestServeNeedsEverySiteContext: serve --driver kube with a kubeconfig lacking a site's
@@ -99,5 +104,51 @@ func TestServeRefusesTwoFleetsWithOneName(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("serve %v: %v, want %q", tt.args, err, tt.want)
 		}
+	}
+}
+
+func TestEvidenceBranchOK(t *testing.T) {
+	plan := &rollout.Plan{SourceBranch: "main", SiteBranch: "sites/{site}", Sites: []rollout.Site{{Name: "ams-1"}}}
+	for b, want := range map[string]string{
+		"evidence":    "",
+		"audit/2026":  "",
+		"main":        "source branch",
+		"sites/ams-1": "branch of site ams-1",
+		"bad..name":   "not a branch name",
+		"":            "not a branch name",
+	} {
+		err := evidenceBranchOK(b, plan)
+		if (err == nil) != (want == "") || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("evidenceBranchOK(%q) = %v, want %q", b, err, want)
+		}
+	}
+}
+
+// TestReportPageRefuses: a report page exists only for a link signed for that rollout of this
+// fleet (the e2e Slack test reads a real one).
+func TestReportPageRefuses(t *testing.T) {
+	n := newNode(slog.New(slog.DiscardHandler), nil, nil, "demo", "", "main", nil)
+	n.reportKey = report.LinkKey("signing-secret")
+	id := "rollout/demo/0123456789ab"
+	other := "rollout/beta/0123456789ab"
+	for _, path := range []string{
+		"/reports/" + id + ".md",
+		"/reports/" + id + ".md?sig=" + report.LinkSignature(report.LinkKey("another secret"), id),
+		"/reports/" + id + ".md?sig=" + report.LinkSignature(n.reportKey, "rollout/demo/ffffffffffff"),
+		"/reports/" + other + ".md?sig=" + report.LinkSignature(n.reportKey, other),
+		"/reports/" + id + ".txt?sig=" + report.LinkSignature(n.reportKey, id),
+	} {
+		rec := httptest.NewRecorder()
+		n.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", path, rec.Code)
+		}
+	}
+	// Without a Slack signing secret there is no key, and no page.
+	n.reportKey = nil
+	rec := httptest.NewRecorder()
+	n.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/reports/"+id+".md?sig="+report.LinkSignature(nil, id), nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("GET without a key: %d, want 404", rec.Code)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/pushevent"
 	"github.com/fleetwave/fleetwave/internal/metrics"
+	"github.com/fleetwave/fleetwave/internal/report"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -78,6 +80,29 @@ type node struct {
 	// commit that is no longer the head (late, redelivered or replayed) starts nothing; nil
 	// skips the check.
 	head func(ctx context.Context) (string, error)
+	// namespace is the Temporal namespace of the fleet's workflows.
+	namespace string
+	// publicURL is where people reach this server (FLEETWAVE_PUBLIC_URL), for report links;
+	// reportKey signs them (report.LinkKey: nil, no links and no report pages); reportLinks are
+	// the reports' own links.
+	publicURL   string
+	reportKey   []byte
+	reportLinks report.Links
+	// evidence writes each ended rollout's report to the evidence branch (keepEvidence); nil
+	// keeps none.
+	evidence *activities.Evidence
+}
+
+// keepEvidence makes the worker commit each ended rollout's report to branch of repo ("" keeps
+// none), with links.
+func (n *node) keepEvidence(repo *gitops.Repo, branch, namespace string, links report.Links) {
+	if branch == "" {
+		return
+	}
+	n.evidence = &activities.Evidence{Repo: repo, Branch: branch,
+		Report: func(ctx context.Context, id, runID string, final rollout.Status) (report.Report, error) {
+			return n.fw.ReportOf(ctx, namespace, id, runID, final, links)
+		}}
 }
 
 // headOf reads branch's head from repo, fetching first.
@@ -115,6 +140,9 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo})
 	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
 	w.RegisterActivity(&activities.Executions{Client: n.tc})
+	// Every worker has it, so a rollout's last activity runs wherever it lands: without an
+	// evidence branch it writes nothing.
+	w.RegisterActivity(cmp.Or(n.evidence, &activities.Evidence{}))
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal worker: %w", err)
 	}
@@ -126,6 +154,7 @@ func (n *node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hooks/git", n.gitHook)
 	mux.HandleFunc("GET /healthz", n.healthz)
+	mux.HandleFunc("GET /reports/{path...}", n.reportPage)
 	mux.Handle("GET /metrics", n.metricsHandler())
 	if n.slackHandler != nil {
 		n.slackHandler.Register(mux)
@@ -216,7 +245,8 @@ func (n *node) gitHook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id, err := n.fw.Submit(r.Context(), n.fleetInput(), ev.After)
+	id, err := n.fw.Submit(r.Context(), n.fleetInput(), ev.After, rollout.Trigger{Via: rollout.TriggerPush,
+		Host: ev.Host, Delivery: ev.Delivery, Repository: ev.Repository, Pusher: ev.Pusher})
 	if err != nil {
 		n.log.Error("cannot submit the commit", "revision", ev.After, "error", err)
 		n.reply(w, http.StatusServiceUnavailable, "error", hookReply{Status: "error", Reason: "cannot start the rollout; see the server log"})
@@ -313,4 +343,36 @@ func startSimFleet(ctx context.Context, src sim.Source, plan *rollout.Plan, log 
 		_ = f.Run(ctx)
 	}()
 	return f, func() { <-done }
+}
+
+// reportPage serves GET /reports/<rollout ID>.md (or .html, .json) ?sig=<signature>: the
+// rollout's report, to whoever has the signed link its Slack thread's last message gives.
+// Without a valid signature for that rollout the page does not exist: 404, as for a rollout of
+// another fleet.
+func (n *node) reportPage(w http.ResponseWriter, r *http.Request) {
+	p := r.PathValue("path")
+	ext := path.Ext(p)
+	id := strings.TrimSuffix(p, ext)
+	format := map[string]string{".md": "md", ".html": "html", ".json": "json"}[ext]
+	if format == "" || !strings.HasPrefix(id, "rollout/"+n.fleet+"/") || !report.LinkValid(n.reportKey, id, r.URL.Query().Get("sig")) {
+		http.NotFound(w, r)
+		return
+	}
+	rep, err := n.fw.Report(r.Context(), n.namespace, id, n.reportLinks)
+	if err != nil {
+		n.log.Warn("cannot make the report of a rollout", "rollout", id, "error", err)
+		http.Error(w, "cannot make the report of "+id+" now; see the server log", http.StatusBadGateway)
+		return
+	}
+	data, err := renderReport(rep, format)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", map[string]string{"md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8", "json": "application/json"}[format])
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
+	h.Set("Cache-Control", "private, no-store")
+	_, _ = w.Write(data)
 }

@@ -96,7 +96,7 @@ func runSites(ctx context.Context, g *globals, o sitesOptions) error {
 			reports[i].Runs = &runs
 		}
 	}
-	if done, err := writeJSON(g.stdout, o.output, reports); err != nil {
+	if done, err := writeJSON(g.stdout, o.output, siteList{TypeMeta: rollout.Meta(rollout.KindSiteList), Items: reports}); err != nil {
 		return err
 	} else if !done {
 		printSites(g, reports, o.commit != "")

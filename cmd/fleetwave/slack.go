@@ -10,6 +10,7 @@ import (
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/chatops"
+	"github.com/fleetwave/fleetwave/internal/report"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -20,6 +21,9 @@ const (
 	envSlackSecret = "FLEETWAVE_SLACK_SIGNING_SECRET"
 	envSlackAPI    = "FLEETWAVE_SLACK_API_URL"
 	envTemporalUI  = "FLEETWAVE_TEMPORAL_UI_URL"
+	// envPublicURL is the address people reach this server at (its ingress), for the report
+	// links of Slack threads.
+	envPublicURL = "FLEETWAVE_PUBLIC_URL"
 )
 
 // setupSlack wires Slack into the node: the activities that post threads and resolve groups,
@@ -37,8 +41,15 @@ func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 		log.Warn(envSlackSecret + " is not set: rollout threads are posted, but every Slack command and button press is refused")
 	}
 	groups := chatops.Directory{API: api}
+	n.namespace = namespace
+	n.reportKey = report.LinkKey(secret)
+	n.reportLinks = report.Links{UI: ui, Commit: os.Getenv(envCommitURL)}
+	links := chatops.Links{UI: ui, Namespace: namespace}
+	if n.publicURL != "" && len(n.reportKey) > 0 {
+		links.Report = func(id string) string { return report.PageURL(n.publicURL, n.reportKey, id) }
+	}
 	n.slack = &activities.Slack{
-		Notifier: &chatops.Notifier{API: api, Links: chatops.Links{UI: ui, Namespace: namespace}, Log: log},
+		Notifier: &chatops.Notifier{API: api, Links: links, Log: log},
 		Groups:   groups,
 	}
 	n.voteKey = workflows.VoteKey(secret)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // version and commit are set at build time (`make build`: -ldflags -X main.version=... -X
@@ -20,6 +22,7 @@ var (
 
 // buildInfo is what `fleetwave version` prints.
 type buildInfo struct {
+	rollout.TypeMeta
 	Version     string `json:"version"`
 	Commit      string `json:"commit"`
 	Go          string `json:"go"`
@@ -28,7 +31,7 @@ type buildInfo struct {
 }
 
 func readBuildInfo() buildInfo {
-	b := buildInfo{Version: version, Commit: commit, Go: runtime.Version(), TemporalSDK: temporal.SDKVersion,
+	b := buildInfo{TypeMeta: rollout.Meta(kindVersion), Version: version, Commit: commit, Go: runtime.Version(), TemporalSDK: temporal.SDKVersion,
 		Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		if v := info.Main.Version; b.Version == "" && v != "" && v != "(devel)" {

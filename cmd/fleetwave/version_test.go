@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // TestVersion: `fleetwave version` prints what the build stamped (make build: -ldflags -X), and
@@ -24,7 +26,7 @@ func TestVersion(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &b); err != nil {
 		t.Fatalf("%v:\n%s", err, out.String())
 	}
-	want := buildInfo{Version: "v1.2.3", Commit: commit, Go: runtime.Version(), TemporalSDK: temporal.SDKVersion, Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	want := buildInfo{TypeMeta: rollout.Meta(kindVersion), Version: "v1.2.3", Commit: commit, Go: runtime.Version(), TemporalSDK: temporal.SDKVersion, Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if b != want {
 		t.Errorf("version -o json = %+v, want %+v", b, want)
 	}

@@ -1,6 +1,7 @@
 package pushevent
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -77,6 +78,16 @@ type hostPayload struct {
 	Project struct {
 		PathWithNamespace string `json:"path_with_namespace"`
 	} `json:"project"`
+	// Who pushed: GitHub and Gitea send the sender's login, Gitea the pusher's too, GitLab
+	// user_username.
+	Sender struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+	Pusher struct {
+		Login string `json:"login"`
+		Name  string `json:"name"`
+	} `json:"pusher"`
+	UserUsername string `json:"user_username"`
 }
 
 func parseHostPush(host, event, pushEvent, delivery string, body []byte) (Event, error) {
@@ -87,7 +98,8 @@ func parseHostPush(host, event, pushEvent, delivery string, body []byte) (Event,
 	if err := json.Unmarshal(body, &p); err != nil {
 		return Event{}, fmt.Errorf("%w: %s push: %v", ErrPayload, host, err)
 	}
-	e := Event{Host: host, Delivery: delivery, Ref: p.Ref, Before: p.Before, After: p.After, Repository: p.Repository.FullName}
+	e := Event{Host: host, Delivery: delivery, Ref: p.Ref, Before: p.Before, After: p.After, Repository: p.Repository.FullName,
+		Pusher: cmp.Or(p.Sender.Login, p.Pusher.Login, p.UserUsername, p.Pusher.Name)}
 	if host == HostGitLab {
 		e.Repository = p.Project.PathWithNamespace
 	}

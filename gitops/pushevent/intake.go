@@ -29,9 +29,11 @@ type Event struct {
 	Host       string `json:"-"`
 	Delivery   string `json:"-"`
 	Repository string `json:"repository"`
-	Ref        string `json:"ref"`
-	Before     string `json:"before,omitempty"`
-	After      string `json:"after"`
+	// Pusher is who pushed, as the host names them (a login), when it says.
+	Pusher string `json:"pusher,omitempty"`
+	Ref    string `json:"ref"`
+	Before string `json:"before,omitempty"`
+	After  string `json:"after"`
 }
 
 // Branch returns the branch the push updated, or "" for tags and other refs.

@@ -1,0 +1,262 @@
+package report
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fleetwave/fleetwave/rollout"
+)
+
+// Markdown writes the report as a Markdown document: a summary table, then each wave's policy
+// decisions, approval, sites, health gates and reverts, then the operators' controls.
+func Markdown(r Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Rollout %s: %s\n\n", r.Rollout, r.State)
+	if r.Simulated {
+		b.WriteString("> **Simulated fleet**: this rollout ran on a simulated fleet; its health gates measured nothing real.\n\n")
+	}
+	b.WriteString("| | |\n|---|---|\n")
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, "| %s | %s |\n", k, v)
+		}
+	}
+	row("Fleet", cell(r.Fleet))
+	row("Commit", commitCell(r.Commit))
+	row("Started by", cell(TriggerText(r.Trigger)))
+	row("Plan", planCell(r.Plan))
+	state := string(r.State)
+	if r.Reason != "" {
+		state += ": " + r.Reason
+	}
+	row("State", cell(state))
+	row("Started", stamp(r.StartedAt))
+	if !r.FinishedAt.IsZero() {
+		row("Finished", stamp(r.FinishedAt)+" ("+r.Duration+")")
+	}
+	wf := "`" + cell(r.Workflow.ID) + "`"
+	if r.Workflow.URL != "" {
+		wf = "[" + wf + "](" + r.Workflow.URL + ")"
+	}
+	if r.Workflow.RunID != "" {
+		wf += " run `" + r.Workflow.RunID + "`"
+	}
+	row("Workflow", wf+" in namespace `"+cell(r.Workflow.Namespace)+"`")
+	for _, w := range r.Waves {
+		markdownWave(&b, w, len(r.Waves))
+	}
+	if len(r.Controls) > 0 {
+		b.WriteString("\n## Controls\n\n| At | Action | By | Reason |\n|---|---|---|---|\n")
+		for _, c := range r.Controls {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", stamp(c.At), cell(c.Action), cell(c.By), cell(c.Reason))
+		}
+	}
+	return b.String()
+}
+
+func markdownWave(b *strings.Builder, w Wave, waves int) {
+	fmt.Fprintf(b, "\n## Wave %d/%d %s: %s\n\n", w.Index+1, waves, w.Name, w.State)
+	var times []string
+	if !w.StartedAt.IsZero() {
+		times = append(times, "started "+stamp(w.StartedAt))
+	}
+	if !w.ConvergedAt.IsZero() {
+		times = append(times, "converged "+stamp(w.ConvergedAt))
+	}
+	if !w.FinishedAt.IsZero() {
+		times = append(times, "finished "+stamp(w.FinishedAt)+" ("+w.Duration+")")
+	}
+	if len(times) == 0 {
+		times = []string{"not started"}
+	}
+	b.WriteString(capitalize(strings.Join(times, ", ")) + ".\n")
+	if w.Message != "" {
+		b.WriteString("\n" + cell(w.Message) + "\n")
+	}
+	if len(w.Policy) > 0 {
+		b.WriteString("\n**Policy decisions**\n\n")
+		for _, d := range w.Policy {
+			fmt.Fprintf(b, "- %s: %s\n", stamp(d.At), cell(DecisionText(d)))
+		}
+	}
+	if a := w.Approval; a != nil {
+		fmt.Fprintf(b, "\n**Approval**: %s of %s; requested %s, expires %s; %s.\n",
+			rollout.Count(a.Quorum, "approval"), cell(strings.Join(a.Approvers, ", ")), stamp(a.RequestedAt), stamp(a.ExpiresAt), cell(approvalOutcome(a)))
+		if len(a.Votes) > 0 {
+			b.WriteString("\n| Approver | Decision | Via | At | Comment |\n|---|---|---|---|---|\n")
+			for _, v := range a.Votes {
+				fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", cell(v.By), voteWord(v), cell(v.Via), stamp(v.At), cell(v.Comment))
+			}
+		}
+	}
+	if len(w.Sites) == 0 {
+		return
+	}
+	b.WriteString("\n**Sites**\n\n| Site | Verdict | Promotion | Converged | Revert |\n|---|---|---|---|---|\n")
+	for _, s := range w.Sites {
+		revert := ""
+		if s.Revert != nil {
+			revert = commitLink(s.Revert.Commit, s.Revert.URL)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", cell(s.Name), s.Verdict, commitLink(s.Promotion, s.PromotionURL), stamp(s.ConvergedAt), revert)
+	}
+	gates := false
+	for _, s := range w.Sites {
+		gates = gates || len(s.Gates) > 0
+	}
+	if gates {
+		b.WriteString("\n**Health gates**\n\n| Site | Check | Threshold | Measured | Failed | Unknown | First | Worst | Last |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, s := range w.Sites {
+			for _, g := range s.Gates {
+				fmt.Fprintf(b, "| %s | %s | %s | %d | %d | %d | %s | %s | %s |\n", cell(s.Name), cell(g.Name), cell(g.Threshold),
+					g.Measurements, g.Failed, g.Unknown, measurement(g.First), measurement(g.Worst), measurement(g.Last))
+			}
+		}
+	}
+	var reverts []string
+	for _, s := range w.Sites {
+		if r := s.Revert; r != nil {
+			line := fmt.Sprintf("- %s: %s", cell(s.Name), commitLink(r.Commit, r.URL))
+			if !r.At.IsZero() {
+				line += " at " + stamp(r.At)
+			}
+			if r.Reason != "" {
+				line += ": " + cell(r.Reason)
+			}
+			reverts = append(reverts, line)
+		}
+	}
+	if len(reverts) > 0 {
+		b.WriteString("\n**Reverts**\n\n" + strings.Join(reverts, "\n") + "\n")
+	}
+}
+
+// TriggerText says in words what submitted the commit.
+func TriggerText(t *rollout.Trigger) string {
+	if t == nil {
+		return "not recorded"
+	}
+	switch t.Via {
+	case rollout.TriggerPush:
+		out := "push event"
+		if t.Host != "" && t.Host != "generic" {
+			out += " from " + t.Host
+		}
+		var parts []string
+		if t.Pusher != "" {
+			parts = append(parts, "pushed by "+t.Pusher)
+		}
+		if t.Repository != "" {
+			parts = append(parts, "repository "+t.Repository)
+		}
+		if t.Delivery != "" {
+			parts = append(parts, "delivery "+t.Delivery)
+		}
+		if len(parts) > 0 {
+			out += " (" + strings.Join(parts, ", ") + ")"
+		}
+		return out
+	case rollout.TriggerCLI:
+		if t.By != "" {
+			return "fleetwave start, by " + t.By
+		}
+		return "fleetwave start"
+	case rollout.TriggerPoll:
+		return "the fleet's poll of its source branch"
+	}
+	return t.Via
+}
+
+// DecisionText says what a policy decision was.
+func DecisionText(d rollout.PolicyDecision) string {
+	switch d.Outcome {
+	case rollout.PolicyDeny:
+		return "deny: " + strings.Join(d.Deny, "; ")
+	case rollout.PolicyWait:
+		return "wait until " + stamp(d.WaitUntil) + ": " + strings.Join(d.Reasons, "; ")
+	}
+	return d.Outcome
+}
+
+func approvalOutcome(a *rollout.ApprovalStatus) string {
+	if a.Outcome == "" {
+		return "open"
+	}
+	return a.Outcome
+}
+
+func voteWord(v rollout.Vote) string {
+	if v.Approve {
+		return "approved"
+	}
+	return "rejected"
+}
+
+func measurement(m *Measurement) string {
+	if m == nil {
+		return ""
+	}
+	mark := "✓"
+	if !m.OK {
+		mark = "✗"
+	}
+	return fmt.Sprintf("%g %s", m.Value, mark)
+}
+
+func commitCell(c Commit) string {
+	out := commitLink(c.SHA, c.URL)
+	if c.Subject != "" {
+		out += " " + cell(c.Subject)
+	}
+	if c.Author != "" {
+		out += " (" + cell(c.Author) + ")"
+	}
+	return out
+}
+
+func planCell(p Plan) string {
+	out := "`" + cell(p.Path) + "`"
+	if p.Blob != "" {
+		out += " blob `" + p.Blob + "`"
+	} else {
+		out += " (blob not recorded)"
+	}
+	for _, f := range p.Policies {
+		out += "; `" + cell(f.Path) + "` blob `" + f.Blob + "`"
+	}
+	return out
+}
+
+func commitLink(sha, url string) string {
+	if sha == "" {
+		return ""
+	}
+	out := "`" + rollout.Short(sha) + "`"
+	if url != "" {
+		out = "[" + out + "](" + url + ")"
+	}
+	return out
+}
+
+// stamp writes a time to the second, in UTC, or "" for none.
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// cell escapes text for a Markdown table cell or line.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "\r", "")
+	s = strings.ReplaceAll(s, "\n", " ")
+	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
