@@ -219,6 +219,7 @@ func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simP
 	w.RegisterActivity(&activities.Git{Repo: writer})
 	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: convergePoll, Ancestry: writer})
 	w.RegisterActivity(&activities.Slack{})
+	w.RegisterActivity(&activities.Evidence{})
 	if err := w.Start(); err != nil {
 		b.Fatal(err)
 	}

@@ -120,6 +120,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterActivity(&activities.Git{Repo: writer, Sites: kube})
 	w.RegisterActivity(&activities.Sites{Driver: kube, Poll: 250 * time.Millisecond})
+	w.RegisterActivity(&activities.Evidence{})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,13 @@ func recordedReport(t *testing.T, name string) report.Report {
 // compares them with the files in testdata/reports (go test -run TestReportGolden -update
 // rewrites them; read the diff before committing it).
 func TestReportGolden(t *testing.T) {
-	for _, name := range []string{"rollout-approval.engine-v2", "rollout-reverted.engine-v2", "rollout-paused.engine-v2", "rollout-policy.engine-v2"} {
+	var names []string
+	for _, tag := range []string{"engine-v2", "evidence"} {
+		for _, c := range []string{"rollout-approval", "rollout-reverted", "rollout-paused", "rollout-policy"} {
+			names = append(names, c+"."+tag)
+		}
+	}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			r := recordedReport(t, name)
 			js, err := report.JSON(r)
@@ -61,7 +67,7 @@ func TestReportGolden(t *testing.T) {
 			}
 			checkSVG(t, html, len(r.Waves))
 			schematest.Check(t, "Report", js)
-			golden := strings.TrimSuffix(name, ".engine-v2")
+			golden := strings.TrimSuffix(name, ".engine-v2") // the first goldens were named after their case alone
 			for ext, got := range map[string][]byte{".json": js, ".md": []byte(report.Markdown(r)), ".html": html} {
 				path := filepath.Join("testdata", "reports", golden+ext)
 				if *update {
@@ -88,7 +94,18 @@ func TestReportGolden(t *testing.T) {
 // TestReportFacts checks, in each recorded case, the facts the golden files must hold, so an
 // -update cannot bless a report that lost them.
 func TestReportFacts(t *testing.T) {
-	approval := recordedReport(t, "rollout-approval.engine-v2")
+	for _, tag := range []string{"engine-v2", "evidence"} {
+		t.Run(tag, func(t *testing.T) { reportFacts(t, tag) })
+	}
+	// Rollouts of releases that record them say what started them and which plan they ran.
+	approval := recordedReport(t, "rollout-approval.evidence")
+	if tr := approval.Trigger; tr == nil || tr.Via != rollout.TriggerPush || tr.Host != "generic" || len(approval.Plan.Blob) != 40 {
+		t.Errorf("approval: trigger %+v, plan %+v", tr, approval.Plan)
+	}
+}
+
+func reportFacts(t *testing.T, tag string) {
+	approval := recordedReport(t, "rollout-approval."+tag)
 	if approval.State != rollout.StateSucceeded || len(approval.Waves) != 3 {
 		t.Fatalf("approval: %s with %d waves", approval.State, len(approval.Waves))
 	}
@@ -110,7 +127,7 @@ func TestReportFacts(t *testing.T) {
 		t.Errorf("approval: commit %+v, workflow %+v", approval.Commit, approval.Workflow)
 	}
 
-	reverted := recordedReport(t, "rollout-reverted.engine-v2")
+	reverted := recordedReport(t, "rollout-reverted."+tag)
 	canary := reverted.Waves[0]
 	if reverted.State != rollout.StateFailed || len(canary.Sites) != 1 {
 		t.Fatalf("reverted: %s, canary %+v", reverted.State, canary)
@@ -124,7 +141,7 @@ func TestReportFacts(t *testing.T) {
 		t.Errorf("reverted: gates %+v", s.Gates)
 	}
 
-	paused := recordedReport(t, "rollout-paused.engine-v2")
+	paused := recordedReport(t, "rollout-paused."+tag)
 	var actions []string
 	for _, c := range paused.Controls {
 		actions = append(actions, c.Action)
@@ -136,7 +153,7 @@ func TestReportFacts(t *testing.T) {
 		t.Errorf("paused: %s with controls %v", paused.State, actions)
 	}
 
-	denied := recordedReport(t, "rollout-policy.engine-v2")
+	denied := recordedReport(t, "rollout-policy."+tag)
 	var outcomes []string
 	for _, w := range denied.Waves {
 		var o []string

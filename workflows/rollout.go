@@ -83,7 +83,7 @@ func writeEvidence(ctx workflow.Context, st rollout.Status) {
 		StartToCloseTimeout: 2 * time.Minute,
 		HeartbeatTimeout:    20 * time.Second,
 		Summary:             "write the evidence of " + st.Rollout,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: time.Minute, MaximumAttempts: 10},
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second, MaximumAttempts: 6},
 	}), ev.WriteEvidence, activities.EvidenceInput{Status: st}).Get(ctx, &res)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("cannot write the rollout's evidence; `fleetwave report` makes it from the history", "rollout", st.Rollout, "error", err)
