@@ -47,7 +47,8 @@ e2e: tools kube-tools prometheus
 # Promote against the git CLI at 1,000 and 10,000 site branches (P1); then, on real Temporal
 # dev servers (stock, and with devtemporal.FastQueues), a three-wave zero-bake rollout to 10,
 # 100, 1,000 and 10,000 simulated sites (P2, P4; drawn in docs/benchmarks-rollout.png) and 50
-# reverts over file:// and smart HTTP against 50 git CLI pushes (P3). About 15 minutes.
+# reverts over file:// and smart HTTP against 50 git CLI pushes (P3); the report and evidence
+# commit of a rollout to 1,000 and 10,000 sites. About 16 minutes.
 .PHONY: bench
 bench: tools
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1000x -benchmem ./rollout/...
@@ -55,6 +56,7 @@ bench: tools
 	$(GO) test -count=1 -run '^$$' -bench 'PromoteVsGitCLI/branches=10000$$' -benchtime 1x -timeout 30m ./gitops/
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkRollout$$' -benchtime 1x -timeout 40m ./test/ -bench.plot $(CURDIR)/docs/benchmarks-rollout.png
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkRevertLatency$$' -benchtime 1x -timeout 40m ./test/
+	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkReport$$' -benchtime 3x -timeout 30m ./test/
 
 # Push → Flux Ready on a real site, with and without fleetwave's reconcile request.
 .PHONY: bench-kube
