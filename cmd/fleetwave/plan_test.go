@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -386,5 +387,26 @@ func TestPlanValidateCompilesPolicies(t *testing.T) {
 	}
 	if !strings.HasPrefix(stderr, rego+":4:") || !strings.Contains(stderr, "http.send") {
 		t.Errorf("stderr %q, want the policy's file:line:col and the call", stderr)
+	}
+}
+
+// TestREADMEPlanShow: the README shows `fleetwave plan show` in the sample repo as it prints
+// (times differ with the hour it runs: they are compared as TIME).
+func TestREADMEPlanShow(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)<!-- output of: fleetwave plan show, in the sample repo -->\n```\n(.*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README.md has no block marked as the output of fleetwave plan show")
+	}
+	out, stderr, err := run(t, "plan", "show", samplePlan)
+	if err != nil {
+		t.Fatalf("plan show: %v\n%s", err, stderr)
+	}
+	times := regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
+	if got, want := times.ReplaceAllString(out, "TIME"), times.ReplaceAllString(string(m[1]), "TIME"); got != want {
+		t.Errorf("README.md shows:\n%s\nfleetwave plan show prints:\n%s", m[1], out)
 	}
 }
