@@ -56,8 +56,9 @@ type tlMark struct {
 }
 
 type tlTick struct {
-	X     float64
-	Label string
+	X      float64
+	Label  string
+	Anchor string // where the label sits on X: start, middle, end
 }
 
 // newTimeline lays the waves out on the rollout's time: a bar for each wave's policy wait,
@@ -102,6 +103,9 @@ func newTimeline(r Report) timeline {
 				row.Bars = append(row.Bars, bar(w.Policy[0].At, waitEnd, "wait", "policy: "+DecisionText(w.Policy[len(w.Policy)-1])))
 			}
 		}
+		if last := len(w.Policy) - 1; last >= 0 && w.Policy[last].Outcome == rollout.PolicyDeny && !w.Policy[last].At.IsZero() {
+			row.Bars = append(row.Bars, tlBar{X: x(w.Policy[last].At), Width: 4, Class: "deny", Title: "policy: " + DecisionText(w.Policy[last])})
+		}
 		if a := w.Approval; a != nil && !a.RequestedAt.IsZero() {
 			until := firstNonZero(w.StartedAt, w.FinishedAt)
 			row.Bars = append(row.Bars, bar(a.RequestedAt, until, "approval", "approval: "+approvalOutcome(a)))
@@ -123,9 +127,10 @@ func newTimeline(r Report) timeline {
 	}
 	for i := 0; i <= 4; i++ {
 		t := start.Add(time.Duration(float64(end.Sub(start)) * float64(i) / 4))
-		tl.Ticks = append(tl.Ticks, tlTick{X: x(t), Label: "+" + Duration(start, t)})
+		tl.Ticks = append(tl.Ticks, tlTick{X: x(t), Label: "+" + Duration(start, t), Anchor: "middle"})
 	}
-	tl.Ticks[0].Label = start.UTC().Format("15:04:05Z")
+	tl.Ticks[0].Label, tl.Ticks[0].Anchor = start.UTC().Format("15:04:05Z"), "start"
+	tl.Ticks[4].Anchor = "end"
 	return tl
 }
 
@@ -183,7 +188,7 @@ th{background:#f6f8fa}code{font:12px ui-monospace,monospace;background:#f6f8fa;p
 .note{background:#fff8c5;border:1px solid #d4a72c;padding:.5em}
 svg text{font:12px system-ui,sans-serif;fill:#1b1f24}
 svg .ok{fill:#2da44e}svg .bad{fill:#cf222e}svg .stopped{fill:#8c959f}svg .running{fill:#0969da}
-svg .wait{fill:#d0d7de}svg .approval{fill:#d4a72c}svg .revert{stroke:#cf222e;stroke-width:2}svg .control{stroke:#8250df;stroke-width:2;stroke-dasharray:4 3}
+svg .wait{fill:#d0d7de}svg .deny{fill:#cf222e}svg .approval{fill:#d4a72c}svg .revert{stroke:#cf222e;stroke-width:2}svg .control{stroke:#8250df;stroke-width:2;stroke-dasharray:4 3}
 svg .tick{stroke:#d0d7de}
 </style>
 </head>
@@ -203,12 +208,12 @@ svg .tick{stroke:#d0d7de}
 {{with .Timeline}}{{if .Rows}}
 <h2>Timeline</h2>
 <svg xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="timeline of the waves">
-{{range .Ticks}}<line class="tick" x1="{{.X}}" y1="14" x2="{{.X}}" y2="{{$.Timeline.Height}}"/><text x="{{.X}}" y="11" text-anchor="middle">{{.Label}}</text>
+{{range .Ticks}}<line class="tick" x1="{{.X}}" y1="14" x2="{{.X}}" y2="{{$.Timeline.Height}}"/><text x="{{.X}}" y="11" text-anchor="{{.Anchor}}">{{.Label}}</text>
 {{end}}{{range .Rows}}<text x="4" y="{{.TextY}}">{{.Label}}</text>
 {{$y := .Y}}{{range .Bars}}<rect class="{{.Class}}" x="{{.X}}" y="{{$y}}" width="{{.Width}}" height="22" rx="3"><title>{{.Title}}</title></rect>
 {{end}}{{end}}{{range .Marks}}<line class="{{.Class}}" x1="{{.X}}" y1="18" x2="{{.X}}" y2="{{$.Timeline.Height}}"><title>{{.Title}}</title></line>
 {{end}}</svg>
-<p>Grey: a policy held the wave. Amber: it waited for approval. Green, red, blue, grey: the wave ran and succeeded, failed, runs, stopped. Red lines: reverts. Purple dashes: operators' controls.</p>
+<p>Grey: a policy held the wave; a red notch: a policy denied it. Amber: it waited for approval. Green, red, blue, grey: the wave ran and succeeded, failed, runs, stopped. Red lines: reverts. Purple dashes: operators' controls.</p>
 {{end}}{{end}}
 {{$n := len .Waves}}{{range .Waves}}
 <h2>Wave {{plus1 .Index}}/{{$n}} {{.Name}}: <span class="state-{{class .State}}">{{.State}}</span></h2>
