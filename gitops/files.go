@@ -64,13 +64,13 @@ func (r *Repo) planFiles(branch string, files map[string][]byte, message string)
 		}
 		tree[path] = leaf{hash: h, mode: filemode.Regular}
 	}
-	ch := Change{Branch: branch, Commit: head.String(), Previous: head.String()}
-	if head.IsZero() {
-		ch.Commit, ch.Previous = "", ""
-	}
-	if same && !head.IsZero() {
-		ch.Ours = ch.Commit
-		return ch, nil
+	ch := Change{Branch: branch}
+	if !head.IsZero() {
+		ch.Commit, ch.Previous = head.String(), head.String()
+		if same {
+			ch.Ours = ch.Commit
+			return ch, nil
+		}
 	}
 	th, err := writeTree(r.stor, tree)
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/internal/devtemporal"
 	"github.com/fleetwave/fleetwave/internal/metrics"
-	"github.com/fleetwave/fleetwave/internal/report"
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
@@ -157,7 +156,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	n.head = headOf(writer, plan.SourceBranch)
 	n.publicURL = cmp.Or(os.Getenv(envPublicURL), "http://"+o.http)
 	n.setupSlack(log, ts.UI, "default")
-	n.keepEvidence(writer, o.evidenceBranch, "default", report.Links{UI: ts.UI})
+	n.keepEvidence(writer, o.evidenceBranch)
 	w, err := n.startWorker(writer, simFleet, 500*time.Millisecond)
 	if err != nil {
 		return err

@@ -23,7 +23,6 @@ import (
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/pushevent"
 	"github.com/fleetwave/fleetwave/internal/metrics"
-	"github.com/fleetwave/fleetwave/internal/report"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -202,7 +201,7 @@ func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o 
 	}
 	n.publicURL = os.Getenv(envPublicURL)
 	n.setupSlack(log, os.Getenv(envTemporalUI), namespace)
-	n.keepEvidence(of.writer, of.cfg.EvidenceBranch, namespace, report.Links{UI: os.Getenv(envTemporalUI), Commit: os.Getenv(envCommitURL)})
+	n.keepEvidence(of.writer, of.cfg.EvidenceBranch)
 	w, err := n.startWorker(of.writer, driver, 2*time.Second)
 	if err != nil {
 		return fail(err)
@@ -258,12 +257,11 @@ func (s *fleetServer) handler() http.Handler {
 	mux.HandleFunc("GET /reports/{path...}", func(w http.ResponseWriter, r *http.Request) {
 		// rollout/<fleet>/<commit>.md: the fleet whose rollout it is serves it.
 		parts := strings.SplitN(r.PathValue("path"), "/", 3)
-		n := s.byName[parts[min(1, len(parts)-1)]]
-		if len(parts) < 3 || n == nil {
+		if len(parts) < 3 || s.byName[parts[1]] == nil {
 			http.NotFound(w, r)
 			return
 		}
-		n.reportPage(w, r)
+		s.byName[parts[1]].reportPage(w, r)
 	})
 	mux.Handle("GET /metrics", s.nodes[0].metricsHandler())
 	if s.slack != nil {

@@ -94,14 +94,15 @@ type node struct {
 }
 
 // keepEvidence makes the worker commit each ended rollout's report to branch of repo ("" keeps
-// none), with links.
-func (n *node) keepEvidence(repo *gitops.Repo, branch, namespace string, links report.Links) {
+// none). The reports name the namespace and carry the links setupSlack set, as the report
+// pages do.
+func (n *node) keepEvidence(repo *gitops.Repo, branch string) {
 	if branch == "" {
 		return
 	}
 	n.evidence = &activities.Evidence{Repo: repo, Branch: branch,
 		Report: func(ctx context.Context, id, runID string, final rollout.Status) (report.Report, error) {
-			return n.fw.ReportOf(ctx, namespace, id, runID, final, links)
+			return n.fw.ReportOf(ctx, n.namespace, id, runID, final, n.reportLinks)
 		}}
 }
 

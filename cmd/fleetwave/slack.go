@@ -28,7 +28,9 @@ const (
 
 // setupSlack wires Slack into the node: the activities that post threads and resolve groups,
 // and the handlers of /slack/commands and /slack/interactions. Without a token outbound
-// messages are skipped; without a signing secret every inbound request is refused.
+// messages are skipped; without a signing secret every inbound request is refused. It also
+// sets what reports name and link to (the namespace, the Temporal UI, FLEETWAVE_COMMIT_URL) and
+// the key of report links: keepEvidence and the report pages use them.
 func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 	token, secret := os.Getenv(envSlackToken), os.Getenv(envSlackSecret)
 	api := chatops.NewAPI(token, os.Getenv(envSlackAPI))
