@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestExitCodes: one rule for every command. 2 when the command could not run (a usage error,
@@ -63,5 +69,33 @@ func TestCompletionWithoutTemporal(t *testing.T) {
 	}
 	if took := time.Since(start); took > completionTimeout+2*time.Second {
 		t.Errorf("completion took %s", took)
+	}
+}
+
+// Temporal answers a long poll with DeadlineExceeded before the caller's own deadline: that is
+// still --timeout passing, not a connection error.
+func TestTimedOut(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	for _, err := range []error{
+		context.DeadlineExceeded,
+		fmt.Errorf("get result: %w", context.DeadlineExceeded),
+		serviceerror.NewDeadlineExceeded("deadline exceeded"),
+		status.Error(codes.DeadlineExceeded, "context deadline exceeded"),
+	} {
+		if !timedOut(ctx, err) {
+			t.Errorf("timedOut(%v) = false with a deadline set", err)
+		}
+		if timedOut(context.Background(), err) {
+			t.Errorf("timedOut(%v) = true without a deadline", err)
+		}
+	}
+	if timedOut(ctx, status.Error(codes.Unavailable, "connection refused")) {
+		t.Error("an unavailable server counted as the timeout")
+	}
+	past, cancelPast := context.WithTimeout(context.Background(), -time.Second)
+	defer cancelPast()
+	if !timedOut(past, errors.New("any error")) {
+		t.Error("an expired context did not count as the timeout")
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -12,7 +13,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
@@ -71,7 +75,7 @@ can resolve there (a branch, a short hash). It prints the rollout's ID.`,
 				wctx, cancel := withTimeout(ctx, timeout)
 				defer cancel()
 				err := waitForRollout(wctx, tc, fleet, commit)
-				if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+				if err != nil && ctx.Err() == nil && timedOut(wctx, err) {
 					err = fmt.Errorf("--timeout %s passed before rollout %s ended", timeout, id)
 				}
 				st, serr := fw.Status(ctx, id)
@@ -228,6 +232,20 @@ func waitForRollout(ctx context.Context, tc client.Client, fleet, commit string)
 		}
 	}
 	return tc.GetWorkflow(ctx, id, "").Get(ctx, nil)
+}
+
+// timedOut says whether err ended a wait on ctx because ctx's deadline came. Temporal answers a
+// long poll with DeadlineExceeded a little before the caller's deadline (it keeps a margin to
+// answer in time), so ctx.Err() alone can still be nil when the wait gives up.
+func timedOut(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		return false
+	}
+	var de *serviceerror.DeadlineExceeded
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &de) || status.Code(err) == codes.DeadlineExceeded
 }
 
 // withTimeout is ctx with a deadline d from now; d <= 0 leaves ctx without one.
