@@ -101,10 +101,14 @@ func BuildReport(exec report.Workflow, events []*historypb.HistoryEvent, final *
 	b := reportBuilder{
 		dc:       DataConverter(),
 		r:        report.Report{TypeMeta: rollout.Meta(rollout.KindReport), Rollout: exec.ID, Workflow: exec, Plan: report.Plan{Path: rollout.PlanFile}},
-		policies: map[int][]rollout.PolicyDecision{},
+		policies: map[int][]report.Decision{},
 		sites:    map[string]*siteTrace{},
 		reverts:  map[string]report.Revert{},
 		started:  -1,
+	}
+	var err error
+	if b.inputs, err = policyInputs(exec, events); err != nil {
+		b.r.PolicyInputsError = err.Error()
 	}
 	for _, ev := range events {
 		if err := b.event(ev); err != nil {
@@ -129,8 +133,12 @@ type reportBuilder struct {
 	scheduled map[int64]*historypb.ActivityTaskScheduledEventAttributes
 	// policies holds the decisions by the index of the wave they were taken for; started is
 	// the index of the last wave started.
-	policies map[int][]rollout.PolicyDecision
+	policies map[int][]report.Decision
 	started  int
+	// inputs are the policy inputs the replay recovered, one per EvaluatePolicy marker in
+	// order; decided counts the markers read.
+	inputs  []rollout.PolicyInput
+	decided int
 	// sites traces each site ("wave/site") through the progress signals.
 	sites   map[string]*siteTrace
 	reverts map[string]report.Revert
@@ -249,12 +257,19 @@ func (b *reportBuilder) marker(m *historypb.MarkerRecordedEventAttributes) error
 	if err := b.decode(m.GetDetails()["data"], &data); err != nil {
 		return err
 	}
-	if data.ActivityType != "EvaluatePolicy" || m.GetFailure() != nil {
+	if data.ActivityType != "EvaluatePolicy" {
 		return nil
 	}
-	var d rollout.PolicyDecision
-	if err := b.decode(m.GetDetails()["result"], &d); err != nil {
+	b.decided++
+	if m.GetFailure() != nil {
+		return nil
+	}
+	d := report.Decision{}
+	if err := b.decode(m.GetDetails()["result"], &d.PolicyDecision); err != nil {
 		return err
+	}
+	if b.decided <= len(b.inputs) {
+		d.Input = &b.inputs[b.decided-1]
 	}
 	b.policies[b.started+1] = append(b.policies[b.started+1], d)
 	return nil
@@ -320,7 +335,7 @@ func (b *reportBuilder) finish() {
 			FinishedAt: w.FinishedAt, Duration: report.Duration(w.StartedAt, w.FinishedAt), Message: w.Message,
 			Policy: b.policies[i], Approval: w.Approval}
 		if len(rw.Policy) == 0 && w.Policy != nil {
-			rw.Policy = []rollout.PolicyDecision{*w.Policy}
+			rw.Policy = []report.Decision{{PolicyDecision: *w.Policy}}
 		}
 		for _, s := range w.Sites {
 			rs := report.Site{Name: s.Name, Branch: s.Branch, Verdict: s.Verdict, Promotion: s.Promotion, Previous: s.Previous, Message: s.Message}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/fleetwave/fleetwave/internal/report"
@@ -21,6 +23,18 @@ var update = flag.Bool("update", false, "rewrite the golden reports in testdata/
 
 // recordedReport builds the report of a recorded rollout history.
 func recordedReport(t *testing.T, name string) report.Report {
+	t.Helper()
+	exec, events := recordedHistory(t, name)
+	r, err := BuildReport(exec, events, nil)
+	if err != nil {
+		t.Fatalf("report of %s: %v", name, err)
+	}
+	r.Link(report.Links{UI: "http://127.0.0.1:8233", Commit: "https://git.example.com/acme/fleet/commit/{sha}"})
+	return r
+}
+
+// recordedHistory reads a recorded rollout history and names its execution.
+func recordedHistory(t *testing.T, name string) (report.Workflow, []*historypb.HistoryEvent) {
 	t.Helper()
 	base := filepath.Join("testdata", "histories", name)
 	id, err := os.ReadFile(base + ".id")
@@ -36,12 +50,132 @@ func recordedReport(t *testing.T, name string) report.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := BuildReport(report.Workflow{Namespace: "default", ID: strings.TrimSpace(string(id)), RunID: "0190f0aa-0000-7000-8000-000000000001"}, h.GetEvents(), nil)
-	if err != nil {
-		t.Fatalf("report of %s: %v", name, err)
+	return report.Workflow{Namespace: "default", ID: strings.TrimSpace(string(id)), RunID: "0190f0aa-0000-7000-8000-000000000001"}, h.GetEvents()
+}
+
+// TestReportPolicyInputs: each decision comes with the input its policies saw, recovered by
+// replaying the history: the wave's sites, the earlier waves' verdicts, the approvals so far,
+// the decision's own time. The approval wave is decided twice; only the second saw the vote.
+func TestReportPolicyInputs(t *testing.T) {
+	for _, tag := range []string{"engine-v2", "evidence"} {
+		r := recordedReport(t, "rollout-approval."+tag)
+		if r.PolicyInputsError != "" {
+			t.Fatalf("%s: %s", tag, r.PolicyInputsError)
+		}
+		eu := r.Waves[1].Policy
+		if len(eu) != 2 || eu[0].Input == nil || eu[1].Input == nil {
+			t.Fatalf("%s: eu-west decisions %+v", tag, eu)
+		}
+		for _, d := range eu {
+			in := d.Input
+			if in.Wave.Name != "eu-west" || len(in.Wave.Sites) != 2 || !in.Now.Equal(d.At) || in.Rollout.ID != r.Rollout ||
+				len(in.PreviousWaves) != 1 || in.PreviousWaves[0].Verdicts["ams-1"] != rollout.VerdictHealthy {
+				t.Errorf("%s: eu-west input %+v", tag, in)
+			}
+		}
+		if a := eu[0].Input.Approvals; len(a) != 0 {
+			t.Errorf("%s: the decision before the approval saw approvals %+v", tag, a)
+		}
+		if a := eu[1].Input.Approvals; len(a) != 1 || a[0].By != "U0LEAD" || a[0].Wave != "eu-west" {
+			t.Errorf("%s: the decision after the approval saw approvals %+v", tag, a)
+		}
+		fleet := r.Waves[2].Policy
+		if len(fleet) != 1 || fleet[0].Input == nil || len(fleet[0].Input.PreviousWaves) != 2 || len(fleet[0].Input.Approvals) != 1 {
+			t.Errorf("%s: fleet decision %+v", tag, fleet)
+		}
 	}
-	r.Link(report.Links{UI: "http://127.0.0.1:8233", Commit: "https://git.example.com/acme/fleet/commit/{sha}"})
-	return r
+}
+
+// A running rollout's history ends wherever the report reads it, inside a workflow task too
+// (only a task's commands are written together with its completion): every decision made by
+// then has its input, and none is made up.
+func TestReportPolicyInputsOfRunningRollout(t *testing.T) {
+	exec, events := recordedHistory(t, "rollout-approval.evidence")
+	final := recordedReport(t, "rollout-approval.evidence")
+	st := rollout.Status{Rollout: final.Rollout, Fleet: final.Fleet, Commit: final.Commit.SHA}
+	for _, w := range final.Waves {
+		st.Waves = append(st.Waves, rollout.WaveStatus{Name: w.Name, Index: w.Index})
+	}
+	decisions, cuts := 0, 0
+	for i := 2; i < len(events)-1; i++ {
+		if m := events[i].GetMarkerRecordedEventAttributes(); m != nil && m.GetMarkerName() == "LocalActivity" {
+			decisions++ // EvaluatePolicy is the rollout's only local activity
+		}
+		if commandEvent(events, i+1) {
+			continue // the server writes a task's commands with its completion
+		}
+		cuts++
+		r, err := BuildReport(exec, events[:i+1], &st)
+		if err != nil {
+			t.Fatalf("report of the first %d events: %v", i+1, err)
+		}
+		if r.PolicyInputsError != "" {
+			t.Fatalf("report of the first %d events: %s", i+1, r.PolicyInputsError)
+		}
+		got := 0
+		for _, w := range r.Waves {
+			for _, d := range w.Policy {
+				if d.Input == nil || !d.Input.Now.Equal(d.At) {
+					t.Errorf("first %d events: decision %+v without its input", i+1, d)
+				}
+				got++
+			}
+		}
+		if got != decisions {
+			t.Errorf("first %d events: %d decisions in the report, %d markers", i+1, got, decisions)
+		}
+	}
+	if decisions < 4 || cuts < 20 {
+		t.Errorf("%d decisions over %d cuts: not the history expected", decisions, cuts)
+	}
+}
+
+// commandEvent says whether events[i] records a command of the workflow task completed just
+// before it.
+func commandEvent(events []*historypb.HistoryEvent, i int) bool {
+	for j := i; j > 0; j-- {
+		switch events[j].GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			return j < i
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED, enumspb.EVENT_TYPE_MARKER_RECORDED, enumspb.EVENT_TYPE_TIMER_STARTED,
+			enumspb.EVENT_TYPE_TIMER_CANCELED, enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES, enumspb.EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED,
+			enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED, enumspb.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+			enumspb.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED, enumspb.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+			enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+			continue
+		}
+		return false
+	}
+	return false
+}
+
+// A history the workflow code cannot replay still gives its report, saying why the inputs
+// are missing rather than failing.
+func TestReportPolicyInputsUnreplayable(t *testing.T) {
+	exec, events := recordedHistory(t, "rollout-approval.evidence")
+	for _, ev := range events {
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "LoadPlan" {
+			a.ActivityType.Name = "LoadSomethingElse"
+		}
+	}
+	r, err := BuildReport(exec, events, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.PolicyInputsError, "replay") || r.State != rollout.StateSucceeded {
+		t.Fatalf("state %s, inputs error %q", r.State, r.PolicyInputsError)
+	}
+	for _, w := range r.Waves {
+		for _, d := range w.Policy {
+			if d.Input != nil {
+				t.Errorf("wave %s: an input despite the failed replay", w.Name)
+			}
+		}
+	}
+	if md := report.Markdown(r); !strings.Contains(md, "| Policy inputs | not recovered from the history: replay") {
+		t.Errorf("the Markdown does not say the inputs are missing:\n%s", md)
+	}
 }
 
 // TestReportGolden builds the reports of four recorded rollouts, in their three forms, and

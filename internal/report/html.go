@@ -100,11 +100,11 @@ func newTimeline(r Report) timeline {
 		row := tlRow{Y: tlTop + i*tlRowHeight + 6, TextY: tlTop + i*tlRowHeight + 22, Label: fmt.Sprintf("%d. %s", w.Index+1, w.Name)}
 		if len(w.Policy) > 0 && !w.Policy[0].At.IsZero() {
 			if waitEnd := firstNonZero(w.StartedAt, w.FinishedAt); w.Policy[0].Outcome == rollout.PolicyWait || waitEnd.After(w.Policy[0].At.Add(time.Second)) {
-				row.Bars = append(row.Bars, bar(w.Policy[0].At, waitEnd, "wait", "policy: "+DecisionText(w.Policy[len(w.Policy)-1])))
+				row.Bars = append(row.Bars, bar(w.Policy[0].At, waitEnd, "wait", "policy: "+DecisionText(w.Policy[len(w.Policy)-1].PolicyDecision)))
 			}
 		}
 		if last := len(w.Policy) - 1; last >= 0 && w.Policy[last].Outcome == rollout.PolicyDeny && !w.Policy[last].At.IsZero() {
-			row.Bars = append(row.Bars, tlBar{X: x(w.Policy[last].At), Width: 4, Class: "deny", Title: "policy: " + DecisionText(w.Policy[last])})
+			row.Bars = append(row.Bars, tlBar{X: x(w.Policy[last].At), Width: 4, Class: "deny", Title: "policy: " + DecisionText(w.Policy[last].PolicyDecision)})
 		}
 		if a := w.Approval; a != nil && !a.RequestedAt.IsZero() {
 			until := firstNonZero(w.StartedAt, w.FinishedAt)
@@ -160,6 +160,8 @@ var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"short":    rollout.Short,
 	"trigger":  TriggerText,
 	"decision": DecisionText,
+	"input":    InputText,
+	"missing":  inputsMissing,
 	"outcome":  approvalOutcome,
 	"vote":     voteWord,
 	"measure":  measurement,
@@ -204,7 +206,8 @@ svg .tick{stroke:#d0d7de}
 <tr><th>Started</th><td>{{stamp .StartedAt}}</td></tr>
 {{if not .FinishedAt.IsZero}}<tr><th>Finished</th><td>{{stamp .FinishedAt}} ({{.Duration}})</td></tr>{{end}}
 <tr><th>Workflow</th><td>{{if .Workflow.URL}}<a href="{{.Workflow.URL}}"><code>{{.Workflow.ID}}</code></a>{{else}}<code>{{.Workflow.ID}}</code>{{end}}{{if .Workflow.RunID}} run <code>{{.Workflow.RunID}}</code>{{end}} in namespace <code>{{.Workflow.Namespace}}</code></td></tr>
-</table>
+{{if .PolicyInputsError}}<tr><th>Policy inputs</th><td>{{missing .PolicyInputsError}}</td></tr>
+{{end}}</table>
 {{with .Timeline}}{{if .Rows}}
 <h2>Timeline</h2>
 <svg xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="timeline of the waves">
@@ -218,7 +221,7 @@ svg .tick{stroke:#d0d7de}
 {{$n := len .Waves}}{{range .Waves}}
 <h2>Wave {{plus1 .Index}}/{{$n}} {{.Name}}: <span class="state-{{class .State}}">{{.State}}</span></h2>
 <p>{{if not .StartedAt.IsZero}}Started {{stamp .StartedAt}}{{else}}Not started{{end}}{{if not .ConvergedAt.IsZero}}, converged {{stamp .ConvergedAt}}{{end}}{{if not .FinishedAt.IsZero}}, finished {{stamp .FinishedAt}} ({{.Duration}}){{end}}.{{if .Message}}<br>{{.Message}}{{end}}</p>
-{{if .Policy}}<h3>Policy decisions</h3><ul>{{range .Policy}}<li>{{stamp .At}}: {{decision .}}</li>{{end}}</ul>{{end}}
+{{if .Policy}}<h3>Policy decisions</h3><ul>{{range .Policy}}<li>{{stamp .At}}: {{decision .PolicyDecision}}{{with .Input}}<br><small>input: {{input .}}</small>{{end}}</li>{{end}}</ul>{{end}}
 {{with .Approval}}<h3>Approval</h3><p>{{count .Quorum "approval"}} of {{range $i, $a := .Approvers}}{{if $i}}, {{end}}{{$a}}{{end}}; requested {{stamp .RequestedAt}}, expires {{stamp .ExpiresAt}}; {{outcome .}}.</p>
 {{if .Votes}}<table><tr><th>Approver</th><th>Decision</th><th>Via</th><th>At</th><th>Comment</th></tr>{{range .Votes}}<tr><td>{{.By}}</td><td>{{vote .}}</td><td>{{.Via}}</td><td>{{stamp .At}}</td><td>{{.Comment}}</td></tr>{{end}}</table>{{end}}{{end}}
 {{if .Sites}}<h3>Sites</h3>

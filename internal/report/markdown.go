@@ -1,7 +1,10 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +46,7 @@ func Markdown(r Report) string {
 		wf += " run `" + r.Workflow.RunID + "`"
 	}
 	row("Workflow", wf+" in namespace `"+cell(r.Workflow.Namespace)+"`")
+	row("Policy inputs", cell(inputsMissing(r.PolicyInputsError)))
 	for _, w := range r.Waves {
 		markdownWave(&b, w, len(r.Waves))
 	}
@@ -77,7 +81,10 @@ func markdownWave(b *strings.Builder, w Wave, waves int) {
 	if len(w.Policy) > 0 {
 		b.WriteString("\n**Policy decisions**\n\n")
 		for _, d := range w.Policy {
-			fmt.Fprintf(b, "- %s: %s\n", stamp(d.At), cell(DecisionText(d)))
+			fmt.Fprintf(b, "- %s: %s\n", stamp(d.At), cell(DecisionText(d.PolicyDecision)))
+			if d.Input != nil {
+				fmt.Fprintf(b, "  - input: %s\n", cell(InputText(*d.Input)))
+			}
 		}
 	}
 	if a := w.Approval; a != nil {
@@ -166,6 +173,52 @@ func TriggerText(t *rollout.Trigger) string {
 		return "the fleet's poll of its source branch"
 	}
 	return t.Via
+}
+
+// inputsMissing says why the decisions come without their inputs, if they do.
+func inputsMissing(why string) string {
+	if why == "" {
+		return ""
+	}
+	return "not recovered from the history: " + why
+}
+
+// InputText sums up a policy input in a line: the wave's sites, how the earlier waves went,
+// the approvals given so far. The JSON form of the report holds the input whole.
+func InputText(in rollout.PolicyInput) string {
+	parts := []string{fmt.Sprintf("wave %s, %s", in.Wave.Name, namesText(in.Wave.Sites))}
+	for _, w := range in.PreviousWaves {
+		counts := map[rollout.Verdict]int{}
+		for _, v := range w.Verdicts {
+			counts[v]++
+		}
+		var vs []string
+		for _, v := range slices.Sorted(maps.Keys(counts)) {
+			vs = append(vs, fmt.Sprintf("%d %s", counts[v], v))
+		}
+		parts = append(parts, fmt.Sprintf("after %s %s (%s)", w.Name, w.State, cmp.Or(strings.Join(vs, ", "), "no verdicts")))
+	}
+	if len(in.Approvals) == 0 {
+		parts = append(parts, "no approvals")
+	}
+	for _, a := range in.Approvals {
+		parts = append(parts, fmt.Sprintf("approved by %s via %s for %s", a.By, a.Via, a.Wave))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// namesText counts the sites and names the first few.
+func namesText(sites []rollout.PolicySite) string {
+	const shown = 5
+	var names []string
+	for i, s := range sites {
+		if i == shown {
+			names = append(names, fmt.Sprintf("and %d more", len(sites)-shown))
+			break
+		}
+		names = append(names, s.Name)
+	}
+	return rollout.Count(len(sites), "site") + " (" + strings.Join(names, ", ") + ")"
 }
 
 // DecisionText says what a policy decision was.

@@ -43,6 +43,9 @@ type Report struct {
 	// Controls are the operators' actions (pause, resume, abort, rollback) and the
 	// fleet's supersede, oldest first.
 	Controls []rollout.Control `json:"controls,omitempty"`
+	// PolicyInputsError says why the policies' inputs are missing from the decisions, when
+	// replaying the history to recover them failed.
+	PolicyInputsError string `json:"policyInputsError,omitempty"`
 }
 
 // Workflow names the rollout's workflow execution, with its Temporal UI address when known.
@@ -87,9 +90,16 @@ type Wave struct {
 	Message     string        `json:"message,omitempty"`
 	// Policy lists every policy decision taken before the wave, oldest first (a wave that
 	// waits is decided again when its wait ends).
-	Policy   []rollout.PolicyDecision `json:"policy,omitempty"`
-	Approval *rollout.ApprovalStatus  `json:"approval,omitempty"`
-	Sites    []Site                   `json:"sites,omitempty"`
+	Policy   []Decision              `json:"policy,omitempty"`
+	Approval *rollout.ApprovalStatus `json:"approval,omitempty"`
+	Sites    []Site                  `json:"sites,omitempty"`
+}
+
+// Decision is one policy decision and the input the policies decided on: the same document
+// Rego sees as input.
+type Decision struct {
+	rollout.PolicyDecision
+	Input *rollout.PolicyInput `json:"input,omitempty"`
 }
 
 // Site is what happened to one site of a wave.
