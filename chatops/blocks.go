@@ -117,7 +117,7 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 		}
 		if l.Report != nil {
 			if link := l.Report(st.Rollout); link != "" {
-				links = append(links, fmt.Sprintf("<%s|report>", link))
+				links = append(links, fmt.Sprintf("<%s|report>", esc(link))) // Slack reads &amp; in a link as &
 			}
 		}
 		if len(links) > 0 {

@@ -273,10 +273,10 @@ func TestReminderAndReportLink(t *testing.T) {
 	if raw, _ := json.Marshal(blocks); !strings.Contains(string(raw), "already decided") {
 		t.Errorf("reminder of a decided request: %s", raw)
 	}
-	l := Links{UI: "http://ui", Report: func(id string) string { return "https://fw.example/reports/" + id + ".md?sig=x" }}
+	l := Links{UI: "http://ui", Report: func(id string) string { return "https://fw.example/reports/" + id + ".md?exp=1&sig=x" }}
 	blocks, _ = EventBlocks(rollout.Event{Kind: rollout.EventFinished}, st, l)
 	raw, _ = json.Marshal(blocks)
-	if !strings.Contains(string(raw), "|Temporal UI\\u003e, \\u003chttps://fw.example/reports/"+st.Rollout+".md?sig=x|report\\u003e)") {
+	if !strings.Contains(string(raw), "|Temporal UI\\u003e, \\u003chttps://fw.example/reports/"+st.Rollout+".md?exp=1\\u0026amp;sig=x|report\\u003e)") {
 		t.Errorf("finished: %s", raw)
 	}
 }

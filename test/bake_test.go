@@ -58,11 +58,11 @@ func TestLongBakeContinuesAsNew(t *testing.T) {
 		t.Errorf("canary wave: %d runs, %d continued as new; want at least 2 continued and one more", len(resp.Executions), continued)
 	}
 	// The last run is still the rollout's child: it reported to it and the rollout waited for it.
-	d, err := tc.DescribeWorkflowExecution(ctx, canary, "")
+	d, err := tc.DescribeWorkflow(ctx, canary, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := d.GetWorkflowExecutionInfo().GetParentExecution(); p.GetWorkflowId() != id {
+	if p := d.RawResponse.GetWorkflowExecutionInfo().GetParentExecution(); p.GetWorkflowId() != id {
 		t.Errorf("last canary run's parent %v, want %s", p, id)
 	}
 	st := statusJSON(t, bin, tp.Address, id)

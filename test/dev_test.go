@@ -198,7 +198,7 @@ func waitRollout(t *testing.T, tc client.Client, id string, limit time.Duration)
 	var run client.WorkflowRun
 	for {
 		run = tc.GetWorkflow(ctx, id, "")
-		if _, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil {
+		if _, err := tc.DescribeWorkflow(ctx, id, ""); err == nil {
 			break
 		}
 		if ctx.Err() != nil {

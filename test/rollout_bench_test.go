@@ -92,11 +92,11 @@ func measureRollout(b *testing.B, n int, serverConfig []string) rolloutResult {
 	}
 	var line []string
 	for _, wave := range []string{"canary", "r1", "rest"} {
-		d, err := f.tc.DescribeWorkflowExecution(ctx, workflows.WaveID(run.GetID(), wave), "")
+		d, err := f.tc.DescribeWorkflow(ctx, workflows.WaveID(run.GetID(), wave), "")
 		if err != nil {
 			b.Fatal(err)
 		}
-		info := d.GetWorkflowExecutionInfo()
+		info := d.RawResponse.GetWorkflowExecutionInfo()
 		took := info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime())
 		res.waves[wave] = took
 		res.push[wave] = promotionTime(ctx, b, f.tc, workflows.WaveID(run.GetID(), wave))

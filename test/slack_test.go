@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -287,12 +288,16 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	if link == nil {
 		t.Fatalf("the last message links no report: %s", blocks(final[0]))
 	}
+	link[1] = html.UnescapeString(link[1]) // as Slack does: &amp; in mrkdwn is &
 	page, code := httpGet(t, link[1])
 	if code != http.StatusOK || !strings.HasPrefix(page, "# Rollout "+id+": Succeeded") || !strings.Contains(page, "| U0LEAD | approved | slack |") {
 		t.Errorf("report page %s: HTTP %d\n%s", link[1], code, page)
 	}
 	if _, code := httpGet(t, strings.Replace(link[1], "sig=", "sig=0", 1)); code != http.StatusNotFound {
 		t.Errorf("report page with a forged signature: HTTP %d", code)
+	}
+	if _, code := httpGet(t, strings.Replace(link[1], "exp=", "exp=1", 1)); code != http.StatusNotFound {
+		t.Errorf("report page with a later expiry than signed: HTTP %d", code)
 	}
 	if _, code := httpGet(t, strings.Replace(link[1], ".md?", ".html?", 1)); code != http.StatusOK {
 		t.Errorf("report page as HTML: HTTP %d", code)

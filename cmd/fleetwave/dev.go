@@ -155,6 +155,9 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	m.WatchRollouts(n.fw, fleetName)
 	n.head = headOf(writer, plan.SourceBranch)
 	n.publicURL = cmp.Or(os.Getenv(envPublicURL), "http://"+o.http)
+	if n.reportTTL, err = reportLinkTTL(); err != nil {
+		return err
+	}
 	n.setupSlack(log, ts.UI, "default")
 	n.keepEvidence(writer, o.evidenceBranch)
 	w, err := n.startWorker(writer, simFleet, 500*time.Millisecond)

@@ -200,6 +200,9 @@ func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o 
 		return fail(err)
 	}
 	n.publicURL = os.Getenv(envPublicURL)
+	if n.reportTTL, err = reportLinkTTL(); err != nil {
+		return fail(err)
+	}
 	n.setupSlack(log, os.Getenv(envTemporalUI), namespace)
 	n.keepEvidence(of.writer, of.cfg.EvidenceBranch)
 	w, err := n.startWorker(of.writer, driver, 2*time.Second)

@@ -8,8 +8,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetwave/fleetwave/gitops/gitserver"
 	"github.com/fleetwave/fleetwave/internal/report"
@@ -131,12 +133,18 @@ func TestReportPageRefuses(t *testing.T) {
 	n.reportKey = report.LinkKey("signing-secret")
 	id := "rollout/demo/0123456789ab"
 	other := "rollout/beta/0123456789ab"
+	exp := time.Now().Add(time.Hour).Truncate(time.Second)
+	link := func(key []byte, id string, exp time.Time) string {
+		return "/reports/" + id + ".md?exp=" + strconv.FormatInt(exp.Unix(), 10) + "&sig=" + report.LinkSignature(key, id, exp)
+	}
 	for _, path := range []string{
 		"/reports/" + id + ".md",
-		"/reports/" + id + ".md?sig=" + report.LinkSignature(report.LinkKey("another secret"), id),
-		"/reports/" + id + ".md?sig=" + report.LinkSignature(n.reportKey, "rollout/demo/ffffffffffff"),
-		"/reports/" + other + ".md?sig=" + report.LinkSignature(n.reportKey, other),
-		"/reports/" + id + ".txt?sig=" + report.LinkSignature(n.reportKey, id),
+		link(report.LinkKey("another secret"), id, exp),
+		strings.Replace(link(n.reportKey, "rollout/demo/ffffffffffff", exp), "ffffffffffff", "0123456789ab", 1),
+		link(n.reportKey, other, exp),
+		strings.Replace(link(n.reportKey, id, exp), ".md?", ".txt?", 1),
+		link(n.reportKey, id, time.Now().Add(-time.Second)), // expired
+		strings.Replace(link(n.reportKey, id, exp), "exp=", "exp=9", 1),
 	} {
 		rec := httptest.NewRecorder()
 		n.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -147,8 +155,23 @@ func TestReportPageRefuses(t *testing.T) {
 	// Without a Slack signing secret there is no key, and no page.
 	n.reportKey = nil
 	rec := httptest.NewRecorder()
-	n.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/reports/"+id+".md?sig="+report.LinkSignature(nil, id), nil))
+	n.handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, link(nil, id, exp), nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("GET without a key: %d, want 404", rec.Code)
+	}
+}
+
+func TestReportLinkTTL(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": defaultReportLinkTTL, "720h": 720 * time.Hour, "90s": 90 * time.Second} {
+		t.Setenv(envReportLinkTTL, v)
+		if got, err := reportLinkTTL(); err != nil || got != want {
+			t.Errorf("%s=%q: %s, %v; want %s", envReportLinkTTL, v, got, err, want)
+		}
+	}
+	for _, v := range []string{"90 days", "0", "-1h"} {
+		t.Setenv(envReportLinkTTL, v)
+		if _, err := reportLinkTTL(); err == nil || !strings.Contains(err.Error(), envReportLinkTTL) || !strings.Contains(err.Error(), v) {
+			t.Errorf("%s=%q: %v, want an error naming the setting and the value", envReportLinkTTL, v, err)
+		}
 	}
 }

@@ -83,10 +83,11 @@ type node struct {
 	// namespace is the Temporal namespace of the fleet's workflows.
 	namespace string
 	// publicURL is where people reach this server (FLEETWAVE_PUBLIC_URL), for report links;
-	// reportKey signs them (report.LinkKey: nil, no links and no report pages); reportLinks are
-	// the reports' own links.
+	// reportKey signs them (report.LinkKey: nil, no links and no report pages) and reportTTL
+	// is how long one lasts (FLEETWAVE_REPORT_LINK_TTL); reportLinks are the reports' own links.
 	publicURL   string
 	reportKey   []byte
+	reportTTL   time.Duration
 	reportLinks report.Links
 	// evidence writes each ended rollout's report to the evidence branch (keepEvidence); nil
 	// keeps none.
@@ -346,16 +347,17 @@ func startSimFleet(ctx context.Context, src sim.Source, plan *rollout.Plan, log 
 	return f, func() { <-done }
 }
 
-// reportPage serves GET /reports/<rollout ID>.md (or .html, .json) ?sig=<signature>: the
-// rollout's report, to whoever has the signed link its Slack thread's last message gives.
-// Without a valid signature for that rollout the page does not exist: 404, as for a rollout of
-// another fleet.
+// reportPage serves GET /reports/<rollout ID>.md (or .html, .json) ?exp=<unix>&sig=<signature>:
+// the rollout's report, to whoever has the signed link its Slack thread's last message gives,
+// until the link expires. Without a valid signature for that rollout and expiry, or after it,
+// the page does not exist: 404, as for a rollout of another fleet.
 func (n *node) reportPage(w http.ResponseWriter, r *http.Request) {
 	p := r.PathValue("path")
 	ext := path.Ext(p)
 	id := strings.TrimSuffix(p, ext)
 	format := map[string]string{".md": "md", ".html": "html", ".json": "json"}[ext]
-	if format == "" || !strings.HasPrefix(id, "rollout/"+n.fleet+"/") || !report.LinkValid(n.reportKey, id, r.URL.Query().Get("sig")) {
+	q := r.URL.Query()
+	if format == "" || !strings.HasPrefix(id, "rollout/"+n.fleet+"/") || !report.LinkValid(n.reportKey, id, q.Get("exp"), q.Get("sig"), time.Now()) {
 		http.NotFound(w, r)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/chatops"
@@ -24,7 +25,26 @@ const (
 	// envPublicURL is the address people reach this server at (its ingress), for the report
 	// links of Slack threads.
 	envPublicURL = "FLEETWAVE_PUBLIC_URL"
+	// envReportLinkTTL is how long a report link posted in Slack lasts.
+	envReportLinkTTL = "FLEETWAVE_REPORT_LINK_TTL"
 )
+
+// defaultReportLinkTTL keeps a report link readable for a quarter: long enough for a change
+// review, short enough that a link copied out of Slack does not last for good.
+const defaultReportLinkTTL = 90 * 24 * time.Hour
+
+// reportLinkTTL reads FLEETWAVE_REPORT_LINK_TTL (a duration such as 720h; 90 days if unset).
+func reportLinkTTL() (time.Duration, error) {
+	v := os.Getenv(envReportLinkTTL)
+	if v == "" {
+		return defaultReportLinkTTL, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s: %q is not a positive duration: use a number with a unit, like 720h", envReportLinkTTL, v)
+	}
+	return d, nil
+}
 
 // setupSlack wires Slack into the node: the activities that post threads and resolve groups,
 // and the handlers of /slack/commands and /slack/interactions. Without a token outbound
@@ -48,7 +68,9 @@ func (n *node) setupSlack(log *slog.Logger, ui, namespace string) {
 	n.reportLinks = report.Links{UI: ui, Commit: os.Getenv(envCommitURL)}
 	links := chatops.Links{UI: ui, Namespace: namespace}
 	if n.publicURL != "" && len(n.reportKey) > 0 {
-		links.Report = func(id string) string { return report.PageURL(n.publicURL, n.reportKey, id) }
+		links.Report = func(id string) string {
+			return report.PageURL(n.publicURL, n.reportKey, id, time.Now().Add(n.reportTTL).Truncate(time.Second))
+		}
 	}
 	n.slack = &activities.Slack{
 		Notifier: &chatops.Notifier{API: api, Links: links, Log: log},

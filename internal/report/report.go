@@ -278,24 +278,30 @@ func LinkKey(signingSecret string) []byte {
 	return m.Sum(nil)
 }
 
-// LinkSignature is the signature of the report link of rollout id: whoever has the link (the
-// rollout's Slack thread) may read the report, nobody can make one for another rollout.
-func LinkSignature(key []byte, id string) string {
+// LinkSignature is the signature of the report link of rollout id that expires at expires:
+// whoever has the link (the rollout's Slack thread) may read the report until then, nobody can
+// make one for another rollout or a later expiry.
+func LinkSignature(key []byte, id string, expires time.Time) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte(id))
+	m.Write([]byte(id + "\n" + strconv.FormatInt(expires.Unix(), 10)))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// LinkValid reports whether sig is the signature of rollout id's report link.
-func LinkValid(key []byte, id, sig string) bool {
-	return len(key) > 0 && hmac.Equal([]byte(sig), []byte(LinkSignature(key, id)))
+// LinkValid reports whether sig is the signature of rollout id's report link expiring at exp
+// (Unix seconds, as the link gives it), and that it has not expired at now.
+func LinkValid(key []byte, id, exp, sig string, now time.Time) bool {
+	unix, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || len(key) == 0 || !now.Before(time.Unix(unix, 0)) {
+		return false
+	}
+	return hmac.Equal([]byte(sig), []byte(LinkSignature(key, id, time.Unix(unix, 0))))
 }
 
 // PageURL is the address of rollout id's Markdown report on a fleetwave server reached at
-// base (its public URL), signed with key; "" without either.
-func PageURL(base string, key []byte, id string) string {
+// base (its public URL), signed with key and valid until expires; "" without base or key.
+func PageURL(base string, key []byte, id string, expires time.Time) string {
 	if base == "" || len(key) == 0 {
 		return ""
 	}
-	return strings.TrimSuffix(base, "/") + "/reports/" + id + ".md?sig=" + LinkSignature(key, id)
+	return strings.TrimSuffix(base, "/") + "/reports/" + id + ".md?exp=" + strconv.FormatInt(expires.Unix(), 10) + "&sig=" + LinkSignature(key, id, expires)
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -37,14 +38,34 @@ func TestGateWorst(t *testing.T) {
 func TestLinks(t *testing.T) {
 	key := LinkKey("secret")
 	id := "rollout/demo/0123456789ab"
-	if !LinkValid(key, id, LinkSignature(key, id)) || LinkValid(key, "rollout/demo/ffffffffffff", LinkSignature(key, id)) ||
-		LinkValid(LinkKey("other"), id, LinkSignature(key, id)) || LinkValid(nil, id, LinkSignature(nil, id)) {
-		t.Error("a report link is valid for another rollout or key, or without a key")
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	exp := now.Add(time.Hour)
+	unix := strconv.FormatInt(exp.Unix(), 10)
+	if !LinkValid(key, id, unix, LinkSignature(key, id, exp), now) {
+		t.Fatal("a link signed for this rollout, key and expiry is refused")
 	}
-	if got := PageURL("https://fw.example/", key, id); got != "https://fw.example/reports/"+id+".md?sig="+LinkSignature(key, id) {
+	for _, tt := range []struct {
+		why          string
+		key          []byte
+		id, exp, sig string
+		now          time.Time
+	}{
+		{"another rollout", key, "rollout/demo/ffffffffffff", unix, LinkSignature(key, id, exp), now},
+		{"another key", LinkKey("other"), id, unix, LinkSignature(key, id, exp), now},
+		{"no key", nil, id, unix, LinkSignature(nil, id, exp), now},
+		{"expired", key, id, unix, LinkSignature(key, id, exp), exp},
+		{"a later expiry than signed", key, id, strconv.FormatInt(exp.Add(time.Hour).Unix(), 10), LinkSignature(key, id, exp), exp},
+		{"no expiry", key, id, "", LinkSignature(key, id, exp), now},
+		{"an expiry that is no number", key, id, unix + "x", LinkSignature(key, id, exp), now},
+	} {
+		if LinkValid(tt.key, tt.id, tt.exp, tt.sig, tt.now) {
+			t.Errorf("a report link is valid with %s", tt.why)
+		}
+	}
+	if got := PageURL("https://fw.example/", key, id, exp); got != "https://fw.example/reports/"+id+".md?exp="+unix+"&sig="+LinkSignature(key, id, exp) {
 		t.Errorf("PageURL = %s", got)
 	}
-	if PageURL("", key, id) != "" || PageURL("https://fw.example", nil, id) != "" {
+	if PageURL("", key, id, exp) != "" || PageURL("https://fw.example", nil, id, exp) != "" {
 		t.Error("a page URL without a public URL or a key")
 	}
 	l := Links{UI: "http://ui:8233/", Commit: "https://git.example/acme/fleet/commit/{sha}"}
