@@ -815,3 +815,41 @@ func TestRolloutSaysItsSitesWereSimulated(t *testing.T) {
 		t.Errorf("status %s, simulated %v; want Succeeded on simulated sites", st.State, st.Simulated)
 	}
 }
+
+// TestLargeWavePromotesInLargeChunks: a wave of 3,000 sites is pushed in two Promote calls
+// (2,500 and 500 sites); a wave workflow started before versionPromoteChunk keeps its
+// 500-site calls.
+func TestLargeWavePromotesInLargeChunks(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n  sites:\n")
+	for i := range 3000 {
+		fmt.Fprintf(&b, "    - {name: s%04d}\n", i)
+	}
+	b.WriteString("  waves:\n    - {name: all, bake: 1m}\n  health: {interval: 1m}\n")
+	for _, tt := range []struct {
+		version workflow.Version
+		sizes   []int
+	}{
+		{1, []int{2500, 500}},
+		{workflow.DefaultVersion, []int{500, 500, 500, 500, 500, 500}},
+	} {
+		env := newEnv(t)
+		env.OnGetVersion(versionPromoteChunk, workflow.DefaultVersion, 1).Return(tt.version)
+		f := newFakeFleet(t, env, b.String())
+		st, err := run(t, env)
+		if err != nil || st.State != rollout.StateSucceeded {
+			t.Fatalf("version %d: %s, %v", tt.version, st.State, err)
+		}
+		var sizes []int
+		promoted := map[string]bool{}
+		for _, c := range f.callsOf("promote") {
+			sizes = append(sizes, len(c.Sites))
+			for _, s := range c.Sites {
+				promoted[s] = true
+			}
+		}
+		if !slices.Equal(sizes, tt.sizes) || len(promoted) != 3000 {
+			t.Errorf("version %d: Promote calls of %v sites, %d sites promoted; want %v and 3000", tt.version, sizes, len(promoted), tt.sizes)
+		}
+	}
+}
