@@ -336,6 +336,19 @@ func TestDevEndToEnd(t *testing.T) {
 		goodReport.Commit.Subject != "podinfo 6.6.0" || !strings.HasPrefix(goodReport.Workflow.URL, dev.urls["ui"]+"/namespaces/default/workflows/") {
 		t.Errorf("report of %s: trigger %+v, plan %+v, commit %+v, workflow %+v", goodID, tr, goodReport.Plan, goodReport.Commit, goodReport.Workflow)
 	}
+	// Each policy decision comes with the input the policies saw, replayed from the history.
+	decisions := 0
+	for _, w := range goodReport.Waves {
+		for _, d := range w.Policy {
+			decisions++
+			if d.Input == nil || d.Input.Wave.Name != w.Name || !d.Input.Now.Equal(d.At) || d.Input.Rollout.Commit != good {
+				t.Errorf("report of %s: wave %s decision %+v, input %+v", goodID, w.Name, d.PolicyDecision, d.Input)
+			}
+		}
+	}
+	if decisions < len(goodReport.Waves) || goodReport.PolicyInputsError != "" {
+		t.Errorf("report of %s: %d policy decisions for %d waves; %s", goodID, decisions, len(goodReport.Waves), goodReport.PolicyInputsError)
+	}
 
 	// Shell completion offers the rollouts, and the waves of one.
 	completions := completeCLI(t, bin, dev.urls["temporal"], "report", "rollout/demo/")

@@ -65,13 +65,13 @@ func (c *ControlSignal) UnmarshalJSON(data []byte) error {
 }
 
 // chunk is the most sites one activity call handles, so that no payload of a large wave
-// nears Temporal's size limits: a wave of 9,000 sites is promoted, waited for and observed in
-// calls of 500 sites (run in parallel where the runbook allows).
+// nears Temporal's size limits: a wave of 9,000 sites is waited for and observed in calls of
+// 500 sites (run in parallel where the runbook allows); promotions use promoteChunk.
 const chunk = 500
 
-// promoteChunk is the most sites one Promote call pushes, under versionPromoteChunk. A push
-// costs about 0.35 s whatever its size on a server with 10,000 branches (git advertises them
-// all before each push), so 500-site pushes made promotion most of a large wave's time; a
+// promoteChunk is the most sites one Promote call pushes, under versionPromoteChunk. Each push
+// has a cost of its own on a server with 10,000 branches (git advertises them all before it):
+// in pushes of 500 sites it was half of a 9,000-site wave's promotion (docs/benchmarks.md). A
 // result of 2,500 changes is about 520 KB of JSON, 140 KB once the data converter compressed it,
 // far inside Temporal's 2 MiB payload limit.
 const promoteChunk = 2500
