@@ -736,14 +736,8 @@ func TestRolloutPastTheFailureBudget(t *testing.T) {
 // to the history stays small; the status still shows every site healthy at its promotion, and
 // the one site that degrades is found and reverted.
 func TestLargeWaveHealthRoundsReportChanges(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n  sites:\n")
-	for i := range 600 {
-		fmt.Fprintf(&b, "    - {name: s%03d}\n", i)
-	}
-	b.WriteString("  waves:\n    - {name: all, bake: 10m}\n  health: {interval: 1m, failureThreshold: 3}\n  rollback: {scope: site}\n")
 	env := newEnv(t)
-	f := newFakeFleet(t, env, b.String())
+	f := newFakeFleet(t, env, oneWavePlan(600, "%03d", "bake: 10m", "health: {interval: 1m, failureThreshold: 3}\n  rollback: {scope: site}"))
 	f.degraded["s321"] = true
 	st, err := run(t, env)
 	sizes := f.roundSizes
@@ -820,12 +814,7 @@ func TestRolloutSaysItsSitesWereSimulated(t *testing.T) {
 // (2,500 and 500 sites); a wave workflow started before versionPromoteChunk keeps its
 // 500-site calls.
 func TestLargeWavePromotesInLargeChunks(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n  sites:\n")
-	for i := range 3000 {
-		fmt.Fprintf(&b, "    - {name: s%04d}\n", i)
-	}
-	b.WriteString("  waves:\n    - {name: all, bake: 1m}\n  health: {interval: 1m}\n")
+	plan := oneWavePlan(3000, "%04d", "bake: 1m", "health: {interval: 1m}")
 	for _, tt := range []struct {
 		version workflow.Version
 		sizes   []int
@@ -835,7 +824,7 @@ func TestLargeWavePromotesInLargeChunks(t *testing.T) {
 	} {
 		env := newEnv(t)
 		env.OnGetVersion(versionPromoteChunk, workflow.DefaultVersion, 1).Return(tt.version)
-		f := newFakeFleet(t, env, b.String())
+		f := newFakeFleet(t, env, plan)
 		st, err := run(t, env)
 		if err != nil || st.State != rollout.StateSucceeded {
 			t.Fatalf("version %d: %s, %v", tt.version, st.State, err)
@@ -852,4 +841,16 @@ func TestLargeWavePromotesInLargeChunks(t *testing.T) {
 			t.Errorf("version %d: Promote calls of %v sites, %d sites promoted; want %v and 3000", tt.version, sizes, len(promoted), tt.sizes)
 		}
 	}
+}
+
+// oneWavePlan is a plan of n sites s<number> (numbered with format) in one wave "all" with the
+// wave's settings, then the spec's lines in tail.
+func oneWavePlan(n int, format, wave, tail string) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n  sites:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "    - {name: s"+format+"}\n", i)
+	}
+	fmt.Fprintf(&b, "  waves:\n    - {name: all, %s}\n  %s\n", wave, tail)
+	return b.String()
 }
