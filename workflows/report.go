@@ -106,9 +106,11 @@ func BuildReport(exec report.Workflow, events []*historypb.HistoryEvent, final *
 		reverts:  map[string]report.Revert{},
 		started:  -1,
 	}
-	var err error
-	if b.inputs, err = policyInputs(exec, events); err != nil {
-		b.r.PolicyInputsError = err.Error()
+	if b.anyDecision(events) {
+		var err error
+		if b.inputs, err = policyInputs(exec, events); err != nil {
+			b.r.PolicyInputsError = err.Error()
+		}
 	}
 	for _, ev := range events {
 		if err := b.event(ev); err != nil {
@@ -245,6 +247,29 @@ func (b *reportBuilder) activity(s *historypb.ActivityTaskScheduledEventAttribut
 		}
 	}
 	return nil
+}
+
+// anyDecision reports whether the history holds a policy decision: a rollout whose plan has
+// no policies has none, and its report needs no replay.
+func (b *reportBuilder) anyDecision(events []*historypb.HistoryEvent) bool {
+	for _, ev := range events {
+		if m := ev.GetMarkerRecordedEventAttributes(); m != nil && b.markerActivity(m) == "EvaluatePolicy" {
+			return true
+		}
+	}
+	return false
+}
+
+// markerActivity is the activity type of a local activity's marker, "" for other markers.
+func (b *reportBuilder) markerActivity(m *historypb.MarkerRecordedEventAttributes) string {
+	if m.GetMarkerName() != "LocalActivity" {
+		return ""
+	}
+	var data struct{ ActivityType string }
+	if b.decode(m.GetDetails()["data"], &data) != nil {
+		return ""
+	}
+	return data.ActivityType
 }
 
 // marker reads a policy decision from its local activity's marker: it is for the wave after
