@@ -57,7 +57,7 @@ func recordedHistory(t *testing.T, name string) (report.Workflow, []*historypb.H
 // replaying the history: the wave's sites, the earlier waves' verdicts, the approvals so far,
 // the decision's own time. The approval wave is decided twice; only the second saw the vote.
 func TestReportPolicyInputs(t *testing.T) {
-	for _, tag := range []string{"engine-v2", "evidence"} {
+	for _, tag := range []string{"engine-v2", "evidence", "chunk"} {
 		r := recordedReport(t, "rollout-approval."+tag)
 		if r.PolicyInputsError != "" {
 			t.Fatalf("%s: %s", tag, r.PolicyInputsError)
@@ -228,7 +228,7 @@ func TestReportGolden(t *testing.T) {
 // TestReportFacts checks, in each recorded case, the facts the golden files must hold, so an
 // -update cannot bless a report that lost them.
 func TestReportFacts(t *testing.T) {
-	for _, tag := range []string{"engine-v2", "evidence"} {
+	for _, tag := range []string{"engine-v2", "evidence", "chunk"} {
 		t.Run(tag, func(t *testing.T) { reportFacts(t, tag) })
 	}
 	// Rollouts of releases that record them say what started them and which plan they ran.
