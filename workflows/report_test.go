@@ -128,6 +128,7 @@ func TestReportPolicyInputsOfRunningRollout(t *testing.T) {
 	if decisions < 4 || cuts < 20 {
 		t.Errorf("%d decisions over %d cuts: not the history expected", decisions, cuts)
 	}
+	t.Logf("%d decisions, the history cut at %d points", decisions, cuts)
 }
 
 // commandEvent says whether events[i] records a command of the workflow task completed just
