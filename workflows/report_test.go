@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -329,4 +330,36 @@ func checkSVG(t *testing.T, page []byte, waves int) {
 	if labels != waves+5 { // a name per wave, five ticks
 		t.Errorf("timeline has %d labels for %d waves", labels, waves)
 	}
+}
+
+// Reports are built concurrently (report pages, evidence of several rollouts in one worker):
+// each replay has its own replayer, so they give what one at a time gives (run with -race).
+func TestReportsConcurrently(t *testing.T) {
+	names := []string{"rollout-approval.evidence", "rollout-policy.evidence", "rollout-approval.chunk", "rollout-policy.chunk"}
+	want := map[string][]byte{}
+	for _, n := range names {
+		js, err := report.JSON(recordedReport(t, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[n] = js
+	}
+	var wg sync.WaitGroup
+	for range 3 {
+		for _, n := range names {
+			exec, events := recordedHistory(t, n)
+			wg.Go(func() {
+				r, err := BuildReport(exec, events, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r.Link(report.Links{UI: "http://127.0.0.1:8233", Commit: "https://git.example.com/acme/fleet/commit/{sha}"})
+				if js, err := report.JSON(r); err != nil || !bytes.Equal(js, want[n]) {
+					t.Errorf("%s built concurrently differs (%v)", n, err)
+				}
+			})
+		}
+	}
+	wg.Wait()
 }
