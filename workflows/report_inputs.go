@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -53,7 +52,7 @@ func policyInputs(exec report.Workflow, events []*historypb.HistoryEvent) (input
 		}
 	}()
 	h := &historypb.History{Events: events[:end]}
-	quiet := log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	quiet := log.NewStructuredLogger(slog.New(slog.DiscardHandler))
 	if err := r.ReplayWorkflowHistoryWithOptions(quiet, h, worker.ReplayWorkflowHistoryOptions{
 		OriginalExecution: workflow.Execution{ID: exec.ID, RunID: exec.RunID},
 	}); err != nil {
