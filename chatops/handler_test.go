@@ -808,3 +808,17 @@ func TestResponseURLPinnedToSlack(t *testing.T) {
 		}
 	}
 }
+
+// DeriveKey is HMAC-SHA256 of the purpose keyed with the signing secret (the value here was
+// computed with Python's hmac module): servers of different releases must agree on it.
+func TestDeriveKey(t *testing.T) {
+	if got := hex.EncodeToString(DeriveKey("signing-secret", "fleetwave report link v1")); got != "13915ed185f2c35f7249ea4dcb932b6a21a244993a33b65c9cab8e37acf96191" {
+		t.Errorf("DeriveKey = %s", got)
+	}
+	if DeriveKey("", "fleetwave report link v1") != nil {
+		t.Error("a key without a signing secret")
+	}
+	if hmac.Equal(DeriveKey("signing-secret", "a"), DeriveKey("signing-secret", "b")) {
+		t.Error("two purposes share a key")
+	}
+}

@@ -1,6 +1,8 @@
 package chatops
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -12,6 +14,18 @@ import (
 
 	"github.com/slack-go/slack"
 )
+
+// DeriveKey derives a key for one purpose from the Slack signing secret, which every server of a
+// Slack app has, so that they agree on it without another secret to distribute; the purpose
+// keeps the keys of different uses apart. It is nil when there is no secret.
+func DeriveKey(signingSecret, purpose string) []byte {
+	if signingSecret == "" {
+		return nil
+	}
+	m := hmac.New(sha256.New, []byte(signingSecret))
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}
 
 // maxRequestBody bounds what the handlers read before the signature is checked, so an
 // unauthenticated client cannot make us buffer an arbitrary amount.

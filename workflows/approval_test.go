@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -415,6 +416,10 @@ func TestCheckVoteOrigin(t *testing.T) {
 	}
 	if VoteKey("") != nil {
 		t.Error("an empty signing secret gives a key")
+	}
+	// Servers of different releases must derive the same key (computed with Python's hmac).
+	if got := hex.EncodeToString(VoteKey("signing-secret")); got != "2d50371ff5b10619b614b0220a28009534f5a63d637479a533803cd8d6591858" {
+		t.Errorf("VoteKey changed: %s", got)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/fleetwave/fleetwave/chatops"
 )
 
 // Where a vote came from (VoteInput.Via). A vote "via slack" carries the proof that a fleetwave
@@ -25,12 +27,7 @@ const (
 // VoteKey derives the key that proves Slack votes from the Slack signing secret, which every
 // fleetwave server that takes Slack requests (and runs the workers) has.
 func VoteKey(signingSecret string) []byte {
-	if signingSecret == "" {
-		return nil
-	}
-	m := hmac.New(sha256.New, []byte(signingSecret))
-	m.Write([]byte("fleetwave vote proof v1"))
-	return m.Sum(nil)
+	return chatops.DeriveKey(signingSecret, "fleetwave vote proof v1")
 }
 
 // SignVote returns the vote marked as coming from Slack, with its proof for rollout id.

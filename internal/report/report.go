@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetwave/fleetwave/chatops"
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
@@ -270,12 +271,7 @@ func JSON(r Report) ([]byte, error) {
 // LinkKey derives the key that signs report links from the Slack signing secret, which every
 // server of a Slack app has; nil when there is none (no links).
 func LinkKey(signingSecret string) []byte {
-	if signingSecret == "" {
-		return nil
-	}
-	m := hmac.New(sha256.New, []byte(signingSecret))
-	m.Write([]byte("fleetwave report link v1"))
-	return m.Sum(nil)
+	return chatops.DeriveKey(signingSecret, "fleetwave report link v1")
 }
 
 // LinkSignature is the signature of the report link of rollout id that expires at expires:

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/hex"
 	"strconv"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ func TestGateWorst(t *testing.T) {
 }
 
 func TestLinks(t *testing.T) {
+	if got := hex.EncodeToString(LinkKey("signing-secret")); got != "13915ed185f2c35f7249ea4dcb932b6a21a244993a33b65c9cab8e37acf96191" {
+		t.Errorf("LinkKey changed (links already posted would stop working): %s", got)
+	}
 	key := LinkKey("secret")
 	id := "rollout/demo/0123456789ab"
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
