@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -279,7 +278,7 @@ func (rep *rehearsalReport) write(path string) error {
 	} else {
 		data = []byte(rep.markdown())
 	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	if err := writeFileAtomic(path, data); err != nil {
 		return fmt.Errorf("--report: %w", err)
 	}
 	return nil
