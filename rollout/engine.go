@@ -1,7 +1,9 @@
 package rollout
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -70,6 +72,27 @@ type WaveRun struct {
 	// rounds, so a site that comes back is judged on what it does now (versioned by the
 	// workflow: waves recorded before kept the streak).
 	Afresh bool `json:",omitempty"`
+	// Evidence makes the wave pass only on evidence (versioned by the workflow: waves recorded
+	// before ended at BakeUntil whatever their sites' last rounds said):
+	//   - the wave succeeds once its bake has passed and every watched site passed its last
+	//     round (Passed); a site that has not keeps being observed every Interval until it
+	//     passes or degrades, so a bake of 0 is one clean round;
+	//   - health rounds go on in every wait: while later batches promote and converge, while a
+	//     budgeted revert converges (RevertSites only writes the reverts; AwaitConvergence
+	//     waits for them in slices of Interval), and while the wave is paused;
+	//   - a gap of more than two intervals between rounds of the bake extends it (Extended).
+	Evidence bool `json:",omitempty"`
+	// Seen is when the wave's converged sites were last observed (a health round, or the
+	// convergence of the first batch); Slice is the deadline of the convergence wait in
+	// progress, shorter than Deadline when a round falls due first; Extended is how much
+	// unobserved time lengthened the bake.
+	Seen     time.Time
+	Slice    time.Time
+	Extended time.Duration
+	// RevertWait lists the reverts written within the budget that the sites have not been
+	// seen applying yet, and RevertDeadline when they must have.
+	RevertWait     []Expect
+	RevertDeadline time.Time
 
 	// index maps site names to positions in Status.Sites; the sites and their order never
 	// change, so every state NextWave returns shares it.
@@ -97,12 +120,18 @@ type WaveResume struct {
 	Paused   bool      `json:",omitempty"`
 	Aborted  bool      `json:",omitempty"`
 	Failed   []string  `json:",omitempty"`
+	// Evidence waves only (WaveRun.Evidence).
+	Seen           time.Time     `json:",omitzero"`
+	Extended       time.Duration `json:",omitempty"`
+	RevertWait     []Expect      `json:",omitempty"`
+	RevertDeadline time.Time     `json:",omitzero"`
 }
 
 // Resume returns where the runbook stands; ResumeWaveRun takes it back with the status.
 func (r WaveRun) Resume() WaveResume {
 	return WaveResume{Phase: r.Phase, Batch: r.Batch, Deadline: r.Deadline, Then: r.Then, Pending: r.Pending,
-		Paused: r.Paused, Aborted: r.Aborted, Failed: r.Failed}
+		Paused: r.Paused, Aborted: r.Aborted, Failed: r.Failed,
+		Seen: r.Seen, Extended: r.Extended, RevertWait: r.RevertWait, RevertDeadline: r.RevertDeadline}
 }
 
 // ResumeWaveRun returns the state of a wave that continued as new: its status then, and where
@@ -111,6 +140,7 @@ func ResumeWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, s
 	r := NewWaveRun(rolloutID, commit, w, h, automatic, status)
 	r.Phase, r.Batch, r.Deadline, r.Then, r.Pending = res.Phase, res.Batch, res.Deadline, res.Then, res.Pending
 	r.Paused, r.Aborted, r.Failed = res.Paused, res.Aborted, res.Failed
+	r.Seen, r.Extended, r.RevertWait, r.RevertDeadline = res.Seen, res.Extended, res.RevertWait, res.RevertDeadline
 	return r
 }
 
@@ -181,6 +211,9 @@ type HealthObserved struct {
 type Reversion struct {
 	Site      string
 	Revert    string
+	// Head is the branch head after the revert: the revert, or a commit pushed after it (set
+	// by a revert that does not wait, RevertSites.WriteOnly).
+	Head      string `json:",omitempty"`
 	Converged bool
 	State     SiteState
 	// Message explains a revert that was written but not seen applied.
@@ -295,13 +328,19 @@ type ObserveHealth struct {
 // SleepUntil waits for a timer (the next health round); a control wakes it early.
 type SleepUntil struct{ At time.Time }
 
-// HoldPaused waits for the next control: the wave is paused at a safe point.
-type HoldPaused struct{}
+// HoldPaused waits for the next control: the wave is paused at a safe point. Until, when set,
+// is when the next health round of the wave's converged sites is due: a WaveTick then.
+type HoldPaused struct {
+	Until time.Time `json:",omitzero"`
+}
 
-// RevertSites reverts the rollout's promotion on the sites and waits until they applied it.
+// RevertSites reverts the rollout's promotion on the sites and waits until they applied it;
+// with WriteOnly it only writes the reverts (SitesReverted then says what it wrote), and the
+// runbook waits for them itself, observing the other sites meanwhile.
 type RevertSites struct {
-	Sites  []string
-	Reason string
+	Sites     []string
+	Reason    string
+	WriteOnly bool `json:",omitempty"`
 }
 
 // FinishWave ends the wave: Succeeded, Failed (Reason says why) or Aborted.
@@ -343,10 +382,10 @@ func NextWave(r WaveRun, e WaveEvent) (WaveRun, WaveCommand) {
 	case HealthObserved:
 		return r.observed(e)
 	case WaveTick:
-		if r.Phase != WaveBake {
-			return r, r.waiting()
+		if r.Phase == WaveBake || (r.Evidence && r.Paused && r.Phase == WavePromote) {
+			return r, ObserveHealth{Sites: r.observable()}
 		}
-		return r, ObserveHealth{Sites: r.live()}
+		return r, r.waiting()
 	case SitesReverted:
 		return r.reverted(e)
 	}
@@ -394,11 +433,15 @@ func (r WaveRun) promoteNext(now time.Time) (WaveRun, WaveCommand) {
 		r.Status.State = StateBaking
 		r.Status.ConvergedAt = now
 		r.Status.BakeUntil = now.Add(r.Wave.Bake)
-		return r, ObserveHealth{Sites: r.live()}
+		return r, ObserveHealth{Sites: r.observable()}
 	}
 	if r.Paused {
 		r.Status.State = StatePaused
-		return r, HoldPaused{}
+		return r, r.hold(now)
+	}
+	if r.roundDue(now) {
+		// The sites of earlier batches are observed between pushes too.
+		return r, ObserveHealth{Sites: r.watched()}
 	}
 	r.Status.State = StatePromoting
 	return r, PromoteSites{Batch: r.Batch, Sites: r.Batches[r.Batch]}
@@ -427,6 +470,10 @@ func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
 	r.Phase = WaveConverge
 	r.Status.State = StateConverging
 	r.Deadline = e.At.Add(r.Health.ConvergenceTimeout)
+	if r.Evidence {
+		r.Pending = expect
+		return r.awaitConverge(e.At)
+	}
 	return r, AwaitConvergence{Sites: expect, Deadline: r.Deadline}
 }
 
@@ -434,8 +481,13 @@ func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
 // Flux failed at the commit or that missed the deadline degrades. Sites still converging are
 // waited for again while the deadline allows.
 func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
+	if r.Phase == WaveReverting {
+		return r.revertsConverged(e)
+	}
 	var degraded []string
 	var pending []Expect
+	// sliced: the wait ended for a health round, not at the convergence deadline.
+	sliced := r.Evidence && e.TimedOut && r.Slice.Before(r.Deadline)
 	for _, c := range e.Sites {
 		s := r.Site(c.Site)
 		if s == nil || s.Verdict != VerdictConverging {
@@ -446,12 +498,15 @@ func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
 		if c.Converged {
 			s.Verdict = VerdictHealthy
 			s.Message = "applied " + Short(s.Promotion)
+			if r.Evidence && r.Seen.IsZero() {
+				r.Seen = e.At // observed from now on
+			}
 			continue
 		}
 		switch {
 		case st.FluxFailed(s.Promotion):
 			s.Message = fmt.Sprintf("flux failed to apply %s: %s", Short(s.Promotion), st.Message)
-		case !e.TimedOut && e.At.Before(r.Deadline):
+		case sliced, !e.TimedOut && e.At.Before(r.Deadline):
 			// Another site ended the wait early; this one still has time.
 			pending = append(pending, Expect{Site: c.Site, Commit: s.Promotion})
 			continue
@@ -462,6 +517,22 @@ func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
 		}
 		s.Verdict = VerdictDegraded
 		degraded = append(degraded, c.Site)
+	}
+	if r.Evidence {
+		r.Pending = pending
+		switch {
+		case len(degraded) > 0 && len(pending) > 0:
+			r.Then = WaveConverge
+		case len(degraded) > 0:
+			r.Then = WavePromote
+			r.Batch++
+		case len(pending) > 0:
+			return r.awaitConverge(e.At)
+		default:
+			r.Batch++
+			return r.promoteNext(e.At)
+		}
+		return r.degrade(e.At, degraded, pending)
 	}
 	if len(degraded) > 0 {
 		r.Then = WaveConverge
@@ -477,8 +548,73 @@ func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
 	return r.promoteNext(e.At)
 }
 
+// awaitConverge waits for the batch's sites still applying their commits (Pending), in slices
+// that end when the next health round of the converged sites falls due (Evidence).
+func (r WaveRun) awaitConverge(now time.Time) (WaveRun, WaveCommand) {
+	r.Phase = WaveConverge
+	if r.Aborted {
+		return r.abort(now)
+	}
+	if r.roundDue(now) {
+		return r, ObserveHealth{Sites: r.watched()}
+	}
+	r.Slice = r.sliceEnd(now, r.Deadline)
+	return r, AwaitConvergence{Sites: r.Pending, Deadline: r.Slice}
+}
+
+// awaitReverts waits for the reverts written within the failure budget to be applied, in
+// slices like awaitConverge, then goes back to what the wave was doing (Then).
+func (r WaveRun) awaitReverts(now time.Time) (WaveRun, WaveCommand) {
+	r.Phase = WaveReverting
+	if r.Aborted {
+		return r.abort(now)
+	}
+	if len(r.RevertWait) == 0 {
+		r.RevertDeadline = time.Time{}
+		return r.resume(now, r.Pending)
+	}
+	if r.roundDue(now) {
+		return r, ObserveHealth{Sites: r.watched()}
+	}
+	r.Slice = r.sliceEnd(now, r.RevertDeadline)
+	return r, AwaitConvergence{Sites: r.RevertWait, Deadline: r.Slice}
+}
+
+// revertsConverged judges the reverts waited for: applied, failed at Flux, or not applied by
+// RevertDeadline; the others are waited for again after a health round.
+func (r WaveRun) revertsConverged(e SitesConverged) (WaveRun, WaveCommand) {
+	over := !e.At.Before(r.RevertDeadline) || (e.TimedOut && !r.Slice.Before(r.RevertDeadline))
+	want := make(map[string]string, len(r.RevertWait))
+	for _, x := range r.RevertWait {
+		want[x.Site] = x.Commit
+	}
+	var wait []Expect
+	for _, c := range e.Sites {
+		s := r.Site(c.Site)
+		commit, ok := want[c.Site]
+		if s == nil || !ok {
+			continue
+		}
+		v := Reversion{Site: c.Site, Revert: s.Revert, Converged: c.Converged, State: c.State}
+		switch {
+		case c.Converged, over:
+		case c.State.FluxFailed(commit):
+			v.Message = fmt.Sprintf("revert %s not applied: flux failed: %s", Short(s.Revert), c.State.Message)
+		default:
+			wait = append(wait, Expect{Site: c.Site, Commit: commit})
+			continue
+		}
+		s.ApplyRevert(v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
+	}
+	r.RevertWait = wait
+	return r.awaitReverts(e.At)
+}
+
 // observed folds a health round into the sites' verdicts.
 func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
+	if r.Evidence {
+		return r.observedEvidence(e)
+	}
 	var degraded []string
 	for _, st := range e.States {
 		s := r.Site(st.Site)
@@ -500,8 +636,69 @@ func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
 	return r.bakeNext(e.At)
 }
 
+// observedEvidence folds a health round into the verdicts of the converged sites (Evidence),
+// lengthens the bake by what a late round left unobserved, and goes on with what the wave was
+// doing: a convergence wait, a revert's wait, the next batch, or the bake.
+func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
+	r.extend(e.At)
+	r.Seen = e.At
+	var degraded []string
+	for _, st := range e.States {
+		s := r.Site(st.Site)
+		if s == nil || (s.Verdict != VerdictHealthy && s.Verdict != VerdictUnknown) {
+			continue // not converged yet, or decided
+		}
+		s.ObserveHealth(st, s.Promotion, r.Health, e.At)
+		if r.Afresh && s.Verdict == VerdictUnknown {
+			s.Failures = 0
+		}
+		if s.Verdict == VerdictDegraded {
+			degraded = append(degraded, s.Name)
+		}
+	}
+	if len(degraded) > 0 {
+		if r.Phase != WaveReverting {
+			r.Then = r.Phase // Reverting keeps what it goes back to
+		}
+		return r.degrade(e.At, degraded, r.Pending)
+	}
+	switch r.Phase {
+	case WaveConverge:
+		return r.awaitConverge(e.At)
+	case WaveReverting:
+		return r.awaitReverts(e.At)
+	case WavePromote:
+		return r.promoteNext(e.At)
+	}
+	return r.bakeNext(e.At)
+}
+
+// extend lengthens the bake when the round at now comes more than two intervals after the
+// last one: the part of the bake nobody observed, beyond one interval, is baked again.
+func (r *WaveRun) extend(now time.Time) {
+	bake, until := r.Status.ConvergedAt, r.Status.BakeUntil
+	if r.Seen.IsZero() || until.IsZero() || !r.Seen.Before(until) || now.Sub(r.Seen) <= 2*r.Health.Interval {
+		return
+	}
+	from := r.Seen
+	if from.Before(bake) {
+		from = bake
+	}
+	ext := now.Sub(from) - r.Health.Interval
+	if ext <= 0 {
+		return
+	}
+	r.Extended += ext
+	r.Status.BakeUntil = until.Add(ext)
+	r.Status.Message = fmt.Sprintf("bake extended by %s to %s: no health round for %s", ext,
+		r.Status.BakeUntil.UTC().Format(time.RFC3339), now.Sub(r.Seen))
+}
+
 // bakeNext sleeps until the next health round, or ends the bake.
 func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
+	if r.Evidence {
+		return r.bakeEvidence(now)
+	}
 	r.Phase = WaveBake
 	if r.Aborted {
 		return r.abort(now)
@@ -513,7 +710,7 @@ func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
 	if r.Paused {
 		// A paused rollout holds the wave after its bake, until resumed.
 		r.Status.State = StatePaused
-		return r, HoldPaused{}
+		return r, r.hold(now)
 	}
 	r.Phase = WaveDone
 	r.Status.State = StateSucceeded
@@ -522,6 +719,105 @@ func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
 		r.Status.Message = fmt.Sprintf("%s reverted within the failure budget (maxFailures %s)", Count(n, "site"), r.Wave.MaxFailures)
 	}
 	return r, FinishWave{State: StateSucceeded}
+}
+
+// bakeEvidence sleeps until the next health round, or ends the bake once it has passed and
+// every watched site passed its last round (Evidence).
+func (r WaveRun) bakeEvidence(now time.Time) (WaveRun, WaveCommand) {
+	r.Phase = WaveBake
+	if r.Aborted {
+		return r.abort(now)
+	}
+	if now.Before(r.Status.BakeUntil) {
+		r.Status.State = StateBaking
+		return r, SleepUntil{At: minTime(now.Add(r.Health.Interval), r.Status.BakeUntil)}
+	}
+	if open := r.unpassed(); len(open) > 0 {
+		// The bake is over, the evidence is not: observe the open sites until each passes a
+		// clean round or degrades.
+		r.Status.State = StateBaking
+		first := r.Site(open[0])
+		r.Status.Message = fmt.Sprintf("bake over; waiting for %s to pass a clean round: %s: %s", SitesLabel(open), open[0], first.Message)
+		return r, SleepUntil{At: now.Add(r.Health.Interval)}
+	}
+	if r.Paused {
+		r.Status.State = StatePaused
+		return r, r.hold(now)
+	}
+	r.Phase = WaveDone
+	r.Status.State = StateSucceeded
+	r.Status.FinishedAt = now
+	var notes []string
+	if n := r.revertedCount(); n > 0 {
+		notes = append(notes, fmt.Sprintf("%s reverted within the failure budget (maxFailures %s)", Count(n, "site"), r.Wave.MaxFailures))
+	}
+	if r.Extended > 0 {
+		notes = append(notes, fmt.Sprintf("bake extended by %s for missed health rounds", r.Extended))
+	}
+	r.Status.Message = strings.Join(notes, "; ")
+	return r, FinishWave{State: StateSucceeded}
+}
+
+// Passed reports whether the site's last health round was clean: Flux ready at the
+// promotion, every check measured and within its threshold, and no failure streak.
+func (s SiteStatus) Passed() bool {
+	return s.Verdict == VerdictHealthy && s.Failures == 0 && s.UnknownSince.IsZero()
+}
+
+// unpassed lists the watched sites whose last round was not clean.
+func (r WaveRun) unpassed() []string {
+	var out []string
+	for _, s := range r.Status.Sites {
+		if (s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown) && !s.Passed() {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// watched lists the sites a health round of an Evidence wave observes: converged, and not
+// decided (degraded or reverted).
+func (r WaveRun) watched() []string {
+	var out []string
+	for _, s := range r.Status.Sites {
+		if s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// observable lists the sites a round of the bake observes: watched (Evidence), or live.
+func (r WaveRun) observable() []string {
+	if r.Evidence {
+		return r.watched()
+	}
+	return r.live()
+}
+
+// roundDue reports whether a health round of the converged sites is due at now (Evidence).
+func (r WaveRun) roundDue(now time.Time) bool {
+	return r.Evidence && !r.Seen.IsZero() && !now.Before(r.Seen.Add(r.Health.Interval)) && len(r.watched()) > 0
+}
+
+// sliceEnd is where a wait until deadline stops for the next health round (Evidence).
+func (r WaveRun) sliceEnd(now, deadline time.Time) time.Time {
+	if !r.Evidence || r.Seen.IsZero() || len(r.watched()) == 0 {
+		return deadline
+	}
+	return minTime(deadline, r.Seen.Add(r.Health.Interval))
+}
+
+// hold is the paused wave's command: wait for a control, and in an Evidence wave with
+// converged sites, wake for their next health round.
+func (r WaveRun) hold(now time.Time) WaveCommand {
+	if !r.Evidence || len(r.watched()) == 0 {
+		return HoldPaused{}
+	}
+	if r.Seen.IsZero() {
+		return HoldPaused{Until: now.Add(r.Health.Interval)}
+	}
+	return HoldPaused{Until: r.Seen.Add(r.Health.Interval)}
 }
 
 // degrade counts newly degraded sites against the failure budget: within it they are reverted
@@ -541,11 +837,20 @@ func (r WaveRun) degrade(now time.Time, sites []string, pending []Expect) (WaveR
 	}
 	r.Phase = WaveReverting
 	r.Pending = pending
-	return r, RevertSites{Sites: sites, Reason: reason}
+	return r, RevertSites{Sites: sites, Reason: reason, WriteOnly: r.Evidence}
 }
 
 // resume goes back to what the wave was doing before a budgeted failure.
 func (r WaveRun) resume(now time.Time, pending []Expect) (WaveRun, WaveCommand) {
+	if r.Evidence {
+		switch r.Then {
+		case WaveConverge:
+			return r.awaitConverge(now)
+		case WaveBake:
+			return r.bakeNext(now)
+		}
+		return r.promoteNext(now) // the batch counter already moved on
+	}
 	switch r.Then {
 	case WaveConverge:
 		r.Phase = WaveConverge
@@ -558,6 +863,26 @@ func (r WaveRun) resume(now time.Time, pending []Expect) (WaveRun, WaveCommand) 
 }
 
 func (r WaveRun) reverted(e SitesReverted) (WaveRun, WaveCommand) {
+	if r.Evidence {
+		// The reverts are written, not yet applied: wait for them, observing the others.
+		r.RevertWait = slices.Clone(r.RevertWait)
+		for _, v := range e.Sites {
+			s := r.Site(v.Site)
+			if s == nil {
+				continue
+			}
+			if v.Problem != "" || v.Revert == "" {
+				s.ApplyRevert(v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
+				continue
+			}
+			s.UpdatedAt = e.At
+			s.Promoted, s.Revert, s.Verdict = true, v.Revert, VerdictReverted
+			s.Message = fmt.Sprintf("revert %s written within the failure budget; waiting for the site to apply it", Short(v.Revert))
+			r.RevertWait = append(r.RevertWait, Expect{Site: v.Site, Commit: cmp.Or(v.Head, v.Revert)})
+		}
+		r.RevertDeadline = e.At.Add(r.Health.ConvergenceTimeout)
+		return r.awaitReverts(e.At)
+	}
 	for _, v := range e.Sites {
 		if s := r.Site(v.Site); s != nil {
 			s.ApplyRevert(v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)

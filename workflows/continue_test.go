@@ -171,16 +171,17 @@ func TestPauseSurvivesContinueAsNew(t *testing.T) {
 	if n := runs[WaveID(st.Rollout, "fleet")]; n < 3 {
 		t.Errorf("wave fleet ran %d times, want it to continue as new while paused", n)
 	}
-	// The bake's rounds all ran (a pause does not stop health checks), and the wave ended only
-	// after the resume.
+	// The bake's rounds all ran (a pause does not stop health checks), the held wave went on
+	// observing its sites every interval until the resume (1h40m to 3h: 80 more rounds), and
+	// the wave ended only after the resume.
 	n := 0
 	for _, c := range f.callsOf("observe") {
 		if strings.Join(c.Sites, ",") == "nyc-1,nyc-2" {
 			n++
 		}
 	}
-	if n != 61 {
-		t.Errorf("fleet health rounds: %d, want 61", n)
+	if n != 141 {
+		t.Errorf("fleet health rounds: %d, want 141 (61 in the bake, 80 while held)", n)
 	}
 	if fin := st.Waves[2].FinishedAt; fin.Sub(st.StartedAt) < 3*time.Hour {
 		t.Errorf("fleet wave finished %s after the start, before the resume at 3h", fin.Sub(st.StartedAt))

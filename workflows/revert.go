@@ -28,22 +28,10 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 	for i, t := range targets {
 		names[i] = t.Site
 	}
-	var reverted activities.ChangeResult
-	var git *activities.Git
-	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+rollout.SitesLabel(names), gitRetriesLong), git.Revert,
-		activities.RevertInput{Rollout: rolloutID, Reason: reason, Targets: targets}).Get(ctx, &reverted)
+	reverted, err := writeReverts(ctx, rolloutID, reason, targets)
 	if err != nil {
-		countReverts(ctx, "failed", len(targets))
 		return nil, err
 	}
-	written := 0
-	for _, c := range reverted.Changes {
-		if c.RolloutCommit() != "" {
-			written++
-		}
-	}
-	countReverts(ctx, "written", written)
-	countReverts(ctx, "nothing", len(reverted.Changes)-written)
 	// Before versionRevertOnlyOurs, every target was waited for, reverted or not.
 	all := workflow.GetVersion(ctx, versionRevertOnlyOurs, workflow.DefaultVersion, 1) == workflow.DefaultVersion
 	out := make([]rollout.Reversion, len(reverted.Changes))
@@ -71,4 +59,31 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 		}
 	}
 	return out, nil
+}
+
+// writeReverts writes the revert commits of revertSites (one push) without waiting for the
+// sites to apply them; a cancelled rollout still writes them.
+func writeReverts(ctx workflow.Context, rolloutID, reason string, targets []activities.Target) (activities.ChangeResult, error) {
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Site
+	}
+	var reverted activities.ChangeResult
+	var git *activities.Git
+	err := workflow.ExecuteActivity(gitOptions(ctx, "revert "+rollout.SitesLabel(names), gitRetriesLong), git.Revert,
+		activities.RevertInput{Rollout: rolloutID, Reason: reason, Targets: targets}).Get(ctx, &reverted)
+	if err != nil {
+		countReverts(ctx, "failed", len(targets))
+		return reverted, err
+	}
+	written := 0
+	for _, c := range reverted.Changes {
+		if c.RolloutCommit() != "" {
+			written++
+		}
+	}
+	countReverts(ctx, "written", written)
+	countReverts(ctx, "nothing", len(reverted.Changes)-written)
+	return reverted, nil
 }

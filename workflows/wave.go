@@ -112,15 +112,18 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	}
 	// Before versionAfresh, an Unknown round did not break a streak of failed rounds.
 	afresh := workflow.GetVersion(ctx, versionAfresh, workflow.DefaultVersion, 1) >= 1
+	// Before versionEvidenceGates, a wave ended at BakeUntil whatever its sites' last rounds
+	// said, and observed nothing outside its bake.
+	evidence := workflow.GetVersion(ctx, versionEvidenceGates, workflow.DefaultVersion, 1) >= 1
 	var cmd rollout.WaveCommand
 	if in.Resume != nil {
 		// Continued as new in its bake: go on sleeping until the next health round.
 		d.run = rollout.ResumeWaveRun(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status, in.Resume.Run)
-		d.run.Afresh = afresh
+		d.run.Afresh, d.run.Evidence = afresh, evidence
 		d.detailSpent = in.Resume.DetailSpent
 		cmd = rollout.SleepUntil{At: in.Resume.Wake}
 	} else {
-		d.run.Afresh = afresh
+		d.run.Afresh, d.run.Evidence = afresh, evidence
 		cmd = d.next(ctx, rollout.WaveStarted{At: workflow.Now(ctx)})
 	}
 	for {
@@ -178,10 +181,36 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			ev = rollout.WaveTick{At: workflow.Now(ctx)}
 		case rollout.HoldPaused:
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused in wave %s: waiting for resume", in.Wave.Name))
-			if err := workflow.Await(ctx, func() bool { return len(d.controls) > 0 }); err != nil {
-				return WaveResult{}, err
+			if c.Until.IsZero() {
+				if err := workflow.Await(ctx, func() bool { return len(d.controls) > 0 }); err != nil {
+					return WaveResult{}, err
+				}
+				continue
 			}
-			continue
+			// Paused with converged sites: they are observed every interval meanwhile, and a
+			// long pause continues as new like a long bake.
+			if d.continueAsNew(ctx, signals) {
+				d.delivered(ctx)
+				next := in
+				next.Status = d.run.Status.Carry()
+				next.Resume = &WaveResume{Run: d.run.Resume(), Wake: c.Until, DetailSpent: d.detailSpent}
+				return WaveResult{}, workflow.NewContinueAsNewError(ctx, Wave, next)
+			}
+			if len(d.controls) > 0 {
+				continue
+			}
+			if wait := c.Until.Sub(workflow.Now(ctx)); wait > 0 {
+				fired, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+					Timeout: wait, TimerOptions: workflow.TimerOptions{Summary: "next health round (paused)"},
+				}, func() bool { return len(d.controls) > 0 })
+				if err != nil {
+					return WaveResult{}, err
+				}
+				if fired {
+					continue
+				}
+			}
+			ev = rollout.WaveTick{At: workflow.Now(ctx)}
 		default:
 			panic(fmt.Sprintf("wave %s: no command to run (%T)", in.Wave.Name, cmd))
 		}
@@ -235,6 +264,11 @@ const versionAbortCancelsWait = "abort-cancels-convergence"
 
 // versionAfresh guards a site judged afresh after an Unknown round (rollout.WaveRun.Afresh).
 const versionAfresh = "health-afresh-after-unknown"
+
+// versionEvidenceGates guards the gates that decide on evidence (rollout.WaveRun.Evidence): a
+// wave passes only once every site passed its last round, and health rounds go on in every
+// wait of the wave.
+const versionEvidenceGates = "wave-gate-evidence"
 
 // versionWaveContinueAsNew guards a wave continuing as new during its bake.
 const versionWaveContinueAsNew = "wave-continue-as-new"
@@ -460,8 +494,12 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 
 // observe runs one health round over the sites.
 func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: health round of %s",
-		d.in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), rollout.Count(len(c.Sites), "site")))
+	if d.run.Phase == rollout.WaveBake {
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: health round of %s",
+			d.in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), rollout.Count(len(c.Sites), "site")))
+	} else {
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Wave %s: health round of %s promoted so far", d.in.Wave.Name, rollout.Count(len(c.Sites), "site")))
+	}
 	if d.localRounds {
 		return d.localRound(ctx, c)
 	}
@@ -557,6 +595,18 @@ func (d *waveDriver) revert(ctx workflow.Context, c rollout.RevertSites) rollout
 	targets := make([]activities.Target, len(c.Sites))
 	for i, name := range c.Sites {
 		targets[i] = activities.Target{Site: name, Branch: d.run.Site(name).Branch}
+	}
+	if c.WriteOnly {
+		// The runbook waits for the reverts itself, observing the wave's other sites.
+		written, err := writeReverts(ctx, d.in.Rollout, c.Reason, targets)
+		if err != nil {
+			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("revert of %s failed: %s", strings.Join(c.Sites, ", "), errorMessage(err))}
+		}
+		out := make([]rollout.Reversion, len(written.Changes))
+		for i, ch := range written.Changes {
+			out[i] = rollout.Reversion{Site: ch.Site, Revert: ch.RolloutCommit(), Head: ch.Commit, Problem: ch.Problem}
+		}
+		return rollout.SitesReverted{At: workflow.Now(ctx), Sites: out}
 	}
 	reverted, err := revertSites(ctx, d.in.Rollout, c.Reason, targets, d.site, d.in.Health.ConvergenceTimeout)
 	if err != nil {
