@@ -209,8 +209,8 @@ type HealthObserved struct {
 // or found), or "" when git held no promotion of the rollout there; then whether the site
 // applied it.
 type Reversion struct {
-	Site      string
-	Revert    string
+	Site   string
+	Revert string
 	// Head is the branch head after the revert: the revert, or a commit pushed after it (set
 	// by a revert that does not wait, RevertSites.WriteOnly).
 	Head      string `json:",omitempty"`
