@@ -100,6 +100,7 @@ type fileHealth struct {
 	Interval           string      `yaml:"interval"`
 	FailureThreshold   *int        `yaml:"failureThreshold"`
 	UnknownTimeout     string      `yaml:"unknownTimeout"`
+	Watch              string      `yaml:"watch"`
 	Checks             []fileCheck `yaml:"checks"`
 }
 

@@ -91,8 +91,9 @@ func (v *validator) err(file string) error {
 }
 
 type validator struct {
-	file   *ast.File
-	issues []Issue
+	file     *ast.File
+	issues   []Issue
+	warnings []Issue
 }
 
 // errorf records an issue at the node found by the YAML path; when the path does not exist
@@ -205,7 +206,28 @@ func (v *validator) plan(doc fileDoc) *Plan {
 			v.errorf("$.spec.rollback.scope", "rollback scope must be site, wave or all, got %q", r.Scope)
 		}
 	}
+	v.gates(p)
+	p.Warnings = v.warnings
 	return p
+}
+
+// gates warns about waves whose bake is shorter than a failure streak: a failing site is then
+// decided after the bake, so the wave's gate lasts longer than its bake says.
+func (v *validator) gates(p *Plan) {
+	h := p.Health
+	streak := time.Duration(h.FailureThreshold-1) * h.Interval
+	for i, w := range p.Waves {
+		if w.Bake < streak {
+			v.warnf(fmt.Sprintf("$.spec.waves[%d].name", i), "wave %s: bake %s is shorter than (failureThreshold - 1) × interval = %s: "+
+				"a site failing at the end of the bake is observed past it until it passes a clean round or degrades", w.Name, w.Bake, streak)
+		}
+	}
+}
+
+// warnf records a warning at the node found by the YAML path, as errorf does an issue.
+func (v *validator) warnf(path, format string, args ...any) {
+	line, col := v.position(path)
+	v.warnings = append(v.warnings, Issue{Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) sites(in []fileSite) []Site {
@@ -319,6 +341,13 @@ func (v *validator) health(h fileHealth) Health {
 		Interval:           v.duration("$.spec.health.interval", h.Interval, DefaultInterval, false),
 		UnknownTimeout:     v.duration("$.spec.health.unknownTimeout", h.UnknownTimeout, DefaultUnknownTimeout, false),
 		FailureThreshold:   DefaultFailureThreshold,
+	}
+	switch h.Watch {
+	case "", WatchRollout:
+	case WatchWave:
+		out.Watch = WatchWave
+	default:
+		v.errorf("$.spec.health.watch", "health.watch must be rollout or wave, got %q", h.Watch)
 	}
 	if h.FailureThreshold != nil {
 		if *h.FailureThreshold < 1 {

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -131,6 +132,16 @@ func TestParsePlanErrors(t *testing.T) {
 			name: "unknown field",
 			doc:  header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  colour: blue\n",
 			want: []string{`6:3: unknown field "colour"`},
+		},
+		{
+			name: "unknown watch",
+			doc:  header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  health: {watch: forever}\n",
+			want: []string{`6:19: health.watch must be rollout or wave, got "forever"`},
+		},
+		{
+			name: "more than 64 waves",
+			doc:  header + manyWaves(65),
+			want: []string{"135:7: the plan has 65 waves; a plan may have at most 64"},
 		},
 		{
 			name: "unknown field in a wave",
@@ -450,5 +461,49 @@ func TestPlainYAMLMessages(t *testing.T) {
 		if err != nil && (strings.Contains(err.Error(), "Go struct") || strings.Contains(err.Error(), "fileDoc")) {
 			t.Errorf("%s: Go's words in %q", c.name, err)
 		}
+	}
+}
+
+// manyWaves is a spec of n sites s0.. and n waves w0.., each taking its own site.
+func manyWaves(n int) string {
+	var b strings.Builder
+	b.WriteString("  sites:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "    - {name: s%d}\n", i)
+	}
+	b.WriteString("  waves:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "    - {name: w%d, sites: [s%d]}\n", i, i)
+	}
+	return b.String()
+}
+
+// TestPlanWarnings: a bake shorter than a failure streak is allowed, with a warning on the
+// wave's line; plan show's gate says what the wave takes at least.
+func TestPlanWarnings(t *testing.T) {
+	p, err := ParsePlan("f.yaml", []byte(header+`  sites: [{name: a}, {name: b}]
+  waves:
+    - name: canary
+      sites: [a]
+    - name: rest
+      bake: 10m
+  health: {interval: 30s, failureThreshold: 3}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Issue{{Line: 6, Column: 13, Message: "wave canary: bake 0s is shorter than (failureThreshold - 1) × interval = 1m0s: " +
+		"a site failing at the end of the bake is observed past it until it passes a clean round or degrades"}}
+	if diff := cmp.Diff(want, p.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	if got := p.Health.ShortestGate(0); got != "1 clean round" {
+		t.Errorf("gate of bake 0: %q", got)
+	}
+	if got := p.Health.ShortestGate(10 * time.Minute); got != "10m0s, 21 rounds" {
+		t.Errorf("gate of bake 10m: %q", got)
+	}
+	if !p.Health.WatchesRollout() {
+		t.Error("the default watch is the whole rollout")
 	}
 }

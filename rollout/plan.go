@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +43,9 @@ type Plan struct {
 	OnNewCommit string
 	// Notify says where rollouts report their progress (spec.notify).
 	Notify Notify `json:",omitempty"`
+	// Warnings are what is allowed but likely not meant (a bake shorter than a failure
+	// streak), each with its position; not part of the plan a rollout records.
+	Warnings []Issue `json:"-"`
 }
 
 // OnNewCommit policies. Either way, one rollout per fleet promotes at a time.
@@ -140,6 +144,33 @@ type Health struct {
 	UnknownTimeout time.Duration
 	// Checks run against every site of a wave on every health round of its bake.
 	Checks []Check `json:",omitempty"`
+	// Watch says how long a promoted site stays observed: WatchRollout (the default, also
+	// when empty) until the rollout ends, WatchWave until its own wave ended.
+	Watch string `json:",omitempty"`
+}
+
+// Watches: how long a promoted site stays observed.
+const (
+	WatchRollout = "rollout"
+	WatchWave    = "wave"
+)
+
+// WatchesRollout reports whether sites stay observed until the rollout ends.
+func (h Health) WatchesRollout() bool { return h.Watch != WatchWave }
+
+// MaxWaves is the most waves a plan may have: every wave is a child workflow and a row of the
+// rollout's status, and a rollout's history must stay bounded.
+const MaxWaves = 64
+
+// ShortestGate says the least a wave's health gate takes once its last batch converged: the
+// bake, observed every Interval, and a clean last round of every site ("1 clean round" for a
+// bake of 0). A site failing at the end keeps the gate open until it passes or degrades.
+func (h Health) ShortestGate(bake time.Duration) string {
+	if bake <= 0 || h.Interval <= 0 {
+		return "1 clean round"
+	}
+	rounds := int((bake+h.Interval-1)/h.Interval) + 1
+	return fmt.Sprintf("%s, %s", bake, Count(rounds, "round"))
 }
 
 // Rollback says what happens when a site degrades.

@@ -16,6 +16,9 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 		v.errorf("$.spec.waves", "the plan has no waves")
 		return nil
 	}
+	if len(in) > MaxWaves {
+		v.errorf(fmt.Sprintf("$.spec.waves[%d]", MaxWaves), "the plan has %d waves; a plan may have at most %d", len(in), MaxWaves)
+	}
 	known := map[string]bool{}
 	for _, s := range sites {
 		known[s.Name] = true

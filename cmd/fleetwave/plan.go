@@ -74,6 +74,9 @@ cluster: the kubeconfig context exists, and the Flux Kustomization exists and ca
 						continue
 					}
 				}
+				for _, w := range p.Warnings {
+					fmt.Fprintf(g.stderr, "%s:%d:%d: warning: %s\n", path, w.Line, w.Column, w.Message)
+				}
 				fmt.Fprintf(g.stdout, "%s: valid: %s in %s\n", path, rollout.Count(len(p.Sites), "site"), rollout.Count(len(p.Waves), "wave"))
 			}
 			if failed {
@@ -172,7 +175,9 @@ type waveView struct {
 	Sites       []siteView `json:"sites"`
 	MaxParallel int        `json:"maxParallel"`
 	Bake        string     `json:"bake"`
-	Batches     [][]string `json:"batches"`
+	// Gate is the least the wave's health gate takes once its last batch converged.
+	Gate    string     `json:"gate"`
+	Batches [][]string `json:"batches"`
 	// MaxFailures is the wave's failure budget as the plan writes it ("2", "5%"), and
 	// FailuresAllowed what it allows for the wave's sites.
 	MaxFailures     string `json:"maxFailures,omitempty"`
@@ -226,7 +231,7 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 			v := planView{TypeMeta: rollout.Meta(kindPlanSummary), Fleet: p.Name, SourceBranch: p.SourceBranch}
 			budgets := false
 			for i, w := range p.Waves {
-				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Batches: w.Batches()}
+				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Gate: p.Health.ShortestGate(w.Bake), Batches: w.Batches()}
 				if w.MaxFailures != (rollout.FailureBudget{}) {
 					wv.MaxFailures, wv.FailuresAllowed = w.MaxFailures.String(), w.MaxFailures.Allowed(len(w.Sites))
 					budgets = true
@@ -253,7 +258,7 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			header := "WAVE\tSITES\tMAX PARALLEL\tBAKE\tBRANCHES"
+			header := "WAVE\tSITES\tMAX PARALLEL\tBAKE\tGATE\tBRANCHES"
 			if budgets {
 				header += "\tMAX FAILURES"
 			}
@@ -269,7 +274,7 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				for _, s := range w.Sites {
 					names, branches = append(names, s.Name), append(branches, s.Branch)
 				}
-				line := fmt.Sprintf("%s\t%s\t%d\t%s\t%s", w.Name, strings.Join(names, ","), w.MaxParallel, w.Bake, strings.Join(branches, ","))
+				line := fmt.Sprintf("%s\t%s\t%d\t%s\t%s\t%s", w.Name, strings.Join(names, ","), w.MaxParallel, w.Bake, w.Gate, strings.Join(branches, ","))
 				switch {
 				case w.MaxFailures != "":
 					line += fmt.Sprintf("\t%s (%s)", w.MaxFailures, rollout.Count(w.FailuresAllowed, "site"))

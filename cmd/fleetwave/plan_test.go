@@ -179,6 +179,7 @@ var samplePlanView = planView{TypeMeta: rollout.Meta(kindPlanSummary),
 			Sites:       []siteView{{Name: "ams-1", Branch: "sites/ams-1", Labels: map[string]string{"region": "eu-west", "tier": "canary"}}},
 			MaxParallel: 1,
 			Bake:        "10s",
+			Gate:        "10s, 6 rounds",
 			Batches:     [][]string{{"ams-1"}},
 		},
 		{
@@ -189,6 +190,7 @@ var samplePlanView = planView{TypeMeta: rollout.Meta(kindPlanSummary),
 			},
 			MaxParallel: 1,
 			Bake:        "10s",
+			Gate:        "10s, 6 rounds",
 			Batches:     [][]string{{"ams-2"}, {"fra-1"}},
 		},
 		{
@@ -200,6 +202,7 @@ var samplePlanView = planView{TypeMeta: rollout.Meta(kindPlanSummary),
 			},
 			MaxParallel: 2,
 			Bake:        "5s",
+			Gate:        "5s, 4 rounds",
 			Batches:     [][]string{{"nyc-1", "nyc-2"}, {"sfo-1"}},
 		},
 	},
@@ -236,10 +239,10 @@ func TestPlanShowText(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
 	want := [][]string{
-		{"WAVE", "SITES", "MAX", "PARALLEL", "BAKE", "BRANCHES", "POLICY"},
-		{"canary", "ams-1", "1", "10s", "sites/ams-1", "starts", "2026-11-27T09:00:00Z"},
-		{"eu-west", "ams-2,fra-1", "1", "10s", "sites/ams-2,sites/fra-1", "starts", "2026-11-27T09:00:10Z"},
-		{"fleet", "nyc-1,nyc-2,sfo-1", "2", "5s", "sites/nyc-1,sites/nyc-2,sites/sfo-1", "starts", "2026-11-27T09:00:20Z"},
+		{"WAVE", "SITES", "MAX", "PARALLEL", "BAKE", "GATE", "BRANCHES", "POLICY"},
+		{"canary", "ams-1", "1", "10s", "10s,", "6", "rounds", "sites/ams-1", "starts", "2026-11-27T09:00:00Z"},
+		{"eu-west", "ams-2,fra-1", "1", "10s", "10s,", "6", "rounds", "sites/ams-2,sites/fra-1", "starts", "2026-11-27T09:00:10Z"},
+		{"fleet", "nyc-1,nyc-2,sfo-1", "2", "5s", "5s,", "4", "rounds", "sites/nyc-1,sites/nyc-2,sites/sfo-1", "starts", "2026-11-27T09:00:20Z"},
 	}
 	var got [][]string
 	for _, l := range lines {
@@ -316,9 +319,9 @@ spec:
 	if err != nil {
 		t.Fatalf("plan show: %v\n%s", err, stderr)
 	}
-	want := "WAVE  SITES  MAX PARALLEL  BAKE  BRANCHES  APPROVAL\n" +
-		"one   a      1             0s    sites/a   -\n" +
-		"rest  b      1             0s    sites/b   2 of U012ABC,@sre-leads within 4h0m0s, else pause\n"
+	want := "WAVE  SITES  MAX PARALLEL  BAKE  GATE           BRANCHES  APPROVAL\n" +
+		"one   a      1             0s    1 clean round  sites/a   -\n" +
+		"rest  b      1             0s    1 clean round  sites/b   2 of U012ABC,@sre-leads within 4h0m0s, else pause\n"
 	if diff := cmp.Diff(want, stdout); diff != "" {
 		t.Errorf("plan show (-want +got):\n%s", diff)
 	}
@@ -342,10 +345,10 @@ spec:
 	if err != nil {
 		t.Fatalf("plan show: %v\n%s", err, stderr)
 	}
-	want := "WAVE  SITES  MAX PARALLEL  BAKE  BRANCHES         MAX FAILURES\n" +
-		"one   a      1             0s    sites/a          0\n" +
-		"two   b      1             0s    sites/b          1 (1 site)\n" +
-		"rest  c,d    2             0s    sites/c,sites/d  50% (1 site)\n"
+	want := "WAVE  SITES  MAX PARALLEL  BAKE  GATE           BRANCHES         MAX FAILURES\n" +
+		"one   a      1             0s    1 clean round  sites/a          0\n" +
+		"two   b      1             0s    1 clean round  sites/b          1 (1 site)\n" +
+		"rest  c,d    2             0s    1 clean round  sites/c,sites/d  50% (1 site)\n"
 	if diff := cmp.Diff(want, stdout); diff != "" {
 		t.Errorf("plan show (-want +got):\n%s", diff)
 	}
@@ -408,5 +411,33 @@ func TestREADMEPlanShow(t *testing.T) {
 	times := regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`)
 	if got, want := times.ReplaceAllString(out, "TIME"), times.ReplaceAllString(string(m[1]), "TIME"); got != want {
 		t.Errorf("README.md shows:\n%s\nfleetwave plan show prints:\n%s", m[1], out)
+	}
+}
+
+// TestPlanValidateWarnsShortBake: a bake shorter than a failure streak is valid, with a warning
+// on the line that names the wave.
+func TestPlanValidateWarnsShortBake(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "fleetwave.yaml")
+	plan := `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+spec:
+  sites: [{name: a}, {name: b}]
+  waves:
+    - name: canary
+      sites: [a]
+      bake: 30s
+    - name: rest
+      bake: 5m
+`
+	if err := os.WriteFile(file, []byte(plan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := run(t, "plan", "validate", file)
+	if err != nil || !strings.Contains(stdout, "valid: 2 sites in 2 waves") {
+		t.Fatalf("plan validate: %v\n%s%s", err, stdout, stderr)
+	}
+	want := file + ":6:13: warning: wave canary: bake 30s is shorter than (failureThreshold - 1) × interval = 1m0s"
+	if !strings.HasPrefix(stderr, want) || strings.Count(stderr, "warning") != 1 {
+		t.Errorf("stderr:\n%s\nwant one warning starting %q", stderr, want)
 	}
 }

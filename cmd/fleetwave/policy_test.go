@@ -58,9 +58,9 @@ func TestPlanShowAt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"canary  ams-1  1             1h0m0s  sites/ams-1  waits, starts 2026-11-25T08:00:00Z: business hours at every site of wave canary from 2026-11-25T08:00:00Z",
-		"us      nyc-1  1             30m0s   sites/nyc-1  starts 2026-11-25T09:00:00Z",
-		"rest    pci-1  1             0s      sites/pci-1  denied: site pci-1 is PCI: roll out to it by hand",
+		"canary  ams-1  1             1h0m0s  1h0m0s, 121 rounds  sites/ams-1  waits, starts 2026-11-25T08:00:00Z: business hours at every site of wave canary from 2026-11-25T08:00:00Z",
+		"us      nyc-1  1             30m0s   30m0s, 61 rounds    sites/nyc-1  starts 2026-11-25T09:00:00Z",
+		"rest    pci-1  1             0s      1 clean round       sites/pci-1  denied: site pci-1 is PCI: roll out to it by hand",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("plan show --at does not contain %q:\n%s", want, out)
