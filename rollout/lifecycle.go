@@ -99,6 +99,12 @@ type RolloutRun struct {
 	Revert  int
 	// Details is what the rollout is doing, in a sentence (the Temporal UI's current details).
 	Details string
+	// Watching: the sites of every wave that succeeded stay observed until the rollout ends
+	// (plan health.watch: rollout), each wave by a watch of its own (versioned by the
+	// workflow: rollouts recorded before watched nothing once a wave ended). WatchWave is the
+	// wave where the watch saw a site degrade (Stop is StopWatch then).
+	Watching  bool `json:",omitempty"`
+	WatchWave int  `json:",omitempty"`
 }
 
 // RolloutEvent is a fact the rollout's workflow observed.
@@ -173,6 +179,14 @@ type WaveProgressed struct{ Change WaveChange }
 // RolloutCancelled says the workflow was cancelled in Temporal.
 type RolloutCancelled struct{ At time.Time }
 
+// WatchDegraded says the watch of a wave that succeeded saw one of its sites degrade.
+type WatchDegraded struct {
+	At      time.Time
+	Wave    string
+	Site    string
+	Message string
+}
+
 func (RolloutStarted) rolloutEvent()    {}
 func (PlanLoaded) rolloutEvent()        {}
 func (PolicyDecided) rolloutEvent()     {}
@@ -184,6 +198,7 @@ func (Controlled) rolloutEvent()        {}
 func (VoteCast) rolloutEvent()          {}
 func (WaveProgressed) rolloutEvent()    {}
 func (RolloutCancelled) rolloutEvent()  {}
+func (WatchDegraded) rolloutEvent()     {}
 func (StepFailed) rolloutEvent()        {}
 
 // More controls, beside the wave's: a rollback (the rollout stops and reverts every site it
@@ -210,6 +225,11 @@ type (
 	PostEvent struct{ Event Event }
 	// ForwardControl passes a control on to the running wave, if any.
 	ForwardControl struct{ Action ControlAction }
+	// WatchSites starts the watch over the sites of wave Index, which succeeded: WatchDegraded
+	// when one of them degrades.
+	WatchSites struct{ Index int }
+	// StopWatches ends every watch: the rollout is reverting or ending.
+	StopWatches struct{}
 )
 
 // Steps.
@@ -255,6 +275,8 @@ type (
 )
 
 func (SetState) rolloutCommand()         {}
+func (WatchSites) rolloutCommand()       {}
+func (StopWatches) rolloutCommand()      {}
 func (StartThread) rolloutCommand()      {}
 func (PostEvent) rolloutCommand()        {}
 func (ForwardControl) rolloutCommand()   {}
@@ -273,7 +295,7 @@ func (FinishRollout) rolloutCommand()    {}
 // effect.
 func IsStep(c RolloutCommand) bool {
 	switch c.(type) {
-	case SetState, StartThread, PostEvent, ForwardControl:
+	case SetState, StartThread, PostEvent, ForwardControl, WatchSites, StopWatches:
 		return false
 	}
 	return true
@@ -347,6 +369,8 @@ func Next(r RolloutRun, e RolloutEvent) (RolloutRun, []RolloutCommand) {
 			ws.Sites = slices.Clone(ws.Sites)
 			ws.Apply(e.Change)
 		}
+	case WatchDegraded:
+		s.watchDegraded(e)
 	case RolloutCancelled:
 		s.withdrawApprovals()
 		if s.r.Status.Reason == "" {
@@ -852,11 +876,20 @@ func (s *turn) waveEnded(e WaveEnded) {
 		ws.Message = fmt.Sprintf("wave %s ended without a verdict: %s", wave.Name, e.Lost)
 		reason = ws.Message
 	case e.Status != nil:
+		live := *ws
 		*ws = *e.Status
+		if r.Watching {
+			// A large wave's result is compacted; the promotions its progress reported are
+			// what the watch observes against.
+			ws.KeepPromotions(live)
+		}
 	}
 	s.note(EventWaveFinished, wave.Name)
 	r.Failure = reason
-	if reason != "" && r.Plan.Rollback.Automatic && r.Stop != StopRollback {
+	if reason == "" && ws.State == StateSucceeded && r.Watching && r.Plan.Health.WatchesRollout() && r.Stop == StopNone && r.Wave < len(r.Plan.Waves)-1 {
+		s.emit(WatchSites{Index: r.Wave})
+	}
+	if reason != "" && r.Plan.Rollback.Automatic && r.Stop != StopRollback && r.Stop != StopWatch {
 		if s.revert(e.At, RevertOrder(r.Status.Waves, r.Wave, r.Plan.Rollback.Scope), reason, afterWave) {
 			return
 		}
@@ -892,6 +925,9 @@ func (s *turn) revert(now time.Time, sets []RevertSet, reason, after string) boo
 	}
 	r := &s.r
 	r.Reverts, r.Revert, r.After, r.Failure = sets, 0, after, reason
+	if r.Watching {
+		s.emit(StopWatches{})
+	}
 	r.Phase = PhaseRevert
 	s.setState(StateRollingBack)
 	s.revertNext(now)
@@ -1019,6 +1055,10 @@ func (s *turn) stopped(now time.Time, last int) {
 		s.finish(StateSuperseded, r.Status.Reason)
 		return
 	}
+	if r.Stop == StopWatch {
+		s.watchStopped(now, last)
+		return
+	}
 	how := map[StopCause]string{StopAbort: "aborted", StopRollback: "rolled back"}[r.Stop]
 	reason := fmt.Sprintf("%s by %s", how, cmp.Or(r.Stopper.By, "an operator"))
 	if r.Stopper.Reason != "" {
@@ -1038,8 +1078,11 @@ func (s *turn) stoppedFinal(now time.Time) {
 	r := &s.r
 	reason := r.Failure
 	final := StateAborted
-	if r.Stop == StopRollback {
+	switch r.Stop {
+	case StopRollback:
 		final = StateRolledBack
+	case StopWatch:
+		final = StateFailed
 	}
 	if r.Status.Reason != "" {
 		reason += "; " + r.Status.Reason
@@ -1072,8 +1115,63 @@ func (s *turn) succeed(now time.Time) {
 }
 
 func (s *turn) finish(st State, reason string) {
+	if s.r.Watching {
+		s.emit(StopWatches{})
+	}
 	s.r.Phase = PhaseDone
 	s.emit(FinishRollout{State: st, Reason: reason})
+}
+
+// watchDegraded stops the rollout for a site of a succeeded wave that degraded: the running
+// wave is aborted, and at the next safe point (at once, between waves) the rollout reverts by
+// its rollback scope with the degraded site's wave as the failed one, then fails.
+func (s *turn) watchDegraded(e WatchDegraded) {
+	r := &s.r
+	if r.Ending() || r.Plan == nil {
+		return
+	}
+	wi := slices.IndexFunc(r.Status.Waves, func(w WaveStatus) bool { return w.Name == e.Wave })
+	if wi < 0 {
+		return
+	}
+	ws := &r.Status.Waves[wi]
+	ws.Sites = slices.Clone(ws.Sites)
+	if site := ws.Site(e.Site); site != nil {
+		site.Verdict, site.Message, site.UpdatedAt = VerdictDegraded, e.Message, e.At
+	}
+	reason := fmt.Sprintf("site %s of wave %s degraded after its wave succeeded: %s", e.Site, e.Wave, e.Message)
+	if r.Status.State == StatePaused {
+		s.setState(r.ResumeState)
+	}
+	r.Stop, r.Stopper, r.WatchWave = StopWatch, Control{Action: string(StopWatch), By: "fleetwave", At: e.At, Reason: reason}, wi
+	r.Details = "Stopping: " + reason
+	s.emit(ForwardControl{Action: ControlAbort})
+}
+
+// watchStopped reverts what the watch's failure calls for, then fails the rollout: by the
+// plan's rollback scope with the degraded site's wave as the failed wave (scope site: the
+// degraded site; wave: that wave, and the wave that was running, which never passed its gate;
+// all: every wave so far).
+func (s *turn) watchStopped(now time.Time, last int) {
+	r := &s.r
+	reason := r.Stopper.Reason
+	r.Failure = reason
+	if r.Plan.Rollback.Automatic {
+		var sets []RevertSet
+		switch scope := r.Plan.Rollback.Scope; {
+		case scope == ScopeAll:
+			sets = RevertOrder(r.Status.Waves, max(last, r.WatchWave), ScopeAll)
+		default:
+			if scope == ScopeWave && last > r.WatchWave && r.Status.Waves[last].State != StateSucceeded {
+				sets = RevertOrder(r.Status.Waves, last, ScopeWave)
+			}
+			sets = append(sets, RevertOrder(r.Status.Waves, r.WatchWave, scope)...)
+		}
+		if s.revert(now, sets, reason, afterStop) {
+			return
+		}
+	}
+	s.stoppedFinal(now)
 }
 
 // SitesLabel names up to three sites and counts the rest.

@@ -114,6 +114,10 @@ func describe(cmds []RolloutCommand) string {
 			out = append(out, "revert late "+c.Set.Wave+":"+strings.Join(c.Set.Sites, ","))
 		case FinishRollout:
 			out = append(out, strings.TrimSpace("finish "+string(c.State)+" "+c.Reason))
+		case WatchSites:
+			out = append(out, "WatchSites")
+		case StopWatches:
+			out = append(out, "StopWatches")
 		default:
 			out = append(out, fmt.Sprintf("%T", c))
 		}

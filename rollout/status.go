@@ -80,6 +80,7 @@ const (
 	StopAbort     StopCause = "abort"     // an operator: promoted sites stay as they are
 	StopRollback  StopCause = "rollback"  // an operator: every promoted site is reverted
 	StopSupersede StopCause = "supersede" // a newer commit of the fleet goes next
+	StopWatch     StopCause = "watch"     // the watch saw a site of a succeeded wave degrade
 )
 
 // Control is an operator's action on a running rollout.

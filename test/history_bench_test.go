@@ -216,6 +216,7 @@ func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simP
 	w := worker.New(tc, workflows.TaskQueue("bench"), worker.Options{})
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
+	w.RegisterWorkflow(workflows.Watch)
 	w.RegisterActivity(&activities.Git{Repo: writer})
 	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: convergePoll, Ancestry: writer})
 	w.RegisterActivity(&activities.Slack{})

@@ -118,6 +118,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 	w := worker.New(tc, workflows.TaskQueue("real"), worker.Options{})
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
+	w.RegisterWorkflow(workflows.Watch)
 	w.RegisterActivity(&activities.Git{Repo: writer, Sites: kube})
 	w.RegisterActivity(&activities.Sites{Driver: kube, Poll: 250 * time.Millisecond})
 	w.RegisterActivity(&activities.Evidence{})

@@ -105,6 +105,7 @@ func newLab(t *testing.T) *lab {
 	w := worker.New(l.tc, workflows.TaskQueue("demo"), worker.Options{Interceptors: []interceptor.WorkerInterceptor{workflows.VoteOrigins(nil)}})
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
+	w.RegisterWorkflow(workflows.Watch)
 	w.RegisterActivity(&activities.Git{Repo: writer})
 	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond})
 	w.RegisterActivity(&activities.Evidence{}) // a rollout's last activity: without a branch it writes nothing

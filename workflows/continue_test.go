@@ -55,6 +55,8 @@ func TestLongBakeContinuesAsNew(t *testing.T) {
 		t.Errorf("wave fleet ran %d times, want it to continue as new at least twice", n)
 	}
 	// Rounds: 11 for canary (10m), 31 for eu, 61 for fleet; none lost or repeated across runs.
+	// The canary and eu stay watched until the rollout ends (health.watch: rollout): the
+	// canary 11 + 90 rounds, eu 31 + 60.
 	byWave := map[string]int{}
 	var last time.Time
 	for _, c := range f.callsOf("observe") {
@@ -64,7 +66,7 @@ func TestLongBakeContinuesAsNew(t *testing.T) {
 		}
 		last = c.At
 	}
-	want := map[string]int{"ams-1": 11, "ams-2,fra-1,fra-2": 31, "nyc-1,nyc-2": 61}
+	want := map[string]int{"ams-1": 101, "ams-2,fra-1,fra-2": 91, "nyc-1,nyc-2": 61}
 	for sites, n := range want {
 		if byWave[sites] != n {
 			t.Errorf("health rounds of %s: %d, want %d (all: %v)", sites, byWave[sites], n, byWave)

@@ -44,6 +44,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(Fleet)
 			r.RegisterWorkflow(Rollout)
 			r.RegisterWorkflow(Wave)
+			r.RegisterWorkflow(Watch)
 			err = r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: "replay"},
 			})

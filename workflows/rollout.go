@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -45,6 +46,8 @@ type rolloutDriver struct {
 	details string
 	// slack posts the rollout's Slack thread.
 	slack notifier
+	// watches are the running watches over the waves that succeeded.
+	watches []workflow.ChildWorkflowFuture
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit, by the
@@ -96,6 +99,8 @@ func writeEvidence(ctx workflow.Context, st rollout.Status) {
 
 func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	d := &rolloutDriver{run: rollout.NewRolloutRun(workflow.GetInfo(ctx).WorkflowExecution.ID, in.Fleet, in.Commit)}
+	// Before versionRolloutWatch, nothing observed a wave's sites once the wave ended.
+	d.run.Watching = workflow.GetVersion(ctx, versionRolloutWatch, workflow.DefaultVersion, 1) >= 1
 	if err := d.handle(ctx); err != nil {
 		return RolloutResult{}, err
 	}
@@ -187,6 +192,14 @@ func (d *rolloutDriver) next(ctx workflow.Context, e rollout.RolloutEvent) {
 				// A wave that already ended ignores it; the runbook checks the same flags.
 				_ = d.child.SignalChildWorkflow(ctx, signalControl, ControlSignal{Action: c.Action}).Get(ctx, nil)
 			}
+		case rollout.WatchSites:
+			d.watch(ctx, c.Index)
+		case rollout.StopWatches:
+			for _, w := range d.watches {
+				// A watch that already ended ignores it.
+				_ = w.SignalChildWorkflow(ctx, signalStopWatch, nil).Get(ctx, nil)
+			}
+			d.watches = nil
 		default:
 			d.step = c
 		}
@@ -354,6 +367,32 @@ func (d *rolloutDriver) runWave(ctx workflow.Context, i int) rollout.RolloutEven
 	}
 	recordWave(ctx, wave.Name, result, now.Sub(started))
 	return ended
+}
+
+// watch starts the watch over wave i, which succeeded, as a child workflow; when it sees a
+// site degrade, the runbook hears of it (WatchDegraded). The watches end when the runbook
+// stops them (StopWatches), or are cancelled with the rollout.
+func (d *rolloutDriver) watch(ctx workflow.Context, i int) {
+	plan, st := d.run.Plan, d.run.Status
+	ws := st.Waves[i]
+	in := WatchInput{Rollout: st.Rollout, Commit: st.Commit, Wave: ws.Name, Sites: plan.SitesOf(plan.Waves[i].Sites), Health: plan.Health, Status: ws.Carry()}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:        WatchID(st.Rollout, ws.Name),
+		StaticSummary:     fmt.Sprintf("watch of wave %s: %s on %s until the rollout ends", ws.Name, rollout.SitesLabel(plan.Waves[i].Sites), rollout.Short(st.Commit)),
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			AttrFleet.ValueSet(st.Fleet), AttrCommit.ValueSet(st.Commit), AttrWave.ValueSet(ws.Name)),
+	})
+	f := workflow.ExecuteChildWorkflow(cctx, Watch, in)
+	d.watches = append(d.watches, f)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var res WatchResult
+		if err := f.Get(ctx, &res); err != nil || res.Site == "" {
+			return // stopped (the rollout is reverting or ended), or nothing left to watch
+		}
+		workflow.GetLogger(ctx).Warn("watched site degraded", "rollout", st.Rollout, "wave", res.Wave, "site", res.Site)
+		d.next(ctx, rollout.WatchDegraded{At: workflow.Now(ctx), Wave: res.Wave, Site: res.Site, Message: res.Message})
+	})
 }
 
 // waveEnded is how the wave's child workflow ended, as an event.

@@ -301,6 +301,7 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(Rollout)
 	env.RegisterWorkflow(Wave)
+	env.RegisterWorkflow(Watch)
 	env.SetStartTime(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
 	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{VoteOrigins(testVoteKey)}})
 	return env
@@ -377,15 +378,19 @@ func TestRolloutWavesInOrderWithBatchesAndBake(t *testing.T) {
 	if gap := p[3].At.Sub(p[2].At); gap < 30*time.Minute {
 		t.Errorf("fleet wave started %s after eu's last batch, want at least the 30m bake", gap)
 	}
-	// Health is checked every interval during bake: canary 10m/1m -> 11 rounds.
-	canaryRounds := 0
+	// Health is checked every interval during bake: canary 10m/1m -> 11 rounds; then the
+	// canary stays watched every minute until the rollout ends (eu 30m, fleet 1h: 90 more).
+	canaryRounds, inBake := 0, 0
 	for _, c := range f.callsOf("observe") {
 		if slices.Equal(c.Sites, []string{"ams-1"}) {
 			canaryRounds++
+			if !c.At.After(p[1].At) {
+				inBake++
+			}
 		}
 	}
-	if canaryRounds != 11 {
-		t.Errorf("canary health rounds = %d, want 11 (at 0, 1m, ..., 10m)", canaryRounds)
+	if inBake != 11 || canaryRounds != 101 {
+		t.Errorf("canary health rounds = %d in its bake, %d in all; want 11 (at 0, 1m, ..., 10m), 101", inBake, canaryRounds)
 	}
 	if st.State != rollout.StateSucceeded || st.Subject != "bump app" || st.Wave != "fleet" || st.Simulated {
 		t.Errorf("status = %s %q wave %s simulated %v", st.State, st.Subject, st.Wave, st.Simulated)

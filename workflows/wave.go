@@ -280,7 +280,10 @@ const waveEvents = 8000
 
 // historyLong reports whether a wave's history is long enough to continue as new; a variable
 // so that tests, whose environment keeps no history, can say when.
-var historyLong = func(info *workflow.Info) bool {
+var historyLong = longHistory
+
+// longHistory is historyLong's rule: Temporal suggests continuing as new, or waveEvents.
+func longHistory(info *workflow.Info) bool {
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= waveEvents
 }
 

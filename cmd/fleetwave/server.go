@@ -138,6 +138,7 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterWorkflow(workflows.Fleet)
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
+	w.RegisterWorkflow(workflows.Watch)
 	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver, Adapt: n.adapt})
 	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo})
 	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))

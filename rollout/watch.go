@@ -1,0 +1,60 @@
+package rollout
+
+// The watch: once a wave succeeded, its sites stay observed until the rollout ends (plan
+// health.watch: rollout), against their promotion and under the plan's checks, by the same
+// rules as the wave's bake. A site that degrades fails the rollout (WatchDegraded), which
+// reverts by its rollback scope.
+
+// Watched reports whether the watch observes the site: it runs its wave's promotion and is not
+// decided (degraded or reverted).
+func (s SiteStatus) Watched() bool {
+	return s.Promotion != "" && (s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown)
+}
+
+// WatchedSites lists the sites of the wave the watch observes.
+func (w WaveStatus) WatchedSites() []string {
+	var out []string
+	for _, s := range w.Sites {
+		if s.Watched() {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// WatchRound folds one round of the watch into the statuses of a wave that succeeded and
+// returns the sites that degraded, in the round's order. A round that could not measure a site
+// breaks its streak of failed rounds, as in a wave (WaveRun.Afresh).
+func WatchRound(w *WaveStatus, e HealthObserved, h Health) []string {
+	index := w.SiteIndex()
+	var out []string
+	for _, st := range e.States {
+		i, ok := index[st.Site]
+		if !ok || !w.Sites[i].Watched() {
+			continue
+		}
+		s := &w.Sites[i]
+		s.ObserveHealth(st, s.Promotion, h, e.At)
+		if s.Verdict == VerdictUnknown {
+			s.Failures = 0
+		}
+		if s.Verdict == VerdictDegraded {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// KeepPromotions gives the sites that a compacted status left without their promotion the one
+// live had (the same wave, as its progress reports built it).
+func (w *WaveStatus) KeepPromotions(live WaveStatus) {
+	if len(live.Sites) != len(w.Sites) {
+		return
+	}
+	w.Sites = append([]SiteStatus(nil), w.Sites...)
+	for i := range w.Sites {
+		if s := &w.Sites[i]; s.Promotion == "" && live.Sites[i].Name == s.Name {
+			s.Promotion = live.Sites[i].Promotion
+		}
+	}
+}
