@@ -199,10 +199,12 @@ type SitesConverged struct {
 	TimedOut bool
 }
 
-// HealthObserved is one health round over the wave's sites.
+// HealthObserved is one health round over the wave's sites: At is when it ended, Started when
+// it began (zero: At).
 type HealthObserved struct {
-	At     time.Time
-	States []SiteState
+	At      time.Time
+	Started time.Time
+	States  []SiteState
 }
 
 // Reversion is what a revert did to one site: the revert commit (this rollout's, written now
@@ -640,7 +642,7 @@ func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
 // lengthens the bake by what a late round left unobserved, and goes on with what the wave was
 // doing: a convergence wait, a revert's wait, the next batch, or the bake.
 func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
-	r.extend(e.At)
+	r.extend(cmp.Or(e.Started, e.At))
 	r.Seen = e.At
 	var degraded []string
 	for _, st := range e.States {
@@ -673,11 +675,14 @@ func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
 	return r.bakeNext(e.At)
 }
 
-// extend lengthens the bake when the round at now comes more than two intervals after the
-// last one: the part of the bake nobody observed, beyond one interval, is baked again.
+// extend lengthens the bake when the round that began at now came more than two intervals
+// after the end of the last one (a worker down, a slow history): the part of the bake nobody
+// observed, beyond one interval, is baked again. The time a round takes does not count: its
+// sites were being observed. Nor does a timer's lateness (TimerSlack): with the second-long
+// intervals of a rehearsal, every round would extend the bake.
 func (r *WaveRun) extend(now time.Time) {
 	bake, until := r.Status.ConvergedAt, r.Status.BakeUntil
-	if r.Seen.IsZero() || until.IsZero() || !r.Seen.Before(until) || now.Sub(r.Seen) <= 2*r.Health.Interval {
+	if r.Seen.IsZero() || until.IsZero() || !r.Seen.Before(until) || now.Sub(r.Seen) <= max(2*r.Health.Interval, r.Health.Interval+TimerSlack) {
 		return
 	}
 	from := r.Seen
@@ -720,6 +725,10 @@ func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
 	}
 	return r, FinishWave{State: StateSucceeded}
 }
+
+// TimerSlack is how late a Temporal timer may fire (the server fires timers with a precision of
+// about a second) before a gap between health rounds counts as unobserved time.
+const TimerSlack = 2 * time.Second
 
 // bakeEvidence sleeps until the next health round, or ends the bake once it has passed and
 // every watched site passed its last round (Evidence).

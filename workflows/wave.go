@@ -497,6 +497,18 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 
 // observe runs one health round over the sites.
 func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
+	started := workflow.Now(ctx)
+	ev := d.round(ctx, c)
+	if round, ok := ev.(rollout.HealthObserved); ok {
+		round.Started = started
+		return round
+	}
+	return ev
+}
+
+// round runs one health round over the sites, as activities or (since versionLocalHealthRounds)
+// local activities.
+func (d *waveDriver) round(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
 	if d.run.Phase == rollout.WaveBake {
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: health round of %s",
 			d.in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), rollout.Count(len(c.Sites), "site")))
