@@ -95,8 +95,10 @@ type RolloutRun struct {
 	// Failure is why the rollout fails once its revert is done; Reverts the sets to revert,
 	// Revert the index of the one in progress.
 	Failure string
-	Reverts []RevertSet
-	Revert  int
+	// FailCause is Failure's code (Status.Cause) once a wave failed.
+	FailCause string `json:",omitempty"`
+	Reverts   []RevertSet
+	Revert    int
 	// Details is what the rollout is doing, in a sentence (the Temporal UI's current details).
 	Details string
 	// Watching: the sites of every wave that succeeded stay observed until the rollout ends
@@ -373,6 +375,9 @@ func Next(r RolloutRun, e RolloutEvent) (RolloutRun, []RolloutCommand) {
 		s.watchDegraded(e)
 	case RolloutCancelled:
 		s.withdrawApprovals()
+		if s.r.Status.Cause == "" {
+			s.r.Status.Cause = CauseCancelled
+		}
 		if s.r.Status.Reason == "" {
 			s.r.Status.Reason = "the rollout's workflow was cancelled in Temporal"
 		}
@@ -540,11 +545,11 @@ func (s *turn) loaded(e PlanLoaded) {
 func (s *turn) failed(e StepFailed) {
 	switch s.r.Phase {
 	case PhaseLoad:
-		s.fail(e.At, "load plan: "+e.Message)
+		s.fail(e.At, CauseLoadFailed, "load plan: "+e.Message)
 	case PhasePolicy:
-		s.fail(e.At, fmt.Sprintf("policy check before wave %s: %s", s.r.Plan.Waves[s.r.Wave].Name, e.Message))
+		s.fail(e.At, CausePolicyFailed, fmt.Sprintf("policy check before wave %s: %s", s.r.Plan.Waves[s.r.Wave].Name, e.Message))
 	default:
-		s.fail(e.At, e.Message)
+		s.fail(e.At, CauseStepFailed, e.Message)
 	}
 }
 
@@ -625,7 +630,7 @@ func (s *turn) decided(e PolicyDecided) {
 	case PolicyDeny:
 		ws.State = StatePending
 		ws.Message = "denied by policy: " + strings.Join(d.Deny, "; ")
-		s.fail(e.At, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
+		s.fail(e.At, CausePolicyDenied, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
 		return
 	}
 	ws.State = StateWaiting
@@ -725,7 +730,7 @@ func (s *turn) approvalDecided(now time.Time) {
 		return
 	case ApprovalRejected:
 		ws.State = StatePending
-		s.fail(now, fmt.Sprintf("wave %s %s", wave.Name, ws.Approval.Votes[len(ws.Approval.Votes)-1]))
+		s.fail(now, CauseApprovalRejected, fmt.Sprintf("wave %s %s", wave.Name, ws.Approval.Votes[len(ws.Approval.Votes)-1]))
 		return
 	}
 	// Expired, or unmet: the plan's onTimeout says what now.
@@ -738,7 +743,11 @@ func (s *turn) approvalDecided(now time.Time) {
 	}
 	if a.OnTimeout == OnTimeoutReject {
 		ws.State = StatePending
-		s.fail(now, why)
+		cause := CauseApprovalExpired
+		if ws.Approval.Outcome == ApprovalUnmet {
+			cause = CauseApprovalUnmet
+		}
+		s.fail(now, cause, why)
 		return
 	}
 	r.Kept = slices.Clone(ws.Approval.Votes)
@@ -885,7 +894,7 @@ func (s *turn) waveEnded(e WaveEnded) {
 		}
 	}
 	s.note(EventWaveFinished, wave.Name)
-	r.Failure = reason
+	r.Failure, r.FailCause = reason, waveCause(e, ws)
 	if reason == "" && ws.State == StateSucceeded && r.Watching && r.Plan.Health.WatchesRollout() && r.Stop == StopNone && r.Wave < len(r.Plan.Waves)-1 {
 		s.emit(WatchSites{Index: r.Wave})
 	}
@@ -897,6 +906,22 @@ func (s *turn) waveEnded(e WaveEnded) {
 	s.afterWave(e.At)
 }
 
+// waveCause is why a wave failed, as a cause; "" when it did not.
+func waveCause(e WaveEnded, ws *WaveStatus) string {
+	switch {
+	case e.Lost != "":
+		return CauseWaveLost
+	case e.Failed == "":
+		return ""
+	}
+	for _, s := range ws.Sites {
+		if s.Verdict == VerdictDegraded {
+			return CauseWaveDegraded
+		}
+	}
+	return CauseWaveFailed
+}
+
 // afterWave ends the rollout after a wave (and its revert), or goes on to the next wave.
 func (s *turn) afterWave(now time.Time) {
 	r := &s.r
@@ -904,7 +929,7 @@ func (s *turn) afterWave(now time.Time) {
 	// A failure outranks a supersede: the newer commit still goes next, but this rollout
 	// failed and says why.
 	if reason != "" && (r.Stop == StopNone || r.Stop == StopSupersede) {
-		s.fail(now, reason)
+		s.fail(now, r.FailCause, reason)
 		return
 	}
 	if r.Stop != StopNone {
@@ -1051,6 +1076,7 @@ func (s *turn) stopped(now time.Time, last int) {
 		r.Status.Reason = strings.TrimSuffix(r.Stopper.Reason+"; "+r.Status.Reason, "; ")
 		r.Status.FinishedAt = now
 		s.setState(StateSuperseded)
+		r.Status.Cause = CauseSuperseded
 		r.Details = "Stopped: " + r.Stopper.Reason
 		s.finish(StateSuperseded, r.Status.Reason)
 		return
@@ -1077,13 +1103,14 @@ func (s *turn) stopped(now time.Time, last int) {
 func (s *turn) stoppedFinal(now time.Time) {
 	r := &s.r
 	reason := r.Failure
-	final := StateAborted
+	final, cause := StateAborted, CauseAborted
 	switch r.Stop {
 	case StopRollback:
-		final = StateRolledBack
+		final, cause = StateRolledBack, CauseRolledBack
 	case StopWatch:
-		final = StateFailed
+		final, cause = StateFailed, CauseWatchDegraded
 	}
+	r.Status.Cause = cause
 	if r.Status.Reason != "" {
 		reason += "; " + r.Status.Reason
 	}
@@ -1094,8 +1121,9 @@ func (s *turn) stoppedFinal(now time.Time) {
 	s.finish(final, reason)
 }
 
-func (s *turn) fail(now time.Time, reason string) {
+func (s *turn) fail(now time.Time, cause, reason string) {
 	r := &s.r
+	r.Status.Cause = cause
 	if r.Status.Reason != "" {
 		reason += "; " + r.Status.Reason
 	}

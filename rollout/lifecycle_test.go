@@ -518,3 +518,36 @@ func TestNextDoesNotChangeItsInput(t *testing.T) {
 		t.Errorf("Next changed its input:\nbefore %s\nafter  %s", before, after)
 	}
 }
+
+// TestCause: every way a rollout ends has its code beside its reason.
+func TestCause(t *testing.T) {
+	reverted := Reverted{At: at(31 * time.Minute), Sites: []Reversion{{Site: "b", Revert: "r-b", Converged: true}, {Site: "c", Revert: "r-c", Converged: true}}}
+	revertedA := Reverted{At: at(32 * time.Minute), Sites: []Reversion{{Site: "a", Revert: "r-a", Converged: true}}}
+	tests := []struct {
+		name   string
+		events []RolloutEvent
+		want   string
+	}{
+		{"running", euRunning, ""},
+		{"succeeded", then(euRunning, WaveEnded{At: at(30 * time.Minute), Status: waveDone("eu", "b", "c")}), ""},
+		{"load failed", then(started, StepFailed{At: at(time.Second), Message: "bad"}), CauseLoadFailed},
+		{"policy failed", then(policyAsked, StepFailed{At: at(time.Second), Message: "rego"}), CausePolicyFailed},
+		{"policy denied", then(policyAsked, PolicyDecided{At: at(time.Minute), Decision: PolicyDecision{Outcome: PolicyDeny, Deny: []string{"freeze"}}}), CausePolicyDenied},
+		{"approval rejected", then(asking, VoteCast{Wave: "eu", Vote: Vote{By: "U2", Approve: false}}, Woke{At: at(12 * time.Minute)}), CauseApprovalRejected},
+		{"approval expired", then(asking, Woke{At: at(72 * time.Minute)}), CauseApprovalExpired},
+		{"wave degraded", then(euFailed, reverted, revertedA), CauseWaveDegraded},
+		{"wave lost", then(euRunning, WaveEnded{At: at(30 * time.Minute), Lost: "terminated"}, reverted, revertedA), CauseWaveLost},
+		{"aborted", then(euRunning, control(ControlAbort, 20*time.Minute), WaveEnded{At: at(21 * time.Minute), Status: waveDone("eu", "b", "c")}), CauseAborted},
+		{"rolled back", then(euRunning, control(ControlRollback, 20*time.Minute), WaveEnded{At: at(21 * time.Minute), Status: waveDone("eu", "b", "c")}, reverted, revertedA), CauseRolledBack},
+		{"superseded", then(euRunning, Controlled{Control: Control{Action: string(ControlSupersede), By: "fleet", At: at(20 * time.Minute)}}, WaveEnded{At: at(21 * time.Minute), Status: waveDone("eu", "b", "c")}), CauseSuperseded},
+		{"cancelled", then(euRunning, RolloutCancelled{At: at(20 * time.Minute)}), CauseCancelled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, _ := run(tt.events...)
+			if r.Status.Cause != tt.want {
+				t.Errorf("cause %q, want %q (state %s: %s)", r.Status.Cause, tt.want, r.Status.State, r.Status.Reason)
+			}
+		})
+	}
+}

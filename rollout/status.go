@@ -356,6 +356,25 @@ func (w *WaveStatus) Site(name string) *SiteStatus {
 	return nil
 }
 
+// Causes: why a rollout ended (Status.Cause).
+const (
+	CauseLoadFailed       = "LoadFailed"       // the plan could not be loaded or is invalid
+	CausePolicyFailed     = "PolicyFailed"     // the policies could not be evaluated
+	CausePolicyDenied     = "PolicyDenied"     // a policy denied a wave
+	CauseApprovalRejected = "ApprovalRejected" // an approver rejected a wave
+	CauseApprovalExpired  = "ApprovalExpired"  // a wave's approval timed out (onTimeout reject)
+	CauseApprovalUnmet    = "ApprovalUnmet"    // too few approvers could vote
+	CauseWaveDegraded     = "WaveDegraded"     // a site degraded past its wave's failure budget
+	CauseWaveFailed       = "WaveFailed"       // a wave could not go on (a push failed for good)
+	CauseWaveLost         = "WaveLost"         // a wave's workflow ended without a verdict
+	CauseWatchDegraded    = "WatchDegraded"    // a site of a wave that succeeded degraded later
+	CauseStepFailed       = "StepFailed"       // a step of the rollout failed for good
+	CauseAborted          = "Aborted"          // an operator aborted it
+	CauseRolledBack       = "RolledBack"       // an operator rolled it back
+	CauseSuperseded       = "Superseded"       // a newer commit of the fleet went next
+	CauseCancelled        = "Cancelled"        // its workflow was cancelled in Temporal
+)
+
 // Status is the whole state of a rollout, as the status query returns it.
 type Status struct {
 	Rollout string `json:"rollout"`
@@ -367,11 +386,15 @@ type Status struct {
 	// (serve --driver sim, dev, rehearse): its health gates checked nothing real.
 	Simulated bool `json:"simulated,omitempty"`
 	// Wave is the name of the current (or last) wave.
-	Wave       string       `json:"wave,omitempty"`
-	Waves      []WaveStatus `json:"waves,omitempty"`
-	Reason     string       `json:"reason,omitempty"`
-	StartedAt  time.Time    `json:"startedAt,omitzero"`
-	FinishedAt time.Time    `json:"finishedAt,omitzero"`
+	Wave   string       `json:"wave,omitempty"`
+	Waves  []WaveStatus `json:"waves,omitempty"`
+	Reason string       `json:"reason,omitempty"`
+	// Cause is why the rollout ended, as a code (CausePolicyDenied, ...): Reason says it in
+	// words, as Flux pairs a condition's Reason with its Message. Empty while it runs and when
+	// it succeeded.
+	Cause      string    `json:"cause,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
 	// Controls lists the operators' actions, oldest first.
 	Controls []Control `json:"controls,omitempty"`
 	// Operators may control the rollout from Slack (the plan's Operators, groups unresolved).
@@ -452,6 +475,25 @@ func sameChecks(a, b []CheckResult, values bool) bool {
 		}
 	}
 	return true
+}
+
+// Decisive reports whether the change from before to after decides something the rollout must
+// hear of at once: the wave's state or times, or a site's promotion, revert, verdict or first
+// measurements. The rest (later measurements, failure counts, messages, a bake lengthened)
+// may wait.
+func Decisive(before, after WaveStatus) bool {
+	if before.State != after.State || !before.StartedAt.Equal(after.StartedAt) || !before.ConvergedAt.Equal(after.ConvergedAt) ||
+		!before.FinishedAt.Equal(after.FinishedAt) || len(before.Sites) != len(after.Sites) {
+		return true
+	}
+	for i, s := range after.Sites {
+		b := before.Sites[i]
+		if b.Verdict != s.Verdict || b.Promotion != s.Promotion || b.Promoted != s.Promoted || b.Revert != s.Revert ||
+			(len(b.Checks) == 0 && len(s.Checks) > 0) { // a site's first measurements
+			return true
+		}
+	}
+	return false
 }
 
 // Apply merges a change of the wave into its status.

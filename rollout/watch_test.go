@@ -77,6 +77,9 @@ func TestWatch(t *testing.T) {
 			want:  "post reverted canary; state Failed; StopWatches; finish Failed site a of wave canary degraded after its wave succeeded: check error-rate failed (value 0.2, want <= 0.01), 3 times in a row",
 			state: StateFailed,
 			check: func(t *testing.T, r RolloutRun) {
+				if r.Status.Cause != CauseWatchDegraded {
+					t.Errorf("cause %q, want %s", r.Status.Cause, CauseWatchDegraded)
+				}
 				if d := r.Status.Waves[2]; d.State != StatePending || d.Sites != nil && d.Sites[0].Promoted {
 					t.Errorf("rest %s: want it untouched", d.State)
 				}

@@ -73,7 +73,8 @@ type workflowHistory struct {
 
 // BenchmarkRolloutHistory rolls out one commit to a simulated fleet of 100, 1,000 and 10,000
 // sites on a real Temporal dev server, each wave baking for at least 120 health rounds (a 1h
-// bake at 30s), and reports, for the largest workflow history of the rollout, its events and
+// bake at 30s), the waves that passed watched meanwhile, and reports, for the largest workflow
+// history of the rollout (its waves' and watches' included), its events and
 // bytes, the largest event in any of its histories, and the peak RSS of the benchmark process
 // (worker, simulated fleet and git together). Run it with
 // `make bench-history`; docs/benchmarks.md has the method and the numbers.
@@ -110,6 +111,10 @@ func measureHistory(b *testing.B, n int) {
 	ids := []string{run.GetID()}
 	for _, wave := range []string{"canary", "r1", "rest"} {
 		ids = append(ids, workflows.WaveID(run.GetID(), wave))
+	}
+	// The watches over the waves that succeeded before the last (health.watch: rollout).
+	for _, wave := range []string{"canary", "r1"} {
+		ids = append(ids, workflows.WatchID(run.GetID(), wave))
 	}
 	var hs []workflowHistory
 	for _, id := range ids {

@@ -182,8 +182,12 @@ func (b *reportBuilder) event(ev *historypb.HistoryEvent) error {
 	case enumspb.EVENT_TYPE_MARKER_RECORDED:
 		return b.marker(ev.GetMarkerRecordedEventAttributes())
 	case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+		a := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes()
+		if a.GetWorkflowType().GetName() != "Wave" {
+			return nil // a watch over a wave that succeeded
+		}
 		var in WaveInput
-		if err := b.decode(ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetInput(), &in); err != nil {
+		if err := b.decode(a.GetInput(), &in); err != nil {
 			return err
 		}
 		b.started = max(b.started, in.Status.Index)

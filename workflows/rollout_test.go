@@ -79,6 +79,9 @@ type fakeFleet struct {
 	lateLanding string
 	// degradedFrom are sites whose checks fail from that workflow time on.
 	degradedFrom map[string]time.Time
+	// flapping are sites whose checks fail every other round; observed counts the rounds.
+	flapping map[string]bool
+	observed map[string]int
 	// conflicts are sites whose revert conflicts with a later commit on their branch.
 	conflicts map[string]bool
 	// converge is the mocked convergence wait, for a test to make it take time.
@@ -270,7 +273,13 @@ func (f *fakeFleet) observe(_ context.Context, in activities.ObserveInput) (acti
 		commit := f.promoted[s.Name]
 		st := rollout.SiteState{Site: s.Name, Reachable: true, Ready: true, Revision: rollout.FormatRevision("sites/"+s.Name, commit),
 			Checks: []rollout.CheckResult{{Name: "error-rate", OK: true, Value: 0.001, Threshold: "<= 0.01"}}}
-		if from, ok := f.degradedFrom[s.Name]; f.degraded[s.Name] || (ok && !f.env.Now().Before(from)) {
+		if f.flapping[s.Name] {
+			if f.observed == nil {
+				f.observed = map[string]int{}
+			}
+			f.observed[s.Name]++
+		}
+		if from, ok := f.degradedFrom[s.Name]; f.degraded[s.Name] || (ok && !f.env.Now().Before(from)) || (f.flapping[s.Name] && f.observed[s.Name]%2 == 1) {
 			st.Checks[0] = rollout.CheckResult{Name: "error-rate", OK: false, Value: 0.25, Threshold: "<= 0.01"}
 		}
 		if f.unreachable[s.Name] {

@@ -108,6 +108,8 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		if p := workflow.GetInfo(ctx).ParentWorkflowExecution; p != nil {
 			d.parent = p.ID
 			d.pipelined = workflow.GetVersion(ctx, versionProgressPipelined, workflow.DefaultVersion, 1) >= 1
+			d.coalesce = workflow.GetVersion(ctx, versionProgressCoalesced, workflow.DefaultVersion, 1) >= 1
+			d.reported, d.reportedAt = in.Status, workflow.Now(ctx)
 		}
 	}
 	// Before versionAfresh, an Unknown round did not break a streak of failed rounds.
@@ -151,6 +153,9 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			ev = d.revert(ctx, c)
 		case rollout.SleepUntil:
 			if d.continueAsNew(ctx, signals) {
+				if d.coalesce {
+					d.progress(ctx, true) // the next run starts from this status: tell the rollout first
+				}
 				d.delivered(ctx)
 				next := in
 				next.Status = d.run.Status.Carry()
@@ -190,6 +195,9 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			// Paused with converged sites: they are observed every interval meanwhile, and a
 			// long pause continues as new like a long bake.
 			if d.continueAsNew(ctx, signals) {
+				if d.coalesce {
+					d.progress(ctx, true)
+				}
 				d.delivered(ctx)
 				next := in
 				next.Status = d.run.Status.Carry()
@@ -257,6 +265,11 @@ type waveDriver struct {
 	// pending is the one not known delivered yet.
 	pipelined bool
 	pending   workflow.Future
+	// coalesce: changes that decide nothing are reported at most every progressEvery
+	// (versioned); reported is the status the rollout was last told, at reportedAt.
+	coalesce   bool
+	reported   rollout.WaveStatus
+	reportedAt time.Time
 }
 
 // versionAbortCancelsWait guards an abort cancelling the convergence wait in flight.
@@ -317,12 +330,43 @@ func (d *waveDriver) next(ctx workflow.Context, e rollout.WaveEvent) rollout.Wav
 	before := d.run.Status
 	var c rollout.WaveCommand
 	d.run, c = rollout.NextWave(d.run, e)
-	if d.parent != "" {
+	switch {
+	case d.parent == "":
+	case d.coalesce:
+		d.progress(ctx, false)
+	default:
 		if change, ok := rollout.Changes(before, d.run.Status); ok {
 			d.report(ctx, change)
 		}
 	}
 	return c
+}
+
+// versionProgressCoalesced guards coalescing the changes a wave reports to its rollout: one
+// progress signal per change made the rollout's history grow with every health round of a
+// site whose measurements or failure count moved (a flapping check: a signal each round,
+// 2,880 a day at 30 s, and the rollout does not continue as new).
+const versionProgressCoalesced = "wave-progress-coalesced"
+
+// progressEvery is how often at most a wave tells its rollout of changes that decide nothing
+// (measurements, failure counts, messages, a longer bake); what decides (the wave's state and
+// times, a site's promotion, verdict or revert) is reported at once.
+const progressEvery = 5 * time.Minute
+
+// progress reports what changed since the rollout was last told: at once when it decides
+// something, or when force says so (before a continue-as-new); otherwise once progressEvery
+// has passed since the last report.
+func (d *waveDriver) progress(ctx workflow.Context, force bool) {
+	change, ok := rollout.Changes(d.reported, d.run.Status)
+	if !ok {
+		return
+	}
+	now := workflow.Now(ctx)
+	if !force && !rollout.Decisive(d.reported, d.run.Status) && now.Sub(d.reportedAt) < progressEvery {
+		return
+	}
+	d.report(ctx, change)
+	d.reported, d.reportedAt = d.run.Status, now
 }
 
 // report signals a change of the wave to its rollout, in parts of at most progressSites sites

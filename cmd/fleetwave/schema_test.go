@@ -20,7 +20,7 @@ func fullStatus() rollout.Status {
 		Checks: []rollout.CheckResult{check, {Name: "smoke", Unknown: true}}, Revision: "sites/ams-1@sha1:" + strings.Repeat("a", 40),
 		Message: "reverted", UpdatedAt: at}
 	return rollout.Status{Rollout: "rollout/demo/aaaaaaaaaaaa", Fleet: "demo", Commit: strings.Repeat("d", 40), Subject: "bump", State: rollout.StateFailed,
-		Simulated: true, Wave: "canary", Reason: "site ams-1 degraded", StartedAt: at, FinishedAt: at.Add(time.Minute),
+		Simulated: true, Wave: "canary", Reason: "site ams-1 degraded", Cause: rollout.CauseWaveDegraded, StartedAt: at, FinishedAt: at.Add(time.Minute),
 		Controls:  []rollout.Control{{Action: "pause", By: "U1", Reason: "look", At: at}},
 		Operators: []string{"U1"}, Waiting: []string{"Promote (attempt 2)"},
 		Waves: []rollout.WaveStatus{{Name: "canary", Index: 0, State: rollout.StateFailed, Sites: []rollout.SiteStatus{site},
