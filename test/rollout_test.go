@@ -151,7 +151,7 @@ func (l *lab) saveHistory(workflowID, name string) { saveHistory(l.t, l.tc, work
 // historyTag names the workflow code that -record records histories of: a recorded history is
 // kept for good (docs/workflows.md, the versioning rule), so new recordings go beside the old
 // ones under a new tag, never over them. Change it when workflow code changes.
-const historyTag = "chunk"
+const historyTag = "gates"
 
 // saveHistory writes a workflow's history (and its ID, since child IDs derive from it) to
 // workflows/testdata/histories/<name>.<historyTag>.json when the tests run with -record. It
@@ -235,6 +235,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	}
 	l.saveHistory(run.GetID(), "rollout-succeeded")
 	l.saveHistory(workflows.WaveID(run.GetID(), "eu"), "wave-succeeded")
+	l.saveHistory(workflows.WatchID(run.GetID(), "canary"), "watch-succeeded")
 
 	// The same commit again is a no-op: same workflow, nothing written.
 	again, _, err := l.run(good)
