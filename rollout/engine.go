@@ -617,20 +617,7 @@ func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
 	if r.Evidence {
 		return r.observedEvidence(e)
 	}
-	var degraded []string
-	for _, st := range e.States {
-		s := r.Site(st.Site)
-		if s == nil || s.Verdict == VerdictDegraded || s.Verdict == VerdictReverted {
-			continue
-		}
-		s.ObserveHealth(st, s.Promotion, r.Health, e.At)
-		if r.Afresh && s.Verdict == VerdictUnknown {
-			s.Failures = 0
-		}
-		if s.Verdict == VerdictDegraded {
-			degraded = append(degraded, s.Name)
-		}
-	}
+	degraded := r.fold(e, func(s *SiteStatus) bool { return s.Verdict != VerdictDegraded && s.Verdict != VerdictReverted })
 	if len(degraded) > 0 {
 		r.Then = WaveBake
 		return r.degrade(e.At, degraded, nil)
@@ -644,20 +631,8 @@ func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
 func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
 	r.extend(cmp.Or(e.Started, e.At))
 	r.Seen = e.At
-	var degraded []string
-	for _, st := range e.States {
-		s := r.Site(st.Site)
-		if s == nil || (s.Verdict != VerdictHealthy && s.Verdict != VerdictUnknown) {
-			continue // not converged yet, or decided
-		}
-		s.ObserveHealth(st, s.Promotion, r.Health, e.At)
-		if r.Afresh && s.Verdict == VerdictUnknown {
-			s.Failures = 0
-		}
-		if s.Verdict == VerdictDegraded {
-			degraded = append(degraded, s.Name)
-		}
-	}
+	// Only converged sites that are not decided yet.
+	degraded := r.fold(e, func(s *SiteStatus) bool { return s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown })
 	if len(degraded) > 0 {
 		if r.Phase != WaveReverting {
 			r.Then = r.Phase // Reverting keeps what it goes back to
@@ -673,6 +648,26 @@ func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
 		return r.promoteNext(e.At)
 	}
 	return r.bakeNext(e.At)
+}
+
+// fold folds the round's observations of the sites observe accepts into their statuses, and
+// returns the sites that degraded, in the round's order.
+func (r *WaveRun) fold(e HealthObserved, observe func(*SiteStatus) bool) []string {
+	var degraded []string
+	for _, st := range e.States {
+		s := r.Site(st.Site)
+		if s == nil || !observe(s) {
+			continue
+		}
+		s.ObserveHealth(st, s.Promotion, r.Health, e.At)
+		if r.Afresh && s.Verdict == VerdictUnknown {
+			s.Failures = 0
+		}
+		if s.Verdict == VerdictDegraded {
+			degraded = append(degraded, s.Name)
+		}
+	}
+	return degraded
 }
 
 // extend lengthens the bake when the round that began at now came more than two intervals

@@ -48,18 +48,24 @@ const (
 	PhaseDone      RolloutPhase = "Done"
 )
 
-// Holds: what a paused rollout goes on with once resumed.
+// Hold is what a paused rollout goes on with once resumed.
+type Hold string
+
+// Holds.
 const (
-	holdBeforeWave = "before-wave" // the safe point before a wave
-	holdPolicy     = "policy"      // evaluate the policies again
-	holdApproved   = "approved"    // start the approved wave (after the policies' second look)
-	holdApproval   = "approval"    // ask for the approval again (onTimeout pause)
+	holdBeforeWave Hold = "before-wave" // the safe point before a wave
+	holdPolicy     Hold = "policy"      // evaluate the policies again
+	holdApproved   Hold = "approved"    // start the approved wave (after the policies' second look)
+	holdApproval   Hold = "approval"    // ask for the approval again (onTimeout pause)
 )
 
-// Reverts: what a rollout goes on with once its revert is done.
+// AfterRevert is what a rollout goes on with once its revert is done.
+type AfterRevert string
+
+// What comes after a revert.
 const (
-	afterWave = "wave" // end after a failed wave
-	afterStop = "stop" // end an operator's rollback
+	afterWave AfterRevert = "wave" // end after a failed wave
+	afterStop AfterRevert = "stop" // end an operator's rollback, or the watch's failure
 )
 
 // RolloutRun is a rollout's state in Next.
@@ -78,10 +84,10 @@ type RolloutRun struct {
 	Wave  int
 	Pass  int
 	Waits int
-	// Then is what a hold goes on with (a hold* value); After what a revert does (after*);
+	// Then is what a hold goes on with; After what a revert does;
 	// Late is true while an unsettled wave's sites are reverted a second time.
-	Then  string
-	After string
+	Then  Hold
+	After AfterRevert
 	Late  bool
 	// ResumeState is the state a paused rollout resumes to.
 	ResumeState State
@@ -573,14 +579,14 @@ func (s *turn) beforeWave(now time.Time, i int) {
 func (s *turn) atWave(now time.Time) {
 	r := &s.r
 	if r.Stop != StopNone {
-		s.stopped(now, r.Wave-1)
+		s.stopBeforeWave(now)
 		return
 	}
 	r.Status.Wave = r.Plan.Waves[r.Wave].Name
 	s.policy(now)
 }
 
-func (s *turn) hold(then string) {
+func (s *turn) hold(then Hold) {
 	s.r.Phase, s.r.Then = PhaseHold, then
 	s.emit(HoldPaused{})
 }
@@ -600,7 +606,7 @@ func (s *turn) policy(now time.Time) {
 func (s *turn) policyHeld(now time.Time) {
 	ws := s.wave()
 	ws.State, ws.Message = StatePending, ""
-	s.stopped(now, s.r.Wave-1)
+	s.stopBeforeWave(now)
 }
 
 func (s *turn) decided(e PolicyDecided) {
@@ -766,7 +772,7 @@ func (s *turn) approvalDecided(now time.Time) {
 func (s *turn) approved(now time.Time) {
 	s.wave().State = StatePending
 	if s.r.Stop != StopNone {
-		s.stopped(now, s.r.Wave-1)
+		s.stopBeforeWave(now)
 		return
 	}
 	s.r.Pass, s.r.Waits = 1, 0
@@ -782,7 +788,7 @@ func (s *turn) approvalHeld(now time.Time) {
 	}
 	s.withdrawApprovals()
 	s.wave().State = StatePending
-	s.stopped(now, s.r.Wave-1)
+	s.stopBeforeWave(now)
 }
 
 // withdrawApprovals closes every open approval request, so nobody can vote on it and its Slack
@@ -846,7 +852,7 @@ func (s *turn) woke(now time.Time) {
 		case holdApproval:
 			if r.Stop != StopNone {
 				s.wave().State = StatePending
-				s.stopped(now, r.Wave-1)
+				s.stopBeforeWave(now)
 				return
 			}
 			s.requestApproval(now)
@@ -858,7 +864,7 @@ func (s *turn) woke(now time.Time) {
 func (s *turn) startWave(now time.Time) {
 	r := &s.r
 	if r.Stop != StopNone {
-		s.stopped(now, r.Wave-1)
+		s.stopBeforeWave(now)
 		return
 	}
 	wave := r.Plan.Waves[r.Wave]
@@ -944,7 +950,7 @@ func (s *turn) afterWave(now time.Time) {
 
 // revert starts reverting the sets in order, then goes on with after; it returns false when
 // there is nothing to revert. No policy or pause holds a revert back.
-func (s *turn) revert(now time.Time, sets []RevertSet, reason, after string) bool {
+func (s *turn) revert(now time.Time, sets []RevertSet, reason string, after AfterRevert) bool {
 	if len(sets) == 0 {
 		return false
 	}
@@ -1066,6 +1072,10 @@ func (s *turn) vote(e VoteCast) {
 	a.Add(e.Vote)
 	s.r.Status.Waves[i].Message = a.Summary()
 }
+
+// stopBeforeWave ends a stopped rollout at the safe point before the current wave: the waves
+// before it ran, this one did not.
+func (s *turn) stopBeforeWave(now time.Time) { s.stopped(now, s.r.Wave-1) }
 
 // stopped ends a rollout that an operator aborted or rolled back, or a newer commit
 // superseded; last is the last wave that ran.

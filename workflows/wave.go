@@ -153,35 +153,19 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			ev = d.revert(ctx, c)
 		case rollout.SleepUntil:
 			if d.continueAsNew(ctx, signals) {
-				if d.coalesce {
-					d.progress(ctx, true) // the next run starts from this status: tell the rollout first
-				}
-				d.delivered(ctx)
-				next := in
-				next.Status = d.run.Status.Carry()
-				next.Resume = &WaveResume{Run: d.run.Resume(), Wake: c.At, DetailSpent: d.detailSpent}
-				workflow.GetLogger(ctx).Info("wave continues as new", "rollout", in.Rollout, "wave", in.Wave.Name,
-					"events", workflow.GetInfo(ctx).GetCurrentHistoryLength())
-				return WaveResult{}, workflow.NewContinueAsNewError(ctx, Wave, next)
+				return WaveResult{}, d.carryOn(ctx, c.At)
 			}
 			if len(d.controls) > 0 {
 				continue // a control arrived meanwhile: NextWave decides first
 			}
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: next health round at %s, every %s",
 				in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), c.At.UTC().Format(time.RFC3339), in.Health.Interval))
-			wait := c.At.Sub(workflow.Now(ctx))
-			if wait <= 0 {
-				ev = rollout.WaveTick{At: workflow.Now(ctx)}
-				break
-			}
-			fired, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-				Timeout: wait, TimerOptions: workflow.TimerOptions{Summary: "next health round"},
-			}, func() bool { return len(d.controls) > 0 })
+			control, err := d.sleep(ctx, c.At, "next health round")
 			if err != nil {
 				return WaveResult{}, err
 			}
-			if fired {
-				continue // a control: NextWave decides whether the bake goes on
+			if control {
+				continue // NextWave decides whether the bake goes on
 			}
 			ev = rollout.WaveTick{At: workflow.Now(ctx)}
 		case rollout.HoldPaused:
@@ -195,28 +179,17 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			// Paused with converged sites: they are observed every interval meanwhile, and a
 			// long pause continues as new like a long bake.
 			if d.continueAsNew(ctx, signals) {
-				if d.coalesce {
-					d.progress(ctx, true)
-				}
-				d.delivered(ctx)
-				next := in
-				next.Status = d.run.Status.Carry()
-				next.Resume = &WaveResume{Run: d.run.Resume(), Wake: c.Until, DetailSpent: d.detailSpent}
-				return WaveResult{}, workflow.NewContinueAsNewError(ctx, Wave, next)
+				return WaveResult{}, d.carryOn(ctx, c.Until)
 			}
 			if len(d.controls) > 0 {
 				continue
 			}
-			if wait := c.Until.Sub(workflow.Now(ctx)); wait > 0 {
-				fired, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-					Timeout: wait, TimerOptions: workflow.TimerOptions{Summary: "next health round (paused)"},
-				}, func() bool { return len(d.controls) > 0 })
-				if err != nil {
-					return WaveResult{}, err
-				}
-				if fired {
-					continue
-				}
+			control, err := d.sleep(ctx, c.Until, "next health round (paused)")
+			if err != nil {
+				return WaveResult{}, err
+			}
+			if control {
+				continue
 			}
 			ev = rollout.WaveTick{At: workflow.Now(ctx)}
 		default:
@@ -319,6 +292,32 @@ func (d *waveDriver) continueAsNew(ctx workflow.Context, signals workflow.Receiv
 	}
 	// Before versionWaveContinueAsNew, a wave baked in one run however long its history.
 	return workflow.GetVersion(ctx, versionWaveContinueAsNew, workflow.DefaultVersion, 1) >= 1
+}
+
+// carryOn continues the wave as new, to wake at wake: the rollout is told of every change
+// first (the next run starts from this status), then the next run gets the status and where
+// the runbook stands.
+func (d *waveDriver) carryOn(ctx workflow.Context, wake time.Time) error {
+	if d.coalesce {
+		d.progress(ctx, true)
+	}
+	d.delivered(ctx)
+	next := d.in
+	next.Status = d.run.Status.Carry()
+	next.Resume = &WaveResume{Run: d.run.Resume(), Wake: wake, DetailSpent: d.detailSpent}
+	workflow.GetLogger(ctx).Info("wave continues as new", "rollout", d.in.Rollout, "wave", d.in.Wave.Name,
+		"events", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+	return workflow.NewContinueAsNewError(ctx, Wave, next)
+}
+
+// sleep waits on a timer until at, or until a control arrives (control is then true).
+func (d *waveDriver) sleep(ctx workflow.Context, at time.Time, summary string) (control bool, err error) {
+	wait := at.Sub(workflow.Now(ctx))
+	if wait <= 0 {
+		return false, nil
+	}
+	return workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{Timeout: wait, TimerOptions: workflow.TimerOptions{Summary: summary}},
+		func() bool { return len(d.controls) > 0 })
 }
 
 // versionWaveProgress guards the wave's progress signals to its rollout (signalWaveProgress).
