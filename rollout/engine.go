@@ -404,7 +404,9 @@ func (r WaveRun) control(e WaveControl) (WaveRun, WaveCommand) {
 	case ControlResume:
 		r.Paused = false
 	case ControlAbort, ControlSupersede:
-		r.Aborted = true
+		// A stop ends a pause, as it does the rollout's: the wave stops at its next safe
+		// point, paused or not.
+		r.Aborted, r.Paused = true, false
 	}
 	switch {
 	case r.Phase == WaveDone:
