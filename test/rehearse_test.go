@@ -160,8 +160,8 @@ func TestRehearseDegradedSite(t *testing.T) {
 	if !strings.Contains(out, "worker killed (kill -9) and started again") {
 		t.Errorf("no restart in the progress lines:\n%s", out)
 	}
-	if len(rep.Rehearsal.Histories) != 3 || rep.Rehearsal.Histories[0].Events == 0 {
-		t.Errorf("histories %+v: want the rollout's and its two waves'", rep.Rehearsal.Histories)
+	if len(rep.Rehearsal.Histories) != 4 || rep.Rehearsal.Histories[0].Events == 0 || !strings.HasSuffix(rep.Rehearsal.Histories[3].Workflow, "/watch/canary") {
+		t.Errorf("histories %+v: want the rollout's, its two waves' and the canary's watch", rep.Rehearsal.Histories)
 	}
 }
 

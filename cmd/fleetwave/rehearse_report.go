@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetwave/fleetwave/gitops"
@@ -178,6 +180,21 @@ func (r *rehearsal) report(ctx context.Context, id string, st rollout.Status, st
 	}
 	for _, wid := range ids {
 		h, err := r.historySize(ctx, wid)
+		if err != nil {
+			return nil, err
+		}
+		sum.Histories = append(sum.Histories, h)
+	}
+	// The watches over the waves that succeeded before the last (health.watch: rollout).
+	for _, w := range st.Waves[:max(len(st.Waves)-1, 0)] {
+		if w.State != rollout.StateSucceeded {
+			continue
+		}
+		h, err := r.historySize(ctx, workflows.WatchID(id, w.Name))
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			continue // health.watch: wave
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -164,6 +164,9 @@ func printStatus(w io.Writer, output string, st rollout.Status) error {
 		}
 		fmt.Fprintf(w, "started %s, %s\n", st.StartedAt.UTC().Format(time.RFC3339), end.Sub(st.StartedAt).Round(time.Second))
 	}
+	if st.Cause != "" {
+		fmt.Fprintf(w, "cause: %s\n", st.Cause)
+	}
 	if st.Reason != "" {
 		fmt.Fprintf(w, "reason: %s\n", st.Reason)
 	}
