@@ -73,6 +73,9 @@ func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
 			return WatchResult{}, nil
 		}
 		if watchHistoryLong(workflow.GetInfo(ctx)) {
+			if stop.ReceiveAsync(nil) {
+				return WatchResult{}, nil // stopped: a signal left unread would be lost with the run
+			}
 			next := in
 			next.Status, next.DetailSpent = d.run.Status.Carry(), d.detailSpent
 			return WatchResult{}, workflow.NewContinueAsNewError(ctx, Watch, next)
