@@ -634,7 +634,7 @@ func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
 	r.extend(cmp.Or(e.Started, e.At))
 	r.Seen = e.At
 	// Only converged sites that are not decided yet.
-	degraded := r.fold(e, func(s *SiteStatus) bool { return s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown })
+	degraded := r.fold(e, (*SiteStatus).watched)
 	if len(degraded) > 0 {
 		if r.Phase != WaveReverting {
 			r.Then = r.Phase // Reverting keeps what it goes back to
@@ -696,11 +696,9 @@ func (r *WaveRun) extend(now time.Time) {
 		r.Status.BakeUntil.UTC().Format(time.RFC3339), now.Sub(r.Seen))
 }
 
-// bakeNext sleeps until the next health round, or ends the bake.
+// bakeNext sleeps until the next health round, or ends the bake: once it has passed, and in an
+// Evidence wave once every watched site passed its last round too.
 func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
-	if r.Evidence {
-		return r.bakeEvidence(now)
-	}
 	r.Phase = WaveBake
 	if r.Aborted {
 		return r.abort(now)
@@ -708,45 +706,19 @@ func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
 	if now.Before(r.Status.BakeUntil) {
 		r.Status.State = StateBaking
 		return r, SleepUntil{At: minTime(now.Add(r.Health.Interval), r.Status.BakeUntil)}
+	}
+	if r.Evidence {
+		if open := r.unpassed(); len(open) > 0 {
+			// The bake is over, the evidence is not: observe the open sites until each passes
+			// a clean round or degrades.
+			r.Status.State = StateBaking
+			first := r.Site(open[0])
+			r.Status.Message = fmt.Sprintf("bake over; waiting for %s to pass a clean round: %s: %s", SitesLabel(open), open[0], first.Message)
+			return r, SleepUntil{At: now.Add(r.Health.Interval)}
+		}
 	}
 	if r.Paused {
 		// A paused rollout holds the wave after its bake, until resumed.
-		r.Status.State = StatePaused
-		return r, r.hold(now)
-	}
-	r.Phase = WaveDone
-	r.Status.State = StateSucceeded
-	r.Status.FinishedAt = now
-	if n := r.revertedCount(); n > 0 {
-		r.Status.Message = fmt.Sprintf("%s reverted within the failure budget (maxFailures %s)", Count(n, "site"), r.Wave.MaxFailures)
-	}
-	return r, FinishWave{State: StateSucceeded}
-}
-
-// TimerSlack is how late a Temporal timer may fire (the server fires timers with a precision of
-// about a second) before a gap between health rounds counts as unobserved time.
-const TimerSlack = 2 * time.Second
-
-// bakeEvidence sleeps until the next health round, or ends the bake once it has passed and
-// every watched site passed its last round (Evidence).
-func (r WaveRun) bakeEvidence(now time.Time) (WaveRun, WaveCommand) {
-	r.Phase = WaveBake
-	if r.Aborted {
-		return r.abort(now)
-	}
-	if now.Before(r.Status.BakeUntil) {
-		r.Status.State = StateBaking
-		return r, SleepUntil{At: minTime(now.Add(r.Health.Interval), r.Status.BakeUntil)}
-	}
-	if open := r.unpassed(); len(open) > 0 {
-		// The bake is over, the evidence is not: observe the open sites until each passes a
-		// clean round or degrades.
-		r.Status.State = StateBaking
-		first := r.Site(open[0])
-		r.Status.Message = fmt.Sprintf("bake over; waiting for %s to pass a clean round: %s: %s", SitesLabel(open), open[0], first.Message)
-		return r, SleepUntil{At: now.Add(r.Health.Interval)}
-	}
-	if r.Paused {
 		r.Status.State = StatePaused
 		return r, r.hold(now)
 	}
@@ -760,9 +732,16 @@ func (r WaveRun) bakeEvidence(now time.Time) (WaveRun, WaveCommand) {
 	if r.Extended > 0 {
 		notes = append(notes, fmt.Sprintf("bake extended by %s for missed health rounds", r.Extended))
 	}
-	r.Status.Message = strings.Join(notes, "; ")
+	if r.Evidence || len(notes) > 0 {
+		// An Evidence wave's waiting message gives way; waves recorded before kept theirs.
+		r.Status.Message = strings.Join(notes, "; ")
+	}
 	return r, FinishWave{State: StateSucceeded}
 }
+
+// TimerSlack is how late a Temporal timer may fire (the server fires timers with a precision of
+// about a second) before a gap between health rounds counts as unobserved time.
+const TimerSlack = 2 * time.Second
 
 // Passed reports whether the site's last health round was clean: Flux ready at the
 // promotion, every check measured and within its threshold, and no failure streak.
@@ -774,7 +753,7 @@ func (s SiteStatus) Passed() bool {
 func (r WaveRun) unpassed() []string {
 	var out []string
 	for _, s := range r.Status.Sites {
-		if (s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown) && !s.Passed() {
+		if s.Watched() && !s.Passed() {
 			out = append(out, s.Name)
 		}
 	}
@@ -782,16 +761,11 @@ func (r WaveRun) unpassed() []string {
 }
 
 // watched lists the sites a health round of an Evidence wave observes: converged, and not
-// decided (degraded or reverted).
-func (r WaveRun) watched() []string {
-	var out []string
-	for _, s := range r.Status.Sites {
-		if s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown {
-			out = append(out, s.Name)
-		}
-	}
-	return out
-}
+// decided (degraded or reverted), as the rollout's watch observes a wave that passed.
+func (r WaveRun) watched() []string { return r.Status.WatchedSites() }
+
+// anyWatched reports whether any site is watched, without listing them.
+func (r WaveRun) anyWatched() bool { return slices.ContainsFunc(r.Status.Sites, SiteStatus.Watched) }
 
 // observable lists the sites a round of the bake observes: watched (Evidence), or live.
 func (r WaveRun) observable() []string {
@@ -803,12 +777,12 @@ func (r WaveRun) observable() []string {
 
 // roundDue reports whether a health round of the converged sites is due at now (Evidence).
 func (r WaveRun) roundDue(now time.Time) bool {
-	return r.Evidence && !r.Seen.IsZero() && !now.Before(r.Seen.Add(r.Health.Interval)) && len(r.watched()) > 0
+	return r.Evidence && !r.Seen.IsZero() && !now.Before(r.Seen.Add(r.Health.Interval)) && r.anyWatched()
 }
 
 // sliceEnd is where a wait until deadline stops for the next health round (Evidence).
 func (r WaveRun) sliceEnd(now, deadline time.Time) time.Time {
-	if !r.Evidence || r.Seen.IsZero() || len(r.watched()) == 0 {
+	if !r.Evidence || r.Seen.IsZero() || !r.anyWatched() {
 		return deadline
 	}
 	return minTime(deadline, r.Seen.Add(r.Health.Interval))
@@ -817,7 +791,7 @@ func (r WaveRun) sliceEnd(now, deadline time.Time) time.Time {
 // hold is the paused wave's command: wait for a control, and in an Evidence wave with
 // converged sites, wake for their next health round.
 func (r WaveRun) hold(now time.Time) WaveCommand {
-	if !r.Evidence || len(r.watched()) == 0 {
+	if !r.Evidence || !r.anyWatched() {
 		return HoldPaused{}
 	}
 	if r.Seen.IsZero() {

@@ -436,26 +436,38 @@ type WaveChange struct {
 // in the same order), and whether anything did. For a wave of more than CompactAbove sites the
 // changed sites that are Healthy or Pending are compacted, as Compact does.
 func Changes(before, after WaveStatus) (WaveChange, bool) {
-	c := WaveChange{Wave: after.Name, State: after.State, Message: after.Message, StartedAt: after.StartedAt,
+	c, changed, _ := Diff(before, after)
+	return c, changed
+}
+
+// Diff is Changes, and also whether the change decides something the rollout must hear of at
+// once: the wave's state or times, or a site's promotion, revert, verdict or first
+// measurements. The rest (later measurements, failure counts, messages, a bake lengthened)
+// may wait.
+func Diff(before, after WaveStatus) (c WaveChange, changed, decisive bool) {
+	c = WaveChange{Wave: after.Name, State: after.State, Message: after.Message, StartedAt: after.StartedAt,
 		ConvergedAt: after.ConvergedAt, BakeUntil: after.BakeUntil, FinishedAt: after.FinishedAt}
-	changed := before.State != after.State || before.Message != after.Message || !before.ConvergedAt.Equal(after.ConvergedAt) ||
-		!before.BakeUntil.Equal(after.BakeUntil) || !before.StartedAt.Equal(after.StartedAt) || !before.FinishedAt.Equal(after.FinishedAt)
+	decisive = before.State != after.State || !before.ConvergedAt.Equal(after.ConvergedAt) || !before.StartedAt.Equal(after.StartedAt) ||
+		!before.FinishedAt.Equal(after.FinishedAt) || len(before.Sites) != len(after.Sites)
+	changed = decisive || before.Message != after.Message || !before.BakeUntil.Equal(after.BakeUntil)
 	large := len(after.Sites) > CompactAbove
 	values := len(after.Sites) <= LiveMeasurements
 	for i, s := range after.Sites {
 		if i < len(before.Sites) {
 			b := before.Sites[i]
-			if b.Verdict == s.Verdict && b.Promotion == s.Promotion && b.Promoted == s.Promoted && b.Revert == s.Revert &&
-				b.Failures == s.Failures && b.Message == s.Message && sameChecks(b.Checks, s.Checks, values) {
+			same := b.Verdict == s.Verdict && b.Promotion == s.Promotion && b.Promoted == s.Promoted && b.Revert == s.Revert
+			if same && b.Failures == s.Failures && b.Message == s.Message && sameChecks(b.Checks, s.Checks, values) {
 				continue
 			}
+			// A site's first measurements decide too: they are its first evidence.
+			decisive = decisive || !same || (len(b.Checks) == 0 && len(s.Checks) > 0)
 		}
 		if large {
 			s = s.compact()
 		}
 		c.Sites = append(c.Sites, s)
 	}
-	return c, changed || len(c.Sites) > 0
+	return c, changed || len(c.Sites) > 0, decisive
 }
 
 // LiveMeasurements is the size up to which a wave reports every new measurement of its
@@ -475,25 +487,6 @@ func sameChecks(a, b []CheckResult, values bool) bool {
 		}
 	}
 	return true
-}
-
-// Decisive reports whether the change from before to after decides something the rollout must
-// hear of at once: the wave's state or times, or a site's promotion, revert, verdict or first
-// measurements. The rest (later measurements, failure counts, messages, a bake lengthened)
-// may wait.
-func Decisive(before, after WaveStatus) bool {
-	if before.State != after.State || !before.StartedAt.Equal(after.StartedAt) || !before.ConvergedAt.Equal(after.ConvergedAt) ||
-		!before.FinishedAt.Equal(after.FinishedAt) || len(before.Sites) != len(after.Sites) {
-		return true
-	}
-	for i, s := range after.Sites {
-		b := before.Sites[i]
-		if b.Verdict != s.Verdict || b.Promotion != s.Promotion || b.Promoted != s.Promoted || b.Revert != s.Revert ||
-			(len(b.Checks) == 0 && len(s.Checks) > 0) { // a site's first measurements
-			return true
-		}
-	}
-	return false
 }
 
 // Apply merges a change of the wave into its status.

@@ -6,10 +6,12 @@ package rollout
 // reverts by its rollback scope.
 
 // Watched reports whether the watch observes the site: it runs its wave's promotion and is not
-// decided (degraded or reverted).
+// decided (degraded or reverted). An Evidence wave's health rounds observe the same sites.
 func (s SiteStatus) Watched() bool {
 	return s.Promotion != "" && (s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown)
 }
+
+func (s *SiteStatus) watched() bool { return s.Watched() }
 
 // WatchedSites lists the sites of the wave the watch observes.
 func (w WaveStatus) WatchedSites() []string {
@@ -22,27 +24,13 @@ func (w WaveStatus) WatchedSites() []string {
 	return out
 }
 
-// WatchRound folds one round of the watch into the statuses of a wave that succeeded and
-// returns the sites that degraded, in the round's order. A round that could not measure a site
-// breaks its streak of failed rounds, as in a wave (WaveRun.Afresh).
-func WatchRound(w *WaveStatus, e HealthObserved, h Health) []string {
-	index := w.SiteIndex()
-	var out []string
-	for _, st := range e.States {
-		i, ok := index[st.Site]
-		if !ok || !w.Sites[i].Watched() {
-			continue
-		}
-		s := &w.Sites[i]
-		s.ObserveHealth(st, s.Promotion, h, e.At)
-		if s.Verdict == VerdictUnknown {
-			s.Failures = 0
-		}
-		if s.Verdict == VerdictDegraded {
-			out = append(out, s.Name)
-		}
-	}
-	return out
+// WatchRound folds one round of the watch into the statuses of a wave that succeeded (the
+// watch holds them as r) and returns the sites that degraded, in the round's order, by the
+// rules of a wave's own rounds. A round that could not measure a site breaks its streak of
+// failed rounds, as in a wave (WaveRun.Afresh). It changes r's statuses in place.
+func (r *WaveRun) WatchRound(e HealthObserved) []string {
+	r.Afresh = true
+	return r.fold(e, (*SiteStatus).watched)
 }
 
 // KeepPromotions gives the sites that a compacted status left without their promotion the one

@@ -116,13 +116,14 @@ func TestWatchRound(t *testing.T) {
 	h := Health{Interval: 30 * time.Second, FailureThreshold: 2, UnknownTimeout: time.Minute}
 	ws := *waveDone("canary", "a", "b")
 	ws.Sites = append(ws.Sites, SiteStatus{Name: "r", Verdict: VerdictReverted, Promotion: "p-r"})
-	if got := WatchRound(&ws, round(time.Minute, failing("a", "p-a"), healthy("b", "p-b"), failing("r", "p-r")), h); len(got) != 0 {
+	w := NewWaveRun("rollout/demo/abc1234", "abc1234", Wave{Name: "canary", Sites: []string{"a", "b", "r"}}, h, false, ws)
+	if got := w.WatchRound(round(time.Minute, failing("a", "p-a"), healthy("b", "p-b"), failing("r", "p-r"))); len(got) != 0 {
 		t.Fatalf("one failed round degraded %v", got)
 	}
-	if got := WatchRound(&ws, round(2*time.Minute, failing("a", "p-a"), healthy("b", "p-b"), failing("r", "p-r")), h); len(got) != 1 || got[0] != "a" {
+	if got := w.WatchRound(round(2*time.Minute, failing("a", "p-a"), healthy("b", "p-b"), failing("r", "p-r"))); len(got) != 1 || got[0] != "a" {
 		t.Fatalf("two failed rounds: %v, want a", got)
 	}
-	if got := ws.WatchedSites(); len(got) != 1 || got[0] != "b" {
+	if got := w.Status.WatchedSites(); len(got) != 1 || got[0] != "b" {
 		t.Errorf("watched after a degraded: %v, want b (a decided, r reverted)", got)
 	}
 }

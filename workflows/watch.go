@@ -49,7 +49,7 @@ const versionRolloutWatch = "rollout-watch"
 
 // Watch observes the sites of a wave that succeeded, every Health.Interval, against their
 // promotion and under the plan's checks, by the same rules as the wave's bake
-// (rollout.WatchRound). It returns when a site degrades (the rollout then fails and reverts by
+// (rollout.WaveRun.WatchRound). It returns when a site degrades (the rollout then fails and reverts by
 // its rollback scope) and runs until its rollout stops it otherwise; a long watch continues
 // as new. The status query returns the wave's sites as the watch sees them.
 func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
@@ -112,7 +112,7 @@ func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
 			workflow.GetLogger(ctx).Warn("watch round failed", "rollout", in.Rollout, "wave", in.Wave, "error", ev)
 			continue
 		}
-		if degraded := rollout.WatchRound(&d.run.Status, round, in.Health); len(degraded) > 0 {
+		if degraded := d.run.WatchRound(round); len(degraded) > 0 {
 			s := d.run.Site(degraded[0])
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Site %s of wave %s degraded at %s: %s", s.Name, in.Wave, round.At.UTC().Format(time.RFC3339), s.Message))
 			return WatchResult{Wave: in.Wave, Site: s.Name, Message: s.Message}, nil

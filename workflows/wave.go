@@ -356,12 +356,12 @@ const progressEvery = 5 * time.Minute
 // something, or when force says so (before a continue-as-new); otherwise once progressEvery
 // has passed since the last report.
 func (d *waveDriver) progress(ctx workflow.Context, force bool) {
-	change, ok := rollout.Changes(d.reported, d.run.Status)
+	change, ok, decisive := rollout.Diff(d.reported, d.run.Status)
 	if !ok {
 		return
 	}
 	now := workflow.Now(ctx)
-	if !force && !rollout.Decisive(d.reported, d.run.Status) && now.Sub(d.reportedAt) < progressEvery {
+	if !force && !decisive && now.Sub(d.reportedAt) < progressEvery {
 		return
 	}
 	d.report(ctx, change)
