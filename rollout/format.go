@@ -246,3 +246,24 @@ func nearestField(name string, doc any) string {
 	}
 	return best
 }
+
+// SitesLabel names up to three sites and counts the rest.
+func SitesLabel(sites []string) string {
+	if len(sites) <= 3 {
+		return fmt.Sprintf("%s (%s)", Count(len(sites), "site"), strings.Join(sites, ", "))
+	}
+	return fmt.Sprintf("%s (%s, ...)", Count(len(sites), "site"), strings.Join(sites[:3], ", "))
+}
+
+// Count says n things with the noun in the right number: "1 site", "2 sites".
+func Count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	for _, suffix := range []string{"s", "x", "sh", "ch"} {
+		if strings.HasSuffix(noun, suffix) {
+			return fmt.Sprintf("%d %ses", n, noun)
+		}
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

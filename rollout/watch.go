@@ -24,15 +24,6 @@ func (w WaveStatus) WatchedSites() []string {
 	return out
 }
 
-// WatchRound folds one round of the watch into the statuses of a wave that succeeded (the
-// watch holds them as r) and returns the sites that degraded, in the round's order, by the
-// rules of a wave's own rounds. A round that could not measure a site breaks its streak of
-// failed rounds, as in a wave (WaveRun.Afresh). It changes r's statuses in place.
-func (r *WaveRun) WatchRound(e HealthObserved) []string {
-	r.Afresh = true
-	return r.fold(e, (*SiteStatus).watched)
-}
-
 // KeepPromotions gives the sites that a compacted status left without their promotion the one
 // live had (the same wave, as its progress reports built it).
 func (w *WaveStatus) KeepPromotions(live WaveStatus) {
@@ -45,4 +36,10 @@ func (w *WaveStatus) KeepPromotions(live WaveStatus) {
 			s.Promotion = live.Sites[i].Promotion
 		}
 	}
+}
+
+// Passed reports whether the site's last health round was clean: Flux ready at the
+// promotion, every check measured and within its threshold, and no failure streak.
+func (s SiteStatus) Passed() bool {
+	return s.Verdict == VerdictHealthy && s.Failures == 0 && s.UnknownSince.IsZero()
 }

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 )
 
 // continueEvery makes a baking wave's history count as long at every n-th health round of a
@@ -132,7 +133,7 @@ func TestContinueAsNewInputOfALargeWave(t *testing.T) {
 			Checks: []rollout.CheckResult{{Name: "error-rate", OK: true, Value: 0.001, Threshold: "<= 0.01"}}})
 	}
 	in.Status = in.Status.Carry()
-	in.Resume = &WaveResume{Run: rollout.WaveResume{Phase: rollout.WaveBake, Batch: 18}, Wake: time.Now()}
+	in.Resume = &WaveResume{Run: runbook.WaveResume{Phase: runbook.WaveBake, Batch: 18}, Wake: time.Now()}
 	p, err := DataConverter().ToPayload(in)
 	if err != nil {
 		t.Fatal(err)

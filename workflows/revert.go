@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 )
 
 // versionRevertOnlyOurs guards waiting only for the sites that got a revert commit.
@@ -21,7 +22,7 @@ const versionRevertOnlyOurs = "revert-only-ours"
 // (Reversion.Revert ""), and a revert written by an attempt whose answer was lost is found,
 // not written twice. An error means nothing is known to be reverted.
 func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activities.Target, site func(string) rollout.Site,
-	timeout time.Duration) ([]rollout.Reversion, error) {
+	timeout time.Duration) ([]runbook.Reversion, error) {
 	// A cancelled rollout still finishes its reverts.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	names := make([]string, len(targets))
@@ -34,14 +35,14 @@ func revertSites(ctx workflow.Context, rolloutID, reason string, targets []activ
 	}
 	// Before versionRevertOnlyOurs, every target was waited for, reverted or not.
 	all := workflow.GetVersion(ctx, versionRevertOnlyOurs, workflow.DefaultVersion, 1) == workflow.DefaultVersion
-	out := make([]rollout.Reversion, len(reverted.Changes))
-	var expect []rollout.Expect
+	out := make([]runbook.Reversion, len(reverted.Changes))
+	var expect []runbook.Expect
 	var at []int
 	for i, c := range reverted.Changes {
-		out[i] = rollout.Reversion{Site: c.Site, Revert: c.RolloutCommit(), Problem: c.Problem}
+		out[i] = runbook.Reversion{Site: c.Site, Revert: c.RolloutCommit(), Problem: c.Problem}
 		if out[i].Revert != "" || all {
 			// Wait for the branch head: the revert, or a commit someone pushed after it.
-			expect = append(expect, rollout.Expect{Site: c.Site, Commit: c.Commit})
+			expect = append(expect, runbook.Expect{Site: c.Site, Commit: c.Commit})
 			at = append(at, i)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 )
 
 // RolloutInput names the fleet and the source commit (full hash) to roll out.
@@ -31,11 +32,11 @@ type RolloutResult struct {
 	Status rollout.Status
 }
 
-// rolloutDriver runs a rollout's commands (rollout.Next) and feeds back what happened.
+// rolloutDriver runs a rollout's commands (runbook.Next) and feeds back what happened.
 type rolloutDriver struct {
-	run rollout.RolloutRun
+	run runbook.Rollout
 	// step is the step in progress: the last one Next returned.
-	step rollout.RolloutCommand
+	step runbook.RolloutCommand
 	// loaded is what LoadPlan returned: the Rego policies the policy steps need.
 	loaded activities.LoadPlanResult
 	// site returns a site's plan settings, once the plan is loaded.
@@ -51,7 +52,7 @@ type rolloutDriver struct {
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit, by the
-// runbook of rollout.Next: the gates before each wave, the wave as a child workflow, and, when
+// runbook of runbook.Next: the gates before each wave, the wave as a child workflow, and, when
 // one fails, a revert through git by the plan's rollback scope. The workflow only runs the
 // commands Next returns and feeds back what happened.
 func Rollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
@@ -98,7 +99,7 @@ func writeEvidence(ctx workflow.Context, st rollout.Status) {
 }
 
 func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
-	d := &rolloutDriver{run: rollout.NewRolloutRun(workflow.GetInfo(ctx).WorkflowExecution.ID, in.Fleet, in.Commit)}
+	d := &rolloutDriver{run: runbook.NewRollout(workflow.GetInfo(ctx).WorkflowExecution.ID, in.Fleet, in.Commit)}
 	// Before versionRolloutWatch, nothing observed a wave's sites once the wave ended.
 	d.run.Watching = workflow.GetVersion(ctx, versionRolloutWatch, workflow.DefaultVersion, 1) >= 1
 	if err := d.handle(ctx); err != nil {
@@ -107,18 +108,18 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	defer func() {
 		if ctx.Err() != nil {
 			// Cancelled in Temporal: close open approval requests and tell the thread.
-			d.next(ctx, rollout.RolloutCancelled{At: workflow.Now(ctx)})
+			d.next(ctx, runbook.Cancelled{At: workflow.Now(ctx)})
 			d.slack.finish(ctx, rollout.EventCancelled)
 		}
 	}()
-	d.next(ctx, rollout.RolloutStarted{At: workflow.Now(ctx)})
+	d.next(ctx, runbook.Started{At: workflow.Now(ctx)})
 	for {
 		ev, err := d.runStep(ctx)
 		if err != nil {
 			return RolloutResult{}, err
 		}
 		if ev == nil {
-			return d.finish(ctx, d.step.(rollout.FinishRollout))
+			return d.finish(ctx, d.step.(runbook.FinishRollout))
 		}
 		d.next(ctx, ev)
 	}
@@ -131,12 +132,12 @@ func (d *rolloutDriver) handle(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	for _, action := range []rollout.ControlAction{rollout.ControlPause, rollout.ControlResume, rollout.ControlAbort, rollout.ControlRollback} {
+	for _, action := range []runbook.ControlAction{runbook.ControlPause, runbook.ControlResume, runbook.ControlAbort, runbook.ControlRollback} {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, string(action),
 			func(ctx workflow.Context, in ControlInput) (ControlResult, error) {
-				d.next(ctx, rollout.Controlled{Control: rollout.Control{Action: string(action), By: in.By, Reason: in.Reason, At: workflow.Now(ctx)}})
+				d.next(ctx, runbook.Controlled{Control: rollout.Control{Action: string(action), By: in.By, Reason: in.Reason, At: workflow.Now(ctx)}})
 				workflow.GetLogger(ctx).Info("rollout control", "rollout", d.run.Status.Rollout, "action", action, "by", in.By)
-				return ControlResult{State: d.run.Status.State, Message: rollout.ControlMessage(action)}, nil
+				return ControlResult{State: d.run.Status.State, Message: runbook.ControlMessage(action)}, nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in ControlInput) error { return d.run.CheckControl(action) }})
 		if err != nil {
@@ -161,14 +162,14 @@ func (d *rolloutDriver) handle(ctx workflow.Context) error {
 		for {
 			var c rollout.WaveChange
 			progress.Receive(ctx, &c)
-			d.next(ctx, rollout.WaveProgressed{Change: c})
+			d.next(ctx, runbook.WaveProgressed{Change: c})
 		}
 	})
 	supersede := workflow.GetSignalChannel(ctx, signalSupersede)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var s CommitSignal
 		supersede.Receive(ctx, &s)
-		d.next(ctx, rollout.Controlled{Control: rollout.Control{Action: string(rollout.ControlSupersede), By: "fleet",
+		d.next(ctx, runbook.Controlled{Control: rollout.Control{Action: string(runbook.ControlSupersede), By: "fleet",
 			Reason: "superseded by " + rollout.Short(s.Commit), At: workflow.Now(ctx)}})
 	})
 	return nil
@@ -176,25 +177,25 @@ func (d *rolloutDriver) handle(ctx workflow.Context) error {
 
 // next feeds an event to the runbook and runs the effects it returns; the step it returns, if
 // any, is the one runStep runs next.
-func (d *rolloutDriver) next(ctx workflow.Context, e rollout.RolloutEvent) {
-	var cmds []rollout.RolloutCommand
-	d.run, cmds = rollout.Next(d.run, e)
+func (d *rolloutDriver) next(ctx workflow.Context, e runbook.Event) {
+	var cmds []runbook.RolloutCommand
+	d.run, cmds = runbook.Next(d.run, e)
 	for _, c := range cmds {
 		switch c := c.(type) {
-		case rollout.SetState:
+		case runbook.SetState:
 			d.setState(ctx, c)
-		case rollout.StartThread:
+		case runbook.StartThread:
 			d.slack.start(ctx, d.run.Status.Rollout, c.Channel, func() rollout.Status { return d.run.Status.Digest() })
-		case rollout.PostEvent:
+		case runbook.PostEvent:
 			d.slack.note(c.Event.Kind, c.Event.Wave)
-		case rollout.ForwardControl:
+		case runbook.ForwardControl:
 			if d.child != nil {
 				// A wave that already ended ignores it; the runbook checks the same flags.
 				_ = d.child.SignalChildWorkflow(ctx, signalControl, ControlSignal{Action: c.Action}).Get(ctx, nil)
 			}
-		case rollout.WatchSites:
+		case runbook.WatchSites:
 			d.watch(ctx, c.Index)
-		case rollout.StopWatches:
+		case runbook.StopWatches:
 			for _, w := range d.watches {
 				// A watch that already ended ignores it.
 				_ = w.SignalChildWorkflow(ctx, signalStopWatch, nil).Get(ctx, nil)
@@ -216,41 +217,41 @@ func (d *rolloutDriver) next(ctx workflow.Context, e rollout.RolloutEvent) {
 
 // runStep runs the step in progress and returns its event; nil for FinishRollout. The error is
 // the workflow's cancellation, where a step cannot go on without it.
-func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, error) {
+func (d *rolloutDriver) runStep(ctx workflow.Context) (runbook.Event, error) {
 	switch c := d.step.(type) {
-	case rollout.LoadPlan:
+	case runbook.LoadPlan:
 		var git *activities.Git
 		err := workflow.ExecuteActivity(gitOptions(ctx, "load "+rollout.PlanFile+" at "+rollout.Short(d.run.Status.Commit), gitRetries),
 			git.LoadPlan, activities.LoadPlanInput{Commit: d.run.Status.Commit}).Get(ctx, &d.loaded)
 		if err != nil {
-			return rollout.StepFailed{At: workflow.Now(ctx), Message: errorMessage(err)}, nil
+			return runbook.StepFailed{At: workflow.Now(ctx), Message: errorMessage(err)}, nil
 		}
 		d.site = rollout.SitesByName(d.loaded.Plan.Sites)
-		return rollout.PlanLoaded{At: workflow.Now(ctx), Plan: d.loaded.Plan, Commit: d.loaded.Commit, Subject: d.loaded.Subject,
+		return runbook.PlanLoaded{At: workflow.Now(ctx), Plan: d.loaded.Plan, Commit: d.loaded.Commit, Subject: d.loaded.Subject,
 			Author: d.loaded.Author, Message: d.loaded.Message, Policies: len(d.loaded.Policies) > 0, Simulated: d.loaded.Simulated}, nil
-	case rollout.EvaluatePolicies:
+	case runbook.EvaluatePolicies:
 		req := activities.PolicyRequest{Builtins: d.run.Plan.Policies, MinSoak: c.MinSoak, Files: d.loaded.Policies, Input: c.Input}
 		var dec rollout.PolicyDecision
 		if err := workflow.ExecuteLocalActivity(policyOptions(ctx), activities.EvaluatePolicy, req).Get(ctx, &dec); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return rollout.StepFailed{At: workflow.Now(ctx), Message: errorMessage(err)}, nil
+			return runbook.StepFailed{At: workflow.Now(ctx), Message: errorMessage(err)}, nil
 		}
-		return rollout.PolicyDecided{At: workflow.Now(ctx), Decision: dec}, nil
-	case rollout.WaitUntil:
+		return runbook.PolicyDecided{At: workflow.Now(ctx), Decision: dec}, nil
+	case runbook.WaitUntil:
 		return d.wait(ctx, c, c.At.Sub(workflow.Now(ctx)))
-	case rollout.AwaitVotes:
+	case runbook.AwaitVotes:
 		if !c.Remind.IsZero() && c.Remind.After(workflow.Now(ctx)) && workflow.GetVersion(ctx, versionApprovalReminder, workflow.DefaultVersion, 1) >= 1 {
 			d.remind(ctx, c)
 		}
 		return d.wait(ctx, c, c.Timeout)
-	case rollout.HoldPaused:
+	case runbook.HoldPaused:
 		if err := workflow.Await(ctx, func() bool { return d.run.Interrupted(c) }); err != nil {
 			return nil, err
 		}
-		return rollout.Woke{At: workflow.Now(ctx)}, nil
-	case rollout.ResolveApprovers:
+		return runbook.Woke{At: workflow.Now(ctx)}, nil
+	case runbook.ResolveApprovers:
 		var res activities.ResolveResult
 		var slack *activities.Slack
 		err := workflow.ExecuteActivity(slackOptions(ctx, "resolve approvers @"+strings.Join(c.Groups, ", @")),
@@ -259,22 +260,22 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, err
 		case err != nil && ctx.Err() != nil:
 			return nil, ctx.Err()
 		case err != nil:
-			return rollout.ApproversResolved{At: workflow.Now(ctx), Err: errorMessage(err)}, nil
+			return runbook.ApproversResolved{At: workflow.Now(ctx), Err: errorMessage(err)}, nil
 		}
-		return rollout.ApproversResolved{At: workflow.Now(ctx), Members: res.Members, Unresolved: res.Unresolved, IDs: res.IDs}, nil
-	case rollout.RunWave:
+		return runbook.ApproversResolved{At: workflow.Now(ctx), Members: res.Members, Unresolved: res.Unresolved, IDs: res.IDs}, nil
+	case runbook.RunWave:
 		return d.runWave(ctx, c.Index), nil
-	case rollout.RevertWave:
+	case runbook.RevertWave:
 		return d.revert(ctx, c.Set, c.Reason), nil
-	case rollout.RevertLate:
+	case runbook.RevertLate:
 		// The wave's promotion in flight when it ended may land after the first revert; wait
 		// until its activity can no longer be running, then revert what landed.
 		ctx, _ = workflow.NewDisconnectedContext(ctx)
 		if err := workflow.NewTimerWithOptions(ctx, gitTimeout, workflow.TimerOptions{Summary: "let a promotion in flight land"}).Get(ctx, nil); err != nil {
-			return rollout.Reverted{At: workflow.Now(ctx)}, nil
+			return runbook.Reverted{At: workflow.Now(ctx)}, nil
 		}
 		return d.revert(ctx, c.Set, c.Reason), nil
-	case rollout.FinishRollout:
+	case runbook.FinishRollout:
 		return nil, nil
 	}
 	panic(fmt.Sprintf("rollout %s: no step to run (%T)", d.run.Status.Rollout, d.step))
@@ -282,17 +283,17 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (rollout.RolloutEvent, err
 
 // revert reverts the set's sites (revertSites: a cancellation of the rollout cannot stop it
 // half way) and says what it did.
-func (d *rolloutDriver) revert(ctx workflow.Context, set rollout.RevertSet, reason string) rollout.RolloutEvent {
+func (d *rolloutDriver) revert(ctx workflow.Context, set rollout.RevertSet, reason string) runbook.Event {
 	reverted, err := revertSites(ctx, d.run.Status.Rollout, reason, d.targets(set), d.site, d.run.Plan.Health.ConvergenceTimeout)
 	if err != nil {
-		return rollout.Reverted{At: workflow.Now(ctx), Err: errorMessage(err)}
+		return runbook.Reverted{At: workflow.Now(ctx), Err: errorMessage(err)}
 	}
-	return rollout.Reverted{At: workflow.Now(ctx), Sites: reverted}
+	return runbook.Reverted{At: workflow.Now(ctx), Sites: reverted}
 }
 
 // wait sleeps on a durable timer for d, or until the runbook says the wait is over (a stop, a
 // resume, a decided approval).
-func (d *rolloutDriver) wait(ctx workflow.Context, c rollout.RolloutCommand, dur time.Duration) (rollout.RolloutEvent, error) {
+func (d *rolloutDriver) wait(ctx workflow.Context, c runbook.RolloutCommand, dur time.Duration) (runbook.Event, error) {
 	tctx, cancel := workflow.WithCancel(ctx)
 	timer := workflow.NewTimer(tctx, dur)
 	err := workflow.Await(ctx, func() bool { return timer.IsReady() || d.run.Interrupted(c) })
@@ -300,14 +301,14 @@ func (d *rolloutDriver) wait(ctx workflow.Context, c rollout.RolloutCommand, dur
 	if err != nil {
 		return nil, err
 	}
-	return rollout.Woke{At: workflow.Now(ctx)}, nil
+	return runbook.Woke{At: workflow.Now(ctx)}, nil
 }
 
 // versionApprovalReminder guards the reminder timer of an approval request (remindBefore).
 const versionApprovalReminder = "approval-reminder"
 
 // remind posts the reminder to the Slack thread at c.Remind, unless the wait is over by then.
-func (d *rolloutDriver) remind(ctx workflow.Context, c rollout.AwaitVotes) {
+func (d *rolloutDriver) remind(ctx workflow.Context, c runbook.AwaitVotes) {
 	tctx, cancel := workflow.WithCancel(ctx)
 	timer := workflow.NewTimerWithOptions(tctx, c.Remind.Sub(workflow.Now(ctx)),
 		workflow.TimerOptions{Summary: "remind the approvers of wave " + c.Reminder.Wave})
@@ -342,7 +343,7 @@ func (d *rolloutDriver) waveIndex(name string) int {
 }
 
 // runWave runs wave i as a child workflow and returns how it ended.
-func (d *rolloutDriver) runWave(ctx workflow.Context, i int) rollout.RolloutEvent {
+func (d *rolloutDriver) runWave(ctx workflow.Context, i int) runbook.Event {
 	plan, st := d.run.Plan, d.run.Status
 	wave := plan.Waves[i]
 	in := WaveInput{Rollout: st.Rollout, Commit: st.Commit, Wave: wave, Health: plan.Health, Status: st.Waves[i],
@@ -391,25 +392,25 @@ func (d *rolloutDriver) watch(ctx workflow.Context, i int) {
 			return // stopped (the rollout is reverting or ended), or nothing left to watch
 		}
 		workflow.GetLogger(ctx).Warn("watched site degraded", "rollout", st.Rollout, "wave", res.Wave, "site", res.Site)
-		d.next(ctx, rollout.WatchDegraded{At: workflow.Now(ctx), Wave: res.Wave, Site: res.Site, Message: res.Message})
+		d.next(ctx, runbook.WatchDegraded{At: workflow.Now(ctx), Wave: res.Wave, Site: res.Site, Message: res.Message})
 	})
 }
 
 // waveEnded is how the wave's child workflow ended, as an event.
-func waveEnded(now time.Time, err error, res WaveResult) rollout.WaveEnded {
+func waveEnded(now time.Time, err error, res WaveResult) runbook.WaveEnded {
 	if err == nil {
-		return rollout.WaveEnded{At: now, Status: &res.Status}
+		return runbook.WaveEnded{At: now, Status: &res.Status}
 	}
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) && app.Type() == ErrTypeWaveFailed {
 		var ws rollout.WaveStatus
 		if app.Details(&ws) == nil {
-			return rollout.WaveEnded{At: now, Status: &ws, Failed: app.Message()}
+			return runbook.WaveEnded{At: now, Status: &ws, Failed: app.Message()}
 		}
-		return rollout.WaveEnded{At: now, Failed: app.Message()}
+		return runbook.WaveEnded{At: now, Failed: app.Message()}
 	}
 	// Terminated, timed out, reset: no verdict.
-	return rollout.WaveEnded{At: now, Lost: errorMessage(err)}
+	return runbook.WaveEnded{At: now, Lost: errorMessage(err)}
 }
 
 // vote feeds an accepted vote to the runbook and says where the request stands.
@@ -420,13 +421,13 @@ func (d *rolloutDriver) vote(ctx workflow.Context, action string, in VoteInput) 
 		return VoteResult{Wave: in.Wave, Message: err.Error()}
 	}
 	v := rollout.Vote{By: in.By, Approve: action == UpdateApprove, Via: in.Via, Comment: in.Comment, At: workflow.Now(ctx)}
-	d.next(ctx, rollout.VoteCast{Wave: in.Wave, Vote: v})
+	d.next(ctx, runbook.VoteCast{Wave: in.Wave, Vote: v})
 	ws := d.run.Status.Waves[i]
 	workflow.GetLogger(ctx).Info("approval vote", "rollout", d.run.Status.Rollout, "wave", ws.Name, "action", action, "by", in.By, "via", in.Via)
 	return VoteResult{Wave: ws.Name, Outcome: ws.Approval.Outcome, Message: fmt.Sprintf("wave %s %s; %s", ws.Name, v, ws.Approval.Summary())}
 }
 
-func (d *rolloutDriver) setState(ctx workflow.Context, c rollout.SetState) {
+func (d *rolloutDriver) setState(ctx workflow.Context, c runbook.SetState) {
 	updates := []temporal.SearchAttributeUpdate{AttrState.ValueSet(string(c.State)), AttrFleet.ValueSet(d.run.Status.Fleet), AttrCommit.ValueSet(d.run.Status.Commit)}
 	if c.Wave != "" {
 		updates = append(updates, AttrWave.ValueSet(c.Wave))
@@ -438,7 +439,7 @@ func (d *rolloutDriver) setState(ctx workflow.Context, c rollout.SetState) {
 
 // finish ends the workflow as the runbook says, once accepted updates finished and the Slack
 // thread reported the end.
-func (d *rolloutDriver) finish(ctx workflow.Context, c rollout.FinishRollout) (RolloutResult, error) {
+func (d *rolloutDriver) finish(ctx workflow.Context, c runbook.FinishRollout) (RolloutResult, error) {
 	d.slack.finish(ctx, rollout.EventFinished)
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	countFinished(ctx, c.State)

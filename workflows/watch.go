@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 )
 
 // WatchInput is what the watch of one wave that succeeded needs: the wave's sites with their
@@ -44,12 +45,12 @@ var watchHistoryLong = longHistory
 const signalStopWatch = "stop-watch"
 
 // versionRolloutWatch guards the rollout-wide watch: a wave that succeeded stays observed, by a
-// Watch child workflow, until the rollout ends (rollout.RolloutRun.Watching).
+// Watch child workflow, until the rollout ends (runbook.Rollout.Watching).
 const versionRolloutWatch = "rollout-watch"
 
 // Watch observes the sites of a wave that succeeded, every Health.Interval, against their
 // promotion and under the plan's checks, by the same rules as the wave's bake
-// (rollout.WaveRun.WatchRound). It returns when a site degrades (the rollout then fails and reverts by
+// (runbook.Wave.WatchRound). It returns when a site degrades (the rollout then fails and reverts by
 // its rollback scope) and runs until its rollout stops it otherwise; a long watch continues
 // as new. The status query returns the wave's sites as the watch sees them.
 func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
@@ -59,7 +60,7 @@ func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
 	}
 	d := &waveDriver{in: WaveInput{Rollout: in.Rollout, Commit: in.Commit, Wave: w, Sites: in.Sites, Health: in.Health, Status: in.Status},
 		site: rollout.SitesByName(in.Sites), detailSpent: in.DetailSpent}
-	d.run = rollout.NewWaveRun(in.Rollout, in.Commit, w, in.Health, false, in.Status)
+	d.run = runbook.NewWave(in.Rollout, in.Commit, w, in.Health, false, in.Status)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.WaveStatus, error) {
 		return d.run.Status, nil
 	}); err != nil {
@@ -100,11 +101,11 @@ func Watch(ctx workflow.Context, in WatchInput) (WatchResult, error) {
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Stopped: the rollout of %s is reverting or ended", rollout.Short(in.Commit)))
 			return WatchResult{}, nil
 		}
-		ev := d.localRound(ctx, rollout.ObserveHealth{Sites: sites})
+		ev := d.localRound(ctx, runbook.ObserveHealth{Sites: sites})
 		if err := ctx.Err(); err != nil {
 			return WatchResult{}, err
 		}
-		round, ok := ev.(rollout.HealthObserved)
+		round, ok := ev.(runbook.HealthObserved)
 		if !ok {
 			// The round could not run (its local activities failed for good): the sites were
 			// not observed; the next round is another try, and an unreachable site is Unknown

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 )
 
 // WaveInput is what a wave child workflow needs: its part of the plan and its initial status.
@@ -34,7 +35,7 @@ type WaveInput struct {
 // WaveResume is what a wave carries across a continue-as-new beside its status: where its
 // runbook stood, when its next health round is due, and the detail budget its rounds spent.
 type WaveResume struct {
-	Run         rollout.WaveResume
+	Run         runbook.WaveResume
 	Wake        time.Time
 	DetailSpent int `json:",omitempty"`
 }
@@ -49,7 +50,7 @@ type WaveResult struct {
 
 // ControlSignal carries pause, resume or abort from a rollout to its running wave.
 type ControlSignal struct {
-	Action rollout.ControlAction
+	Action runbook.ControlAction
 }
 
 // UnmarshalJSON reads the signal, and also the bare string ("pause") that rollouts started
@@ -57,7 +58,7 @@ type ControlSignal struct {
 func (c *ControlSignal) UnmarshalJSON(data []byte) error {
 	var action string
 	if json.Unmarshal(data, &action) == nil {
-		c.Action = rollout.ControlAction(action)
+		c.Action = runbook.ControlAction(action)
 		return nil
 	}
 	type plain ControlSignal
@@ -79,7 +80,7 @@ const promoteChunk = 2500
 // versionPromoteChunk guards promoting in chunks of promoteChunk sites instead of chunk.
 const versionPromoteChunk = "promote-chunk-2500"
 
-// Wave runs the runbook of one wave (rollout.NextWave): it promotes the wave in batches of
+// Wave runs the runbook of one wave (runbook.NextWave): it promotes the wave in batches of
 // MaxParallel, waits for every batch to converge, then bakes, checking every site each
 // Health.Interval until Bake has passed. Sites that degrade within the wave's failure budget are
 // reverted alone; the first past it ends the wave with ErrTypeWaveFailed, and the parent reverts
@@ -87,7 +88,7 @@ const versionPromoteChunk = "promote-chunk-2500"
 // back what happened.
 func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	d := &waveDriver{in: in, site: rollout.SitesByName(in.Sites)}
-	d.run = rollout.NewWaveRun(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status)
+	d.run = runbook.NewWave(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (rollout.WaveStatus, error) {
 		return d.run.Status, nil
 	}); err != nil {
@@ -117,16 +118,16 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	// Before versionEvidenceGates, a wave ended at BakeUntil whatever its sites' last rounds
 	// said, and observed nothing outside its bake.
 	evidence := workflow.GetVersion(ctx, versionEvidenceGates, workflow.DefaultVersion, 1) >= 1
-	var cmd rollout.WaveCommand
+	var cmd runbook.WaveStep
 	if in.Resume != nil {
 		// Continued as new in its bake: go on sleeping until the next health round.
-		d.run = rollout.ResumeWaveRun(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status, in.Resume.Run)
+		d.run = runbook.ResumeWave(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status, in.Resume.Run)
 		d.run.Afresh, d.run.Evidence = afresh, evidence
 		d.detailSpent = in.Resume.DetailSpent
-		cmd = rollout.SleepUntil{At: in.Resume.Wake}
+		cmd = runbook.SleepUntil{At: in.Resume.Wake}
 	} else {
 		d.run.Afresh, d.run.Evidence = afresh, evidence
-		cmd = d.next(ctx, rollout.WaveStarted{At: workflow.Now(ctx)})
+		cmd = d.next(ctx, runbook.WaveStarted{At: workflow.Now(ctx)})
 	}
 	for {
 		// Controls take effect between commands: a command in flight (a push, a revert)
@@ -134,24 +135,24 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 		for len(d.controls) > 0 {
 			action := d.controls[0]
 			d.controls = d.controls[1:]
-			if c := d.next(ctx, rollout.WaveControl{At: workflow.Now(ctx), Action: action}); c != nil {
+			if c := d.next(ctx, runbook.WaveControl{At: workflow.Now(ctx), Action: action}); c != nil {
 				cmd = c
 			}
 		}
-		var ev rollout.WaveEvent
+		var ev runbook.WaveEvent
 		switch c := cmd.(type) {
-		case rollout.FinishWave:
+		case runbook.FinishWave:
 			d.delivered(ctx)
 			return d.finish(ctx, c)
-		case rollout.PromoteSites:
+		case runbook.PromoteSites:
 			ev = d.promote(ctx, c)
-		case rollout.AwaitConvergence:
+		case runbook.AwaitConvergence:
 			ev = d.converge(ctx, c)
-		case rollout.ObserveHealth:
+		case runbook.ObserveHealth:
 			ev = d.observe(ctx, c)
-		case rollout.RevertSites:
+		case runbook.RevertSites:
 			ev = d.revert(ctx, c)
-		case rollout.SleepUntil:
+		case runbook.SleepUntil:
 			if d.continueAsNew(ctx, signals) {
 				return WaveResult{}, d.carryOn(ctx, c.At)
 			}
@@ -167,8 +168,8 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			if control {
 				continue // NextWave decides whether the bake goes on
 			}
-			ev = rollout.WaveTick{At: workflow.Now(ctx)}
-		case rollout.HoldPaused:
+			ev = runbook.WaveTick{At: workflow.Now(ctx)}
+		case runbook.HoldPaused:
 			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused in wave %s: waiting for resume", in.Wave.Name))
 			if c.Until.IsZero() {
 				if err := workflow.Await(ctx, func() bool { return len(d.controls) > 0 }); err != nil {
@@ -191,7 +192,7 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 			if control {
 				continue
 			}
-			ev = rollout.WaveTick{At: workflow.Now(ctx)}
+			ev = runbook.WaveTick{At: workflow.Now(ctx)}
 		default:
 			panic(fmt.Sprintf("wave %s: no command to run (%T)", in.Wave.Name, cmd))
 		}
@@ -221,10 +222,10 @@ const (
 // waveDriver runs a wave's commands.
 type waveDriver struct {
 	in  WaveInput
-	run rollout.WaveRun
+	run runbook.Wave
 	// site returns a site's plan settings.
 	site     func(name string) rollout.Site
-	controls []rollout.ControlAction
+	controls []runbook.ControlAction
 	// localRounds: health rounds run as local activities reporting changes (versioned).
 	localRounds bool
 	// cancelOnAbort: an abort cancels a convergence wait in flight (versioned).
@@ -248,10 +249,10 @@ type waveDriver struct {
 // versionAbortCancelsWait guards an abort cancelling the convergence wait in flight.
 const versionAbortCancelsWait = "abort-cancels-convergence"
 
-// versionAfresh guards a site judged afresh after an Unknown round (rollout.WaveRun.Afresh).
+// versionAfresh guards a site judged afresh after an Unknown round (runbook.Wave.Afresh).
 const versionAfresh = "health-afresh-after-unknown"
 
-// versionEvidenceGates guards the gates that decide on evidence (rollout.WaveRun.Evidence): a
+// versionEvidenceGates guards the gates that decide on evidence (runbook.Wave.Evidence): a
 // wave passes only once every site passed its last round, and health rounds go on in every
 // wait of the wave.
 const versionEvidenceGates = "wave-gate-evidence"
@@ -325,10 +326,10 @@ const versionWaveProgress = "wave-progress-signals"
 
 // next feeds an event to the runbook and reports what changed in the wave's status to the
 // rollout, so that the rollout's status query shows the wave live.
-func (d *waveDriver) next(ctx workflow.Context, e rollout.WaveEvent) rollout.WaveCommand {
+func (d *waveDriver) next(ctx workflow.Context, e runbook.WaveEvent) runbook.WaveStep {
 	before := d.run.Status
-	var c rollout.WaveCommand
-	d.run, c = rollout.NextWave(d.run, e)
+	var c runbook.WaveStep
+	d.run, c = runbook.NextWave(d.run, e)
 	switch {
 	case d.parent == "":
 	case d.coalesce:
@@ -420,14 +421,14 @@ const versionProgressPipelined = "wave-progress-pipelined"
 const progressSites = 1000
 
 // promote writes the batch's promotion commits, promoteChunk sites at a time (one push each).
-func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollout.WaveEvent {
+func (d *waveDriver) promote(ctx workflow.Context, c runbook.PromoteSites) runbook.WaveEvent {
 	short := rollout.Short(d.in.Commit)
 	label := fmt.Sprintf("%s to %s", rollout.SitesLabel(c.Sites), short)
 	if n := len(d.run.Batches); n > 1 {
 		label += fmt.Sprintf(" (batch %d/%d)", c.Batch+1, n)
 	}
 	workflow.SetCurrentDetails(ctx, "Promoting "+label)
-	ev := rollout.BatchPromoted{}
+	ev := runbook.BatchPromoted{}
 	cancellable := workflow.GetVersion(ctx, versionAbortCancelsPush, workflow.DefaultVersion, 1) >= 1
 	size := chunk
 	if workflow.GetVersion(ctx, versionPromoteChunk, workflow.DefaultVersion, 1) >= 1 {
@@ -455,7 +456,7 @@ func (d *waveDriver) promote(ctx workflow.Context, c rollout.PromoteSites) rollo
 			return ev
 		}
 		for _, ch := range promoted.Changes {
-			ev.Sites = append(ev.Sites, rollout.Promotion{Site: ch.Site, Commit: ch.Commit, Previous: ch.Previous, Ours: ch.RolloutCommit() != ""})
+			ev.Sites = append(ev.Sites, runbook.Promotion{Site: ch.Site, Commit: ch.Commit, Previous: ch.Previous, Ours: ch.RolloutCommit() != ""})
 		}
 		if ev.Cancelled {
 			break // the parts after it are not pushed
@@ -481,7 +482,7 @@ func (d *waveDriver) promoteCancellable(ctx workflow.Context, in activities.Prom
 	opts := workflow.GetActivityOptions(gitOptions(actx, summary, gitRetries))
 	opts.WaitForCancellation = true
 	fut := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), git.Promote, in)
-	if err := workflow.Await(ctx, func() bool { return fut.IsReady() || slices.Contains(d.controls, rollout.ControlAbort) }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return fut.IsReady() || slices.Contains(d.controls, runbook.ControlAbort) }); err != nil {
 		return res, false, err
 	}
 	if fut.IsReady() {
@@ -499,14 +500,14 @@ func (d *waveDriver) promoteCancellable(ctx workflow.Context, in activities.Prom
 // converge waits for the sites to apply their commits, in chunks running in parallel. An
 // abort that arrives meanwhile cancels the wait (convergence may take convergenceTimeout, ten
 // minutes by default): the wave then ends aborted at once.
-func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) rollout.WaveEvent {
+func (d *waveDriver) converge(ctx workflow.Context, c runbook.AwaitConvergence) runbook.WaveEvent {
 	names := make([]string, len(c.Sites))
 	for i, e := range c.Sites {
 		names[i] = e.Site
 	}
 	label := fmt.Sprintf("%s to apply %s", rollout.SitesLabel(names), rollout.Short(d.in.Commit))
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Waiting for %s (until %s)", label, c.Deadline.UTC().Format(time.RFC3339)))
-	var res rollout.SitesConverged
+	var res runbook.SitesConverged
 	var err error
 	wait := func(ctx workflow.Context) {
 		res, err = waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
@@ -518,31 +519,31 @@ func (d *waveDriver) converge(ctx workflow.Context, c rollout.AwaitConvergence) 
 			wait(wctx)
 			done = true
 		})
-		if werr := workflow.Await(ctx, func() bool { return done || slices.Contains(d.controls, rollout.ControlAbort) }); werr != nil {
+		if werr := workflow.Await(ctx, func() bool { return done || slices.Contains(d.controls, runbook.ControlAbort) }); werr != nil {
 			cancel()
-			return rollout.StepFailed{At: workflow.Now(ctx), Message: errorMessage(werr)}
+			return runbook.StepFailed{At: workflow.Now(ctx), Message: errorMessage(werr)}
 		}
 		if !done {
 			cancel()
 			_ = workflow.Await(ctx, func() bool { return done })
-			return rollout.StepCancelled{At: workflow.Now(ctx)}
+			return runbook.StepCancelled{At: workflow.Now(ctx)}
 		}
 		cancel()
 	} else {
 		wait(ctx)
 	}
 	if err != nil {
-		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("wait for %s to converge in wave %s: %s", strings.Join(names, ", "), d.in.Wave.Name, errorMessage(err))}
+		return runbook.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("wait for %s to converge in wave %s: %s", strings.Join(names, ", "), d.in.Wave.Name, errorMessage(err))}
 	}
 	res.At = workflow.Now(ctx)
 	return res
 }
 
 // observe runs one health round over the sites.
-func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
+func (d *waveDriver) observe(ctx workflow.Context, c runbook.ObserveHealth) runbook.WaveEvent {
 	started := workflow.Now(ctx)
 	ev := d.round(ctx, c)
-	if round, ok := ev.(rollout.HealthObserved); ok {
+	if round, ok := ev.(runbook.HealthObserved); ok {
 		round.Started = started
 		return round
 	}
@@ -551,8 +552,8 @@ func (d *waveDriver) observe(ctx workflow.Context, c rollout.ObserveHealth) roll
 
 // round runs one health round over the sites, as activities or (since versionLocalHealthRounds)
 // local activities.
-func (d *waveDriver) round(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
-	if d.run.Phase == rollout.WaveBake {
+func (d *waveDriver) round(ctx workflow.Context, c runbook.ObserveHealth) runbook.WaveEvent {
+	if d.run.Phase == runbook.WaveBake {
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: health round of %s",
 			d.in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), rollout.Count(len(c.Sites), "site")))
 	} else {
@@ -571,11 +572,11 @@ func (d *waveDriver) round(ctx workflow.Context, c rollout.ObserveHealth) rollou
 		var sites *activities.Sites
 		futures[i] = workflow.ExecuteActivity(observeOptions(ctx, fmt.Sprintf("check health of wave %s (%s)", d.in.Wave.Name, rollout.SitesLabel(part))), sites.Observe, in)
 	}
-	ev := rollout.HealthObserved{}
+	ev := runbook.HealthObserved{}
 	for _, f := range futures {
 		var res activities.ObserveResult
 		if err := f.Get(ctx, &res); err != nil {
-			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
+			return runbook.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
 		}
 		ev.States = append(ev.States, res.States...)
 	}
@@ -588,7 +589,7 @@ func (d *waveDriver) round(ctx workflow.Context, c rollout.ObserveHealth) rollou
 // history, and each result lists only the sites that are not healthy, the sites whose last
 // status showed a failure (so their recovery shows), and healthy measurements while the wave's
 // detail budget lasts. The sites left out were observed healthy at their commit.
-func (d *waveDriver) localRound(ctx workflow.Context, c rollout.ObserveHealth) rollout.WaveEvent {
+func (d *waveDriver) localRound(ctx workflow.Context, c runbook.ObserveHealth) runbook.WaveEvent {
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -617,14 +618,14 @@ func (d *waveDriver) localRound(ctx workflow.Context, c rollout.ObserveHealth) r
 	for _, f := range futures {
 		var res activities.HealthRoundResult
 		if err := f.Get(ctx, &res); err != nil {
-			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
+			return runbook.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("check health of wave %s: %s", d.in.Wave.Name, errorMessage(err))}
 		}
 		d.detailSpent += res.DetailBytes
 		for _, st := range res.States {
 			reported[st.Site] = st
 		}
 	}
-	ev := rollout.HealthObserved{At: workflow.Now(ctx), States: make([]rollout.SiteState, len(c.Sites))}
+	ev := runbook.HealthObserved{At: workflow.Now(ctx), States: make([]rollout.SiteState, len(c.Sites))}
 	for i, name := range c.Sites {
 		st, ok := reported[name]
 		if !ok {
@@ -648,7 +649,7 @@ func failing(checks []rollout.CheckResult) bool {
 }
 
 // revert reverts sites degraded within the failure budget and waits for them to apply it.
-func (d *waveDriver) revert(ctx workflow.Context, c rollout.RevertSites) rollout.WaveEvent {
+func (d *waveDriver) revert(ctx workflow.Context, c runbook.RevertSites) runbook.WaveEvent {
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Reverting %s in wave %s: %s", rollout.SitesLabel(c.Sites), d.in.Wave.Name, c.Reason))
 	targets := make([]activities.Target, len(c.Sites))
 	for i, name := range c.Sites {
@@ -658,22 +659,22 @@ func (d *waveDriver) revert(ctx workflow.Context, c rollout.RevertSites) rollout
 		// The runbook waits for the reverts itself, observing the wave's other sites.
 		written, err := writeReverts(ctx, d.in.Rollout, c.Reason, targets)
 		if err != nil {
-			return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("revert of %s failed: %s", strings.Join(c.Sites, ", "), errorMessage(err))}
+			return runbook.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("revert of %s failed: %s", strings.Join(c.Sites, ", "), errorMessage(err))}
 		}
-		out := make([]rollout.Reversion, len(written.Changes))
+		out := make([]runbook.Reversion, len(written.Changes))
 		for i, ch := range written.Changes {
-			out[i] = rollout.Reversion{Site: ch.Site, Revert: ch.RolloutCommit(), Head: ch.Commit, Problem: ch.Problem}
+			out[i] = runbook.Reversion{Site: ch.Site, Revert: ch.RolloutCommit(), Head: ch.Commit, Problem: ch.Problem}
 		}
-		return rollout.SitesReverted{At: workflow.Now(ctx), Sites: out}
+		return runbook.SitesReverted{At: workflow.Now(ctx), Sites: out}
 	}
 	reverted, err := revertSites(ctx, d.in.Rollout, c.Reason, targets, d.site, d.in.Health.ConvergenceTimeout)
 	if err != nil {
-		return rollout.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("revert of %s failed: %s", strings.Join(c.Sites, ", "), errorMessage(err))}
+		return runbook.StepFailed{At: workflow.Now(ctx), Message: fmt.Sprintf("revert of %s failed: %s", strings.Join(c.Sites, ", "), errorMessage(err))}
 	}
-	return rollout.SitesReverted{At: workflow.Now(ctx), Sites: reverted}
+	return runbook.SitesReverted{At: workflow.Now(ctx), Sites: reverted}
 }
 
-func (d *waveDriver) finish(ctx workflow.Context, c rollout.FinishWave) (WaveResult, error) {
+func (d *waveDriver) finish(ctx workflow.Context, c runbook.FinishWave) (WaveResult, error) {
 	// The result is recorded: a large wave's is compacted (the query still has every detail).
 	status := d.run.Status.Compact()
 	switch c.State {
@@ -694,8 +695,8 @@ func (d *waveDriver) finish(ctx workflow.Context, c rollout.FinishWave) (WaveRes
 
 // waitConverged waits, in parallel chunks, until the sites applied their commits, one's Flux
 // failed at its commit, or the deadline passed.
-func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect []rollout.Expect, deadline time.Time,
-	timeout time.Duration, summary string) (rollout.SitesConverged, error) {
+func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect []runbook.Expect, deadline time.Time,
+	timeout time.Duration, summary string) (runbook.SitesConverged, error) {
 	parts := split(expect, chunk)
 	futures := make([]workflow.Future, len(parts))
 	for i, part := range parts {
@@ -706,7 +707,7 @@ func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect 
 		var sites *activities.Sites
 		futures[i] = workflow.ExecuteActivity(convergeOptions(ctx, timeout, summary), sites.WaitConverged, in)
 	}
-	var out rollout.SitesConverged
+	var out runbook.SitesConverged
 	for i, f := range futures {
 		var res activities.ConvergeResult
 		if err := f.Get(ctx, &res); err != nil {
@@ -714,7 +715,7 @@ func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect 
 		}
 		out.TimedOut = out.TimedOut || res.TimedOut
 		for j, e := range parts[i] {
-			c := rollout.Convergence{Site: e.Site}
+			c := runbook.Convergence{Site: e.Site}
 			if j < len(res.Converged) {
 				c.Converged, c.State = res.Converged[j], res.States[j]
 			}

@@ -1,6 +1,8 @@
-package rollout
+package runbook
 
 import (
+	"github.com/fleetwave/fleetwave/rollout"
+
 	"strings"
 	"testing"
 	"time"
@@ -9,16 +11,16 @@ import (
 )
 
 // evidenceWave is testWave with the gates of an Evidence wave and the given bake.
-func evidenceWave(budget FailureBudget, bake time.Duration) WaveRun {
+func evidenceWave(budget rollout.FailureBudget, bake time.Duration) Wave {
 	r := testWave(budget)
 	r.Wave.Bake = bake
 	r.Evidence = true
 	return r
 }
 
-func unknown(site string) SiteState {
-	return SiteState{Site: site, Reachable: true, Ready: true, Revision: FormatRevision("sites/"+site, "p-"+site),
-		Checks: []CheckResult{{Name: "error-rate", Unknown: true, Message: "dial tcp 127.0.0.1:9: connection refused"}}}
+func unknown(site string) rollout.SiteState {
+	return rollout.SiteState{Site: site, Reachable: true, Ready: true, Revision: rollout.FormatRevision("sites/"+site, "p-"+site),
+		Checks: []rollout.CheckResult{{Name: "error-rate", Unknown: true, Message: "dial tcp 127.0.0.1:9: connection refused"}}}
 }
 
 // drive answers every command of the wave's runbook from the scripted world until the wave
@@ -29,16 +31,16 @@ type world struct {
 	// converge: whether site has applied commit by now.
 	converge func(site, commit string, now time.Time) bool
 	// health: what a health round sees of the site at now.
-	health func(site string, now time.Time) SiteState
+	health func(site string, now time.Time) rollout.SiteState
 	// roundTakes is how long a health round takes.
 	roundTakes time.Duration
 }
 
-func (w world) drive(t *testing.T, r WaveRun, limit int) (WaveRun, []WaveCommand) {
+func (w world) drive(t *testing.T, r Wave, limit int) (Wave, []WaveStep) {
 	t.Helper()
 	now := t0
-	var cmds []WaveCommand
-	var c WaveCommand
+	var cmds []WaveStep
+	var c WaveStep
 	r, c = NextWave(r, WaveStarted{At: now})
 	for range limit {
 		cmds = append(cmds, c)
@@ -61,7 +63,7 @@ func (w world) drive(t *testing.T, r WaveRun, limit int) (WaveRun, []WaveCommand
 				for _, x := range c.Sites {
 					ok := w.converge == nil || w.converge(x.Site, x.Commit, now)
 					all = all && ok
-					ev.Sites = append(ev.Sites, Convergence{Site: x.Site, Converged: ok, State: SiteState{Site: x.Site, Reachable: true}})
+					ev.Sites = append(ev.Sites, Convergence{Site: x.Site, Converged: ok, State: rollout.SiteState{Site: x.Site, Reachable: true}})
 				}
 				if all {
 					e = ev
@@ -111,13 +113,13 @@ func (w world) drive(t *testing.T, r WaveRun, limit int) (WaveRun, []WaveCommand
 }
 
 func healthyWorld() world {
-	return world{health: func(site string, now time.Time) SiteState { return healthy(site, "p-"+site) }, roundTakes: time.Second}
+	return world{health: func(site string, now time.Time) rollout.SiteState { return healthy(site, "p-"+site) }, roundTakes: time.Second}
 }
 
 // TestEvidenceZeroBakeIsOneCleanRound: bake 0 is one clean round, never no check.
 func TestEvidenceZeroBakeIsOneCleanRound(t *testing.T) {
-	r, cmds := healthyWorld().drive(t, evidenceWave(FailureBudget{}, 0), 100)
-	if r.Status.State != StateSucceeded {
+	r, cmds := healthyWorld().drive(t, evidenceWave(rollout.FailureBudget{}, 0), 100)
+	if r.Status.State != rollout.StateSucceeded {
 		t.Fatalf("healthy sites: wave %s (%s), want Succeeded", r.Status.State, r.Status.Message)
 	}
 	if n := count[ObserveHealth](cmds); n != 1 {
@@ -127,14 +129,14 @@ func TestEvidenceZeroBakeIsOneCleanRound(t *testing.T) {
 	// A site failing: its streak runs out after the bake and the wave fails (the old wave
 	// succeeded here with "Healthy (1 of 2 failures in a row)").
 	w := healthyWorld()
-	w.health = func(site string, now time.Time) SiteState {
+	w.health = func(site string, now time.Time) rollout.SiteState {
 		if site == "a" {
 			return failing(site, "p-"+site)
 		}
 		return healthy(site, "p-"+site)
 	}
-	r, cmds = w.drive(t, evidenceWave(FailureBudget{}, 0), 100)
-	if r.Status.State != StateFailed || !strings.Contains(r.Reason, "site a degraded") || r.Site("a").Verdict != VerdictDegraded {
+	r, cmds = w.drive(t, evidenceWave(rollout.FailureBudget{}, 0), 100)
+	if r.Status.State != rollout.StateFailed || !strings.Contains(r.Reason, "site a degraded") || r.Site("a").Verdict != rollout.VerdictDegraded {
 		t.Fatalf("failing canary with bake 0: wave %s (%s), a %s", r.Status.State, r.Reason, r.Site("a").Verdict)
 	}
 	if n := count[ObserveHealth](cmds); n != 2 {
@@ -142,10 +144,10 @@ func TestEvidenceZeroBakeIsOneCleanRound(t *testing.T) {
 	}
 
 	// The same under the old gates passes: the versioned behaviour is kept for old histories.
-	old := evidenceWave(FailureBudget{}, 0)
+	old := evidenceWave(rollout.FailureBudget{}, 0)
 	old.Evidence = false
 	r, _ = w.drive(t, old, 100)
-	if r.Status.State != StateSucceeded {
+	if r.Status.State != rollout.StateSucceeded {
 		t.Errorf("without Evidence, wave %s: the recorded behaviour changed", r.Status.State)
 	}
 }
@@ -153,9 +155,9 @@ func TestEvidenceZeroBakeIsOneCleanRound(t *testing.T) {
 // TestEvidenceUnknownFailsClosed: a check that can never be measured makes every site Unknown;
 // the wave, whose bake is shorter than unknownTimeout, fails after unknownTimeout.
 func TestEvidenceUnknownFailsClosed(t *testing.T) {
-	w := world{health: func(site string, now time.Time) SiteState { return unknown(site) }, roundTakes: time.Second}
-	r, _ := w.drive(t, evidenceWave(FailureBudget{}, time.Minute), 100)
-	if r.Status.State != StateFailed || !strings.Contains(r.Reason, "unknown for") {
+	w := world{health: func(site string, now time.Time) rollout.SiteState { return unknown(site) }, roundTakes: time.Second}
+	r, _ := w.drive(t, evidenceWave(rollout.FailureBudget{}, time.Minute), 100)
+	if r.Status.State != rollout.StateFailed || !strings.Contains(r.Reason, "unknown for") {
 		t.Fatalf("wave %s (%s), want Failed for the unknown check", r.Status.State, r.Reason)
 	}
 	if end := r.Status.FinishedAt.Sub(r.Status.ConvergedAt); end < r.Health.UnknownTimeout || end > r.Health.UnknownTimeout+2*r.Health.Interval {
@@ -166,7 +168,7 @@ func TestEvidenceUnknownFailsClosed(t *testing.T) {
 // TestEvidenceStreakAtBakeEnd: a site in the middle of a failure streak when the bake ends is
 // observed until it is decided: clean again passes it.
 func TestEvidenceStreakAtBakeEnd(t *testing.T) {
-	r := evidenceWave(FailureBudget{}, 2*time.Minute)
+	r := evidenceWave(rollout.FailureBudget{}, 2*time.Minute)
 	r, c := step(r, toBake...)
 	if diff := cmp.Diff(ObserveHealth{Sites: []string{"a", "b", "c"}}, c); diff != "" {
 		t.Fatalf("bake start (-want +got):\n%s", diff)
@@ -177,11 +179,11 @@ func TestEvidenceStreakAtBakeEnd(t *testing.T) {
 	if diff := cmp.Diff(SleepUntil{At: at(7 * time.Minute)}, c); diff != "" {
 		t.Fatalf("bake over with b failing once (-want +got):\n%s", diff)
 	}
-	if r.Status.State != StateBaking || !strings.Contains(r.Status.Message, "waiting for 1 site (b) to pass a clean round") {
+	if r.Status.State != rollout.StateBaking || !strings.Contains(r.Status.Message, "waiting for 1 site (b) to pass a clean round") {
 		t.Errorf("status %s %q", r.Status.State, r.Status.Message)
 	}
 	r, c = step(r, WaveTick{At: at(7 * time.Minute)}, round(7*time.Minute, healthy("a", "p-a"), healthy("b", "p-b"), healthy("c", "p-c")))
-	if diff := cmp.Diff(FinishWave{State: StateSucceeded}, c); diff != "" || r.Status.Message != "" {
+	if diff := cmp.Diff(FinishWave{State: rollout.StateSucceeded}, c); diff != "" || r.Status.Message != "" {
 		t.Errorf("b clean again (-want +got):\n%s\nmessage %q", diff, r.Status.Message)
 	}
 }
@@ -191,14 +193,14 @@ func TestEvidenceStreakAtBakeEnd(t *testing.T) {
 func TestEvidenceRoundsWhileLaterBatchesConverge(t *testing.T) {
 	w := healthyWorld()
 	w.converge = func(site, commit string, now time.Time) bool { return site != "c" || !now.Before(at(5*time.Minute)) }
-	w.health = func(site string, now time.Time) SiteState {
+	w.health = func(site string, now time.Time) rollout.SiteState {
 		if site == "a" && now.After(at(2*time.Minute)) {
 			return failing(site, "p-"+site)
 		}
 		return healthy(site, "p-"+site)
 	}
-	r, cmds := w.drive(t, evidenceWave(FailureBudget{}, 10*time.Minute), 200)
-	if r.Status.State != StateFailed || !strings.Contains(r.Reason, "site a degraded") {
+	r, cmds := w.drive(t, evidenceWave(rollout.FailureBudget{}, 10*time.Minute), 200)
+	if r.Status.State != rollout.StateFailed || !strings.Contains(r.Reason, "site a degraded") {
 		t.Fatalf("wave %s (%s), want Failed for a", r.Status.State, r.Reason)
 	}
 	if !r.Status.ConvergedAt.IsZero() {
@@ -213,27 +215,27 @@ func TestEvidenceRoundsWhileLaterBatchesConverge(t *testing.T) {
 // one batch, maxFailures 1; u is unreachable from 2m and reverted within the budget; its revert
 // never applies (it is unreachable), and meanwhile d degrades from 8m: the wave fails for d.
 func TestEvidenceBudgetedRevertDoesNotBlind(t *testing.T) {
-	w := Wave{Name: "all", Sites: []string{"a", "u", "d", "b"}, MaxParallel: 4, Bake: 15 * time.Minute, MaxFailures: FailureBudget{Count: 1}}
-	h := Health{ConvergenceTimeout: 10 * time.Minute, Interval: 30 * time.Second, FailureThreshold: 3, UnknownTimeout: 5 * time.Minute}
-	st := WaveStatus{Name: "all", State: StatePending}
+	w := rollout.Wave{Name: "all", Sites: []string{"a", "u", "d", "b"}, MaxParallel: 4, Bake: 15 * time.Minute, MaxFailures: rollout.FailureBudget{Count: 1}}
+	h := rollout.Health{ConvergenceTimeout: 10 * time.Minute, Interval: 30 * time.Second, FailureThreshold: 3, UnknownTimeout: 5 * time.Minute}
+	st := rollout.WaveStatus{Name: "all", State: rollout.StatePending}
 	for _, s := range w.Sites {
-		st.Sites = append(st.Sites, SiteStatus{Name: s, Branch: "sites/" + s, Verdict: VerdictPending})
+		st.Sites = append(st.Sites, rollout.SiteStatus{Name: s, Branch: "sites/" + s, Verdict: rollout.VerdictPending})
 	}
-	run := NewWaveRun("rollout/demo/abc1234", "abc1234", w, h, true, st)
+	run := NewWave("rollout/demo/abc1234", "abc1234", w, h, true, st)
 	run.Evidence = true
 	world := world{roundTakes: time.Second,
 		converge: func(site, commit string, now time.Time) bool { return site != "u" || strings.HasPrefix(commit, "p-") },
-		health: func(site string, now time.Time) SiteState {
+		health: func(site string, now time.Time) rollout.SiteState {
 			switch {
 			case site == "u" && now.After(at(2*time.Minute)):
-				return SiteState{Site: site, Message: "connection refused"}
+				return rollout.SiteState{Site: site, Message: "connection refused"}
 			case site == "d" && now.After(at(8*time.Minute)):
 				return failing(site, "p-"+site)
 			}
 			return healthy(site, "p-"+site)
 		}}
 	r, _ := world.drive(t, run, 2000)
-	if r.Status.State != StateFailed || !strings.Contains(r.Reason, "site d degraded") {
+	if r.Status.State != rollout.StateFailed || !strings.Contains(r.Reason, "site d degraded") {
 		t.Fatalf("wave %s (%s), want Failed for d", r.Status.State, r.Reason)
 	}
 	if got := verdicts(r); got != "a=Healthy u=Reverted d=Degraded b=Healthy" {
@@ -247,7 +249,7 @@ func TestEvidenceBudgetedRevertDoesNotBlind(t *testing.T) {
 // TestEvidencePausedWaveIsObserved: a wave paused after its first batch keeps observing it; a
 // site failing meanwhile degrades and fails the wave although nobody resumes it.
 func TestEvidencePausedWaveIsObserved(t *testing.T) {
-	r := evidenceWave(FailureBudget{}, 10*time.Minute)
+	r := evidenceWave(rollout.FailureBudget{}, 10*time.Minute)
 	r, c := step(r, WaveStarted{At: t0}, promotion("a", "b"), WaveControl{At: at(time.Minute), Action: ControlPause}, converged(2*time.Minute, "a", "b"))
 	if diff := cmp.Diff(HoldPaused{Until: at(3 * time.Minute)}, c); diff != "" {
 		t.Fatalf("paused after the first batch (-want +got):\n%s", diff)
@@ -261,7 +263,7 @@ func TestEvidencePausedWaveIsObserved(t *testing.T) {
 		t.Fatalf("still paused (-want +got):\n%s", diff)
 	}
 	_, c = step(r, WaveTick{At: at(4 * time.Minute)}, round(4*time.Minute, failing("a", "p-a"), healthy("b", "p-b")))
-	if f, ok := c.(FinishWave); !ok || f.State != StateFailed || !strings.Contains(f.Reason, "site a degraded") {
+	if f, ok := c.(FinishWave); !ok || f.State != rollout.StateFailed || !strings.Contains(f.Reason, "site a degraded") {
 		t.Errorf("a failing twice while paused: %#v, want the wave failed", c)
 	}
 }
@@ -269,7 +271,7 @@ func TestEvidencePausedWaveIsObserved(t *testing.T) {
 // TestEvidenceGapExtendsBake: a round that comes late (the worker was down) extends the bake by
 // the unobserved time beyond one interval, and the status says so.
 func TestEvidenceGapExtendsBake(t *testing.T) {
-	r := evidenceWave(FailureBudget{}, 10*time.Minute)
+	r := evidenceWave(rollout.FailureBudget{}, 10*time.Minute)
 	all := func(d time.Duration) HealthObserved {
 		return round(d, healthy("a", "p-a"), healthy("b", "p-b"), healthy("c", "p-c"))
 	}
@@ -288,7 +290,7 @@ func TestEvidenceGapExtendsBake(t *testing.T) {
 	for m := 12; m <= 19; m++ {
 		r, c = step(r, WaveTick{At: at(time.Duration(m) * time.Minute)}, all(time.Duration(m)*time.Minute))
 	}
-	if diff := cmp.Diff(FinishWave{State: StateSucceeded}, c); diff != "" || r.Extended != 5*time.Minute {
+	if diff := cmp.Diff(FinishWave{State: rollout.StateSucceeded}, c); diff != "" || r.Extended != 5*time.Minute {
 		t.Errorf("(-want +got):\n%s\nextended %s", diff, r.Extended)
 	}
 	if r.Status.Message != "bake extended by 5m0s for missed health rounds" {
@@ -298,7 +300,7 @@ func TestEvidenceGapExtendsBake(t *testing.T) {
 
 // TestEvidenceAbortCutsRevertWait: an abort while a budgeted revert converges ends the wave.
 func TestEvidenceAbortCutsRevertWait(t *testing.T) {
-	r := evidenceWave(FailureBudget{Count: 1}, 10*time.Minute)
+	r := evidenceWave(rollout.FailureBudget{Count: 1}, 10*time.Minute)
 	r, _ = step(r, toBake...)
 	r, c := step(r, round(4*time.Minute, failing("a", "p-a"), healthy("b", "p-b"), healthy("c", "p-c")), WaveTick{At: at(5 * time.Minute)},
 		round(5*time.Minute, failing("a", "p-a"), healthy("b", "p-b"), healthy("c", "p-c")))
@@ -310,7 +312,7 @@ func TestEvidenceAbortCutsRevertWait(t *testing.T) {
 		t.Fatalf("the revert's wait, sliced at the next round (-want +got):\n%s", diff)
 	}
 	r, c = step(r, StepCancelled{At: at(5*time.Minute + 10*time.Second)})
-	if diff := cmp.Diff(FinishWave{State: StateAborted}, c); diff != "" || r.Site("a").Revert != "r-a" {
+	if diff := cmp.Diff(FinishWave{State: rollout.StateAborted}, c); diff != "" || r.Site("a").Revert != "r-a" {
 		t.Errorf("(-want +got):\n%s\na's revert %q", diff, r.Site("a").Revert)
 	}
 }
@@ -319,14 +321,14 @@ func TestEvidenceAbortCutsRevertWait(t *testing.T) {
 // and the bake goes on.
 func TestEvidenceRevertApplied(t *testing.T) {
 	w := healthyWorld()
-	w.health = func(site string, now time.Time) SiteState {
+	w.health = func(site string, now time.Time) rollout.SiteState {
 		if site == "a" {
 			return failing(site, "p-"+site)
 		}
 		return healthy(site, "p-"+site)
 	}
-	r, _ := w.drive(t, evidenceWave(FailureBudget{Count: 1}, 5*time.Minute), 500)
-	if r.Status.State != StateSucceeded || verdicts(r) != "a=Reverted b=Healthy c=Healthy" {
+	r, _ := w.drive(t, evidenceWave(rollout.FailureBudget{Count: 1}, 5*time.Minute), 500)
+	if r.Status.State != rollout.StateSucceeded || verdicts(r) != "a=Reverted b=Healthy c=Healthy" {
 		t.Fatalf("wave %s, %s", r.Status.State, verdicts(r))
 	}
 	if a := r.Site("a"); a.Message != "reverted within the failure budget: applied r-a" {
@@ -334,7 +336,7 @@ func TestEvidenceRevertApplied(t *testing.T) {
 	}
 }
 
-func count[T any](cmds []WaveCommand) int {
+func count[T any](cmds []WaveStep) int {
 	n := 0
 	for _, c := range cmds {
 		if _, ok := c.(T); ok {

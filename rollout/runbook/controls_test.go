@@ -1,6 +1,8 @@
-package rollout
+package runbook
 
 import (
+	"github.com/fleetwave/fleetwave/rollout"
+
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 // and aborted state match the rollout's: the rollout forwards each control it accepts, and the
 // wave applies it the same way whatever it is doing (promoting, converging, baking, holding).
 func TestControlsReachTheWaveAlike(t *testing.T) {
-	actions := []ControlAction{ControlPause, ControlResume, ControlAbort, ControlRollback, ControlSupersede, ControlAction(StopWatch)}
+	actions := []ControlAction{ControlPause, ControlResume, ControlAbort, ControlRollback, ControlSupersede, ControlAction(rollout.StopWatch)}
 	// Where the wave may stand when the controls come.
 	stands := [][]WaveEvent{
 		{WaveStarted{At: t0}},
@@ -22,15 +24,15 @@ func TestControlsReachTheWaveAlike(t *testing.T) {
 	rng := rand.New(rand.NewPCG(24, 1))
 	for i := range 2000 {
 		evidence := i%2 == 0
-		r, _ := watchRun(true, RolloutStarted{At: t0}, PlanLoaded{At: at(time.Second), Plan: watchPlan(ScopeWave), Commit: "abc1234"})
-		w := testWave(FailureBudget{})
+		r, _ := watchRun(true, Started{At: t0}, PlanLoaded{At: at(time.Second), Plan: watchPlan(rollout.ScopeWave), Commit: "abc1234"})
+		w := testWave(rollout.FailureBudget{})
 		w.Evidence = evidence
 		w, _ = step(w, stands[rng.IntN(len(stands))]...)
 		var seq []ControlAction
 		for range 1 + rng.IntN(6) {
 			a := actions[rng.IntN(len(actions))]
-			var e RolloutEvent = Controlled{Control: Control{Action: string(a), By: "U1", At: at(6 * time.Minute)}}
-			if a == ControlAction(StopWatch) {
+			var e Event = Controlled{Control: rollout.Control{Action: string(a), By: "U1", At: at(6 * time.Minute)}}
+			if a == ControlAction(rollout.StopWatch) {
 				e = WatchDegraded{At: at(6 * time.Minute), Wave: "canary", Site: "a", Message: "failing"}
 			} else if r.CheckControl(a) != nil {
 				continue // refused by the update's validator: it never reaches the workflow
@@ -44,8 +46,8 @@ func TestControlsReachTheWaveAlike(t *testing.T) {
 				}
 			}
 		}
-		paused := r.Status.State == StatePaused
-		stopped := r.Stop != StopNone
+		paused := r.Status.State == rollout.StatePaused
+		stopped := r.Stop != rollout.StopNone
 		if w.Paused != paused && w.Phase != WaveDone {
 			t.Fatalf("controls %v (evidence %v): rollout paused %v, wave paused %v", seq, evidence, paused, w.Paused)
 		}

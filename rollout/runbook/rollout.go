@@ -1,6 +1,8 @@
-package rollout
+package runbook
 
 import (
+	"github.com/fleetwave/fleetwave/rollout"
+
 	"cmp"
 	"fmt"
 	"slices"
@@ -32,20 +34,20 @@ import (
 // effects (the state, the Slack thread, the running wave); the step in progress ends early
 // when Interrupted says so, and the workflow feeds back Woke.
 
-// RolloutPhase is where a rollout's runbook stands.
-type RolloutPhase string
+// Phase is where a rollout's runbook stands.
+type Phase string
 
 // Phases of a rollout.
 const (
-	PhaseLoad      RolloutPhase = "Load"      // loading the plan at the commit
-	PhaseHold      RolloutPhase = "Hold"      // paused at a safe point; Then says what comes after
-	PhasePolicy    RolloutPhase = "Policy"    // the policies are evaluated before the wave
-	PhaseWait      RolloutPhase = "Wait"      // the policies made the wave wait until a time
-	PhaseApprovers RolloutPhase = "Approvers" // resolving the wave's approver groups
-	PhaseApproval  RolloutPhase = "Approval"  // the wave's approval request is open
-	PhaseWave      RolloutPhase = "Wave"      // the wave is running
-	PhaseRevert    RolloutPhase = "Revert"    // reverting by a rollback scope or a rollback
-	PhaseDone      RolloutPhase = "Done"
+	PhaseLoad      Phase = "Load"      // loading the plan at the commit
+	PhaseHold      Phase = "Hold"      // paused at a safe point; Then says what comes after
+	PhasePolicy    Phase = "Policy"    // the policies are evaluated before the wave
+	PhaseWait      Phase = "Wait"      // the policies made the wave wait until a time
+	PhaseApprovers Phase = "Approvers" // resolving the wave's approver groups
+	PhaseApproval  Phase = "Approval"  // the wave's approval request is open
+	PhaseWave      Phase = "Wave"      // the wave is running
+	PhaseRevert    Phase = "Revert"    // reverting by a rollback scope or a rollback
+	PhaseDone      Phase = "Done"
 )
 
 // Hold is what a paused rollout goes on with once resumed.
@@ -68,17 +70,17 @@ const (
 	afterStop AfterRevert = "stop" // end an operator's rollback, or the watch's failure
 )
 
-// RolloutRun is a rollout's state in Next.
-type RolloutRun struct {
-	Status Status
+// Rollout is a rollout's state in Next.
+type Rollout struct {
+	Status rollout.Status
 	// Plan is the plan at the commit, once loaded; Author and Message describe the commit
 	// for the policies, and Policies says whether the plan or its Rego files have any.
-	Plan     *Plan `json:",omitempty"`
+	Plan     *rollout.Plan `json:",omitempty"`
 	Author   string
 	Message  string
 	Policies bool
 
-	Phase RolloutPhase
+	Phase Phase
 	// Wave is the index of the wave the runbook is at; Pass is 0 for the policies' look
 	// before a wave's approval, 1 after it; Waits counts the policies' waits in a row.
 	Wave  int
@@ -90,20 +92,20 @@ type RolloutRun struct {
 	After AfterRevert
 	Late  bool
 	// ResumeState is the state a paused rollout resumes to.
-	ResumeState State
+	ResumeState rollout.State
 	// Stop says why the rollout stops early, once an operator (or a newer commit) asked;
 	// Stopper is that control.
-	Stop    StopCause
-	Stopper Control
+	Stop    rollout.StopCause
+	Stopper rollout.Control
 	// Kept are the votes of an approval request that expired under onTimeout pause, carried
 	// to the request made on resume.
-	Kept []Vote
+	Kept []rollout.Vote
 	// Failure is why the rollout fails once its revert is done; Reverts the sets to revert,
 	// Revert the index of the one in progress.
 	Failure string
 	// FailCause is Failure's code (Status.Cause) once a wave failed.
 	FailCause string `json:",omitempty"`
-	Reverts   []RevertSet
+	Reverts   []rollout.RevertSet
 	Revert    int
 	// Details is what the rollout is doing, in a sentence (the Temporal UI's current details).
 	Details string
@@ -115,16 +117,16 @@ type RolloutRun struct {
 	WatchWave int  `json:",omitempty"`
 }
 
-// RolloutEvent is a fact the rollout's workflow observed.
-type RolloutEvent interface{ rolloutEvent() }
+// Event is a fact the rollout's workflow observed.
+type Event interface{ event() }
 
-// RolloutStarted starts the runbook.
-type RolloutStarted struct{ At time.Time }
+// Started starts the runbook.
+type Started struct{ At time.Time }
 
 // PlanLoaded is the plan at the commit. Policies is true when the commit holds Rego files.
 type PlanLoaded struct {
 	At       time.Time
-	Plan     *Plan
+	Plan     *rollout.Plan
 	Commit   string
 	Subject  string
 	Author   string
@@ -137,7 +139,7 @@ type PlanLoaded struct {
 // PolicyDecided is the policies' decision before the current wave.
 type PolicyDecided struct {
 	At       time.Time
-	Decision PolicyDecision
+	Decision rollout.PolicyDecision
 }
 
 // ApproversResolved is who may vote on the current wave: the members of its groups now, and
@@ -159,7 +161,7 @@ type Woke struct{ At time.Time }
 // Lost says how, and the wave's status is what its progress reports said.
 type WaveEnded struct {
 	At     time.Time
-	Status *WaveStatus
+	Status *rollout.WaveStatus
 	Failed string
 	Lost   string
 }
@@ -173,19 +175,19 @@ type Reverted struct {
 
 // Controlled is an operator's control (ControlPause, ControlResume, ControlAbort,
 // ControlRollback), or the fleet's ControlSupersede, accepted by the workflow.
-type Controlled struct{ Control Control }
+type Controlled struct{ Control rollout.Control }
 
 // VoteCast is an accepted vote on a wave's approval ("" for the wave asked last).
 type VoteCast struct {
 	Wave string
-	Vote Vote
+	Vote rollout.Vote
 }
 
 // WaveProgressed is a change the running wave reported.
-type WaveProgressed struct{ Change WaveChange }
+type WaveProgressed struct{ Change rollout.WaveChange }
 
-// RolloutCancelled says the workflow was cancelled in Temporal.
-type RolloutCancelled struct{ At time.Time }
+// Cancelled says the workflow was cancelled in Temporal.
+type Cancelled struct{ At time.Time }
 
 // WatchDegraded says the watch of a wave that succeeded saw one of its sites degrade.
 type WatchDegraded struct {
@@ -195,19 +197,19 @@ type WatchDegraded struct {
 	Message string
 }
 
-func (RolloutStarted) rolloutEvent()    {}
-func (PlanLoaded) rolloutEvent()        {}
-func (PolicyDecided) rolloutEvent()     {}
-func (ApproversResolved) rolloutEvent() {}
-func (Woke) rolloutEvent()              {}
-func (WaveEnded) rolloutEvent()         {}
-func (Reverted) rolloutEvent()          {}
-func (Controlled) rolloutEvent()        {}
-func (VoteCast) rolloutEvent()          {}
-func (WaveProgressed) rolloutEvent()    {}
-func (RolloutCancelled) rolloutEvent()  {}
-func (WatchDegraded) rolloutEvent()     {}
-func (StepFailed) rolloutEvent()        {}
+func (Started) event()           {}
+func (PlanLoaded) event()        {}
+func (PolicyDecided) event()     {}
+func (ApproversResolved) event() {}
+func (Woke) event()              {}
+func (WaveEnded) event()         {}
+func (Reverted) event()          {}
+func (Controlled) event()        {}
+func (VoteCast) event()          {}
+func (WaveProgressed) event()    {}
+func (Cancelled) event()         {}
+func (WatchDegraded) event()     {}
+func (StepFailed) event()        {}
 
 // More controls, beside the wave's: a rollback (the rollout stops and reverts every site it
 // promoted; its running wave is aborted) and a supersede (a newer commit goes next).
@@ -224,13 +226,13 @@ type RolloutCommand interface{ rolloutCommand() }
 type (
 	// SetState publishes the rollout's state (and current wave) as search attributes.
 	SetState struct {
-		State State
+		State rollout.State
 		Wave  string
 	}
 	// StartThread opens the rollout's Slack thread in the channel.
 	StartThread struct{ Channel string }
 	// PostEvent adds an event to the Slack thread.
-	PostEvent struct{ Event Event }
+	PostEvent struct{ Event rollout.Event }
 	// ForwardControl passes a control on to the running wave, if any.
 	ForwardControl struct{ Action ControlAction }
 	// WatchSites starts the watch over the sites of wave Index, which succeeded: WatchDegraded
@@ -247,7 +249,7 @@ type (
 	// EvaluatePolicies asks the policies about wave Wave: PolicyDecided, or StepFailed.
 	EvaluatePolicies struct {
 		Wave    int
-		Input   PolicyInput
+		Input   rollout.PolicyInput
 		MinSoak time.Duration
 	}
 	// WaitUntil sleeps on a durable timer until At, or until Interrupted: Woke.
@@ -258,26 +260,26 @@ type (
 	// Remind, when set, is when to post Reminder (an EventApprovalReminder) while it waits.
 	AwaitVotes struct {
 		Timeout  time.Duration
-		Remind   time.Time `json:",omitzero"`
-		Reminder Event     `json:",omitzero"`
+		Remind   time.Time     `json:",omitzero"`
+		Reminder rollout.Event `json:",omitzero"`
 	}
 	// RunWave runs wave Index as a child workflow: WaveEnded.
 	RunWave struct{ Index int }
 	// RevertWave reverts the set's sites and waits until they applied it: Reverted.
 	RevertWave struct {
-		Set    RevertSet
+		Set    rollout.RevertSet
 		Reason string
 	}
 	// RevertLate waits until a promotion of an unsettled wave still in flight has landed or
 	// can no longer land, then reverts the set again: Reverted.
 	RevertLate struct {
-		Set    RevertSet
+		Set    rollout.RevertSet
 		Reason string
 	}
 	// FinishRollout ends the workflow in State: Succeeded or Superseded end it well; Failed,
 	// Aborted and RolledBack end it with an error saying Reason.
 	FinishRollout struct {
-		State  State
+		State  rollout.State
 		Reason string
 	}
 )
@@ -313,31 +315,33 @@ func IsStep(c RolloutCommand) bool {
 // all hold at once (a daily freeze over the business hours) deny instead of waiting forever.
 const MaxPolicyWaits = 100
 
-// NewRolloutRun returns the state of a rollout about to start.
-func NewRolloutRun(id, fleet, commit string) RolloutRun {
-	return RolloutRun{Status: Status{Rollout: id, Fleet: fleet, Commit: commit}, Phase: PhaseLoad}
+// NewRollout returns the state of a rollout about to start.
+func NewRollout(id, fleet, commit string) Rollout {
+	return Rollout{Status: rollout.Status{Rollout: id, Fleet: fleet, Commit: commit}, Phase: PhaseLoad}
 }
 
 // turn is one call of Next: the state it builds and the commands it returns.
 type turn struct {
-	r    RolloutRun
+	r    Rollout
 	cmds []RolloutCommand
 }
 
 func (s *turn) emit(c ...RolloutCommand) { s.cmds = append(s.cmds, c...) }
 
-func (s *turn) setState(st State) {
+func (s *turn) setState(st rollout.State) {
 	s.r.Status.State = st
 	s.emit(SetState{State: st, Wave: s.r.Status.Wave})
 }
 
-func (s *turn) note(kind, wave string) { s.emit(PostEvent{Event: Event{Kind: kind, Wave: wave}}) }
+func (s *turn) note(kind, wave string) {
+	s.emit(PostEvent{Event: rollout.Event{Kind: kind, Wave: wave}})
+}
 
 // Next folds one event into the rollout's state and returns the commands to run: effects,
 // then at most one step. Controls, votes and progress reports return effects only; the step
 // in progress goes on, or ends early when Interrupted says so. Next is pure and never changes
 // the state it is given.
-func Next(r RolloutRun, e RolloutEvent) (RolloutRun, []RolloutCommand) {
+func Next(r Rollout, e Event) (Rollout, []RolloutCommand) {
 	r.Status.Waves = slices.Clone(r.Status.Waves)
 	r.Status.Controls = slices.Clone(r.Status.Controls)
 	s := &turn{r: r}
@@ -347,11 +351,11 @@ func Next(r RolloutRun, e RolloutEvent) (RolloutRun, []RolloutCommand) {
 		panic(fmt.Sprintf("rollout: %T in phase %s, want %v", e, r.Phase, want))
 	}
 	switch e := e.(type) {
-	case RolloutStarted:
+	case Started:
 		s.r.Status.StartedAt = e.At
 		s.r.Phase = PhaseLoad
-		s.setState(StateLoading)
-		s.r.Details = "Loading the plan at " + Short(s.r.Status.Commit)
+		s.setState(rollout.StateLoading)
+		s.r.Details = "Loading the plan at " + rollout.Short(s.r.Status.Commit)
 		s.emit(LoadPlan{})
 	case PlanLoaded:
 		s.loaded(e)
@@ -379,10 +383,10 @@ func Next(r RolloutRun, e RolloutEvent) (RolloutRun, []RolloutCommand) {
 		}
 	case WatchDegraded:
 		s.watchDegraded(e)
-	case RolloutCancelled:
+	case Cancelled:
 		s.withdrawApprovals()
 		if s.r.Status.Cause == "" {
-			s.r.Status.Cause = CauseCancelled
+			s.r.Status.Cause = rollout.CauseCancelled
 		}
 		if s.r.Status.Reason == "" {
 			s.r.Status.Reason = "the rollout's workflow was cancelled in Temporal"
@@ -395,35 +399,35 @@ func Next(r RolloutRun, e RolloutEvent) (RolloutRun, []RolloutCommand) {
 
 // awaitedIn returns the phases in which e answers the step in progress; ok is false for events
 // that may come at any time (controls, votes, progress, a cancellation).
-func awaitedIn(e RolloutEvent) (phases []RolloutPhase, ok bool) {
+func awaitedIn(e Event) (phases []Phase, ok bool) {
 	switch e.(type) {
-	case RolloutStarted, PlanLoaded:
-		return []RolloutPhase{PhaseLoad}, true
+	case Started, PlanLoaded:
+		return []Phase{PhaseLoad}, true
 	case StepFailed:
-		return []RolloutPhase{PhaseLoad, PhasePolicy}, true
+		return []Phase{PhaseLoad, PhasePolicy}, true
 	case PolicyDecided:
-		return []RolloutPhase{PhasePolicy}, true
+		return []Phase{PhasePolicy}, true
 	case ApproversResolved:
-		return []RolloutPhase{PhaseApprovers}, true
+		return []Phase{PhaseApprovers}, true
 	case Woke:
-		return []RolloutPhase{PhaseWait, PhaseApproval, PhaseHold}, true
+		return []Phase{PhaseWait, PhaseApproval, PhaseHold}, true
 	case WaveEnded:
-		return []RolloutPhase{PhaseWave}, true
+		return []Phase{PhaseWave}, true
 	case Reverted:
-		return []RolloutPhase{PhaseRevert}, true
+		return []Phase{PhaseRevert}, true
 	}
 	return nil, false
 }
 
 // Interrupted reports whether the waiting step c should end now, before its timer: a stop
 // ends every wait, a resume ends a hold, a decision ends the wait for votes.
-func (r RolloutRun) Interrupted(c RolloutCommand) bool {
-	if r.Stop != StopNone {
+func (r Rollout) Interrupted(c RolloutCommand) bool {
+	if r.Stop != rollout.StopNone {
 		return true
 	}
 	switch c.(type) {
 	case HoldPaused:
-		return r.Status.State != StatePaused
+		return r.Status.State != rollout.StatePaused
 	case AwaitVotes:
 		a := r.Status.Waves[r.Wave].Approval
 		return a != nil && a.Outcome != ""
@@ -433,18 +437,18 @@ func (r RolloutRun) Interrupted(c RolloutCommand) bool {
 
 // Ending reports whether the rollout takes no more controls or votes: it ended, it is rolling
 // back, or an operator (or a newer commit) stopped it.
-func (r RolloutRun) Ending() bool {
-	return r.Status.State.Done() || r.Status.State == StateRollingBack || r.Stop != StopNone
+func (r Rollout) Ending() bool {
+	return r.Status.State.Done() || r.Status.State == rollout.StateRollingBack || r.Stop != rollout.StopNone
 }
 
 // CheckControl returns why a control must be refused now, or nil.
-func (r RolloutRun) CheckControl(action ControlAction) error {
+func (r Rollout) CheckControl(action ControlAction) error {
 	switch {
 	case r.Ending():
 		return fmt.Errorf("rollout %s is ending (%s): nothing to %s", r.Status.Rollout, r.Status.State, action)
-	case action == ControlPause && r.Status.State == StatePaused:
+	case action == ControlPause && r.Status.State == rollout.StatePaused:
 		return fmt.Errorf("rollout %s is already paused", r.Status.Rollout)
-	case action == ControlResume && r.Status.State != StatePaused:
+	case action == ControlResume && r.Status.State != rollout.StatePaused:
 		return fmt.Errorf("rollout %s is not paused (%s)", r.Status.Rollout, r.Status.State)
 	}
 	return nil
@@ -465,7 +469,7 @@ func ControlMessage(action ControlAction) string {
 
 // CheckVote returns why a vote by user on wave ("" for the wave asked last) must be refused
 // at now, or nil.
-func (r RolloutRun) CheckVote(wave, user string, now time.Time) error {
+func (r Rollout) CheckVote(wave, user string, now time.Time) error {
 	switch {
 	case r.Plan == nil:
 		return fmt.Errorf("rollout %s has not loaded its plan yet: nothing to vote on", r.Status.Rollout)
@@ -482,7 +486,7 @@ func (r RolloutRun) CheckVote(wave, user string, now time.Time) error {
 
 // VoteWave finds the wave a vote is for: the named one, or the one whose approval was asked
 // for last (open, or saying why it no longer is).
-func (r RolloutRun) VoteWave(name string) (int, error) {
+func (r Rollout) VoteWave(name string) (int, error) {
 	if name == "" {
 		if i, ok := r.Status.ApprovalWave(); ok {
 			return i, nil
@@ -505,21 +509,21 @@ func (r RolloutRun) VoteWave(name string) (int, error) {
 }
 
 // PolicyInput is what the policies see before wave i at now.
-func (r RolloutRun) PolicyInput(i int, now time.Time) PolicyInput {
-	return PolicyInput{
-		Rollout: PolicyRollout{ID: r.Status.Rollout, Fleet: r.Status.Fleet, Commit: r.Status.Commit,
+func (r Rollout) PolicyInput(i int, now time.Time) rollout.PolicyInput {
+	return rollout.PolicyInput{
+		Rollout: rollout.PolicyRollout{ID: r.Status.Rollout, Fleet: r.Status.Fleet, Commit: r.Status.Commit,
 			Author: r.Author, Message: r.Message, StartedAt: r.Status.StartedAt},
 		Wave:          r.Plan.PolicyWave(i),
-		PreviousWaves: PolicyHistory(r.Status.Waves[:i]),
-		Approvals:     PolicyApprovals(r.Status.Waves),
+		PreviousWaves: rollout.PolicyHistory(r.Status.Waves[:i]),
+		Approvals:     rollout.PolicyApprovals(r.Status.Waves),
 		Now:           now,
 	}
 }
 
-func (s *turn) wave() *WaveStatus { return &s.r.Status.Waves[s.r.Wave] }
+func (s *turn) wave() *rollout.WaveStatus { return &s.r.Status.Waves[s.r.Wave] }
 
 // approval returns wave i's approval request, as a copy the step may change.
-func (s *turn) approval(i int) *ApprovalStatus {
+func (s *turn) approval(i int) *rollout.ApprovalStatus {
 	ws := &s.r.Status.Waves[i]
 	if ws.Approval == nil {
 		return nil
@@ -538,12 +542,12 @@ func (s *turn) loaded(e PlanLoaded) {
 	r.Status.Simulated = e.Simulated
 	r.Status.Waves = nil
 	for i := range e.Plan.Waves {
-		r.Status.Waves = append(r.Status.Waves, NewWaveStatus(e.Plan, i))
+		r.Status.Waves = append(r.Status.Waves, rollout.NewWaveStatus(e.Plan, i))
 	}
 	r.Status.Operators = e.Plan.Operators()
 	if e.Plan.Notify.Slack != nil {
 		s.emit(StartThread{Channel: e.Plan.Notify.Slack.Channel})
-		s.note(EventStarted, "")
+		s.note(rollout.EventStarted, "")
 	}
 	s.beforeWave(e.At, 0)
 }
@@ -551,11 +555,11 @@ func (s *turn) loaded(e PlanLoaded) {
 func (s *turn) failed(e StepFailed) {
 	switch s.r.Phase {
 	case PhaseLoad:
-		s.fail(e.At, CauseLoadFailed, "load plan: "+e.Message)
+		s.fail(e.At, rollout.CauseLoadFailed, "load plan: "+e.Message)
 	case PhasePolicy:
-		s.fail(e.At, CausePolicyFailed, fmt.Sprintf("policy check before wave %s: %s", s.r.Plan.Waves[s.r.Wave].Name, e.Message))
+		s.fail(e.At, rollout.CausePolicyFailed, fmt.Sprintf("policy check before wave %s: %s", s.r.Plan.Waves[s.r.Wave].Name, e.Message))
 	default:
-		s.fail(e.At, CauseStepFailed, e.Message)
+		s.fail(e.At, rollout.CauseStepFailed, e.Message)
 	}
 }
 
@@ -567,7 +571,7 @@ func (s *turn) beforeWave(now time.Time, i int) {
 		s.succeed(now)
 		return
 	}
-	if r.Status.State == StatePaused {
+	if r.Status.State == rollout.StatePaused {
 		r.Details = fmt.Sprintf("Paused before wave %s: waiting for resume", r.Plan.Waves[i].Name)
 		s.hold(holdBeforeWave)
 		return
@@ -578,7 +582,7 @@ func (s *turn) beforeWave(now time.Time, i int) {
 // atWave goes on at the safe point before the current wave, not paused.
 func (s *turn) atWave(now time.Time) {
 	r := &s.r
-	if r.Stop != StopNone {
+	if r.Stop != rollout.StopNone {
 		s.stopBeforeWave(now)
 		return
 	}
@@ -605,7 +609,7 @@ func (s *turn) policy(now time.Time) {
 // policyHeld puts the wave back as it was when the rollout stops while the policies hold it.
 func (s *turn) policyHeld(now time.Time) {
 	ws := s.wave()
-	ws.State, ws.Message = StatePending, ""
+	ws.State, ws.Message = rollout.StatePending, ""
 	s.stopBeforeWave(now)
 }
 
@@ -615,34 +619,34 @@ func (s *turn) decided(e PolicyDecided) {
 	ws := s.wave()
 	d := e.Decision
 	ws.Policy = &d
-	if r.Stop != StopNone {
+	if r.Stop != rollout.StopNone {
 		s.policyHeld(e.At)
 		return
 	}
-	if d.Outcome == PolicyWait && r.Waits >= MaxPolicyWaits {
-		d.Outcome, d.Deny = PolicyDeny, []string{fmt.Sprintf("the policies made wave %s wait %d times in a row without letting it start (last: %s)",
+	if d.Outcome == rollout.PolicyWait && r.Waits >= MaxPolicyWaits {
+		d.Outcome, d.Deny = rollout.PolicyDeny, []string{fmt.Sprintf("the policies made wave %s wait %d times in a row without letting it start (last: %s)",
 			wave.Name, r.Waits, strings.Join(d.Reasons, "; "))}
 	}
 	switch d.Outcome {
-	case PolicyAllow:
-		if r.Status.State == StatePaused {
+	case rollout.PolicyAllow:
+		if r.Status.State == rollout.StatePaused {
 			// Paused while the policies were evaluated: hold, then ask them again.
 			s.hold(holdPolicy)
 			return
 		}
-		ws.State, ws.Message = StatePending, ""
+		ws.State, ws.Message = rollout.StatePending, ""
 		s.policyPassed(e.At)
 		return
-	case PolicyDeny:
-		ws.State = StatePending
+	case rollout.PolicyDeny:
+		ws.State = rollout.StatePending
 		ws.Message = "denied by policy: " + strings.Join(d.Deny, "; ")
-		s.fail(e.At, CausePolicyDenied, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
+		s.fail(e.At, rollout.CausePolicyDenied, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
 		return
 	}
-	ws.State = StateWaiting
+	ws.State = rollout.StateWaiting
 	ws.Message = fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; "))
-	if r.Status.State != StatePaused {
-		s.setState(StateWaiting)
+	if r.Status.State != rollout.StatePaused {
+		s.setState(rollout.StateWaiting)
 	}
 	r.Details = fmt.Sprintf("Wave %d/%d %s %s", r.Wave+1, len(r.Plan.Waves), wave.Name, ws.Message)
 	r.Phase = PhaseWait
@@ -688,7 +692,7 @@ func (s *turn) resolved(e ApproversResolved) {
 	slices.Sort(members)
 	members = slices.Compact(members)
 	ws := s.wave()
-	ws.Approval = &ApprovalStatus{Approvers: a.Approvers, Eligible: members, Unresolved: unresolved,
+	ws.Approval = &rollout.ApprovalStatus{Approvers: a.Approvers, Eligible: members, Unresolved: unresolved,
 		GroupIDs: ids, Quorum: a.Quorum, RequestedAt: e.At, ExpiresAt: e.At.Add(a.Timeout)}
 	for _, v := range r.Kept {
 		if slices.Contains(members, v.By) {
@@ -696,20 +700,20 @@ func (s *turn) resolved(e ApproversResolved) {
 		}
 	}
 	if len(members) < a.Quorum {
-		ws.Approval.Outcome = ApprovalUnmet
+		ws.Approval.Outcome = rollout.ApprovalUnmet
 	}
-	ws.State, ws.Message = StateApproval, ws.Approval.Summary()
-	if r.Status.State != StatePaused {
-		s.setState(StateApproval)
+	ws.State, ws.Message = rollout.StateApproval, ws.Approval.Summary()
+	if r.Status.State != rollout.StatePaused {
+		s.setState(rollout.StateApproval)
 	}
 	r.Details = fmt.Sprintf("Wave %d/%d %s %s (approvers: %s)", r.Wave+1, len(r.Plan.Waves), wave.Name, ws.Message, strings.Join(a.Approvers, ", "))
-	s.note(EventApprovalRequested, wave.Name)
+	s.note(rollout.EventApprovalRequested, wave.Name)
 	if ws.Approval.Outcome == "" {
 		r.Phase = PhaseApproval
 		wait := AwaitVotes{Timeout: a.Timeout}
 		if a.RemindBefore > 0 {
 			wait.Remind = ws.Approval.ExpiresAt.Add(-a.RemindBefore)
-			wait.Reminder = Event{Kind: EventApprovalReminder, Wave: wave.Name}
+			wait.Reminder = rollout.Event{Kind: rollout.EventApprovalReminder, Wave: wave.Name}
 		}
 		s.emit(wait)
 		return
@@ -724,44 +728,44 @@ func (s *turn) approvalDecided(now time.Time) {
 	a := wave.Approval
 	ws := s.wave()
 	ws.Message = ws.Approval.Summary()
-	s.note(EventApprovalDecided, wave.Name)
+	s.note(rollout.EventApprovalDecided, wave.Name)
 	switch ws.Approval.Outcome {
-	case ApprovalApproved:
-		if r.Status.State == StatePaused {
+	case rollout.ApprovalApproved:
+		if r.Status.State == rollout.StatePaused {
 			// A pause holds the approved wave.
 			s.hold(holdApproved)
 			return
 		}
 		s.approved(now)
 		return
-	case ApprovalRejected:
-		ws.State = StatePending
-		s.fail(now, CauseApprovalRejected, fmt.Sprintf("wave %s %s", wave.Name, ws.Approval.Votes[len(ws.Approval.Votes)-1]))
+	case rollout.ApprovalRejected:
+		ws.State = rollout.StatePending
+		s.fail(now, rollout.CauseApprovalRejected, fmt.Sprintf("wave %s %s", wave.Name, ws.Approval.Votes[len(ws.Approval.Votes)-1]))
 		return
 	}
 	// Expired, or unmet: the plan's onTimeout says what now.
 	why := fmt.Sprintf("approval of wave %s %s (timeout %s)", wave.Name, ws.Message, a.Timeout)
-	if ws.Approval.Outcome == ApprovalUnmet {
+	if ws.Approval.Outcome == rollout.ApprovalUnmet {
 		why = fmt.Sprintf("approval of wave %s %s", wave.Name, ws.Message)
 		if len(ws.Approval.Unresolved) > 0 {
 			why += " (" + strings.Join(ws.Approval.Unresolved, "; ") + ")"
 		}
 	}
-	if a.OnTimeout == OnTimeoutReject {
-		ws.State = StatePending
-		cause := CauseApprovalExpired
-		if ws.Approval.Outcome == ApprovalUnmet {
-			cause = CauseApprovalUnmet
+	if a.OnTimeout == rollout.OnTimeoutReject {
+		ws.State = rollout.StatePending
+		cause := rollout.CauseApprovalExpired
+		if ws.Approval.Outcome == rollout.ApprovalUnmet {
+			cause = rollout.CauseApprovalUnmet
 		}
 		s.fail(now, cause, why)
 		return
 	}
 	r.Kept = slices.Clone(ws.Approval.Votes)
-	c := Control{Action: string(ControlPause), By: "fleetwave", At: now, Reason: why + "; resume to ask again"}
+	c := rollout.Control{Action: string(ControlPause), By: "fleetwave", At: now, Reason: why + "; resume to ask again"}
 	r.Status.Controls = append(r.Status.Controls, c)
-	if r.Status.State != StatePaused {
-		r.ResumeState = StateApproval
-		s.setState(StatePaused)
+	if r.Status.State != rollout.StatePaused {
+		r.ResumeState = rollout.StateApproval
+		s.setState(rollout.StatePaused)
 	}
 	ws.Message = c.Reason
 	r.Details = "Paused: " + c.Reason
@@ -770,8 +774,8 @@ func (s *turn) approvalDecided(now time.Time) {
 
 // approved goes on with an approved wave: the policies look again.
 func (s *turn) approved(now time.Time) {
-	s.wave().State = StatePending
-	if s.r.Stop != StopNone {
+	s.wave().State = rollout.StatePending
+	if s.r.Stop != rollout.StopNone {
 		s.stopBeforeWave(now)
 		return
 	}
@@ -784,10 +788,10 @@ func (s *turn) approvalHeld(now time.Time) {
 	ws := s.wave()
 	if ws.Approval != nil && ws.Approval.Outcome != "" {
 		// Decided in the same moment the rollout stopped: still replace the buttons.
-		s.note(EventApprovalDecided, ws.Name)
+		s.note(rollout.EventApprovalDecided, ws.Name)
 	}
 	s.withdrawApprovals()
-	s.wave().State = StatePending
+	s.wave().State = rollout.StatePending
 	s.stopBeforeWave(now)
 }
 
@@ -800,10 +804,10 @@ func (s *turn) withdrawApprovals() {
 			continue
 		}
 		a := *ws.Approval
-		a.Outcome = ApprovalWithdrawn
+		a.Outcome = rollout.ApprovalWithdrawn
 		ws.Approval = &a
 		ws.Message = a.Summary()
-		s.note(EventApprovalDecided, ws.Name)
+		s.note(rollout.EventApprovalDecided, ws.Name)
 	}
 }
 
@@ -813,27 +817,27 @@ func (s *turn) woke(now time.Time) {
 	r := &s.r
 	switch r.Phase {
 	case PhaseWait:
-		if r.Stop != StopNone {
+		if r.Stop != rollout.StopNone {
 			s.policyHeld(now)
 			return
 		}
-		if r.Status.State == StatePaused {
+		if r.Status.State == rollout.StatePaused {
 			s.hold(holdPolicy)
 			return
 		}
 		r.Waits++
 		s.policy(now)
 	case PhaseApproval:
-		if r.Stop != StopNone {
+		if r.Stop != rollout.StopNone {
 			s.approvalHeld(now)
 			return
 		}
 		if a := s.approval(r.Wave); a.Outcome == "" {
-			a.Outcome = ApprovalExpired
+			a.Outcome = rollout.ApprovalExpired
 		}
 		s.approvalDecided(now)
 	case PhaseHold:
-		if r.Status.State == StatePaused && r.Stop == StopNone {
+		if r.Status.State == rollout.StatePaused && r.Stop == rollout.StopNone {
 			s.emit(HoldPaused{})
 			return
 		}
@@ -841,7 +845,7 @@ func (s *turn) woke(now time.Time) {
 		case holdBeforeWave:
 			s.atWave(now)
 		case holdPolicy:
-			if r.Stop != StopNone {
+			if r.Stop != rollout.StopNone {
 				s.policyHeld(now)
 				return
 			}
@@ -850,8 +854,8 @@ func (s *turn) woke(now time.Time) {
 		case holdApproved:
 			s.approved(now)
 		case holdApproval:
-			if r.Stop != StopNone {
-				s.wave().State = StatePending
+			if r.Stop != rollout.StopNone {
+				s.wave().State = rollout.StatePending
 				s.stopBeforeWave(now)
 				return
 			}
@@ -863,15 +867,15 @@ func (s *turn) woke(now time.Time) {
 // startWave runs the current wave, unless the rollout was stopped at this safe point.
 func (s *turn) startWave(now time.Time) {
 	r := &s.r
-	if r.Stop != StopNone {
+	if r.Stop != rollout.StopNone {
 		s.stopBeforeWave(now)
 		return
 	}
 	wave := r.Plan.Waves[r.Wave]
-	s.setState(StatePromoting)
-	r.Details = fmt.Sprintf("Wave %d/%d %s: %s", r.Wave+1, len(r.Plan.Waves), wave.Name, Count(len(wave.Sites), "site"))
-	s.wave().State = StatePromoting
-	s.note(EventWaveStarted, wave.Name)
+	s.setState(rollout.StatePromoting)
+	r.Details = fmt.Sprintf("Wave %d/%d %s: %s", r.Wave+1, len(r.Plan.Waves), wave.Name, rollout.Count(len(wave.Sites), "site"))
+	s.wave().State = rollout.StatePromoting
+	s.note(rollout.EventWaveStarted, wave.Name)
 	r.Phase = PhaseWave
 	s.emit(RunWave{Index: r.Wave})
 }
@@ -887,7 +891,7 @@ func (s *turn) waveEnded(e WaveEnded) {
 	case e.Lost != "":
 		// Which of its sites the wave promoted is unknown here, so the revert asks git about
 		// every one of them.
-		ws.State, ws.Unsettled = StateFailed, true
+		ws.State, ws.Unsettled = rollout.StateFailed, true
 		ws.Message = fmt.Sprintf("wave %s ended without a verdict: %s", wave.Name, e.Lost)
 		reason = ws.Message
 	case e.Status != nil:
@@ -899,13 +903,13 @@ func (s *turn) waveEnded(e WaveEnded) {
 			ws.KeepPromotions(live)
 		}
 	}
-	s.note(EventWaveFinished, wave.Name)
+	s.note(rollout.EventWaveFinished, wave.Name)
 	r.Failure, r.FailCause = reason, waveCause(e, ws)
-	if reason == "" && ws.State == StateSucceeded && r.Watching && r.Plan.Health.WatchesRollout() && r.Stop == StopNone && r.Wave < len(r.Plan.Waves)-1 {
+	if reason == "" && ws.State == rollout.StateSucceeded && r.Watching && r.Plan.Health.WatchesRollout() && r.Stop == rollout.StopNone && r.Wave < len(r.Plan.Waves)-1 {
 		s.emit(WatchSites{Index: r.Wave})
 	}
-	if reason != "" && r.Plan.Rollback.Automatic && r.Stop != StopRollback && r.Stop != StopWatch {
-		if s.revert(e.At, RevertOrder(r.Status.Waves, r.Wave, r.Plan.Rollback.Scope), reason, afterWave) {
+	if reason != "" && r.Plan.Rollback.Automatic && r.Stop != rollout.StopRollback && r.Stop != rollout.StopWatch {
+		if s.revert(e.At, rollout.RevertOrder(r.Status.Waves, r.Wave, r.Plan.Rollback.Scope), reason, afterWave) {
 			return
 		}
 	}
@@ -913,19 +917,19 @@ func (s *turn) waveEnded(e WaveEnded) {
 }
 
 // waveCause is why a wave failed, as a cause; "" when it did not.
-func waveCause(e WaveEnded, ws *WaveStatus) string {
+func waveCause(e WaveEnded, ws *rollout.WaveStatus) string {
 	switch {
 	case e.Lost != "":
-		return CauseWaveLost
+		return rollout.CauseWaveLost
 	case e.Failed == "":
 		return ""
 	}
 	for _, s := range ws.Sites {
-		if s.Verdict == VerdictDegraded {
-			return CauseWaveDegraded
+		if s.Verdict == rollout.VerdictDegraded {
+			return rollout.CauseWaveDegraded
 		}
 	}
-	return CauseWaveFailed
+	return rollout.CauseWaveFailed
 }
 
 // afterWave ends the rollout after a wave (and its revert), or goes on to the next wave.
@@ -934,11 +938,11 @@ func (s *turn) afterWave(now time.Time) {
 	reason := r.Failure
 	// A failure outranks a supersede: the newer commit still goes next, but this rollout
 	// failed and says why.
-	if reason != "" && (r.Stop == StopNone || r.Stop == StopSupersede) {
+	if reason != "" && (r.Stop == rollout.StopNone || r.Stop == rollout.StopSupersede) {
 		s.fail(now, r.FailCause, reason)
 		return
 	}
-	if r.Stop != StopNone {
+	if r.Stop != rollout.StopNone {
 		if reason != "" {
 			r.Status.Reason = strings.TrimSuffix(reason+"; "+r.Status.Reason, "; ")
 		}
@@ -950,7 +954,7 @@ func (s *turn) afterWave(now time.Time) {
 
 // revert starts reverting the sets in order, then goes on with after; it returns false when
 // there is nothing to revert. No policy or pause holds a revert back.
-func (s *turn) revert(now time.Time, sets []RevertSet, reason string, after AfterRevert) bool {
+func (s *turn) revert(now time.Time, sets []rollout.RevertSet, reason string, after AfterRevert) bool {
 	if len(sets) == 0 {
 		return false
 	}
@@ -960,7 +964,7 @@ func (s *turn) revert(now time.Time, sets []RevertSet, reason string, after Afte
 		s.emit(StopWatches{})
 	}
 	r.Phase = PhaseRevert
-	s.setState(StateRollingBack)
+	s.setState(rollout.StateRollingBack)
 	s.revertNext(now)
 	return true
 }
@@ -977,7 +981,7 @@ func (s *turn) revertNext(now time.Time) {
 		return
 	}
 	set := r.Reverts[r.Revert]
-	r.Details = fmt.Sprintf("Reverting %s in wave %s: %s", SitesLabel(set.Sites), set.Wave, r.Failure)
+	r.Details = fmt.Sprintf("Reverting %s in wave %s: %s", rollout.SitesLabel(set.Sites), set.Wave, r.Failure)
 	r.Late = false
 	s.emit(RevertWave{Set: set, Reason: r.Failure})
 }
@@ -988,7 +992,7 @@ func (s *turn) revertNext(now time.Time) {
 func (s *turn) reverted(e Reverted) {
 	r := &s.r
 	set := r.Reverts[r.Revert]
-	wi := slices.IndexFunc(r.Status.Waves, func(w WaveStatus) bool { return w.Name == set.Wave })
+	wi := slices.IndexFunc(r.Status.Waves, func(w rollout.WaveStatus) bool { return w.Name == set.Wave })
 	ws := &r.Status.Waves[wi]
 	ws.Sites = slices.Clone(ws.Sites)
 	index := ws.SiteIndex()
@@ -1008,13 +1012,13 @@ func (s *turn) reverted(e Reverted) {
 				r.Status.Reason = strings.TrimPrefix(r.Status.Reason+"; ", "; ") + fmt.Sprintf("site %s not reverted: %s", v.Site, v.Problem)
 			}
 			if v.Revert != "" {
-				ws.Sites[index[v.Site]].ApplyRevert(v, "reverted (its promotion landed late)", timeout, e.At)
+				applyRevert(&ws.Sites[index[v.Site]], v, "reverted (its promotion landed late)", timeout, e.At)
 			}
 		}
 	default:
 		var again []string
 		for _, v := range e.Sites {
-			ws.Sites[index[v.Site]].ApplyRevert(v, "reverted", timeout, e.At)
+			applyRevert(&ws.Sites[index[v.Site]], v, "reverted", timeout, e.At)
 			if v.Problem != "" {
 				r.Status.Reason = strings.TrimPrefix(r.Status.Reason+"; ", "; ") + fmt.Sprintf("site %s not reverted: %s", v.Site, v.Problem)
 			} else if v.Revert == "" {
@@ -1024,21 +1028,21 @@ func (s *turn) reverted(e Reverted) {
 		if ws.Unsettled && len(again) > 0 {
 			r.Late = true
 			r.Details = fmt.Sprintf("Waiting for a promotion of wave %s that may still be in flight, to revert it too", ws.Name)
-			s.emit(RevertLate{Set: RevertSet{Wave: set.Wave, Sites: again}, Reason: r.Failure})
+			s.emit(RevertLate{Set: rollout.RevertSet{Wave: set.Wave, Sites: again}, Reason: r.Failure})
 			return
 		}
 	}
-	s.note(EventReverted, set.Wave)
+	s.note(rollout.EventReverted, set.Wave)
 	r.Revert++
 	s.revertNext(e.At)
 }
 
 // control applies an accepted control at once; it takes effect at the rollout's next safe
 // point, and the running wave gets it too.
-func (s *turn) control(c Control) {
+func (s *turn) control(c rollout.Control) {
 	r := &s.r
 	action := ControlAction(c.Action)
-	if action == ControlSupersede && (r.Stop != StopNone || r.Status.State.Done()) {
+	if action == ControlSupersede && (r.Stop != rollout.StopNone || r.Status.State.Done()) {
 		return
 	}
 	r.Status.Controls = append(r.Status.Controls, c)
@@ -1046,14 +1050,14 @@ func (s *turn) control(c Control) {
 	switch action {
 	case ControlPause:
 		r.ResumeState = r.Status.State
-		s.setState(StatePaused)
+		s.setState(rollout.StatePaused)
 	case ControlResume:
 		s.setState(r.ResumeState)
 	case ControlAbort, ControlRollback, ControlSupersede:
-		if r.Status.State == StatePaused {
+		if r.Status.State == rollout.StatePaused {
 			s.setState(r.ResumeState)
 		}
-		r.Stop, r.Stopper = StopCause(action), c
+		r.Stop, r.Stopper = rollout.StopCause(action), c
 		// An operator's stop cuts a convergence wait short; a supersede lets the wave reach its
 		// next safe point, so every site it promoted has a verdict.
 		if action != ControlSupersede {
@@ -1081,28 +1085,28 @@ func (s *turn) stopBeforeWave(now time.Time) { s.stopped(now, s.r.Wave-1) }
 // superseded; last is the last wave that ran.
 func (s *turn) stopped(now time.Time, last int) {
 	r := &s.r
-	if r.Stop == StopSupersede {
+	if r.Stop == rollout.StopSupersede {
 		// Not a failure: every promoted site has its verdict, and the newer commit goes next.
 		r.Status.Reason = strings.TrimSuffix(r.Stopper.Reason+"; "+r.Status.Reason, "; ")
 		r.Status.FinishedAt = now
-		s.setState(StateSuperseded)
-		r.Status.Cause = CauseSuperseded
+		s.setState(rollout.StateSuperseded)
+		r.Status.Cause = rollout.CauseSuperseded
 		r.Details = "Stopped: " + r.Stopper.Reason
-		s.finish(StateSuperseded, r.Status.Reason)
+		s.finish(rollout.StateSuperseded, r.Status.Reason)
 		return
 	}
-	if r.Stop == StopWatch {
+	if r.Stop == rollout.StopWatch {
 		s.watchStopped(now, last)
 		return
 	}
-	how := map[StopCause]string{StopAbort: "aborted", StopRollback: "rolled back"}[r.Stop]
+	how := map[rollout.StopCause]string{rollout.StopAbort: "aborted", rollout.StopRollback: "rolled back"}[r.Stop]
 	reason := fmt.Sprintf("%s by %s", how, cmp.Or(r.Stopper.By, "an operator"))
 	if r.Stopper.Reason != "" {
 		reason += ": " + r.Stopper.Reason
 	}
-	if r.Stop == StopRollback && last >= 0 {
+	if r.Stop == rollout.StopRollback && last >= 0 {
 		// Break-glass: every site the rollout promoted, whatever the plan's rollback settings.
-		if s.revert(now, RevertOrder(r.Status.Waves, last, ScopeAll), reason, afterStop) {
+		if s.revert(now, rollout.RevertOrder(r.Status.Waves, last, rollout.ScopeAll), reason, afterStop) {
 			return
 		}
 	}
@@ -1113,12 +1117,12 @@ func (s *turn) stopped(now time.Time, last int) {
 func (s *turn) stoppedFinal(now time.Time) {
 	r := &s.r
 	reason := r.Failure
-	final, cause := StateAborted, CauseAborted
+	final, cause := rollout.StateAborted, rollout.CauseAborted
 	switch r.Stop {
-	case StopRollback:
-		final, cause = StateRolledBack, CauseRolledBack
-	case StopWatch:
-		final, cause = StateFailed, CauseWatchDegraded
+	case rollout.StopRollback:
+		final, cause = rollout.StateRolledBack, rollout.CauseRolledBack
+	case rollout.StopWatch:
+		final, cause = rollout.StateFailed, rollout.CauseWatchDegraded
 	}
 	r.Status.Cause = cause
 	if r.Status.Reason != "" {
@@ -1139,20 +1143,20 @@ func (s *turn) fail(now time.Time, cause, reason string) {
 	}
 	r.Status.Reason = reason
 	r.Status.FinishedAt = now
-	s.setState(StateFailed)
+	s.setState(rollout.StateFailed)
 	r.Details = "Failed: " + reason
-	s.finish(StateFailed, reason)
+	s.finish(rollout.StateFailed, reason)
 }
 
 func (s *turn) succeed(now time.Time) {
 	r := &s.r
-	s.setState(StateSucceeded)
+	s.setState(rollout.StateSucceeded)
 	r.Status.FinishedAt = now
-	r.Details = fmt.Sprintf("Rolled out %s to %s", Short(r.Status.Commit), Count(len(r.Plan.Sites), "site"))
-	s.finish(StateSucceeded, "")
+	r.Details = fmt.Sprintf("Rolled out %s to %s", rollout.Short(r.Status.Commit), rollout.Count(len(r.Plan.Sites), "site"))
+	s.finish(rollout.StateSucceeded, "")
 }
 
-func (s *turn) finish(st State, reason string) {
+func (s *turn) finish(st rollout.State, reason string) {
 	if s.r.Watching {
 		s.emit(StopWatches{})
 	}
@@ -1168,20 +1172,20 @@ func (s *turn) watchDegraded(e WatchDegraded) {
 	if r.Ending() || r.Plan == nil {
 		return
 	}
-	wi := slices.IndexFunc(r.Status.Waves, func(w WaveStatus) bool { return w.Name == e.Wave })
+	wi := slices.IndexFunc(r.Status.Waves, func(w rollout.WaveStatus) bool { return w.Name == e.Wave })
 	if wi < 0 {
 		return
 	}
 	ws := &r.Status.Waves[wi]
 	ws.Sites = slices.Clone(ws.Sites)
 	if site := ws.Site(e.Site); site != nil {
-		site.Verdict, site.Message, site.UpdatedAt = VerdictDegraded, e.Message, e.At
+		site.Verdict, site.Message, site.UpdatedAt = rollout.VerdictDegraded, e.Message, e.At
 	}
 	reason := fmt.Sprintf("site %s of wave %s degraded after its wave succeeded: %s", e.Site, e.Wave, e.Message)
-	if r.Status.State == StatePaused {
+	if r.Status.State == rollout.StatePaused {
 		s.setState(r.ResumeState)
 	}
-	r.Stop, r.Stopper, r.WatchWave = StopWatch, Control{Action: string(StopWatch), By: "fleetwave", At: e.At, Reason: reason}, wi
+	r.Stop, r.Stopper, r.WatchWave = rollout.StopWatch, rollout.Control{Action: string(rollout.StopWatch), By: "fleetwave", At: e.At, Reason: reason}, wi
 	r.Details = "Stopping: " + reason
 	s.emit(ForwardControl{Action: ControlAbort})
 }
@@ -1195,27 +1199,19 @@ func (s *turn) watchStopped(now time.Time, last int) {
 	reason := r.Stopper.Reason
 	r.Failure = reason
 	if r.Plan.Rollback.Automatic {
-		var sets []RevertSet
+		var sets []rollout.RevertSet
 		switch scope := r.Plan.Rollback.Scope; {
-		case scope == ScopeAll:
-			sets = RevertOrder(r.Status.Waves, max(last, r.WatchWave), ScopeAll)
+		case scope == rollout.ScopeAll:
+			sets = rollout.RevertOrder(r.Status.Waves, max(last, r.WatchWave), rollout.ScopeAll)
 		default:
-			if scope == ScopeWave && last > r.WatchWave && r.Status.Waves[last].State != StateSucceeded {
-				sets = RevertOrder(r.Status.Waves, last, ScopeWave)
+			if scope == rollout.ScopeWave && last > r.WatchWave && r.Status.Waves[last].State != rollout.StateSucceeded {
+				sets = rollout.RevertOrder(r.Status.Waves, last, rollout.ScopeWave)
 			}
-			sets = append(sets, RevertOrder(r.Status.Waves, r.WatchWave, scope)...)
+			sets = append(sets, rollout.RevertOrder(r.Status.Waves, r.WatchWave, scope)...)
 		}
 		if s.revert(now, sets, reason, afterStop) {
 			return
 		}
 	}
 	s.stoppedFinal(now)
-}
-
-// SitesLabel names up to three sites and counts the rest.
-func SitesLabel(sites []string) string {
-	if len(sites) <= 3 {
-		return fmt.Sprintf("%s (%s)", Count(len(sites), "site"), strings.Join(sites, ", "))
-	}
-	return fmt.Sprintf("%s (%s, ...)", Count(len(sites), "site"), strings.Join(sites[:3], ", "))
 }

@@ -1,6 +1,8 @@
-package rollout
+package runbook
 
 import (
+	"github.com/fleetwave/fleetwave/rollout"
+
 	"cmp"
 	"fmt"
 	"slices"
@@ -42,16 +44,16 @@ const (
 	WaveDone      WavePhase = "Done"
 )
 
-// WaveRun is a wave's state in NextWave.
-type WaveRun struct {
+// Wave is a wave's state in NextWave.
+type Wave struct {
 	Rollout string
 	Commit  string
-	Wave    Wave
-	Health  Health
+	Wave    rollout.Wave
+	Health  rollout.Health
 	// Automatic is the plan's rollback.automatic: without it a degraded site within the
 	// budget is left as it is, not reverted.
 	Automatic bool
-	Status    WaveStatus
+	Status    rollout.WaveStatus
 	Phase     WavePhase
 	// Batch is the index of the batch being promoted or converging; Batches the wave's.
 	Batch    int
@@ -99,15 +101,15 @@ type WaveRun struct {
 	index map[string]int
 }
 
-// NewWaveRun returns the state of a wave about to start, with its sites Pending.
-func NewWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, status WaveStatus) WaveRun {
-	r := WaveRun{Rollout: rolloutID, Commit: commit, Wave: w, Health: h, Automatic: automatic, Status: status,
+// NewWave returns the state of a wave about to start, with its sites Pending.
+func NewWave(rolloutID, commit string, w rollout.Wave, h rollout.Health, automatic bool, status rollout.WaveStatus) Wave {
+	r := Wave{Rollout: rolloutID, Commit: commit, Wave: w, Health: h, Automatic: automatic, Status: status,
 		Phase: WavePromote, Batches: w.Batches(), Budget: w.MaxFailures.Allowed(len(w.Sites))}
 	r.reindex()
 	return r
 }
 
-func (r *WaveRun) reindex() { r.index = r.Status.SiteIndex() }
+func (r *Wave) reindex() { r.index = r.Status.SiteIndex() }
 
 // WaveResume is where a wave's runbook stands, beside its status: what a wave that continues
 // as new (a long bake) carries to its next run.
@@ -120,24 +122,24 @@ type WaveResume struct {
 	Paused   bool      `json:",omitempty"`
 	Aborted  bool      `json:",omitempty"`
 	Failed   []string  `json:",omitempty"`
-	// Evidence waves only (WaveRun.Evidence).
+	// Evidence waves only (Wave.Evidence).
 	Seen           time.Time     `json:",omitzero"`
 	Extended       time.Duration `json:",omitempty"`
 	RevertWait     []Expect      `json:",omitempty"`
 	RevertDeadline time.Time     `json:",omitzero"`
 }
 
-// Resume returns where the runbook stands; ResumeWaveRun takes it back with the status.
-func (r WaveRun) Resume() WaveResume {
+// Resume returns where the runbook stands; ResumeWave takes it back with the status.
+func (r Wave) Resume() WaveResume {
 	return WaveResume{Phase: r.Phase, Batch: r.Batch, Deadline: r.Deadline, Then: r.Then, Pending: r.Pending,
 		Paused: r.Paused, Aborted: r.Aborted, Failed: r.Failed,
 		Seen: r.Seen, Extended: r.Extended, RevertWait: r.RevertWait, RevertDeadline: r.RevertDeadline}
 }
 
-// ResumeWaveRun returns the state of a wave that continued as new: its status then, and where
-// its runbook stood (WaveRun.Resume).
-func ResumeWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, status WaveStatus, res WaveResume) WaveRun {
-	r := NewWaveRun(rolloutID, commit, w, h, automatic, status)
+// ResumeWave returns the state of a wave that continued as new: its status then, and where
+// its runbook stood (Wave.Resume).
+func ResumeWave(rolloutID, commit string, w rollout.Wave, h rollout.Health, automatic bool, status rollout.WaveStatus, res WaveResume) Wave {
+	r := NewWave(rolloutID, commit, w, h, automatic, status)
 	r.Phase, r.Batch, r.Deadline, r.Then, r.Pending = res.Phase, res.Batch, res.Deadline, res.Then, res.Pending
 	r.Paused, r.Aborted, r.Failed = res.Paused, res.Aborted, res.Failed
 	r.Seen, r.Extended, r.RevertWait, r.RevertDeadline = res.Seen, res.Extended, res.RevertWait, res.RevertDeadline
@@ -146,7 +148,7 @@ func ResumeWaveRun(rolloutID, commit string, w Wave, h Health, automatic bool, s
 
 // Site returns the named site's status; it looks sites up by name once per wave, so a wave of
 // thousands of sites is not searched once per site.
-func (r *WaveRun) Site(name string) *SiteStatus {
+func (r *Wave) Site(name string) *rollout.SiteStatus {
 	if r.index == nil {
 		r.reindex()
 	}
@@ -188,7 +190,7 @@ type BatchPromoted struct {
 type Convergence struct {
 	Site      string
 	Converged bool
-	State     SiteState
+	State     rollout.SiteState
 }
 
 // SitesConverged says where the sites that were waited for stand: every one converged, one's
@@ -204,7 +206,7 @@ type SitesConverged struct {
 type HealthObserved struct {
 	At      time.Time
 	Started time.Time
-	States  []SiteState
+	States  []rollout.SiteState
 }
 
 // Reversion is what a revert did to one site: the revert commit (this rollout's, written now
@@ -217,7 +219,7 @@ type Reversion struct {
 	// by a revert that does not wait, RevertSites.WriteOnly).
 	Head      string `json:",omitempty"`
 	Converged bool
-	State     SiteState
+	State     rollout.SiteState
 	// Message explains a revert that was written but not seen applied.
 	Message string `json:",omitempty"`
 	// Problem says why no revert could be written (a conflict, a missing branch) and how to
@@ -225,10 +227,10 @@ type Reversion struct {
 	Problem string `json:",omitempty"`
 }
 
-// ApplyRevert records what a revert did to the site: Reverted, with what it applied (how
+// applyRevert records what a revert did to the site: Reverted, with what it applied (how
 // says why, as in "reverted within the failure budget"), or, when git held no promotion of
 // the rollout on its branch, not promoted by it after all.
-func (s *SiteStatus) ApplyRevert(v Reversion, how string, timeout time.Duration, now time.Time) {
+func applyRevert(s *rollout.SiteStatus, v Reversion, how string, timeout time.Duration, now time.Time) {
 	s.UpdatedAt = now
 	if v.Problem != "" {
 		s.Message = "not reverted: " + v.Problem
@@ -239,16 +241,16 @@ func (s *SiteStatus) ApplyRevert(v Reversion, how string, timeout time.Duration,
 		s.Message = "nothing of this rollout to revert on " + s.Branch
 		return
 	}
-	s.Promoted, s.Revert, s.Verdict = true, v.Revert, VerdictReverted
+	s.Promoted, s.Revert, s.Verdict = true, v.Revert, rollout.VerdictReverted
 	switch {
 	case v.Converged:
 		s.Revision = v.State.Revision
-		s.Message = how + ": applied " + Short(v.Revert)
+		s.Message = how + ": applied " + rollout.Short(v.Revert)
 	case v.Message != "":
 		s.Message = v.Message
 	default:
 		s.Revision = v.State.Revision
-		s.Message = fmt.Sprintf("revert %s not applied within %s: %s", Short(v.Revert), timeout, v.State.Message)
+		s.Message = fmt.Sprintf("revert %s not applied within %s: %s", rollout.Short(v.Revert), timeout, v.State.Message)
 	}
 }
 
@@ -301,8 +303,8 @@ const (
 	ControlAbort  ControlAction = "abort"
 )
 
-// WaveCommand is what the wave's workflow must do next.
-type WaveCommand interface{ waveCommand() }
+// WaveStep is what the wave's workflow must do next.
+type WaveStep interface{ waveCommand() }
 
 // PromoteSites writes promotion commits of the rollout's commit on the sites' branches.
 type PromoteSites struct {
@@ -347,7 +349,7 @@ type RevertSites struct {
 
 // FinishWave ends the wave: Succeeded, Failed (Reason says why) or Aborted.
 type FinishWave struct {
-	State  State
+	State  rollout.State
 	Reason string
 }
 
@@ -363,8 +365,8 @@ func (FinishWave) waveCommand()       {}
 // when the command in progress goes on (a control that takes effect at the next safe point).
 // It is pure: the same state and event always give the same answer, so a workflow replaying
 // its history makes the same decisions. It never changes the state it is given.
-func NextWave(r WaveRun, e WaveEvent) (WaveRun, WaveCommand) {
-	r.Status.Sites = append([]SiteStatus(nil), r.Status.Sites...) // the caller's copy stays as it was
+func NextWave(r Wave, e WaveEvent) (Wave, WaveStep) {
+	r.Status.Sites = append([]rollout.SiteStatus(nil), r.Status.Sites...) // the caller's copy stays as it was
 	r.Failed = append([]string(nil), r.Failed...)
 	switch e := e.(type) {
 	case WaveStarted:
@@ -397,7 +399,7 @@ func NextWave(r WaveRun, e WaveEvent) (WaveRun, WaveCommand) {
 // control applies pause, resume or abort. They take effect at the next safe point (before a
 // batch, after the bake), except that an abort also ends a bake early; a revert in flight
 // always finishes.
-func (r WaveRun) control(e WaveControl) (WaveRun, WaveCommand) {
+func (r Wave) control(e WaveControl) (Wave, WaveStep) {
 	switch e.Action {
 	case ControlPause:
 		r.Paused = true
@@ -415,7 +417,7 @@ func (r WaveRun) control(e WaveControl) (WaveRun, WaveCommand) {
 		return r.promoteNext(e.At)
 	case r.Phase == WaveBake && r.Aborted:
 		return r.abort(e.At)
-	case r.Phase == WaveBake && !r.Paused && r.Status.State == StatePaused:
+	case r.Phase == WaveBake && !r.Paused && r.Status.State == rollout.StatePaused:
 		// Resumed after the bake: the wave may succeed now.
 		return r.bakeNext(e.At)
 	}
@@ -424,34 +426,34 @@ func (r WaveRun) control(e WaveControl) (WaveRun, WaveCommand) {
 
 // waiting is the nil command: the event did not change what the workflow is doing, so it goes
 // on with the command in progress.
-func (r WaveRun) waiting() WaveCommand { return nil }
+func (r Wave) waiting() WaveStep { return nil }
 
 // promoteNext starts the next batch, or the bake after the last one; it is a safe point.
-func (r WaveRun) promoteNext(now time.Time) (WaveRun, WaveCommand) {
+func (r Wave) promoteNext(now time.Time) (Wave, WaveStep) {
 	r.Phase = WavePromote
 	if r.Aborted {
 		return r.abort(now)
 	}
 	if r.Batch >= len(r.Batches) {
 		r.Phase = WaveBake
-		r.Status.State = StateBaking
+		r.Status.State = rollout.StateBaking
 		r.Status.ConvergedAt = now
 		r.Status.BakeUntil = now.Add(r.Wave.Bake)
 		return r, ObserveHealth{Sites: r.observable()}
 	}
 	if r.Paused {
-		r.Status.State = StatePaused
+		r.Status.State = rollout.StatePaused
 		return r, r.hold(now)
 	}
 	if r.roundDue(now) {
 		// The sites of earlier batches are observed between pushes too.
 		return r, ObserveHealth{Sites: r.watched()}
 	}
-	r.Status.State = StatePromoting
+	r.Status.State = rollout.StatePromoting
 	return r, PromoteSites{Batch: r.Batch, Sites: r.Batches[r.Batch]}
 }
 
-func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
+func (r Wave) promoted(e BatchPromoted) (Wave, WaveStep) {
 	var expect []Expect
 	for _, p := range e.Sites {
 		s := r.Site(p.Site)
@@ -459,7 +461,7 @@ func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
 			continue
 		}
 		s.Promotion, s.Promoted, s.Previous = p.Commit, p.Ours, p.Previous
-		s.Verdict, s.UpdatedAt = VerdictConverging, e.At
+		s.Verdict, s.UpdatedAt = rollout.VerdictConverging, e.At
 		expect = append(expect, Expect{Site: p.Site, Commit: p.Commit})
 	}
 	if e.Failure != "" {
@@ -472,7 +474,7 @@ func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
 		return r.abort(e.At)
 	}
 	r.Phase = WaveConverge
-	r.Status.State = StateConverging
+	r.Status.State = rollout.StateConverging
 	r.Deadline = e.At.Add(r.Health.ConvergenceTimeout)
 	if r.Evidence {
 		r.Pending = expect
@@ -484,7 +486,7 @@ func (r WaveRun) promoted(e BatchPromoted) (WaveRun, WaveCommand) {
 // converged judges the sites that were waited for: converged ones are applied, a site whose
 // Flux failed at the commit or that missed the deadline degrades. Sites still converging are
 // waited for again while the deadline allows.
-func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
+func (r Wave) converged(e SitesConverged) (Wave, WaveStep) {
 	if r.Phase == WaveReverting {
 		return r.revertsConverged(e)
 	}
@@ -494,14 +496,14 @@ func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
 	sliced := r.Evidence && e.TimedOut && r.Slice.Before(r.Deadline)
 	for _, c := range e.Sites {
 		s := r.Site(c.Site)
-		if s == nil || s.Verdict != VerdictConverging {
+		if s == nil || s.Verdict != rollout.VerdictConverging {
 			continue
 		}
 		st := c.State
 		s.UpdatedAt, s.Revision = e.At, st.Revision
 		if c.Converged {
-			s.Verdict = VerdictHealthy
-			s.Message = "applied " + Short(s.Promotion)
+			s.Verdict = rollout.VerdictHealthy
+			s.Message = "applied " + rollout.Short(s.Promotion)
 			if r.Evidence && r.Seen.IsZero() {
 				r.Seen = e.At // observed from now on
 			}
@@ -509,7 +511,7 @@ func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
 		}
 		switch {
 		case st.FluxFailed(s.Promotion):
-			s.Message = fmt.Sprintf("flux failed to apply %s: %s", Short(s.Promotion), st.Message)
+			s.Message = fmt.Sprintf("flux failed to apply %s: %s", rollout.Short(s.Promotion), st.Message)
 		case sliced, !e.TimedOut && e.At.Before(r.Deadline):
 			// Another site ended the wait early; this one still has time.
 			pending = append(pending, Expect{Site: c.Site, Commit: s.Promotion})
@@ -517,9 +519,9 @@ func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
 		case !st.Reachable:
 			s.Message = fmt.Sprintf("did not converge within %s: unreachable: %s", r.Health.ConvergenceTimeout, st.Message)
 		default:
-			s.Message = fmt.Sprintf("did not converge within %s: applied %q, want %s", r.Health.ConvergenceTimeout, st.Revision, Short(s.Promotion))
+			s.Message = fmt.Sprintf("did not converge within %s: applied %q, want %s", r.Health.ConvergenceTimeout, st.Revision, rollout.Short(s.Promotion))
 		}
-		s.Verdict = VerdictDegraded
+		s.Verdict = rollout.VerdictDegraded
 		degraded = append(degraded, c.Site)
 	}
 	if r.Evidence {
@@ -554,7 +556,7 @@ func (r WaveRun) converged(e SitesConverged) (WaveRun, WaveCommand) {
 
 // awaitConverge waits for the batch's sites still applying their commits (Pending), in slices
 // that end when the next health round of the converged sites falls due (Evidence).
-func (r WaveRun) awaitConverge(now time.Time) (WaveRun, WaveCommand) {
+func (r Wave) awaitConverge(now time.Time) (Wave, WaveStep) {
 	r.Phase = WaveConverge
 	if r.Aborted {
 		return r.abort(now)
@@ -568,7 +570,7 @@ func (r WaveRun) awaitConverge(now time.Time) (WaveRun, WaveCommand) {
 
 // awaitReverts waits for the reverts written within the failure budget to be applied, in
 // slices like awaitConverge, then goes back to what the wave was doing (Then).
-func (r WaveRun) awaitReverts(now time.Time) (WaveRun, WaveCommand) {
+func (r Wave) awaitReverts(now time.Time) (Wave, WaveStep) {
 	r.Phase = WaveReverting
 	if r.Aborted {
 		return r.abort(now)
@@ -586,7 +588,7 @@ func (r WaveRun) awaitReverts(now time.Time) (WaveRun, WaveCommand) {
 
 // revertsConverged judges the reverts waited for: applied, failed at Flux, or not applied by
 // RevertDeadline; the others are waited for again after a health round.
-func (r WaveRun) revertsConverged(e SitesConverged) (WaveRun, WaveCommand) {
+func (r Wave) revertsConverged(e SitesConverged) (Wave, WaveStep) {
 	over := !e.At.Before(r.RevertDeadline) || (e.TimedOut && !r.Slice.Before(r.RevertDeadline))
 	want := make(map[string]string, len(r.RevertWait))
 	for _, x := range r.RevertWait {
@@ -603,23 +605,25 @@ func (r WaveRun) revertsConverged(e SitesConverged) (WaveRun, WaveCommand) {
 		switch {
 		case c.Converged, over:
 		case c.State.FluxFailed(commit):
-			v.Message = fmt.Sprintf("revert %s not applied: flux failed: %s", Short(s.Revert), c.State.Message)
+			v.Message = fmt.Sprintf("revert %s not applied: flux failed: %s", rollout.Short(s.Revert), c.State.Message)
 		default:
 			wait = append(wait, Expect{Site: c.Site, Commit: commit})
 			continue
 		}
-		s.ApplyRevert(v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
+		applyRevert(s, v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
 	}
 	r.RevertWait = wait
 	return r.awaitReverts(e.At)
 }
 
 // observed folds a health round into the sites' verdicts.
-func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
+func (r Wave) observed(e HealthObserved) (Wave, WaveStep) {
 	if r.Evidence {
 		return r.observedEvidence(e)
 	}
-	degraded := r.fold(e, func(s *SiteStatus) bool { return s.Verdict != VerdictDegraded && s.Verdict != VerdictReverted })
+	degraded := r.fold(e, func(s *rollout.SiteStatus) bool {
+		return s.Verdict != rollout.VerdictDegraded && s.Verdict != rollout.VerdictReverted
+	})
 	if len(degraded) > 0 {
 		r.Then = WaveBake
 		return r.degrade(e.At, degraded, nil)
@@ -630,11 +634,11 @@ func (r WaveRun) observed(e HealthObserved) (WaveRun, WaveCommand) {
 // observedEvidence folds a health round into the verdicts of the converged sites (Evidence),
 // lengthens the bake by what a late round left unobserved, and goes on with what the wave was
 // doing: a convergence wait, a revert's wait, the next batch, or the bake.
-func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
+func (r Wave) observedEvidence(e HealthObserved) (Wave, WaveStep) {
 	r.extend(cmp.Or(e.Started, e.At))
 	r.Seen = e.At
 	// Only converged sites that are not decided yet.
-	degraded := r.fold(e, (*SiteStatus).watched)
+	degraded := r.fold(e, isWatched)
 	if len(degraded) > 0 {
 		if r.Phase != WaveReverting {
 			r.Then = r.Phase // Reverting keeps what it goes back to
@@ -654,7 +658,7 @@ func (r WaveRun) observedEvidence(e HealthObserved) (WaveRun, WaveCommand) {
 
 // fold folds the round's observations of the sites observe accepts into their statuses, and
 // returns the sites that degraded, in the round's order.
-func (r *WaveRun) fold(e HealthObserved, observe func(*SiteStatus) bool) []string {
+func (r *Wave) fold(e HealthObserved, observe func(*rollout.SiteStatus) bool) []string {
 	var degraded []string
 	for _, st := range e.States {
 		s := r.Site(st.Site)
@@ -662,10 +666,10 @@ func (r *WaveRun) fold(e HealthObserved, observe func(*SiteStatus) bool) []strin
 			continue
 		}
 		s.ObserveHealth(st, s.Promotion, r.Health, e.At)
-		if r.Afresh && s.Verdict == VerdictUnknown {
+		if r.Afresh && s.Verdict == rollout.VerdictUnknown {
 			s.Failures = 0
 		}
-		if s.Verdict == VerdictDegraded {
+		if s.Verdict == rollout.VerdictDegraded {
 			degraded = append(degraded, s.Name)
 		}
 	}
@@ -677,7 +681,7 @@ func (r *WaveRun) fold(e HealthObserved, observe func(*SiteStatus) bool) []strin
 // observed, beyond one interval, is baked again. The time a round takes does not count: its
 // sites were being observed. Nor does a timer's lateness (TimerSlack): with the second-long
 // intervals of a rehearsal, every round would extend the bake.
-func (r *WaveRun) extend(now time.Time) {
+func (r *Wave) extend(now time.Time) {
 	bake, until := r.Status.ConvergedAt, r.Status.BakeUntil
 	if r.Seen.IsZero() || until.IsZero() || !r.Seen.Before(until) || now.Sub(r.Seen) <= max(2*r.Health.Interval, r.Health.Interval+TimerSlack) {
 		return
@@ -698,36 +702,36 @@ func (r *WaveRun) extend(now time.Time) {
 
 // bakeNext sleeps until the next health round, or ends the bake: once it has passed, and in an
 // Evidence wave once every watched site passed its last round too.
-func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
+func (r Wave) bakeNext(now time.Time) (Wave, WaveStep) {
 	r.Phase = WaveBake
 	if r.Aborted {
 		return r.abort(now)
 	}
 	if now.Before(r.Status.BakeUntil) {
-		r.Status.State = StateBaking
+		r.Status.State = rollout.StateBaking
 		return r, SleepUntil{At: minTime(now.Add(r.Health.Interval), r.Status.BakeUntil)}
 	}
 	if r.Evidence {
 		if open := r.unpassed(); len(open) > 0 {
 			// The bake is over, the evidence is not: observe the open sites until each passes
 			// a clean round or degrades.
-			r.Status.State = StateBaking
+			r.Status.State = rollout.StateBaking
 			first := r.Site(open[0])
-			r.Status.Message = fmt.Sprintf("bake over; waiting for %s to pass a clean round: %s: %s", SitesLabel(open), open[0], first.Message)
+			r.Status.Message = fmt.Sprintf("bake over; waiting for %s to pass a clean round: %s: %s", rollout.SitesLabel(open), open[0], first.Message)
 			return r, SleepUntil{At: now.Add(r.Health.Interval)}
 		}
 	}
 	if r.Paused {
 		// A paused rollout holds the wave after its bake, until resumed.
-		r.Status.State = StatePaused
+		r.Status.State = rollout.StatePaused
 		return r, r.hold(now)
 	}
 	r.Phase = WaveDone
-	r.Status.State = StateSucceeded
+	r.Status.State = rollout.StateSucceeded
 	r.Status.FinishedAt = now
 	var notes []string
 	if n := r.revertedCount(); n > 0 {
-		notes = append(notes, fmt.Sprintf("%s reverted within the failure budget (maxFailures %s)", Count(n, "site"), r.Wave.MaxFailures))
+		notes = append(notes, fmt.Sprintf("%s reverted within the failure budget (maxFailures %s)", rollout.Count(n, "site"), r.Wave.MaxFailures))
 	}
 	if r.Extended > 0 {
 		notes = append(notes, fmt.Sprintf("bake extended by %s for missed health rounds", r.Extended))
@@ -736,21 +740,15 @@ func (r WaveRun) bakeNext(now time.Time) (WaveRun, WaveCommand) {
 		// An Evidence wave's waiting message gives way; waves recorded before kept theirs.
 		r.Status.Message = strings.Join(notes, "; ")
 	}
-	return r, FinishWave{State: StateSucceeded}
+	return r, FinishWave{State: rollout.StateSucceeded}
 }
 
 // TimerSlack is how late a Temporal timer may fire (the server fires timers with a precision of
 // about a second) before a gap between health rounds counts as unobserved time.
 const TimerSlack = 2 * time.Second
 
-// Passed reports whether the site's last health round was clean: Flux ready at the
-// promotion, every check measured and within its threshold, and no failure streak.
-func (s SiteStatus) Passed() bool {
-	return s.Verdict == VerdictHealthy && s.Failures == 0 && s.UnknownSince.IsZero()
-}
-
 // unpassed lists the watched sites whose last round was not clean.
-func (r WaveRun) unpassed() []string {
+func (r Wave) unpassed() []string {
 	var out []string
 	for _, s := range r.Status.Sites {
 		if s.Watched() && !s.Passed() {
@@ -762,13 +760,15 @@ func (r WaveRun) unpassed() []string {
 
 // watched lists the sites a health round of an Evidence wave observes: converged, and not
 // decided (degraded or reverted), as the rollout's watch observes a wave that passed.
-func (r WaveRun) watched() []string { return r.Status.WatchedSites() }
+func (r Wave) watched() []string { return r.Status.WatchedSites() }
 
 // anyWatched reports whether any site is watched, without listing them.
-func (r WaveRun) anyWatched() bool { return slices.ContainsFunc(r.Status.Sites, SiteStatus.Watched) }
+func (r Wave) anyWatched() bool {
+	return slices.ContainsFunc(r.Status.Sites, rollout.SiteStatus.Watched)
+}
 
 // observable lists the sites a round of the bake observes: watched (Evidence), or live.
-func (r WaveRun) observable() []string {
+func (r Wave) observable() []string {
 	if r.Evidence {
 		return r.watched()
 	}
@@ -776,12 +776,12 @@ func (r WaveRun) observable() []string {
 }
 
 // roundDue reports whether a health round of the converged sites is due at now (Evidence).
-func (r WaveRun) roundDue(now time.Time) bool {
+func (r Wave) roundDue(now time.Time) bool {
 	return r.Evidence && !r.Seen.IsZero() && !now.Before(r.Seen.Add(r.Health.Interval)) && r.anyWatched()
 }
 
 // sliceEnd is where a wait until deadline stops for the next health round (Evidence).
-func (r WaveRun) sliceEnd(now, deadline time.Time) time.Time {
+func (r Wave) sliceEnd(now, deadline time.Time) time.Time {
 	if !r.Evidence || r.Seen.IsZero() || !r.anyWatched() {
 		return deadline
 	}
@@ -790,7 +790,7 @@ func (r WaveRun) sliceEnd(now, deadline time.Time) time.Time {
 
 // hold is the paused wave's command: wait for a control, and in an Evidence wave with
 // converged sites, wake for their next health round.
-func (r WaveRun) hold(now time.Time) WaveCommand {
+func (r Wave) hold(now time.Time) WaveStep {
 	if !r.Evidence || !r.anyWatched() {
 		return HoldPaused{}
 	}
@@ -803,7 +803,7 @@ func (r WaveRun) hold(now time.Time) WaveCommand {
 // degrade counts newly degraded sites against the failure budget: within it they are reverted
 // alone (or, without automatic rollback, left degraded) and the wave goes on; past it the wave
 // fails, naming them. pending are sites of the batch still converging.
-func (r WaveRun) degrade(now time.Time, sites []string, pending []Expect) (WaveRun, WaveCommand) {
+func (r Wave) degrade(now time.Time, sites []string, pending []Expect) (Wave, WaveStep) {
 	r.Failed = append(r.Failed, sites...)
 	if len(r.Failed) > r.Budget {
 		return r.fail(now, r.degradedReason(sites))
@@ -821,7 +821,7 @@ func (r WaveRun) degrade(now time.Time, sites []string, pending []Expect) (WaveR
 }
 
 // resume goes back to what the wave was doing before a budgeted failure.
-func (r WaveRun) resume(now time.Time, pending []Expect) (WaveRun, WaveCommand) {
+func (r Wave) resume(now time.Time, pending []Expect) (Wave, WaveStep) {
 	if r.Evidence {
 		switch r.Then {
 		case WaveConverge:
@@ -842,7 +842,7 @@ func (r WaveRun) resume(now time.Time, pending []Expect) (WaveRun, WaveCommand) 
 	return r.promoteNext(now)
 }
 
-func (r WaveRun) reverted(e SitesReverted) (WaveRun, WaveCommand) {
+func (r Wave) reverted(e SitesReverted) (Wave, WaveStep) {
 	if r.Evidence {
 		// The reverts are written, not yet applied: wait for them, observing the others.
 		r.RevertWait = slices.Clone(r.RevertWait)
@@ -852,12 +852,12 @@ func (r WaveRun) reverted(e SitesReverted) (WaveRun, WaveCommand) {
 				continue
 			}
 			if v.Problem != "" || v.Revert == "" {
-				s.ApplyRevert(v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
+				applyRevert(s, v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
 				continue
 			}
 			s.UpdatedAt = e.At
-			s.Promoted, s.Revert, s.Verdict = true, v.Revert, VerdictReverted
-			s.Message = fmt.Sprintf("revert %s written within the failure budget; waiting for the site to apply it", Short(v.Revert))
+			s.Promoted, s.Revert, s.Verdict = true, v.Revert, rollout.VerdictReverted
+			s.Message = fmt.Sprintf("revert %s written within the failure budget; waiting for the site to apply it", rollout.Short(v.Revert))
 			r.RevertWait = append(r.RevertWait, Expect{Site: v.Site, Commit: cmp.Or(v.Head, v.Revert)})
 		}
 		r.RevertDeadline = e.At.Add(r.Health.ConvergenceTimeout)
@@ -865,7 +865,7 @@ func (r WaveRun) reverted(e SitesReverted) (WaveRun, WaveCommand) {
 	}
 	for _, v := range e.Sites {
 		if s := r.Site(v.Site); s != nil {
-			s.ApplyRevert(v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
+			applyRevert(s, v, "reverted within the failure budget", r.Health.ConvergenceTimeout, e.At)
 		}
 	}
 	pending := r.Pending
@@ -873,29 +873,29 @@ func (r WaveRun) reverted(e SitesReverted) (WaveRun, WaveCommand) {
 	return r.resume(e.At, pending)
 }
 
-func (r WaveRun) abort(now time.Time) (WaveRun, WaveCommand) {
+func (r Wave) abort(now time.Time) (Wave, WaveStep) {
 	r.Phase = WaveDone
-	r.Status.State = StateAborted
+	r.Status.State = rollout.StateAborted
 	r.Status.Message = "stopped by an operator"
 	r.Status.FinishedAt = now
-	return r, FinishWave{State: StateAborted}
+	return r, FinishWave{State: rollout.StateAborted}
 }
 
-func (r WaveRun) fail(now time.Time, reason string) (WaveRun, WaveCommand) {
+func (r Wave) fail(now time.Time, reason string) (Wave, WaveStep) {
 	r.Phase = WaveDone
 	r.Reason = reason
-	r.Status.State = StateFailed
+	r.Status.State = rollout.StateFailed
 	r.Status.Message = reason
 	r.Status.FinishedAt = now
-	return r, FinishWave{State: StateFailed, Reason: reason}
+	return r, FinishWave{State: rollout.StateFailed, Reason: reason}
 }
 
 // live lists the sites a health round observes: every promoted site whose verdict is not final
 // (degraded within the budget, or reverted).
-func (r WaveRun) live() []string {
+func (r Wave) live() []string {
 	out := make([]string, 0, len(r.Status.Sites))
 	for _, s := range r.Status.Sites {
-		if s.Verdict != VerdictReverted && s.Verdict != VerdictPending && s.Verdict != VerdictDegraded {
+		if s.Verdict != rollout.VerdictReverted && s.Verdict != rollout.VerdictPending && s.Verdict != rollout.VerdictDegraded {
 			out = append(out, s.Name)
 		}
 	}
@@ -903,10 +903,10 @@ func (r WaveRun) live() []string {
 }
 
 // revertedCount counts the sites reverted within the budget.
-func (r WaveRun) revertedCount() int {
+func (r Wave) revertedCount() int {
 	n := 0
 	for _, s := range r.Status.Sites {
-		if s.Verdict == VerdictReverted {
+		if s.Verdict == rollout.VerdictReverted {
 			n++
 		}
 	}
@@ -914,7 +914,7 @@ func (r WaveRun) revertedCount() int {
 }
 
 // degradedReason names the degraded sites and why the first one failed.
-func (r WaveRun) degradedReason(sites []string) string {
+func (r Wave) degradedReason(sites []string) string {
 	first := r.Site(sites[0])
 	if len(sites) == 1 {
 		return fmt.Sprintf("site %s degraded in wave %s: %s", sites[0], r.Wave.Name, first.Message)
@@ -929,15 +929,14 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// Count says n things with the noun in the right number: "1 site", "2 sites".
-func Count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	for _, suffix := range []string{"s", "x", "sh", "ch"} {
-		if strings.HasSuffix(noun, suffix) {
-			return fmt.Sprintf("%d %ses", n, noun)
-		}
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
+// WatchRound folds one round of the watch into the statuses of a wave that succeeded (the
+// watch holds them as r) and returns the sites that degraded, in the round's order, by the
+// rules of a wave's own rounds. A round that could not measure a site breaks its streak of
+// failed rounds, as in a wave (Wave.Afresh). It changes r's statuses in place.
+func (r *Wave) WatchRound(e HealthObserved) []string {
+	r.Afresh = true
+	return r.fold(e, isWatched)
 }
+
+// isWatched reports whether a health round observes the site (rollout.SiteStatus.Watched).
+func isWatched(s *rollout.SiteStatus) bool { return s.Watched() }
