@@ -11,8 +11,6 @@ func (s SiteStatus) Watched() bool {
 	return s.Promotion != "" && (s.Verdict == VerdictHealthy || s.Verdict == VerdictUnknown)
 }
 
-func (s *SiteStatus) watched() bool { return s.Watched() }
-
 // WatchedSites lists the sites of the wave the watch observes.
 func (w WaveStatus) WatchedSites() []string {
 	var out []string

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 )
 
 // signalCounter counts the progress signals rollouts receive.
@@ -38,7 +39,7 @@ func (c *signalCounterInbound) HandleSignal(ctx workflow.Context, in *intercepto
 // TestFlappingSiteKeepsTheRolloutsHistoryBounded: a site whose check fails every other round
 // through a 6-hour bake (720 rounds at 30s) used to send its rollout a progress signal every
 // round; coalesced, the changes that decide nothing (its failure count, its measurements) reach
-// the rollout at most every progressEvery, so a day of such a bake costs the rollout at most
+// the rollout at most every runbook.ProgressEvery, so a day of such a bake costs the rollout at most
 // 288 signals, whatever the interval.
 func TestFlappingSiteKeepsTheRolloutsHistoryBounded(t *testing.T) {
 	plan := oneWavePlan(2, "%d", "bake: 6h", "health: {interval: 30s, failureThreshold: 3}")
@@ -46,7 +47,7 @@ func TestFlappingSiteKeepsTheRolloutsHistoryBounded(t *testing.T) {
 		version  workflow.Version
 		min, max int
 	}{
-		{1, 0, 6*60/int(progressEvery/time.Minute) + 10},
+		{1, 0, 6*60/int(runbook.ProgressEvery/time.Minute) + 10},
 		{workflow.DefaultVersion, 700, 800},
 	} {
 		env := newEnv(t)

@@ -36,7 +36,7 @@ type RolloutResult struct {
 type rolloutDriver struct {
 	run runbook.Rollout
 	// step is the step in progress: the last one Next returned.
-	step runbook.RolloutCommand
+	step runbook.Step
 	// loaded is what LoadPlan returned: the Rego policies the policy steps need.
 	loaded activities.LoadPlanResult
 	// site returns a site's plan settings, once the plan is loaded.
@@ -178,9 +178,13 @@ func (d *rolloutDriver) handle(ctx workflow.Context) error {
 // next feeds an event to the runbook and runs the effects it returns; the step it returns, if
 // any, is the one runStep runs next.
 func (d *rolloutDriver) next(ctx workflow.Context, e runbook.Event) {
-	var cmds []runbook.RolloutCommand
-	d.run, cmds = runbook.Next(d.run, e)
-	for _, c := range cmds {
+	var step runbook.Step
+	var effects []runbook.Effect
+	d.run, step, effects = d.run.Next(e)
+	if step != nil {
+		d.step = step
+	}
+	for _, c := range effects {
 		switch c := c.(type) {
 		case runbook.SetState:
 			d.setState(ctx, c)
@@ -201,15 +205,9 @@ func (d *rolloutDriver) next(ctx workflow.Context, e runbook.Event) {
 				_ = w.SignalChildWorkflow(ctx, signalStopWatch, nil).Get(ctx, nil)
 			}
 			d.watches = nil
-		default:
-			d.step = c
 		}
 	}
-	details := d.run.Details
-	if d.run.Status.Simulated && details != "" {
-		details = "**Simulated sites** (--driver sim): " + details
-	}
-	if details != d.details {
+	if details := d.run.Details(); details != d.details {
 		d.details = details
 		workflow.SetCurrentDetails(ctx, d.details)
 	}
@@ -293,7 +291,7 @@ func (d *rolloutDriver) revert(ctx workflow.Context, set rollout.RevertSet, reas
 
 // wait sleeps on a durable timer for d, or until the runbook says the wait is over (a stop, a
 // resume, a decided approval).
-func (d *rolloutDriver) wait(ctx workflow.Context, c runbook.RolloutCommand, dur time.Duration) (runbook.Event, error) {
+func (d *rolloutDriver) wait(ctx workflow.Context, c runbook.Step, dur time.Duration) (runbook.Event, error) {
 	tctx, cancel := workflow.WithCancel(ctx)
 	timer := workflow.NewTimer(tctx, dur)
 	err := workflow.Await(ctx, func() bool { return timer.IsReady() || d.run.Interrupted(c) })

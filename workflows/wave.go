@@ -94,115 +94,126 @@ func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	}); err != nil {
 		return WaveResult{}, err
 	}
-	signals := workflow.GetSignalChannel(ctx, signalControl)
+	d.signals = workflow.GetSignalChannel(ctx, signalControl)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var s ControlSignal
-			signals.Receive(ctx, &s)
+			d.signals.Receive(ctx, &s)
 			d.controls = append(d.controls, s.Action)
 		}
 	})
-
-	d.localRounds = workflow.GetVersion(ctx, versionLocalHealthRounds, workflow.DefaultVersion, 1) >= 1
-	d.cancelOnAbort = workflow.GetVersion(ctx, versionAbortCancelsWait, workflow.DefaultVersion, 1) >= 1
-	if workflow.GetVersion(ctx, versionWaveProgress, workflow.DefaultVersion, 1) >= 1 {
-		if p := workflow.GetInfo(ctx).ParentWorkflowExecution; p != nil {
-			d.parent = p.ID
-			d.pipelined = workflow.GetVersion(ctx, versionProgressPipelined, workflow.DefaultVersion, 1) >= 1
-			d.coalesce = workflow.GetVersion(ctx, versionProgressCoalesced, workflow.DefaultVersion, 1) >= 1
-			d.reported, d.reportedAt = in.Status, workflow.Now(ctx)
-		}
-	}
-	// Before versionAfresh, an Unknown round did not break a streak of failed rounds.
-	afresh := workflow.GetVersion(ctx, versionAfresh, workflow.DefaultVersion, 1) >= 1
-	// Before versionEvidenceGates, a wave ended at BakeUntil whatever its sites' last rounds
-	// said, and observed nothing outside its bake.
-	evidence := workflow.GetVersion(ctx, versionEvidenceGates, workflow.DefaultVersion, 1) >= 1
-	var cmd runbook.WaveStep
+	d.versions(ctx)
 	if in.Resume != nil {
-		// Continued as new in its bake: go on sleeping until the next health round.
+		// Continued as new: go on sleeping until the next health round.
 		d.run = runbook.ResumeWave(in.Rollout, in.Commit, in.Wave, in.Health, in.Automatic, in.Status, in.Resume.Run)
-		d.run.Afresh, d.run.Evidence = afresh, evidence
 		d.detailSpent = in.Resume.DetailSpent
-		cmd = runbook.SleepUntil{At: in.Resume.Wake}
+		d.flags(ctx)
+		d.step = runbook.SleepUntil{At: in.Resume.Wake}
 	} else {
-		d.run.Afresh, d.run.Evidence = afresh, evidence
-		cmd = d.next(ctx, runbook.WaveStarted{At: workflow.Now(ctx)})
+		d.flags(ctx)
+		d.next(ctx, runbook.WaveStarted{At: workflow.Now(ctx)})
 	}
 	for {
-		// Controls take effect between commands: a command in flight (a push, a revert)
-		// always finishes first.
-		for len(d.controls) > 0 {
-			action := d.controls[0]
-			d.controls = d.controls[1:]
-			if c := d.next(ctx, runbook.WaveControl{At: workflow.Now(ctx), Action: action}); c != nil {
-				cmd = c
-			}
-		}
-		var ev runbook.WaveEvent
-		switch c := cmd.(type) {
-		case runbook.FinishWave:
+		d.applyControls(ctx)
+		if c, ok := d.step.(runbook.FinishWave); ok {
 			d.delivered(ctx)
 			return d.finish(ctx, c)
-		case runbook.PromoteSites:
-			ev = d.promote(ctx, c)
-		case runbook.AwaitConvergence:
-			ev = d.converge(ctx, c)
-		case runbook.ObserveHealth:
-			ev = d.observe(ctx, c)
-		case runbook.RevertSites:
-			ev = d.revert(ctx, c)
-		case runbook.SleepUntil:
-			if d.continueAsNew(ctx, signals) {
-				return WaveResult{}, d.carryOn(ctx, c.At)
-			}
-			if len(d.controls) > 0 {
-				continue // a control arrived meanwhile: NextWave decides first
-			}
-			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: next health round at %s, every %s",
-				in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), c.At.UTC().Format(time.RFC3339), in.Health.Interval))
-			control, err := d.sleep(ctx, c.At, "next health round")
-			if err != nil {
-				return WaveResult{}, err
-			}
-			if control {
-				continue // NextWave decides whether the bake goes on
-			}
-			ev = runbook.WaveTick{At: workflow.Now(ctx)}
-		case runbook.HoldPaused:
-			workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused in wave %s: waiting for resume", in.Wave.Name))
-			if c.Until.IsZero() {
-				if err := workflow.Await(ctx, func() bool { return len(d.controls) > 0 }); err != nil {
-					return WaveResult{}, err
-				}
-				continue
-			}
-			// Paused with converged sites: they are observed every interval meanwhile, and a
-			// long pause continues as new like a long bake.
-			if d.continueAsNew(ctx, signals) {
-				return WaveResult{}, d.carryOn(ctx, c.Until)
-			}
-			if len(d.controls) > 0 {
-				continue
-			}
-			control, err := d.sleep(ctx, c.Until, "next health round (paused)")
-			if err != nil {
-				return WaveResult{}, err
-			}
-			if control {
-				continue
-			}
-			ev = runbook.WaveTick{At: workflow.Now(ctx)}
-		default:
-			panic(fmt.Sprintf("wave %s: no command to run (%T)", in.Wave.Name, cmd))
+		}
+		ev, err := d.runStep(ctx)
+		switch {
+		case err != nil:
+			return WaveResult{}, err
+		case ev == nil:
+			continue // a control came first: the runbook decides what now
 		}
 		if err := ctx.Err(); err != nil {
 			return WaveResult{}, err
 		}
-		if c := d.next(ctx, ev); c != nil {
-			cmd = c
+		d.next(ctx, ev)
+	}
+}
+
+// versions reads the wave's versions once, in the order the recorded histories have them.
+func (d *waveDriver) versions(ctx workflow.Context) {
+	d.localRounds = workflow.GetVersion(ctx, versionLocalHealthRounds, workflow.DefaultVersion, 1) >= 1
+	d.cancelOnAbort = workflow.GetVersion(ctx, versionAbortCancelsWait, workflow.DefaultVersion, 1) >= 1
+	d.reporting = runbook.ReportNone
+	if workflow.GetVersion(ctx, versionWaveProgress, workflow.DefaultVersion, 1) >= 1 {
+		if p := workflow.GetInfo(ctx).ParentWorkflowExecution; p != nil {
+			d.parent = p.ID
+			d.pipelined = workflow.GetVersion(ctx, versionProgressPipelined, workflow.DefaultVersion, 1) >= 1
+			d.reporting = runbook.ReportEach
+			if workflow.GetVersion(ctx, versionProgressCoalesced, workflow.DefaultVersion, 1) >= 1 {
+				d.reporting = runbook.ReportCoalesced
+			}
 		}
 	}
+	// Before versionAfresh, an Unknown round did not break a streak of failed rounds.
+	d.afresh = workflow.GetVersion(ctx, versionAfresh, workflow.DefaultVersion, 1) >= 1
+	// Before versionEvidenceGates, a wave ended at BakeUntil whatever its sites' last rounds
+	// said, and observed nothing outside its bake.
+	d.evidence = workflow.GetVersion(ctx, versionEvidenceGates, workflow.DefaultVersion, 1) >= 1
+}
+
+// flags gives the runbook what the versions say, and the status its rollout was told last.
+func (d *waveDriver) flags(ctx workflow.Context) {
+	d.run.Afresh, d.run.Evidence, d.run.Reporting = d.afresh, d.evidence, d.reporting
+	d.run.Reported, d.run.ReportedAt = d.in.Status, workflow.Now(ctx)
+}
+
+// applyControls feeds the controls that arrived to the runbook: they take effect between
+// steps, so a step in flight (a push, a revert) always finishes first.
+func (d *waveDriver) applyControls(ctx workflow.Context) {
+	for len(d.controls) > 0 {
+		action := d.controls[0]
+		d.controls = d.controls[1:]
+		d.next(ctx, runbook.WaveControl{At: workflow.Now(ctx), Action: action})
+	}
+}
+
+// runStep runs the step in progress and returns its event; nil when a control arrived first
+// (the runbook decides whether the step goes on). The error ends the workflow: its
+// cancellation, or a continue-as-new.
+func (d *waveDriver) runStep(ctx workflow.Context) (runbook.WaveEvent, error) {
+	switch c := d.step.(type) {
+	case runbook.PromoteSites:
+		return d.promote(ctx, c), nil
+	case runbook.AwaitConvergence:
+		return d.converge(ctx, c), nil
+	case runbook.ObserveHealth:
+		return d.observe(ctx, c), nil
+	case runbook.RevertSites:
+		return d.revert(ctx, c), nil
+	case runbook.SleepUntil:
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Baking wave %s until %s: next health round at %s, every %s",
+			d.in.Wave.Name, d.run.Status.BakeUntil.UTC().Format(time.RFC3339), c.At.UTC().Format(time.RFC3339), d.in.Health.Interval))
+		return d.bake(ctx, c.At, "next health round")
+	case runbook.HoldPaused:
+		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Paused in wave %s: waiting for resume", d.in.Wave.Name))
+		if c.Until.IsZero() {
+			return nil, workflow.Await(ctx, func() bool { return len(d.controls) > 0 })
+		}
+		// Paused with converged sites: they are observed every interval meanwhile, and a
+		// long pause continues as new like a long bake.
+		return d.bake(ctx, c.Until, "next health round (paused)")
+	}
+	panic(fmt.Sprintf("wave %s: no step to run (%T)", d.in.Wave.Name, d.step))
+}
+
+// bake sleeps until the next health round at wake (a WaveTick then), unless a control arrives
+// first (nil), or the history is long enough to continue as new.
+func (d *waveDriver) bake(ctx workflow.Context, wake time.Time, summary string) (runbook.WaveEvent, error) {
+	if d.continueAsNew(ctx) {
+		return nil, d.carryOn(ctx, wake)
+	}
+	if len(d.controls) > 0 {
+		return nil, nil
+	}
+	control, err := d.sleep(ctx, wake, summary)
+	if err != nil || control {
+		return nil, err
+	}
+	return runbook.WaveTick{At: workflow.Now(ctx)}, nil
 }
 
 // versionLocalHealthRounds guards health rounds run as local activities that report only
@@ -224,8 +235,15 @@ type waveDriver struct {
 	in  WaveInput
 	run runbook.Wave
 	// site returns a site's plan settings.
-	site     func(name string) rollout.Site
+	site func(name string) rollout.Site
+	// step is the step in progress: the last one the runbook returned.
+	step runbook.WaveStep
+	// controls are the controls received and not yet fed to the runbook.
 	controls []runbook.ControlAction
+	signals  workflow.ReceiveChannel
+	// afresh, evidence and reporting are what the versions say (runbook.Wave's fields).
+	afresh, evidence bool
+	reporting        runbook.Reporting
 	// localRounds: health rounds run as local activities reporting changes (versioned).
 	localRounds bool
 	// cancelOnAbort: an abort cancels a convergence wait in flight (versioned).
@@ -239,11 +257,6 @@ type waveDriver struct {
 	// pending is the one not known delivered yet.
 	pipelined bool
 	pending   workflow.Future
-	// coalesce: changes that decide nothing are reported at most every progressEvery
-	// (versioned); reported is the status the rollout was last told, at reportedAt.
-	coalesce   bool
-	reported   rollout.WaveStatus
-	reportedAt time.Time
 }
 
 // versionAbortCancelsWait guards an abort cancelling the convergence wait in flight.
@@ -277,13 +290,13 @@ func longHistory(info *workflow.Info) bool {
 // continueAsNew reports whether the baking wave should continue as new now: its history is
 // long, and no control waits to be applied (it drains the control signals first, so none is
 // lost with the run).
-func (d *waveDriver) continueAsNew(ctx workflow.Context, signals workflow.ReceiveChannel) bool {
+func (d *waveDriver) continueAsNew(ctx workflow.Context) bool {
 	if !historyLong(workflow.GetInfo(ctx)) {
 		return false
 	}
 	for {
 		var s ControlSignal
-		if !signals.ReceiveAsync(&s) {
+		if !d.signals.ReceiveAsync(&s) {
 			break
 		}
 		d.controls = append(d.controls, s.Action)
@@ -299,9 +312,9 @@ func (d *waveDriver) continueAsNew(ctx workflow.Context, signals workflow.Receiv
 // first (the next run starts from this status), then the next run gets the status and where
 // the runbook stands.
 func (d *waveDriver) carryOn(ctx workflow.Context, wake time.Time) error {
-	if d.coalesce {
-		d.progress(ctx, true)
-	}
+	var effects []runbook.WaveEffect
+	d.run, effects = d.run.Flush(workflow.Now(ctx))
+	d.effects(ctx, effects)
 	d.delivered(ctx)
 	next := d.in
 	next.Status = d.run.Status.Carry()
@@ -324,50 +337,31 @@ func (d *waveDriver) sleep(ctx workflow.Context, at time.Time, summary string) (
 // versionWaveProgress guards the wave's progress signals to its rollout (signalWaveProgress).
 const versionWaveProgress = "wave-progress-signals"
 
-// next feeds an event to the runbook and reports what changed in the wave's status to the
-// rollout, so that the rollout's status query shows the wave live.
-func (d *waveDriver) next(ctx workflow.Context, e runbook.WaveEvent) runbook.WaveStep {
-	before := d.run.Status
-	var c runbook.WaveStep
-	d.run, c = runbook.NextWave(d.run, e)
-	switch {
-	case d.parent == "":
-	case d.coalesce:
-		d.progress(ctx, false)
-	default:
-		if change, ok := rollout.Changes(before, d.run.Status); ok {
-			d.report(ctx, change)
+// next feeds an event to the runbook, runs the effects it returns (reports to the rollout, so
+// that the rollout's status query shows the wave live) and keeps the step it returns, if any,
+// as the one to run next.
+func (d *waveDriver) next(ctx workflow.Context, e runbook.WaveEvent) {
+	var step runbook.WaveStep
+	var effects []runbook.WaveEffect
+	d.run, step, effects = d.run.Next(e)
+	if step != nil {
+		d.step = step
+	}
+	d.effects(ctx, effects)
+}
+
+// effects runs the runbook's effects, in order.
+func (d *waveDriver) effects(ctx workflow.Context, effects []runbook.WaveEffect) {
+	for _, c := range effects {
+		if r, ok := c.(runbook.Report); ok {
+			d.report(ctx, r.Change)
 		}
 	}
-	return c
 }
 
-// versionProgressCoalesced guards coalescing the changes a wave reports to its rollout: one
-// progress signal per change made the rollout's history grow with every health round of a
-// site whose measurements or failure count moved (a flapping check: a signal each round,
-// 2,880 a day at 30 s, and the rollout does not continue as new).
+// versionProgressCoalesced guards coalescing the changes a wave reports to its rollout
+// (runbook.ReportCoalesced, every runbook.ProgressEvery for what decides nothing).
 const versionProgressCoalesced = "wave-progress-coalesced"
-
-// progressEvery is how often at most a wave tells its rollout of changes that decide nothing
-// (measurements, failure counts, messages, a longer bake); what decides (the wave's state and
-// times, a site's promotion, verdict or revert) is reported at once.
-const progressEvery = 5 * time.Minute
-
-// progress reports what changed since the rollout was last told: at once when it decides
-// something, or when force says so (before a continue-as-new); otherwise once progressEvery
-// has passed since the last report.
-func (d *waveDriver) progress(ctx workflow.Context, force bool) {
-	change, ok, decisive := rollout.Diff(d.reported, d.run.Status)
-	if !ok {
-		return
-	}
-	now := workflow.Now(ctx)
-	if !force && !decisive && now.Sub(d.reportedAt) < progressEvery {
-		return
-	}
-	d.report(ctx, change)
-	d.reported, d.reportedAt = d.run.Status, now
-}
 
 // report signals a change of the wave to its rollout, in parts of at most progressSites sites
 // (a large wave's first promotion changes thousands at once), one after the other, so the

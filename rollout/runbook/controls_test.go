@@ -1,11 +1,11 @@
 package runbook
 
 import (
-	"github.com/fleetwave/fleetwave/rollout"
-
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // TestControlsReachTheWaveAlike: after any sequence of accepted controls (pause, resume,
@@ -38,11 +38,11 @@ func TestControlsReachTheWaveAlike(t *testing.T) {
 				continue // refused by the update's validator: it never reaches the workflow
 			}
 			seq = append(seq, a)
-			var cmds []RolloutCommand
-			r, cmds = Next(r, e)
+			var cmds []any
+			r, cmds = next(r, e)
 			for _, c := range cmds {
 				if f, ok := c.(ForwardControl); ok {
-					w, _ = NextWave(w, WaveControl{At: at(6 * time.Minute), Action: f.Action})
+					w, _, _ = w.Next(WaveControl{At: at(6 * time.Minute), Action: f.Action})
 				}
 			}
 		}

@@ -1,13 +1,13 @@
 package runbook
 
 import (
-	"github.com/fleetwave/fleetwave/rollout"
-
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // evidenceWave is testWave with the gates of an Evidence wave and the given bake.
@@ -41,7 +41,7 @@ func (w world) drive(t *testing.T, r Wave, limit int) (Wave, []WaveStep) {
 	now := t0
 	var cmds []WaveStep
 	var c WaveStep
-	r, c = NextWave(r, WaveStarted{At: now})
+	r, c, _ = r.Next(WaveStarted{At: now})
 	for range limit {
 		cmds = append(cmds, c)
 		var e WaveEvent
@@ -106,7 +106,7 @@ func (w world) drive(t *testing.T, r Wave, limit int) (Wave, []WaveStep) {
 		default:
 			t.Fatalf("unexpected command %T", c)
 		}
-		r, c = NextWave(r, e)
+		r, c, _ = r.Next(e)
 	}
 	t.Fatalf("the wave did not finish in %d commands; last %#v", limit, c)
 	return r, cmds

@@ -96,10 +96,10 @@ func oldNewRollout(id, fleet, commit string) oldRollout {
 
 type oldturn struct {
 	r    oldRollout
-	cmds []RolloutCommand
+	cmds []any
 }
 
-func (s *oldturn) emit(c ...RolloutCommand) { s.cmds = append(s.cmds, c...) }
+func (s *oldturn) emit(c ...any) { s.cmds = append(s.cmds, c...) }
 
 func (s *oldturn) setState(st rollout.State) {
 	s.r.Status.State = st
@@ -110,7 +110,7 @@ func (s *oldturn) note(kind, wave string) {
 	s.emit(PostEvent{Event: rollout.Event{Kind: kind, Wave: wave}})
 }
 
-func oldNext(r oldRollout, e Event) (oldRollout, []RolloutCommand) {
+func oldNext(r oldRollout, e Event) (oldRollout, []any) {
 	r.Status.Waves = slices.Clone(r.Status.Waves)
 	r.Status.Controls = slices.Clone(r.Status.Controls)
 	s := &oldturn{r: r}
@@ -186,7 +186,7 @@ func oldawaitedIn(e Event) (phases []oldPhase, ok bool) {
 	return nil, false
 }
 
-func (r oldRollout) Interrupted(c RolloutCommand) bool {
+func (r oldRollout) Interrupted(c any) bool {
 	if r.Stop != rollout.StopNone {
 		return true
 	}

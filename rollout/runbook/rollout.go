@@ -1,31 +1,34 @@
 package runbook
 
 import (
-	"github.com/fleetwave/fleetwave/rollout"
-
 	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
-// This file is the runbook of a whole rollout, as data, beside the wave's (engine.go): Next
-// takes the rollout's state and one event and returns the new state and the commands to run.
-// The Rollout workflow runs them and feeds back what happened, so every decision (the gates
-// before a wave, the approvals, a pause, an abort, a supersede, what a failed wave reverts,
-// how the rollout ends) is here, pure, and table-tested.
+// This file is the runbook of a whole rollout, beside the wave's (wave.go): Rollout.Next takes
+// the rollout's state and one event and returns the new state, the step to run and the effects
+// to run first. The Rollout workflow runs them and feeds back what happened, so every decision
+// (the gates before a wave, the approvals, a pause, an abort, a supersede, what a failed wave
+// reverts, how the rollout ends) is here, pure, and table-tested.
 //
 // The rollout, step by step:
 //
 //  1. Load the plan at the commit.
-//  2. Before each wave (a safe point: a pause holds here, a stop ends the rollout here):
-//     evaluate the policies until they allow the wave (a wait sleeps on a durable timer, a
-//     deny fails the rollout); if the wave needs approval, ask its approvers and wait for the
-//     quorum, a rejection or the timeout (onTimeout pause holds the rollout and asks again on
-//     resume); after an approval, evaluate the policies again, since it may have taken hours.
-//  3. Run the wave (its own runbook, NextWave) as a child workflow.
-//  4. A failed wave, or one that ended without a verdict, is reverted by the plan's rollback
+//  2. Walk each wave's gates (Gates) with a cursor (Cursor): the policies' look, the approval,
+//     the policies' second look after it (it may have taken hours), then the wave itself. A
+//     wait of the policies sleeps on a durable timer, a deny fails the rollout; an approval
+//     waits for the quorum, a rejection or the timeout (onTimeout pause holds the rollout and
+//     asks again on resume).
+//  3. Wherever the cursor stands there is one safe point (safe): a stop ends the rollout
+//     before the cursor's wave, a pause holds it at the cursor, and resuming goes back to the
+//     gate the cursor is at.
+//  4. The wave runs (its own runbook, Wave.Next) as a child workflow.
+//  5. A failed wave, or one that ended without a verdict, is reverted by the plan's rollback
 //     scope, and the rollout fails. An operator's rollback reverts every site the rollout
 //     promoted; an abort leaves them; a supersede ends the rollout at the safe point, not
 //     failed, so the newer commit goes next.
@@ -34,13 +37,13 @@ import (
 // effects (the state, the Slack thread, the running wave); the step in progress ends early
 // when Interrupted says so, and the workflow feeds back Woke.
 
-// Phase is where a rollout's runbook stands.
+// Phase is the step a rollout's runbook runs.
 type Phase string
 
 // Phases of a rollout.
 const (
 	PhaseLoad      Phase = "Load"      // loading the plan at the commit
-	PhaseHold      Phase = "Hold"      // paused at a safe point; Then says what comes after
+	PhaseHold      Phase = "Hold"      // paused at the cursor, until resumed or stopped
 	PhasePolicy    Phase = "Policy"    // the policies are evaluated before the wave
 	PhaseWait      Phase = "Wait"      // the policies made the wave wait until a time
 	PhaseApprovers Phase = "Approvers" // resolving the wave's approver groups
@@ -50,16 +53,25 @@ const (
 	PhaseDone      Phase = "Done"
 )
 
-// Hold is what a paused rollout goes on with once resumed.
-type Hold string
+// Gate is one of the gates a wave passes, in order (Rollout.Gates).
+type Gate string
 
-// Holds.
+// Gates of a wave.
 const (
-	holdBeforeWave Hold = "before-wave" // the safe point before a wave
-	holdPolicy     Hold = "policy"      // evaluate the policies again
-	holdApproved   Hold = "approved"    // start the approved wave (after the policies' second look)
-	holdApproval   Hold = "approval"    // ask for the approval again (onTimeout pause)
+	GatePolicy   Gate = "Policy"   // the policies' look before the wave (plans with policies)
+	GateApproval Gate = "Approval" // the approval request (waves that need one)
+	GateRecheck  Gate = "Recheck"  // the policies' second look, after the approval
+	GateRun      Gate = "Run"      // the wave itself
 )
+
+// Cursor is where the runbook stands: at gate Gate of wave Wave. Entered says the gate's step
+// ran there at least once (the policies looked, the approval was asked): coming back to an
+// entered gate, after a wait or a pause, asks again.
+type Cursor struct {
+	Wave    int
+	Gate    Gate
+	Entered bool `json:",omitempty"`
+}
 
 // AfterRevert is what a rollout goes on with once its revert is done.
 type AfterRevert string
@@ -69,6 +81,16 @@ const (
 	afterWave AfterRevert = "wave" // end after a failed wave
 	afterStop AfterRevert = "stop" // end an operator's rollback, or the watch's failure
 )
+
+// Reverting is the revert in progress: the sets to revert in order, the index of the current
+// one, and what comes after. Late is true while an unsettled wave's sites are reverted a
+// second time.
+type Reverting struct {
+	Sets []rollout.RevertSet
+	Next int
+	Then AfterRevert
+	Late bool `json:",omitempty"`
+}
 
 // Rollout is a rollout's state in Next.
 type Rollout struct {
@@ -80,17 +102,11 @@ type Rollout struct {
 	Message  string
 	Policies bool
 
+	// Phase is the step in progress, At the gate it serves; Waits counts the policies'
+	// waits in a row at that gate.
 	Phase Phase
-	// Wave is the index of the wave the runbook is at; Pass is 0 for the policies' look
-	// before a wave's approval, 1 after it; Waits counts the policies' waits in a row.
-	Wave  int
-	Pass  int
+	At    Cursor
 	Waits int
-	// Then is what a hold goes on with; After what a revert does;
-	// Late is true while an unsettled wave's sites are reverted a second time.
-	Then  Hold
-	After AfterRevert
-	Late  bool
 	// ResumeState is the state a paused rollout resumes to.
 	ResumeState rollout.State
 	// Stop says why the rollout stops early, once an operator (or a newer commit) asked;
@@ -100,215 +116,17 @@ type Rollout struct {
 	// Kept are the votes of an approval request that expired under onTimeout pause, carried
 	// to the request made on resume.
 	Kept []rollout.Vote
-	// Failure is why the rollout fails once its revert is done; Reverts the sets to revert,
-	// Revert the index of the one in progress.
-	Failure string
-	// FailCause is Failure's code (Status.Cause) once a wave failed.
+	// Failure is why the rollout fails once its revert is done, FailCause its code
+	// (Status.Cause) once a wave failed; Revert is the revert in progress.
+	Failure   string
 	FailCause string `json:",omitempty"`
-	Reverts   []rollout.RevertSet
-	Revert    int
-	// Details is what the rollout is doing, in a sentence (the Temporal UI's current details).
-	Details string
+	Revert    Reverting
 	// Watching: the sites of every wave that succeeded stay observed until the rollout ends
 	// (plan health.watch: rollout), each wave by a watch of its own (versioned by the
 	// workflow: rollouts recorded before watched nothing once a wave ended). WatchWave is the
 	// wave where the watch saw a site degrade (Stop is StopWatch then).
 	Watching  bool `json:",omitempty"`
 	WatchWave int  `json:",omitempty"`
-}
-
-// Event is a fact the rollout's workflow observed.
-type Event interface{ event() }
-
-// Started starts the runbook.
-type Started struct{ At time.Time }
-
-// PlanLoaded is the plan at the commit. Policies is true when the commit holds Rego files.
-type PlanLoaded struct {
-	At       time.Time
-	Plan     *rollout.Plan
-	Commit   string
-	Subject  string
-	Author   string
-	Message  string
-	Policies bool
-	// Simulated: the worker's sites are a simulated fleet.
-	Simulated bool
-}
-
-// PolicyDecided is the policies' decision before the current wave.
-type PolicyDecided struct {
-	At       time.Time
-	Decision rollout.PolicyDecision
-}
-
-// ApproversResolved is who may vote on the current wave: the members of its groups now, and
-// their handles' Slack IDs; Unresolved says which groups could not be resolved, and why. Err
-// says why none could: then only the plan's user IDs may vote (fail closed).
-type ApproversResolved struct {
-	At         time.Time
-	Members    []string
-	Unresolved []string
-	IDs        map[string]string
-	Err        string
-}
-
-// Woke says a waiting step ended: its timer fired, or Interrupted said it should end.
-type Woke struct{ At time.Time }
-
-// WaveEnded says the current wave's workflow ended: with its final status (Status) and, when
-// it failed, why (Failed); or, when it ended without a verdict (terminated, timed out, reset),
-// Lost says how, and the wave's status is what its progress reports said.
-type WaveEnded struct {
-	At     time.Time
-	Status *rollout.WaveStatus
-	Failed string
-	Lost   string
-}
-
-// Reverted is what the revert in progress did; Err says why it failed as a whole.
-type Reverted struct {
-	At    time.Time
-	Sites []Reversion
-	Err   string
-}
-
-// Controlled is an operator's control (ControlPause, ControlResume, ControlAbort,
-// ControlRollback), or the fleet's ControlSupersede, accepted by the workflow.
-type Controlled struct{ Control rollout.Control }
-
-// VoteCast is an accepted vote on a wave's approval ("" for the wave asked last).
-type VoteCast struct {
-	Wave string
-	Vote rollout.Vote
-}
-
-// WaveProgressed is a change the running wave reported.
-type WaveProgressed struct{ Change rollout.WaveChange }
-
-// Cancelled says the workflow was cancelled in Temporal.
-type Cancelled struct{ At time.Time }
-
-// WatchDegraded says the watch of a wave that succeeded saw one of its sites degrade.
-type WatchDegraded struct {
-	At      time.Time
-	Wave    string
-	Site    string
-	Message string
-}
-
-func (Started) event()           {}
-func (PlanLoaded) event()        {}
-func (PolicyDecided) event()     {}
-func (ApproversResolved) event() {}
-func (Woke) event()              {}
-func (WaveEnded) event()         {}
-func (Reverted) event()          {}
-func (Controlled) event()        {}
-func (VoteCast) event()          {}
-func (WaveProgressed) event()    {}
-func (Cancelled) event()         {}
-func (WatchDegraded) event()     {}
-func (StepFailed) event()        {}
-
-// More controls, beside the wave's: a rollback (the rollout stops and reverts every site it
-// promoted; its running wave is aborted) and a supersede (a newer commit goes next).
-const (
-	ControlRollback  ControlAction = "rollback"
-	ControlSupersede ControlAction = "supersede"
-)
-
-// RolloutCommand is what the rollout's workflow must do. Next returns effects, to run at once
-// and in order, then at most one step, the last: what the workflow runs until its event.
-type RolloutCommand interface{ rolloutCommand() }
-
-// Effects.
-type (
-	// SetState publishes the rollout's state (and current wave) as search attributes.
-	SetState struct {
-		State rollout.State
-		Wave  string
-	}
-	// StartThread opens the rollout's Slack thread in the channel.
-	StartThread struct{ Channel string }
-	// PostEvent adds an event to the Slack thread.
-	PostEvent struct{ Event rollout.Event }
-	// ForwardControl passes a control on to the running wave, if any.
-	ForwardControl struct{ Action ControlAction }
-	// WatchSites starts the watch over the sites of wave Index, which succeeded: WatchDegraded
-	// when one of them degrades.
-	WatchSites struct{ Index int }
-	// StopWatches ends every watch: the rollout is reverting or ending.
-	StopWatches struct{}
-)
-
-// Steps.
-type (
-	// LoadPlan loads the plan at the commit: PlanLoaded, or StepFailed.
-	LoadPlan struct{}
-	// EvaluatePolicies asks the policies about wave Wave: PolicyDecided, or StepFailed.
-	EvaluatePolicies struct {
-		Wave    int
-		Input   rollout.PolicyInput
-		MinSoak time.Duration
-	}
-	// WaitUntil sleeps on a durable timer until At, or until Interrupted: Woke.
-	WaitUntil struct{ At time.Time }
-	// ResolveApprovers resolves the approval's groups to their members: ApproversResolved.
-	ResolveApprovers struct{ Groups []string }
-	// AwaitVotes waits Timeout for the approval to be decided, or until Interrupted: Woke.
-	// Remind, when set, is when to post Reminder (an EventApprovalReminder) while it waits.
-	AwaitVotes struct {
-		Timeout  time.Duration
-		Remind   time.Time     `json:",omitzero"`
-		Reminder rollout.Event `json:",omitzero"`
-	}
-	// RunWave runs wave Index as a child workflow: WaveEnded.
-	RunWave struct{ Index int }
-	// RevertWave reverts the set's sites and waits until they applied it: Reverted.
-	RevertWave struct {
-		Set    rollout.RevertSet
-		Reason string
-	}
-	// RevertLate waits until a promotion of an unsettled wave still in flight has landed or
-	// can no longer land, then reverts the set again: Reverted.
-	RevertLate struct {
-		Set    rollout.RevertSet
-		Reason string
-	}
-	// FinishRollout ends the workflow in State: Succeeded or Superseded end it well; Failed,
-	// Aborted and RolledBack end it with an error saying Reason.
-	FinishRollout struct {
-		State  rollout.State
-		Reason string
-	}
-)
-
-func (SetState) rolloutCommand()         {}
-func (WatchSites) rolloutCommand()       {}
-func (StopWatches) rolloutCommand()      {}
-func (StartThread) rolloutCommand()      {}
-func (PostEvent) rolloutCommand()        {}
-func (ForwardControl) rolloutCommand()   {}
-func (LoadPlan) rolloutCommand()         {}
-func (EvaluatePolicies) rolloutCommand() {}
-func (WaitUntil) rolloutCommand()        {}
-func (ResolveApprovers) rolloutCommand() {}
-func (AwaitVotes) rolloutCommand()       {}
-func (HoldPaused) rolloutCommand()       {}
-func (RunWave) rolloutCommand()          {}
-func (RevertWave) rolloutCommand()       {}
-func (RevertLate) rolloutCommand()       {}
-func (FinishRollout) rolloutCommand()    {}
-
-// IsStep reports whether c is a step (the workflow runs it until its event) rather than an
-// effect.
-func IsStep(c RolloutCommand) bool {
-	switch c.(type) {
-	case SetState, StartThread, PostEvent, ForwardControl, WatchSites, StopWatches:
-		return false
-	}
-	return true
 }
 
 // MaxPolicyWaits bounds how often the policies may make one wave wait: settings that can never
@@ -320,13 +138,40 @@ func NewRollout(id, fleet, commit string) Rollout {
 	return Rollout{Status: rollout.Status{Rollout: id, Fleet: fleet, Commit: commit}, Phase: PhaseLoad}
 }
 
-// turn is one call of Next: the state it builds and the commands it returns.
-type turn struct {
-	r    Rollout
-	cmds []RolloutCommand
+// Gates lists the gates of wave i, in the order the cursor walks them: the policies' look
+// when the plan has policies; the approval, then the policies' second look, when the wave
+// needs an approval; the wave itself.
+func (r Rollout) Gates(i int) []Gate {
+	gates := make([]Gate, 0, 4)
+	approval := r.Plan.Waves[i].Approval != nil
+	if r.Policies {
+		gates = append(gates, GatePolicy)
+	}
+	if approval {
+		gates = append(gates, GateApproval)
+	}
+	if approval && r.Policies {
+		gates = append(gates, GateRecheck)
+	}
+	return append(gates, GateRun)
 }
 
-func (s *turn) emit(c ...RolloutCommand) { s.cmds = append(s.cmds, c...) }
+// turn is one call of Next: the state it builds, the effects and the step it returns.
+type turn struct {
+	r       Rollout
+	effects []Effect
+	step    Step
+}
+
+func (s *turn) emit(e ...Effect) { s.effects = append(s.effects, e...) }
+
+// run sets the step Next returns; the runbook asks for at most one per event.
+func (s *turn) run(c Step) {
+	if s.step != nil {
+		panic(fmt.Sprintf("rollout: a second step %T after %T", c, s.step))
+	}
+	s.step = c
+}
 
 func (s *turn) setState(st rollout.State) {
 	s.r.Status.State = st
@@ -337,11 +182,11 @@ func (s *turn) note(kind, wave string) {
 	s.emit(PostEvent{Event: rollout.Event{Kind: kind, Wave: wave}})
 }
 
-// Next folds one event into the rollout's state and returns the commands to run: effects,
-// then at most one step. Controls, votes and progress reports return effects only; the step
-// in progress goes on, or ends early when Interrupted says so. Next is pure and never changes
-// the state it is given.
-func Next(r Rollout, e Event) (Rollout, []RolloutCommand) {
+// Next folds one event into the rollout's state and returns the new state, the step to run
+// (nil: the step in progress goes on) and the effects to run first, in order. Controls, votes
+// and progress reports return effects only; the step in progress goes on, or ends early when
+// Interrupted says so. Next is pure and never changes the state it is given.
+func (r Rollout) Next(e Event) (Rollout, Step, []Effect) {
 	r.Status.Waves = slices.Clone(r.Status.Waves)
 	r.Status.Controls = slices.Clone(r.Status.Controls)
 	s := &turn{r: r}
@@ -355,8 +200,7 @@ func Next(r Rollout, e Event) (Rollout, []RolloutCommand) {
 		s.r.Status.StartedAt = e.At
 		s.r.Phase = PhaseLoad
 		s.setState(rollout.StateLoading)
-		s.r.Details = "Loading the plan at " + rollout.Short(s.r.Status.Commit)
-		s.emit(LoadPlan{})
+		s.run(LoadPlan{})
 	case PlanLoaded:
 		s.loaded(e)
 	case StepFailed:
@@ -394,7 +238,7 @@ func Next(r Rollout, e Event) (Rollout, []RolloutCommand) {
 	default:
 		panic(fmt.Sprintf("rollout: unknown rollout event %T", e))
 	}
-	return s.r, s.cmds
+	return s.r, s.step, s.effects
 }
 
 // awaitedIn returns the phases in which e answers the step in progress; ok is false for events
@@ -419,108 +263,7 @@ func awaitedIn(e Event) (phases []Phase, ok bool) {
 	return nil, false
 }
 
-// Interrupted reports whether the waiting step c should end now, before its timer: a stop
-// ends every wait, a resume ends a hold, a decision ends the wait for votes.
-func (r Rollout) Interrupted(c RolloutCommand) bool {
-	if r.Stop != rollout.StopNone {
-		return true
-	}
-	switch c.(type) {
-	case HoldPaused:
-		return r.Status.State != rollout.StatePaused
-	case AwaitVotes:
-		a := r.Status.Waves[r.Wave].Approval
-		return a != nil && a.Outcome != ""
-	}
-	return false
-}
-
-// Ending reports whether the rollout takes no more controls or votes: it ended, it is rolling
-// back, or an operator (or a newer commit) stopped it.
-func (r Rollout) Ending() bool {
-	return r.Status.State.Done() || r.Status.State == rollout.StateRollingBack || r.Stop != rollout.StopNone
-}
-
-// CheckControl returns why a control must be refused now, or nil.
-func (r Rollout) CheckControl(action ControlAction) error {
-	switch {
-	case r.Ending():
-		return fmt.Errorf("rollout %s is ending (%s): nothing to %s", r.Status.Rollout, r.Status.State, action)
-	case action == ControlPause && r.Status.State == rollout.StatePaused:
-		return fmt.Errorf("rollout %s is already paused", r.Status.Rollout)
-	case action == ControlResume && r.Status.State != rollout.StatePaused:
-		return fmt.Errorf("rollout %s is not paused (%s)", r.Status.Rollout, r.Status.State)
-	}
-	return nil
-}
-
-// ControlMessage says what an accepted control does.
-func ControlMessage(action ControlAction) string {
-	switch action {
-	case ControlPause:
-		return "paused: no new batch or wave starts until resume; health checks and automatic reverts go on"
-	case ControlResume:
-		return "resumed"
-	case ControlRollback:
-		return "rolling back: promotion stops at the next safe point, then every promoted site is reverted"
-	}
-	return "aborting: promotion stops at the next safe point; promoted sites stay as they are"
-}
-
-// CheckVote returns why a vote by user on wave ("" for the wave asked last) must be refused
-// at now, or nil.
-func (r Rollout) CheckVote(wave, user string, now time.Time) error {
-	switch {
-	case r.Plan == nil:
-		return fmt.Errorf("rollout %s has not loaded its plan yet: nothing to vote on", r.Status.Rollout)
-	case r.Ending():
-		return fmt.Errorf("rollout %s is ending (%s): nothing to vote on", r.Status.Rollout, r.Status.State)
-	}
-	i, err := r.VoteWave(wave)
-	if err != nil {
-		return err
-	}
-	ws := r.Status.Waves[i]
-	return ws.Approval.CheckVote(ws.Name, user, now)
-}
-
-// VoteWave finds the wave a vote is for: the named one, or the one whose approval was asked
-// for last (open, or saying why it no longer is).
-func (r Rollout) VoteWave(name string) (int, error) {
-	if name == "" {
-		if i, ok := r.Status.ApprovalWave(); ok {
-			return i, nil
-		}
-		return -1, fmt.Errorf("no wave of rollout %s is waiting for approval", r.Status.Rollout)
-	}
-	if r.Plan == nil {
-		return -1, fmt.Errorf("rollout %s has not loaded its plan yet", r.Status.Rollout)
-	}
-	w, i, ok := r.Plan.Wave(name)
-	switch {
-	case !ok:
-		return -1, fmt.Errorf("rollout %s has no wave %q", r.Status.Rollout, name)
-	case w.Approval == nil:
-		return -1, fmt.Errorf("wave %s of rollout %s needs no approval", name, r.Status.Rollout)
-	case r.Status.Waves[i].Approval == nil:
-		return -1, fmt.Errorf("wave %s of rollout %s is not waiting for approval yet (%s)", name, r.Status.Rollout, r.Status.Waves[i].State)
-	}
-	return i, nil
-}
-
-// PolicyInput is what the policies see before wave i at now.
-func (r Rollout) PolicyInput(i int, now time.Time) rollout.PolicyInput {
-	return rollout.PolicyInput{
-		Rollout: rollout.PolicyRollout{ID: r.Status.Rollout, Fleet: r.Status.Fleet, Commit: r.Status.Commit,
-			Author: r.Author, Message: r.Message, StartedAt: r.Status.StartedAt},
-		Wave:          r.Plan.PolicyWave(i),
-		PreviousWaves: rollout.PolicyHistory(r.Status.Waves[:i]),
-		Approvals:     rollout.PolicyApprovals(r.Status.Waves),
-		Now:           now,
-	}
-}
-
-func (s *turn) wave() *rollout.WaveStatus { return &s.r.Status.Waves[s.r.Wave] }
+func (s *turn) wave() *rollout.WaveStatus { return &s.r.Status.Waves[s.r.At.Wave] }
 
 // approval returns wave i's approval request, as a copy the step may change.
 func (s *turn) approval(i int) *rollout.ApprovalStatus {
@@ -557,119 +300,148 @@ func (s *turn) failed(e StepFailed) {
 	case PhaseLoad:
 		s.fail(e.At, rollout.CauseLoadFailed, "load plan: "+e.Message)
 	case PhasePolicy:
-		s.fail(e.At, rollout.CausePolicyFailed, fmt.Sprintf("policy check before wave %s: %s", s.r.Plan.Waves[s.r.Wave].Name, e.Message))
+		s.fail(e.At, rollout.CausePolicyFailed, fmt.Sprintf("policy check before wave %s: %s", s.r.Plan.Waves[s.r.At.Wave].Name, e.Message))
 	default:
 		s.fail(e.At, rollout.CauseStepFailed, e.Message)
 	}
 }
 
-// beforeWave is the safe point before wave i: a pause holds here, a stop ends the rollout here.
+// The gates, walked by the cursor.
+
+// beforeWave puts the cursor at the first gate of wave i (or ends the rollout after the last
+// wave), at the safe point.
 func (s *turn) beforeWave(now time.Time, i int) {
 	r := &s.r
-	r.Wave, r.Pass, r.Waits = i, 0, 0
 	if i == len(r.Plan.Waves) {
+		r.At.Wave, r.Waits = i, 0
 		s.succeed(now)
 		return
 	}
-	if r.Status.State == rollout.StatePaused {
-		r.Details = fmt.Sprintf("Paused before wave %s: waiting for resume", r.Plan.Waves[i].Name)
-		s.hold(holdBeforeWave)
-		return
-	}
-	s.atWave(now)
+	r.At, r.Waits = Cursor{Wave: i, Gate: r.Gates(i)[0]}, 0
+	s.at(now)
 }
 
-// atWave goes on at the safe point before the current wave, not paused.
-func (s *turn) atWave(now time.Time) {
+// pass moves the cursor past the gate it is at, to the wave's next one, at the safe point.
+func (s *turn) pass(now time.Time) {
 	r := &s.r
-	if r.Stop != rollout.StopNone {
-		s.stopBeforeWave(now)
-		return
+	gates := r.Gates(r.At.Wave)
+	next := gates[slices.Index(gates, r.At.Gate)+1]
+	r.At, r.Waits = Cursor{Wave: r.At.Wave, Gate: next}, 0
+	s.at(now)
+}
+
+// at is the safe point at the cursor, then the gate's step.
+func (s *turn) at(now time.Time) {
+	if s.safe(now) {
+		s.enter(now)
 	}
-	r.Status.Wave = r.Plan.Waves[r.Wave].Name
-	s.policy(now)
 }
 
-func (s *turn) hold(then Hold) {
-	s.r.Phase, s.r.Then = PhaseHold, then
-	s.emit(HoldPaused{})
+// safe is the one safe point, wherever the cursor stands: a stop ends the rollout before the
+// cursor's wave (stopAt), a pause holds the rollout at the cursor until resumed; it reports
+// whether the runbook may go on.
+func (s *turn) safe(now time.Time) bool {
+	switch {
+	case s.r.Stop != rollout.StopNone:
+		s.stopAt(now)
+		return false
+	case s.r.Status.State == rollout.StatePaused:
+		s.hold()
+		return false
+	}
+	return true
 }
 
-// policy asks the policies about the current wave, unless the plan has none.
-func (s *turn) policy(now time.Time) {
+// enter runs the step of the gate at the cursor.
+func (s *turn) enter(now time.Time) {
 	r := &s.r
-	if !r.Policies {
-		s.policyPassed(now)
-		return
+	r.Status.Wave = r.Plan.Waves[r.At.Wave].Name
+	switch r.At.Gate {
+	case GatePolicy, GateRecheck:
+		if r.At.Entered {
+			r.Waits++ // asked again: after a wait, or a pause
+		}
+		r.At.Entered = true
+		r.Phase = PhasePolicy
+		s.run(EvaluatePolicies{Wave: r.At.Wave, Input: r.PolicyInput(r.At.Wave, now), MinSoak: r.Plan.MinSoakFor(r.Plan.Waves[r.At.Wave])})
+	case GateApproval:
+		if a := s.wave().Approval; r.At.Entered && a != nil && a.Outcome == rollout.ApprovalApproved {
+			// Approved (and held by a pause since): on to the policies' second look.
+			s.wave().State = rollout.StatePending
+			s.pass(now)
+			return
+		}
+		if !r.At.Entered {
+			r.Kept = nil
+		}
+		r.At.Entered = true
+		s.requestApproval(now)
+	case GateRun:
+		s.startWave(now)
 	}
-	r.Phase = PhasePolicy
-	s.emit(EvaluatePolicies{Wave: r.Wave, Input: r.PolicyInput(r.Wave, now), MinSoak: r.Plan.MinSoakFor(r.Plan.Waves[r.Wave])})
 }
 
-// policyHeld puts the wave back as it was when the rollout stops while the policies hold it.
-func (s *turn) policyHeld(now time.Time) {
+// stopAt ends a stopped rollout at the cursor, before its wave, putting the wave back as it
+// was before its gates: the policies' verdict or an expired request no longer holds it.
+func (s *turn) stopAt(now time.Time) {
 	ws := s.wave()
-	ws.State, ws.Message = rollout.StatePending, ""
+	switch at := s.r.At; {
+	case !at.Entered:
+	case at.Gate == GatePolicy || at.Gate == GateRecheck:
+		ws.State, ws.Message = rollout.StatePending, ""
+	case at.Gate == GateApproval:
+		ws.State = rollout.StatePending
+	}
 	s.stopBeforeWave(now)
+}
+
+func (s *turn) hold() {
+	s.r.Phase = PhaseHold
+	s.run(HoldPaused{})
 }
 
 func (s *turn) decided(e PolicyDecided) {
 	r := &s.r
-	wave := r.Plan.Waves[r.Wave]
+	wave := r.Plan.Waves[r.At.Wave]
 	ws := s.wave()
 	d := e.Decision
 	ws.Policy = &d
-	if r.Stop != rollout.StopNone {
-		s.policyHeld(e.At)
-		return
-	}
-	if d.Outcome == rollout.PolicyWait && r.Waits >= MaxPolicyWaits {
-		d.Outcome, d.Deny = rollout.PolicyDeny, []string{fmt.Sprintf("the policies made wave %s wait %d times in a row without letting it start (last: %s)",
-			wave.Name, r.Waits, strings.Join(d.Reasons, "; "))}
-	}
-	switch d.Outcome {
-	case rollout.PolicyAllow:
-		if r.Status.State == rollout.StatePaused {
-			// Paused while the policies were evaluated: hold, then ask them again.
-			s.hold(holdPolicy)
+	if r.Stop == rollout.StopNone {
+		if d.Outcome == rollout.PolicyWait && r.Waits >= MaxPolicyWaits {
+			d.Outcome, d.Deny = rollout.PolicyDeny, []string{fmt.Sprintf("the policies made wave %s wait %d times in a row without letting it start (last: %s)",
+				wave.Name, r.Waits, strings.Join(d.Reasons, "; "))}
+		}
+		switch d.Outcome {
+		case rollout.PolicyDeny:
+			ws.State = rollout.StatePending
+			ws.Message = "denied by policy: " + strings.Join(d.Deny, "; ")
+			s.fail(e.At, rollout.CausePolicyDenied, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
+			return
+		case rollout.PolicyWait:
+			ws.State = rollout.StateWaiting
+			ws.Message = fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; "))
+			if r.Status.State != rollout.StatePaused {
+				s.setState(rollout.StateWaiting)
+			}
+			r.Phase = PhaseWait
+			s.run(WaitUntil{At: d.WaitUntil})
 			return
 		}
-		ws.State, ws.Message = rollout.StatePending, ""
-		s.policyPassed(e.At)
-		return
-	case rollout.PolicyDeny:
-		ws.State = rollout.StatePending
-		ws.Message = "denied by policy: " + strings.Join(d.Deny, "; ")
-		s.fail(e.At, rollout.CausePolicyDenied, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
+	}
+	// Allowed; a pause while the policies were evaluated holds the wave here, and they are
+	// asked again on resume.
+	if !s.safe(e.At) {
 		return
 	}
-	ws.State = rollout.StateWaiting
-	ws.Message = fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; "))
-	if r.Status.State != rollout.StatePaused {
-		s.setState(rollout.StateWaiting)
-	}
-	r.Details = fmt.Sprintf("Wave %d/%d %s %s", r.Wave+1, len(r.Plan.Waves), wave.Name, ws.Message)
-	r.Phase = PhaseWait
-	s.emit(WaitUntil{At: d.WaitUntil})
-}
-
-// policyPassed goes on after the policies allowed the current wave: to its approval on the
-// first look, to the wave itself after the second (or when it needs no approval).
-func (s *turn) policyPassed(now time.Time) {
-	r := &s.r
-	if r.Pass == 0 && r.Plan.Waves[r.Wave].Approval != nil {
-		r.Kept = nil
-		s.requestApproval(now)
-		return
-	}
-	s.startWave(now)
+	ws.State, ws.Message = rollout.StatePending, ""
+	s.pass(e.At)
 }
 
 func (s *turn) requestApproval(now time.Time) {
-	a := s.r.Plan.Waves[s.r.Wave].Approval
+	a := s.r.Plan.Waves[s.r.At.Wave].Approval
 	if groups := a.Groups(); len(groups) > 0 {
 		s.r.Phase = PhaseApprovers
-		s.emit(ResolveApprovers{Groups: groups})
+		s.run(ResolveApprovers{Groups: groups})
 		return
 	}
 	s.resolved(ApproversResolved{At: now})
@@ -679,7 +451,7 @@ func (s *turn) requestApproval(now time.Time) {
 // group that could not be resolved adds nobody: fail closed.
 func (s *turn) resolved(e ApproversResolved) {
 	r := &s.r
-	wave := r.Plan.Waves[r.Wave]
+	wave := r.Plan.Waves[r.At.Wave]
 	a := wave.Approval
 	members, unresolved, ids := slices.Clone(e.Members), e.Unresolved, e.IDs
 	if e.Err != "" {
@@ -706,7 +478,6 @@ func (s *turn) resolved(e ApproversResolved) {
 	if r.Status.State != rollout.StatePaused {
 		s.setState(rollout.StateApproval)
 	}
-	r.Details = fmt.Sprintf("Wave %d/%d %s %s (approvers: %s)", r.Wave+1, len(r.Plan.Waves), wave.Name, ws.Message, strings.Join(a.Approvers, ", "))
 	s.note(rollout.EventApprovalRequested, wave.Name)
 	if ws.Approval.Outcome == "" {
 		r.Phase = PhaseApproval
@@ -715,7 +486,7 @@ func (s *turn) resolved(e ApproversResolved) {
 			wait.Remind = ws.Approval.ExpiresAt.Add(-a.RemindBefore)
 			wait.Reminder = rollout.Event{Kind: rollout.EventApprovalReminder, Wave: wave.Name}
 		}
-		s.emit(wait)
+		s.run(wait)
 		return
 	}
 	s.approvalDecided(e.At)
@@ -724,19 +495,14 @@ func (s *turn) resolved(e ApproversResolved) {
 // approvalDecided goes on once the request is decided: approved, rejected, expired or unmet.
 func (s *turn) approvalDecided(now time.Time) {
 	r := &s.r
-	wave := r.Plan.Waves[r.Wave]
+	wave := r.Plan.Waves[r.At.Wave]
 	a := wave.Approval
 	ws := s.wave()
 	ws.Message = ws.Approval.Summary()
 	s.note(rollout.EventApprovalDecided, wave.Name)
 	switch ws.Approval.Outcome {
 	case rollout.ApprovalApproved:
-		if r.Status.State == rollout.StatePaused {
-			// A pause holds the approved wave.
-			s.hold(holdApproved)
-			return
-		}
-		s.approved(now)
+		s.at(now) // the gate passes at its safe point
 		return
 	case rollout.ApprovalRejected:
 		ws.State = rollout.StatePending
@@ -760,6 +526,7 @@ func (s *turn) approvalDecided(now time.Time) {
 		s.fail(now, cause, why)
 		return
 	}
+	// onTimeout pause: the runbook pauses itself at the gate and asks again on resume.
 	r.Kept = slices.Clone(ws.Approval.Votes)
 	c := rollout.Control{Action: string(ControlPause), By: "fleetwave", At: now, Reason: why + "; resume to ask again"}
 	r.Status.Controls = append(r.Status.Controls, c)
@@ -768,19 +535,7 @@ func (s *turn) approvalDecided(now time.Time) {
 		s.setState(rollout.StatePaused)
 	}
 	ws.Message = c.Reason
-	r.Details = "Paused: " + c.Reason
-	s.hold(holdApproval)
-}
-
-// approved goes on with an approved wave: the policies look again.
-func (s *turn) approved(now time.Time) {
-	s.wave().State = rollout.StatePending
-	if s.r.Stop != rollout.StopNone {
-		s.stopBeforeWave(now)
-		return
-	}
-	s.r.Pass, s.r.Waits = 1, 0
-	s.policy(now)
+	s.hold()
 }
 
 // approvalHeld closes the request of a rollout that stopped while it was open.
@@ -817,74 +572,41 @@ func (s *turn) woke(now time.Time) {
 	r := &s.r
 	switch r.Phase {
 	case PhaseWait:
-		if r.Stop != rollout.StopNone {
-			s.policyHeld(now)
-			return
-		}
-		if r.Status.State == rollout.StatePaused {
-			s.hold(holdPolicy)
-			return
-		}
-		r.Waits++
-		s.policy(now)
+		s.at(now) // the policies are asked again
 	case PhaseApproval:
 		if r.Stop != rollout.StopNone {
 			s.approvalHeld(now)
 			return
 		}
-		if a := s.approval(r.Wave); a.Outcome == "" {
+		if a := s.approval(r.At.Wave); a.Outcome == "" {
 			a.Outcome = rollout.ApprovalExpired
 		}
 		s.approvalDecided(now)
 	case PhaseHold:
 		if r.Status.State == rollout.StatePaused && r.Stop == rollout.StopNone {
-			s.emit(HoldPaused{})
+			s.hold()
 			return
 		}
-		switch r.Then {
-		case holdBeforeWave:
-			s.atWave(now)
-		case holdPolicy:
-			if r.Stop != rollout.StopNone {
-				s.policyHeld(now)
-				return
-			}
-			r.Waits++
-			s.policy(now)
-		case holdApproved:
-			s.approved(now)
-		case holdApproval:
-			if r.Stop != rollout.StopNone {
-				s.wave().State = rollout.StatePending
-				s.stopBeforeWave(now)
-				return
-			}
-			s.requestApproval(now)
-		}
+		s.at(now)
 	}
 }
 
-// startWave runs the current wave, unless the rollout was stopped at this safe point.
+// startWave runs the wave at the cursor.
 func (s *turn) startWave(now time.Time) {
 	r := &s.r
-	if r.Stop != rollout.StopNone {
-		s.stopBeforeWave(now)
-		return
-	}
-	wave := r.Plan.Waves[r.Wave]
+	wave := r.Plan.Waves[r.At.Wave]
 	s.setState(rollout.StatePromoting)
-	r.Details = fmt.Sprintf("Wave %d/%d %s: %s", r.Wave+1, len(r.Plan.Waves), wave.Name, rollout.Count(len(wave.Sites), "site"))
 	s.wave().State = rollout.StatePromoting
 	s.note(rollout.EventWaveStarted, wave.Name)
 	r.Phase = PhaseWave
-	s.emit(RunWave{Index: r.Wave})
+	s.run(RunWave{Index: r.At.Wave})
 }
 
 // waveEnded takes the wave's verdict: a failed wave (or one that ended without a verdict) is
 // reverted by the plan's rollback scope, and the rollout fails; otherwise the next wave comes.
 func (s *turn) waveEnded(e WaveEnded) {
 	r := &s.r
-	wave := r.Plan.Waves[r.Wave]
+	wave := r.Plan.Waves[r.At.Wave]
 	ws := s.wave()
 	reason := e.Failed
 	switch {
@@ -905,11 +627,11 @@ func (s *turn) waveEnded(e WaveEnded) {
 	}
 	s.note(rollout.EventWaveFinished, wave.Name)
 	r.Failure, r.FailCause = reason, waveCause(e, ws)
-	if reason == "" && ws.State == rollout.StateSucceeded && r.Watching && r.Plan.Health.WatchesRollout() && r.Stop == rollout.StopNone && r.Wave < len(r.Plan.Waves)-1 {
-		s.emit(WatchSites{Index: r.Wave})
+	if reason == "" && ws.State == rollout.StateSucceeded && r.Watching && r.Plan.Health.WatchesRollout() && r.Stop == rollout.StopNone && r.At.Wave < len(r.Plan.Waves)-1 {
+		s.emit(WatchSites{Index: r.At.Wave})
 	}
 	if reason != "" && r.Plan.Rollback.Automatic && r.Stop != rollout.StopRollback && r.Stop != rollout.StopWatch {
-		if s.revert(e.At, rollout.RevertOrder(r.Status.Waves, r.Wave, r.Plan.Rollback.Scope), reason, afterWave) {
+		if s.revert(e.At, rollout.RevertOrder(r.Status.Waves, r.At.Wave, r.Plan.Rollback.Scope), reason, afterWave) {
 			return
 		}
 	}
@@ -946,10 +668,10 @@ func (s *turn) afterWave(now time.Time) {
 		if reason != "" {
 			r.Status.Reason = strings.TrimSuffix(reason+"; "+r.Status.Reason, "; ")
 		}
-		s.stopped(now, r.Wave)
+		s.stopped(now, r.At.Wave)
 		return
 	}
-	s.beforeWave(now, r.Wave+1)
+	s.beforeWave(now, r.At.Wave+1)
 }
 
 // revert starts reverting the sets in order, then goes on with after; it returns false when
@@ -959,7 +681,7 @@ func (s *turn) revert(now time.Time, sets []rollout.RevertSet, reason string, af
 		return false
 	}
 	r := &s.r
-	r.Reverts, r.Revert, r.After, r.Failure = sets, 0, after, reason
+	r.Revert, r.Failure = Reverting{Sets: sets, Then: after}, reason
 	if r.Watching {
 		s.emit(StopWatches{})
 	}
@@ -971,19 +693,19 @@ func (s *turn) revert(now time.Time, sets []rollout.RevertSet, reason string, af
 
 func (s *turn) revertNext(now time.Time) {
 	r := &s.r
-	if r.Revert >= len(r.Reverts) {
-		r.Reverts, r.Revert = nil, 0
-		if r.After == afterStop {
+	if r.Revert.Next >= len(r.Revert.Sets) {
+		then := r.Revert.Then
+		r.Revert = Reverting{}
+		if then == afterStop {
 			s.stoppedFinal(now)
 			return
 		}
 		s.afterWave(now)
 		return
 	}
-	set := r.Reverts[r.Revert]
-	r.Details = fmt.Sprintf("Reverting %s in wave %s: %s", rollout.SitesLabel(set.Sites), set.Wave, r.Failure)
-	r.Late = false
-	s.emit(RevertWave{Set: set, Reason: r.Failure})
+	set := r.Revert.Sets[r.Revert.Next]
+	r.Revert.Late = false
+	s.run(RevertWave{Set: set, Reason: r.Failure})
 }
 
 // reverted records what the revert in progress did. In a wave that ended without a verdict,
@@ -991,19 +713,19 @@ func (s *turn) revertNext(now time.Time) {
 // still in flight can no longer land.
 func (s *turn) reverted(e Reverted) {
 	r := &s.r
-	set := r.Reverts[r.Revert]
+	set := r.Revert.Sets[r.Revert.Next]
 	wi := slices.IndexFunc(r.Status.Waves, func(w rollout.WaveStatus) bool { return w.Name == set.Wave })
 	ws := &r.Status.Waves[wi]
 	ws.Sites = slices.Clone(ws.Sites)
 	index := ws.SiteIndex()
 	timeout := r.Plan.Health.ConvergenceTimeout
-	late := r.Late
+	late := r.Revert.Late
 	switch {
 	case e.Err != "" && late:
 		r.Status.Reason = strings.TrimPrefix(r.Status.Reason+"; ", "; ") + fmt.Sprintf("second revert of wave %s failed: %s", ws.Name, e.Err)
 	case e.Err != "":
 		r.Status.Reason = fmt.Sprintf("revert of %s failed: %s", strings.Join(set.Sites, ", "), e.Err)
-		r.Revert++
+		r.Revert.Next++
 		s.revertNext(e.At)
 		return
 	case late:
@@ -1026,14 +748,13 @@ func (s *turn) reverted(e Reverted) {
 			}
 		}
 		if ws.Unsettled && len(again) > 0 {
-			r.Late = true
-			r.Details = fmt.Sprintf("Waiting for a promotion of wave %s that may still be in flight, to revert it too", ws.Name)
-			s.emit(RevertLate{Set: rollout.RevertSet{Wave: set.Wave, Sites: again}, Reason: r.Failure})
+			r.Revert.Late = true
+			s.run(RevertLate{Set: rollout.RevertSet{Wave: set.Wave, Sites: again}, Reason: r.Failure})
 			return
 		}
 	}
 	s.note(rollout.EventReverted, set.Wave)
-	r.Revert++
+	r.Revert.Next++
 	s.revertNext(e.At)
 }
 
@@ -1079,7 +800,7 @@ func (s *turn) vote(e VoteCast) {
 
 // stopBeforeWave ends a stopped rollout at the safe point before the current wave: the waves
 // before it ran, this one did not.
-func (s *turn) stopBeforeWave(now time.Time) { s.stopped(now, s.r.Wave-1) }
+func (s *turn) stopBeforeWave(now time.Time) { s.stopped(now, s.r.At.Wave-1) }
 
 // stopped ends a rollout that an operator aborted or rolled back, or a newer commit
 // superseded; last is the last wave that ran.
@@ -1091,7 +812,6 @@ func (s *turn) stopped(now time.Time, last int) {
 		r.Status.FinishedAt = now
 		s.setState(rollout.StateSuperseded)
 		r.Status.Cause = rollout.CauseSuperseded
-		r.Details = "Stopped: " + r.Stopper.Reason
 		s.finish(rollout.StateSuperseded, r.Status.Reason)
 		return
 	}
@@ -1131,7 +851,6 @@ func (s *turn) stoppedFinal(now time.Time) {
 	r.Status.Reason = reason
 	r.Status.FinishedAt = now
 	s.setState(final)
-	r.Details = "Stopped: " + reason
 	s.finish(final, reason)
 }
 
@@ -1144,7 +863,6 @@ func (s *turn) fail(now time.Time, cause, reason string) {
 	r.Status.Reason = reason
 	r.Status.FinishedAt = now
 	s.setState(rollout.StateFailed)
-	r.Details = "Failed: " + reason
 	s.finish(rollout.StateFailed, reason)
 }
 
@@ -1152,7 +870,6 @@ func (s *turn) succeed(now time.Time) {
 	r := &s.r
 	s.setState(rollout.StateSucceeded)
 	r.Status.FinishedAt = now
-	r.Details = fmt.Sprintf("Rolled out %s to %s", rollout.Short(r.Status.Commit), rollout.Count(len(r.Plan.Sites), "site"))
 	s.finish(rollout.StateSucceeded, "")
 }
 
@@ -1161,7 +878,7 @@ func (s *turn) finish(st rollout.State, reason string) {
 		s.emit(StopWatches{})
 	}
 	s.r.Phase = PhaseDone
-	s.emit(FinishRollout{State: st, Reason: reason})
+	s.run(FinishRollout{State: st, Reason: reason})
 }
 
 // watchDegraded stops the rollout for a site of a succeeded wave that degraded: the running
@@ -1186,7 +903,6 @@ func (s *turn) watchDegraded(e WatchDegraded) {
 		s.setState(r.ResumeState)
 	}
 	r.Stop, r.Stopper, r.WatchWave = rollout.StopWatch, rollout.Control{Action: string(rollout.StopWatch), By: "fleetwave", At: e.At, Reason: reason}, wi
-	r.Details = "Stopping: " + reason
 	s.emit(ForwardControl{Action: ControlAbort})
 }
 

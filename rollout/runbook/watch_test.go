@@ -1,10 +1,10 @@
 package runbook
 
 import (
-	"github.com/fleetwave/fleetwave/rollout"
-
 	"testing"
 	"time"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // watchPlan: canary (a), north (b, c), rest (d); scope as given.
@@ -21,12 +21,12 @@ func watchPlan(scope string) *rollout.Plan {
 }
 
 // watchRun feeds events to a new rollout that watches (the workflow's version says so).
-func watchRun(watching bool, events ...Event) (Rollout, []RolloutCommand) {
+func watchRun(watching bool, events ...Event) (Rollout, []any) {
 	r := NewRollout("rollout/demo/abc1234", "demo", "abc1234")
 	r.Watching = watching
-	var cmds []RolloutCommand
+	var cmds []any
 	for _, e := range events {
-		r, cmds = Next(r, e)
+		r, cmds = next(r, e)
 	}
 	return r, cmds
 }

@@ -1,13 +1,13 @@
 package runbook
 
 import (
-	"github.com/fleetwave/fleetwave/rollout"
-
 	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // This file is the runbook of a wave, as data: NextWave takes the wave's state and one event
@@ -95,6 +95,12 @@ type Wave struct {
 	// seen applying yet, and RevertDeadline when they must have.
 	RevertWait     []Expect
 	RevertDeadline time.Time
+
+	// Reporting says how the wave tells its rollout of its changes (Report); Reported is the
+	// status the rollout was last told (ReportCoalesced), at ReportedAt.
+	Reporting  Reporting
+	Reported   rollout.WaveStatus
+	ReportedAt time.Time
 
 	// index maps site names to positions in Status.Sites; the sites and their order never
 	// change, so every state NextWave returns shares it.
@@ -304,7 +310,7 @@ const (
 )
 
 // WaveStep is what the wave's workflow must do next.
-type WaveStep interface{ waveCommand() }
+type WaveStep interface{ waveStep() }
 
 // PromoteSites writes promotion commits of the rollout's commit on the sites' branches.
 type PromoteSites struct {
@@ -353,19 +359,106 @@ type FinishWave struct {
 	Reason string
 }
 
-func (PromoteSites) waveCommand()     {}
-func (AwaitConvergence) waveCommand() {}
-func (ObserveHealth) waveCommand()    {}
-func (SleepUntil) waveCommand()       {}
-func (HoldPaused) waveCommand()       {}
-func (RevertSites) waveCommand()      {}
-func (FinishWave) waveCommand()       {}
+func (PromoteSites) waveStep()     {}
+func (AwaitConvergence) waveStep() {}
+func (ObserveHealth) waveStep()    {}
+func (SleepUntil) waveStep()       {}
+func (HoldPaused) waveStep()       {}
+func (RevertSites) waveStep()      {}
+func (FinishWave) waveStep()       {}
 
-// NextWave folds one event into the wave's state and returns the command to run next, or nil
-// when the command in progress goes on (a control that takes effect at the next safe point).
-// It is pure: the same state and event always give the same answer, so a workflow replaying
-// its history makes the same decisions. It never changes the state it is given.
-func NextWave(r Wave, e WaveEvent) (Wave, WaveStep) {
+// WaveEffect is what the wave's workflow does at once, before the step: tell its rollout what
+// changed (Report).
+type WaveEffect interface{ waveEffect() }
+
+// Report tells the rollout what changed in the wave's status, so its status query shows the
+// wave live.
+type Report struct{ Change rollout.WaveChange }
+
+func (Report) waveEffect() {}
+
+// Reporting is how a wave tells its rollout of its changes.
+type Reporting int
+
+// Ways of reporting (versioned by the workflow).
+const (
+	ReportNone      Reporting = iota // a wave on its own, or recorded before its reports
+	ReportEach                       // every change, at once
+	ReportCoalesced                  // what decides at once; the rest at most every ProgressEvery
+)
+
+// ProgressEvery is how often at most a wave tells its rollout of changes that decide nothing
+// (measurements, failure counts, messages, a longer bake); what decides (the wave's state and
+// times, a site's promotion, verdict or revert) is reported at once. One report per change
+// made the rollout's history grow with every health round of a flapping check: 2,880 a day
+// at 30 s, and the rollout does not continue as new.
+const ProgressEvery = 5 * time.Minute
+
+// Next folds one event into the wave's state and returns the new state, the step to run next
+// (nil: the step in progress goes on, as after a control that takes effect at the next safe
+// point) and the effects to run first. It is pure: the same state and event always give the
+// same answer, so a workflow replaying its history makes the same decisions. It never changes
+// the state it is given.
+func (r Wave) Next(e WaveEvent) (Wave, WaveStep, []WaveEffect) {
+	before := r.Status
+	r, step := r.next(e)
+	r, effects := r.report(before, eventAt(e), false)
+	return r, step, effects
+}
+
+// Flush reports every change the rollout has not been told of (before the wave continues as
+// new: its next run starts from this status).
+func (r Wave) Flush(now time.Time) (Wave, []WaveEffect) {
+	if r.Reporting != ReportCoalesced {
+		return r, nil
+	}
+	return r.report(r.Status, now, true)
+}
+
+// report is what the rollout must be told after the status was before.
+func (r Wave) report(before rollout.WaveStatus, now time.Time, force bool) (Wave, []WaveEffect) {
+	switch r.Reporting {
+	case ReportEach:
+		if change, ok := rollout.Changes(before, r.Status); ok {
+			return r, []WaveEffect{Report{Change: change}}
+		}
+	case ReportCoalesced:
+		change, ok, decisive := rollout.Diff(r.Reported, r.Status)
+		if !ok || (!force && !decisive && now.Sub(r.ReportedAt) < ProgressEvery) {
+			return r, nil
+		}
+		r.Reported, r.ReportedAt = r.Status, now
+		return r, []WaveEffect{Report{Change: change}}
+	}
+	return r, nil
+}
+
+// eventAt is when e happened.
+func eventAt(e WaveEvent) time.Time {
+	switch e := e.(type) {
+	case WaveStarted:
+		return e.At
+	case WaveControl:
+		return e.At
+	case StepFailed:
+		return e.At
+	case StepCancelled:
+		return e.At
+	case BatchPromoted:
+		return e.At
+	case SitesConverged:
+		return e.At
+	case HealthObserved:
+		return e.At
+	case WaveTick:
+		return e.At
+	case SitesReverted:
+		return e.At
+	}
+	panic(fmt.Sprintf("rollout: unknown wave event %T", e))
+}
+
+func (r Wave) next(e WaveEvent) (Wave, WaveStep) {
 	r.Status.Sites = append([]rollout.SiteStatus(nil), r.Status.Sites...) // the caller's copy stays as it was
 	r.Failed = append([]string(nil), r.Failed...)
 	switch e := e.(type) {

@@ -1,13 +1,13 @@
 package runbook
 
 import (
-	"github.com/fleetwave/fleetwave/rollout"
-
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 var t0 = time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
@@ -57,7 +57,7 @@ func converged(d time.Duration, sites ...string) SitesConverged {
 func step(r Wave, events ...WaveEvent) (Wave, WaveStep) {
 	var c WaveStep
 	for _, e := range events {
-		r, c = NextWave(r, e)
+		r, c, _ = r.Next(e)
 	}
 	return r, c
 }
@@ -174,7 +174,7 @@ func TestNextWave(t *testing.T) {
 			want:  RevertSites{Sites: []string{"a"}, Reason: "site a degraded in wave eu: flux failed to apply p-a: kustomize build failed; within the failure budget (1 of 1)"},
 			phase: WaveReverting, verdicts: "a=Degraded b=Converging c=Pending",
 			check: func(t *testing.T, r Wave) {
-				r, c := NextWave(r, SitesReverted{At: at(3 * time.Minute), Sites: []Reversion{{Site: "a", Revert: "r-a", Converged: true, State: healthy("a", "r-a")}}})
+				r, c, _ := r.Next(SitesReverted{At: at(3 * time.Minute), Sites: []Reversion{{Site: "a", Revert: "r-a", Converged: true, State: healthy("a", "r-a")}}})
 				if diff := cmp.Diff(AwaitConvergence{Sites: []Expect{{"b", "p-b"}}, Deadline: at(6 * time.Minute)}, c); diff != "" {
 					t.Errorf("after the budgeted revert (-want +got):\n%s", diff)
 				}
@@ -331,8 +331,8 @@ func TestNextWave(t *testing.T) {
 func TestNextWaveLeavesItsInputAlone(t *testing.T) {
 	r := baking(rollout.FailureBudget{})
 	before := verdicts(r)
-	_, _ = NextWave(r, round(5*time.Minute, failing("b", "p-b")))
-	_, _ = NextWave(r, round(6*time.Minute, rollout.SiteState{Site: "a"}))
+	_, _, _ = r.Next(round(5*time.Minute, failing("b", "p-b")))
+	_, _, _ = r.Next(round(6*time.Minute, rollout.SiteState{Site: "a"}))
 	if verdicts(r) != before || r.Site("b").Failures != 0 || !r.Site("a").UnknownSince.IsZero() {
 		t.Errorf("input changed: %s, b failures %d", verdicts(r), r.Site("b").Failures)
 	}
