@@ -80,11 +80,11 @@ const promoteChunk = 2500
 // versionPromoteChunk guards promoting in chunks of promoteChunk sites instead of chunk.
 const versionPromoteChunk = "promote-chunk-2500"
 
-// Wave runs the runbook of one wave (runbook.NextWave): it promotes the wave in batches of
+// Wave runs the runbook of one wave (runbook.Wave.Next): it promotes the wave in batches of
 // MaxParallel, waits for every batch to converge, then bakes, checking every site each
 // Health.Interval until Bake has passed. Sites that degrade within the wave's failure budget are
 // reverted alone; the first past it ends the wave with ErrTypeWaveFailed, and the parent reverts
-// by the plan's rollback scope. The workflow only runs the commands NextWave returns and feeds
+// by the plan's rollback scope. The workflow only runs the steps and effects Next returns and feeds
 // back what happened.
 func Wave(ctx workflow.Context, in WaveInput) (WaveResult, error) {
 	d := &waveDriver{in: in, site: rollout.SitesByName(in.Sites)}

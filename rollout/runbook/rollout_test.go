@@ -553,3 +553,38 @@ func TestCause(t *testing.T) {
 		})
 	}
 }
+
+// TestDetails: the Temporal UI's current details follow the runbook wherever it stands,
+// derived from the state (they used to be assigned, and went stale: a pause while the
+// policies looked kept showing the wave before).
+func TestDetails(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		events []Event
+		want   string
+	}{
+		{"loading", started, "Loading the plan at abc1234"},
+		{"the policies look", policyAsked, "Wave 1/2 canary: evaluating the policies"},
+		{"the policies wait", policyWaits, "Wave 1/2 canary waiting until 2026-11-30T10:00:00Z: freeze"},
+		{"paused while the policies looked", then(policyAsked, control(ControlPause, time.Second), allow(time.Minute)),
+			"Paused before wave canary: waiting for resume"},
+		{"the wave runs", plain, "Wave 1/2 canary: 1 site"},
+		{"resolving approvers", canaryDone, "Wave 2/2 eu: resolving its approvers @sre"},
+		{"asking", asking, "Wave 2/2 eu waiting for approval: 0 of 1, until 2026-11-30T10:11:00Z (approvers: U1, U2, @sre)"},
+		{"a vote counts at once", then(asking, VoteCast{Vote: rollout.Vote{By: "U3", Approve: false, Comment: "no"}}),
+			"Wave 2/2 eu rejected by U3 (approvers: U1, U2, @sre)"},
+		{"paused after the approval expired", pExpired,
+			"Paused: approval of wave eu expired at 2026-11-30T10:11:00Z with 0 of 1 approvals (timeout 1h0m0s); resume to ask again"},
+		{"reverting", euFailed, "Reverting 2 sites (b, c) in wave eu: site b degraded in wave eu: error-rate"},
+		{"rolled out", then(euRunning, WaveEnded{At: at(30 * time.Minute), Status: waveDone("eu", "b", "c")}), "Rolled out abc1234 to 3 sites"},
+		{"aborted", then(euRunning, control(ControlAbort, 20*time.Minute), WaveEnded{At: at(21 * time.Minute), Status: waveDone("eu", "b", "c")}),
+			"Stopped: aborted by U1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := run(tc.events...)
+			if got := r.Details(); got != tc.want {
+				t.Errorf("details = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -10,9 +10,9 @@ import (
 	"github.com/fleetwave/fleetwave/rollout"
 )
 
-// This file is the runbook of a wave, as data: NextWave takes the wave's state and one event
-// (a fact its workflow observed) and returns the new state and what to do next. The wave
-// workflow only runs the commands and feeds back what happened, so every decision (when a
+// This file is the runbook of a wave, as data: Wave.Next takes the wave's state and one event
+// (a fact its workflow observed) and returns the new state, the next step and its effects. The
+// wave workflow only runs them and feeds back what happened, so every decision (when a
 // batch is promoted, when a site counts as degraded, what the failure budget allows, when the
 // wave is done) is here, pure, and table-tested.
 //
@@ -44,7 +44,7 @@ const (
 	WaveDone      WavePhase = "Done"
 )
 
-// Wave is a wave's state in NextWave.
+// Wave is a wave's state in Wave.Next.
 type Wave struct {
 	Rollout string
 	Commit  string
@@ -103,7 +103,7 @@ type Wave struct {
 	ReportedAt time.Time
 
 	// index maps site names to positions in Status.Sites; the sites and their order never
-	// change, so every state NextWave returns shares it.
+	// change, so every state Next returns shares it.
 	index map[string]int
 }
 
