@@ -73,12 +73,15 @@ bench-history: tools
 # The long fault suite (docs/chaos.md): 50 seeded worker-crash scenarios (2 run in `make test`),
 # then every fuzz target for FUZZTIME each; a failing input lands in the package's testdata/fuzz.
 FUZZTIME ?= 30s
+# The parsers of files a commit or an operator gives (plan, faults, serve config) fuzz longer.
+PARSE_FUZZTIME ?= 3m
 .PHONY: chaos
 chaos: tools
 	$(GO) test -tags e2e -count=1 -timeout 60m -run '^(TestWorkerCrashes|TestGitOutage)$$' -v ./test/ -chaos.seeds 50 -chaos.outage 1m
-	$(GO) test -run '^$$' -fuzz '^FuzzParsePlan$$' -fuzztime $(FUZZTIME) ./rollout/
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePlan$$' -fuzztime $(PARSE_FUZZTIME) ./rollout/
 	$(GO) test -run '^$$' -fuzz '^FuzzRevision$$' -fuzztime $(FUZZTIME) ./rollout/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseFaults$$' -fuzztime $(FUZZTIME) ./rollout/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFaults$$' -fuzztime $(PARSE_FUZZTIME) ./rollout/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseServeConfig$$' -fuzztime $(PARSE_FUZZTIME) ./rollout/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGeneric$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzInteractionPayload$$' -fuzztime $(FUZZTIME) ./chatops/

@@ -179,6 +179,15 @@ func TestLoadPlan(t *testing.T) {
 		t.Errorf("invalid plan message %q, want fleetwave.yaml:8:30: about nyc-9", msg)
 	}
 
+	// A site whose branch is one the worker keeps (its evidence branch) fails the load: its
+	// promotion would be written there.
+	reserved := newEnv()
+	reserved.RegisterActivity(&Git{Repo: f.open(), Reserved: []string{"main", "sites/ams-2"}})
+	_, err = reserved.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: c})
+	if msg := appErr(t, err, ErrTypeInvalidPlan); !strings.Contains(msg, `site ams-2: its branch "sites/ams-2" is a branch fleetwave keeps`) {
+		t.Errorf("a site on a reserved branch: %q", msg)
+	}
+
 	// Rego policies at the commit come with the plan; one that does not compile fails the load.
 	withPolicy := f.commitOn("main", "Add policies", map[string]string{
 		rollout.PlanFile:                       plan,

@@ -50,6 +50,9 @@ type Git struct {
 	// Adapt, when set, changes every plan LoadPlan returns: a rehearsal scales its durations
 	// and leaves out its health checks, which would reach real endpoints.
 	Adapt func(*rollout.Plan) *rollout.Plan
+	// Reserved are the branches no site's branch may be (the source branch the worker rolls
+	// out from, its evidence branch): a plan whose site would be promoted onto one is invalid.
+	Reserved []string
 }
 
 // LoadPlanInput names the commit whose plan to load.
@@ -99,6 +102,9 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 	plan, err := rollout.ParsePlan(rollout.PlanFile, data)
 	if err != nil {
 		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidPlan, nil)
+	}
+	if err := plan.CheckBranches(g.Reserved...); err != nil {
+		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", rollout.PlanFile, err), ErrTypeInvalidPlan, nil)
 	}
 	if v, ok := g.Sites.(deploy.Validator); ok {
 		if err := ValidateSites(ctx, v, plan); err != nil {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -30,8 +33,13 @@ type Checker struct {
 	Client *http.Client
 	// Now is the clock, for tests; nil means time.Now.
 	Now func() time.Time
-	// Getenv fills in {env.NAME} in check URLs and queries; nil means os.Getenv.
+	// Getenv fills in {env.NAME} in check URLs and queries; nil means os.Getenv. Only the
+	// variables named rollout.CheckEnvPrefix* are ever looked up.
 	Getenv func(string) string
+	// AllowLinkLocal lets checks reach link-local addresses (169.254.0.0/16, fe80::/10), where
+	// the clouds serve their instance metadata and credentials (serve
+	// --allow-link-local-checks). Off, such a check is Unknown, naming the address.
+	AllowLinkLocal bool
 }
 
 // maxProbeBody bounds how much of a probe's answer is read to match Body.
@@ -45,6 +53,9 @@ func (c *Checker) Run(ctx context.Context, check rollout.Check) rollout.CheckRes
 	}
 	check, secrets, err := c.withEnv(check)
 	var res rollout.CheckResult
+	if err == nil && !c.AllowLinkLocal {
+		err = refuseLinkLocalURL(check)
+	}
 	switch {
 	case err != nil:
 		res = rollout.CheckResult{Unknown: true, Message: err.Error()}
@@ -107,16 +118,78 @@ func (c *Checker) RunAll(ctx context.Context, checks []rollout.Check, site rollo
 }
 
 func (c *Checker) client() *http.Client {
-	if c.Client != nil {
+	switch {
+	case c.Client != nil:
 		return c.Client
+	case c.AllowLinkLocal:
+		return linkLocalClient
 	}
 	return defaultClient
 }
 
 // defaultClient follows redirects only within the host the plan names: a check must not be
 // led to another host (127.0.0.1, a cloud metadata address) whose answer would end up in the
-// status, Slack and revert trailers.
-var defaultClient = &http.Client{CheckRedirect: sameHostRedirects}
+// status, Slack and revert trailers. It never connects to a link-local address (RefuseLinkLocal),
+// whatever name led there.
+var defaultClient = newClient(false)
+
+// linkLocalClient is defaultClient allowed to reach link-local addresses.
+var linkLocalClient = newClient(true)
+
+func newClient(linkLocal bool) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if !linkLocal {
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: refuseLinkLocal}
+		t.DialContext = dialer.DialContext
+	}
+	return &http.Client{Transport: t, CheckRedirect: sameHostRedirects}
+}
+
+// ErrLinkLocal says a check was refused a link-local or cloud metadata address.
+var ErrLinkLocal = errors.New("link-local and cloud metadata addresses are refused to checks (serve --allow-link-local-checks allows them)")
+
+// refuseLinkLocal is the dialer's last word before a connection: the address a name resolved
+// to, so that no DNS name (or redirect) leads a check to the instance metadata.
+func refuseLinkLocal(network, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && LinkLocal(ip) {
+		return fmt.Errorf("%s: %w", host, ErrLinkLocal)
+	}
+	return nil
+}
+
+// refuseLinkLocalURL refuses a check whose URL names a link-local address outright: through an
+// HTTP proxy the dialer sees only the proxy.
+func refuseLinkLocalURL(check rollout.Check) error {
+	raw := ""
+	switch {
+	case check.Prometheus != nil:
+		raw = check.Prometheus.URL
+	case check.HTTP != nil:
+		raw = check.HTTP.URL
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil // the request says what is wrong with it
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil && LinkLocal(ip) {
+		return fmt.Errorf("%s: %w", u.Hostname(), ErrLinkLocal)
+	}
+	return nil
+}
+
+// metadataV6 is AWS's IPv6 instance metadata address, in a unique-local range.
+var metadataV6 = netip.MustParseAddr("fd00:ec2::254")
+
+// LinkLocal reports whether ip is link-local (169.254.0.0/16, fe80::/10, and their multicast)
+// or a cloud's instance metadata address.
+func LinkLocal(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip == metadataV6
+}
 
 // sameHostRedirects allows up to 5 redirects to the first request's scheme and host.
 func sameHostRedirects(req *http.Request, via []*http.Request) error {

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -233,9 +234,9 @@ func TestChecksTakeSecretsFromTheEnvironment(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	env := map[string]string{"PROBE_TOKEN": token}
+	env := map[string]string{"FLEETWAVE_CHECK_PROBE_TOKEN": token}
 	c := &Checker{Getenv: func(k string) string { return env[k] }}
-	check := rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/{env.PROBE_TOKEN}/health?token={env.PROBE_TOKEN}", Status: 200}}
+	check := rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: srv.URL + "/{env.FLEETWAVE_CHECK_PROBE_TOKEN}/health?token={env.FLEETWAVE_CHECK_PROBE_TOKEN}", Status: 200}}
 	res := c.Run(context.Background(), check)
 	if seen != token {
 		t.Errorf("the server got token %q, want the environment's", seen)
@@ -243,9 +244,9 @@ func TestChecksTakeSecretsFromTheEnvironment(t *testing.T) {
 	if res.OK || strings.Contains(res.Message, token) {
 		t.Errorf("result %s: the token shows", res)
 	}
-	delete(env, "PROBE_TOKEN")
+	delete(env, "FLEETWAVE_CHECK_PROBE_TOKEN")
 	res = c.Run(context.Background(), check)
-	if !res.Unknown || !strings.Contains(res.Message, "environment variable PROBE_TOKEN is not set on the worker") {
+	if !res.Unknown || !strings.Contains(res.Message, "environment variable FLEETWAVE_CHECK_PROBE_TOKEN is not set on the worker") {
 		t.Errorf("unset variable: %s", res)
 	}
 }
@@ -301,5 +302,45 @@ func TestPrometheusStaleSamplesAreUnknown(t *testing.T) {
 				t.Fatalf("result = %s (OK=%v Unknown=%v), want OK=%v Unknown=%v with %q", res, res.OK, res.Unknown, tt.ok, tt.unknown, tt.message)
 			}
 		})
+	}
+}
+
+// TestChecksRefuseLinkLocal: a check never reaches a link-local or cloud metadata address,
+// named outright or reached through a name (the dialer sees the address), unless serve allows it.
+func TestChecksRefuseLinkLocal(t *testing.T) {
+	c := &Checker{}
+	for _, url := range []string{"http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://[fe80::1]:8080/x"} {
+		res := c.Run(context.Background(), rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: url, Status: 200}})
+		if !res.Unknown || !strings.Contains(res.Message, "link-local and cloud metadata addresses are refused") {
+			t.Errorf("%s: %+v, want Unknown, refused", url, res)
+		}
+	}
+	// The dialer refuses what a name resolved to: the check above never got that far.
+	_, err := newClient(false).Get("http://169.254.169.254:9/")
+	if !errors.Is(err, ErrLinkLocal) {
+		t.Errorf("dial 169.254.169.254: %v, want ErrLinkLocal", err)
+	}
+	for addr, want := range map[string]bool{"169.254.0.1:80": true, "[fe80::1%eth0]:80": true, "[fd00:ec2::254]:80": true,
+		"[::ffff:169.254.169.254]:80": true, "127.0.0.1:80": false, "10.0.0.1:443": false, "[fd00::1]:80": false} {
+		if got := refuseLinkLocal("tcp", addr, nil) != nil; got != want {
+			t.Errorf("refuseLinkLocal(%s) refused %v, want %v", addr, got, want)
+		}
+	}
+	// Allowed: the request goes out (and fails on its own, nothing listens there).
+	res := (&Checker{AllowLinkLocal: true}).Run(context.Background(), rollout.Check{Name: "smoke",
+		HTTP: &rollout.HTTPCheck{URL: "http://169.254.169.254:9/", Status: 200, Timeout: 200 * time.Millisecond}})
+	if strings.Contains(res.Message, "refused to checks") {
+		t.Errorf("allowed: %+v", res)
+	}
+}
+
+// TestChecksReadOnlyTheirVariables: a check reads only FLEETWAVE_CHECK_* variables; any other
+// name (the git token, the Slack signing secret) is never looked up, and the check is Unknown.
+func TestChecksReadOnlyTheirVariables(t *testing.T) {
+	looked := map[string]bool{}
+	c := &Checker{Getenv: func(name string) string { looked[name] = true; return "s3cret-value" }}
+	res := c.Run(context.Background(), rollout.Check{Name: "smoke", HTTP: &rollout.HTTPCheck{URL: "http://127.0.0.1:9/?s={env.FLEETWAVE_SLACK_SIGNING_SECRET}", Status: 200}})
+	if !res.Unknown || !strings.Contains(res.Message, "a check may read only the worker's variables named FLEETWAVE_CHECK_*") || len(looked) > 0 {
+		t.Errorf("result %+v, looked up %v", res, looked)
 	}
 }

@@ -72,9 +72,41 @@ func (p PrometheusCheck) Threshold() string {
 // is measured, so that credentials stay out of the plan, git and every workflow history.
 var envRE = regexp.MustCompile(`\{env\.([A-Za-z_][A-Za-z0-9_]*)\}`)
 
+// CheckEnvPrefix is the prefix of the worker's environment variables a check may read
+// ({env.FLEETWAVE_CHECK_PROBE_TOKEN}). A plan is written by whoever can push to the fleet
+// repository; it must not read the worker's own secrets (the git token, the webhook secret, the
+// Slack signing secret, from which the vote-proof and report-link keys derive) and send them
+// to a URL it chose. The operator allows a variable by giving it this prefix.
+const CheckEnvPrefix = "FLEETWAVE_CHECK_"
+
+// EnvAllowed reports whether a check may read the worker's environment variable name.
+func EnvAllowed(name string) bool {
+	return strings.HasPrefix(name, CheckEnvPrefix) && len(name) > len(CheckEnvPrefix)
+}
+
+// envRefused is why a check may not read the variable name.
+func envRefused(name string) error {
+	return fmt.Errorf("{env.%s}: a check may read only the worker's variables named %s*: a plan must not reach the worker's own secrets; set the value as %s%s on the worker and write {env.%s%s}",
+		name, CheckEnvPrefix, CheckEnvPrefix, name, CheckEnvPrefix, name)
+}
+
+// CheckEnvNames returns an error naming the first {env.NAME} in s that a check may not read.
+func CheckEnvNames(s string) error {
+	for _, m := range envRE.FindAllStringSubmatch(s, -1) {
+		if !EnvAllowed(m[1]) {
+			return envRefused(m[1])
+		}
+	}
+	return nil
+}
+
 // ExpandEnv replaces {env.NAME} in s with getenv(NAME). It returns the values it put in, so
-// messages can hide them, and an error naming a variable that is not set.
+// messages can hide them, and an error naming a variable that is not set, or that a check may
+// not read (EnvAllowed: that one is never looked up).
 func ExpandEnv(s string, getenv func(string) string) (string, []string, error) {
+	if err := CheckEnvNames(s); err != nil {
+		return "", nil, err
+	}
 	var values []string
 	var missing string
 	out := envRE.ReplaceAllStringFunc(s, func(m string) string {

@@ -62,6 +62,8 @@ func FuzzParsePlan(f *testing.F) {
 	f.Add(sample)
 	f.Add([]byte(strings.Repeat("[", 500)))
 	f.Add([]byte("spec: {waves: [{name: a, maxFailures: 5%}]}"))
+	f.Add([]byte("spec:\n  sites: !00000 00\n"))
+	f.Add([]byte("spec:\n  sites:\n    - &a {name: a}\n    - *a\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := ParsePlan("f.yaml", data)
 		var pe *PlanError

@@ -3,6 +3,7 @@ package rollout
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -73,10 +74,58 @@ func parseDoc(file string, data []byte, kind string, out any) (*validator, error
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
 		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1, Message: "expected exactly one YAML document with a " + kind}}}
 	}
-	if err := yaml.NodeToValue(f.Docs[0].Body, out, yaml.Strict()); err != nil {
+	if issues := refuseYAML(f.Docs[0].Body, kind); len(issues) > 0 {
+		return nil, &PlanError{File: file, Issues: issues}
+	}
+	crash, err := decode(f.Docs[0].Body, out)
+	switch {
+	case crash != nil:
+		return nil, &PlanError{File: file, Issues: []Issue{*crash}}
+	case err != nil:
 		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err, out)}}
 	}
 	return &validator{file: f}, nil
+}
+
+// refuseYAML lists the YAML features a fleetwave file may not use, at their positions:
+//   - anchors and aliases: an alias repeats its value wherever it stands, so a file far under
+//     MaxPlanBytes can decode to gigabytes (one map of 15,000 labels aliased by 20,000 sites);
+//     refusing them is simpler to explain than a bound on what they expand to;
+//   - tags other than !!str: the files have no use for them, and a tag on a scalar where a list
+//     belongs crashed the decoder.
+func refuseYAML(body ast.Node, kind string) []Issue {
+	var issues []Issue
+	at := func(n ast.Node, format string, args ...any) {
+		tk := n.GetToken()
+		issues = append(issues, Issue{Line: tk.Position.Line, Column: tk.Position.Column, Message: fmt.Sprintf(format, args...)})
+	}
+	for _, n := range ast.Filter(ast.AnchorType, body) {
+		at(n, "YAML anchors (&%s) are not allowed in a %s: an alias repeats its value wherever it stands, so a small file could decode to gigabytes; write the values out", n.(*ast.AnchorNode).Name, kind)
+	}
+	for _, n := range ast.Filter(ast.AliasType, body) {
+		at(n, "YAML aliases (*%s) are not allowed in a %s: write the value out", n.(*ast.AliasNode).Value, kind)
+	}
+	for _, n := range ast.Filter(ast.TagType, body) {
+		if tag := n.(*ast.TagNode).Start.Value; tag != "!!str" {
+			at(n, "YAML tags (%s) are not allowed in a %s (only !!str is): quote the value instead", tag, kind)
+		}
+	}
+	slices.SortFunc(issues, func(a, b Issue) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column)) })
+	return issues
+}
+
+// decode decodes the document into out strictly. A panic of the decoder (a bug in it, found
+// by fuzzing) is returned as crash, an issue at the document's start: never a crash of the
+// worker.
+func decode(body ast.Node, out any) (crash *Issue, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			tk := body.GetToken()
+			crash = &Issue{Line: tk.Position.Line, Column: tk.Position.Column,
+				Message: fmt.Sprintf("the YAML decoder failed on this file (%v): simplify its YAML, and report the file to fleetwave", p)}
+		}
+	}()
+	return nil, yaml.NodeToValue(body, out, yaml.Strict())
 }
 
 // err returns the issues found, sorted by position, or nil.
@@ -94,6 +143,8 @@ type validator struct {
 	file     *ast.File
 	issues   []Issue
 	warnings []Issue
+	// sourceBranch and siteBranch are the plan's, once read, for the sites' branches.
+	sourceBranch, siteBranch string
 }
 
 // errorf records an issue at the node found by the YAML path; when the path does not exist
@@ -143,10 +194,47 @@ func (v *validator) branch(path, b string) {
 	}
 }
 
-// ValidBranch reports whether b can name a git branch.
+// ValidBranch reports whether b can name a git branch: git check-ref-format's rules for
+// refs/heads/<b> (no component that starts with "." or ends with ".lock", no "..", "@{", "//",
+// control characters or any of ` ~^:?*[\`, not "@", no leading or trailing "/", no trailing ".").
 func ValidBranch(b string) bool {
-	return b != "" && !strings.HasPrefix(b, "-") && !strings.HasPrefix(b, "/") && !strings.HasSuffix(b, "/") &&
-		!strings.HasSuffix(b, ".lock") && !strings.Contains(b, "..") && !strings.ContainsAny(b, " ~^:?*[\\\t\n")
+	if b == "" || b == "@" || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
+		strings.HasSuffix(b, ".") || strings.Contains(b, "..") || strings.Contains(b, "@{") || strings.Contains(b, "//") ||
+		strings.ContainsAny(b, " ~^:?*[\\\x7f") {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 {
+			return false
+		}
+	}
+	for _, part := range strings.Split(b, "/") {
+		if strings.HasPrefix(part, ".") || strings.HasSuffix(part, ".lock") {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckBranches returns an error naming every site whose branch is not a valid branch name or
+// is one of reserved (the source branch, the evidence branch): its promotion would be written
+// there. The parser checks against the plan's own source branch; serve and LoadPlan check
+// again against the branches the worker keeps.
+func (p *Plan) CheckBranches(reserved ...string) error {
+	var problems []string
+	for _, s := range p.Sites {
+		b := p.SiteBranchFor(s.Name)
+		switch {
+		case !ValidBranch(b):
+			problems = append(problems, fmt.Sprintf("site %s: its branch %q is not a valid branch name", s.Name, b))
+		case slices.Contains(reserved, b):
+			problems = append(problems, fmt.Sprintf("site %s: its branch %q is a branch fleetwave keeps (the source or the evidence branch); rename the site or change siteBranch", s.Name, b))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 func (v *validator) plan(doc fileDoc) *Plan {
@@ -175,6 +263,7 @@ func (v *validator) plan(doc fileDoc) *Plan {
 		}
 	}
 
+	v.sourceBranch, v.siteBranch = p.SourceBranch, p.SiteBranch
 	p.Sites = v.sites(s.Sites)
 	p.Waves = v.waves(s.Waves, p.Sites)
 	p.Health = v.health(s.Health)
@@ -250,6 +339,14 @@ func (v *validator) sites(in []fileSite) []Site {
 			continue
 		}
 		first[fs.Name] = i
+		if b := strings.ReplaceAll(v.siteBranch, "{site}", fs.Name); fs.Name != "" && nameRE.MatchString(fs.Name) {
+			switch {
+			case !ValidBranch(b):
+				v.errorf(path+".name", "site %q: its branch %q is not a valid branch name (git check-ref-format): rename the site", fs.Name, b)
+			case b == v.sourceBranch:
+				v.errorf(path+".name", "site %q: its branch %q is the source branch: its promotions would be written onto it; rename the site or change siteBranch", fs.Name, b)
+			}
+		}
 		if fs.Timezone != "" {
 			if _, err := time.LoadLocation(fs.Timezone); err != nil {
 				v.errorf(path+".timezone", "site %q: unknown time zone %q", fs.Name, fs.Timezone)
@@ -435,6 +532,10 @@ func (v *validator) checkURL(path, check, raw string, sites []Site) {
 		v.errorf(path, "check %q: url is empty", check)
 		return
 	}
+	if err := CheckEnvNames(raw); err != nil {
+		v.errorf(path, "check %q: %v", check, err)
+		return
+	}
 	for _, s := range sites {
 		expanded, err := Expand(raw, s)
 		if err != nil {
@@ -449,7 +550,7 @@ func (v *validator) checkURL(path, check, raw string, sites []Site) {
 			return
 		}
 		if literalPassword(raw) {
-			v.errorf(path, "check %q: the URL carries a password; a password in the plan is in git and in every workflow history: set it in the worker's environment and write {env.NAME} in its place", check)
+			v.errorf(path, "check %q: the URL carries a password; a password in the plan is in git and in every workflow history: set it in the worker's environment as "+CheckEnvPrefix+"NAME and write {env."+CheckEnvPrefix+"NAME} in its place", check)
 			return
 		}
 	}
@@ -470,6 +571,10 @@ func literalPassword(raw string) bool {
 
 // templates reports a template in s that some site cannot fill.
 func (v *validator) templates(path, check, s string, sites []Site) {
+	if err := CheckEnvNames(s); err != nil {
+		v.errorf(path, "check %q: %v", check, err)
+		return
+	}
 	for _, site := range sites {
 		if _, err := Expand(s, site); err != nil {
 			v.errorf(path, "check %q: %v", check, err)

@@ -430,10 +430,10 @@ func TestCheckSecretsComeFromTheEnvironment(t *testing.T) {
 		return header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    checks:\n      - {name: smoke, http: {url: \"" + url + "\"}}\n"
 	}
 	_, err := ParsePlan("f.yaml", []byte(plan("https://probe:hunter2@a.example/health")))
-	if err == nil || !strings.Contains(err.Error(), "f.yaml:8:35:") || !strings.Contains(err.Error(), "write {env.NAME} in its place") || strings.Contains(err.Error(), "hunter2") {
+	if err == nil || !strings.Contains(err.Error(), "f.yaml:8:35:") || !strings.Contains(err.Error(), "write {env.FLEETWAVE_CHECK_NAME} in its place") || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("literal password: %v", err)
 	}
-	for _, url := range []string{"https://probe:{env.PROBE_PASSWORD}@a.example/health", "https://a.example/health?token={env.PROBE_TOKEN}", "https://{site}.example/{env.PATH_TOKEN}/health", "https://probe@a.example/health"} {
+	for _, url := range []string{"https://probe:{env.FLEETWAVE_CHECK_PROBE_PASSWORD}@a.example/health", "https://a.example/health?token={env.FLEETWAVE_CHECK_PROBE_TOKEN}", "https://{site}.example/{env.FLEETWAVE_CHECK_PATH_TOKEN}/health", "https://probe@a.example/health"} {
 		if _, err := ParsePlan("f.yaml", []byte(plan(url))); err != nil {
 			t.Errorf("%s: %v", url, err)
 		}

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -56,4 +57,22 @@ fleets:
 		!strings.Contains(err.Error(), "fleets.yaml:5:5") {
 		t.Errorf("unknown field: %v", err)
 	}
+}
+
+// FuzzParseServeConfig: whatever the file, ParseServeConfig answers a config or a PlanError,
+// never panics.
+func FuzzParseServeConfig(f *testing.F) {
+	f.Add([]byte("apiVersion: fleetwave.dev/v1alpha1\nkind: ServeConfig\nfleets:\n  - repo: https://git.example.com/a.git\n    poll: 30s\n"))
+	f.Add([]byte("kind: ServeConfig\nfleets: !00000 00\n"))
+	f.Add([]byte(strings.Repeat("[", 300)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseServeConfig("fleets.yaml", data)
+		var pe *PlanError
+		if err != nil && !errors.As(err, &pe) {
+			t.Errorf("error %v is not a PlanError", err)
+		}
+		if err == nil && cfg == nil {
+			t.Error("no config and no error")
+		}
+	})
 }

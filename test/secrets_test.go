@@ -64,7 +64,7 @@ func TestSecretsStayHidden(t *testing.T) {
 	}))
 	defer probe.Close()
 	// The plan names the credentials; the worker's environment holds them.
-	checkURL := strings.Replace(probe.URL, "http://", "http://user:{env.CHECK_PASSWORD}@", 1) + "/health/{site}?token={env.CHECK_TOKEN}"
+	checkURL := strings.Replace(probe.URL, "http://", "http://user:{env.FLEETWAVE_CHECK_PASSWORD}@", 1) + "/health/{site}?token={env.FLEETWAVE_CHECK_TOKEN}"
 	p := strings.Replace(plan, "  health: {interval: 500ms, failureThreshold: 2, convergenceTimeout: 30s, unknownTimeout: 10s}\n",
 		"  health:\n    interval: 500ms\n    failureThreshold: 2\n    convergenceTimeout: 30s\n    unknownTimeout: 10s\n"+
 			"    checks:\n      - {name: smoke, http: {url: \""+checkURL+"\", status: 200}}\n"+
@@ -82,8 +82,8 @@ func TestSecretsStayHidden(t *testing.T) {
 		"FLEETWAVE_SLACK_TOKEN=" + secrets["slack token"],
 		"FLEETWAVE_SLACK_SIGNING_SECRET=" + secrets["slack signing"],
 		"FLEETWAVE_SLACK_API_URL=" + slk.api.GetAPIURL(),
-		"CHECK_TOKEN=" + secrets["check token"],
-		"CHECK_PASSWORD=" + secrets["check url password"],
+		"FLEETWAVE_CHECK_TOKEN=" + secrets["check token"],
+		"FLEETWAVE_CHECK_PASSWORD=" + secrets["check url password"],
 	})
 
 	// A push event signed right, and one signed wrong.

@@ -126,6 +126,9 @@ func openFleets(ctx context.Context, log *slog.Logger, o serveOptions, reg *metr
 				return nil, fmt.Errorf("%s: %w", where(source, c), err)
 			}
 		}
+		if err := of.plan.CheckBranches(c.SourceBranch); err != nil {
+			return nil, fmt.Errorf("%s, %s on %s: %w", where(source, c), rollout.PlanFile, c.SourceBranch, err)
+		}
 		env := cmp.Or(c.WebhookSecretEnv, envWebhookSecret)
 		if of.secret = []byte(os.Getenv(env)); len(of.secret) == 0 {
 			log.Warn(env+" is not set: every push event of the fleet will be refused", "fleet", of.name)
@@ -205,6 +208,7 @@ func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o 
 	}
 	n.setupSlack(log, os.Getenv(envTemporalUI), namespace)
 	n.keepEvidence(of.writer, of.cfg.EvidenceBranch)
+	n.checker = &deploy.Checker{AllowLinkLocal: o.allowLinkLocal}
 	w, err := n.startWorker(of.writer, driver, 2*time.Second)
 	if err != nil {
 		return fail(err)

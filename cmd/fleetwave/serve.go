@@ -26,6 +26,8 @@ type serveOptions struct {
 	taskQueue    string
 	// evidenceBranch is where each ended rollout's report is committed ("": nowhere).
 	evidenceBranch string
+	// allowLinkLocal lets health checks reach link-local and cloud metadata addresses.
+	allowLinkLocal bool
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -68,6 +70,7 @@ FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
 	f.StringVar(&o.evidenceBranch, "evidence-branch", "", "commit each ended rollout's report (Markdown and JSON) to this branch of the fleet repo, as evidence/<fleet>/<date>-<short sha>.md (docs/report.md)")
+	f.BoolVar(&o.allowLinkLocal, "allow-link-local-checks", false, "let the plans' health checks reach link-local addresses (169.254.0.0/16, fe80::/10) and fd00:ec2::254, where clouds serve instance metadata and credentials; off, such a check is Unknown (docs/operating.md#what-a-plan-can-reach)")
 	f.StringVar(&o.taskQueue, "task-queue", "", `Temporal task queue of this fleet's workflows and activities (default "fleetwave/<fleet>"); every worker of one fleet must poll the same queue, and no other fleet's`)
 	return cmd
 }

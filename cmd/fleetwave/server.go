@@ -92,6 +92,8 @@ type node struct {
 	// evidence writes each ended rollout's report to the evidence branch (keepEvidence); nil
 	// keeps none.
 	evidence *activities.Evidence
+	// checker measures the plans' health checks (nil: deploy.Checker's safe defaults).
+	checker *deploy.Checker
 }
 
 // keepEvidence makes the worker commit each ended rollout's report to branch of repo ("" keeps
@@ -129,6 +131,16 @@ func newNode(log *slog.Logger, tc client.Client, m *metrics.Set, fleet, taskQueu
 		secret: secret, metrics: m}
 }
 
+// reserved are the branches of the fleet repo that no site's branch may be: the source branch
+// and the evidence branch.
+func (n *node) reserved() []string {
+	out := []string{n.sourceBranch}
+	if n.evidence != nil && n.evidence.Branch != "" {
+		out = append(out, n.evidence.Branch)
+	}
+	return out
+}
+
 // startWorker registers the workflows and activities and starts polling.
 func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time.Duration) (worker.Worker, error) {
 	w := worker.New(n.tc, n.taskQueue, worker.Options{
@@ -139,8 +151,8 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterWorkflow(workflows.Watch)
-	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver, Adapt: n.adapt})
-	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo})
+	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver, Adapt: n.adapt, Reserved: n.reserved()})
+	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo, Checker: n.checker})
 	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
 	w.RegisterActivity(&activities.Executions{Client: n.tc})
 	// Every worker has it, so a rollout's last activity runs wherever it lands: without an
