@@ -637,3 +637,42 @@ func TestConvergedUnderSomeoneElsesCommit(t *testing.T) {
 		t.Errorf("without ancestry: converged %v", res.Converged)
 	}
 }
+
+// TestOnlyTheSourceBranchShips: a commit not reachable from the source branch's head (pushed
+// to another branch, never merged) is refused by Inspect, for the fleet's refused commits, and by
+// LoadPlan, for a rollout started any other way; once merged (a fast-forward: the same
+// commit), it is taken.
+func TestOnlyTheSourceBranchShips(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	gittest.Git(t, f.Dir, "branch", "side", "main")
+	side := f.commitOn("side", "unreviewed", map[string]string{"apps/app.yaml": "version: 666\n"})
+	env := newEnv()
+	env.RegisterActivity(&Git{Repo: f.open(), SourceBranch: "main"})
+	inspect := func() InspectResult {
+		t.Helper()
+		val, err := env.ExecuteActivity((&Git{}).Inspect, InspectInput{Commit: side})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got InspectResult
+		if err := val.Get(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := inspect(); !strings.Contains(got.Refused, "commit "+rollout.Short(side)+" is not on the source branch main") {
+		t.Errorf("Inspect of a commit on side only: %+v, want refused", got)
+	}
+	_, err := env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: side})
+	if msg := appErr(t, err, ErrTypeNotOnSourceBranch); !strings.Contains(msg, "only commits merged there are rolled out") {
+		t.Errorf("LoadPlan of a commit on side only: %q", msg)
+	}
+	gittest.Git(t, f.Dir, "update-ref", "refs/heads/main", side) // merged: a fast-forward
+	if got := inspect(); got.Refused != "" {
+		t.Errorf("Inspect once merged: %+v, want taken", got)
+	}
+	if _, err := env.ExecuteActivity((&Git{}).LoadPlan, LoadPlanInput{Commit: side}); err != nil {
+		t.Errorf("LoadPlan once merged: %v", err)
+	}
+}

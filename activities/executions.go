@@ -1,12 +1,18 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 )
@@ -55,4 +61,129 @@ func (e *Executions) Execution(ctx context.Context, in ExecutionInput) (Executio
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &res.Value)
 	}
 	return res, nil
+}
+
+// EarlierInput asks for the rollouts of a fleet that still run and started before Self (at
+// Started; on a tie, those whose ID sorts first), by the keyword search attribute Attribute
+// (FleetwaveFleet), which every rollout sets on its first workflow task.
+type EarlierInput struct {
+	Fleet     string
+	Attribute string
+	Self      string
+	Started   time.Time
+	// StateAttr (FleetwaveState) and Ended: a rollout whose state is one of Ended has
+	// finished its runbook (it may still be writing its evidence) and promotes nothing more.
+	StateAttr string   `json:",omitempty"`
+	Ended     []string `json:",omitempty"`
+}
+
+// EarlierResult lists the earlier rollouts that still run, oldest first.
+type EarlierResult struct {
+	Rollouts []string `json:",omitempty"`
+}
+
+// Earlier lists the running Rollout workflows of the fleet that started before in.Self, from
+// Temporal's visibility store: a rollout promotes only once none does, so that one rollout of
+// a fleet promotes at a time whatever happened to its coordinator.
+func (e *Executions) Earlier(ctx context.Context, in EarlierInput) (EarlierResult, error) {
+	query := fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Running' AND %s = '%s'",
+		in.Attribute, strings.ReplaceAll(in.Fleet, "'", "''"))
+	if in.StateAttr != "" && len(in.Ended) > 0 {
+		query += fmt.Sprintf(" AND %s NOT IN ('%s')", in.StateAttr, strings.Join(in.Ended, "', '"))
+	}
+	type earlier struct {
+		id      string
+		started time.Time
+	}
+	var found []earlier
+	err := e.list(ctx, query, func(x *workflowpb.WorkflowExecutionInfo) {
+		id, started := x.GetExecution().GetWorkflowId(), x.GetStartTime().AsTime()
+		if id != in.Self && (started.Before(in.Started) || (started.Equal(in.Started) && id < in.Self)) {
+			found = append(found, earlier{id, started})
+		}
+	})
+	if err != nil {
+		return EarlierResult{}, fmt.Errorf("list the running rollouts of fleet %s: %w", in.Fleet, err)
+	}
+	slices.SortFunc(found, func(a, b earlier) int { return cmp.Or(a.started.Compare(b.started), strings.Compare(a.id, b.id)) })
+	var out EarlierResult
+	for _, f := range found {
+		out.Rollouts = append(out.Rollouts, f.id)
+	}
+	return out, nil
+}
+
+// AdoptInput names a fleet whose coordinator starts afresh, and the keyword search attributes
+// rollouts carry (FleetwaveFleet, FleetwaveCommit, FleetwaveState).
+type AdoptInput struct {
+	Fleet                     string
+	FleetAttr, CommitAttr     string
+	StateAttr, SucceededState string
+}
+
+// AdoptResult is what a new coordinator takes over: the oldest rollout of the fleet still
+// running (with its commit), and the commit of the last one that succeeded.
+type AdoptResult struct {
+	Running       string `json:",omitempty"`
+	RunningCommit string `json:",omitempty"`
+	LastSucceeded string `json:",omitempty"`
+}
+
+// Adopt reads, from Temporal's visibility store, what a coordinator that starts afresh (its
+// workflow terminated, reset, or its history lost) must know so that no second rollout
+// promotes beside a running one and no commit already rolled out ships again.
+func (e *Executions) Adopt(ctx context.Context, in AdoptInput) (AdoptResult, error) {
+	fleet := strings.ReplaceAll(in.Fleet, "'", "''")
+	var res AdoptResult
+	var oldest time.Time
+	err := e.list(ctx, fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Running' AND %s = '%s'", in.FleetAttr, fleet),
+		func(x *workflowpb.WorkflowExecutionInfo) {
+			if started := x.GetStartTime().AsTime(); res.Running == "" || started.Before(oldest) {
+				res.Running, oldest = x.GetExecution().GetWorkflowId(), started
+				res.RunningCommit = keyword(x, in.CommitAttr)
+			}
+		})
+	if err != nil {
+		return AdoptResult{}, err
+	}
+	var latest time.Time
+	err = e.list(ctx, fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Completed' AND %s = '%s' AND %s = '%s'",
+		in.FleetAttr, fleet, in.StateAttr, in.SucceededState),
+		func(x *workflowpb.WorkflowExecutionInfo) {
+			if closed := x.GetCloseTime().AsTime(); res.LastSucceeded == "" || closed.After(latest) {
+				if c := keyword(x, in.CommitAttr); c != "" {
+					res.LastSucceeded, latest = c, closed
+				}
+			}
+		})
+	if err != nil {
+		return AdoptResult{}, err
+	}
+	return res, nil
+}
+
+// list calls each for every execution the visibility query matches, page by page.
+func (e *Executions) list(ctx context.Context, query string, each func(*workflowpb.WorkflowExecutionInfo)) error {
+	var token []byte
+	for {
+		resp, err := e.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 100, NextPageToken: token})
+		if err != nil {
+			return fmt.Errorf("list workflows (%s): %w", query, err)
+		}
+		for _, x := range resp.GetExecutions() {
+			each(x)
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return nil
+		}
+	}
+}
+
+// keyword is the value of an execution's keyword search attribute, "" when unset.
+func keyword(x *workflowpb.WorkflowExecutionInfo, attr string) string {
+	var v string
+	if p := x.GetSearchAttributes().GetIndexedFields()[attr]; p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	}
+	return v
 }

@@ -26,6 +26,9 @@ const (
 	ErrTypeCommitNotFound = "CommitNotFound"
 	ErrTypeInvalidPolicy  = "InvalidPolicy"
 	ErrTypePushRejected   = "PushRejected"
+	// ErrTypeNotOnSourceBranch: the commit is not reachable from the source branch's head, so
+	// it was never merged (reviewed): it is never rolled out.
+	ErrTypeNotOnSourceBranch = "NotOnSourceBranch"
 )
 
 // Repo is what the git activities need from the fleet repository.
@@ -50,6 +53,9 @@ type Git struct {
 	// Adapt, when set, changes every plan LoadPlan returns: a rehearsal scales its durations
 	// and leaves out its health checks, which would reach real endpoints.
 	Adapt func(*rollout.Plan) *rollout.Plan
+	// SourceBranch is the branch the worker rolls out from: a commit not reachable from its
+	// head is refused, whoever submitted it ("": no check, for tests of other things).
+	SourceBranch string
 	// Reserved are the branches no site's branch may be (the source branch the worker rolls
 	// out from, its evidence branch): a plan whose site would be promoted onto one is invalid.
 	Reserved []string
@@ -91,6 +97,11 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 	if err != nil {
 		return LoadPlanResult{}, err
 	}
+	if why, err := g.offSource(info.SHA); err != nil {
+		return LoadPlanResult{}, err
+	} else if why != "" {
+		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(why, ErrTypeNotOnSourceBranch, nil)
+	}
 	data, err := g.Repo.ReadFile(info.SHA, rollout.PlanFile)
 	if errors.Is(err, gitops.ErrFileNotFound) {
 		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(
@@ -127,6 +138,31 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 	sim, _ := g.Sites.(deploy.Simulator)
 	return LoadPlanResult{Plan: plan, Commit: info.SHA, Subject: info.Subject, Author: info.Author, Message: info.Message, Policies: files,
 		PlanBlob: gitops.BlobHash(data), Simulated: sim != nil && sim.Simulated()}, nil
+}
+
+// offSource says why commit may not be rolled out when it is not reachable from the head of the
+// source branch ("" when it is, or when the worker checks no branch). Only what was merged there
+// ships: a commit pushed to another branch, or named by hand, was never reviewed for the fleet.
+func (g *Git) offSource(commit string) (string, error) {
+	if g.SourceBranch == "" {
+		return "", nil
+	}
+	head, err := g.Repo.Commit(g.SourceBranch)
+	if err != nil {
+		return "", fmt.Errorf("read the source branch %s: %w", g.SourceBranch, gitError(err))
+	}
+	if head.SHA == commit {
+		return "", nil
+	}
+	on, err := g.Repo.IsAncestor(commit, head.SHA)
+	if err != nil {
+		return "", fmt.Errorf("is %s on %s: %w", rollout.Short(commit), g.SourceBranch, err)
+	}
+	if !on {
+		return fmt.Sprintf("commit %s is not on the source branch %s (not reachable from its head %s): only commits merged there are rolled out",
+			rollout.Short(commit), g.SourceBranch, rollout.Short(head.SHA)), nil
+	}
+	return "", nil
 }
 
 // LoadPolicies reads the Rego files under rollout.PolicyDir at the commit, sorted by path.
@@ -353,7 +389,8 @@ type InspectResult struct {
 	OnNewCommit string
 	// Stale names a known commit that already contains this one: a late or redelivered push
 	// event must not supersede newer work.
-	Stale string
+	Stale string	// Refused says why the commit is never rolled out: it is not on the source branch.
+	Refused string `json:",omitempty"`
 }
 
 // Inspect reads the commit's onNewCommit policy and whether it is older than a known commit.
@@ -365,6 +402,14 @@ func (g *Git) Inspect(ctx context.Context, in InspectInput) (InspectResult, erro
 	}
 	if _, err := g.Repo.Commit(in.Commit); err != nil {
 		return res, gitError(err)
+	}
+	why, err := g.offSource(in.Commit)
+	if err != nil {
+		return res, err
+	}
+	if why != "" {
+		res.Refused = why
+		return res, nil
 	}
 	if in.Done != "" {
 		if in.Commit == in.Done {

@@ -75,6 +75,17 @@ type FleetState struct {
 	Collided []string `json:",omitempty"`
 	// Triggers says what submitted each queued commit, for its rollout's report.
 	Triggers map[string]rollout.Trigger `json:",omitempty"`
+	// Refused lists the latest commits never rolled out, and why: not on the source branch.
+	Refused []RefusedCommit `json:",omitempty"`
+	// Adopted is true once this coordinator took over what an earlier one left (versionFleetAdopt):
+	// a rollout still running, the last success.
+	Adopted bool `json:",omitempty"`
+}
+
+// RefusedCommit is a commit the fleet refused to roll out, and why.
+type RefusedCommit struct {
+	Commit string
+	Reason string
 }
 
 // The fleet workflow continues as new when its history passes historyLimit events or it has
@@ -117,6 +128,9 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 		return err
 	}
 	f.watch = workflow.GetVersion(ctx, versionFleetWatch, workflow.DefaultVersion, 1)
+	if !f.st.Adopted && workflow.GetVersion(ctx, versionFleetAdopt, workflow.DefaultVersion, 1) >= 1 {
+		f.adopt(ctx)
+	}
 	commits := workflow.GetSignalChannel(ctx, SignalCommit)
 	done := workflow.GetSignalChannel(ctx, signalDone)
 	var poll workflow.Future
@@ -176,6 +190,40 @@ func Fleet(ctx workflow.Context, in FleetInput) error {
 			next.State = f.st
 			return workflow.NewContinueAsNewError(ctx, Fleet, next)
 		}
+	}
+}
+
+// versionFleetAdopt guards a coordinator that starts afresh adopting the fleet's running rollout
+// and its last success from Temporal's visibility store.
+const versionFleetAdopt = "fleet-adopt"
+
+// adopt takes over what an earlier coordinator of the fleet left, when this one starts afresh
+// (the earlier was terminated, reset, or its history lost): the oldest rollout still running
+// becomes the running one (its done signal comes here, and the watch notices if it closes
+// without one), so no second rollout starts beside it; the last success keeps older commits
+// from shipping again. A rollout of the fleet that starts anyway (by hand) waits for the
+// earlier one itself (GateAlone). Temporal not answering leaves the state as it was: the
+// rollouts' own gate still keeps them apart.
+func (f *fleetRun) adopt(ctx workflow.Context) {
+	f.st.Adopted = true
+	var ex *activities.Executions
+	var res activities.AdoptResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		Summary:             "adopt the running rollout and last success of fleet " + f.in.Fleet,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: 30 * time.Second},
+	}), ex.Adopt, activities.AdoptInput{Fleet: f.in.Fleet, FleetAttr: AttrFleet.GetName(), CommitAttr: AttrCommit.GetName(),
+		StateAttr: AttrState.GetName(), SucceededState: string(rollout.StateSucceeded)}).Get(ctx, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Error("cannot adopt what an earlier coordinator left", "error", err)
+		return
+	}
+	if res.Running != "" && f.st.Running == "" {
+		workflow.GetLogger(ctx).Info("adopted a running rollout", "rollout", res.Running, "revision", res.RunningCommit)
+		f.st.Running, f.st.RunningCommit = res.Running, res.RunningCommit
+	}
+	if f.st.LastSucceeded == "" {
+		f.st.LastSucceeded = res.LastSucceeded
 	}
 }
 
@@ -268,6 +316,14 @@ func (f *fleetRun) submit(ctx workflow.Context, commit string, trigger *rollout.
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("commit refused", "revision", commit, "error", err)
 		return
+	}
+	if in.Refused != "" {
+		workflow.GetLogger(ctx).Warn("commit refused", "revision", commit, "reason", in.Refused)
+		f.st.Refused = append(f.st.Refused, RefusedCommit{Commit: commit, Reason: in.Refused})
+		if len(f.st.Refused) > 50 {
+			f.st.Refused = f.st.Refused[len(f.st.Refused)-50:]
+		}
+		return // not Seen: once merged (fast-forward, the same commit), it is rolled out
 	}
 	f.st.Seen = append(f.st.Seen, commit)
 	if len(f.st.Seen) > 200 {

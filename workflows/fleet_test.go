@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 const (
@@ -180,7 +182,7 @@ func TestFleetContinuesAsNewWithItsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A runs, B and C wait: nothing is lost across the new run.
-	want := FleetState{Running: RolloutID("demo", commitA), RunningCommit: commitA, Queue: []string{commitB, commitC}, Seen: []string{commitA, commitB, commitC}}
+	want := FleetState{Running: RolloutID("demo", commitA), RunningCommit: commitA, Queue: []string{commitB, commitC}, Seen: []string{commitA, commitB, commitC}, Adopted: true}
 	if diff := cmp.Diff(want, next.State); diff != "" {
 		t.Errorf("carried state (-want +got):\n%s", diff)
 	}
@@ -268,8 +270,7 @@ func TestFleetAsksTemporalAfterContinueAsNew(t *testing.T) {
 	env.RegisterWorkflow(Fleet)
 	f := newFakeFleet(t, env, testPlan(t, "wave", "  onNewCommit: queue\n"))
 	start := env.Now()
-	var ex *activities.Executions
-	env.RegisterActivity(ex)
+	var ex *activities.Executions // registered by newFakeFleet
 	asked := 0
 	env.OnActivity(ex.Execution, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ExecutionInput) (activities.ExecutionResult, error) {
 		asked++
@@ -295,5 +296,112 @@ func TestFleetAsksTemporalAfterContinueAsNew(t *testing.T) {
 	}
 	if asked < 10 || asked > 12 {
 		t.Errorf("asked Temporal %d times, want about once a minute until it answered", asked)
+	}
+}
+
+// TestFleetRefusesCommitsOffTheSourceBranch: a commit the inspection says is not on the source
+// branch starts no rollout, whoever submitted it; the fleet lists it with the reason, and a
+// commit on the branch after it rolls out as usual.
+func TestFleetRefusesCommitsOffTheSourceBranch(t *testing.T) {
+	f, st := runFleetWith(t, testPlan(t, "wave", ""), func(f *fakeFleet) { f.offSource = map[string]bool{commitA: true} },
+		map[time.Duration][]string{time.Second: {commitA}, time.Minute: {commitB}}, 10*time.Hour)
+	for _, c := range promotedCommits(f) {
+		if strings.HasPrefix(c, "a:") {
+			t.Fatalf("promoted %s: the refused commit was rolled out", c)
+		}
+	}
+	if len(promotedCommits(f)) == 0 {
+		t.Error("commit B, on the branch, was not rolled out")
+	}
+	want := []RefusedCommit{{Commit: commitA, Reason: "commit aaaaaaa is not on the source branch main"}}
+	if diff := cmp.Diff(want, st.Refused); diff != "" {
+		t.Errorf("refused (-want +got):\n%s", diff)
+	}
+	if slices.Contains(st.Seen, commitA) {
+		t.Error("a refused commit is Seen: once merged, it would never roll out")
+	}
+}
+
+// TestRolloutWaitsForAnEarlierOne: a rollout whose fleet has an earlier rollout still running
+// (a coordinator that lost track of it: terminated, reset) promotes nothing until that one
+// ends, asking every 30 s; if nobody can tell, it waits too.
+func TestRolloutWaitsForAnEarlierOne(t *testing.T) {
+	env := newEnv(t)
+	f := newFakeFleet(t, env, testPlan(t, "wave", ""))
+	start := env.Now()
+	f.earlier = func(in activities.EarlierInput) (activities.EarlierResult, error) {
+		if in.Fleet != "demo" || in.Attribute != AttrFleet.GetName() || in.Self == "" || in.Started.IsZero() {
+			t.Errorf("asked %+v", in)
+		}
+		switch at := env.Now().Sub(start); {
+		case at < 2*time.Minute:
+			return activities.EarlierResult{Rollouts: []string{"rollout/demo/0000000000ff"}}, nil
+		case at < 3*time.Minute:
+			return activities.EarlierResult{}, errors.New("visibility unavailable")
+		}
+		return activities.EarlierResult{}, nil
+	}
+	var waiting string
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st rollout.RolloutStatus
+		if err := v.Get(&st); err != nil {
+			t.Fatal(err)
+		}
+		waiting = st.Status.Waves[0].Message
+	}, time.Minute)
+	env.ExecuteWorkflow(Rollout, RolloutInput{Fleet: "demo", Commit: commitA})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "waiting for rollout rollout/demo/0000000000ff of the fleet to end: one rollout promotes at a time"; waiting != want {
+		t.Errorf("canary at 1m: %q, want %q", waiting, want)
+	}
+	promotes := f.callsOf("promote")
+	if len(promotes) == 0 || promotes[0].At.Sub(start) < 3*time.Minute {
+		t.Fatalf("first promotion %v after the start, want it once the earlier rollout ended (3m)", promotes)
+	}
+}
+
+// TestFleetAdoptsWhatAnEarlierCoordinatorLeft: a coordinator that starts afresh (the earlier one
+// terminated while a canary baked) takes the fleet's running rollout as its own, so the next
+// commit waits for it instead of promoting beside it, and the last success, so an older commit
+// does not ship again.
+func TestFleetAdoptsWhatAnEarlierCoordinatorLeft(t *testing.T) {
+	running := RolloutID("demo", commitA)
+	var start time.Time
+	f, st := runFleetWith(t, testPlan(t, "wave", "  onNewCommit: queue\n"), func(f *fakeFleet) {
+		start = f.env.Now()
+		f.adopt = func(in activities.AdoptInput) (activities.AdoptResult, error) {
+			if in.Fleet != "demo" || in.FleetAttr != AttrFleet.GetName() || in.CommitAttr != AttrCommit.GetName() || in.SucceededState != "Succeeded" {
+				t.Errorf("adopt %+v", in)
+			}
+			return activities.AdoptResult{Running: running, RunningCommit: commitA, LastSucceeded: commitB}, nil
+		}
+		var ex *activities.Executions
+		f.env.OnActivity(ex.Execution, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ExecutionInput) (activities.ExecutionResult, error) {
+			if f.env.Now().Sub(start) < 10*time.Minute {
+				return activities.ExecutionResult{Running: true, Status: "Running"}, nil
+			}
+			return activities.ExecutionResult{Status: "Completed"}, nil
+		})
+	}, map[time.Duration][]string{time.Second: {commitB, commitC}}, 10*time.Hour)
+	promotes := f.callsOf("promote")
+	if len(promotes) == 0 {
+		t.Fatal("commit C never rolled out")
+	}
+	for _, p := range promotes {
+		if p.Commit != commitC {
+			t.Errorf("promoted %s, want only C (A was adopted, B had already succeeded)", p.Commit[:7])
+		}
+	}
+	if first := promotes[0].At.Sub(start); first < 10*time.Minute {
+		t.Errorf("C promoted %s in, while the adopted rollout still ran (10m)", first)
+	}
+	if st.LastSucceeded != commitC || !st.Adopted {
+		t.Errorf("state %+v, want C the last success, adopted", st)
 	}
 }

@@ -102,6 +102,9 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	d := &rolloutDriver{run: runbook.NewRollout(workflow.GetInfo(ctx).WorkflowExecution.ID, in.Fleet, in.Commit)}
 	// Before versionRolloutWatch, nothing observed a wave's sites once the wave ended.
 	d.run.Watching = workflow.GetVersion(ctx, versionRolloutWatch, workflow.DefaultVersion, 1) >= 1
+	// Before versionRolloutAlone, a rollout promoted whether or not another of its fleet did
+	// (the coordinator alone kept them apart).
+	d.run.Alone = workflow.GetVersion(ctx, versionRolloutAlone, workflow.DefaultVersion, 1) >= 1
 	if err := d.handle(ctx); err != nil {
 		return RolloutResult{}, err
 	}
@@ -261,6 +264,8 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (runbook.Event, error) {
 			return runbook.ApproversResolved{At: workflow.Now(ctx), Err: errorMessage(err)}, nil
 		}
 		return runbook.ApproversResolved{At: workflow.Now(ctx), Members: res.Members, Unresolved: res.Unresolved, IDs: res.IDs}, nil
+	case runbook.CheckAlone:
+		return d.checkAlone(ctx)
 	case runbook.RunWave:
 		return d.runWave(ctx, c.Index), nil
 	case runbook.RevertWave:
@@ -277,6 +282,38 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (runbook.Event, error) {
 		return nil, nil
 	}
 	panic(fmt.Sprintf("rollout %s: no step to run (%T)", d.run.Status.Rollout, d.step))
+}
+
+// versionRolloutAlone guards the gate before each wave that waits until no earlier rollout of
+// the fleet still runs (runbook.GateAlone).
+const versionRolloutAlone = "rollout-alone"
+
+// endedStates are the states of a rollout that finished its runbook: one still running in one
+// of them is writing its evidence, and promotes nothing more.
+var endedStates = []string{string(rollout.StateSucceeded), string(rollout.StateFailed), string(rollout.StateAborted),
+	string(rollout.StateRolledBack), string(rollout.StateSuperseded)}
+
+// checkAlone asks Temporal's visibility store whether a rollout of the fleet that started
+// before this one still runs; an error is an answer too (nobody can tell: the wave waits).
+func (d *rolloutDriver) checkAlone(ctx workflow.Context) (runbook.Event, error) {
+	var ex *activities.Executions
+	var res activities.EarlierResult
+	info := workflow.GetInfo(ctx)
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		Summary:             "is an earlier rollout of fleet " + d.run.Status.Fleet + " still running?",
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	}), ex.Earlier, activities.EarlierInput{Fleet: d.run.Status.Fleet, Attribute: AttrFleet.GetName(),
+		Self: info.WorkflowExecution.ID, Started: info.WorkflowStartTime, StateAttr: AttrState.GetName(), Ended: endedStates}).Get(ctx, &res)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
+	case err != nil:
+		return runbook.AloneChecked{At: workflow.Now(ctx), Err: errorMessage(err)}, nil
+	case len(res.Rollouts) > 0:
+		return runbook.AloneChecked{At: workflow.Now(ctx), Other: res.Rollouts[0]}, nil
+	}
+	return runbook.AloneChecked{At: workflow.Now(ctx)}, nil
 }
 
 // revert reverts the set's sites (revertSites: a cancellation of the rollout cannot stop it

@@ -72,6 +72,11 @@ type fakeFleet struct {
 	found       map[string]bool   // sites whose promotion a lost attempt wrote: found, not created
 	ours        map[string]bool   // sites whose branch holds this rollout's unreverted promotion
 	older       map[string]bool   // commits older than every other: Inspect calls them stale
+	offSource   map[string]bool   // commits not on the source branch: Inspect refuses them
+	// earlier answers whether an earlier rollout of the fleet still runs (nil: none does);
+	// adopt what a coordinator starting afresh takes over (nil: nothing).
+	adopt   func(activities.AdoptInput) (activities.AdoptResult, error)
+	earlier func(activities.EarlierInput) (activities.EarlierResult, error)
 	policies    []rollout.PolicyFile
 	simulated   bool  // the worker's sites are a simulated fleet
 	roundSizes  []int // bytes of each health round's result
@@ -108,6 +113,22 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	f.converge = env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
 	env.OnActivity(sites.Observe, mock.Anything, mock.Anything).Return(f.observe)
 	env.OnActivity(sites.HealthRound, mock.Anything, mock.Anything).Return(f.healthRound)
+	var ex *activities.Executions
+	env.RegisterActivity(ex)
+	env.OnActivity(ex.Adopt, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.AdoptInput) (activities.AdoptResult, error) {
+		f.record("adopt", nil)
+		if f.adopt != nil {
+			return f.adopt(in)
+		}
+		return activities.AdoptResult{}, nil
+	})
+	env.OnActivity(ex.Earlier, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EarlierInput) (activities.EarlierResult, error) {
+		f.record("earlier", nil)
+		if f.earlier != nil {
+			return f.earlier(in)
+		}
+		return activities.EarlierResult{}, nil
+	})
 	var ev *activities.Evidence
 	env.RegisterActivity(ev)
 	env.OnActivity(ev.WriteEvidence, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.EvidenceInput) (activities.EvidenceResult, error) {
@@ -148,6 +169,10 @@ func (f *fakeFleet) loadPlan(_ context.Context, in activities.LoadPlanInput) (ac
 func (f *fakeFleet) inspect(_ context.Context, in activities.InspectInput) (activities.InspectResult, error) {
 	f.record("inspect", []string{in.Commit})
 	res := activities.InspectResult{OnNewCommit: rollout.OnNewCommitSupersede}
+	if f.offSource[in.Commit] {
+		res.Refused = "commit " + rollout.Short(in.Commit) + " is not on the source branch main"
+		return res, nil
+	}
 	if in.Done != "" && in.Commit == in.Done {
 		res.Stale = in.Done
 		return res, nil

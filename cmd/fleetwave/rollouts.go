@@ -227,6 +227,11 @@ func waitForRollout(ctx context.Context, tc client.Client, fleet, commit string)
 			if v.Get(&st) == nil && slices.Contains(st.Superseded, commit) {
 				return fmt.Errorf("%s was superseded by a newer commit before its rollout started", rollout.Short(commit))
 			}
+			for _, r := range st.Refused {
+				if r.Commit == commit {
+					return fmt.Errorf("refused by fleet %s: %s", fleet, r.Reason)
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():

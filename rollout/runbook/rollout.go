@@ -48,6 +48,7 @@ const (
 	PhaseWait      Phase = "Wait"      // the policies made the wave wait until a time
 	PhaseApprovers Phase = "Approvers" // resolving the wave's approver groups
 	PhaseApproval  Phase = "Approval"  // the wave's approval request is open
+	PhaseAlone     Phase = "Alone"     // asking whether an earlier rollout of the fleet still runs
 	PhaseWave      Phase = "Wave"      // the wave is running
 	PhaseRevert    Phase = "Revert"    // reverting by a rollback scope or a rollback
 	PhaseDone      Phase = "Done"
@@ -61,6 +62,7 @@ const (
 	GatePolicy   Gate = "Policy"   // the policies' look before the wave (plans with policies)
 	GateApproval Gate = "Approval" // the approval request (waves that need one)
 	GateRecheck  Gate = "Recheck"  // the policies' second look, after the approval
+	GateAlone    Gate = "Alone"    // no earlier rollout of the fleet still runs (Rollout.Alone)
 	GateRun      Gate = "Run"      // the wave itself
 )
 
@@ -127,7 +129,15 @@ type Rollout struct {
 	// wave where the watch saw a site degrade (Stop is StopWatch then).
 	Watching  bool `json:",omitempty"`
 	WatchWave int  `json:",omitempty"`
+	// Alone: before each wave runs, the rollout waits until no rollout of its fleet that
+	// started before it still runs, so that one rollout promotes at a time whatever happened
+	// to the fleet's coordinator (versioned by the workflow).
+	Alone bool `json:",omitempty"`
 }
+
+// AloneEvery is how often a rollout asks again whether an earlier rollout of its fleet still
+// runs.
+const AloneEvery = 30 * time.Second
 
 // MaxPolicyWaits bounds how often the policies may make one wave wait: settings that can never
 // all hold at once (a daily freeze over the business hours) deny instead of waiting forever.
@@ -152,6 +162,9 @@ func (r Rollout) Gates(i int) []Gate {
 	}
 	if approval && r.Policies {
 		gates = append(gates, GateRecheck)
+	}
+	if r.Alone {
+		gates = append(gates, GateAlone)
 	}
 	return append(gates, GateRun)
 }
@@ -209,6 +222,8 @@ func (r Rollout) Next(e Event) (Rollout, Step, []Effect) {
 		s.decided(e)
 	case ApproversResolved:
 		s.resolved(e)
+	case AloneChecked:
+		s.aloneChecked(e)
 	case Woke:
 		s.woke(e.At)
 	case WaveEnded:
@@ -253,6 +268,8 @@ func awaitedIn(e Event) (phases []Phase, ok bool) {
 		return []Phase{PhasePolicy}, true
 	case ApproversResolved:
 		return []Phase{PhaseApprovers}, true
+	case AloneChecked:
+		return []Phase{PhaseAlone}, true
 	case Woke:
 		return []Phase{PhaseWait, PhaseApproval, PhaseHold}, true
 	case WaveEnded:
@@ -376,9 +393,38 @@ func (s *turn) enter(now time.Time) {
 		}
 		r.At.Entered = true
 		s.requestApproval(now)
+	case GateAlone:
+		r.At.Entered = true
+		r.Phase = PhaseAlone
+		s.run(CheckAlone{})
 	case GateRun:
 		s.startWave(now)
 	}
+}
+
+// aloneChecked goes on once the runbook knows whether an earlier rollout of the fleet still
+// runs: then, or when it cannot tell, the wave waits and asks again (fail closed).
+func (s *turn) aloneChecked(e AloneChecked) {
+	r := &s.r
+	ws := s.wave()
+	if r.Stop == rollout.StopNone && (e.Other != "" || e.Err != "") {
+		ws.State = rollout.StateWaiting
+		ws.Message = fmt.Sprintf("waiting for rollout %s of the fleet to end: one rollout promotes at a time", e.Other)
+		if e.Other == "" {
+			ws.Message = "cannot tell whether another rollout of the fleet promotes (" + e.Err + "): asking again"
+		}
+		if r.Status.State != rollout.StatePaused {
+			s.setState(rollout.StateWaiting)
+		}
+		r.Phase = PhaseWait
+		s.run(WaitUntil{At: e.At.Add(AloneEvery)})
+		return
+	}
+	if !s.safe(e.At) {
+		return
+	}
+	ws.State, ws.Message = rollout.StatePending, ""
+	s.pass(e.At)
 }
 
 // stopAt ends a stopped rollout at the cursor, before its wave, putting the wave back as it
@@ -387,7 +433,7 @@ func (s *turn) stopAt(now time.Time) {
 	ws := s.wave()
 	switch at := s.r.At; {
 	case !at.Entered:
-	case at.Gate == GatePolicy || at.Gate == GateRecheck:
+	case at.Gate == GatePolicy || at.Gate == GateRecheck || at.Gate == GateAlone:
 		ws.State, ws.Message = rollout.StatePending, ""
 	case at.Gate == GateApproval:
 		ws.State = rollout.StatePending

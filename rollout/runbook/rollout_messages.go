@@ -42,6 +42,14 @@ type ApproversResolved struct {
 	Err        string
 }
 
+// AloneChecked says whether a rollout of the fleet that started before this one still runs:
+// Other names it ("" for none); Err says why nobody could tell.
+type AloneChecked struct {
+	At    time.Time
+	Other string
+	Err   string
+}
+
 // Woke says a waiting step ended: its timer fired, or Interrupted said it should end.
 type Woke struct{ At time.Time }
 
@@ -91,6 +99,7 @@ func (PlanLoaded) event()        {}
 func (PolicyDecided) event()     {}
 func (ApproversResolved) event() {}
 func (Woke) event()              {}
+func (AloneChecked) event()      {}
 func (WaveEnded) event()         {}
 func (Reverted) event()          {}
 func (Controlled) event()        {}
@@ -155,6 +164,9 @@ type (
 		Remind   time.Time     `json:",omitzero"`
 		Reminder rollout.Event `json:",omitzero"`
 	}
+	// CheckAlone asks whether a rollout of the fleet that started before this one still
+	// runs: AloneChecked.
+	CheckAlone struct{}
 	// RunWave runs wave Index as a child workflow: WaveEnded.
 	RunWave struct{ Index int }
 	// RevertWave reverts the set's sites and waits until they applied it: Reverted.
@@ -188,6 +200,7 @@ func (WaitUntil) step()        {}
 func (ResolveApprovers) step() {}
 func (AwaitVotes) step()       {}
 func (HoldPaused) step()       {}
+func (CheckAlone) step()       {}
 func (RunWave) step()          {}
 func (RevertWave) step()       {}
 func (RevertLate) step()       {}

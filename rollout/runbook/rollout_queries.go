@@ -157,6 +157,8 @@ func (r Rollout) details() string {
 		return head + ": evaluating the policies"
 	case PhaseWait:
 		return head + " " + ws.Message
+	case PhaseAlone:
+		return head + ": checking that no earlier rollout of the fleet still runs"
 	case PhaseApprovers:
 		return fmt.Sprintf("%s: resolving its approvers @%s", head, strings.Join(wave.Approval.Groups(), ", @"))
 	case PhaseApproval:

@@ -110,6 +110,8 @@ func describe(cmds []any) string {
 			out = append(out, "hold")
 		case RunWave:
 			out = append(out, fmt.Sprintf("run wave %d", c.Index))
+		case CheckAlone:
+			out = append(out, "CheckAlone")
 		case RevertWave:
 			out = append(out, "revert "+c.Set.Wave+":"+strings.Join(c.Set.Sites, ","))
 		case RevertLate:
@@ -584,6 +586,52 @@ func TestDetails(t *testing.T) {
 			r, _ := run(tc.events...)
 			if got := r.Details(); got != tc.want {
 				t.Errorf("details = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestAloneGate: with Alone, each wave's last gate before it runs asks whether an earlier
+// rollout of the fleet still runs; while one does, or nobody can tell, the wave waits and asks
+// again every AloneEvery (fail closed); a stop ends the wait before the wave.
+func TestAloneGate(t *testing.T) {
+	alone := func(events ...Event) (Rollout, []any) {
+		r := NewRollout("rollout/demo/abc1234", "demo", "abc1234")
+		r.Alone = true
+		var cmds []any
+		for _, e := range events {
+			r, cmds = next(r, e)
+		}
+		return r, cmds
+	}
+	other := AloneChecked{At: at(2 * time.Second), Other: "rollout/demo/0000000old00"}
+	for _, tc := range []struct {
+		name   string
+		events []Event
+		want   string
+		wave   rollout.State
+		msg    string
+	}{
+		{"the gate asks first", plain, "CheckAlone", rollout.StatePending, ""},
+		{"an earlier rollout runs: wait", then(plain, other), "state Waiting; wait until 32s", rollout.StateWaiting,
+			"waiting for rollout rollout/demo/0000000old00 of the fleet to end: one rollout promotes at a time"},
+		{"nobody can tell: wait", then(plain, AloneChecked{At: at(2 * time.Second), Err: "visibility unavailable"}), "state Waiting; wait until 32s", rollout.StateWaiting,
+			"cannot tell whether another rollout of the fleet promotes (visibility unavailable): asking again"},
+		{"asked again", then(plain, other, Woke{At: at(32 * time.Second)}), "CheckAlone", rollout.StateWaiting, ""},
+		{"alone: the wave runs", then(plain, other, Woke{At: at(32 * time.Second)}, AloneChecked{At: at(33 * time.Second)}),
+			"state Promoting; post wave-started canary; run wave 0", rollout.StatePromoting, ""},
+		{"aborted while waiting", then(plain, other, control(ControlAbort, 10*time.Second), Woke{At: at(10 * time.Second)}),
+			"state Aborted; finish Aborted aborted by U1", rollout.StatePending, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, _ := alone(tc.events[:len(tc.events)-1]...)
+			r, cmds := next(r, tc.events[len(tc.events)-1])
+			if got := describe(cmds); got != tc.want {
+				t.Errorf("commands %q, want %q", got, tc.want)
+			}
+			ws := r.Status.Waves[0]
+			if ws.State != tc.wave || (tc.msg != "" && ws.Message != tc.msg) {
+				t.Errorf("wave canary %s %q, want %s %q", ws.State, ws.Message, tc.wave, tc.msg)
 			}
 		})
 	}

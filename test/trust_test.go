@@ -1,0 +1,187 @@
+//go:build e2e
+
+package test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/fleetwave/fleetwave/gitops/gittest"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/test/testenv"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// TestUnmergedCommitsNeverShip: a commit pushed only to a branch "side", never merged to main,
+// is refused whichever way it comes: `fleetwave start` (the fleet's commit signal) says why and
+// starts no rollout; a Rollout workflow started by hand in Temporal fails before writing
+// anything. No site branch moves (the git CLI checks). Once merged (a fast-forward, the same
+// commit), it rolls out.
+func TestUnmergedCommitsNeverShip(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	gs := gittest.NewServer(t, "fleet", faultPlan(""), siteBranches()...)
+	git(t, gs.Dir, "branch", "side", "main")
+	side := gs.CommitOn(t, "side", "unreviewed change", map[string]string{"apps/app.yaml": "version: 666\n"})
+	heads := map[string]string{}
+	for _, s := range sites {
+		heads[s] = gs.Head(t, "sites/"+s)
+	}
+	startServe(t, bin, tp.Address, gs.URL, nil)
+	tc := dialTemporal(t, tp.Address)
+
+	out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", "--wait", "--timeout", "2m", side)
+	if err == nil || !strings.Contains(out, "refused by fleet demo: commit "+rollout.Short(side)+" is not on the source branch main") {
+		t.Fatalf("fleetwave start of an unmerged commit: %v:\n%s\nwant refused, naming the source branch", err, out)
+	}
+	id := workflows.RolloutID("demo", side)
+	var nf *serviceerror.NotFound
+	if _, err := tc.DescribeWorkflowExecution(context.Background(), id, ""); !errors.As(err, &nf) {
+		t.Errorf("rollout %s: %v, want no such workflow", id, err)
+	}
+
+	// Started by hand, past the coordinator: the plan is never loaded.
+	run, err := tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: "rollout/demo/by-hand", TaskQueue: workflows.TaskQueue("demo")},
+		"Rollout", workflows.RolloutInput{Fleet: "demo", Commit: side})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := run.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), "is not on the source branch main") {
+		t.Errorf("a Rollout started by hand for an unmerged commit: %v, want it to fail, naming the source branch", err)
+	}
+	for _, s := range sites {
+		if got := gs.Head(t, "sites/"+s); got != heads[s] {
+			t.Errorf("sites/%s moved to %s: an unmerged commit was promoted", s, got)
+		}
+	}
+
+	// Merged: the same commit is now on main, and rolls out.
+	git(t, gs.Dir, "update-ref", "refs/heads/main", side)
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", side); err != nil || out != id {
+		t.Fatalf("fleetwave start once merged: %v: %s", err, out)
+	}
+	if err := waitRollout(t, tc, id, 3*time.Minute); err != nil {
+		t.Fatalf("the merged commit's rollout: %v", err)
+	}
+	tree := git(t, gs.Dir, "rev-parse", side+"^{tree}")
+	for _, s := range sites {
+		if got := git(t, gs.Dir, "rev-parse", "sites/"+s+"^{tree}"); got != tree {
+			t.Errorf("site %s is not on the merged commit", s)
+		}
+	}
+}
+
+// TestOneRolloutPerFleet: the coordinator is terminated while a canary bakes (as one would to
+// change --poll). A rollout started by hand meanwhile waits for the running one instead of
+// promoting beside it. The next push reaches a new coordinator, which adopts the running
+// rollout (the push supersedes it, at its safe point) and rolls out after it: the git CLI sees
+// the next promotion land only once the first rollout closed. Terminated again, the coordinator
+// recovers the last success from Temporal, so an older commit does not ship.
+func TestOneRolloutPerFleet(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	gs := gittest.NewServer(t, "fleet", faultPlan(""), siteBranches()...)
+	older := gs.CommitOn(t, "main", "app v2, never rolled out", map[string]string{"apps/app.yaml": "version: 2\n"})
+	slow := strings.Replace(plan, "bake: 2s}", "bake: 20s}", 1)
+	a := gs.CommitOn(t, "main", "app v3, slow canary", map[string]string{"apps/app.yaml": "version: 3\n", "fleetwave.yaml": slow})
+	startServe(t, bin, tp.Address, gs.URL, nil)
+	tc := dialTemporal(t, tp.Address)
+	fw := workflows.NewClient(tc, "")
+	ctx := context.Background()
+
+	first := workflows.RolloutID("demo", a)
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", a); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	waitFor(t, "the first rollout's canary to bake", func() bool {
+		st, err := fw.Status(ctx, first)
+		return err == nil && st.Waves[0].State == rollout.StateBaking
+	})
+	if err := tc.TerminateWorkflow(ctx, workflows.FleetID("demo"), "", "to change --poll"); err != nil {
+		t.Fatal(err)
+	}
+
+	b := gs.CommitOn(t, "main", "app v4", map[string]string{"apps/app.yaml": "version: 4\n", "fleetwave.yaml": plan})
+	if _, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "rollout/demo/by-hand", TaskQueue: workflows.TaskQueue("demo")},
+		"Rollout", workflows.RolloutInput{Fleet: "demo", Commit: b}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rollout started by hand to wait for the running one", func() bool {
+		st, err := fw.Status(ctx, "rollout/demo/by-hand")
+		return err == nil && len(st.Waves) > 0 && st.Waves[0].State == rollout.StateWaiting &&
+			strings.Contains(st.Waves[0].Message, "waiting for rollout "+first+" of the fleet to end")
+	})
+	if got := gs.Head(t, "sites/ams-1"); !strings.Contains(git(t, gs.Dir, "log", "-1", "--format=%s", got), rollout.Short(a)) {
+		t.Errorf("sites/ams-1 is at %s, want the first rollout's promotion", got)
+	}
+	if err := tc.TerminateWorkflow(ctx, "rollout/demo/by-hand", "", "done looking"); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", b); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	fleet := func() workflows.FleetState {
+		v, err := tc.QueryWorkflow(ctx, workflows.FleetID("demo"), "", workflows.QueryFleet)
+		var fs workflows.FleetState
+		if err == nil {
+			_ = v.Get(&fs)
+		}
+		return fs
+	}
+	waitFor(t, "the new coordinator to adopt the running rollout", func() bool {
+		fs := fleet()
+		return fs.Adopted && fs.Running == first
+	})
+	second := workflows.RolloutID("demo", b)
+	if err := waitRollout(t, tc, second, 3*time.Minute); err != nil {
+		t.Fatalf("the next rollout: %v", err)
+	}
+	desc, err := tc.DescribeWorkflowExecution(ctx, first, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := desc.GetWorkflowExecutionInfo().GetCloseTime().AsTime()
+	// The next rollout's promotion of the canary: committed once the first rollout closed.
+	promoted := git(t, gs.Dir, "log", "-1", "--format=%ct", "--grep", "Promote "+rollout.Short(b), "sites/ams-1")
+	if at := time.Unix(atoi(t, promoted), 0); at.Before(closed.Truncate(time.Second)) {
+		t.Errorf("%s promoted ams-1 at %s, before %s closed at %s: two rollouts promoted at once", second, at, first, closed)
+	}
+	if st := statusJSON(t, bin, tp.Address, first); st.State != rollout.StateSuperseded {
+		t.Errorf("the adopted rollout ended %s, want Superseded by the next push", st.State)
+	}
+
+	if err := tc.TerminateWorkflow(ctx, workflows.FleetID("demo"), "", "again"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", older); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	waitFor(t, "the new coordinator to take the older commit in", func() bool {
+		fs := fleet()
+		return fs.Adopted && fs.LastSucceeded == b && slices.Contains(fs.Seen, older)
+	})
+	var nf *serviceerror.NotFound
+	if _, err := tc.DescribeWorkflowExecution(ctx, workflows.RolloutID("demo", older), ""); !errors.As(err, &nf) {
+		t.Errorf("the older commit's rollout: %v, want none: the last success was lost with the coordinator", err)
+	}
+}
+
+func atoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return n
+}
