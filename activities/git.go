@@ -389,7 +389,7 @@ type InspectResult struct {
 	OnNewCommit string
 	// Stale names a known commit that already contains this one: a late or redelivered push
 	// event must not supersede newer work.
-	Stale string	// Refused says why the commit is never rolled out: it is not on the source branch.
+	Stale   string // Refused says why the commit is never rolled out: it is not on the source branch.
 	Refused string `json:",omitempty"`
 }
 

@@ -75,11 +75,11 @@ type fakeFleet struct {
 	offSource   map[string]bool   // commits not on the source branch: Inspect refuses them
 	// earlier answers whether an earlier rollout of the fleet still runs (nil: none does);
 	// adopt what a coordinator starting afresh takes over (nil: nothing).
-	adopt   func(activities.AdoptInput) (activities.AdoptResult, error)
-	earlier func(activities.EarlierInput) (activities.EarlierResult, error)
-	policies    []rollout.PolicyFile
-	simulated   bool  // the worker's sites are a simulated fleet
-	roundSizes  []int // bytes of each health round's result
+	adopt      func(activities.AdoptInput) (activities.AdoptResult, error)
+	earlier    func(activities.EarlierInput) (activities.EarlierResult, error)
+	policies   []rollout.PolicyFile
+	simulated  bool  // the worker's sites are a simulated fleet
+	roundSizes []int // bytes of each health round's result
 	// lateLanding is a site whose promotion, in flight, lands just after the first revert.
 	lateLanding string
 	// degradedFrom are sites whose checks fail from that workflow time on.
