@@ -121,7 +121,7 @@ update-golden:
 # Records histories of the current workflow code for the replay tests, beside the kept ones
 # (needs the Temporal CLI; docs/workflows.md has the versioning rule).
 record-histories: tools
-	$(GO) test -count=1 -tags e2e ./test/ -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev|TestPolicyOnDev|TestSlackApprovalOnDev|TestRevertSurvivesLostPushResponses|TestTerminatedRolloutDoesNotWedgeTheFleet|TestLongBakeContinuesAsNew' -record
+	$(GO) test -count=1 -tags e2e ./test/ -run 'TestRolloutEndToEnd|TestControlOnDev|TestSupersedeOnDev|TestPolicyOnDev|TestSlackApprovalOnDev|TestRevertSurvivesLostPushResponses|TestTerminatedRolloutDoesNotWedgeTheFleet|TestLongBakeContinuesAsNew|TestOneRolloutPerFleet' -record
 
 clean:
 	rm -rf bin

@@ -151,7 +151,7 @@ func (l *lab) saveHistory(workflowID, name string) { saveHistory(l.t, l.tc, work
 // historyTag names the workflow code that -record records histories of: a recorded history is
 // kept for good (docs/workflows.md, the versioning rule), so new recordings go beside the old
 // ones under a new tag, never over them. Change it when workflow code changes.
-const historyTag = "gates"
+const historyTag = "trust"
 
 // saveHistory writes a workflow's history (and its ID, since child IDs derive from it) to
 // workflows/testdata/histories/<name>.<historyTag>.json when the tests run with -record. It

@@ -160,6 +160,8 @@ func TestOneRolloutPerFleet(t *testing.T) {
 	if st := statusJSON(t, bin, tp.Address, first); st.State != rollout.StateSuperseded {
 		t.Errorf("the adopted rollout ended %s, want Superseded by the next push", st.State)
 	}
+	saveHistory(t, tc, second, "rollout-alone")
+	saveHistory(t, tc, workflows.FleetID("demo"), "fleet-adopted")
 
 	if err := tc.TerminateWorkflow(ctx, workflows.FleetID("demo"), "", "again"); err != nil {
 		t.Fatal(err)

@@ -270,7 +270,7 @@ func (s *fleetServer) handler() http.Handler {
 		}
 		s.byName[parts[1]].reportPage(w, r)
 	})
-	mux.Handle("GET /metrics", s.nodes[0].metricsHandler())
+	mux.Handle("GET /metrics", guardMetrics(s.nodes[0].metricsHandler(), os.Getenv(envMetricsToken)))
 	if s.slack != nil {
 		s.slack.Register(mux)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +54,30 @@ func TestHTTPCutsOffSlowClients(t *testing.T) {
 				t.Fatalf("the server kept the connection open for %s", time.Since(start).Round(time.Second))
 			}
 		})
+	}
+}
+
+// TestMetricsToken: with FLEETWAVE_METRICS_TOKEN set, /metrics answers only its bearer token.
+func TestMetricsToken(t *testing.T) {
+	h := guardMetrics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "fleetwave_up 1\n") }), "s3cret-token")
+	for _, tc := range []struct {
+		auth string
+		code int
+	}{{"", http.StatusUnauthorized}, {"Bearer wrong", http.StatusUnauthorized}, {"s3cret-token", http.StatusUnauthorized},
+		{"Bearer s3cret-token", http.StatusOK}} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.code || (tc.code == http.StatusOK) != strings.Contains(rec.Body.String(), "fleetwave_up") {
+			t.Errorf("Authorization %q: %d %q, want %d", tc.auth, rec.Code, rec.Body.String(), tc.code)
+		}
+	}
+	rec := httptest.NewRecorder()
+	guardMetrics(http.NotFoundHandler(), "").ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("no token set: %d, want the handler's own answer", rec.Code)
 	}
 }

@@ -50,7 +50,7 @@ Kustomization and asks it to reconcile after a push (deploy/install/site/site-rb
 RBAC it needs). --driver sim observes a simulated fleet instead, for trials: the site branches
 are written for real, the health gates check nothing real, and every rollout's status says so.
 The push event secret: FLEETWAVE_WEBHOOK_SECRET (without it every push event
-is refused).
+is refused). FLEETWAVE_METRICS_TOKEN, when set, is the bearer token GET /metrics asks for.
 
 Slack (docs/slack.md): FLEETWAVE_SLACK_TOKEN (the bot token: rollout threads, user groups),
 FLEETWAVE_SLACK_SIGNING_SECRET (POST /slack/commands and /slack/interactions; without it

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -175,6 +176,28 @@ func (n *node) handler() http.Handler {
 		n.slackHandler.Register(mux)
 	}
 	return mux
+}
+
+// envMetricsToken, when set, is the bearer token GET /metrics asks for: its gauges name the
+// fleet's rollouts and sites, and each scrape asks Temporal questions.
+const envMetricsToken = "FLEETWAVE_METRICS_TOKEN"
+
+// guardMetrics makes h answer only requests that carry token as a bearer token ("" lets every
+// request through). A request without it gets 401, and the comparison takes the same time
+// whatever it is given.
+func guardMetrics(h http.Handler, token string) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fleetwave metrics"`)
+			http.Error(w, "unauthorized: GET /metrics needs Authorization: Bearer <"+envMetricsToken+">", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (n *node) metricsHandler() http.Handler {

@@ -56,6 +56,8 @@ type Set struct {
 	// routes are the metrics the Temporal handler feeds, by the name emitted.
 	routes map[string]route
 	reg    prometheus.Registerer
+	// rollouts exports the fleet's open rollouts (WatchRollouts).
+	rollouts *rolloutsCollector
 }
 
 // route is where the Temporal handler sends one emitted metric: a counter or a histogram

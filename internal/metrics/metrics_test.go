@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,7 +9,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/mocks"
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/gitops"
@@ -159,5 +163,35 @@ func TestScrapeWithoutTemporal(t *testing.T) {
 	}
 	if !names["fleetwave_push_events_total"] || names["fleetwave_rollouts"] {
 		t.Errorf("gathered %v", names)
+	}
+}
+
+// TestRolloutGaugesAreCached: scrapes within CacheFor of one that asked Temporal get its
+// values, so a scrape storm asks Temporal once per CacheFor.
+func TestRolloutGaugesAreCached(t *testing.T) {
+	tc := &mocks.Client{}
+	lists := 0
+	tc.On("ListWorkflow", mock.Anything, mock.Anything).Return(func(context.Context, *workflowservice.ListWorkflowExecutionsRequest) *workflowservice.ListWorkflowExecutionsResponse {
+		lists++
+		return &workflowservice.ListWorkflowExecutionsResponse{}
+	}, nil)
+	s := New(nil, "demo")
+	s.WatchRollouts(workflows.NewClient(tc, ""), "demo")
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	s.rollouts.now = func() time.Time { return now }
+	for range 5 {
+		if _, err := s.Registry.Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lists != 1 {
+		t.Errorf("5 scrapes at once asked Temporal %d times, want 1", lists)
+	}
+	now = now.Add(CacheFor)
+	if _, err := s.Registry.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	if lists != 2 {
+		t.Errorf("a scrape CacheFor later asked %d times in all, want 2", lists)
 	}
 }

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,11 @@ const (
 	statusesPerScrape = 20
 )
 
+// CacheFor is how long the rollout gauges of one scrape serve the next ones: a scrape asks
+// Temporal up to statusesPerScrape+1 times, and /metrics may be scraped by several Prometheus
+// replicas, or by anyone who can reach it.
+const CacheFor = 15 * time.Second
+
 // WatchRollouts exports, at each scrape, the fleet's open rollouts as Temporal knows them:
 //   - fleetwave_rollouts{state}: how many are in each state (the FleetwaveState search
 //     attribute);
@@ -26,22 +32,31 @@ const (
 //   - fleetwave_site_unknown_since_timestamp_seconds{rollout, wave, site}: since when a site
 //     of the running wave has been Unknown.
 //
-// Every replica exports the same values: aggregate them with max, not sum.
+// Every replica exports the same values: aggregate them with max, not sum. Scrapes within
+// CacheFor of one that asked Temporal get its values.
 func (s *Set) WatchRollouts(fw *workflows.Client, fleet string) {
-	s.reg.MustRegister(&rolloutsCollector{fw: fw, fleet: fleet,
+	s.rollouts = &rolloutsCollector{fw: fw, fleet: fleet, now: time.Now,
 		open: prometheus.NewDesc("fleetwave_rollouts", "Open rollouts of the fleet, by state.", []string{"state"}, nil),
 		progress: prometheus.NewDesc("fleetwave_rollout_progress_timestamp_seconds",
 			"The latest time in an open rollout's status (a step, a measurement, a vote, a control), or the end of the bake it waits for.",
 			[]string{"rollout", "state"}, nil),
 		unknown: prometheus.NewDesc("fleetwave_site_unknown_since_timestamp_seconds",
 			"Since when a site of an open rollout's running wave has been Unknown.", []string{"rollout", "wave", "site"}, nil),
-	})
+	}
+	s.reg.MustRegister(s.rollouts)
 }
 
 type rolloutsCollector struct {
 	fw                      *workflows.Client
 	fleet                   string
 	open, progress, unknown *prometheus.Desc
+	now                     func() time.Time
+
+	// mu serializes scrapes, so that concurrent ones share one round of questions; cached
+	// are the metrics of the last round, asked at cachedAt.
+	mu       sync.Mutex
+	cached   []prometheus.Metric
+	cachedAt time.Time
 }
 
 func (c *rolloutsCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -51,20 +66,33 @@ func (c *rolloutsCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *rolloutsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now := c.now(); c.cachedAt.IsZero() || now.Sub(c.cachedAt) >= CacheFor {
+		c.cached, c.cachedAt = c.ask(), now
+	}
+	for _, m := range c.cached {
+		ch <- m
+	}
+}
+
+// ask reads the fleet's open rollouts from Temporal, as metrics.
+func (c *rolloutsCollector) ask() []prometheus.Metric {
+	var out []prometheus.Metric
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
 	list, err := c.fw.List(ctx, workflows.ListFilter{Fleet: c.fleet, Running: true, Limit: 1000})
 	if err != nil {
 		// Temporal unreachable: these gauges are absent from this scrape, and the rest of
 		// /metrics still answers (an invalid metric would fail the whole scrape).
-		return
+		return nil
 	}
 	byState := map[string]int{}
 	for _, r := range list {
 		byState[r.State]++
 	}
 	for state, n := range byState {
-		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(n), state)
+		out = append(out, prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(n), state))
 	}
 	for i, r := range list {
 		if i == statusesPerScrape {
@@ -75,7 +103,7 @@ func (c *rolloutsCollector) Collect(ch chan<- prometheus.Metric) {
 			continue // no worker answers the query: the rollout still counts above
 		}
 		if at := Progress(st); !at.IsZero() {
-			ch <- prometheus.MustNewConstMetric(c.progress, prometheus.GaugeValue, seconds(at), st.Rollout, string(st.State))
+			out = append(out, prometheus.MustNewConstMetric(c.progress, prometheus.GaugeValue, seconds(at), st.Rollout, string(st.State)))
 		}
 		for _, w := range st.Waves {
 			if w.Name != st.Wave || w.State.Done() {
@@ -83,11 +111,12 @@ func (c *rolloutsCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			for _, site := range w.Sites {
 				if !site.UnknownSince.IsZero() {
-					ch <- prometheus.MustNewConstMetric(c.unknown, prometheus.GaugeValue, seconds(site.UnknownSince), st.Rollout, w.Name, site.Name)
+					out = append(out, prometheus.MustNewConstMetric(c.unknown, prometheus.GaugeValue, seconds(site.UnknownSince), st.Rollout, w.Name, site.Name))
 				}
 			}
 		}
 	}
+	return out
 }
 
 func seconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
