@@ -631,6 +631,18 @@ func TestConvergedUnderSomeoneElsesCommit(t *testing.T) {
 		t.Errorf("a commit the site's head does not contain: %+v", res)
 	}
 
+	// A manual revert of the promotion descends from it, but no longer runs it.
+	revert := f.CommitFunc(t, "sites/ams-1", "unused", func(dir string) {
+		gittest.Git(t, dir, "revert", "--no-edit", promo)
+		gittest.Git(t, dir, "reset", "--soft", "HEAD~1")
+	})
+	if res := waitConverged(t, env, in(revert)); !res.Converged[0] {
+		t.Fatalf("the site did not apply the revert: %+v", res.States[0])
+	}
+	if res := waitConverged(t, env, in(promo)); res.Converged[0] || res.States[0].Contains != "" {
+		t.Errorf("after a git revert of the promotion: converged %v, state %+v; want not running it", res.Converged, res.States[0])
+	}
+
 	exact := newEnv()
 	exact.RegisterActivity(&Sites{Driver: fleet, Poll: 20 * time.Millisecond})
 	if res := waitConverged(t, exact, in(promo)); res.Converged[0] {

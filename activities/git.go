@@ -35,6 +35,7 @@ const (
 type Repo interface {
 	Refresh(ctx context.Context) error
 	IsAncestor(ancestor, commit string) (bool, error)
+	HoldsChanges(change, commit string) (bool, error)
 	Commit(sha string) (gitops.CommitInfo, error)
 	ReadFile(commit, path string) ([]byte, error)
 	ReadDir(commit, dir string) (map[string][]byte, error)

@@ -22,19 +22,23 @@ type Sites struct {
 	// driver that tells changes (deploy.Watcher), it is the most time between them when nothing
 	// changed: a change is observed at once.
 	Poll time.Duration
-	// Ancestry, when set, tells whether a revision a site applied descends from the commit it
-	// should run (someone pushed on top of the promotion); nil compares commits exactly.
+	// Ancestry, when set, tells whether a revision a site applied still holds the commit it
+	// should run, by content (someone pushed on top of the promotion, elsewhere); nil
+	// compares commits exactly.
 	Ancestry Ancestry
 }
 
-// Ancestry reads the ancestry of the fleet repo's commits (gitops.Repo does).
+// Ancestry compares the fleet repo's commits (gitops.Repo does).
 type Ancestry interface {
 	Refresh(ctx context.Context) error
-	IsAncestor(ancestor, commit string) (bool, error)
+	// HoldsChanges reports whether commit has, at every path change changed, change's
+	// content (gitops.Repo.HoldsChanges).
+	HoldsChanges(change, commit string) (bool, error)
 }
 
-// descendants marks observations whose applied revision descends from the commit their site
-// should run (rollout.SiteState.Contains); it fetches at most once per round, when an
+// descendants marks observations whose applied revision holds the changes of the commit their
+// site should run (rollout.SiteState.Contains), by content: a manual `git revert` of a
+// promotion descends from it but no longer runs it. It fetches at most once per round, when an
 // observation does not match.
 type descendants struct {
 	s       *Sites
@@ -46,12 +50,12 @@ func (d *descendants) mark(ctx context.Context, st *rollout.SiteState, expect st
 	if d.s.Ancestry == nil || !st.Reachable || expect == "" || applied == "" || applied == expect {
 		return
 	}
-	ok, err := d.s.Ancestry.IsAncestor(expect, applied)
+	ok, err := d.s.Ancestry.HoldsChanges(expect, applied)
 	if err != nil && !d.fetched {
 		// The applied commit may be newer than this worker's copy of the repo.
 		d.fetched = true
 		if ferr := d.s.Ancestry.Refresh(ctx); ferr == nil {
-			ok, err = d.s.Ancestry.IsAncestor(expect, applied)
+			ok, err = d.s.Ancestry.HoldsChanges(expect, applied)
 		}
 	}
 	if err == nil && ok {

@@ -375,6 +375,63 @@ func (r *Repo) IsAncestor(ancestor, commit string) (bool, error) {
 	return ok, nil
 }
 
+// HoldsChanges reports whether commit runs what change did: at every path change changed from
+// its first parent, commit's tree has change's content (a path change deleted is absent). It
+// decides by content, not ancestry: a later commit on top (someone's fix elsewhere) still holds
+// the change; a `git revert` of it, or an edit of the same files, does not, although both
+// descend from it. A commit holds itself.
+func (r *Repo) HoldsChanges(change, commit string) (bool, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, err := r.resolveLocked(change)
+	if err != nil {
+		return false, err
+	}
+	h, err := r.resolveLocked(commit)
+	if err != nil {
+		return false, err
+	}
+	if c.Hash == h.Hash || c.TreeHash == h.TreeHash {
+		return true, nil
+	}
+	to, err := c.Tree()
+	if err != nil {
+		return false, fmt.Errorf("tree of %s: %w", short(c.Hash), err)
+	}
+	var from *object.Tree
+	if c.NumParents() > 0 {
+		p, err := c.Parent(0)
+		if err != nil {
+			return false, fmt.Errorf("parent of %s: %w", short(c.Hash), err)
+		}
+		if from, err = p.Tree(); err != nil {
+			return false, fmt.Errorf("tree of %s: %w", short(p.Hash), err)
+		}
+	}
+	held, err := h.Tree()
+	if err != nil {
+		return false, fmt.Errorf("tree of %s: %w", short(h.Hash), err)
+	}
+	changes, err := object.DiffTree(from, to)
+	if err != nil {
+		return false, fmt.Errorf("changes of %s: %w", short(c.Hash), err)
+	}
+	for _, ch := range changes {
+		path, want := ch.To.Name, ch.To.TreeEntry.Hash
+		if path == "" { // deleted by change: commit must not have it back
+			if _, err := held.FindEntry(ch.From.Name); err == nil {
+				return false, nil
+			}
+			continue
+		}
+		e, err := held.FindEntry(path)
+		if err != nil || e.Hash != want {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // resolveLocked finds a commit by full sha, or else by branch name.
 func (r *Repo) resolveLocked(rev string) (*object.Commit, error) {
 	if plumbing.IsHash(rev) {

@@ -268,3 +268,42 @@ func TestIsAncestor(t *testing.T) {
 }
 
 func short7(s string) string { return s[:7] }
+
+// TestHoldsChanges decides by content whether a commit still runs a promotion: a fix on top,
+// elsewhere, holds it; a `git revert` of it (made by the git CLI), an edit of the same file, or
+// a file it deleted coming back does not, although each descends from it.
+func TestHoldsChanges(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1")
+	promo := f.commitOn(t, "sites/ams-1", "Promote", map[string]string{"apps/web/deploy.yaml": "image: web:2\n", "apps/api/deploy.yaml": ""})
+	fix := f.commitOn(t, "sites/ams-1", "someone's fix elsewhere", map[string]string{"other.txt": "x\n"})
+	reverted := f.commitFunc(t, "sites/ams-1", "unused", func(dir string) {
+		run(t, dir, "revert", "--no-edit", promo)
+		run(t, dir, "reset", "--soft", "HEAD~1") // CommitFunc commits what the edit left
+	})
+	r := f.open(t)
+	for _, tc := range []struct {
+		name, commit string
+		want         bool
+	}{
+		{"the promotion itself", promo, true},
+		{"a fix on top, elsewhere", fix, true},
+		{"a git revert of it", reverted, false},
+	} {
+		if got, err := r.HoldsChanges(promo, tc.commit); err != nil || got != tc.want {
+			t.Errorf("%s: holds %v (%v), want %v", tc.name, got, err, tc.want)
+		}
+	}
+	edited := f.commitOn(t, "sites/ams-1", "edit the same file", map[string]string{"apps/web/deploy.yaml": "image: web:3\n"})
+	back := f.commitOn(t, "sites/ams-1", "the deleted file back", map[string]string{"apps/web/deploy.yaml": "image: web:2\n", "apps/api/deploy.yaml": "back\n"})
+	r = f.open(t)
+	if got, _ := r.HoldsChanges(promo, edited); got {
+		t.Error("an edit of the promoted file still holds the promotion")
+	}
+	if got, _ := r.HoldsChanges(promo, back); got {
+		t.Error("a file the promotion deleted came back, and it still holds the promotion")
+	}
+	if ok, err := r.IsAncestor(promo, reverted); err != nil || !ok {
+		t.Errorf("the revert descends from the promotion: %v %v", ok, err)
+	}
+}

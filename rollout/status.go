@@ -154,9 +154,10 @@ type SiteState struct {
 	Reachable bool
 	// Revision is what Flux last applied, in Flux's format ("sites/ams-1@sha1:<hash>").
 	Revision string `json:",omitempty"`
-	// Contains is the commit the site should run when Revision is a later commit of its
-	// branch that descends from it: someone else pushed on top of the promotion, and Flux
-	// applied their head, which holds the promotion too.
+	// Contains is the commit the site should run when Revision is another commit of its
+	// branch that holds its changes, by content: someone else pushed on top of the promotion
+	// (elsewhere), and Flux applied their head, which runs the promotion too. A revert of the
+	// promotion descends from it but does not hold it.
 	Contains string `json:",omitempty"`
 	// Attempted is what Flux last tried to apply; it runs ahead of Revision when that failed.
 	Attempted   string `json:",omitempty"`
