@@ -198,6 +198,9 @@ func (h *Handler) checkVote(st rollout.Status, a Action) (string, error) {
 	case w.Approval == nil:
 		return wave, fmt.Errorf("wave %s has no approval request", wave)
 	}
+	if err := w.Approval.CheckVia(wave, rollout.ViaSlack); err != nil {
+		return wave, err
+	}
 	// CheckVote covers Open(now) and Eligible, and also a second vote, with the rollout
 	// package's own wording.
 	return wave, w.Approval.CheckVote(wave, a.User, h.now())

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -23,7 +24,16 @@ type Approval struct {
 	// RemindBefore, when set, posts a reminder in the rollout's Slack thread this long before
 	// an open request expires.
 	RemindBefore time.Duration `json:",omitempty"`
+	// Via, when set, lists where votes may come from (ViaSlack, ViaCLI): a wave may take
+	// Slack votes only, whose origin the server proves, and refuse the CLI's.
+	Via []string `json:",omitempty"`
 }
+
+// Where votes come from.
+const (
+	ViaSlack = "slack"
+	ViaCLI   = "cli"
+)
 
 // What happens when an approval times out.
 const (
@@ -128,6 +138,16 @@ type ApprovalStatus struct {
 	Votes       []Vote            `json:"votes,omitempty"`
 	// Outcome is "" while the request is open, then one of the Approval* outcomes.
 	Outcome string `json:"outcome,omitempty"`
+	// Via lists where votes may come from (the plan's approval.via); empty: anywhere.
+	Via []string `json:"via,omitempty"`
+}
+
+// CheckVia returns why a vote that came via via must be refused, or nil.
+func (a *ApprovalStatus) CheckVia(wave, via string) error {
+	if len(a.Via) > 0 && !slices.Contains(a.Via, via) {
+		return fmt.Errorf("wave %s takes votes via %s only (approval.via), not via %s", wave, strings.Join(a.Via, ", "), cmp.Or(via, "an unnamed origin"))
+	}
+	return nil
 }
 
 // Vote is one approver's accepted decision on a wave.
@@ -138,6 +158,10 @@ type Vote struct {
 	Via     string    `json:"via,omitempty"`
 	Comment string    `json:"comment,omitempty"`
 	At      time.Time `json:"at,omitzero"`
+	// Caller is the Temporal identity that sent the vote (a CLI vote's is the caller's own,
+	// whoever --as names), as the workflow's history records it: set in reports, which read
+	// the history; the workflow itself does not see who sends an update.
+	Caller string `json:"caller,omitempty"`
 }
 
 // String describes the vote for status lines and Slack.

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,5 +43,32 @@ func TestApprovalVotes(t *testing.T) {
 	r.Add(Vote{By: "U2", Comment: "not on a Friday"})
 	if r.Outcome != ApprovalRejected || r.Summary() != "rejected by U2" {
 		t.Errorf("one rejection: %q %q", r.Outcome, r.Summary())
+	}
+}
+
+// TestApprovalVia: approval.via takes slack and cli, each once; CheckVia refuses the others.
+func TestApprovalVia(t *testing.T) {
+	a := &ApprovalStatus{Via: []string{ViaSlack}}
+	if err := a.CheckVia("eu", ViaCLI); err == nil || err.Error() != "wave eu takes votes via slack only (approval.via), not via cli" {
+		t.Errorf("CheckVia(cli) = %v", err)
+	}
+	if err := a.CheckVia("eu", ViaSlack); err != nil {
+		t.Errorf("CheckVia(slack) = %v", err)
+	}
+	if err := (&ApprovalStatus{}).CheckVia("eu", ViaCLI); err != nil {
+		t.Errorf("no via: %v", err)
+	}
+	plan := func(via string) []byte {
+		return []byte("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nspec:\n  sites: [{name: a}]\n  waves:\n    - {name: all, approval: {approvers: [U012ABC], via: " + via + "}}\n")
+	}
+	p, err := ParsePlan("f.yaml", plan("[slack]"))
+	if err != nil || !slices.Equal(p.Waves[0].Approval.Via, []string{"slack"}) {
+		t.Fatalf("via [slack]: %v, %+v", err, p)
+	}
+	for via, want := range map[string]string{"[web]": `f.yaml:6:58: wave "all": approval.via "web": use slack or cli`,
+		"[cli, cli]": `f.yaml:6:63: wave "all": approval.via lists cli twice`} {
+		if _, err := ParsePlan("f.yaml", plan(via)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("via %s: %v, want %q", via, err, want)
+		}
 	}
 }

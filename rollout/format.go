@@ -52,6 +52,7 @@ type fileApproval struct {
 	Timeout      string   `yaml:"timeout"`
 	OnTimeout    string   `yaml:"onTimeout"`
 	RemindBefore string   `yaml:"remindBefore"`
+	Via          []string `yaml:"via"`
 }
 
 type filePolicies struct {

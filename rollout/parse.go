@@ -380,6 +380,15 @@ func (v *validator) approval(path, wave string, fa fileApproval) *Approval {
 			v.errorf(path+".quorum", "wave %q: quorum %d is more than the %d approvers listed", wave, *fa.Quorum, distinctUsers(a.Users()))
 		}
 	}
+	for i, via := range fa.Via {
+		switch {
+		case via != ViaSlack && via != ViaCLI:
+			v.errorf(fmt.Sprintf("%s.via[%d]", path, i), "wave %q: approval.via %q: use %s or %s", wave, via, ViaSlack, ViaCLI)
+		case slices.Contains(fa.Via[:i], via):
+			v.errorf(fmt.Sprintf("%s.via[%d]", path, i), "wave %q: approval.via lists %s twice", wave, via)
+		}
+	}
+	a.Via = fa.Via
 	if fa.RemindBefore != "" {
 		a.RemindBefore = v.duration(path+".remindBefore", fa.RemindBefore, 0, false)
 		if a.RemindBefore >= a.Timeout {

@@ -454,3 +454,27 @@ func TestApprovalReminder(t *testing.T) {
 		t.Errorf("a decided request got a reminder: %v", slack.kinds())
 	}
 }
+
+// TestApprovalViaSlackOnly: a wave whose approval says via: [slack] refuses CLI votes (their
+// approver is whoever the caller names) before they reach the history, and takes the signed
+// Slack vote.
+func TestApprovalViaSlackOnly(t *testing.T) {
+	env := newEnv(t)
+	newFakeFleet(t, env, approvalPlan(t, `{approvers: [U01, U02], quorum: 1, timeout: 1h, via: [slack]}`))
+	newFakeSlack(env)
+	cliVote := voteAt(env, 20*time.Minute, UpdateApprove, VoteInput{By: "U02", Via: ViaCLI})
+	slackVote := voteAt(env, 21*time.Minute, UpdateApprove, VoteInput{By: "U01", Via: ViaSlack})
+	st, err := run(t, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cliVote.accepted || cliVote.err == nil || !strings.Contains(cliVote.err.Error(), "wave eu takes votes via slack only (approval.via), not via cli") {
+		t.Errorf("CLI vote: accepted %v, err %v; want refused", cliVote.accepted, cliVote.err)
+	}
+	if !slackVote.accepted {
+		t.Fatalf("Slack vote: %+v", slackVote)
+	}
+	if a := st.Waves[1].Approval; len(a.Votes) != 1 || a.Votes[0].Via != ViaSlack || !slices.Equal(a.Via, []string{"slack"}) {
+		t.Errorf("approval = %+v", a)
+	}
+}

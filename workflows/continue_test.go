@@ -69,8 +69,12 @@ func TestLongBakeContinuesAsNew(t *testing.T) {
 	}
 	want := map[string]int{"ams-1": 101, "ams-2,fra-1,fra-2": 91, "nyc-1,nyc-2": 61}
 	for sites, n := range want {
-		if byWave[sites] != n {
-			t.Errorf("health rounds of %s: %d, want %d (all: %v)", sites, byWave[sites], n, byWave)
+		got := byWave[sites]
+		// A watch's last round falls due at the instant the rollout stops the watches; the test
+		// environment runs the two in either order (the round counts or not), so a watched
+		// wave's count may be one short. The waves' own rounds are exact.
+		if watched := sites != "nyc-1,nyc-2"; got != n && !(watched && got == n-1) {
+			t.Errorf("health rounds of %s: %d, want %d (all: %v)", sites, got, n, byWave)
 		}
 	}
 	for _, w := range st.Waves {

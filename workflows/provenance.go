@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/fleetwave/fleetwave/chatops"
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // Where a vote came from (VoteInput.Via). A vote "via slack" carries the proof that a fleetwave
@@ -20,8 +21,8 @@ import (
 // a vote as given in Slack. Everything else is "via cli": a caller with access to the
 // namespace, who names the approver (--as).
 const (
-	ViaSlack = "slack"
-	ViaCLI   = "cli"
+	ViaSlack = rollout.ViaSlack
+	ViaCLI   = rollout.ViaCLI
 )
 
 // VoteKey derives the key that proves Slack votes from the Slack signing secret, which every

@@ -145,6 +145,14 @@ type reportBuilder struct {
 	sites   map[string]*siteTrace
 	reverts map[string]report.Revert
 	final   *rollout.Status
+	// callers are the Temporal identities that sent the accepted votes, in order.
+	callers []voteCaller
+}
+
+// voteCaller is who sent an accepted vote, by the history's UpdateAccepted event.
+type voteCaller struct {
+	by, via, identity string
+	approve           bool
 }
 
 // siteTrace is what the progress signals said of a site over time.
@@ -201,6 +209,17 @@ func (b *reportBuilder) event(ev *historypb.HistoryEvent) error {
 			return err
 		}
 		b.progress(c)
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+		req := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()
+		name := req.GetInput().GetName()
+		if name != UpdateApprove && name != UpdateReject {
+			return nil
+		}
+		var in VoteInput
+		if err := b.decode(req.GetInput().GetArgs(), &in); err != nil {
+			return err
+		}
+		b.callers = append(b.callers, voteCaller{by: in.By, via: in.Via, identity: req.GetMeta().GetIdentity(), approve: name == UpdateApprove})
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
 		var res RolloutResult
 		if err := b.decode(ev.GetWorkflowExecutionCompletedEventAttributes().GetResult(), &res); err != nil {
@@ -348,6 +367,27 @@ func (t *siteTrace) measure(checks []rollout.CheckResult, at time.Time) {
 }
 
 // finish lays out the report from the final status and what the events said.
+// withCallers gives each vote of the request the identity that sent it: the first accepted
+// update by the same voter, via and decision not given to another vote yet.
+func (b *reportBuilder) withCallers(a *rollout.ApprovalStatus) *rollout.ApprovalStatus {
+	if a == nil || len(a.Votes) == 0 || len(b.callers) == 0 {
+		return a
+	}
+	out := *a
+	out.Votes = slices.Clone(a.Votes)
+	for i := range out.Votes {
+		v := &out.Votes[i]
+		for j, c := range b.callers {
+			if c.by == v.By && c.via == v.Via && c.approve == v.Approve {
+				v.Caller = c.identity
+				b.callers = slices.Delete(b.callers, j, j+1)
+				break
+			}
+		}
+	}
+	return &out
+}
+
 func (b *reportBuilder) finish() {
 	st := b.final
 	r := &b.r
@@ -362,7 +402,7 @@ func (b *reportBuilder) finish() {
 	for i, w := range st.Waves {
 		rw := report.Wave{Name: w.Name, Index: w.Index, State: w.State, StartedAt: w.StartedAt, ConvergedAt: w.ConvergedAt,
 			FinishedAt: w.FinishedAt, Duration: report.Duration(w.StartedAt, w.FinishedAt), Message: w.Message,
-			Policy: b.policies[i], Approval: w.Approval}
+			Policy: b.policies[i], Approval: b.withCallers(w.Approval)}
 		if len(rw.Policy) == 0 && w.Policy != nil {
 			rw.Policy = []report.Decision{{PolicyDecision: *w.Policy}}
 		}

@@ -238,6 +238,16 @@ func TestReportFacts(t *testing.T) {
 	if tr := approval.Trigger; tr == nil || tr.Via != rollout.TriggerPush || tr.Host != "generic" || len(approval.Plan.Blob) != 40 {
 		t.Errorf("approval: trigger %+v, plan %+v", tr, approval.Plan)
 	}
+	// Each vote names the Temporal identity that sent it, as the history's UpdateAccepted has it.
+	for _, w := range approval.Waves {
+		if a := w.Approval; a != nil {
+			for _, v := range a.Votes {
+				if v.Caller == "" {
+					t.Errorf("approval: vote %+v names no caller", v)
+				}
+			}
+		}
+	}
 }
 
 func reportFacts(t *testing.T, tag string) {

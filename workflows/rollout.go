@@ -153,7 +153,7 @@ func (d *rolloutDriver) handle(ctx workflow.Context) error {
 				return d.vote(ctx, action, in), nil
 			},
 			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, in VoteInput) error {
-				return d.run.CheckVote(in.Wave, in.By, workflow.Now(ctx))
+				return d.run.CheckVote(in.Wave, in.By, in.Via, workflow.Now(ctx))
 			}})
 		if err != nil {
 			return err

@@ -93,7 +93,11 @@ func markdownWave(b *strings.Builder, w Wave, waves int) {
 		if len(a.Votes) > 0 {
 			b.WriteString("\n| Approver | Decision | Via | At | Comment |\n|---|---|---|---|---|\n")
 			for _, v := range a.Votes {
-				fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", cell(v.By), voteWord(v), cell(v.Via), stamp(v.At), cell(v.Comment))
+				via := v.Via
+				if v.Caller != "" {
+					via += " (sent by " + v.Caller + ")"
+				}
+				fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", cell(v.By), voteWord(v), cell(via), stamp(v.At), cell(v.Comment))
 			}
 		}
 	}

@@ -511,7 +511,7 @@ func (s *turn) resolved(e ApproversResolved) {
 	members = slices.Compact(members)
 	ws := s.wave()
 	ws.Approval = &rollout.ApprovalStatus{Approvers: a.Approvers, Eligible: members, Unresolved: unresolved,
-		GroupIDs: ids, Quorum: a.Quorum, RequestedAt: e.At, ExpiresAt: e.At.Add(a.Timeout)}
+		GroupIDs: ids, Quorum: a.Quorum, RequestedAt: e.At, ExpiresAt: e.At.Add(a.Timeout), Via: a.Via}
 	for _, v := range r.Kept {
 		if slices.Contains(members, v.By) {
 			ws.Approval.Votes = append(ws.Approval.Votes, v)

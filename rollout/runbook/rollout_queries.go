@@ -56,9 +56,9 @@ func ControlMessage(action ControlAction) string {
 	return "aborting: promotion stops at the next safe point; promoted sites stay as they are"
 }
 
-// CheckVote returns why a vote by user on wave ("" for the wave asked last) must be refused
-// at now, or nil.
-func (r Rollout) CheckVote(wave, user string, now time.Time) error {
+// CheckVote returns why a vote by user on wave ("" for the wave asked last), come via via
+// (rollout.ViaSlack, rollout.ViaCLI), must be refused at now, or nil.
+func (r Rollout) CheckVote(wave, user, via string, now time.Time) error {
 	switch {
 	case r.Plan == nil:
 		return fmt.Errorf("rollout %s has not loaded its plan yet: nothing to vote on", r.Status.Rollout)
@@ -70,6 +70,9 @@ func (r Rollout) CheckVote(wave, user string, now time.Time) error {
 		return err
 	}
 	ws := r.Status.Waves[i]
+	if err := ws.Approval.CheckVia(ws.Name, via); err != nil {
+		return err
+	}
 	return ws.Approval.CheckVote(ws.Name, user, now)
 }
 
