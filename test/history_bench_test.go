@@ -226,6 +226,7 @@ func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simP
 	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: convergePoll, Ancestry: writer})
 	w.RegisterActivity(&activities.Slack{})
 	w.RegisterActivity(&activities.Evidence{})
+	w.RegisterActivity(&activities.Executions{Client: tc}) // the gate that keeps a fleet's rollouts apart asks Temporal
 	if err := w.Start(); err != nil {
 		b.Fatal(err)
 	}

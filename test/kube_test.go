@@ -122,6 +122,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 	w.RegisterActivity(&activities.Git{Repo: writer, Sites: kube})
 	w.RegisterActivity(&activities.Sites{Driver: kube, Poll: 250 * time.Millisecond})
 	w.RegisterActivity(&activities.Evidence{})
+	w.RegisterActivity(&activities.Executions{Client: tc}) // the gate that keeps a fleet's rollouts apart asks Temporal
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func TestUnmergedCommitsNeverShip(t *testing.T) {
 // TestOneRolloutPerFleet: the coordinator is terminated while a canary bakes (as one would to
 // change --poll). A rollout started by hand meanwhile waits for the running one instead of
 // promoting beside it. The next push reaches a new coordinator, which adopts the running
-// rollout (the push supersedes it, at its safe point) and rolls out after it: the git CLI sees
+// rollout (the next commit's plan queues it behind) and rolls out after it: the git CLI sees
 // the next promotion land only once the first rollout closed. Terminated again, the coordinator
 // recovers the last success from Temporal, so an older commit does not ship.
 func TestOneRolloutPerFleet(t *testing.T) {
@@ -111,7 +111,7 @@ func TestOneRolloutPerFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b := gs.CommitOn(t, "main", "app v4", map[string]string{"apps/app.yaml": "version: 4\n", "fleetwave.yaml": plan})
+	b := gs.CommitOn(t, "main", "app v4", map[string]string{"apps/app.yaml": "version: 4\n", "fleetwave.yaml": plan + "  onNewCommit: queue\n"})
 	if _, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "rollout/demo/by-hand", TaskQueue: workflows.TaskQueue("demo")},
 		"Rollout", workflows.RolloutInput{Fleet: "demo", Commit: b}); err != nil {
 		t.Fatal(err)
@@ -139,9 +139,9 @@ func TestOneRolloutPerFleet(t *testing.T) {
 		}
 		return fs
 	}
-	waitFor(t, "the new coordinator to adopt the running rollout", func() bool {
+	waitFor(t, "the new coordinator to adopt the running rollout, the next commit queued behind it", func() bool {
 		fs := fleet()
-		return fs.Adopted && fs.Running == first
+		return fs.Adopted && fs.Running == first && slices.Equal(fs.Queue, []string{b})
 	})
 	second := workflows.RolloutID("demo", b)
 	if err := waitRollout(t, tc, second, 3*time.Minute); err != nil {
@@ -157,8 +157,8 @@ func TestOneRolloutPerFleet(t *testing.T) {
 	if at := time.Unix(atoi(t, promoted), 0); at.Before(closed.Truncate(time.Second)) {
 		t.Errorf("%s promoted ams-1 at %s, before %s closed at %s: two rollouts promoted at once", second, at, first, closed)
 	}
-	if st := statusJSON(t, bin, tp.Address, first); st.State != rollout.StateSuperseded {
-		t.Errorf("the adopted rollout ended %s, want Superseded by the next push", st.State)
+	if st := statusJSON(t, bin, tp.Address, first); st.State != rollout.StateSucceeded {
+		t.Errorf("the adopted rollout ended %s, want Succeeded, the next commit queued behind it", st.State)
 	}
 	saveHistory(t, tc, second, "rollout-alone")
 	saveHistory(t, tc, workflows.FleetID("demo"), "fleet-adopted")
