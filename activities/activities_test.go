@@ -688,3 +688,46 @@ func TestOnlyTheSourceBranchShips(t *testing.T) {
 		t.Errorf("LoadPlan once merged: %v", err)
 	}
 }
+
+// TestDeployed: the source commit every site branch's head promotes is what the fleet runs;
+// a site on another commit, or on a revert, leaves it unknown.
+func TestDeployed(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	c := f.commitOn("main", "app v2", map[string]string{"apps/app.yaml": "version: 2\n"})
+	promote := func(site, source, extra string) {
+		f.commitOn("sites/"+site, "Promote", map[string]string{"apps/app.yaml": "version: 2\n", "n": site + source + extra})
+		// The trailers are what counts; write them as Promote does, in the last paragraph.
+		gittest.Git(t, f.Dir, "update-ref", "refs/heads/sites/"+site, gittest.Git(t, f.Dir, "commit-tree", "-p", f.head("sites/"+site),
+			"-m", "Promote "+rollout.Short(source)+" to "+site+"\n\nFleetwave-Rollout: rollout/demo/x\nFleetwave-Source: "+source+extra, f.head("sites/"+site)+"^{tree}"))
+	}
+	env := newEnv()
+	env.RegisterActivity(&Git{Repo: f.open(), SourceBranch: "main"})
+	deployed := func() string {
+		t.Helper()
+		val, err := env.ExecuteActivity((&Git{}).Deployed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got DeployedResult
+		if err := val.Get(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Commit
+	}
+	if got := deployed(); got != "" {
+		t.Errorf("before any promotion: %q", got)
+	}
+	promote("ams-1", c, "")
+	if got := deployed(); got != "" {
+		t.Errorf("one site of two promoted: %q", got)
+	}
+	promote("ams-2", c, "")
+	if got := deployed(); got != c {
+		t.Errorf("both sites on %s: %q", rollout.Short(c), got)
+	}
+	promote("ams-2", c, "\nFleetwave-Reason: degraded")
+	if got := deployed(); got != "" {
+		t.Errorf("a site on a revert: %q", got)
+	}
+}

@@ -444,3 +444,58 @@ func (g *Git) Inspect(ctx context.Context, in InspectInput) (InspectResult, erro
 	}
 	return res, nil
 }
+
+// DeployedResult is the source commit the whole fleet runs, "" when that cannot be told.
+type DeployedResult struct {
+	Commit string `json:",omitempty"`
+}
+
+// Deployed reads, from the trailers of every site branch's head, the source commit the whole
+// fleet runs: a coordinator that starts afresh, with no succeeded rollout left in Temporal's
+// visibility store (past its retention), takes it as its last success, so no older commit
+// ships again. It answers "" unless every site of the plan at the source branch's head runs a
+// promotion (not a revert) of one same commit of the source branch.
+func (g *Git) Deployed(ctx context.Context) (DeployedResult, error) {
+	defer keepAlive(ctx)()
+	if g.SourceBranch == "" {
+		return DeployedResult{}, nil
+	}
+	if err := g.Repo.Refresh(ctx); err != nil {
+		return DeployedResult{}, fmt.Errorf("read what the fleet runs: %w", err)
+	}
+	head, err := g.Repo.Commit(g.SourceBranch)
+	if err != nil {
+		return DeployedResult{}, gitError(err)
+	}
+	data, err := g.Repo.ReadFile(head.SHA, rollout.PlanFile)
+	if err != nil {
+		return DeployedResult{}, nil
+	}
+	plan, err := rollout.ParsePlan(rollout.PlanFile, data)
+	if err != nil {
+		return DeployedResult{}, nil
+	}
+	source := ""
+	for _, s := range plan.Sites {
+		info, err := g.Repo.Commit(plan.SiteBranchFor(s.Name))
+		if err != nil {
+			return DeployedResult{}, nil // a site without its branch runs nothing of ours
+		}
+		promoted := info.Trailers[gitops.TrailerSource]
+		switch {
+		case promoted == "" || info.Trailers[gitops.TrailerReason] != "":
+			return DeployedResult{}, nil // not a promotion, or a revert
+		case source == "":
+			source = promoted
+		case promoted != source:
+			return DeployedResult{}, nil // the fleet runs several commits
+		}
+	}
+	if source == "" {
+		return DeployedResult{}, nil
+	}
+	if on, err := g.Repo.IsAncestor(source, head.SHA); err != nil || !on {
+		return DeployedResult{}, nil
+	}
+	return DeployedResult{Commit: source}, nil
+}

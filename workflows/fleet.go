@@ -225,7 +225,22 @@ func (f *fleetRun) adopt(ctx workflow.Context) {
 	if f.st.LastSucceeded == "" {
 		f.st.LastSucceeded = res.LastSucceeded
 	}
+	if f.st.LastSucceeded == "" && workflow.GetVersion(ctx, versionFleetAdoptTrailers, workflow.DefaultVersion, 1) >= 1 {
+		// Nothing succeeded within Temporal's retention: what the whole fleet runs, by the
+		// promotions' trailers, is the last success.
+		var git *activities.Git
+		var deployed activities.DeployedResult
+		if err := workflow.ExecuteActivity(gitOptions(ctx, "read what the fleet runs", gitRetries), git.Deployed).Get(ctx, &deployed); err != nil {
+			workflow.GetLogger(ctx).Warn("cannot read what the fleet runs", "error", err)
+			return
+		}
+		f.st.LastSucceeded = deployed.Commit
+	}
 }
+
+// versionFleetAdoptTrailers guards the adoption reading the last success from the site
+// branches' trailers when Temporal has none.
+const versionFleetAdoptTrailers = "fleet-adopt-trailers"
 
 // ended frees the fleet when id is the running rollout; succeeded says it rolled out its
 // commit.

@@ -405,3 +405,19 @@ func TestFleetAdoptsWhatAnEarlierCoordinatorLeft(t *testing.T) {
 		t.Errorf("state %+v, want C the last success, adopted", st)
 	}
 }
+
+// TestFleetRecoversTheLastSuccessFromGit: a coordinator that starts afresh when Temporal keeps no
+// succeeded rollout (past its retention) takes what the site branches' trailers say the whole
+// fleet runs as its last success: that commit, and the ones before it, do not ship again.
+func TestFleetRecoversTheLastSuccessFromGit(t *testing.T) {
+	f, st := runFleetWith(t, testPlan(t, "wave", ""), func(f *fakeFleet) {
+		f.deployed = commitB
+		f.older = map[string]bool{commitA: true}
+	}, map[time.Duration][]string{time.Second: {commitA}}, time.Hour)
+	if st.LastSucceeded != commitB || len(f.callsOf("deployed")) != 1 {
+		t.Errorf("last success %q (asked git %d times), want B from the trailers", st.LastSucceeded, len(f.callsOf("deployed")))
+	}
+	if p := promotedCommits(f); len(p) > 0 {
+		t.Errorf("promoted %v: an older commit shipped", p)
+	}
+}

@@ -75,8 +75,10 @@ type fakeFleet struct {
 	offSource   map[string]bool   // commits not on the source branch: Inspect refuses them
 	// earlier answers whether an earlier rollout of the fleet still runs (nil: none does);
 	// adopt what a coordinator starting afresh takes over (nil: nothing).
-	adopt      func(activities.AdoptInput) (activities.AdoptResult, error)
-	earlier    func(activities.EarlierInput) (activities.EarlierResult, error)
+	adopt   func(activities.AdoptInput) (activities.AdoptResult, error)
+	earlier func(activities.EarlierInput) (activities.EarlierResult, error)
+	// deployed is what the site branches' trailers say the whole fleet runs.
+	deployed   string
 	policies   []rollout.PolicyFile
 	simulated  bool  // the worker's sites are a simulated fleet
 	roundSizes []int // bytes of each health round's result
@@ -110,6 +112,10 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	env.OnActivity(git.Landed, mock.Anything, mock.Anything).Return(f.landed)
 	env.OnActivity(git.Revert, mock.Anything, mock.Anything).Return(f.revert)
 	env.OnActivity(git.Inspect, mock.Anything, mock.Anything).Return(f.inspect)
+	env.OnActivity(git.Deployed, mock.Anything).Return(func(context.Context) (activities.DeployedResult, error) {
+		f.record("deployed", nil)
+		return activities.DeployedResult{Commit: f.deployed}, nil
+	})
 	f.converge = env.OnActivity(sites.WaitConverged, mock.Anything, mock.Anything).Return(f.waitConverged)
 	env.OnActivity(sites.Observe, mock.Anything, mock.Anything).Return(f.observe)
 	env.OnActivity(sites.HealthRound, mock.Anything, mock.Anything).Return(f.healthRound)
