@@ -15,6 +15,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 // Executions runs the activity that asks Temporal about a workflow execution: the fleet's
@@ -186,4 +189,36 @@ func keyword(x *workflowpb.WorkflowExecutionInfo, attr string) string {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
 	}
 	return v
+}
+
+// EndedInput names a rollout that ended, and the query that returns its status.
+type EndedInput struct {
+	WorkflowID string
+	Query      string
+}
+
+// Ended returns the status of a rollout that ended, from its status query (Temporal replays
+// its history on a worker to answer). A rollout still running is refused, non-retryable: it
+// takes the rollback control itself.
+func (e *Executions) Ended(ctx context.Context, in EndedInput) (rollout.Status, error) {
+	d, err := e.Client.DescribeWorkflow(ctx, in.WorkflowID, "")
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		return rollout.Status{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no rollout %s", in.WorkflowID), "NotFound", err)
+	case err != nil:
+		return rollout.Status{}, fmt.Errorf("describe %s: %w", in.WorkflowID, err)
+	case d.RawResponse.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return rollout.Status{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("rollout %s is still running: send it the rollback control", in.WorkflowID), "Running", nil)
+	}
+	v, err := e.Client.QueryWorkflow(ctx, in.WorkflowID, "", in.Query)
+	if err != nil {
+		return rollout.Status{}, fmt.Errorf("query %s: %w", in.WorkflowID, err)
+	}
+	var st rollout.Status
+	if err := v.Get(&st); err != nil {
+		return rollout.Status{}, fmt.Errorf("decode the status of %s: %w", in.WorkflowID, err)
+	}
+	return st, nil
 }

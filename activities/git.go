@@ -42,6 +42,7 @@ type Repo interface {
 	Promote(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
 	Landed(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
 	Revert(ctx context.Context, req gitops.RevertRequest) ([]gitops.Change, error)
+	LastFleetwave(branch string) (gitops.CommitInfo, bool, error)
 }
 
 // Git runs the activities that read and write the fleet repository.
@@ -498,4 +499,48 @@ func (g *Git) Deployed(ctx context.Context) (DeployedResult, error) {
 		return DeployedResult{}, nil
 	}
 	return DeployedResult{Commit: source}, nil
+}
+
+// OwnersInput lists site branches to ask who put them where they are.
+type OwnersInput struct {
+	Targets []Target
+}
+
+// Owner is the rollout whose commit (a promotion, or a revert when Revert) last moved a site's
+// branch; Rollout is "" when fleetwave never wrote there.
+type Owner struct {
+	Site    string
+	Rollout string `json:",omitempty"`
+	Revert  bool   `json:",omitempty"`
+}
+
+// OwnersResult holds one owner per target, in order.
+type OwnersResult struct {
+	Owners []Owner
+}
+
+// Owners reads, for each site branch, the latest commit fleetwave wrote there: the rollout that
+// put the site where it is, and whether that commit was a revert. A rollback of an ended rollout
+// reverts only the sites its promotion still holds, and names the ones a later rollout moved
+// on.
+func (g *Git) Owners(ctx context.Context, in OwnersInput) (OwnersResult, error) {
+	defer keepAlive(ctx)()
+	if err := g.Repo.Refresh(ctx); err != nil {
+		return OwnersResult{}, fmt.Errorf("read the site branches: %w", err)
+	}
+	out := OwnersResult{Owners: make([]Owner, len(in.Targets))}
+	for i, t := range in.Targets {
+		out.Owners[i].Site = t.Site
+		info, found, err := g.Repo.LastFleetwave(t.Branch)
+		switch {
+		case errors.Is(err, gitops.ErrBranchNotFound):
+			continue
+		case err != nil:
+			return OwnersResult{}, err
+		case found:
+			out.Owners[i].Rollout = info.Trailers[gitops.TrailerRollout]
+			out.Owners[i].Revert = info.Trailers[gitops.TrailerSource] == "" || info.Trailers[gitops.TrailerReason] != ""
+		}
+	}
+	return out, nil
 }

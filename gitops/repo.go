@@ -432,6 +432,37 @@ func (r *Repo) HoldsChanges(change, commit string) (bool, error) {
 	return true, nil
 }
 
+// maxOwnerWalk bounds how far LastFleetwave walks back along a branch.
+const maxOwnerWalk = 1000
+
+// LastFleetwave returns the latest commit of branch (first parents from its head) that fleetwave
+// wrote: a promotion or a revert, with the Fleetwave-Rollout trailer. It says which rollout
+// put the branch where it is; found is false when none is within maxOwnerWalk commits.
+func (r *Repo) LastFleetwave(branch string) (info CommitInfo, found bool, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	h, err := r.branchLocked(branch)
+	if err != nil {
+		return CommitInfo{}, false, err
+	}
+	c, err := r.commitLocked(h)
+	if err != nil {
+		return CommitInfo{}, false, err
+	}
+	for range maxOwnerWalk {
+		if info := commitInfo(c); info.Trailers[TrailerRollout] != "" {
+			return info, true, nil
+		}
+		if c.NumParents() == 0 {
+			break
+		}
+		if c, err = c.Parent(0); err != nil {
+			return CommitInfo{}, false, fmt.Errorf("walk %s: %w", branch, err)
+		}
+	}
+	return CommitInfo{}, false, nil
+}
+
 // resolveLocked finds a commit by full sha, or else by branch name.
 func (r *Repo) resolveLocked(rev string) (*object.Commit, error) {
 	if plumbing.IsHash(rev) {

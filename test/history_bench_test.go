@@ -222,6 +222,7 @@ func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simP
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterWorkflow(workflows.Watch)
+	w.RegisterWorkflow(workflows.Rollback)
 	w.RegisterActivity(&activities.Git{Repo: writer})
 	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: convergePoll, Ancestry: writer})
 	w.RegisterActivity(&activities.Slack{})

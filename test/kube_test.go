@@ -119,6 +119,7 @@ func newKubeLab(t *testing.T) *kubeLab {
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterWorkflow(workflows.Watch)
+	w.RegisterWorkflow(workflows.Rollback)
 	w.RegisterActivity(&activities.Git{Repo: writer, Sites: kube})
 	w.RegisterActivity(&activities.Sites{Driver: kube, Poll: 250 * time.Millisecond})
 	w.RegisterActivity(&activities.Evidence{})

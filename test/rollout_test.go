@@ -106,6 +106,7 @@ func newLab(t *testing.T) *lab {
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterWorkflow(workflows.Watch)
+	w.RegisterWorkflow(workflows.Rollback)
 	w.RegisterActivity(&activities.Git{Repo: writer})
 	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond})
 	w.RegisterActivity(&activities.Evidence{}) // a rollout's last activity: without a branch it writes nothing

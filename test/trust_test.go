@@ -187,3 +187,75 @@ func atoi(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+// TestRollbackAfterTheEnd: the eu wave's approval is rejected after the canary was promoted,
+// and the rollout fails. `fleetwave rollback` still works on it: a Rollback workflow reverts
+// the canary through a real git revert (the git CLI sees the tree from before), and a second
+// rollback finds it already reverted and writes nothing.
+func TestRollbackAfterTheEnd(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	gs := gittest.NewServer(t, "fleet", faultPlan(""), siteBranches()...)
+	approval := strings.Replace(plan, "{name: eu, selector: {region: eu}, maxParallel: 1, bake: 2s}",
+		"{name: eu, selector: {region: eu}, maxParallel: 1, bake: 2s, approval: {approvers: [U0LEAD], timeout: 1h}}", 1)
+	if approval == plan {
+		t.Fatal("the test plan has no eu wave to give an approval")
+	}
+	before := gs.Head(t, "sites/ams-1")
+	commit := gs.CommitOn(t, "main", "app v2, approval", map[string]string{"apps/app.yaml": "version: 2\n", "fleetwave.yaml": approval})
+	startServe(t, bin, tp.Address, gs.URL, nil)
+	tc := dialTemporal(t, tp.Address)
+	fw := workflows.NewClient(tc, "")
+	ctx := context.Background()
+	id := workflows.RolloutID("demo", commit)
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	waitFor(t, "eu to wait for approval", func() bool {
+		st, err := fw.Status(ctx, id)
+		return err == nil && len(st.Waves) > 1 && st.Waves[1].State == rollout.StateApproval
+	})
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "reject", id, "--as", "U0LEAD", "--comment", "not today"); err != nil {
+		t.Fatalf("fleetwave reject: %v: %s", err, out)
+	}
+	if err := waitRollout(t, tc, id, time.Minute); err == nil {
+		t.Fatal("the rejected rollout succeeded")
+	}
+	if git(t, gs.Dir, "rev-parse", "sites/ams-1^{tree}") != git(t, gs.Dir, "rev-parse", commit+"^{tree}") {
+		t.Fatal("the canary does not run the commit: nothing to roll back")
+	}
+
+	out, err := fleetwaveCLI(t, bin, tp.Address, "rollback", id, "--as", "U0LEAD", "--reason", "the canary misbehaves")
+	if err != nil || !strings.Contains(out, "workflow "+workflows.RollbackID(id)+" reverts every site it promoted") {
+		t.Fatalf("fleetwave rollback of an ended rollout: %v: %s", err, out)
+	}
+	var res workflows.RollbackResult
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := tc.GetWorkflow(rctx, workflows.RollbackID(id), "").Get(rctx, &res); err != nil {
+		t.Fatalf("the rollback: %v", err)
+	}
+	if !slices.Equal(res.Reverted, []string{"ams-1"}) {
+		t.Errorf("rollback result %+v, want ams-1 reverted", res)
+	}
+	if got, want := git(t, gs.Dir, "rev-parse", "sites/ams-1^{tree}"), git(t, gs.Dir, "rev-parse", before+"^{tree}"); got != want {
+		t.Errorf("sites/ams-1 runs tree %s after the rollback, want the tree from before the promotion %s", got, want)
+	}
+	subject := git(t, gs.Dir, "log", "-1", "--format=%s%n%b", "sites/ams-1")
+	if !strings.HasPrefix(subject, `Revert "Promote `+rollout.Short(commit)) || !strings.Contains(subject, "rolled back by U0LEAD after the rollout ended (Failed): the canary misbehaves") {
+		t.Errorf("sites/ams-1's head:\n%s\nwant a revert of the promotion saying why", subject)
+	}
+	head := gs.Head(t, "sites/ams-1")
+
+	// Again: a second rollback workflow (the first ended) finds the revert and writes nothing.
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "rollback", id, "--as", "U0LEAD"); err != nil {
+		t.Fatalf("second rollback: %v: %s", err, out)
+	}
+	var again workflows.RollbackResult
+	if err := tc.GetWorkflow(rctx, workflows.RollbackID(id), "").Get(rctx, &again); err != nil {
+		t.Fatalf("the second rollback: %v", err)
+	}
+	if len(again.Reverted) != 0 || !slices.Contains(again.Skipped, "ams-1: already reverted") || gs.Head(t, "sites/ams-1") != head {
+		t.Errorf("second rollback %+v, head moved %v", again, gs.Head(t, "sites/ams-1") != head)
+	}
+}

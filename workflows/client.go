@@ -130,9 +130,36 @@ var ErrNoRollout = errors.New("no running rollout with this ID (it does not exis
 
 // Control sends a control update (UpdatePause, UpdateResume, UpdateAbort, UpdateRollback) to a
 // running rollout and waits for its answer. A refused control returns the rollout's reason.
+//
+// A rollback of a rollout that has ended starts its Rollback workflow instead (RollbackID; a
+// second one while it runs is the same run): it reverts every site the rollout promoted that
+// still runs its promotion.
 func (c *Client) Control(ctx context.Context, id, action string, in ControlInput) (ControlResult, error) {
 	var res ControlResult
-	return res, c.update(ctx, id, action, in, &res)
+	err := c.update(ctx, id, action, in, &res)
+	if action != UpdateRollback || !errors.Is(err, ErrNoRollout) {
+		return res, err
+	}
+	d, derr := c.c.DescribeWorkflow(ctx, id, "")
+	if derr != nil || d.RawResponse.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return res, err // no such rollout
+	}
+	st, serr := c.Status(ctx, id)
+	if serr != nil {
+		return res, fmt.Errorf("rollback %s: the rollout has ended, and its status cannot be read: %w", id, serr)
+	}
+	run, serr := c.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       RollbackID(id),
+		TaskQueue:                c.queue(st.Fleet),
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            "roll back " + id + ": revert every site it promoted that still runs its promotion",
+		TypedSearchAttributes:    temporal.NewSearchAttributes(AttrFleet.ValueSet(st.Fleet), AttrCommit.ValueSet(st.Commit)),
+	}, Rollback, RollbackInput{Rollout: id, By: in.By, Reason: in.Reason})
+	if serr != nil {
+		return res, fmt.Errorf("rollback %s: start its rollback: %w", id, serr)
+	}
+	return ControlResult{State: st.State, Message: fmt.Sprintf("rollout %s has ended (%s): workflow %s reverts every site it promoted that still runs its promotion, and names the sites a later rollout moved on",
+		id, st.State, run.GetID())}, nil
 }
 
 // Vote sends an approval vote (UpdateApprove or UpdateReject) to a running rollout and waits

@@ -77,8 +77,10 @@ type fakeFleet struct {
 	// adopt what a coordinator starting afresh takes over (nil: nothing).
 	adopt   func(activities.AdoptInput) (activities.AdoptResult, error)
 	earlier func(activities.EarlierInput) (activities.EarlierResult, error)
-	// deployed is what the site branches' trailers say the whole fleet runs.
+	// deployed is what the site branches' trailers say the whole fleet runs; owners who last
+	// moved each site's branch.
 	deployed   string
+	owners     map[string]activities.Owner
 	policies   []rollout.PolicyFile
 	simulated  bool  // the worker's sites are a simulated fleet
 	roundSizes []int // bytes of each health round's result
@@ -112,6 +114,16 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 	env.OnActivity(git.Landed, mock.Anything, mock.Anything).Return(f.landed)
 	env.OnActivity(git.Revert, mock.Anything, mock.Anything).Return(f.revert)
 	env.OnActivity(git.Inspect, mock.Anything, mock.Anything).Return(f.inspect)
+	env.OnActivity(git.Owners, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.OwnersInput) (activities.OwnersResult, error) {
+		f.record("owners", targetSites(in.Targets))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var res activities.OwnersResult
+		for _, t := range in.Targets {
+			res.Owners = append(res.Owners, f.owners[t.Site])
+		}
+		return res, nil
+	})
 	env.OnActivity(git.Deployed, mock.Anything).Return(func(context.Context) (activities.DeployedResult, error) {
 		f.record("deployed", nil)
 		return activities.DeployedResult{Commit: f.deployed}, nil

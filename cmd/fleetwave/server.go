@@ -152,6 +152,7 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 	w.RegisterWorkflow(workflows.Rollout)
 	w.RegisterWorkflow(workflows.Wave)
 	w.RegisterWorkflow(workflows.Watch)
+	w.RegisterWorkflow(workflows.Rollback)
 	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver, Adapt: n.adapt, SourceBranch: n.sourceBranch, Reserved: n.reserved()})
 	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo, Checker: n.checker})
 	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
