@@ -109,7 +109,7 @@ func newLab(t *testing.T) *lab {
 	w.RegisterWorkflow(workflows.Rollback)
 	w.RegisterActivity(&activities.Git{Repo: writer})
 	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond})
-	w.RegisterActivity(&activities.Evidence{}) // a rollout's last activity: without a branch it writes nothing
+	w.RegisterActivity(&activities.Evidence{})               // a rollout's last activity: without a branch it writes nothing
 	w.RegisterActivity(&activities.Executions{Client: l.tc}) // the gate that keeps a fleet's rollouts apart asks Temporal
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
