@@ -235,6 +235,9 @@ type Target = gitops.Target
 type PromoteInput struct {
 	Rollout, Wave, Source string
 	Targets               []Target
+	// SkipMissing: a target whose branch does not exist is a Change with a Problem, and the
+	// others are promoted (gitops.PromoteRequest.SkipMissing).
+	SkipMissing bool `json:",omitempty"`
 }
 
 // Change is what a promotion or revert did to one site branch.
@@ -255,7 +258,7 @@ func (g *Git) Promote(ctx context.Context, in PromoteInput) (ChangeResult, error
 	defer keepAlive(ctx)()
 	pctx, cancel := uncancelled(ctx)
 	defer cancel()
-	changes, err := g.Repo.Promote(pctx, gitops.PromoteRequest{Rollout: in.Rollout, Wave: in.Wave, Source: in.Source, Targets: in.Targets})
+	changes, err := g.Repo.Promote(pctx, gitops.PromoteRequest{Rollout: in.Rollout, Wave: in.Wave, Source: in.Source, Targets: in.Targets, SkipMissing: in.SkipMissing})
 	if err != nil {
 		return ChangeResult{}, gitError(err)
 	}

@@ -29,6 +29,9 @@ type PromoteRequest struct {
 	Source string
 	// Targets are the site branches to write.
 	Targets []Target
+	// SkipMissing makes a target whose branch does not exist a Change with a Problem, and the
+	// others are promoted: one missing branch is one site's failure, not the whole push's.
+	SkipMissing bool
 }
 
 // RevertRequest asks for the promotions of Rollout to be reverted on every target.
@@ -118,6 +121,11 @@ func (r *Repo) planPromote(req PromoteRequest) ([]Change, error) {
 	changes := make([]Change, 0, len(req.Targets))
 	for _, t := range req.Targets {
 		head, err := r.branchLocked(t.Branch)
+		if errors.Is(err, ErrBranchNotFound) && req.SkipMissing {
+			changes = append(changes, Change{Site: t.Site, Branch: t.Branch, Problem: fmt.Sprintf(
+				"site branch %s does not exist; create it from the source branch first: git push origin %s:%s", t.Branch, r.sourceHint(src.Hash), t.Branch)})
+			continue
+		}
 		if errors.Is(err, ErrBranchNotFound) {
 			return nil, fmt.Errorf("promote %s to %s: site branch %s does not exist; create it from the source branch first: git push origin %s:%s: %w",
 				short(src.Hash), t.Site, t.Branch, r.sourceHint(src.Hash), t.Branch, ErrBranchNotFound)

@@ -431,3 +431,29 @@ func TestLanded(t *testing.T) {
 		t.Errorf("Landed after the revert = %+v, %v; want nothing", got, err)
 	}
 }
+
+// TestPromoteSkipsMissingBranches: with SkipMissing, a target whose branch does not exist is a
+// Change with a Problem saying how to create it, and the others are pushed (the git CLI sees
+// them); without it the whole request fails before anything is pushed.
+func TestPromoteSkipsMissingBranches(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t, "sites/ams-1")
+	src := f.commitOn(t, "main", "Bump web to 2", map[string]string{"apps/web/deploy.yaml": "image: web:2\n"})
+	r := f.open(t)
+	req := PromoteRequest{Rollout: "rollout/fleet/abc", Wave: "all", Source: src, Targets: targets("nyc-9", "ams-1")}
+	if _, err := r.Promote(ctxT(t), req); !errors.Is(err, ErrBranchNotFound) || f.head(t, "sites/ams-1") != f.source {
+		t.Fatalf("without SkipMissing: %v, sites/ams-1 at %s", err, f.head(t, "sites/ams-1"))
+	}
+	req.SkipMissing = true
+	changes, err := r.Promote(ctxT(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 2 || changes[0].Created || !strings.Contains(changes[0].Problem, "site branch sites/nyc-9 does not exist; create it from the source branch first") ||
+		!changes[1].Created || changes[1].Problem != "" {
+		t.Fatalf("changes = %+v", changes)
+	}
+	if got, want := run(t, f.dir, "rev-parse", "sites/ams-1^{tree}"), run(t, f.dir, "rev-parse", src+"^{tree}"); got != want {
+		t.Errorf("sites/ams-1 runs tree %s, want the source's %s", got, want)
+	}
+}

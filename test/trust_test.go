@@ -259,3 +259,43 @@ func TestRollbackAfterTheEnd(t *testing.T) {
 		t.Errorf("second rollback %+v, head moved %v", again, gs.Head(t, "sites/ams-1") != head)
 	}
 }
+
+// TestMissingSiteBranchIsOneSite: sfo-1's branch does not exist. Its wave may lose one site
+// (maxFailures: 1): the push of the others lands, sfo-1 is Degraded saying how to create its
+// branch, and the rollout succeeds; the git CLI sees every other site on the commit.
+func TestMissingSiteBranchIsOneSite(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	var branches []string
+	for _, b := range siteBranches() {
+		if b != "sites/sfo-1" {
+			branches = append(branches, b)
+		}
+	}
+	gs := gittest.NewServer(t, "fleet", faultPlan(""), branches...)
+	budget := strings.Replace(plan, "{name: fleet, bake: 1s}", "{name: fleet, bake: 1s, maxFailures: 1}", 1)
+	commit := gs.CommitOn(t, "main", "app v2", map[string]string{"apps/app.yaml": "version: 2\n", "fleetwave.yaml": budget})
+	startServe(t, bin, tp.Address, gs.URL, nil)
+	tc := dialTemporal(t, tp.Address)
+	id := workflows.RolloutID("demo", commit)
+	if out, err := fleetwaveCLI(t, bin, tp.Address, "start", "--fleet", "demo", commit); err != nil {
+		t.Fatalf("fleetwave start: %v: %s", err, out)
+	}
+	if err := waitRollout(t, tc, id, 2*time.Minute); err != nil {
+		t.Fatalf("rollout failed although sfo-1 was within the failure budget: %v", err)
+	}
+	st := statusJSON(t, bin, tp.Address, id)
+	for _, w := range st.Waves {
+		for _, s := range w.Sites {
+			if s.Name == "sfo-1" {
+				if s.Verdict != rollout.VerdictDegraded || !strings.Contains(s.Message, "site branch sites/sfo-1 does not exist") {
+					t.Errorf("sfo-1: %s %q", s.Verdict, s.Message)
+				}
+				continue
+			}
+			if got := git(t, gs.Dir, "rev-parse", "sites/"+s.Name+"^{tree}"); got != git(t, gs.Dir, "rev-parse", commit+"^{tree}") {
+				t.Errorf("site %s is not on the commit", s.Name)
+			}
+		}
+	}
+}

@@ -153,7 +153,13 @@ func (d *waveDriver) versions(ctx workflow.Context) {
 	// Before versionEvidenceGates, a wave ended at BakeUntil whatever its sites' last rounds
 	// said, and observed nothing outside its bake.
 	d.evidence = workflow.GetVersion(ctx, versionEvidenceGates, workflow.DefaultVersion, 1) >= 1
+	// Before versionPromoteMissing, a site branch that did not exist failed the whole push.
+	d.skipMissing = workflow.GetVersion(ctx, versionPromoteMissing, workflow.DefaultVersion, 1) >= 1
 }
+
+// versionPromoteMissing guards a missing site branch counting as that one site's failure
+// (against the wave's failure budget) instead of failing the push of its whole batch.
+const versionPromoteMissing = "promote-missing-branch"
 
 // flags gives the runbook what the versions say, and the status its rollout was told last.
 func (d *waveDriver) flags(ctx workflow.Context) {
@@ -244,6 +250,8 @@ type waveDriver struct {
 	// afresh, evidence and reporting are what the versions say (runbook.Wave's fields).
 	afresh, evidence bool
 	reporting        runbook.Reporting
+	// skipMissing: a missing site branch is its site's failure, not the batch's (versioned).
+	skipMissing bool
 	// localRounds: health rounds run as local activities reporting changes (versioned).
 	localRounds bool
 	// cancelOnAbort: an abort cancels a convergence wait in flight (versioned).
@@ -433,7 +441,7 @@ func (d *waveDriver) promote(ctx workflow.Context, c runbook.PromoteSites) runbo
 		for i, name := range part {
 			targets[i] = activities.Target{Site: name, Branch: d.run.Site(name).Branch}
 		}
-		in := activities.PromoteInput{Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets}
+		in := activities.PromoteInput{Rollout: d.in.Rollout, Wave: d.in.Wave.Name, Source: d.in.Commit, Targets: targets, SkipMissing: d.skipMissing}
 		summary := "promote " + rollout.SitesLabel(part) + " to " + short
 		var promoted activities.ChangeResult
 		var err error
@@ -450,7 +458,7 @@ func (d *waveDriver) promote(ctx workflow.Context, c runbook.PromoteSites) runbo
 			return ev
 		}
 		for _, ch := range promoted.Changes {
-			ev.Sites = append(ev.Sites, runbook.Promotion{Site: ch.Site, Commit: ch.Commit, Previous: ch.Previous, Ours: ch.RolloutCommit() != ""})
+			ev.Sites = append(ev.Sites, runbook.Promotion{Site: ch.Site, Commit: ch.Commit, Previous: ch.Previous, Ours: ch.RolloutCommit() != "", Problem: ch.Problem})
 		}
 		if ev.Cancelled {
 			break // the parts after it are not pushed

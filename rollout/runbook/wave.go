@@ -178,6 +178,9 @@ type Promotion struct {
 	// Ours is true when the branch holds this rollout's promotion commit, written by this
 	// attempt or an earlier one whose answer was lost.
 	Ours bool
+	// Problem says why the site could not be promoted (its branch does not exist): the site
+	// degrades, against the wave's failure budget, and the others go on.
+	Problem string `json:",omitempty"`
 }
 
 // BatchPromoted says the batch's promotion commits are on their branches. A batch is pushed in
@@ -548,9 +551,15 @@ func (r Wave) promoteNext(now time.Time) (Wave, WaveStep) {
 
 func (r Wave) promoted(e BatchPromoted) (Wave, WaveStep) {
 	var expect []Expect
+	var missing []string
 	for _, p := range e.Sites {
 		s := r.Site(p.Site)
 		if s == nil {
+			continue
+		}
+		if p.Problem != "" {
+			s.Verdict, s.UpdatedAt, s.Message = rollout.VerdictDegraded, e.At, "not promoted: "+p.Problem
+			missing = append(missing, p.Site)
 			continue
 		}
 		s.Promotion, s.Promoted, s.Previous = p.Commit, p.Ours, p.Previous
@@ -565,6 +574,20 @@ func (r Wave) promoted(e BatchPromoted) (Wave, WaveStep) {
 		// Aborted during the push: what landed stays promoted, as an abort leaves it.
 		r.Aborted = true
 		return r.abort(e.At)
+	}
+	if len(missing) > 0 {
+		// Never promoted: nothing to revert; within the budget the wave goes on without them.
+		r.Failed = append(r.Failed, missing...)
+		if len(r.Failed) > r.Budget {
+			return r.fail(e.At, r.degradedReason(missing))
+		}
+		for _, name := range missing {
+			r.Site(name).Message += " (within the failure budget)"
+		}
+		if len(expect) == 0 {
+			r.Batch++
+			return r.promoteNext(e.At)
+		}
 	}
 	r.Phase = WaveConverge
 	r.Status.State = rollout.StateConverging

@@ -377,3 +377,28 @@ func TestCountAgreesInNumber(t *testing.T) {
 		t.Errorf("SitesLabel of one site: %q", got)
 	}
 }
+
+// TestMissingBranchIsOneSitesFailure: a site whose branch does not exist is not promoted; it
+// degrades against the wave's failure budget and the batch's other sites go on; past the
+// budget the wave fails naming it.
+func TestMissingBranchIsOneSitesFailure(t *testing.T) {
+	missing := promotion("a", "b")
+	missing.Sites[0] = Promotion{Site: "a", Problem: "site branch sites/a does not exist; create it from the source branch first"}
+	w, c := step(testWave(rollout.FailureBudget{Count: 1}), WaveStarted{At: t0}, missing)
+	if got, ok := c.(AwaitConvergence); !ok || len(got.Sites) != 1 || got.Sites[0].Site != "b" {
+		t.Fatalf("within the budget: %#v, want the wait for b alone", c)
+	}
+	if a := w.Site("a"); a.Verdict != rollout.VerdictDegraded || a.Promoted || !strings.HasPrefix(a.Message, "not promoted: site branch sites/a does not exist") {
+		t.Errorf("site a: %+v", a)
+	}
+	_, c = step(testWave(rollout.FailureBudget{}), WaveStarted{At: t0}, missing)
+	if f, ok := c.(FinishWave); !ok || f.State != rollout.StateFailed || !strings.HasPrefix(f.Reason, "site a degraded in wave eu: not promoted: site branch sites/a does not exist") {
+		t.Errorf("past the budget: %#v", c)
+	}
+	// A batch of which no site could be promoted goes on with the next one.
+	alone := BatchPromoted{At: at(time.Minute), Sites: []Promotion{{Site: "a", Problem: "no branch"}, {Site: "b", Problem: "no branch"}}}
+	_, c = step(testWave(rollout.FailureBudget{Count: 2}), WaveStarted{At: t0}, alone)
+	if p, ok := c.(PromoteSites); !ok || p.Batch != 1 {
+		t.Errorf("nothing of the batch promoted: %#v, want the next batch", c)
+	}
+}
