@@ -14,7 +14,9 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // PlanError lists everything wrong with a plan file, each issue with its position.
@@ -67,15 +69,15 @@ func parseDoc(file string, data []byte, kind string, out any) (*validator, error
 		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1,
 			Message: "the file starts with a byte order mark (BOM), which YAML does not expect here: save it as UTF-8 without BOM"}}}
 	}
+	if issues := refuseYAML(data, kind); len(issues) > 0 {
+		return nil, &PlanError{File: file, Issues: issues}
+	}
 	f, err := parser.ParseBytes(data, 0)
 	if err != nil {
 		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err, out)}}
 	}
 	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
 		return nil, &PlanError{File: file, Issues: []Issue{{Line: 1, Column: 1, Message: "expected exactly one YAML document with a " + kind}}}
-	}
-	if issues := refuseYAML(f.Docs[0].Body, kind); len(issues) > 0 {
-		return nil, &PlanError{File: file, Issues: issues}
 	}
 	crash, err := decode(f.Docs[0].Body, out)
 	switch {
@@ -87,32 +89,48 @@ func parseDoc(file string, data []byte, kind string, out any) (*validator, error
 	return &validator{file: f}, nil
 }
 
-// refuseYAML lists the YAML features a fleetwave file may not use, at their positions:
+// refuseYAML lists the YAML features a fleetwave file may not use, at their positions, from the
+// file's tokens (linear in its size, before anything is parsed or walked):
 //   - anchors and aliases: an alias repeats its value wherever it stands, so a file far under
-//     MaxPlanBytes can decode to gigabytes (one map of 15,000 labels aliased by 20,000 sites);
-//     refusing them is simpler to explain than a bound on what they expand to;
+//     MaxPlanBytes can decode, or merely be walked, to gigabytes (one map of 15,000 labels
+//     aliased by 20,000 sites; nested aliases grow exponentially); refusing them is simpler to
+//     explain than a bound on what they expand to;
 //   - tags other than !!str: the files have no use for them, and a tag on a scalar where a list
 //     belongs crashed the decoder.
-func refuseYAML(body ast.Node, kind string) []Issue {
+func refuseYAML(data []byte, kind string) []Issue {
 	var issues []Issue
-	at := func(n ast.Node, format string, args ...any) {
-		tk := n.GetToken()
-		issues = append(issues, Issue{Line: tk.Position.Line, Column: tk.Position.Column, Message: fmt.Sprintf(format, args...)})
-	}
-	for _, n := range ast.Filter(ast.AnchorType, body) {
-		at(n, "YAML anchors (&%s) are not allowed in a %s: an alias repeats its value wherever it stands, so a small file could decode to gigabytes; write the values out", n.(*ast.AnchorNode).Name, kind)
-	}
-	for _, n := range ast.Filter(ast.AliasType, body) {
-		at(n, "YAML aliases (*%s) are not allowed in a %s: write the value out", n.(*ast.AliasNode).Value, kind)
-	}
-	for _, n := range ast.Filter(ast.TagType, body) {
-		if tag := n.(*ast.TagNode).Start.Value; tag != "!!str" {
-			at(n, "YAML tags (%s) are not allowed in a %s (only !!str is): quote the value instead", tag, kind)
+	for _, tk := range lexer.Tokenize(string(data)) {
+		at := func(format string, args ...any) {
+			line, col := 1, 1
+			if tk.Position != nil {
+				line, col = tk.Position.Line, tk.Position.Column
+			}
+			issues = append(issues, Issue{Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
+		}
+		name := ""
+		if tk.Next != nil {
+			name = tk.Next.Value
+		}
+		switch tk.Type {
+		case token.AnchorType:
+			at("YAML anchors (&%s) are not allowed in a %s: an alias repeats its value wherever it stands, so a small file could decode to gigabytes; write the values out", name, kind)
+		case token.AliasType:
+			at("YAML aliases (*%s) are not allowed in a %s: write the value out", name, kind)
+		case token.TagType:
+			if tk.Value != "!!str" {
+				at("YAML tags (%s) are not allowed in a %s (only !!str is): quote the value instead", tk.Value, kind)
+			}
+		}
+		if len(issues) >= maxRefusals {
+			break
 		}
 	}
-	slices.SortFunc(issues, func(a, b Issue) int { return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column)) })
 	return issues
 }
+
+// maxRefusals bounds the issues refuseYAML reports: a file of a million aliases needs no
+// million lines to say so.
+const maxRefusals = 20
 
 // decode decodes the document into out strictly. A panic of the decoder (a bug in it, found
 // by fuzzing) is returned as crash, an issue at the document's start: never a crash of the

@@ -60,6 +60,18 @@ func TestPlanRefusesAnchorsAliasesAndTags(t *testing.T) {
 	if _, err := ParsePlan("f.yaml", planWith("\n    - name: !!str a")); err != nil {
 		t.Errorf("!!str: %v", err)
 	}
+	// Nested aliases double at each level: 2^40 nodes if anything followed them. The refusal
+	// reads tokens, so it answers at once, and stops at maxRefusals issues.
+	var bomb strings.Builder
+	bomb.WriteString("apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nx0: &a0 [y, y]\n")
+	for i := 1; i <= 40; i++ {
+		fmt.Fprintf(&bomb, "x%d: &a%d [*a%d, *a%d]\n", i, i, i-1, i-1)
+	}
+	_, err := ParsePlan("f.yaml", []byte(bomb.String()))
+	var pe *PlanError
+	if !errors.As(err, &pe) || len(pe.Issues) != maxRefusals || !strings.Contains(pe.Issues[0].Message, "YAML anchors (&a0)") {
+		t.Errorf("nested aliases: %v", err)
+	}
 }
 
 // TestDecoderCrashIsAnIssue: go-yaml panics on a tag on a scalar where a list belongs; the
