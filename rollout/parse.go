@@ -90,11 +90,11 @@ func parseDoc(file string, data []byte, kind string, out any) (*validator, error
 }
 
 // refuseYAML lists the YAML features a fleetwave file may not use, at their positions, from the
-// file's tokens (linear in its size, before anything is parsed or walked):
+// file's tokens (linear in its size, before the YAML is parsed):
 //   - anchors and aliases: an alias repeats its value wherever it stands, so a file far under
-//     MaxPlanBytes can decode, or merely be walked, to gigabytes (one map of 15,000 labels
-//     aliased by 20,000 sites; nested aliases grow exponentially); refusing them is simpler to
-//     explain than a bound on what they expand to;
+//     MaxPlanBytes can decode to gigabytes (one map of 15,000 labels aliased by 20,000 sites;
+//     nested aliases grow exponentially); refusing them is simpler to explain than a bound on
+//     what they expand to;
 //   - tags other than !!str: the files have no use for them, and a tag on a scalar where a list
 //     belongs crashed the decoder.
 func refuseYAML(data []byte, kind string) []Issue {
