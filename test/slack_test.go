@@ -290,7 +290,7 @@ func TestSlackApprovalOnDev(t *testing.T) {
 	}
 	link[1] = html.UnescapeString(link[1]) // as Slack does: &amp; in mrkdwn is &
 	page, code := httpGet(t, link[1])
-	if code != http.StatusOK || !strings.HasPrefix(page, "# Rollout "+id+": Succeeded") || !strings.Contains(page, "| U0LEAD | approved | slack |") {
+	if code != http.StatusOK || !strings.HasPrefix(page, "# Rollout "+id+": Succeeded") || !strings.Contains(page, "| U0LEAD | approved | slack (sent by ") {
 		t.Errorf("report page %s: HTTP %d\n%s", link[1], code, page)
 	}
 	if _, code := httpGet(t, strings.Replace(link[1], "sig=", "sig=0", 1)); code != http.StatusNotFound {

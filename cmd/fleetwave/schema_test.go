@@ -28,7 +28,8 @@ func fullStatus() rollout.Status {
 			Policy: &rollout.PolicyDecision{Outcome: "wait", Deny: []string{"no"}, Reasons: []string{"freeze"}, WaitUntil: at, At: at},
 			Approval: &rollout.ApprovalStatus{Approvers: []string{"@sre"}, Eligible: []string{"U1"}, Unresolved: []string{"@x: not found"},
 				GroupIDs: map[string]string{"sre": "S1"}, Quorum: 1, RequestedAt: at, ExpiresAt: at,
-				Votes: []rollout.Vote{{By: "U1", Approve: true, Via: "slack", Comment: "ok", At: at}}, Outcome: "approved"}}}}
+				Votes: []rollout.Vote{{By: "U1", Approve: true, Via: "slack", Comment: "ok", At: at, Caller: "1234@worker"}}, Outcome: "approved",
+				Via: []string{"slack"}}}}}
 }
 
 func encode(t *testing.T, v any) []byte {
