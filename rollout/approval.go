@@ -159,8 +159,8 @@ type Vote struct {
 	Comment string    `json:"comment,omitempty"`
 	At      time.Time `json:"at,omitzero"`
 	// Caller is the Temporal identity that sent the vote (a CLI vote's is the caller's own,
-	// whoever --as names), as the workflow's history records it: set in reports, which read
-	// the history; the workflow itself does not see who sends an update.
+	// whoever --as names), as the workflow's history records it: set by reports and `fleetwave
+	// status`, which read the history; the workflow itself does not see who sends an update.
 	Caller string `json:"caller,omitempty"`
 }
 
@@ -172,6 +172,9 @@ func (v Vote) String() string {
 	}
 	if v.Via != "" {
 		out += " via " + v.Via
+	}
+	if v.Caller != "" {
+		out += " (sent by " + v.Caller + ")"
 	}
 	if v.Comment != "" {
 		out += ": " + v.Comment

@@ -5,6 +5,7 @@ package test
 import (
 	"context"
 	"errors"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,6 +221,10 @@ func TestRollbackAfterTheEnd(t *testing.T) {
 	}
 	if err := waitRollout(t, tc, id, time.Minute); err == nil {
 		t.Fatal("the rejected rollout succeeded")
+	}
+	// The status names who sent the CLI vote (its Temporal identity), beside whom it names.
+	if out, _ := fleetwaveCLI(t, bin, tp.Address, "status", id); !regexp.MustCompile(`rejected by U0LEAD via cli \(sent by \S+\): not today`).MatchString(out) {
+		t.Errorf("fleetwave status:\n%s\nwant the vote with the identity that sent it", out)
 	}
 	if git(t, gs.Dir, "rev-parse", "sites/ams-1^{tree}") != git(t, gs.Dir, "rev-parse", commit+"^{tree}") {
 		t.Fatal("the canary does not run the commit: nothing to roll back")

@@ -210,16 +210,13 @@ func (b *reportBuilder) event(ev *historypb.HistoryEvent) error {
 		}
 		b.progress(c)
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-		req := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()
-		name := req.GetInput().GetName()
-		if name != UpdateApprove && name != UpdateReject {
-			return nil
-		}
-		var in VoteInput
-		if err := b.decode(req.GetInput().GetArgs(), &in); err != nil {
+		c, ok, err := acceptedVote(b.dc, ev)
+		if err != nil {
 			return err
 		}
-		b.callers = append(b.callers, voteCaller{by: in.By, via: in.Via, identity: req.GetMeta().GetIdentity(), approve: name == UpdateApprove})
+		if ok {
+			b.callers = append(b.callers, c)
+		}
 	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
 		var res RolloutResult
 		if err := b.decode(ev.GetWorkflowExecutionCompletedEventAttributes().GetResult(), &res); err != nil {
@@ -367,25 +364,82 @@ func (t *siteTrace) measure(checks []rollout.CheckResult, at time.Time) {
 }
 
 // finish lays out the report from the final status and what the events said.
-// withCallers gives each vote of the request the identity that sent it: the first accepted
-// update by the same voter, via and decision not given to another vote yet.
+// withCallers gives each vote of the request the identity that sent it (withCallers).
 func (b *reportBuilder) withCallers(a *rollout.ApprovalStatus) *rollout.ApprovalStatus {
-	if a == nil || len(a.Votes) == 0 || len(b.callers) == 0 {
+	return withCallers(a, &b.callers)
+}
+
+// withCallers gives each vote of the request the identity that sent it: the first accepted
+// update by the same voter, via and decision not given to another vote yet (taken from
+// callers).
+func withCallers(a *rollout.ApprovalStatus, callers *[]voteCaller) *rollout.ApprovalStatus {
+	if a == nil || len(a.Votes) == 0 || len(*callers) == 0 {
 		return a
 	}
 	out := *a
 	out.Votes = slices.Clone(a.Votes)
 	for i := range out.Votes {
 		v := &out.Votes[i]
-		for j, c := range b.callers {
+		for j, c := range *callers {
 			if c.by == v.By && c.via == v.Via && c.approve == v.Approve {
 				v.Caller = c.identity
-				b.callers = slices.Delete(b.callers, j, j+1)
+				*callers = slices.Delete(*callers, j, j+1)
 				break
 			}
 		}
 	}
 	return &out
+}
+
+// acceptedVote reads the vote an UpdateAccepted event accepted, with the identity that sent
+// it; ok is false for any other update.
+func acceptedVote(dc converter.DataConverter, ev *historypb.HistoryEvent) (c voteCaller, ok bool, err error) {
+	req := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()
+	name := req.GetInput().GetName()
+	if name != UpdateApprove && name != UpdateReject {
+		return c, false, nil
+	}
+	var in VoteInput
+	if err := dc.FromPayloads(req.GetInput().GetArgs(), &in); err != nil {
+		return c, false, fmt.Errorf("decode a vote: %w", err)
+	}
+	return voteCaller{by: in.By, via: in.Via, identity: req.GetMeta().GetIdentity(), approve: name == UpdateApprove}, true, nil
+}
+
+// VoteCallers gives the votes of the status the Temporal identities that sent them, from the
+// rollout's history (the status query cannot: a workflow does not see who sent an update).
+// It reads the history only when some wave has votes.
+func (c *Client) VoteCallers(ctx context.Context, st *rollout.Status) error {
+	voted := false
+	for _, w := range st.Waves {
+		voted = voted || (w.Approval != nil && len(w.Approval.Votes) > 0)
+	}
+	if !voted {
+		return nil
+	}
+	events, err := c.history(ctx, st.Rollout, "")
+	if err != nil {
+		return err
+	}
+	var callers []voteCaller
+	dc := DataConverter()
+	for _, ev := range events {
+		if ev.GetEventType() != enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED {
+			continue
+		}
+		vc, ok, err := acceptedVote(dc, ev)
+		if err != nil {
+			return err
+		}
+		if ok {
+			callers = append(callers, vc)
+		}
+	}
+	st.Waves = slices.Clone(st.Waves)
+	for i := range st.Waves {
+		st.Waves[i].Approval = withCallers(st.Waves[i].Approval, &callers)
+	}
+	return nil
 }
 
 func (b *reportBuilder) finish() {

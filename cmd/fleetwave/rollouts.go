@@ -132,6 +132,8 @@ digits or more) that names one rollout. It exits 1 when the rollout ended other 
 			if err != nil {
 				return err
 			}
+			// Who sent each vote, beside whom it names (best effort: the status stands without).
+			_ = fw.VoteCallers(ctx, &st)
 			if err := printStatus(g.stdout, output, st); err != nil {
 				return err
 			}
