@@ -60,8 +60,8 @@ func (e *Executions) Execution(ctx context.Context, in ExecutionInput) (Executio
 		Running: info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
 		Status:  info.GetStatus().String(),
 	}
-	if p := info.GetSearchAttributes().GetIndexedFields()[in.Attribute]; in.Attribute != "" && p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &res.Value)
+	if in.Attribute != "" {
+		res.Value = keyword(info, in.Attribute)
 	}
 	return res, nil
 }
@@ -89,8 +89,7 @@ type EarlierResult struct {
 // Temporal's visibility store: a rollout promotes only once none does, so that one rollout of
 // a fleet promotes at a time whatever happened to its coordinator.
 func (e *Executions) Earlier(ctx context.Context, in EarlierInput) (EarlierResult, error) {
-	query := fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Running' AND %s = '%s'",
-		in.Attribute, strings.ReplaceAll(in.Fleet, "'", "''"))
+	query := runningRollouts(in.Attribute, in.Fleet)
 	if in.StateAttr != "" && len(in.Ended) > 0 {
 		query += fmt.Sprintf(" AND %s NOT IN ('%s')", in.StateAttr, strings.Join(in.Ended, "', '"))
 	}
@@ -136,10 +135,9 @@ type AdoptResult struct {
 // workflow terminated, reset, or its history lost) must know so that no second rollout
 // promotes beside a running one and no commit already rolled out ships again.
 func (e *Executions) Adopt(ctx context.Context, in AdoptInput) (AdoptResult, error) {
-	fleet := strings.ReplaceAll(in.Fleet, "'", "''")
 	var res AdoptResult
 	var oldest time.Time
-	err := e.list(ctx, fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Running' AND %s = '%s'", in.FleetAttr, fleet),
+	err := e.list(ctx, runningRollouts(in.FleetAttr, in.Fleet),
 		func(x *workflowpb.WorkflowExecutionInfo) {
 			if started := x.GetStartTime().AsTime(); res.Running == "" || started.Before(oldest) {
 				res.Running, oldest = x.GetExecution().GetWorkflowId(), started
@@ -150,8 +148,8 @@ func (e *Executions) Adopt(ctx context.Context, in AdoptInput) (AdoptResult, err
 		return AdoptResult{}, err
 	}
 	var latest time.Time
-	err = e.list(ctx, fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Completed' AND %s = '%s' AND %s = '%s'",
-		in.FleetAttr, fleet, in.StateAttr, in.SucceededState),
+	err = e.list(ctx, fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Completed' AND %s = %s AND %s = %s",
+		in.FleetAttr, quote(in.Fleet), in.StateAttr, quote(in.SucceededState)),
 		func(x *workflowpb.WorkflowExecutionInfo) {
 			if closed := x.GetCloseTime().AsTime(); res.LastSucceeded == "" || closed.After(latest) {
 				if c := keyword(x, in.CommitAttr); c != "" {
@@ -164,6 +162,15 @@ func (e *Executions) Adopt(ctx context.Context, in AdoptInput) (AdoptResult, err
 	}
 	return res, nil
 }
+
+// runningRollouts is the visibility query of the fleet's running Rollout workflows, by its
+// keyword attribute attr.
+func runningRollouts(attr, fleet string) string {
+	return fmt.Sprintf("WorkflowType = 'Rollout' AND ExecutionStatus = 'Running' AND %s = %s", attr, quote(fleet))
+}
+
+// quote makes s a string literal of a visibility query.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // list calls each for every execution the visibility query matches, page by page.
 func (e *Executions) list(ctx context.Context, query string, each func(*workflowpb.WorkflowExecutionInfo)) error {

@@ -121,6 +121,7 @@ func Rollback(ctx workflow.Context, in RollbackInput) (RollbackResult, error) {
 	return res, nil
 }
 
+// waveOf is the index of the named wave in the status, -1 when it has none.
 func waveOf(st rollout.Status, name string) int {
 	for i, w := range st.Waves {
 		if w.Name == name {

@@ -359,22 +359,13 @@ func (d *rolloutDriver) remind(ctx workflow.Context, c runbook.AwaitVotes) {
 
 // targets are the set's sites with their branches.
 func (d *rolloutDriver) targets(set rollout.RevertSet) []activities.Target {
-	ws := d.run.Status.Waves[d.waveIndex(set.Wave)]
+	ws := d.run.Status.Waves[waveOf(d.run.Status, set.Wave)]
 	index := ws.SiteIndex()
 	out := make([]activities.Target, len(set.Sites))
 	for i, name := range set.Sites {
 		out[i] = activities.Target{Site: name, Branch: ws.Sites[index[name]].Branch}
 	}
 	return out
-}
-
-func (d *rolloutDriver) waveIndex(name string) int {
-	for i, w := range d.run.Status.Waves {
-		if w.Name == name {
-			return i
-		}
-	}
-	return -1
 }
 
 // runWave runs wave i as a child workflow and returns how it ended.

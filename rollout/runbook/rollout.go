@@ -405,26 +405,37 @@ func (s *turn) enter(now time.Time) {
 // aloneChecked goes on once the runbook knows whether an earlier rollout of the fleet still
 // runs: then, or when it cannot tell, the wave waits and asks again (fail closed).
 func (s *turn) aloneChecked(e AloneChecked) {
-	r := &s.r
-	ws := s.wave()
-	if r.Stop == rollout.StopNone && (e.Other != "" || e.Err != "") {
-		ws.State = rollout.StateWaiting
-		ws.Message = fmt.Sprintf("waiting for rollout %s of the fleet to end: one rollout promotes at a time", e.Other)
+	if s.r.Stop == rollout.StopNone && (e.Other != "" || e.Err != "") {
+		msg := fmt.Sprintf("waiting for rollout %s of the fleet to end: one rollout promotes at a time", e.Other)
 		if e.Other == "" {
-			ws.Message = "cannot tell whether another rollout of the fleet promotes (" + e.Err + "): asking again"
+			msg = "cannot tell whether another rollout of the fleet promotes (" + e.Err + "): asking again"
 		}
-		if r.Status.State != rollout.StatePaused {
-			s.setState(rollout.StateWaiting)
-		}
-		r.Phase = PhaseWait
-		s.run(WaitUntil{At: e.At.Add(AloneEvery)})
+		s.waitAt(e.At.Add(AloneEvery), msg)
 		return
 	}
-	if !s.safe(e.At) {
+	s.passAt(e.At)
+}
+
+// waitAt makes the wave wait at its gate until the time, saying why; the gate asks again then.
+func (s *turn) waitAt(until time.Time, msg string) {
+	ws := s.wave()
+	ws.State, ws.Message = rollout.StateWaiting, msg
+	if s.r.Status.State != rollout.StatePaused {
+		s.setState(rollout.StateWaiting)
+	}
+	s.r.Phase = PhaseWait
+	s.run(WaitUntil{At: until})
+}
+
+// passAt passes the gate that answered yes, at the safe point: a stop or a pause that came while
+// it was asked takes effect first (after a pause, the gate asks again on resume).
+func (s *turn) passAt(now time.Time) {
+	if !s.safe(now) {
 		return
 	}
+	ws := s.wave()
 	ws.State, ws.Message = rollout.StatePending, ""
-	s.pass(e.At)
+	s.pass(now)
 }
 
 // stopAt ends a stopped rollout at the cursor, before its wave, putting the wave back as it
@@ -464,23 +475,11 @@ func (s *turn) decided(e PolicyDecided) {
 			s.fail(e.At, rollout.CausePolicyDenied, fmt.Sprintf("policy denied wave %s: %s", wave.Name, strings.Join(d.Deny, "; ")))
 			return
 		case rollout.PolicyWait:
-			ws.State = rollout.StateWaiting
-			ws.Message = fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; "))
-			if r.Status.State != rollout.StatePaused {
-				s.setState(rollout.StateWaiting)
-			}
-			r.Phase = PhaseWait
-			s.run(WaitUntil{At: d.WaitUntil})
+			s.waitAt(d.WaitUntil, fmt.Sprintf("waiting until %s: %s", d.WaitUntil.UTC().Format(time.RFC3339), strings.Join(d.Reasons, "; ")))
 			return
 		}
 	}
-	// Allowed; a pause while the policies were evaluated holds the wave here, and they are
-	// asked again on resume.
-	if !s.safe(e.At) {
-		return
-	}
-	ws.State, ws.Message = rollout.StatePending, ""
-	s.pass(e.At)
+	s.passAt(e.At) // allowed
 }
 
 func (s *turn) requestApproval(now time.Time) {
