@@ -2,8 +2,11 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,4 +80,90 @@ func (e *Evidence) WriteEvidence(ctx context.Context, in EvidenceInput) (Evidenc
 		return EvidenceResult{}, gitError(err)
 	}
 	return EvidenceResult{Branch: e.Branch, Commit: c.Commit, Files: []string{base + ".md", base + ".json"}}, nil
+}
+
+// RollbackEvidenceInput is what the rollback of an ended rollout did (workflows.Rollback), for
+// its evidence.
+type RollbackEvidenceInput struct {
+	// Rollout is the rollout rolled back, Ended how it had ended; Workflow is the rollback's ID.
+	Rollout  string
+	Ended    rollout.State
+	Workflow string
+	Fleet    string
+	Commit   string
+	// By asked for it, for Reason.
+	By     string
+	Reason string `json:",omitempty"`
+	// StartedAt and FinishedAt are the rollback's.
+	StartedAt, FinishedAt time.Time
+	// Reverts are the revert commits written or found, by site; Skipped and Problems say why
+	// each other site was left, as RollbackResult does.
+	Reverts  map[string]string `json:",omitempty"`
+	Skipped  []string          `json:",omitempty"`
+	Problems []string          `json:",omitempty"`
+}
+
+// RollbackEvidencePath is where a rollback's evidence goes, without its extension:
+// evidence/<fleet>/<date it ended>-<short sha>-rollback.
+func RollbackEvidencePath(in RollbackEvidenceInput) string {
+	return path.Join("evidence", in.Fleet, in.FinishedAt.UTC().Format(time.DateOnly)+"-"+rollout.Short(in.Commit)+"-rollback")
+}
+
+// WriteRollbackEvidence commits what a rollback did, Markdown and JSON, to the evidence branch,
+// beside the rolled back rollout's report. Like WriteEvidence it writes nothing twice.
+func (e *Evidence) WriteRollbackEvidence(ctx context.Context, in RollbackEvidenceInput) (EvidenceResult, error) {
+	if e.Branch == "" || e.Repo == nil {
+		return EvidenceResult{}, nil
+	}
+	defer keepAlive(ctx)()
+	js, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return EvidenceResult{}, err
+	}
+	base := RollbackEvidencePath(in)
+	files := map[string][]byte{base + ".md": []byte(RollbackMarkdown(in)), base + ".json": append(js, '\n')}
+	msg := fmt.Sprintf("evidence: rollback of %s\n\n%s rolled back the rollout of %s to fleet %s, which had ended %s: %s reverted, %s.\n\nFleetwave-Rollout: %s\n",
+		in.Rollout, in.By, rollout.Short(in.Commit), in.Fleet, in.Ended, rollout.Count(len(in.Reverts), "site"), rollout.Count(len(in.Problems), "problem"), in.Rollout)
+	c, err := e.Repo.WriteFiles(ctx, e.Branch, files, msg)
+	if err != nil {
+		return EvidenceResult{}, gitError(err)
+	}
+	return EvidenceResult{Branch: e.Branch, Commit: c.Commit, Files: []string{base + ".md", base + ".json"}}, nil
+}
+
+// RollbackMarkdown is the Markdown evidence of a rollback.
+func RollbackMarkdown(in RollbackEvidenceInput) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Rollback of %s\n\n| | |\n|---|---|\n", in.Rollout)
+	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, strings.ReplaceAll(v, "|", `\|`)) }
+	row("Rollout", fmt.Sprintf("`%s`, which had ended %s", in.Rollout, in.Ended))
+	row("Commit", "`"+in.Commit+"`")
+	row("Fleet", in.Fleet)
+	row("Asked by", in.By)
+	if in.Reason != "" {
+		row("Reason", in.Reason)
+	}
+	row("Workflow", "`"+in.Workflow+"`")
+	row("Started", in.StartedAt.UTC().Format(time.RFC3339))
+	row("Finished", in.FinishedAt.UTC().Format(time.RFC3339))
+	sites := slices.Sorted(maps.Keys(in.Reverts))
+	fmt.Fprintf(&b, "\n## Reverted (%d)\n\n", len(sites))
+	for _, s := range sites {
+		fmt.Fprintf(&b, "- %s: revert `%s`\n", s, in.Reverts[s])
+	}
+	if len(sites) == 0 {
+		b.WriteString("None.\n")
+	}
+	list := func(title string, items []string) {
+		if len(items) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "\n## %s (%d)\n\n", title, len(items))
+		for _, it := range items {
+			fmt.Fprintf(&b, "- %s\n", it)
+		}
+	}
+	list("Skipped", in.Skipped)
+	list("Problems", in.Problems)
+	return b.String()
 }

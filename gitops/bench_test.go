@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -27,12 +29,7 @@ func BenchmarkPromoteVsGitCLI(b *testing.B) {
 
 func benchPromoteVsGitCLI(b *testing.B, n int) {
 	ctx := context.Background()
-	ts := make([]Target, n)
-	branches := make([]string, n)
-	for i := range ts {
-		ts[i] = Target{Site: fmt.Sprintf("s%05d", i), Branch: fmt.Sprintf("sites/s%05d", i)}
-		branches[i] = ts[i].Branch
-	}
+	ts, branches := benchSites(n)
 	srv := gittest.NewServer(b, "fleet", map[string]string{"apps/app.yaml": "version: 0\n"}, branches...)
 	repo, err := Open(ctx, srv.URL)
 	if err != nil {
@@ -97,4 +94,88 @@ func readyMadeCommits(b *testing.B, work string, branches []string, i int) []str
 		b.Fatalf("fast-import: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 	return refspecs
+}
+
+// BenchmarkMonthsOfRollouts (issue 25): a worker that runs for months. 50 rollouts in a row,
+// each a source commit that changes 50 files of 27 KB, promoted to every one of n site branches
+// in one push, to git http-backend on 127.0.0.1; once with a Repo that keeps all history (as
+// before WithHistory), once with serve's bounds (ServeHistory). Reported, from the Go heap after
+// a collection (what the Repo holds; the process RSS follows it at about twice): the heap after
+// rollout 1, 10, 25 and 50, its growth per rollout over the last 25, the heap a fresh Open of
+// the 50-rollout repository takes (start-up against deep history), and seconds per rollout.
+func BenchmarkMonthsOfRollouts(b *testing.B) {
+	for _, n := range []int{2000, 10000} {
+		for _, h := range []struct {
+			name string
+			opts []Option
+		}{{"all", nil}, {"kept", ServeHistory("main", 0, 0)}} {
+			b.Run(fmt.Sprintf("sites=%d/history=%s", n, h.name), func(b *testing.B) { benchMonths(b, n, h.opts) })
+		}
+	}
+}
+
+func benchMonths(b *testing.B, n int, opts []Option) {
+	const rollouts, files, size = 50, 50, 27 << 10
+	ctx := context.Background()
+	ts, branches := benchSites(n)
+	srv := gittest.NewServer(b, "fleet", map[string]string{"apps/app.yaml": "version: 0\n"}, branches...)
+	heap := func() float64 {
+		runtime.GC()
+		debug.FreeOSMemory()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return float64(m.HeapAlloc) / (1 << 20)
+	}
+	for b.Loop() {
+		base := heap()
+		repo, err := Open(ctx, srv.URL, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var after []float64
+		var took time.Duration
+		for i := 1; i <= rollouts; i++ {
+			change := map[string]string{}
+			for f := range files {
+				change[fmt.Sprintf("apps/big/%02d.yaml", f)] = strings.Repeat(fmt.Sprintf("# rollout %d file %d\n", i, f), size)[:size]
+			}
+			src := srv.CommitOn(b, "main", fmt.Sprintf("v%d", i), change)
+			start := time.Now()
+			if _, err := repo.Promote(ctx, PromoteRequest{Rollout: fmt.Sprintf("r%d", i), Wave: "all", Source: src, Targets: ts}); err != nil {
+				b.Fatal(err)
+			}
+			if err := repo.Refresh(ctx); err != nil {
+				b.Fatal(err)
+			}
+			took += time.Since(start)
+			after = append(after, heap()-base)
+		}
+		b.ReportMetric(after[0], "MiB-after-1")
+		b.ReportMetric(after[9], "MiB-after-10")
+		b.ReportMetric(after[24], "MiB-after-25")
+		b.ReportMetric(after[49], "MiB-after-50")
+		b.ReportMetric((after[49]-after[24])/25, "MiB/rollout-last-25")
+		b.ReportMetric(took.Seconds()/rollouts, "s/rollout")
+		b.Logf("heap after each rollout, MiB: %.0f; %+v", after, repo.History())
+		runtime.KeepAlive(repo)
+		repo = nil
+		base = heap()
+		fresh, err := Open(ctx, srv.URL, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(heap()-base, "MiB-open")
+		runtime.KeepAlive(fresh)
+	}
+}
+
+// benchSites are n sites s00000… on branches sites/s00000…, and their branches.
+func benchSites(n int) ([]Target, []string) {
+	ts := make([]Target, n)
+	branches := make([]string, n)
+	for i := range ts {
+		ts[i] = Target{Site: fmt.Sprintf("s%05d", i), Branch: fmt.Sprintf("sites/s%05d", i)}
+		branches[i] = ts[i].Branch
+	}
+	return ts, branches
 }

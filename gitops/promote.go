@@ -409,14 +409,17 @@ func (r *Repo) revertTree(head, p *object.Commit) (plumbing.Hash, error) {
 }
 
 // walkFirstParent calls fn on start and its first-parent ancestors, newest
-// first, until fn returns true, the root, or walkLimit commits.
+// first, until fn returns true, the root, the end of kept history, or walkLimit commits.
 func (r *Repo) walkFirstParent(start *object.Commit, fn func(*object.Commit) bool) error {
 	c := start
 	for range walkLimit {
 		if fn(c) || len(c.ParentHashes) == 0 {
 			return nil
 		}
-		next, err := r.commitLocked(c.ParentHashes[0])
+		next, err := r.parentLocked(c)
+		if errors.Is(err, errShed) {
+			return nil // the rest of history is not kept: it ends here, as at a root
+		}
 		if err != nil {
 			return fmt.Errorf("walk history of %s: %w", short(start.Hash), err)
 		}

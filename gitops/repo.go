@@ -61,6 +61,11 @@ type options struct {
 	maxAttempts int
 	observe     func(PushStat)
 	err         error
+	// history is how many generations of each branch are kept (0: all), branchHistory
+	// overrides it per branch (WithHistory, WithBranchHistory).
+	history       int
+	branchHistory map[string]int
+	compactSlack  int // objects, compactSlack but in tests
 }
 
 // PushStat is one push of new commits (by Promote or Revert): how many branches it updated,
@@ -149,6 +154,11 @@ type Repo struct {
 	mu   sync.RWMutex
 	repo *git.Repository
 	stor *memory.Storage
+	// kept is how many objects the last compaction kept; shed is set once one shed anything
+	// (history.go). compactions and restarts count them.
+	kept                  int
+	shed                  bool
+	compactions, restarts int
 
 	// beforePush, when set by tests, runs right before every push attempt
 	// with the attempt number (1-based).
@@ -165,10 +175,11 @@ type Repo struct {
 // without credentials.
 func Open(ctx context.Context, url string, opts ...Option) (*Repo, error) {
 	o := options{
-		authorName:  "fleetwave",
-		authorEmail: "fleetwave@localhost",
-		now:         time.Now,
-		maxAttempts: 5,
+		authorName:   "fleetwave",
+		authorEmail:  "fleetwave@localhost",
+		now:          time.Now,
+		maxAttempts:  5,
+		compactSlack: compactSlack,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -188,23 +199,63 @@ func Open(ctx context.Context, url string, opts ...Option) (*Repo, error) {
 		o.now = time.Now
 	}
 
-	stor := memory.NewStorage()
-	repo, err := git.Init(stor, nil)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", safe, err)
-	}
-	if _, err := repo.CreateRemote(&config.RemoteConfig{
-		Name:  remoteName,
-		URLs:  []string{url},
-		Fetch: []config.RefSpec{config.RefSpec("+refs/heads/*:" + remoteRefBase + "*")},
-	}); err != nil {
-		return nil, fmt.Errorf("open %s: %w", safe, redactErr(err, url, safe, o.secrets))
-	}
-	r := &Repo{url: url, safeURL: safe, opts: o, repo: repo, stor: stor}
-	if err := r.Refresh(ctx); err != nil {
+	r := &Repo{url: url, safeURL: safe, opts: o}
+	if err := r.start(ctx); err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
 	return r, nil
+}
+
+// start fetches the remote into a new store: every branch with all its history, or (WithHistory)
+// a shallow fetch of the kept depth, and the deeper branches deeper.
+func (r *Repo) start(ctx context.Context) error {
+	stor := memory.NewStorage()
+	repo, err := git.Init(stor, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.safeURL, err)
+	}
+	if _, err := repo.CreateRemote(&config.RemoteConfig{
+		Name:  remoteName,
+		URLs:  []string{r.url},
+		Fetch: []config.RefSpec{config.RefSpec("+refs/heads/*:" + remoteRefBase + "*")},
+	}); err != nil {
+		return fmt.Errorf("%s: %w", r.safeURL, r.redact(err))
+	}
+	oldRepo, oldStor, oldKept, oldShed := r.repo, r.stor, r.kept, r.shed
+	r.repo, r.stor, r.kept, r.shed = repo, stor, 0, false
+	if err := r.startLocked(ctx); err != nil {
+		if oldStor != nil { // a fresh start that failed keeps the copy there was
+			r.repo, r.stor, r.kept, r.shed = oldRepo, oldStor, oldKept, oldShed
+		}
+		return err
+	}
+	return nil
+}
+
+func (r *Repo) startLocked(ctx context.Context) error {
+	if r.opts.history == 0 {
+		return r.refreshLocked(ctx)
+	}
+	if err := r.fetch(ctx, r.opts.history); err != nil {
+		return err
+	}
+	for b, d := range r.opts.branchHistory {
+		if d <= r.opts.history {
+			continue
+		}
+		if _, err := r.branchLocked(b); err != nil {
+			continue // not there (yet): a later fetch brings it whole
+		}
+		if err := r.fetch(ctx, d, config.RefSpec("+refs/heads/"+b+":"+remoteRefBase+b)); err != nil {
+			return err
+		}
+	}
+	// The shallow fetches leave go-git a list of commits whose parents are missing; the Repo
+	// keeps its own boundary instead (history.go), so its later fetches are the plain ones.
+	if err := r.stor.SetShallow(nil); err != nil {
+		return err
+	}
+	return r.compact()
 }
 
 // URL returns the remote url without credentials.
@@ -219,10 +270,37 @@ func (r *Repo) Refresh(ctx context.Context) error {
 }
 
 func (r *Repo) refreshLocked(ctx context.Context) error {
+	var before map[plumbing.ReferenceName]plumbing.Hash
+	if r.shed {
+		before = r.heads()
+	}
+	if err := r.fetch(ctx, 0); err != nil {
+		return err
+	}
+	if r.shed {
+		ok, err := r.complete(before)
+		if err != nil {
+			return fmt.Errorf("fetch %s: %w", r.safeURL, err)
+		}
+		if !ok {
+			// The server left out objects only shed history had: start afresh.
+			r.opts.logger.InfoContext(ctx, "a fetched branch needs objects this copy shed; fetching the kept history afresh", "repo", r.safeURL)
+			r.restarts++
+			return r.start(ctx)
+		}
+	}
+	return r.maybeCompact()
+}
+
+// fetch fetches the refspecs (default: every branch), depth commits deep (0: all), pruning the
+// branches deleted on the remote.
+func (r *Repo) fetch(ctx context.Context, depth int, specs ...config.RefSpec) error {
 	err := r.repo.FetchContext(ctx, &git.FetchOptions{
 		RemoteName: remoteName,
+		RefSpecs:   specs,
+		Depth:      depth,
 		Auth:       r.opts.auth,
-		Prune:      true,
+		Prune:      len(specs) == 0,
 		Force:      true,
 		Tags:       git.NoTags,
 	})
@@ -368,11 +446,33 @@ func (r *Repo) IsAncestor(ancestor, commit string) (bool, error) {
 	if a.Hash == c.Hash {
 		return true, nil
 	}
-	ok, err := a.IsAncestor(c)
-	if err != nil {
-		return false, fmt.Errorf("is %s an ancestor of %s: %w", short(a.Hash), short(c.Hash), err)
+	// Breadth first from commit over every parent, as far as history is kept.
+	seen := map[plumbing.Hash]bool{c.Hash: true}
+	level := []*object.Commit{c}
+	for len(level) > 0 {
+		var next []*object.Commit
+		for _, x := range level {
+			for _, h := range x.ParentHashes {
+				if h == a.Hash {
+					return true, nil
+				}
+				if seen[h] {
+					continue
+				}
+				seen[h] = true
+				p, err := r.commitLocked(h)
+				if r.shed && errors.Is(err, ErrCommitNotFound) {
+					continue // shed: history ends here
+				}
+				if err != nil {
+					return false, fmt.Errorf("is %s an ancestor of %s: %w", short(a.Hash), short(c.Hash), err)
+				}
+				next = append(next, p)
+			}
+		}
+		level = next
 	}
-	return ok, nil
+	return false, nil
 }
 
 // HoldsChanges reports whether commit runs what change did: at every path change changed from
@@ -400,7 +500,7 @@ func (r *Repo) HoldsChanges(change, commit string) (bool, error) {
 	}
 	var from *object.Tree
 	if c.NumParents() > 0 {
-		p, err := c.Parent(0)
+		p, err := r.parentLocked(c)
 		if err != nil {
 			return false, fmt.Errorf("parent of %s: %w", short(c.Hash), err)
 		}
@@ -456,7 +556,9 @@ func (r *Repo) LastFleetwave(branch string) (info CommitInfo, found bool, err er
 		if c.NumParents() == 0 {
 			break
 		}
-		if c, err = c.Parent(0); err != nil {
+		if c, err = r.parentLocked(c); errors.Is(err, errShed) {
+			break
+		} else if err != nil {
 			return CommitInfo{}, false, fmt.Errorf("walk %s: %w", branch, err)
 		}
 	}

@@ -1,10 +1,13 @@
 package gitops
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -14,6 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 )
 
 // sendPack pushes the created commits in one receive-pack request, atomic when the server
@@ -33,6 +37,9 @@ func (r *Repo) sendPack(ctx context.Context, attempt int, created []Change, prog
 	cl, err := client.NewClient(ep)
 	if err != nil {
 		return err
+	}
+	if ep.Protocol == "http" || ep.Protocol == "https" {
+		cl = receivePackHTTP
 	}
 	sess, err := cl.NewReceivePackSession(ep, r.opts.auth)
 	if err != nil {
@@ -107,6 +114,34 @@ func (r *Repo) sendPack(ctx context.Context, attempt int, created []Change, prog
 	}
 	return nil
 }
+
+// receivePackHTTP is go-git's smart HTTP transport with one change: the answer to a push is
+// read whole and its connection released. go-git's ReceivePack (v5.19) never closes that
+// answer's body, so every push left its connection open, and with it the request: the pack
+// pushed. A worker leaked one connection, two goroutines and about a pack per rollout
+// (TestPushesReleaseTheirConnection).
+var receivePackHTTP = githttp.NewClient(&http.Client{Transport: releaseAnswers{http.DefaultTransport}})
+
+// releaseAnswers reads the whole body of every git-receive-pack answer (a status report and the
+// server's messages: small) and closes it, so the connection goes back to the pool at once.
+type releaseAnswers struct{ next http.RoundTripper }
+
+func (t releaseAnswers) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := t.next.RoundTrip(req)
+	if err != nil || !strings.HasSuffix(req.URL.Path, "/git-receive-pack") {
+		return res, err
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
+	res.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	return res, nil
+}
+
+// maxAnswer bounds what is kept of a push's answer.
+const maxAnswer = 64 << 20
 
 // newObjects lists the objects the created commits add to what their parents reach: the
 // commits, and the trees and blobs where each commit's tree differs from its first parent's.

@@ -204,7 +204,7 @@ func TestRollbackAfterTheEnd(t *testing.T) {
 	}
 	before := gs.Head(t, "sites/ams-1")
 	commit := gs.CommitOn(t, "main", "app v2, approval", map[string]string{"apps/app.yaml": "version: 2\n", "fleetwave.yaml": approval})
-	startServe(t, bin, tp.Address, gs.URL, nil)
+	startServe(t, bin, tp.Address, gs.URL, nil, "--evidence-branch", "evidence")
 	tc := dialTemporal(t, tp.Address)
 	fw := workflows.NewClient(tc, "")
 	ctx := context.Background()
@@ -251,6 +251,19 @@ func TestRollbackAfterTheEnd(t *testing.T) {
 		t.Errorf("sites/ams-1's head:\n%s\nwant a revert of the promotion saying why", subject)
 	}
 	head := gs.Head(t, "sites/ams-1")
+	// Its evidence, beside the rollout's report on the evidence branch: who, why, the revert.
+	files := git(t, gs.Dir, "ls-tree", "-r", "--name-only", "evidence")
+	var md string
+	for _, f := range strings.Fields(files) {
+		if strings.HasSuffix(f, "-"+rollout.Short(commit)+"-rollback.md") {
+			md = git(t, gs.Dir, "show", "evidence:"+f)
+		}
+	}
+	for _, want := range []string{"# Rollback of " + id, "| Asked by | U0LEAD |", "| Reason | the canary misbehaves |", "- ams-1: revert `" + head + "`"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the rollback's evidence (evidence branch: %s):\n%s\nwant %q", files, md, want)
+		}
+	}
 
 	// Again: a second rollback workflow (the first ended) finds the revert and writes nothing.
 	if out, err := fleetwaveCLI(t, bin, tp.Address, "rollback", id, "--as", "U0LEAD"); err != nil {

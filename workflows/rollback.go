@@ -29,6 +29,8 @@ type RollbackResult struct {
 	Skipped  []string `json:",omitempty"`
 	// Problems are the sites whose revert could not be written or applied, and why.
 	Problems []string `json:",omitempty"`
+	// Reverts are the revert commits, by site.
+	Reverts map[string]string `json:",omitempty"`
 }
 
 // Rollback reverts, through git revert commits, every site an ended rollout promoted that
@@ -38,7 +40,7 @@ type RollbackResult struct {
 // Like every revert it goes through revertSites: one push, found by its trailers when an
 // attempt's answer was lost, never lost across crashes, and the reason on every commit.
 func Rollback(ctx workflow.Context, in RollbackInput) (RollbackResult, error) {
-	var res RollbackResult
+	res := RollbackResult{Reverts: map[string]string{}}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (RollbackResult, error) { return res, nil }); err != nil {
 		return res, err
 	}
@@ -107,18 +109,47 @@ func Rollback(ctx workflow.Context, in RollbackInput) (RollbackResult, error) {
 				res.Skipped = append(res.Skipped, v.Site+": nothing of the rollout to revert")
 			case !v.Converged:
 				res.Reverted = append(res.Reverted, v.Site)
+				res.Reverts[v.Site] = v.Revert
 				res.Problems = append(res.Problems, fmt.Sprintf("%s: revert %s written, not seen applied: %s", v.Site, rollout.Short(v.Revert), cmp.Or(v.Message, v.State.Message)))
 			default:
 				res.Reverted = append(res.Reverted, v.Site)
+				res.Reverts[v.Site] = v.Revert
 			}
 		}
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("Rolled back %s: %s reverted, %s skipped, %s",
 		in.Rollout, rollout.Count(len(res.Reverted), "site"), rollout.Count(len(res.Skipped), "site"), rollout.Count(len(res.Problems), "problem")))
+	if workflow.GetVersion(ctx, versionRollbackEvidence, workflow.DefaultVersion, 1) >= 1 {
+		writeRollbackEvidence(ctx, activities.RollbackEvidenceInput{
+			Rollout: in.Rollout, Ended: st.State, Workflow: workflow.GetInfo(ctx).WorkflowExecution.ID, Fleet: st.Fleet, Commit: st.Commit,
+			By: in.By, Reason: in.Reason, StartedAt: workflow.GetInfo(ctx).WorkflowStartTime, FinishedAt: workflow.Now(ctx),
+			Reverts: res.Reverts, Skipped: res.Skipped, Problems: res.Problems,
+		})
+	}
 	if len(res.Problems) > 0 {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("roll back %s: %s", in.Rollout, res.Problems[0]), ErrTypeRolloutFailed, nil, res)
 	}
 	return res, nil
+}
+
+// versionRollbackEvidence guards the evidence a rollback commits at its end (rollbacks
+// recorded before wrote none).
+const versionRollbackEvidence = "rollback-evidence"
+
+// writeRollbackEvidence commits what the rollback did to the evidence branch of the workers that
+// keep one. A failure is logged: the rollback's result and history say the same.
+func writeRollbackEvidence(ctx workflow.Context, in activities.RollbackEvidenceInput) {
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	var ev *activities.Evidence
+	var res activities.EvidenceResult
+	err := workflow.ExecuteActivity(evidenceOptions(ctx, "write the evidence of "+in.Workflow), ev.WriteRollbackEvidence, in).Get(ctx, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("cannot write the rollback's evidence", "rollback", in.Workflow, "error", err)
+		return
+	}
+	if res.Commit != "" {
+		workflow.GetLogger(ctx).Info("evidence written", "rollback", in.Workflow, "branch", res.Branch, "revision", res.Commit)
+	}
 }
 
 // waveOf is the index of the named wave in the status, -1 when it has none.

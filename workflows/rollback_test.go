@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 
@@ -62,5 +63,17 @@ func TestRollbackAfterTheEnd(t *testing.T) {
 	reverts := f.callsOf("revert")
 	if len(reverts) != 1 || !slices.Equal(reverts[0].Sites, []string{"ams-2", "fra-2"}) {
 		t.Errorf("revert calls %+v, want one of ams-2 and fra-2", reverts)
+	}
+	// Its evidence: who, why, the revert commits and the sites left.
+	if len(f.rollbackEvidence) != 1 {
+		t.Fatalf("rollback evidence written %d times, want once", len(f.rollbackEvidence))
+	}
+	ev := f.rollbackEvidence[0]
+	if ev.Rollout != id || ev.Workflow == "" || ev.By != "U1" || ev.Reason != "the canary misbehaves" || ev.Ended != rollout.StateFailed ||
+		ev.Fleet != "demo" || ev.Commit != commitA || len(ev.Reverts) != 2 || ev.Reverts["ams-2"] == "" || !slices.Equal(ev.Skipped, want) {
+		t.Errorf("rollback evidence %+v", ev)
+	}
+	if !slices.Equal(slices.Sorted(maps.Keys(res.Reverts)), []string{"ams-2", "fra-2"}) {
+		t.Errorf("result's reverts %v", res.Reverts)
 	}
 }

@@ -83,12 +83,8 @@ const versionEvidence = "rollout-evidence"
 func writeEvidence(ctx workflow.Context, st rollout.Status) {
 	var ev *activities.Evidence
 	var res activities.EvidenceResult
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		HeartbeatTimeout:    20 * time.Second,
-		Summary:             "write the evidence of " + st.Rollout,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second, MaximumAttempts: 6},
-	}), ev.WriteEvidence, activities.EvidenceInput{Status: st}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(evidenceOptions(ctx, "write the evidence of "+st.Rollout),
+		ev.WriteEvidence, activities.EvidenceInput{Status: st}).Get(ctx, &res)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("cannot write the rollout's evidence; `fleetwave report` makes it from the history", "rollout", st.Rollout, "error", err)
 		return
@@ -96,6 +92,16 @@ func writeEvidence(ctx workflow.Context, st rollout.Status) {
 	if res.Commit != "" {
 		workflow.GetLogger(ctx).Info("evidence written", "rollout", st.Rollout, "branch", res.Branch, "revision", res.Commit)
 	}
+}
+
+// evidenceOptions are the options of the activities that commit evidence.
+func evidenceOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
+		Summary:             summary,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second, MaximumAttempts: 6},
+	})
 }
 
 func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {

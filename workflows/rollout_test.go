@@ -99,6 +99,8 @@ type fakeFleet struct {
 	promoteCall *testsuite.MockCallWrapper
 	// evidence are the final statuses the rollout wrote its evidence with.
 	evidence []rollout.Status
+	// rollbackEvidence is what WriteRollbackEvidence was given.
+	rollbackEvidence []activities.RollbackEvidenceInput
 }
 
 func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan string) *fakeFleet {
@@ -154,6 +156,12 @@ func newFakeFleet(t *testing.T, env *testsuite.TestWorkflowEnvironment, plan str
 		defer f.mu.Unlock()
 		f.evidence = append(f.evidence, in.Status)
 		return activities.EvidenceResult{Branch: "evidence", Commit: "evidence-1"}, nil
+	})
+	env.OnActivity(ev.WriteRollbackEvidence, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RollbackEvidenceInput) (activities.EvidenceResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.rollbackEvidence = append(f.rollbackEvidence, in)
+		return activities.EvidenceResult{Branch: "evidence", Commit: "evidence-2"}, nil
 	})
 	return f
 }

@@ -121,7 +121,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	repoURL := gitURL + "/" + sampleRepo + ".git"
 
 	var m *metrics.Set // once the fleet's name is known; nothing pushes before
-	writer, err := gitops.Open(ctx, repoURL, gitops.WithLogger(log), gitops.WithPushObserver(func(p gitops.PushStat) { m.ObservePush(p) }))
+	writer, err := gitops.Open(ctx, repoURL, append(gitops.ServeHistory("main", 0, 0), gitops.WithLogger(log), gitops.WithPushObserver(func(p gitops.PushStat) { m.ObservePush(p) }))...)
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func runDev(ctx context.Context, g *globals, o devOptions) (err error) {
 	m = metrics.New(nil, fleetName)
 
 	// The simulated fleet reads the repository on its own, as each site's Flux would.
-	follower, err := gitops.Open(ctx, repoURL)
+	follower, err := gitops.Open(ctx, repoURL, gitops.ServeHistory("main", 0, 0)...)
 	if err != nil {
 		return err
 	}

@@ -107,7 +107,8 @@ func openFleets(ctx context.Context, log *slog.Logger, o serveOptions, reg *metr
 	for _, c := range configs {
 		of := &openFleet{cfg: c}
 		// The metrics carry the fleet's name, known once the plan is read; nothing pushes before.
-		of.writer, err = gitops.Open(ctx, c.Repo, append(gitOptions(o), gitops.WithLogger(log),
+		history := gitops.ServeHistory(c.SourceBranch, o.siteHistory, o.sourceHistory)
+		of.writer, err = gitops.Open(ctx, c.Repo, append(append(gitOptions(o), history...), gitops.WithLogger(log),
 			gitops.WithPushObserver(func(p gitops.PushStat) { of.metrics.ObservePush(p) }))...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where(source, c), err)
@@ -168,7 +169,7 @@ func (of *openFleet) start(ctx context.Context, g *globals, log *slog.Logger, o 
 	}
 	var driver deploy.Driver = of.kube
 	if of.kube == nil {
-		follower, err := gitops.Open(ctx, of.cfg.Repo, gitOptions(o)...)
+		follower, err := gitops.Open(ctx, of.cfg.Repo, append(gitOptions(o), gitops.ServeHistory(of.cfg.SourceBranch, o.siteHistory, o.sourceHistory)...)...)
 		if err != nil {
 			return fail(err)
 		}

@@ -28,6 +28,9 @@ type serveOptions struct {
 	evidenceBranch string
 	// allowLinkLocal lets health checks reach link-local and cloud metadata addresses.
 	allowLinkLocal bool
+	// siteHistory and sourceHistory bound the commits the worker keeps in memory of each site
+	// branch and of the source branch (0: gitops.ServeSiteHistory, ServeSourceHistory).
+	siteHistory, sourceHistory int
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -71,6 +74,8 @@ FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
 	f.StringVar(&o.evidenceBranch, "evidence-branch", "", "commit each ended rollout's report (Markdown and JSON) to this branch of the fleet repo, as evidence/<fleet>/<date>-<short sha>.md (docs/report.md)")
 	f.BoolVar(&o.allowLinkLocal, "allow-link-local-checks", false, "let the plans' health checks reach link-local addresses (169.254.0.0/16, fe80::/10) and fd00:ec2::254, where clouds serve instance metadata and credentials; off, such a check is Unknown (docs/operating.md#what-a-plan-can-reach)")
+	f.IntVar(&o.siteHistory, "site-history", gitops.ServeSiteHistory, "commits kept in memory of each branch's history, from its head; older ones are shed, so that months of rollouts take no more memory than the first (docs/operating.md#memory)")
+	f.IntVar(&o.sourceHistory, "source-history", gitops.ServeSourceHistory, "commits kept of the source branch's history: a commit further behind its head cannot be rolled out (docs/operating.md#memory)")
 	f.StringVar(&o.taskQueue, "task-queue", "", `Temporal task queue of this fleet's workflows and activities (default "fleetwave/<fleet>"); every worker of one fleet must poll the same queue, and no other fleet's`)
 	return cmd
 }
@@ -95,6 +100,9 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	if o.driver != "sim" && o.driver != "kube" {
 		return usagef("--driver %q: use kube or sim", o.driver)
+	}
+	if o.siteHistory < 1 || o.sourceHistory < 1 {
+		return usagef("--site-history %d, --source-history %d: each keeps at least 1 commit", o.siteHistory, o.sourceHistory)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -39,6 +39,19 @@ const EvalTimeout = 5 * time.Second
 // evalTimeout is EvalTimeout; tests shorten it.
 var evalTimeout = EvalTimeout
 
+// MaxMemory bounds how far the worker's heap may grow during one evaluation, in bytes; past it
+// the evaluation stops and the policy fails closed. A policy can allocate gigabytes within its
+// time limit (net.cidr_expand of a /4, a comprehension of long strings), and an evaluation the
+// worker does not survive would run again after every restart.
+const MaxMemory = 256 << 20
+
+// maxMemory is MaxMemory; tests lower it.
+var maxMemory uint64 = MaxMemory
+
+// evalOne makes evaluations take turns in the process, so that the heap's growth during one is
+// its own.
+var evalOne sync.Mutex
+
 // Set is a compiled set of policy files, ready to evaluate.
 type Set struct {
 	Modules map[string]*ast.Module
@@ -143,8 +156,12 @@ func describe(err error) []string {
 // until (zero when none). An error (a rule of the wrong type, a builtin failing, the time
 // limit) means the policies could not decide: callers must not treat it as allow.
 func (s *Set) Eval(ctx context.Context, in rollout.PolicyInput) ([]string, time.Time, error) {
+	evalOne.Lock()
+	defer evalOne.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, evalTimeout)
 	defer cancel()
+	ctx, unwatch := watchMemory(ctx, maxMemory)
+	defer unwatch()
 	input, err := inputValue(in)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -181,6 +198,9 @@ func (s *Set) Eval(ctx context.Context, in rollout.PolicyInput) ([]string, time.
 }
 
 func evalError(rule string, ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errMemory) {
+		return fmt.Errorf("evaluating %s: %w", rule, cause)
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("evaluating %s took longer than %s: %w", rule, evalTimeout, ctx.Err())
 	}
