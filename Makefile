@@ -54,6 +54,7 @@ bench: tools
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1000x -benchmem ./rollout/...
 	$(GO) test -count=1 -run '^$$' -bench 'PromoteVsGitCLI/branches=1000$$' -benchtime 3x ./gitops/
 	$(GO) test -count=1 -run '^$$' -bench 'PromoteVsGitCLI/branches=10000$$' -benchtime 1x -timeout 30m ./gitops/
+	$(GO) test -count=1 -run '^$$' -bench 'MonthsOfRollouts' -benchtime 1x -timeout 120m ./gitops/
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkRollout$$' -benchtime 1x -timeout 40m ./test/ -bench.plot $(CURDIR)/docs/benchmarks-rollout.png
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkRevertLatency$$' -benchtime 1x -timeout 40m ./test/
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkReport$$' -benchtime 3x -timeout 30m ./test/

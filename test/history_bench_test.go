@@ -219,15 +219,13 @@ func startBenchFleet(ctx context.Context, b *testing.B, n int, plan string, simP
 	}
 	b.Cleanup(tc.Close)
 	w := worker.New(tc, workflows.TaskQueue("bench"), worker.Options{})
-	w.RegisterWorkflow(workflows.Rollout)
-	w.RegisterWorkflow(workflows.Wave)
-	w.RegisterWorkflow(workflows.Watch)
-	w.RegisterWorkflow(workflows.Rollback)
-	w.RegisterActivity(&activities.Git{Repo: writer})
-	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: convergePoll, Ancestry: writer})
-	w.RegisterActivity(&activities.Slack{})
-	w.RegisterActivity(&activities.Evidence{})
-	w.RegisterActivity(&activities.Executions{Client: tc}) // the gate that keeps a fleet's rollouts apart asks Temporal
+	if err := workflows.Register(w, workflows.Activities{
+		Git:        &activities.Git{Repo: writer},
+		Sites:      &activities.Sites{Driver: fleet, Poll: convergePoll, Ancestry: writer},
+		Executions: &activities.Executions{Client: tc},
+	}); err != nil {
+		b.Fatal(err)
+	}
 	if err := w.Start(); err != nil {
 		b.Fatal(err)
 	}

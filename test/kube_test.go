@@ -116,14 +116,13 @@ func newKubeLab(t *testing.T) *kubeLab {
 	}
 	t.Cleanup(tc.Close)
 	w := worker.New(tc, workflows.TaskQueue("real"), worker.Options{})
-	w.RegisterWorkflow(workflows.Rollout)
-	w.RegisterWorkflow(workflows.Wave)
-	w.RegisterWorkflow(workflows.Watch)
-	w.RegisterWorkflow(workflows.Rollback)
-	w.RegisterActivity(&activities.Git{Repo: writer, Sites: kube})
-	w.RegisterActivity(&activities.Sites{Driver: kube, Poll: 250 * time.Millisecond})
-	w.RegisterActivity(&activities.Evidence{})
-	w.RegisterActivity(&activities.Executions{Client: tc}) // the gate that keeps a fleet's rollouts apart asks Temporal
+	if err := workflows.Register(w, workflows.Activities{
+		Git:        &activities.Git{Repo: writer, Sites: kube},
+		Sites:      &activities.Sites{Driver: kube, Poll: 250 * time.Millisecond},
+		Executions: &activities.Executions{Client: tc},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -103,14 +103,13 @@ func newLab(t *testing.T) *lab {
 	t.Cleanup(l.tc.Close)
 	// As in serve without Slack: CLI votes count, Slack votes are refused.
 	w := worker.New(l.tc, workflows.TaskQueue("demo"), worker.Options{Interceptors: []interceptor.WorkerInterceptor{workflows.VoteOrigins(nil)}})
-	w.RegisterWorkflow(workflows.Rollout)
-	w.RegisterWorkflow(workflows.Wave)
-	w.RegisterWorkflow(workflows.Watch)
-	w.RegisterWorkflow(workflows.Rollback)
-	w.RegisterActivity(&activities.Git{Repo: writer})
-	w.RegisterActivity(&activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond})
-	w.RegisterActivity(&activities.Evidence{})               // a rollout's last activity: without a branch it writes nothing
-	w.RegisterActivity(&activities.Executions{Client: l.tc}) // the gate that keeps a fleet's rollouts apart asks Temporal
+	if err := workflows.Register(w, workflows.Activities{
+		Git:        &activities.Git{Repo: writer},
+		Sites:      &activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond},
+		Executions: &activities.Executions{Client: l.tc},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

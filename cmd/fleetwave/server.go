@@ -148,18 +148,15 @@ func (n *node) startWorker(repo activities.Repo, driver deploy.Driver, poll time
 		Interceptors:              []interceptor.WorkerInterceptor{workflows.VoteOrigins(n.voteKey)},
 		BackgroundActivityContext: n.activityContext,
 	})
-	w.RegisterWorkflow(workflows.Fleet)
-	w.RegisterWorkflow(workflows.Rollout)
-	w.RegisterWorkflow(workflows.Wave)
-	w.RegisterWorkflow(workflows.Watch)
-	w.RegisterWorkflow(workflows.Rollback)
-	w.RegisterActivity(&activities.Git{Repo: repo, Sites: driver, Adapt: n.adapt, SourceBranch: n.sourceBranch, Reserved: n.reserved()})
-	w.RegisterActivity(&activities.Sites{Driver: driver, Poll: poll, Ancestry: repo, Checker: n.checker})
-	w.RegisterActivity(cmp.Or(n.slack, &activities.Slack{}))
-	w.RegisterActivity(&activities.Executions{Client: n.tc})
-	// Every worker has it, so a rollout's last activity runs wherever it lands: without an
-	// evidence branch it writes nothing.
-	w.RegisterActivity(cmp.Or(n.evidence, &activities.Evidence{}))
+	if err := workflows.Register(w, workflows.Activities{
+		Git:        &activities.Git{Repo: repo, Sites: driver, Adapt: n.adapt, SourceBranch: n.sourceBranch, Reserved: n.reserved()},
+		Sites:      &activities.Sites{Driver: driver, Poll: poll, Ancestry: repo, Checker: n.checker},
+		Executions: &activities.Executions{Client: n.tc},
+		Slack:      n.slack,
+		Evidence:   n.evidence,
+	}); err != nil {
+		return nil, err
+	}
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal worker: %w", err)
 	}
