@@ -48,7 +48,8 @@ e2e: tools kube-tools prometheus
 # dev servers (stock, and with devtemporal.FastQueues), a three-wave zero-bake rollout to 10,
 # 100, 1,000 and 10,000 simulated sites (P2, P4; drawn in docs/benchmarks-rollout.png) and 50
 # reverts over file:// and smart HTTP against 50 git CLI pushes (P3); the report and evidence
-# commit of a rollout to 1,000 and 10,000 sites. About 16 minutes.
+# commit of a rollout to 1,000 and 10,000 sites; 50 rollouts in a row at 2,000 and 10,000 site
+# branches, keeping all history or serve's window (the repo copy's memory). About 70 minutes.
 .PHONY: bench
 bench: tools
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1000x -benchmem ./rollout/...
