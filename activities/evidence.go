@@ -104,9 +104,11 @@ type RollbackEvidenceInput struct {
 }
 
 // RollbackEvidencePath is where a rollback's evidence goes, without its extension:
-// evidence/<fleet>/<date it ended>-<short sha>-rollback.
+// evidence/<fleet>/<date>-<short sha>-rollback-<time>, the date and time (UTC, hhmmss) it
+// ended, so that a second rollback of one rollout does not replace the first's evidence.
 func RollbackEvidencePath(in RollbackEvidenceInput) string {
-	return path.Join("evidence", in.Fleet, in.FinishedAt.UTC().Format(time.DateOnly)+"-"+rollout.Short(in.Commit)+"-rollback")
+	at := in.FinishedAt.UTC()
+	return path.Join("evidence", in.Fleet, at.Format(time.DateOnly)+"-"+rollout.Short(in.Commit)+"-rollback-"+at.Format("150405"))
 }
 
 // WriteRollbackEvidence commits what a rollback did, Markdown and JSON, to the evidence branch,

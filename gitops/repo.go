@@ -159,6 +159,8 @@ type Repo struct {
 	kept                  int
 	shed                  bool
 	compactions, restarts int
+	// incomplete is set when a fresh start after a fetch that missed shed objects failed.
+	incomplete bool
 
 	// beforePush, when set by tests, runs right before every push attempt
 	// with the attempt number (1-based).
@@ -270,6 +272,9 @@ func (r *Repo) Refresh(ctx context.Context) error {
 }
 
 func (r *Repo) refreshLocked(ctx context.Context) error {
+	if r.incomplete {
+		return r.restart(ctx)
+	}
 	var before map[plumbing.ReferenceName]plumbing.Hash
 	if r.shed {
 		before = r.heads()
@@ -285,11 +290,22 @@ func (r *Repo) refreshLocked(ctx context.Context) error {
 		if !ok {
 			// The server left out objects only shed history had: start afresh.
 			r.opts.logger.InfoContext(ctx, "a fetched branch needs objects this copy shed; fetching the kept history afresh", "repo", r.safeURL)
-			r.restarts++
-			return r.start(ctx)
+			return r.restart(ctx)
 		}
 	}
 	return r.maybeCompact()
+}
+
+// restart starts afresh from the remote. Until one succeeds the copy is incomplete, and every
+// refresh tries again first.
+func (r *Repo) restart(ctx context.Context) error {
+	r.restarts++
+	if err := r.start(ctx); err != nil {
+		r.incomplete = true
+		return err
+	}
+	r.incomplete = false
+	return nil
 }
 
 // fetch fetches the refspecs (default: every branch), depth commits deep (0: all), pruning the

@@ -255,7 +255,7 @@ func TestRollbackAfterTheEnd(t *testing.T) {
 	files := git(t, gs.Dir, "ls-tree", "-r", "--name-only", "evidence")
 	var md string
 	for _, f := range strings.Fields(files) {
-		if strings.HasSuffix(f, "-"+rollout.Short(commit)+"-rollback.md") {
+		if strings.Contains(f, "-"+rollout.Short(commit)+"-rollback-") && strings.HasSuffix(f, ".md") {
 			md = git(t, gs.Dir, "show", "evidence:"+f)
 		}
 	}
