@@ -84,6 +84,7 @@ chaos: tools
 	$(GO) test -run '^$$' -fuzz '^FuzzRevision$$' -fuzztime $(FUZZTIME) ./rollout/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFaults$$' -fuzztime $(PARSE_FUZZTIME) ./rollout/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseServeConfig$$' -fuzztime $(PARSE_FUZZTIME) ./rollout/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSiteFile$$' -fuzztime $(PARSE_FUZZTIME) ./rollout/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGeneric$$' -fuzztime $(FUZZTIME) ./gitops/pushevent/
 	$(GO) test -run '^$$' -fuzz '^FuzzInteractionPayload$$' -fuzztime $(FUZZTIME) ./chatops/

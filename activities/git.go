@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ type Repo interface {
 	Commit(sha string) (gitops.CommitInfo, error)
 	ReadFile(commit, path string) ([]byte, error)
 	ReadDir(commit, dir string) (map[string][]byte, error)
+	FS(commit string) (fs.FS, error)
 	Promote(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
 	Landed(ctx context.Context, req gitops.PromoteRequest) ([]gitops.Change, error)
 	Revert(ctx context.Context, req gitops.RevertRequest) ([]gitops.Change, error)
@@ -84,6 +86,24 @@ type LoadPlanResult struct {
 	Simulated bool `json:",omitempty"`
 }
 
+// ReadPlan reads and validates the plan at commit in repo, with the site files it names
+// (spec.siteFiles, read at that same commit); name names the plan file in messages. A missing
+// plan gives an error wrapping gitops.ErrFileNotFound, an invalid one a *rollout.PlanError.
+func ReadPlan(repo interface {
+	ReadFile(commit, path string) ([]byte, error)
+	FS(commit string) (fs.FS, error)
+}, commit, name string) (*rollout.Plan, error) {
+	data, err := repo.ReadFile(commit, rollout.PlanFile)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := repo.FS(commit)
+	if err != nil {
+		return nil, err
+	}
+	return rollout.ParsePlanFS(name, data, tree)
+}
+
 // LoadPlan reads and validates fleetwave.yaml at the commit. An invalid or missing plan is a
 // non-retryable InvalidPlan error whose message carries file:line:col positions.
 func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, error) {
@@ -112,7 +132,11 @@ func (g *Git) LoadPlan(ctx context.Context, in LoadPlanInput) (LoadPlanResult, e
 	if err != nil {
 		return LoadPlanResult{}, err
 	}
-	plan, err := rollout.ParsePlan(rollout.PlanFile, data)
+	tree, err := g.Repo.FS(info.SHA)
+	if err != nil {
+		return LoadPlanResult{}, err
+	}
+	plan, err := rollout.ParsePlanFS(rollout.PlanFile, data, tree)
 	if err != nil {
 		return LoadPlanResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidPlan, nil)
 	}
@@ -439,11 +463,7 @@ func (g *Git) Inspect(ctx context.Context, in InspectInput) (InspectResult, erro
 			return res, nil
 		}
 	}
-	data, err := g.Repo.ReadFile(in.Commit, rollout.PlanFile)
-	if err != nil {
-		return res, nil
-	}
-	if plan, err := rollout.ParsePlan(rollout.PlanFile, data); err == nil {
+	if plan, err := ReadPlan(g.Repo, in.Commit, rollout.PlanFile); err == nil {
 		res.OnNewCommit = plan.OnNewCommit
 	}
 	return res, nil
@@ -471,11 +491,7 @@ func (g *Git) Deployed(ctx context.Context) (DeployedResult, error) {
 	if err != nil {
 		return DeployedResult{}, gitError(err)
 	}
-	data, err := g.Repo.ReadFile(head.SHA, rollout.PlanFile)
-	if err != nil {
-		return DeployedResult{}, nil
-	}
-	plan, err := rollout.ParsePlan(rollout.PlanFile, data)
+	plan, err := ReadPlan(g.Repo, head.SHA, rollout.PlanFile)
 	if err != nil {
 		return DeployedResult{}, nil
 	}

@@ -29,6 +29,7 @@ type fileSpec struct {
 	SourceBranch string        `yaml:"sourceBranch"`
 	SiteBranch   string        `yaml:"siteBranch"`
 	Sites        []fileSite    `yaml:"sites"`
+	SiteFiles    string        `yaml:"siteFiles"`
 	Waves        []fileWave    `yaml:"waves"`
 	Health       fileHealth    `yaml:"health"`
 	Rollback     *fileRollback `yaml:"rollback"`
@@ -89,6 +90,8 @@ type fileWave struct {
 	Name        string            `yaml:"name"`
 	Selector    map[string]string `yaml:"selector"`
 	Sites       []string          `yaml:"sites"`
+	Percent     *float64          `yaml:"percent"`
+	Spread      string            `yaml:"spread"`
 	MaxParallel *int              `yaml:"maxParallel"`
 	MaxFailures any               `yaml:"maxFailures"` // a count (2) or a percentage ("5%")
 	Bake        string            `yaml:"bake"`

@@ -11,12 +11,12 @@ const (
 	MaxPlanDepth = 100
 )
 
-// checkLimits returns the issue of a plan over MaxPlanBytes or nested deeper than
-// MaxPlanDepth, or nil. Depth counts the block levels (indentation) and the flow collections
+// checkLimits returns the issue of a file (what: "plan", "site file") over MaxPlanBytes or
+// nested deeper than MaxPlanDepth, or nil. Depth counts the block levels (indentation) and the flow collections
 // ("[", "{") open at a point, outside quotes and comments.
-func checkLimits(data []byte) *Issue {
+func checkLimits(data []byte, what string) *Issue {
 	if len(data) > MaxPlanBytes {
-		return &Issue{Line: 1, Column: 1, Message: fmt.Sprintf("the plan is %d bytes; a plan may have at most %d (1 MiB)", len(data), MaxPlanBytes)}
+		return &Issue{Line: 1, Column: 1, Message: fmt.Sprintf("the %s is %d bytes; a %s may have at most %d (1 MiB)", what, len(data), what, MaxPlanBytes)}
 	}
 	line, col := 1, 0
 	var indents []int // indentation of the open block levels
@@ -69,7 +69,7 @@ func checkLimits(data []byte) *Issue {
 			indents = append(indents, indent+col)
 		}
 		if depth := len(indents) + flow; depth > MaxPlanDepth {
-			return &Issue{Line: line, Column: col, Message: fmt.Sprintf("the plan is nested more than %d levels deep", MaxPlanDepth)}
+			return &Issue{Line: line, Column: col, Message: fmt.Sprintf("the %s is nested more than %d levels deep", what, MaxPlanDepth)}
 		}
 	}
 	return nil

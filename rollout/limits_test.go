@@ -41,14 +41,14 @@ func TestPlanLimits(t *testing.T) {
       - name: errors
         prometheus: {url: "http://p:9090", query: 'sum(rate(x{job="a[[[["}[5m]))', max: 1}
 `
-	if issue := checkLimits([]byte(ok)); issue != nil {
+	if issue := checkLimits([]byte(ok), "plan"); issue != nil {
 		t.Errorf("a plan with brackets in comments and quotes: %v", issue)
 	}
 	sample, err := os.ReadFile("../cmd/fleetwave/sample/fleetwave.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if issue := checkLimits(sample); issue != nil {
+	if issue := checkLimits(sample, "plan"); issue != nil {
 		t.Errorf("the sample plan: %v", issue)
 	}
 }

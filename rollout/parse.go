@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"regexp"
 	"slices"
@@ -27,6 +28,8 @@ type PlanError struct {
 
 // Issue is one problem in a plan file. Line and Column are 1-based; 0 when unknown.
 type Issue struct {
+	// File is the file the issue is in when it is not the PlanError's: a site file.
+	File         string `json:",omitempty"`
 	Line, Column int
 	Message      string
 }
@@ -35,7 +38,7 @@ type Issue struct {
 func (e *PlanError) Error() string {
 	lines := make([]string, len(e.Issues))
 	for i, is := range e.Issues {
-		lines[i] = fmt.Sprintf("%s:%d:%d: %s", e.File, is.Line, is.Column, is.Message)
+		lines[i] = fmt.Sprintf("%s:%d:%d: %s", cmp.Or(is.File, e.File), is.Line, is.Column, is.Message)
 	}
 	return strings.Join(lines, "\n")
 }
@@ -44,14 +47,24 @@ func (e *PlanError) Error() string {
 // workflow IDs and Temporal search attributes.
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$`)
 
-// ParsePlan parses and validates a plan file. file names it in error messages. On failure the
-// error is a *PlanError listing every problem found with its line and column.
+// ParsePlan parses and validates a plan file that keeps its sites in the file itself: a plan
+// with spec.siteFiles needs ParsePlanFS. file names it in error messages. On failure the error
+// is a *PlanError listing every problem found with its line and column.
 func ParsePlan(file string, data []byte) (*Plan, error) {
+	return ParsePlanFS(file, data, nil)
+}
+
+// ParsePlanFS parses and validates a plan file, reading the site files its spec.siteFiles names
+// from files: the fleet repo at the plan's commit, rooted where the plan is. On failure the
+// error is a *PlanError listing every problem found, in the plan and in the site files, with
+// its file, line and column.
+func ParsePlanFS(file string, data []byte, files fs.FS) (*Plan, error) {
 	var doc fileDoc
 	v, err := parseDoc(file, data, Kind, &doc)
 	if err != nil {
 		return nil, err
 	}
+	v.files = files
 	plan := v.plan(doc)
 	if err := v.err(file); err != nil {
 		return nil, err
@@ -62,7 +75,7 @@ func ParsePlan(file string, data []byte) (*Plan, error) {
 // parseDoc checks a document's size and nesting, and parses its one YAML document (a kind
 // document) strictly into out; the validator it returns reports positions in it.
 func parseDoc(file string, data []byte, kind string, out any) (*validator, error) {
-	if issue := checkLimits(data); issue != nil {
+	if issue := checkLimits(data, "plan"); issue != nil {
 		return nil, &PlanError{File: file, Issues: []Issue{*issue}}
 	}
 	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
@@ -86,7 +99,7 @@ func parseDoc(file string, data []byte, kind string, out any) (*validator, error
 	case err != nil:
 		return nil, &PlanError{File: file, Issues: []Issue{yamlIssue(err, out)}}
 	}
-	return &validator{file: f}, nil
+	return &validator{file: f, name: file}, nil
 }
 
 // refuseYAML lists the YAML features a fleetwave file may not use, at their positions, from the
@@ -152,17 +165,25 @@ func (v *validator) err(file string) error {
 		return nil
 	}
 	slices.SortStableFunc(v.issues, func(a, b Issue) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+		// The plan's own issues first, then each site file's.
+		return cmp.Or(cmp.Compare(a.File, b.File),
+			cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
 	})
 	return &PlanError{File: file, Issues: v.issues}
 }
 
 type validator struct {
+	name     string // the file's name, for messages
 	file     *ast.File
 	issues   []Issue
 	warnings []Issue
 	// sourceBranch and siteBranch are the plan's, once read, for the sites' branches.
 	sourceBranch, siteBranch string
+	// files holds the site files (ParsePlanFS); nil when the caller has none.
+	files fs.FS
+	// sitesIncomplete is set when a site file could not be read: a wave that finds no site
+	// then says nothing, as its sites may be in that file.
+	sitesIncomplete bool
 }
 
 // errorf records an issue at the node found by the YAML path; when the path does not exist
@@ -282,8 +303,15 @@ func (v *validator) plan(doc fileDoc) *Plan {
 	}
 
 	v.sourceBranch, v.siteBranch = p.SourceBranch, p.SiteBranch
-	p.Sites = v.sites(s.Sites)
-	p.Waves = v.waves(s.Waves, p.Sites)
+	entries := make([]siteEntry, len(s.Sites))
+	for i, fs := range s.Sites {
+		entries[i] = siteEntry{fileSite: fs, doc: v, path: fmt.Sprintf("$.spec.sites[%d]", i)}
+	}
+	if s.SiteFiles != "" {
+		entries = append(entries, v.siteFiles(s.SiteFiles)...)
+	}
+	p.Sites = v.sites(entries, s.SiteFiles != "")
+	p.Waves = v.waves(s.Waves, p.Sites, p.Name)
 	p.Health = v.health(s.Health)
 	p.Health.Checks = v.checks(s.Health.Checks, p.Sites, p.Health.Interval)
 	switch s.OnNewCommit {
@@ -337,45 +365,55 @@ func (v *validator) warnf(path, format string, args ...any) {
 	v.warnings = append(v.warnings, Issue{Line: line, Column: col, Message: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) sites(in []fileSite) []Site {
-	if len(in) == 0 {
+// sites validates the sites, from the plan and from its site files, in that order.
+func (v *validator) sites(in []siteEntry, fromFiles bool) []Site {
+	if len(in) == 0 && !fromFiles {
 		v.errorf("$.spec.sites", "the plan lists no sites")
 	}
-	first := map[string]int{}
+	first := map[string]siteEntry{}
 	out := make([]Site, 0, len(in))
-	for i, fs := range in {
-		path := fmt.Sprintf("$.spec.sites[%d]", i)
+	for i, e := range in {
 		switch {
-		case fs.Name == "":
-			v.errorf(path, "site %d has no name", i+1)
-		case !nameRE.MatchString(fs.Name):
-			v.errorf(path+".name", "invalid site name %q: use lowercase letters, digits, '.', '_' and '-'", fs.Name)
+		case e.Name == "":
+			v.siteErrorf(e, "", "site %d has no name", i+1)
+		case !nameRE.MatchString(e.Name):
+			v.siteErrorf(e, ".name", "invalid site name %q: use lowercase letters, digits, '.', '_' and '-'", e.Name)
 		}
-		if j, dup := first[fs.Name]; dup && fs.Name != "" {
-			line, _ := v.position(fmt.Sprintf("$.spec.sites[%d].name", j))
-			v.errorf(path+".name", "duplicate site name %q (first defined on line %d)", fs.Name, line)
+		if f, dup := first[e.Name]; dup && e.Name != "" {
+			file, line, col := f.at(".name")
+			where := fmt.Sprintf("at %s:%d:%d", cmp.Or(file, v.name), line, col)
+			if f.file == e.file {
+				where = fmt.Sprintf("on line %d", line)
+			}
+			v.siteErrorf(e, ".name", "duplicate site name %q (first defined %s)", e.Name, where)
+			v.sitesIncomplete = true
 			continue
 		}
-		first[fs.Name] = i
-		if b := strings.ReplaceAll(v.siteBranch, "{site}", fs.Name); fs.Name != "" && nameRE.MatchString(fs.Name) {
+		first[e.Name] = e
+		if b := strings.ReplaceAll(v.siteBranch, "{site}", e.Name); e.Name != "" && nameRE.MatchString(e.Name) {
 			switch {
 			case !ValidBranch(b):
-				v.errorf(path+".name", "site %q: its branch %q is not a valid branch name (git check-ref-format): rename the site", fs.Name, b)
+				v.siteErrorf(e, ".name", "site %q: its branch %q is not a valid branch name (git check-ref-format): rename the site", e.Name, b)
 			case b == v.sourceBranch:
-				v.errorf(path+".name", "site %q: its branch %q is the source branch: its promotions would be written onto it; rename the site or change siteBranch", fs.Name, b)
+				v.siteErrorf(e, ".name", "site %q: its branch %q is the source branch: its promotions would be written onto it; rename the site or change siteBranch", e.Name, b)
 			}
 		}
-		if fs.Timezone != "" {
-			if _, err := time.LoadLocation(fs.Timezone); err != nil {
-				v.errorf(path+".timezone", "site %q: unknown time zone %q", fs.Name, fs.Timezone)
+		if e.Timezone != "" {
+			if _, err := time.LoadLocation(e.Timezone); err != nil {
+				v.siteErrorf(e, ".timezone", "site %q: unknown time zone %q", e.Name, e.Timezone)
 			}
 		}
-		if c := fs.Cluster; c != nil && c.Kustomization != "" {
+		if c := e.Cluster; c != nil && c.Kustomization != "" {
 			if ns, name, ok := strings.Cut(c.Kustomization, "/"); !ok || ns == "" || name == "" {
-				v.errorf(path+".cluster.kustomization", "kustomization must be namespace/name, got %q", c.Kustomization)
+				v.siteErrorf(e, ".cluster.kustomization", "kustomization must be namespace/name, got %q", c.Kustomization)
 			}
 		}
-		out = append(out, Site(fs))
+		site := Site{Name: e.Name, Labels: e.Labels, Timezone: e.Timezone, Cluster: e.Cluster}
+		if e.file != "" {
+			file, line, _ := e.at("")
+			site.From = fmt.Sprintf("%s:%d", file, line)
+		}
+		out = append(out, site)
 	}
 	return out
 }

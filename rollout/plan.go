@@ -60,6 +60,9 @@ type Site struct {
 	Labels   map[string]string `json:",omitempty"`
 	Timezone string            `json:",omitempty"`
 	Cluster  *Cluster          `json:",omitempty"`
+	// From is where a site read from spec.siteFiles is defined ("sites/ams-1.yaml:1"); empty
+	// for a site of the plan file. Not part of the plan a rollout records.
+	From string `json:"-"`
 }
 
 // Cluster says where a site's Flux lives: a kubeconfig context and the Kustomization that
@@ -76,6 +79,13 @@ type Wave struct {
 	Selector map[string]string `json:",omitempty"`
 	// Explicit is the site list written in the plan, if any.
 	Explicit []string `json:",omitempty"`
+	// Percent, when above 0, takes this share of the fleet's sites (rounded up, at least 1)
+	// from those no earlier wave claimed and the Selector matches: the same sites for the same
+	// plan, chosen by a hash of the fleet and site names (see pickPercent).
+	Percent float64 `json:",omitempty"`
+	// Spread, with Percent, draws the wave's sites in proportion from each value of this label,
+	// at least one per value when the wave has room.
+	Spread string `json:",omitempty"`
 	// Sites are the resolved members, in the order the plan lists its sites.
 	Sites []string
 	// MaxParallel is how many sites are promoted at once; batches converge before the next starts.
@@ -116,7 +126,7 @@ func (b FailureBudget) String() string {
 }
 
 // Rest reports whether the wave takes every site not claimed by an earlier wave.
-func (w Wave) Rest() bool { return w.Selector == nil && w.Explicit == nil }
+func (w Wave) Rest() bool { return w.Selector == nil && w.Explicit == nil && w.Percent == 0 }
 
 // Batches splits the wave's sites into groups of at most MaxParallel, in order.
 func (w Wave) Batches() [][]string {

@@ -1,6 +1,9 @@
 package rollout
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -8,10 +11,11 @@ import (
 	"strings"
 )
 
-// waves resolves wave membership. Sites are claimed in wave order: an explicit list names its
-// sites, a selector takes the matching sites not claimed by an earlier wave, and a wave with
-// neither takes every site no other wave claims. Every site must end up in exactly one wave.
-func (v *validator) waves(in []fileWave, sites []Site) []Wave {
+// waves resolves wave membership. Explicit lists claim their sites first. Then, in wave order, a
+// selector takes the matching sites not claimed yet, and a percent wave takes its share of
+// them (pickPercent). A wave with none of these takes every site no other wave claims. Every
+// site must end up in exactly one wave. fleet (metadata.name) seeds the percent waves' hash.
+func (v *validator) waves(in []fileWave, sites []Site, fleet string) []Wave {
 	if len(in) == 0 {
 		v.errorf("$.spec.waves", "the plan has no waves")
 		return nil
@@ -44,6 +48,7 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 		if fw.Selector != nil && fw.Sites != nil {
 			v.errorf(path+".selector", "wave %q has both selector and sites; use one", fw.Name)
 		}
+		w.Percent, w.Spread = v.percent(path, fw), fw.Spread
 		if fw.Selector != nil && len(fw.Selector) == 0 {
 			v.errorf(path+".selector", "wave %q has an empty selector; leave selector out to take the remaining sites", fw.Name)
 		}
@@ -87,16 +92,26 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 		}
 		out[i] = w
 	}
-	// Then selectors, in wave order, over what is left.
+	// Then selectors and percentages, in wave order, over what is left.
 	for i := range out {
 		w := &out[i]
-		if len(w.Selector) == 0 {
+		if len(w.Selector) == 0 && w.Percent == 0 {
 			continue
 		}
+		var free []Site
 		for _, s := range sites {
 			if owner[s.Name] == "" && matches(w.Selector, s.Labels) {
-				owner[s.Name] = w.Name
+				free = append(free, s)
 			}
+		}
+		if w.Percent > 0 {
+			if w.Spread != "" && len(free) > 0 && !slices.ContainsFunc(free, func(s Site) bool { _, ok := s.Labels[w.Spread]; return ok }) {
+				v.errorf(fmt.Sprintf("$.spec.waves[%d].spread", i), "wave %q: spread %q: no site left for this wave has that label", w.Name, w.Spread)
+			}
+			free = pickPercent(fleet, free, PercentOf(w.Percent, len(sites)), w.Spread)
+		}
+		for _, s := range free {
+			owner[s.Name] = w.Name
 		}
 	}
 	// Then the rest.
@@ -115,12 +130,14 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 			}
 		}
 		path := fmt.Sprintf("$.spec.waves[%d]", i)
-		if len(w.Sites) == 0 {
+		if len(w.Sites) == 0 && !v.sitesIncomplete {
 			switch {
+			case w.Percent > 0 && len(w.Selector) == 0:
+				v.errorf(path+".percent", "wave %q takes %g%% of the sites, but every site is already in an earlier wave", w.Name, w.Percent)
 			case len(w.Selector) > 0 && slices.ContainsFunc(sites, func(s Site) bool { return matches(w.Selector, s.Labels) }):
-				v.errorf(path+".selector", "wave %q: selector %s matches only sites already in earlier waves", w.Name, formatSelector(w.Selector))
+				v.errorf(path+".selector", "wave %q: selector %s matches only sites already in earlier waves", w.Name, FormatSelector(w.Selector))
 			case len(w.Selector) > 0:
-				v.errorf(path+".selector", "wave %q: selector %s matches no site", w.Name, formatSelector(w.Selector))
+				v.errorf(path+".selector", "wave %q: selector %s matches no site", w.Name, FormatSelector(w.Selector))
 			case w.Rest() && i == rest:
 				v.errorf(path, "wave %q takes the remaining sites, but every site is already in another wave", w.Name)
 			}
@@ -130,6 +147,146 @@ func (v *validator) waves(in []fileWave, sites []Site) []Wave {
 		if owner[s.Name] == "" {
 			v.errorf(fmt.Sprintf("$.spec.sites[%d].name", i), "site %q is in no wave; add it to a wave, or add a last wave without selector to take the remaining sites", s.Name)
 		}
+	}
+	return out
+}
+
+// percent reads a wave's percent and checks what goes with it: a share of the fleet above 0 and
+// at most 100, with at most two decimals, not with an explicit site list; spread only with it.
+func (v *validator) percent(path string, fw fileWave) float64 {
+	if fw.Percent == nil {
+		if fw.Spread != "" {
+			v.errorf(path+".spread", "wave %q: spread needs percent: it says how the wave's share of the fleet is drawn", fw.Name)
+		}
+		return 0
+	}
+	switch p := *fw.Percent; {
+	case !(p > 0 && p <= 100):
+		v.errorf(path+".percent", "wave %q: percent must be above 0 and at most 100, got %g", fw.Name, p)
+	case math.Abs(p*100-math.Round(p*100)) > 1e-6:
+		v.errorf(path+".percent", "wave %q: percent %g has more than two decimals", fw.Name, p)
+	case fw.Sites != nil:
+		v.errorf(path+".percent", "wave %q has both percent and sites; percent combines with a selector, not with a list", fw.Name)
+	default:
+		return p
+	}
+	return -1 // not a rest wave either: the plan is refused for the error above
+}
+
+// PercentOf returns how many of a fleet's sites a percent wave takes: percent of them, rounded
+// up, at least 1. It counts in hundredths of a percent, so 10% of 30 is 3, not 4.
+func PercentOf(percent float64, fleet int) int {
+	hundredths := int64(math.Round(percent * 100))
+	return max(1, int((int64(fleet)*hundredths+9999)/10000))
+}
+
+// pickPercent chooses n of the candidates, returned in their order. The choice is stable: each
+// site ranks by a hash of the fleet and its name, and the lowest ranks are taken, so the same
+// plan always takes the same sites, and adding a site moves at most one other out.
+//
+// With spread, the candidates are grouped by that label's value (sites without it form one
+// group), and each group gives its lowest-ranked sites:
+//   - when n is at least the number of groups, every group gives one, and the rest of n is
+//     shared in proportion to what each group has left (largest remainder);
+//   - otherwise the n largest groups give one each (ties go to the lower-ranked site).
+func pickPercent(fleet string, candidates []Site, n int, spread string) []Site {
+	if n >= len(candidates) {
+		return candidates
+	}
+	rank := make(map[string]uint64, len(candidates))
+	for _, s := range candidates {
+		sum := sha256.Sum256([]byte(fleet + "\x00" + s.Name))
+		rank[s.Name] = binary.BigEndian.Uint64(sum[:8])
+	}
+	byRank := func(a, b Site) int {
+		return cmp.Or(cmp.Compare(rank[a.Name], rank[b.Name]), cmp.Compare(a.Name, b.Name))
+	}
+	chosen := map[string]bool{}
+	if spread == "" {
+		ranked := slices.Clone(candidates)
+		slices.SortFunc(ranked, byRank)
+		for _, s := range ranked[:n] {
+			chosen[s.Name] = true
+		}
+	} else {
+		for _, s := range spreadPick(candidates, n, spread, byRank) {
+			chosen[s.Name] = true
+		}
+	}
+	out := make([]Site, 0, n)
+	for _, s := range candidates {
+		if chosen[s.Name] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// spreadPick is pickPercent's rule for a spread label.
+func spreadPick(candidates []Site, n int, label string, byRank func(a, b Site) int) []Site {
+	type group struct {
+		value string
+		sites []Site // by rank
+		take  int
+	}
+	index := map[string]int{}
+	var groups []*group
+	for _, s := range candidates {
+		value := s.Labels[label]
+		i, ok := index[value]
+		if !ok {
+			i = len(groups)
+			index[value] = i
+			groups = append(groups, &group{value: value})
+		}
+		groups[i].sites = append(groups[i].sites, s)
+	}
+	for _, g := range groups {
+		slices.SortFunc(g.sites, byRank)
+	}
+	if n < len(groups) {
+		slices.SortFunc(groups, func(a, b *group) int {
+			return cmp.Or(cmp.Compare(len(b.sites), len(a.sites)), byRank(a.sites[0], b.sites[0]))
+		})
+		for _, g := range groups[:n] {
+			g.take = 1
+		}
+	} else {
+		// Each group's share of n in proportion to its size (largest remainder), and at
+		// least one.
+		total, given := len(candidates), 0
+		for _, g := range groups {
+			g.take = max(1, n*len(g.sites)/total)
+			given += g.take
+		}
+		// owed is how far a group's take is below its exact share, in units of 1/total.
+		owed := func(g *group) int { return n*len(g.sites) - g.take*total }
+		for given != n {
+			slices.SortFunc(groups, func(a, b *group) int {
+				return cmp.Or(cmp.Compare(owed(b), owed(a)), cmp.Compare(len(b.sites), len(a.sites)), cmp.Compare(a.value, b.value))
+			})
+			if given < n {
+				for _, g := range groups {
+					if given < n && g.take < len(g.sites) {
+						g.take++
+						given++
+					}
+				}
+				continue
+			}
+			// The groups given one although their share was less took too many: the groups
+			// most above their share give one back.
+			for i := len(groups) - 1; i >= 0 && given > n; i-- {
+				if g := groups[i]; g.take > 1 {
+					g.take--
+					given--
+				}
+			}
+		}
+	}
+	var out []Site
+	for _, g := range groups {
+		out = append(out, g.sites[:g.take]...)
 	}
 	return out
 }
@@ -144,7 +301,8 @@ func matches(selector, labels map[string]string) bool {
 	return true
 }
 
-func formatSelector(sel map[string]string) string {
+// FormatSelector writes a selector as the plan's messages do: {k1=v1, k2=v2}, keys sorted.
+func FormatSelector(sel map[string]string) string {
 	keys := make([]string, 0, len(sel))
 	for k := range sel {
 		keys = append(keys, k)

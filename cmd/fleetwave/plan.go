@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,7 +30,8 @@ func loadPlanFile(path string) (*rollout.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rollout.ParsePlan(path, data)
+	// The plan's site files are read from the folder it is in, the root of the fleet repo.
+	return rollout.ParsePlanFS(path, data, os.DirFS(filepath.Dir(path)))
 }
 
 func newPlanValidateCmd(g *globals) *cobra.Command {
@@ -171,7 +173,10 @@ type planView struct {
 }
 
 type waveView struct {
-	Name        string     `json:"name"`
+	Name string `json:"name"`
+	// Rule says how the wave's sites were chosen: "selector {tier=canary}", "1% of 300 sites
+	// (3), spread by region", "sites listed", "the remaining sites".
+	Rule        string     `json:"rule"`
 	Sites       []siteView `json:"sites"`
 	MaxParallel int        `json:"maxParallel"`
 	Bake        string     `json:"bake"`
@@ -201,10 +206,13 @@ type siteView struct {
 	Name   string            `json:"name"`
 	Branch string            `json:"branch"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// From is where the site is defined: the plan file, or a site file and line.
+	From string `json:"from"`
 }
 
 func newPlanShowCmd(g *globals) *cobra.Command {
 	var output, at string
+	var perSite bool
 	cmd := &cobra.Command{
 		Use:   "show [FILE]",
 		Short: "Show the waves of a plan and the sites each one promotes (default ./fleetwave.yaml)",
@@ -231,7 +239,7 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 			v := planView{TypeMeta: rollout.Meta(kindPlanSummary), Fleet: p.Name, SourceBranch: p.SourceBranch}
 			budgets := false
 			for i, w := range p.Waves {
-				wv := waveView{Name: w.Name, MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Gate: p.Health.ShortestGate(w.Bake), Batches: w.Batches()}
+				wv := waveView{Name: w.Name, Rule: waveRule(w, len(p.Sites)), MaxParallel: w.MaxParallel, Bake: w.Bake.String(), Gate: p.Health.ShortestGate(w.Bake), Batches: w.Batches()}
 				if w.MaxFailures != (rollout.FailureBudget{}) {
 					wv.MaxFailures, wv.FailuresAllowed = w.MaxFailures.String(), w.MaxFailures.Allowed(len(w.Sites))
 					budgets = true
@@ -247,7 +255,7 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				}
 				for _, name := range w.Sites {
 					s, _ := p.Site(name)
-					wv.Sites = append(wv.Sites, siteView{Name: name, Branch: p.SiteBranchFor(name), Labels: s.Labels})
+					wv.Sites = append(wv.Sites, siteView{Name: name, Branch: p.SiteBranchFor(name), Labels: s.Labels, From: cmp.Or(s.From, path)})
 				}
 				if previews != nil {
 					wv.Policy = &previews[i]
@@ -258,6 +266,15 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			if perSite {
+				fmt.Fprintln(tw, "SITE\tWAVE\tRULE\tBRANCH\tFROM")
+				for _, w := range v.Waves {
+					for _, s := range w.Sites {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, w.Name, w.Rule, s.Branch, s.From)
+					}
+				}
+				return tw.Flush()
+			}
 			header := "WAVE\tSITES\tMAX PARALLEL\tBAKE\tGATE\tBRANCHES"
 			if budgets {
 				header += "\tMAX FAILURES"
@@ -297,7 +314,29 @@ func newPlanShowCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringVar(&at, "at", "", "evaluate the policies as if the rollout started at this RFC 3339 time (default now)")
+	cmd.Flags().BoolVar(&perSite, "sites", false, "list every site: its wave, the wave's rule, its branch and the file that defines it")
 	return cmd
+}
+
+// waveRule says how a wave's sites were chosen, for plan show.
+func waveRule(w rollout.Wave, fleet int) string {
+	var parts []string
+	if w.Percent > 0 {
+		parts = append(parts, fmt.Sprintf("%g%% of %s (%d)", w.Percent, rollout.Count(fleet, "site"), rollout.PercentOf(w.Percent, fleet)))
+	}
+	if len(w.Selector) > 0 {
+		parts = append(parts, "selector "+rollout.FormatSelector(w.Selector))
+	}
+	if w.Spread != "" {
+		parts = append(parts, "spread by "+w.Spread)
+	}
+	switch {
+	case w.Explicit != nil:
+		return "sites listed"
+	case len(parts) == 0:
+		return "the remaining sites"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func parseSamplePlan(data string) (*rollout.Plan, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -176,17 +177,18 @@ var samplePlanView = planView{TypeMeta: rollout.Meta(kindPlanSummary),
 	Waves: []waveView{
 		{
 			Name:        "canary",
-			Sites:       []siteView{{Name: "ams-1", Branch: "sites/ams-1", Labels: map[string]string{"region": "eu-west", "tier": "canary"}}},
+			Rule:        "selector {tier=canary}",
+			Sites:       []siteView{{Name: "ams-1", Branch: "sites/ams-1", Labels: map[string]string{"region": "eu-west", "tier": "canary"}, From: samplePlan}},
 			MaxParallel: 1,
 			Bake:        "10s",
 			Gate:        "10s, 6 rounds",
 			Batches:     [][]string{{"ams-1"}},
 		},
 		{
-			Name: "eu-west",
+			Name: "eu-west", Rule: "selector {region=eu-west}",
 			Sites: []siteView{
-				{Name: "ams-2", Branch: "sites/ams-2", Labels: map[string]string{"region": "eu-west"}},
-				{Name: "fra-1", Branch: "sites/fra-1", Labels: map[string]string{"region": "eu-west"}},
+				{Name: "ams-2", Branch: "sites/ams-2", Labels: map[string]string{"region": "eu-west"}, From: samplePlan},
+				{Name: "fra-1", Branch: "sites/fra-1", Labels: map[string]string{"region": "eu-west"}, From: samplePlan},
 			},
 			MaxParallel: 1,
 			Bake:        "10s",
@@ -194,11 +196,11 @@ var samplePlanView = planView{TypeMeta: rollout.Meta(kindPlanSummary),
 			Batches:     [][]string{{"ams-2"}, {"fra-1"}},
 		},
 		{
-			Name: "fleet",
+			Name: "fleet", Rule: "the remaining sites",
 			Sites: []siteView{
-				{Name: "nyc-1", Branch: "sites/nyc-1", Labels: map[string]string{"region": "us-east"}},
-				{Name: "nyc-2", Branch: "sites/nyc-2", Labels: map[string]string{"region": "us-east"}},
-				{Name: "sfo-1", Branch: "sites/sfo-1", Labels: map[string]string{"region": "us-west"}},
+				{Name: "nyc-1", Branch: "sites/nyc-1", Labels: map[string]string{"region": "us-east"}, From: samplePlan},
+				{Name: "nyc-2", Branch: "sites/nyc-2", Labels: map[string]string{"region": "us-east"}, From: samplePlan},
+				{Name: "sfo-1", Branch: "sites/sfo-1", Labels: map[string]string{"region": "us-west"}, From: samplePlan},
 			},
 			MaxParallel: 2,
 			Bake:        "5s",
@@ -439,5 +441,54 @@ spec:
 	want := file + ":6:13: warning: wave canary: bake 30s is shorter than (failureThreshold - 1) × interval = 1m0s"
 	if !strings.HasPrefix(stderr, want) || strings.Count(stderr, "warning") != 1 {
 		t.Errorf("stderr:\n%s\nwant one warning starting %q", stderr, want)
+	}
+}
+
+// A plan that keeps its sites in files: plan validate reads them next to the plan, names the
+// file and line of a problem in them, and plan show says where each site comes from.
+func TestPlanWithSiteFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := filepath.Join(dir, "fleetwave.yaml")
+	write("fleetwave.yaml", "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: shops}\nspec:\n"+
+		"  siteFiles: sites/*.yaml\n  waves:\n    - {name: canary, percent: 1, spread: region}\n    - {name: rest}\n")
+	for i := range 20 {
+		write(fmt.Sprintf("sites/s-%02d.yaml", i), fmt.Sprintf("kind: Site\nname: s-%02d\nlabels: {region: r%d}\n", i, i%2))
+	}
+	stdout, stderr, err := run(t, "plan", "validate", plan)
+	if err != nil || !strings.Contains(stdout, "valid: 20 sites in 2 waves") {
+		t.Fatalf("plan validate: %v\n%s%s", err, stdout, stderr)
+	}
+	stdout, _, err = run(t, "plan", "show", plan, "--sites")
+	if err != nil {
+		t.Fatal(err)
+	}
+	canary := 0
+	for _, line := range strings.Split(stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == "canary" {
+			canary++
+			if !strings.Contains(line, "1% of 20 sites (1), spread by region") || !strings.Contains(line, "sites/s-") || !strings.HasSuffix(line, ".yaml:1") {
+				t.Errorf("canary line %q", line)
+			}
+		}
+	}
+	if canary != 1 {
+		t.Errorf("%d canary sites, want 1:\n%s", canary, stdout)
+	}
+
+	write("sites/zz.yaml", "# a copy\nkind: Site\nname: s-03\n")
+	_, stderr, err = run(t, "plan", "validate", plan)
+	checkIssues(t, stderr, []string{filepath.Join(dir, "sites/zz.yaml") + `:3:7: duplicate site name "s-03" (first defined at ` + filepath.Join(dir, "sites/s-03.yaml") + `:2:7)`})
+	if err == nil {
+		t.Error("plan validate passed a site defined twice")
 	}
 }

@@ -190,8 +190,8 @@ func startRehearsal(ctx context.Context, log *slog.Logger, stderr io.Writer, in 
 		return nil, err
 	}
 	files := map[string]string{rollout.PlanFile: string(in.planText), "apps/app.yaml": "version: 1\n"}
-	for path, rego := range in.policies {
-		files[path] = rego
+	for path, content := range in.policies {
+		files[path] = content
 	}
 	var branches []string
 	for _, s := range in.plan.Sites {

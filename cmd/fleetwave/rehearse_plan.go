@@ -18,7 +18,7 @@ type rehearsalInput struct {
 	source   string
 	planText []byte
 	plan     *rollout.Plan
-	policies map[string]string // repo path -> Rego, next to a --plan file
+	policies map[string]string // repo path -> content: the Rego and site files next to a --plan file
 	faults   *rollout.Faults
 }
 
@@ -98,11 +98,31 @@ func loadRehearsal(o rehearseOptions) (*rehearsalInput, error) {
 	default:
 		return nil, fmt.Errorf("give the plan to rehearse: --plan FILE, or --sites N --regions R")
 	}
-	plan, err := rollout.ParsePlan(file, in.planText)
+	var tree fs.FS
+	if o.plan != "" {
+		tree = os.DirFS(filepath.Dir(o.plan))
+	}
+	plan, err := rollout.ParsePlanFS(file, in.planText, tree)
 	if err != nil {
 		return nil, err
 	}
 	in.plan = plan
+	// The site files the plan read go into the rehearsal's repo with it.
+	for _, s := range plan.Sites {
+		if i := strings.LastIndexByte(s.From, ':'); i > 0 {
+			// From names the file from the plan's folder; the repo has it from its root.
+			name, err := filepath.Rel(filepath.Dir(o.plan), filepath.FromSlash(s.From[:i]))
+			if err != nil {
+				return nil, err
+			}
+			name = filepath.ToSlash(name)
+			data, err := fs.ReadFile(tree, name)
+			if err != nil {
+				return nil, err
+			}
+			in.policies[name] = string(data)
+		}
+	}
 	in.faults = &rollout.Faults{}
 	if o.faults != "" {
 		data, err := os.ReadFile(o.faults)

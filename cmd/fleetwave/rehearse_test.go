@@ -58,13 +58,15 @@ func TestLoadRehearsal(t *testing.T) {
 		}
 		return path
 	}
-	plan := write("fleetwave.yaml", "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nspec:\n  sites: [{name: a}, {name: b}]\n  waves: [{name: all}]\n")
+	plan := write("fleetwave.yaml", "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nspec:\n  siteFiles: sites/*.yaml\n  sites: [{name: a}]\n  waves: [{name: all}]\n")
 	write(".fleetwave/policies/deny/freeze.rego", "package fleetwave.freeze\n")
+	write("sites/b.yaml", "kind: Site\nname: b\n")
 	in, err := loadRehearsal(rehearseOptions{plan: plan, scale: 60})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.policies[".fleetwave/policies/deny/freeze.rego"] == "" || in.source != plan {
+	// The policies and the site files come along into the rehearsal's repo, at their repo paths.
+	if in.policies[".fleetwave/policies/deny/freeze.rego"] == "" || in.policies["sites/b.yaml"] == "" || in.source != plan || len(in.plan.Sites) != 2 {
 		t.Errorf("input %+v", in)
 	}
 	faults := write("faults.yaml", "apiVersion: fleetwave.dev/v1alpha1\nkind: RehearsalFaults\nfaults:\n  - {degrade: {sites: [c]}}\n")

@@ -335,11 +335,7 @@ func fleetOf(repo *gitops.Repo, sourceBranch string) (*rollout.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := repo.ReadFile(head, rollout.PlanFile)
-	if err != nil {
-		return nil, err
-	}
-	return rollout.ParsePlan(rollout.PlanFile+"@"+rollout.Short(head), data)
+	return activities.ReadPlan(repo, head, rollout.PlanFile+"@"+rollout.Short(head))
 }
 
 // notifyPush posts a signed generic push event for branch at sha to a /hooks/git endpoint.

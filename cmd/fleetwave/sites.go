@@ -81,11 +81,7 @@ func runSites(ctx context.Context, g *globals, o sitesOptions) error {
 	if err != nil {
 		return err
 	}
-	data, err := repo.ReadFile(info.SHA, rollout.PlanFile)
-	if err != nil {
-		return err
-	}
-	plan, err := rollout.ParsePlan(rollout.PlanFile+"@"+rollout.Short(info.SHA), data)
+	plan, err := activities.ReadPlan(repo, info.SHA, rollout.PlanFile+"@"+rollout.Short(info.SHA))
 	if err != nil {
 		return err
 	}
