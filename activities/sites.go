@@ -140,19 +140,23 @@ func (s *Sites) convergeRound(ctx context.Context, in []Expectation, res *Conver
 			pending = append(pending, i)
 		}
 	}
-	states := make([]rollout.SiteState, len(pending))
-	err := inParallel(len(pending), func(k int) error {
-		e := in[pending[k]]
-		st, err := s.Driver.Observe(ctx, e.Site)
-		if err != nil {
-			return fmt.Errorf("observe site %s: %w", e.Site.Name, err)
+	sites := make([]rollout.Site, len(pending))
+	for k, i := range pending {
+		sites[k] = in[i].Site
+	}
+	states, err := s.observeAll(ctx, sites)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Ask once the site answers: a site that is down would only cost a second timeout.
+	err = inParallel(len(pending), func(k int) error {
+		if i := pending[k]; !requested[i] && states[k].Reachable {
+			requested[i] = s.requestReconcile(ctx, in[i].Site)
+			activity.RecordHeartbeat(ctx, in[i].Site.Name) // a round of slow sites outlasts the heartbeat timeout
 		}
-		// Ask once the site answers: a site that is down would only cost a second timeout.
-		if i := pending[k]; !requested[i] && st.Reachable {
-			requested[i] = s.requestReconcile(ctx, e.Site)
-		}
-		states[k] = st
-		activity.RecordHeartbeat(ctx, e.Site.Name) // a round of slow sites outlasts the heartbeat timeout
 		return nil
 	})
 	if err != nil {
@@ -235,24 +239,65 @@ func (s *Sites) Observe(ctx context.Context, in ObserveInput) (ObserveResult, er
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-deadlineMargin))
 		defer cancel()
 	}
-	out := ObserveResult{States: make([]rollout.SiteState, len(in.Sites))}
-	err := inParallel(len(in.Sites), func(i int) error {
-		site := in.Sites[i]
+	states, err := s.observeAll(ctx, in.Sites)
+	if err != nil {
+		return ObserveResult{}, err
+	}
+	out := ObserveResult{States: states}
+	if len(in.Checks) == 0 {
+		return out, nil
+	}
+	err = inParallel(len(in.Sites), func(i int) error {
+		if st := &out.States[i]; st.Reachable && ctx.Err() == nil {
+			st.Checks = append(st.Checks, checker.RunAll(ctx, in.Checks, in.Sites[i])...)
+		}
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, in.Sites[i].Name)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// notObserved is the state of a site the round had no time left to observe.
+func notObserved(site string) rollout.SiteState {
+	return rollout.SiteState{Site: site, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
+}
+
+// observeAll observes the sites: in one call when the driver reads many at once
+// (deploy.BatchObserver: one request per cluster and namespace), else one by one,
+// observeParallel at a time. A site left unobserved when ctx ends is Unknown ("not observed");
+// an error is a driver's failure other than ctx's.
+func (s *Sites) observeAll(ctx context.Context, sites []rollout.Site) ([]rollout.SiteState, error) {
+	out := make([]rollout.SiteState, len(sites))
+	if b, ok := s.Driver.(deploy.BatchObserver); ok {
+		states, err := b.ObserveSites(ctx, sites)
+		if err != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("observe sites: %w", err)
+		}
+		for i, site := range sites {
+			if err != nil {
+				out[i] = notObserved(site.Name)
+			} else {
+				out[i] = states[i]
+			}
+		}
+		return out, nil
+	}
+	err := inParallel(len(sites), func(i int) error {
+		site := sites[i]
 		if ctx.Err() != nil {
-			out.States[i] = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
+			out[i] = notObserved(site.Name)
 			return nil
 		}
 		st, err := s.Driver.Observe(ctx, site)
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case err != nil && ctx.Err() == nil:
 			return fmt.Errorf("observe site %s: %w", site.Name, err)
+		case err != nil:
+			st = notObserved(site.Name)
 		}
-		if err != nil {
-			st = rollout.SiteState{Site: site.Name, Message: "not observed: the health round ran out of time", ObservedAt: time.Now()}
-		}
-		if st.Reachable && len(in.Checks) > 0 {
-			st.Checks = append(st.Checks, checker.RunAll(ctx, in.Checks, site)...)
-		}
-		out.States[i] = st
+		out[i] = st
 		if activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, site.Name)
 		}

@@ -136,6 +136,7 @@ func openFleets(ctx context.Context, log *slog.Logger, o serveOptions, reg *metr
 		}
 		if o.driver == "kube" {
 			of.kube = deploy.NewKube(c.Kubeconfig)
+			of.kube.QPS, of.kube.Burst = float32(o.kubeQPS), o.kubeBurst
 			var missing []string
 			for _, s := range of.plan.Sites {
 				if err := of.kube.Configured(s); err != nil {

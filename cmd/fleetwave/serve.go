@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 )
 
@@ -21,6 +22,8 @@ type serveOptions struct {
 	http         string
 	driver       string
 	kubeconfig   string
+	kubeQPS      float64
+	kubeBurst    int
 	sshKey       string
 	poll         time.Duration
 	taskQueue    string
@@ -70,6 +73,8 @@ FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`
 	f.StringVar(&o.http, "http", "127.0.0.1:8080", "address of the HTTP endpoints")
 	f.StringVar(&o.driver, "driver", "kube", "how sites are observed: kube (each site's Flux through its Kubernetes API server) or sim (a simulated fleet following the site branches, for trials: its health gates check nothing real)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files for --driver kube, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
+	f.Float64Var(&o.kubeQPS, "kube-qps", deploy.DefaultQPS, "requests per second to each site's API server (--driver kube; client-go's token bucket, docs/sites.md)")
+	f.IntVar(&o.kubeBurst, "kube-burst", deploy.DefaultBurst, "requests at once above --kube-qps to each site's API server (--driver kube)")
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
 	f.StringVar(&o.evidenceBranch, "evidence-branch", "", "commit each ended rollout's report (Markdown and JSON) to this branch of the fleet repo, as evidence/<fleet>/<date>-<short sha>.md (docs/report.md)")
@@ -100,6 +105,9 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	}
 	if o.driver != "sim" && o.driver != "kube" {
 		return usagef("--driver %q: use kube or sim", o.driver)
+	}
+	if !(o.kubeQPS > 0) || o.kubeBurst < 1 {
+		return usagef("--kube-qps %g, --kube-burst %d: a site's API server must be allowed at least some requests", o.kubeQPS, o.kubeBurst)
 	}
 	if o.siteHistory < 1 || o.sourceHistory < 1 {
 		return usagef("--site-history %d, --source-history %d: each keeps at least 1 commit", o.siteHistory, o.sourceHistory)
