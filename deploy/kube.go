@@ -87,19 +87,31 @@ func NewKube(kubeconfig string) *Kube {
 	return &Kube{rules: rules, Timeout: 10 * time.Second, clients: map[string]dynamic.Interface{}, watchers: map[string]dynamic.Interface{}}
 }
 
-// Target returns the kubeconfig context and the Kustomization (namespace, name) of a site.
-func Target(site rollout.Site) (kubeContext, namespace, name string) {
-	kubeContext, ks := site.Name, DefaultKustomization
+// Ref names a Kustomization of a site.
+type Ref struct{ Namespace, Name string }
+
+func (r Ref) String() string { return r.Namespace + "/" + r.Name }
+
+// Target returns the kubeconfig context and the Kustomizations of a site: its cluster's
+// kustomizations, or its kustomization, or DefaultKustomization.
+func Target(site rollout.Site) (kubeContext string, refs []Ref) {
+	kubeContext, names := site.Name, []string{DefaultKustomization}
 	if c := site.Cluster; c != nil {
 		if c.Context != "" {
 			kubeContext = c.Context
 		}
-		if c.Kustomization != "" {
-			ks = c.Kustomization
+		switch {
+		case len(c.Kustomizations) > 0:
+			names = c.Kustomizations
+		case c.Kustomization != "":
+			names = []string{c.Kustomization}
 		}
 	}
-	namespace, name, _ = strings.Cut(ks, "/")
-	return kubeContext, namespace, name
+	for _, ks := range names {
+		ns, name, _ := strings.Cut(ks, "/")
+		refs = append(refs, Ref{ns, name})
+	}
+	return kubeContext, refs
 }
 
 // client returns the dynamic client of a kubeconfig context, made once, whose requests time
@@ -171,35 +183,88 @@ func (k *Kube) describeFiles() string {
 	return strings.Join(k.rules.Precedence, string(filepath.ListSeparator))
 }
 
-// Observe reads the site's Kustomization and judges it (Kustomization.State). A site that
-// cannot be read (API server down, Kustomization missing, access denied, a broken kubeconfig)
-// is reported unreachable with the reason: Unknown, never Healthy.
+// Observe reads the site's Kustomizations and judges them (Kustomization.State, Combine). A
+// site that cannot be read (API server down, Kustomization missing, access denied, a broken
+// kubeconfig) is reported unreachable with the reason: Unknown, never Healthy.
 func (k *Kube) Observe(ctx context.Context, site rollout.Site) (rollout.SiteState, error) {
-	now := time.Now
-	if k.Now != nil {
-		now = k.Now
-	}
-	ks, err := k.kustomization(ctx, site)
-	if err != nil {
-		if ctx.Err() != nil {
-			return rollout.SiteState{}, ctx.Err()
+	kubeContext, refs := Target(site)
+	states := make([]rollout.SiteState, len(refs))
+	for i, ref := range refs {
+		ks, err := k.kustomization(ctx, kubeContext, ref)
+		if err != nil {
+			if ctx.Err() != nil {
+				return rollout.SiteState{}, ctx.Err()
+			}
+			states[i] = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: k.now()}
+			continue
 		}
-		return rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: now()}, nil
+		states[i] = ks.State(site.Name, k.now())
 	}
-	return ks.State(site.Name, now()), nil
+	return Combine(refs, states), nil
 }
 
-func (k *Kube) kustomization(ctx context.Context, site rollout.Site) (Kustomization, error) {
-	kubeContext, ns, name := Target(site)
+func (k *Kube) now() time.Time {
+	if k.Now != nil {
+		return k.Now()
+	}
+	return time.Now()
+}
+
+func (k *Kube) kustomization(ctx context.Context, kubeContext string, ref Ref) (Kustomization, error) {
 	c, err := k.client(kubeContext)
 	if err != nil {
 		return Kustomization{}, err
 	}
-	u, err := c.Resource(kustomizationGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	u, err := c.Resource(kustomizationGVR).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if err != nil {
-		return Kustomization{}, describe(err, kubeContext, "Kustomization "+ns+"/"+name)
+		return Kustomization{}, describe(err, kubeContext, "Kustomization "+ref.String())
 	}
 	return KustomizationFrom(u)
+}
+
+// Combine judges a site of several Kustomizations (refs, observed as states) by the one that
+// holds it back, its message naming that Kustomization: the first unreachable, else suspended,
+// else failed (Stalled, or not Ready and done reconciling), else not Ready or reconciling.
+// When every one is Ready but they applied different revisions, the site is still
+// reconciling, at the revision of the first that differs from the first. A site of one
+// Kustomization is judged by it alone, as before.
+func Combine(refs []Ref, states []rollout.SiteState) rollout.SiteState {
+	if len(states) == 1 {
+		return states[0]
+	}
+	named := func(i int) rollout.SiteState {
+		st := states[i]
+		st.Message = "Kustomization " + refs[i].String() + ": " + st.Message
+		return st
+	}
+	for _, bad := range []func(rollout.SiteState) bool{
+		func(s rollout.SiteState) bool { return !s.Reachable },
+		func(s rollout.SiteState) bool { return s.Suspended },
+		func(s rollout.SiteState) bool { return s.Stalled || (!s.Ready && !s.Reconciling) },
+		func(s rollout.SiteState) bool { return !s.Ready || s.Reconciling },
+	} {
+		for i, st := range states {
+			if bad(st) {
+				return named(i)
+			}
+		}
+	}
+	for i, st := range states[1:] {
+		if st.Revision != states[0].Revision {
+			out := named(i + 1)
+			out.Reconciling = true
+			out.Message = fmt.Sprintf("Kustomization %s applied %s, Kustomization %s %s: waiting for them to agree",
+				refs[0], states[0].Revision, refs[i+1], st.Revision)
+			return out
+		}
+	}
+	out := states[0]
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.String()
+	}
+	out.Message = fmt.Sprintf("%s: %s", strings.Join(names, ", "), out.Message)
+	return out
 }
 
 // describe turns a client-go error into a message naming the context and the object; a
@@ -226,34 +291,39 @@ type unreachableError struct{ err error }
 func (e unreachableError) Error() string   { return "API server unreachable: " + e.err.Error() }
 func (e unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.err} }
 
-// RequestReconcile asks Flux to reconcile the site's source and Kustomization now, the way
+// RequestReconcile asks Flux to reconcile the site's sources and Kustomizations now, the way
 // `flux reconcile kustomization --with-source` does: it sets reconcile.fluxcd.io/requestedAt
-// on both. It is the only write fleetwave makes to a cluster.
+// on each (a source shared by several Kustomizations once). It is the only write fleetwave
+// makes to a cluster.
 func (k *Kube) RequestReconcile(ctx context.Context, site rollout.Site) error {
-	kubeContext, ns, name := Target(site)
+	kubeContext, refs := Target(site)
 	c, err := k.client(kubeContext)
 	if err != nil {
 		return err
 	}
-	u, err := c.Resource(kustomizationGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return describe(err, kubeContext, "Kustomization "+ns+"/"+name)
-	}
 	stamp := time.Now().Format(time.RFC3339Nano)
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, ReconcileAnnotation, stamp)
-	kind, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "kind")
-	srcName, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "name")
-	srcNS, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "namespace")
-	if srcNS == "" {
-		srcNS = ns
-	}
-	if gvr, ok := sourceResources[kind]; ok && srcName != "" {
-		if _, err := c.Resource(gvr).Namespace(srcNS).Patch(ctx, srcName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "fleetwave"}); err != nil {
-			return describe(err, kubeContext, kind+" "+srcNS+"/"+srcName)
+	sources := map[string]bool{}
+	for _, ref := range refs {
+		u, err := c.Resource(kustomizationGVR).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return describe(err, kubeContext, "Kustomization "+ref.String())
 		}
-	}
-	if _, err := c.Resource(kustomizationGVR).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "fleetwave"}); err != nil {
-		return describe(err, kubeContext, "Kustomization "+ns+"/"+name)
+		kind, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "kind")
+		srcName, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "name")
+		srcNS, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "namespace")
+		if srcNS == "" {
+			srcNS = ref.Namespace
+		}
+		if gvr, ok := sourceResources[kind]; ok && srcName != "" && !sources[kind+" "+srcNS+"/"+srcName] {
+			sources[kind+" "+srcNS+"/"+srcName] = true
+			if _, err := c.Resource(gvr).Namespace(srcNS).Patch(ctx, srcName, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "fleetwave"}); err != nil {
+				return describe(err, kubeContext, kind+" "+srcNS+"/"+srcName)
+			}
+		}
+		if _, err := c.Resource(kustomizationGVR).Namespace(ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "fleetwave"}); err != nil {
+			return describe(err, kubeContext, "Kustomization "+ref.String())
+		}
 	}
 	return nil
 }
@@ -265,7 +335,7 @@ func (k *Kube) RequestReconcile(ctx context.Context, site rollout.Site) error {
 // from it, without a request: serve checks every site so at start, rather than at the first
 // rollout.
 func (k *Kube) Configured(site rollout.Site) error {
-	kubeContext, _, _ := Target(site)
+	kubeContext, _ := Target(site)
 	if _, err := k.restConfig(kubeContext); err != nil {
 		return &SiteError{Site: site.Name, Field: "cluster.context", Err: err}
 	}
@@ -273,12 +343,22 @@ func (k *Kube) Configured(site rollout.Site) error {
 }
 
 func (k *Kube) Validate(ctx context.Context, site rollout.Site) error {
-	kubeContext, _, _ := Target(site)
+	kubeContext, refs := Target(site)
 	if _, err := k.client(kubeContext); err != nil {
 		return &SiteError{Site: site.Name, Field: "cluster.context", Err: err}
 	}
-	if _, err := k.kustomization(ctx, site); err != nil {
-		return &SiteError{Site: site.Name, Field: "cluster.kustomization", Err: err}
+	field := "cluster.kustomization"
+	if site.Cluster != nil && len(site.Cluster.Kustomizations) > 0 {
+		field = "cluster.kustomizations"
+	}
+	var errs []error
+	for _, ref := range refs {
+		if _, err := k.kustomization(ctx, kubeContext, ref); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return &SiteError{Site: site.Name, Field: field, Err: errors.Join(errs...)}
 	}
 	return nil
 }

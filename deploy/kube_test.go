@@ -176,12 +176,45 @@ func TestOverloadedAPIServerIsUnreachableNotWrong(t *testing.T) {
 }
 
 func TestTarget(t *testing.T) {
-	ctx, ns, name := Target(rollout.Site{Name: "ams-1"})
-	if ctx != "ams-1" || ns != "flux-system" || name != "flux-system" {
-		t.Errorf("defaults = %s %s/%s", ctx, ns, name)
+	for _, tt := range []struct {
+		site rollout.Site
+		want string
+	}{
+		{rollout.Site{Name: "ams-1"}, "ams-1 [flux-system/flux-system]"},
+		{rollout.Site{Name: "ams-1", Cluster: &rollout.Cluster{Kustomization: "apps/web"}}, "ams-1 [apps/web]"},
+		{rollout.Site{Name: "ams-1", Cluster: &rollout.Cluster{Context: "prod", Kustomizations: []string{"flux-system/infra", "flux-system/apps"}}}, "prod [flux-system/infra flux-system/apps]"},
+	} {
+		ctx, refs := Target(tt.site)
+		if got := fmt.Sprint(ctx, " ", refs); got != tt.want {
+			t.Errorf("Target(%+v) = %s, want %s", tt.site.Cluster, got, tt.want)
+		}
 	}
-	ctx, ns, name = Target(rollout.Site{Name: "ams-1", Cluster: &rollout.Cluster{Kustomization: "apps/web"}})
-	if ctx != "ams-1" || ns != "apps" || name != "web" {
-		t.Errorf("kustomization only = %s %s/%s", ctx, ns, name)
+}
+
+// TestCombine: a site of several Kustomizations is judged by the one that holds it back.
+func TestCombine(t *testing.T) {
+	refs := []Ref{{"flux-system", "infra"}, {"flux-system", "apps"}}
+	ready := func(rev string) rollout.SiteState {
+		return rollout.SiteState{Site: "a", Reachable: true, Ready: true, Revision: "sites/a@sha1:" + rev, Attempted: "sites/a@sha1:" + rev, Message: "Applied revision"}
+	}
+	failed := ready("old")
+	failed.Ready, failed.Attempted, failed.Message = false, "sites/a@sha1:new", "kustomize build failed"
+	for _, tt := range []struct {
+		name         string
+		states       []rollout.SiteState
+		converged    bool
+		fluxFailed   bool
+		wantInSubstr string
+	}{
+		{"both applied", []rollout.SiteState{ready("new"), ready("new")}, true, false, "flux-system/infra, flux-system/apps: Applied revision"},
+		{"the child failed at the commit", []rollout.SiteState{ready("new"), failed}, false, true, "Kustomization flux-system/apps: kustomize build failed"},
+		{"the child is behind", []rollout.SiteState{ready("new"), ready("old")}, false, false, "Kustomization flux-system/infra applied sites/a@sha1:new, Kustomization flux-system/apps sites/a@sha1:old"},
+		{"the root is behind, the child ahead", []rollout.SiteState{ready("old"), ready("new")}, false, false, "waiting for them to agree"},
+		{"one unreachable", []rollout.SiteState{ready("new"), {Site: "a", Message: "context \"a\": Kustomization flux-system/apps not found"}}, false, false, "Kustomization flux-system/apps: context"},
+	} {
+		got := Combine(refs, tt.states)
+		if got.Converged("new") != tt.converged || got.FluxFailed("new") != tt.fluxFailed || !strings.Contains(got.Message, tt.wantInSubstr) {
+			t.Errorf("%s: %+v (converged %v, failed %v)", tt.name, got, got.Converged("new"), got.FluxFailed("new"))
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,68 +31,65 @@ const parallelScopes = 16
 
 // ObserveSites reads the sites' Kustomizations with one list per context and namespace (in
 // pages of 500), not one get per site: a health round of a hundred sites on four clusters is
-// four requests. A scope with one site is read with a get, as Observe does.
+// four requests. A scope with one Kustomization is read with a get, as Observe does; a site of
+// several Kustomizations is judged by Combine.
 func (k *Kube) ObserveSites(ctx context.Context, sites []rollout.Site) ([]rollout.SiteState, error) {
-	now := time.Now
-	if k.Now != nil {
-		now = k.Now
-	}
 	type scope struct{ context, namespace string }
+	type read struct{ site, ref int } // sites[site]'s refs[site][ref]
+	refs := make([][]Ref, len(sites))
+	states := make([][]rollout.SiteState, len(sites))
 	var order []scope
-	members := map[scope][]int{}
+	members := map[scope][]read{}
 	for i, s := range sites {
-		kubeContext, ns, _ := Target(s)
-		key := scope{kubeContext, ns}
-		if members[key] == nil {
-			order = append(order, key)
+		kubeContext, rs := Target(s)
+		refs[i], states[i] = rs, make([]rollout.SiteState, len(rs))
+		for j, ref := range rs {
+			key := scope{kubeContext, ref.Namespace}
+			if members[key] == nil {
+				order = append(order, key)
+			}
+			members[key] = append(members[key], read{i, j})
 		}
-		members[key] = append(members[key], i)
 	}
-	out := make([]rollout.SiteState, len(sites))
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, parallelScopes)
 	for _, key := range order {
-		idx := members[key]
+		reads := members[key]
 		wg.Go(func() {
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			if len(idx) == 1 {
-				st, err := k.Observe(ctx, sites[idx[0]])
-				if err != nil {
-					st = rollout.SiteState{Site: sites[idx[0]].Name, Message: err.Error(), ObservedAt: now()}
-				}
-				out[idx[0]] = st
-				return
+			var byName map[string]*unstructured.Unstructured
+			err := errListForbidden
+			if len(reads) > 1 {
+				byName, err = k.list(ctx, key.context, key.namespace)
 			}
-			byName, err := k.list(ctx, key.context, key.namespace)
-			if errors.Is(err, errListForbidden) {
-				// Rights to get each Kustomization, not to list them: one get per site.
-				for _, i := range idx {
-					st, err := k.Observe(ctx, sites[i])
+			at := k.now()
+			for _, r := range reads {
+				site, ref := sites[r.site], refs[r.site][r.ref]
+				st := &states[r.site][r.ref]
+				if errors.Is(err, errListForbidden) {
+					// One Kustomization here, or rights to get them but not to list them.
+					ks, err := k.kustomization(ctx, key.context, ref)
 					if err != nil {
-						st = rollout.SiteState{Site: sites[i].Name, Message: err.Error(), ObservedAt: now()}
+						*st = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: k.now()}
+					} else {
+						*st = ks.State(site.Name, k.now())
 					}
-					out[i] = st
+					continue
 				}
-				return
-			}
-			at := now()
-			for _, i := range idx {
-				site := sites[i]
-				_, ns, name := Target(site)
-				u, found := byName[name]
+				u, found := byName[ref.Name]
 				switch {
 				case err != nil:
-					out[i] = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: at}
+					*st = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: at}
 				case !found:
-					out[i] = rollout.SiteState{Site: site.Name, Message: notFound(key.context, ns, name).Error(), ObservedAt: at}
+					*st = rollout.SiteState{Site: site.Name, Message: notFound(key.context, ref).Error(), ObservedAt: at}
 				default:
 					ks, err := KustomizationFrom(u)
 					if err != nil {
-						out[i] = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: at}
+						*st = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: at}
 						continue
 					}
-					out[i] = ks.State(site.Name, at)
+					*st = ks.State(site.Name, at)
 				}
 			}
 		})
@@ -101,6 +97,10 @@ func (k *Kube) ObserveSites(ctx context.Context, sites []rollout.Site) ([]rollou
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	out := make([]rollout.SiteState, len(sites))
+	for i := range sites {
+		out[i] = Combine(refs[i], states[i])
 	}
 	return out, nil
 }
@@ -134,6 +134,6 @@ func (k *Kube) list(ctx context.Context, kubeContext, namespace string) (map[str
 var errListForbidden = errors.New("list forbidden")
 
 // notFound is the error of a site whose Kustomization is not in its context, as Observe says it.
-func notFound(kubeContext, namespace, name string) error {
-	return fmt.Errorf("context %q: Kustomization %s/%s not found", kubeContext, namespace, name)
+func notFound(kubeContext string, ref Ref) error {
+	return fmt.Errorf("context %q: Kustomization %s not found", kubeContext, ref)
 }

@@ -24,12 +24,14 @@ func (k *Kube) Watch(ctx context.Context, sites []rollout.Site) (<-chan struct{}
 	type scope struct{ context, namespace string }
 	names := map[scope]map[string]bool{}
 	for _, s := range sites {
-		kubeContext, ns, name := Target(s)
-		key := scope{kubeContext, ns}
-		if names[key] == nil {
-			names[key] = map[string]bool{}
+		kubeContext, refs := Target(s)
+		for _, ref := range refs {
+			key := scope{kubeContext, ref.Namespace}
+			if names[key] == nil {
+				names[key] = map[string]bool{}
+			}
+			names[key][ref.Name] = true
 		}
-		names[key][name] = true
 	}
 	ch := make(chan struct{}, 1)
 	watched := 0

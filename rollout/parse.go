@@ -403,9 +403,27 @@ func (v *validator) sites(in []siteEntry, fromFiles bool) []Site {
 				v.siteErrorf(e, ".timezone", "site %q: unknown time zone %q", e.Name, e.Timezone)
 			}
 		}
-		if c := e.Cluster; c != nil && c.Kustomization != "" {
-			if ns, name, ok := strings.Cut(c.Kustomization, "/"); !ok || ns == "" || name == "" {
-				v.siteErrorf(e, ".cluster.kustomization", "kustomization must be namespace/name, got %q", c.Kustomization)
+		if c := e.Cluster; c != nil {
+			if c.Kustomization != "" {
+				if ns, name, ok := strings.Cut(c.Kustomization, "/"); !ok || ns == "" || name == "" {
+					v.siteErrorf(e, ".cluster.kustomization", "kustomization must be namespace/name, got %q", c.Kustomization)
+				}
+			}
+			if c.Kustomizations != nil {
+				switch {
+				case c.Kustomization != "":
+					v.siteErrorf(e, ".cluster.kustomizations", "site %q: set kustomization or kustomizations, not both", e.Name)
+				case len(c.Kustomizations) == 0:
+					v.siteErrorf(e, ".cluster.kustomizations", "site %q: kustomizations lists none; leave it out for %s", e.Name, "flux-system/flux-system")
+				}
+				for j, ks := range c.Kustomizations {
+					at := fmt.Sprintf(".cluster.kustomizations[%d]", j)
+					if ns, name, ok := strings.Cut(ks, "/"); !ok || ns == "" || name == "" {
+						v.siteErrorf(e, at, "kustomization must be namespace/name, got %q", ks)
+					} else if slices.Contains(c.Kustomizations[:j], ks) {
+						v.siteErrorf(e, at, "site %q lists kustomization %s twice", e.Name, ks)
+					}
+				}
 			}
 		}
 		site := Site{Name: e.Name, Labels: e.Labels, Timezone: e.Timezone, Cluster: e.Cluster}

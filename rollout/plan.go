@@ -66,10 +66,12 @@ type Site struct {
 }
 
 // Cluster says where a site's Flux lives: a kubeconfig context and the Kustomization that
-// applies the site branch ("namespace/name").
+// applies the site branch ("namespace/name"), or several (a root and its children, such as
+// infrastructure and apps): every one must apply the promotion and be Ready.
 type Cluster struct {
-	Context       string `json:",omitempty"`
-	Kustomization string `json:",omitempty"`
+	Context        string   `json:",omitempty"`
+	Kustomization  string   `json:",omitempty"`
+	Kustomizations []string `json:",omitempty"`
 }
 
 // Wave is an ordered group of sites promoted together.

@@ -184,3 +184,22 @@ func TestPercentWaveErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSeveralKustomizations(t *testing.T) {
+	ok := header + "  sites:\n    - {name: a, cluster: {context: prod, kustomizations: [flux-system/infra, flux-system/apps]}}\n  waves: [{name: w}]\n"
+	p, err := ParsePlan("f.yaml", []byte(ok))
+	if err != nil || fmt.Sprint(p.Sites[0].Cluster.Kustomizations) != "[flux-system/infra flux-system/apps]" {
+		t.Fatalf("%+v, %v", p, err)
+	}
+	for _, tt := range []struct{ cluster, want string }{
+		{"{kustomization: a/b, kustomizations: [a/c]}", `site "a": set kustomization or kustomizations, not both`},
+		{"{kustomizations: []}", `site "a": kustomizations lists none`},
+		{"{kustomizations: [a/b, apps]}", `f.yaml:5:49: kustomization must be namespace/name, got "apps"`},
+		{"{kustomizations: [a/b, a/b]}", `site "a" lists kustomization a/b twice`},
+	} {
+		doc := header + "  sites:\n    - {name: a, cluster: " + tt.cluster + "}\n  waves: [{name: w}]\n"
+		if _, err := ParsePlan("f.yaml", []byte(doc)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("cluster %s: %v, want %q", tt.cluster, err, tt.want)
+		}
+	}
+}

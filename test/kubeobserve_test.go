@@ -119,3 +119,95 @@ func kustomizationRequests(t *testing.T, cfg *rest.Config) map[string]float64 {
 	}
 	return out
 }
+
+// TestKubeSiteOfSeveralKustomizations: a site applied by a root Kustomization and a child that
+// depends on it (real Flux). A commit both apply converges the site; a commit the child fails
+// to build fails the site at that commit, in words that name the child, although the root
+// applied it and is Ready.
+func TestKubeSiteOfSeveralKustomizations(t *testing.T) {
+	files := app("1")
+	files["child/kustomization.yaml"] = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [cm.yaml]\n"
+	files["child/cm.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: child\ndata:\n  version: \"1\"\n"
+	gs := gittest.NewServer(t, "fleet", files, "sites/a")
+	lab := kubelab.Start(t, kubelab.Options{GitURL: gs.URL, Sites: []string{"a"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	child, err := kubelab.DecodeYAML([]byte(`apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata: {name: child, namespace: flux-system}
+spec:
+  interval: 10m
+  path: ./child
+  prune: true
+  wait: true
+  timeout: 30s
+  targetNamespace: default
+  dependsOn: [{name: apps}]
+  sourceRef: {kind: GitRepository, name: fleet}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Sites["a"].Apply(ctx, false, child...); err != nil {
+		t.Fatal(err)
+	}
+	kube := deploy.NewKube(lab.Kubeconfig)
+	site := rollout.Site{Name: "a", Cluster: &rollout.Cluster{Context: "a", Kustomizations: []string{"flux-system/apps", "flux-system/child"}}}
+	if err := kube.Validate(ctx, site); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	wrong := site
+	wrong.Cluster = &rollout.Cluster{Context: "a", Kustomizations: []string{"flux-system/apps", "flux-system/kid"}}
+	if err := kube.Validate(ctx, wrong); err == nil || !strings.Contains(err.Error(), "site a: cluster.kustomizations: context \"a\": Kustomization flux-system/kid not found") {
+		t.Errorf("Validate of a missing child: %v", err)
+	}
+	// until observes the site (batched with a second site, so ObserveSites lists) until done
+	// says it is settled, and returns that state.
+	until := func(what string, done func(rollout.SiteState) bool) rollout.SiteState {
+		t.Helper()
+		other := rollout.Site{Name: "b", Cluster: &rollout.Cluster{Context: "a", Kustomization: "flux-system/apps"}}
+		var last rollout.SiteState
+		for ctx.Err() == nil {
+			states, err := kube.ObserveSites(ctx, []rollout.Site{site, other})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last = states[0]; done(last) {
+				return last
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		t.Fatalf("%s: the site is at %+v", what, last)
+		return last
+	}
+	seed := gs.Head(t, "sites/a")
+	until("the seed", func(st rollout.SiteState) bool { return st.Converged(seed) })
+
+	good := gs.CommitOn(t, "sites/a", "v2", map[string]string{"deploy/app.yaml": strings.Replace(files["deploy/app.yaml"], `"1"`, `"2"`, 1),
+		"child/cm.yaml": strings.Replace(files["child/cm.yaml"], `"1"`, `"2"`, 1)})
+	if err := kube.RequestReconcile(ctx, site); err != nil {
+		t.Fatal(err)
+	}
+	st := until("v2", func(st rollout.SiteState) bool { return st.Converged(good) || st.FluxFailed(good) })
+	if !st.Converged(good) || !strings.Contains(st.Message, "flux-system/apps, flux-system/child: ") {
+		t.Errorf("v2: %+v", st)
+	}
+
+	bad := gs.CommitOn(t, "sites/a", "v3, the child's kustomization names a missing file", map[string]string{
+		"deploy/app.yaml":          strings.Replace(files["deploy/app.yaml"], `"1"`, `"3"`, 1),
+		"child/kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [cm.yaml, missing.yaml]\n"})
+	if err := kube.RequestReconcile(ctx, site); err != nil {
+		t.Fatal(err)
+	}
+	st = until("v3", func(st rollout.SiteState) bool { return st.FluxFailed(bad) })
+	if st.Converged(bad) || !strings.HasPrefix(st.Message, "Kustomization flux-system/child: ") || !strings.Contains(st.Message, "missing.yaml") {
+		t.Errorf("v3: %+v", st)
+	}
+	root, err := kube.Observe(ctx, rollout.Site{Name: "a", Cluster: &rollout.Cluster{Context: "a", Kustomization: "flux-system/apps"}})
+	if err != nil || !root.Converged(bad) {
+		t.Errorf("the root Kustomization alone: %+v, %v; want it at v3 and Ready", root, err)
+	}
+}
