@@ -440,6 +440,11 @@ func (r *Repo) newCommit(tree, parent plumbing.Hash, msg string) (plumbing.Hash,
 	if !parent.IsZero() { // zero: the first commit of a new branch
 		c.ParentHashes = []plumbing.Hash{parent}
 	}
+	if r.opts.signer != nil {
+		if err := sign(r.opts.signer, c); err != nil {
+			return plumbing.ZeroHash, err
+		}
+	}
 	o := r.stor.NewEncodedObject()
 	if err := c.Encode(o); err != nil {
 		return plumbing.ZeroHash, fmt.Errorf("encode commit: %w", err)

@@ -57,6 +57,7 @@ type options struct {
 	authorName  string
 	authorEmail string
 	now         func() time.Time
+	signer      Signer // signs every commit written; nil: unsigned
 	logger      *slog.Logger
 	maxAttempts int
 	observe     func(PushStat)

@@ -36,6 +36,9 @@ type FleetConfig struct {
 	// EvidenceBranch is the branch of the fleet repo each ended rollout's report is committed
 	// to ("" means serve's --evidence-branch; none by default).
 	EvidenceBranch string
+	// SigningKeyFile is the key every commit of the fleet is signed with: an OpenSSH or
+	// armored OpenPGP private key ("" means serve's --signing-key; unsigned by default).
+	SigningKeyFile string
 	// Line and Column say where the fleet is in the file, for errors found later (two fleets
 	// whose plans give them one name).
 	Line, Column int
@@ -57,6 +60,7 @@ type serveConfigFleet struct {
 	SlackChannel     string `yaml:"slackChannel"`
 	Kubeconfig       string `yaml:"kubeconfig"`
 	EvidenceBranch   string `yaml:"evidenceBranch"`
+	SigningKeyFile   string `yaml:"signingKeyFile"`
 }
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -84,7 +88,7 @@ func ParseServeConfig(file string, data []byte) (*ServeConfig, error) {
 		p := fmt.Sprintf("$.fleets[%d]", i)
 		line, col := v.position(p)
 		fc := FleetConfig{Repo: f.Repo, Name: f.Name, SourceBranch: f.SourceBranch, TaskQueue: f.TaskQueue,
-			WebhookSecretEnv: f.WebhookSecretEnv, SlackChannel: f.SlackChannel, Kubeconfig: f.Kubeconfig, EvidenceBranch: f.EvidenceBranch, Line: line, Column: col,
+			WebhookSecretEnv: f.WebhookSecretEnv, SlackChannel: f.SlackChannel, Kubeconfig: f.Kubeconfig, EvidenceBranch: f.EvidenceBranch, SigningKeyFile: f.SigningKeyFile, Line: line, Column: col,
 			Poll: v.duration(p+".poll", f.Poll, 0, true)}
 		if f.Repo == "" {
 			v.errorf(p, "fleet %d: repo is required (the fleet repo's URL)", i+1)

@@ -55,6 +55,7 @@ func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 			f.Poll = cmp.Or(f.Poll, o.poll)
 			f.Kubeconfig = cmp.Or(f.Kubeconfig, o.kubeconfig)
 			f.EvidenceBranch = cmp.Or(f.EvidenceBranch, o.evidenceBranch)
+			f.SigningKeyFile = cmp.Or(f.SigningKeyFile, o.signingKey)
 		}
 		return cfg.Fleets, o.config, nil
 	case len(o.repos) == 0:
@@ -65,7 +66,7 @@ func (o serveOptions) fleetConfigs() ([]rollout.FleetConfig, string, error) {
 	var out []rollout.FleetConfig
 	for _, repo := range o.repos {
 		out = append(out, rollout.FleetConfig{Repo: repo, Name: o.fleet, SourceBranch: o.sourceBranch, Poll: o.poll,
-			TaskQueue: o.taskQueue, Kubeconfig: o.kubeconfig, EvidenceBranch: o.evidenceBranch})
+			TaskQueue: o.taskQueue, Kubeconfig: o.kubeconfig, EvidenceBranch: o.evidenceBranch, SigningKeyFile: o.signingKey})
 	}
 	return out, "--repo", nil
 }
@@ -107,8 +108,16 @@ func openFleets(ctx context.Context, log *slog.Logger, o serveOptions, reg *metr
 	for _, c := range configs {
 		of := &openFleet{cfg: c}
 		// The metrics carry the fleet's name, known once the plan is read; nothing pushes before.
-		history := gitops.ServeHistory(c.SourceBranch, o.siteHistory, o.sourceHistory)
-		of.writer, err = gitops.Open(ctx, c.Repo, append(append(gitOptions(o), history...), gitops.WithLogger(log),
+		opts := gitops.ServeHistory(c.SourceBranch, o.siteHistory, o.sourceHistory)
+		if c.SigningKeyFile != "" {
+			// A key that cannot sign stops serve here, naming the file, not at the first promotion.
+			signer, err := gitops.LoadSigner(c.SigningKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", where(source, c), err)
+			}
+			opts = append(opts, gitops.WithSigner(signer))
+		}
+		of.writer, err = gitops.Open(ctx, c.Repo, append(append(gitOptions(o), opts...), gitops.WithLogger(log),
 			gitops.WithPushObserver(func(p gitops.PushStat) { of.metrics.ObservePush(p) }))...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where(source, c), err)

@@ -29,6 +29,8 @@ type serveOptions struct {
 	taskQueue    string
 	// evidenceBranch is where each ended rollout's report is committed ("": nowhere).
 	evidenceBranch string
+	// signingKey signs every commit fleetwave writes ("": unsigned).
+	signingKey string
 	// allowLinkLocal lets health checks reach link-local and cloud metadata addresses.
 	allowLinkLocal bool
 	// siteHistory and sourceHistory bound the commits the worker keeps in memory of each site
@@ -77,6 +79,7 @@ FLEETWAVE_TEMPORAL_UI_URL (links from Slack to the rollout in the Temporal UI).`
 	f.IntVar(&o.kubeBurst, "kube-burst", deploy.DefaultBurst, "requests at once above --kube-qps to each site's API server (--driver kube)")
 	f.StringVar(&o.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.DurationVar(&o.poll, "poll", 0, "also read the source branch this often and roll out new heads (for repos without push events), e.g. 30s")
+	f.StringVar(&o.signingKey, "signing-key", os.Getenv("FLEETWAVE_SIGNING_KEY_FILE"), "sign every promotion, revert and evidence commit with this key: an OpenSSH private key (git's SSH signatures) or an armored OpenPGP private key, without a passphrase (default $FLEETWAVE_SIGNING_KEY_FILE; docs/adopting.md#signed-commits)")
 	f.StringVar(&o.evidenceBranch, "evidence-branch", "", "commit each ended rollout's report (Markdown and JSON) to this branch of the fleet repo, as evidence/<fleet>/<date>-<short sha>.md (docs/report.md)")
 	f.BoolVar(&o.allowLinkLocal, "allow-link-local-checks", false, "let the plans' health checks reach link-local addresses (169.254.0.0/16, fe80::/10) and fd00:ec2::254, where clouds serve instance metadata and credentials; off, such a check is Unknown (docs/operating.md#what-a-plan-can-reach)")
 	f.IntVar(&o.siteHistory, "site-history", gitops.ServeSiteHistory, "commits kept in memory of each branch's history, from its head; older ones are shed, so that months of rollouts take no more memory than the first (docs/operating.md#memory)")

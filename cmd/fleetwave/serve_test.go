@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -64,6 +65,34 @@ current-context: ams-1
 	}
 	if strings.Contains(err.Error(), "ams-1") {
 		t.Errorf("error %q names site ams-1, whose context exists", err)
+	}
+}
+
+// TestServeRefusesAKeyThatCannotSign: serve --signing-key with a key protected by a passphrase
+// (or no key at all) stops at start, naming the file, before it connects to anything.
+func TestServeRefusesAKeyThatCannotSign(t *testing.T) {
+	gs, err := gitserver.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := gs.Init("fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n  sites: [{name: a}]\n  waves: [{name: all}]\n"
+	if _, err := gitserver.Seed(dir, map[string]string{"fleetwave.yaml": plan}, "sites/a"); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	for file, want := range map[string]string{key: "signing key " + key + ": the key is protected by a passphrase", key + ".gone": "signing key: open " + key + ".gone"} {
+		var out bytes.Buffer
+		err = Run(context.Background(), []string{"serve", "--driver", "sim", "--repo", "file://" + dir, "--signing-key", file, "--address", "127.0.0.1:1"}, &out, &out)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("serve --signing-key %s: %v, want %q", filepath.Base(file), err, want)
+		}
 	}
 }
 
