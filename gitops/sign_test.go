@@ -100,10 +100,10 @@ func TestLoadSignerRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for file, want := range map[string]string{
-		withPass:                    "signing key " + withPass + ": the key is protected by a passphrase",
-		withPass + ".pub":           "signing key " + withPass + ".pub: neither an OpenSSH private key nor an armored OpenPGP private key",
-		pgpPub:                      "signing key " + pgpPub + ": ",
-		junk:                        "neither an OpenSSH private key nor an armored OpenPGP private key",
+		withPass:                   "signing key " + withPass + ": the key is protected by a passphrase",
+		withPass + ".pub":          "signing key " + withPass + ".pub: neither an OpenSSH private key nor an armored OpenPGP private key",
+		pgpPub:                     "signing key " + pgpPub + ": ",
+		junk:                       "neither an OpenSSH private key nor an armored OpenPGP private key",
 		filepath.Join(dir, "nope"): "no such file",
 	} {
 		if _, err := LoadSigner(file); err == nil || !strings.Contains(err.Error(), want) {
