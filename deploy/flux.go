@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -25,6 +26,47 @@ type Kustomization struct {
 	Conditions            []metav1.Condition
 	// Suspended is .spec.suspend: Flux applies nothing while it is set.
 	Suspended bool
+	// Source is .spec.sourceRef, its namespace filled in.
+	Source SourceRef
+}
+
+// SourceRef names a Kustomization's source: a GitRepository, OCIRepository or Bucket.
+type SourceRef struct{ Kind, Namespace, Name string }
+
+func (r SourceRef) String() string { return r.Kind + " " + r.Namespace + "/" + r.Name }
+
+// refusedRE finds the commit in source-controller's message for a commit it would not take
+// ("signature verification of commit '<sha>' failed: ...").
+var refusedRE = regexp.MustCompile(`commit '([0-9a-f]{40})'`)
+
+// Refused tells whether a source (as the dynamic client returns it) refused a commit: its Ready
+// condition is False and names the commit, as source-controller does when a signature does not
+// verify. It returns the commit and the condition's message.
+func Refused(u *unstructured.Unstructured) (commit, message string) {
+	raw, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range raw {
+		m, _ := c.(map[string]any)
+		if m["type"] != fluxmeta.ReadyCondition || m["status"] != string(metav1.ConditionFalse) {
+			continue
+		}
+		msg, _ := m["message"].(string)
+		if sub := refusedRE.FindStringSubmatch(msg); sub != nil {
+			reason, _ := m["reason"].(string)
+			return sub[1], strings.TrimSpace(reason + ": " + msg)
+		}
+	}
+	return "", ""
+}
+
+// refuse marks a site's state with what its source refused, when it refused a commit other than
+// the one the site runs.
+func refuse(st *rollout.SiteState, src SourceRef, u *unstructured.Unstructured) {
+	commit, msg := Refused(u)
+	if commit == "" || rollout.RevisionHash(st.Revision) == commit {
+		return
+	}
+	st.SourceRefused = commit
+	st.Message = fmt.Sprintf("%s refused commit %s: %s (Flux keeps applying %s)", src, rollout.Short(commit), msg, rollout.Short(rollout.RevisionHash(st.Revision)))
 }
 
 // kustomizationStatus is the part of .status fleetwave decodes.
@@ -40,6 +82,12 @@ type kustomizationStatus struct {
 func KustomizationFrom(u *unstructured.Unstructured) (Kustomization, error) {
 	k := Kustomization{Namespace: u.GetNamespace(), Name: u.GetName(), Generation: u.GetGeneration()}
 	k.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
+	k.Source.Kind, _, _ = unstructured.NestedString(u.Object, "spec", "sourceRef", "kind")
+	k.Source.Name, _, _ = unstructured.NestedString(u.Object, "spec", "sourceRef", "name")
+	k.Source.Namespace, _, _ = unstructured.NestedString(u.Object, "spec", "sourceRef", "namespace")
+	if k.Source.Namespace == "" {
+		k.Source.Namespace = k.Namespace
+	}
 	raw, found, err := unstructured.NestedMap(u.Object, "status")
 	if err != nil {
 		return k, fmt.Errorf("kustomization %s/%s: status: %w", k.Namespace, k.Name, err)

@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
+
+	"github.com/fleetwave/fleetwave/rollout"
 )
 
 const ours = "1111111111111111111111111111111111111111"
@@ -76,5 +78,39 @@ func TestKustomizationVerdicts(t *testing.T) {
 				t.Errorf("state %+v", st)
 			}
 		})
+	}
+}
+
+// TestRefused: a GitRepository whose Ready condition says it would not take a commit marks the
+// site as Flux failing at that commit; other failures (no commit named) and a refusal of the
+// commit the site already runs do not.
+func TestRefused(t *testing.T) {
+	sha, old := strings.Repeat("ab", 20), strings.Repeat("cd", 20)
+	repo := func(status, msg string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"conditions": []any{
+			map[string]any{"type": "Ready", "status": status, "reason": "InvalidCommitSignature", "message": msg}}}}}
+	}
+	src := SourceRef{Kind: "GitRepository", Namespace: "flux-system", Name: "fleet"}
+	for _, tt := range []struct {
+		name string
+		u    *unstructured.Unstructured
+		want bool
+	}{
+		{"refused", repo("False", "signature verification of commit '"+sha+"' failed: unsupported signature type: empty"), true},
+		{"ready", repo("True", "stored artifact for revision 'sites/a@sha1:"+sha+"'"), false},
+		{"another failure", repo("False", "failed to checkout and determine revision: unable to clone"), false},
+	} {
+		st := rollout.SiteState{Site: "a", Reachable: true, Ready: true, Revision: "sites/a@sha1:" + old}
+		refuse(&st, src, tt.u)
+		if st.FluxFailed(sha) != tt.want || st.Converged(old) != true {
+			t.Errorf("%s: %+v", tt.name, st)
+		}
+		if tt.want && !strings.HasPrefix(st.Message, "GitRepository flux-system/fleet refused commit abababa: InvalidCommitSignature: ") {
+			t.Errorf("%s: message %q", tt.name, st.Message)
+		}
+	}
+	st := rollout.SiteState{Site: "a", Reachable: true, Ready: true, Revision: "sites/a@sha1:" + sha}
+	if refuse(&st, src, repo("False", "signature verification of commit '"+sha+"' failed")); st.SourceRefused != "" {
+		t.Errorf("a refusal of the commit the site runs: %+v", st)
 	}
 }

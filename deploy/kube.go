@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -199,8 +200,24 @@ func (k *Kube) Observe(ctx context.Context, site rollout.Site) (rollout.SiteStat
 			continue
 		}
 		states[i] = ks.State(site.Name, k.now())
+		if u, err := k.source(ctx, kubeContext, ks.Source); err == nil {
+			refuse(&states[i], ks.Source, u)
+		}
 	}
 	return Combine(refs, states), nil
+}
+
+// source reads a Kustomization's source object.
+func (k *Kube) source(ctx context.Context, kubeContext string, src SourceRef) (*unstructured.Unstructured, error) {
+	gvr, ok := sourceResources[src.Kind]
+	if !ok || src.Name == "" {
+		return nil, fmt.Errorf("source %s: unknown kind", src)
+	}
+	c, err := k.client(kubeContext)
+	if err != nil {
+		return nil, err
+	}
+	return c.Resource(gvr).Namespace(src.Namespace).Get(ctx, src.Name, metav1.GetOptions{})
 }
 
 func (k *Kube) now() time.Time {
@@ -224,7 +241,8 @@ func (k *Kube) kustomization(ctx context.Context, kubeContext string, ref Ref) (
 
 // Combine judges a site of several Kustomizations (refs, observed as states) by the one that
 // holds it back, its message naming that Kustomization: the first unreachable, else suspended,
-// else failed (Stalled, or not Ready and done reconciling), else not Ready or reconciling.
+// else one whose source refused a commit, else failed (Stalled, or not Ready and done
+// reconciling), else not Ready or reconciling.
 // When every one is Ready but they applied different revisions, the site is still
 // reconciling, at the revision of the first that differs from the first. A site of one
 // Kustomization is judged by it alone, as before.
@@ -239,6 +257,7 @@ func Combine(refs []Ref, states []rollout.SiteState) rollout.SiteState {
 	}
 	for _, bad := range []func(rollout.SiteState) bool{
 		func(s rollout.SiteState) bool { return !s.Reachable },
+		func(s rollout.SiteState) bool { return s.SourceRefused != "" },
 		func(s rollout.SiteState) bool { return s.Suspended },
 		func(s rollout.SiteState) bool { return s.Stalled || (!s.Ready && !s.Reconciling) },
 		func(s rollout.SiteState) bool { return !s.Ready || s.Reconciling },
@@ -361,6 +380,28 @@ func (k *Kube) Validate(ctx context.Context, site rollout.Site) error {
 		return &SiteError{Site: site.Name, Field: field, Err: errors.Join(errs...)}
 	}
 	return nil
+}
+
+// Verifying returns the sources of the site's Kustomizations that verify commit signatures
+// (a GitRepository's spec.verify), as "GitRepository flux-system/fleet": such a site applies
+// only signed commits.
+func (k *Kube) Verifying(ctx context.Context, site rollout.Site) ([]string, error) {
+	kubeContext, refs := Target(site)
+	var out []string
+	for _, ref := range refs {
+		ks, err := k.kustomization(ctx, kubeContext, ref)
+		if err != nil {
+			return nil, err
+		}
+		u, err := k.source(ctx, kubeContext, ks.Source)
+		if err != nil {
+			return nil, describe(err, kubeContext, ks.Source.String())
+		}
+		if mode, _, _ := unstructured.NestedString(u.Object, "spec", "verify", "mode"); mode != "" && !slices.Contains(out, ks.Source.String()) {
+			out = append(out, ks.Source.String())
+		}
+	}
+	return out, nil
 }
 
 // SiteError is a problem with one site's cluster settings.

@@ -35,20 +35,21 @@ const parallelScopes = 16
 // several Kustomizations is judged by Combine.
 func (k *Kube) ObserveSites(ctx context.Context, sites []rollout.Site) ([]rollout.SiteState, error) {
 	type scope struct{ context, namespace string }
-	type read struct{ site, ref int } // sites[site]'s refs[site][ref]
+	type at struct{ site, ref int } // sites[site]'s refs[site][ref]
 	refs := make([][]Ref, len(sites))
 	states := make([][]rollout.SiteState, len(sites))
+	read := make([][]*Kustomization, len(sites)) // the Kustomizations read, for their sources
 	var order []scope
-	members := map[scope][]read{}
+	members := map[scope][]at{}
 	for i, s := range sites {
 		kubeContext, rs := Target(s)
-		refs[i], states[i] = rs, make([]rollout.SiteState, len(rs))
+		refs[i], states[i], read[i] = rs, make([]rollout.SiteState, len(rs)), make([]*Kustomization, len(rs))
 		for j, ref := range rs {
 			key := scope{kubeContext, ref.Namespace}
 			if members[key] == nil {
 				order = append(order, key)
 			}
-			members[key] = append(members[key], read{i, j})
+			members[key] = append(members[key], at{i, j})
 		}
 	}
 	var wg sync.WaitGroup
@@ -73,7 +74,7 @@ func (k *Kube) ObserveSites(ctx context.Context, sites []rollout.Site) ([]rollou
 					if err != nil {
 						*st = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: k.now()}
 					} else {
-						*st = ks.State(site.Name, k.now())
+						*st, read[r.site][r.ref] = ks.State(site.Name, k.now()), &ks
 					}
 					continue
 				}
@@ -89,7 +90,7 @@ func (k *Kube) ObserveSites(ctx context.Context, sites []rollout.Site) ([]rollou
 						*st = rollout.SiteState{Site: site.Name, Message: err.Error(), ObservedAt: at}
 						continue
 					}
-					*st = ks.State(site.Name, at)
+					*st, read[r.site][r.ref] = ks.State(site.Name, at), &ks
 				}
 			}
 		})
@@ -98,11 +99,78 @@ func (k *Kube) ObserveSites(ctx context.Context, sites []rollout.Site) ([]rollou
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	k.sources(ctx, sites, read, states)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	out := make([]rollout.SiteState, len(sites))
 	for i := range sites {
 		out[i] = Combine(refs[i], states[i])
 	}
 	return out, nil
+}
+
+// sources reads the sources of the Kustomizations read, one list per context, namespace and
+// kind (a get when there is one), and marks each state whose source refused a commit
+// (refuse). A source that cannot be read says nothing: the Kustomization's state stands.
+func (k *Kube) sources(ctx context.Context, sites []rollout.Site, read [][]*Kustomization, states [][]rollout.SiteState) {
+	type scope struct{ context, namespace, kind string }
+	type at struct{ site, ref int }
+	var order []scope
+	members := map[scope][]at{}
+	for i := range read {
+		kubeContext, _ := Target(sites[i])
+		for j, ks := range read[i] {
+			if ks == nil || ks.Source.Name == "" {
+				continue
+			}
+			if _, ok := sourceResources[ks.Source.Kind]; !ok {
+				continue
+			}
+			key := scope{kubeContext, ks.Source.Namespace, ks.Source.Kind}
+			if members[key] == nil {
+				order = append(order, key)
+			}
+			members[key] = append(members[key], at{i, j})
+		}
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, parallelScopes)
+	for _, key := range order {
+		ats := members[key]
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			byName := map[string]*unstructured.Unstructured{}
+			if len(ats) == 1 {
+				src := read[ats[0].site][ats[0].ref].Source
+				if u, err := k.source(ctx, key.context, src); err == nil {
+					byName[src.Name] = u
+				}
+			} else if c, err := k.client(key.context); err == nil {
+				opts := metav1.ListOptions{Limit: listPage}
+				for {
+					l, err := c.Resource(sourceResources[key.kind]).Namespace(key.namespace).List(ctx, opts)
+					if err != nil {
+						break
+					}
+					for i := range l.Items {
+						byName[l.Items[i].GetName()] = &l.Items[i]
+					}
+					if opts.Continue = l.GetContinue(); opts.Continue == "" {
+						break
+					}
+				}
+			}
+			for _, a := range ats {
+				src := read[a.site][a.ref].Source
+				if u, ok := byName[src.Name]; ok {
+					refuse(&states[a.site][a.ref], src, u)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // list reads every Kustomization of a namespace in one context, by name.

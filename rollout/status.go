@@ -166,7 +166,11 @@ type SiteState struct {
 	Stalled     bool `json:",omitempty"`
 	// Suspended is true when the site's Kustomization is suspended: Flux applies nothing, so
 	// whatever it shows says nothing about the rollout's commit.
-	Suspended  bool          `json:",omitempty"`
+	Suspended bool `json:",omitempty"`
+	// SourceRefused is the commit the site's source (its GitRepository) refused to fetch, a
+	// bare hash, with Message saying why: a signature that does not verify. Flux then keeps
+	// applying the revision before it.
+	SourceRefused string        `json:",omitempty"`
 	Message    string        `json:",omitempty"`
 	Checks     []CheckResult `json:",omitempty"`
 	ObservedAt time.Time
@@ -186,7 +190,11 @@ func (s SiteState) Converged(hash string) bool {
 
 // FluxFailed reports whether Flux gave up on the commit: it applied or attempted it, and is
 // Stalled, or not Ready while no longer reconciling.
+// A source that refused the commit (SourceRefused) failed at it too.
 func (s SiteState) FluxFailed(hash string) bool {
+	if s.Reachable && hash != "" && s.SourceRefused == hash {
+		return true
+	}
 	attempted := s.Applied(hash) || (s.Reachable && hash != "" && RevisionHash(s.Attempted) == hash)
 	return attempted && (s.Stalled || (!s.Ready && !s.Reconciling))
 }

@@ -7,18 +7,25 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 
 	"github.com/fleetwave/fleetwave/activities"
 	"github.com/fleetwave/fleetwave/deploy"
+	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
 	"github.com/fleetwave/fleetwave/rollout"
 	"github.com/fleetwave/fleetwave/test/kubelab"
+	"github.com/fleetwave/fleetwave/test/testenv"
 )
 
 // TestKubeRoundIsOneListPerContext: 25 sites on one real kube-apiserver (one applied by real
@@ -210,4 +217,121 @@ spec:
 	if err != nil || !root.Converged(bad) {
 		t.Errorf("the root Kustomization alone: %+v, %v; want it at v3 and Ready", root, err)
 	}
+}
+
+// TestFluxVerifiesSignedPromotions: a site whose GitRepository verifies commits (spec.verify,
+// SSH public key) applies fleetwave's signed promotion and its signed revert; an unsigned
+// commit pushed to the branch is refused by real Flux, and fleetwave reports the site as
+// Flux failing at that commit, naming the GitRepository and the reason.
+func TestFluxVerifiesSignedPromotions(t *testing.T) {
+	bin := buildFleetwave(t)
+	tp := testenv.StartTemporal(t)
+	files := app("1")
+	files["fleetwave.yaml"] = "apiVersion: fleetwave.dev/v1alpha1\nkind: RolloutPlan\nmetadata: {name: demo}\nspec:\n" +
+		"  sites: [{name: a, cluster: {context: a, kustomization: flux-system/apps}}]\n  waves: [{name: all}]\n"
+	gs := gittest.NewServer(t, "fleet", files, "sites/a")
+	lab := kubelab.Start(t, kubelab.Options{GitURL: gs.URL, Sites: []string{"a"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	key := filepath.Join(dir, "signing")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, err := kubelab.DecodeYAML(fmt.Appendf(nil, "apiVersion: v1\nkind: Secret\nmetadata: {name: fleetwave-keys, namespace: flux-system}\nstringData:\n  fleetwave.sshpub: %q\n", strings.TrimSpace(string(pub))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	site := lab.Sites["a"]
+	if err := site.Apply(ctx, false, secret...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := site.Dynamic().Resource(kubelab.GitRepositoryGVR).Namespace(kubelab.Namespace).Patch(ctx, kubelab.GitRepositoryName, types.MergePatchType,
+		[]byte(`{"spec":{"verify":{"mode":"HEAD","secretRef":{"name":"fleetwave-keys"}}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	// fleetwave check warns about a verifying site without a signing key, and checks the key.
+	check := func(args ...string) string {
+		out, _ := exec.Command(bin, append([]string{"check", "--repo", gs.URL, "--address", tp.Address, "--kubeconfig", lab.Kubeconfig}, args...)...).CombinedOutput()
+		return string(out)
+	}
+	if out := check(); !strings.Contains(out, "! site a: GitRepository flux-system/fleet verifies commit signatures (spec.verify), and no signing key is set") {
+		t.Errorf("fleetwave check without a key:\n%s", out)
+	}
+	if out := check("--signing-key", key); !strings.Contains(out, "✔ signing: "+key+" signs commits (ssh signatures)") || strings.Contains(out, "! site a") {
+		t.Errorf("fleetwave check with the key:\n%s", out)
+	}
+
+	signer, err := gitops.LoadSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := gitops.Open(ctx, gs.URL, gitops.WithSigner(signer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := deploy.NewKube(lab.Kubeconfig)
+	target := rollout.Site{Name: "a", Cluster: &rollout.Cluster{Context: "a", Kustomization: site.Kustomization}}
+	other := rollout.Site{Name: "b", Cluster: &rollout.Cluster{Context: "a", Kustomization: site.Kustomization}}
+	until := func(what string, done func(rollout.SiteState) bool) rollout.SiteState {
+		t.Helper()
+		var last rollout.SiteState
+		for ctx.Err() == nil {
+			if err := kube.RequestReconcile(ctx, target); err != nil {
+				t.Fatal(err)
+			}
+			states, err := kube.ObserveSites(ctx, []rollout.Site{target, other})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last = states[0]; done(last) {
+				return last
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		t.Fatalf("%s: the site is at %+v", what, last)
+		return last
+	}
+	promote := func(source string) string {
+		t.Helper()
+		if err := repo.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		ch, err := repo.Promote(ctx, gitops.PromoteRequest{Rollout: "rollout/demo/" + rollout.Short(source), Wave: "all", Source: source,
+			Targets: []gitops.Target{{Site: "a", Branch: "sites/a"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch[0].Commit
+	}
+
+	v2 := gs.CommitOn(t, "main", "v2", map[string]string{"deploy/app.yaml": strings.Replace(files["deploy/app.yaml"], `"1"`, `"2"`, 1)})
+	p2 := promote(v2)
+	until("the signed promotion", func(st rollout.SiteState) bool { return st.Converged(p2) })
+
+	unsigned := gs.CommitOn(t, "sites/a", "by hand, unsigned", map[string]string{"notes.txt": "pushed by hand\n"})
+	st := until("the unsigned commit", func(st rollout.SiteState) bool { return st.FluxFailed(unsigned) })
+	t.Logf("fleetwave reports: %s", st.Message)
+	want := "GitRepository flux-system/fleet refused commit " + rollout.Short(unsigned) + ": "
+	if !strings.HasPrefix(st.Message, want) || !strings.Contains(st.Message, "signature") || rollout.RevisionHash(st.Revision) != p2 {
+		t.Errorf("the unsigned commit: %+v; want a message starting %q, at %s", st, want, rollout.Short(p2))
+	}
+
+	if err := repo.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rv, err := repo.Revert(ctx, gitops.RevertRequest{Rollout: "rollout/demo/" + rollout.Short(v2), Reason: "test: revert through a verifying source",
+		Targets: []gitops.Target{{Site: "a", Branch: "sites/a"}}})
+	if err != nil || !rv[0].Created {
+		t.Fatalf("revert: %+v, %v", rv, err)
+	}
+	until("the signed revert", func(st rollout.SiteState) bool { return st.Converged(rv[0].Commit) })
 }

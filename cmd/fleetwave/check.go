@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -22,6 +23,8 @@ type checkOptions struct {
 	serve      serveOptions
 	kubeconfig string
 	noSites    bool
+	// signingKey is the key serve signs with; "" warns about sites that verify signatures.
+	signingKey string
 }
 
 func newCheckCmd(g *globals) *cobra.Command {
@@ -38,7 +41,9 @@ per check (✔ or ✗, and what to do):
   - the fleet repo can be read, and its plan on the source branch is valid;
   - every site's branch exists;
   - every site's kubeconfig context answers and its Flux Kustomization can be read
-    (--kubeconfig, else $KUBECONFIG; --no-sites skips this).
+    (--kubeconfig, else $KUBECONFIG; --no-sites skips this);
+  - the signing key (--signing-key, else $FLEETWAVE_SIGNING_KEY_FILE) can sign, and a warning
+    when a site's GitRepository verifies signatures (spec.verify) and no key is given.
 
 It exits 1 when any check fails.`,
 		Args: cobra.NoArgs,
@@ -57,6 +62,7 @@ It exits 1 when any check fails.`,
 	f.StringVar(&o.serve.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
 	f.BoolVar(&o.noSites, "no-sites", false, "do not check the sites' clusters")
+	f.StringVar(&o.signingKey, "signing-key", os.Getenv("FLEETWAVE_SIGNING_KEY_FILE"), "the key serve signs commits with (default $FLEETWAVE_SIGNING_KEY_FILE)")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
 }
@@ -68,6 +74,8 @@ type checker struct {
 }
 
 func (c *checker) ok(format string, args ...any) { fmt.Fprintf(c.w, "✔ "+format+"\n", args...) }
+
+func (c *checker) warn(format string, args ...any) { fmt.Fprintf(c.w, "! "+format+"\n", args...) }
 
 func (c *checker) fail(format string, args ...any) {
 	c.failed = true
@@ -148,7 +156,35 @@ func runCheck(ctx context.Context, g *globals, o checkOptions) bool {
 			}
 		} else {
 			c.ok("sites: every context answers and its Kustomization can be read (%s)", rollout.Count(len(plan.Sites), "site"))
+			checkSigning(ctx, c, o, plan)
 		}
+	} else if o.signingKey != "" {
+		checkSigning(ctx, c, o, nil)
 	}
 	return !c.failed
+}
+
+// checkSigning checks the signing key, and, with a plan, warns about sites whose sources verify
+// commit signatures while no key is given: Flux would refuse every promotion.
+func checkSigning(ctx context.Context, c *checker, o checkOptions, plan *rollout.Plan) {
+	if o.signingKey != "" {
+		s, err := gitops.LoadSigner(o.signingKey)
+		if err != nil {
+			c.fail("signing: %v", err)
+			return
+		}
+		c.ok("signing: %s signs commits (%s signatures)", o.signingKey, s.Format())
+		return
+	}
+	if plan == nil {
+		return
+	}
+	kube := deploy.NewKube(o.kubeconfig)
+	for _, s := range plan.Sites {
+		sources, err := kube.Verifying(ctx, s)
+		if err != nil || len(sources) == 0 {
+			continue
+		}
+		c.warn("site %s: %s verifies commit signatures (spec.verify), and no signing key is set: Flux will refuse every promotion and revert; give serve --signing-key (docs/adopting.md#signed-commits)", s.Name, strings.Join(sources, ", "))
+	}
 }
