@@ -32,6 +32,16 @@ func waveSites(t *testing.T, doc string) map[string][]string {
 	return out
 }
 
+// siteNumber is i of a site named s-000i by fleetPlan.
+func siteNumber(t *testing.T, site string) int {
+	t.Helper()
+	var i int
+	if _, err := fmt.Sscanf(site, "s-%d", &i); err != nil {
+		t.Fatalf("site %q: %v", site, err)
+	}
+	return i
+}
+
 func TestPercentOf(t *testing.T) {
 	for _, tt := range []struct {
 		percent float64
@@ -59,9 +69,7 @@ func TestPercentWaves(t *testing.T) {
 	for _, wave := range []string{"canary", "early"} {
 		per := map[string]int{}
 		for _, s := range got[wave] {
-			var i int
-			fmt.Sscanf(s, "s-%d", &i)
-			per[fmt.Sprintf("r%d", i%3)]++
+			per[fmt.Sprintf("r%d", siteNumber(t, s)%3)]++
 		}
 		want := len(got[wave]) / 3
 		for _, r := range []string{"r0", "r1", "r2"} {
@@ -159,9 +167,7 @@ func TestPercentWaveWithSelector(t *testing.T) {
 		t.Fatalf("canary has %d sites, want 3 (1%% of the fleet)", len(got["canary"]))
 	}
 	for _, s := range got["canary"] {
-		var i int
-		fmt.Sscanf(s, "s-%d", &i)
-		if i%3 != 1 {
+		if siteNumber(t, s)%3 != 1 {
 			t.Errorf("canary took %s, which the selector does not match", s)
 		}
 	}
