@@ -125,7 +125,10 @@ func (k Kustomization) State(site string, now time.Time) rollout.SiteState {
 	// Ready=False: it will try again, but this attempt failed, and that is what counts.
 	rc := apimeta.FindStatusCondition(k.Conditions, fluxmeta.ReconcilingCondition)
 	retrying := rc != nil && rc.Reason == fluxmeta.ProgressingWithRetryReason && ready != nil && ready.Status == metav1.ConditionFalse
-	reconciling := (rc != nil && rc.Status == metav1.ConditionTrue && !retrying) ||
+	// A Kustomization waiting for one it depends on (dependsOn) has not failed: Flux applies it
+	// once the dependency is Ready.
+	waiting := ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == fluxmeta.DependencyNotReadyReason
+	reconciling := (rc != nil && rc.Status == metav1.ConditionTrue && !retrying) || waiting ||
 		k.ObservedGeneration != k.Generation || ready == nil || ready.Status == metav1.ConditionUnknown
 	st.Stalled = stalled
 	st.Suspended = k.Suspended

@@ -53,6 +53,7 @@ func TestKustomizationVerdicts(t *testing.T) {
 		{file: "stalled.yaml", failed: true, stalled: true, message: "InvalidPath: path ./apps not found"},
 		{file: "old-generation.yaml", reconciling: true},
 		{file: "new.yaml", reconciling: true, message: "no Ready condition yet"},
+		{file: "dependency-not-ready.yaml", reconciling: true, message: "DependencyNotReady: dependency 'flux-system/apps' is not ready"},
 		{file: "suspended.yaml", converged: true, ready: true, suspended: true, message: "ReconciliationSucceeded"},
 	}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
