@@ -182,7 +182,8 @@ func PercentOf(percent float64, fleet int) int {
 
 // pickPercent chooses n of the candidates, returned in their order. The choice is stable: each
 // site ranks by a hash of the fleet and its name, and the lowest ranks are taken, so the same
-// plan always takes the same sites, and adding a site moves at most one other out.
+// plan always takes the same sites, and adding a site moves at most one other out (with
+// spread, a group's share may also shift by one).
 //
 // With spread, the candidates are grouped by that label's value (sites without it form one
 // group), and each group gives its lowest-ranked sites:
