@@ -171,9 +171,9 @@ type SiteState struct {
 	// bare hash, with Message saying why: a signature that does not verify. Flux then keeps
 	// applying the revision before it.
 	SourceRefused string        `json:",omitempty"`
-	Message    string        `json:",omitempty"`
-	Checks     []CheckResult `json:",omitempty"`
-	ObservedAt time.Time
+	Message       string        `json:",omitempty"`
+	Checks        []CheckResult `json:",omitempty"`
+	ObservedAt    time.Time
 }
 
 // Applied reports whether the site applied the commit with the given hash, or a later commit
