@@ -111,8 +111,13 @@ func parseDoc(file string, data []byte, kind string, out any) (*validator, error
 //   - tags other than !!str: the files have no use for them, and a tag on a scalar where a list
 //     belongs crashed the decoder.
 func refuseYAML(data []byte, kind string) []Issue {
+	return refuseTokens(lexer.Tokenize(string(data)), kind)
+}
+
+// refuseTokens is refuseYAML over a file's tokens, for a caller that parses them next.
+func refuseTokens(tokens token.Tokens, kind string) []Issue {
 	var issues []Issue
-	for _, tk := range lexer.Tokenize(string(data)) {
+	for _, tk := range tokens {
 		at := func(format string, args ...any) {
 			line, col := 1, 1
 			if tk.Position != nil {
@@ -184,6 +189,8 @@ type validator struct {
 	// sitesIncomplete is set when a site file could not be read: a wave that finds no site
 	// then says nothing, as its sites may be in that file.
 	sitesIncomplete bool
+	// zones caches time zone lookups (timezone).
+	zones map[string]error
 }
 
 // errorf records an issue at the node found by the YAML path; when the path does not exist
@@ -399,7 +406,7 @@ func (v *validator) sites(in []siteEntry, fromFiles bool) []Site {
 			}
 		}
 		if e.Timezone != "" {
-			if _, err := time.LoadLocation(e.Timezone); err != nil {
+			if err := v.timezone(e.Timezone); err != nil {
 				v.siteErrorf(e, ".timezone", "site %q: unknown time zone %q", e.Name, e.Timezone)
 			}
 		}
@@ -434,6 +441,20 @@ func (v *validator) sites(in []siteEntry, fromFiles bool) []Site {
 		out = append(out, site)
 	}
 	return out
+}
+
+// timezone checks that a time zone exists, reading each zone once per plan: a fleet of 10,000
+// sites names a handful of zones.
+func (v *validator) timezone(name string) error {
+	if err, ok := v.zones[name]; ok {
+		return err
+	}
+	if v.zones == nil {
+		v.zones = map[string]error{}
+	}
+	_, err := time.LoadLocation(name)
+	v.zones[name] = err
+	return err
 }
 
 // approval validates a wave's approval: known approver forms, no duplicates, a quorum the

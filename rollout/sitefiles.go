@@ -7,6 +7,7 @@ import (
 	"path"
 
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 )
 
@@ -127,10 +128,12 @@ func siteDocs(file string, data []byte) ([]siteEntry, []Issue) {
 	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
 		return nil, in(Issue{Line: 1, Column: 1, Message: "the file starts with a byte order mark (BOM), which YAML does not expect here: save it as UTF-8 without BOM"})
 	}
-	if issues := refuseYAML(data, "site file"); len(issues) > 0 {
+	// Lexed once: refused features are found in the tokens the parser then reads.
+	tokens := lexer.Tokenize(string(data))
+	if issues := refuseTokens(tokens, "site file"); len(issues) > 0 {
 		return nil, in(issues...)
 	}
-	f, err := parser.ParseBytes(data, 0)
+	f, err := parser.Parse(tokens, 0)
 	if err != nil {
 		return nil, in(yamlIssue(err, &fileSiteDoc{}))
 	}

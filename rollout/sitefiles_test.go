@@ -190,3 +190,20 @@ func FuzzParseSiteFile(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSiteFiles parses a plan whose 10,000 sites are kept one per file, as LoadPlan does
+// for every rollout of such a fleet.
+func BenchmarkSiteFiles(b *testing.B) {
+	plan := header + "  siteFiles: \"inventory/*.yaml\"\n  waves:\n    - {name: canary, percent: 1, spread: region}\n    - {name: rest}\n"
+	files := fstest.MapFS{}
+	for i := range 10_000 {
+		files[fmt.Sprintf("inventory/s-%05d.yaml", i)] = &fstest.MapFile{Data: fmt.Appendf(nil,
+			"apiVersion: fleetwave.dev/v1alpha1\nkind: Site\nname: s-%05d\nlabels: {region: r%d, tier: store}\ntimezone: Europe/Amsterdam\ncluster: {context: c%d, kustomization: flux-system/s-%05d}\n", i, i%8, i%50, i)}
+	}
+	for b.Loop() {
+		p, err := ParsePlanFS("fleetwave.yaml", []byte(plan), files)
+		if err != nil || len(p.Sites) != 10_000 {
+			b.Fatal(err)
+		}
+	}
+}
