@@ -373,7 +373,7 @@ func TestWaitConverged(t *testing.T) {
 	a1 := f.commitOn("sites/ams-1", "ams-1 v2", map[string]string{sim.ConfigFile: "reconcileDelay: 200ms\n"})
 	a2 := f.commitOn("sites/ams-2", "ams-2 v2", map[string]string{sim.ConfigFile: "reconcileDelay: 100ms\n"})
 	res := waitConverged(t, env, ConvergeInput{
-		Sites:    []Expectation{{site("ams-1"), a1}, {site("ams-2"), a2}},
+		Sites:    []Expectation{{Site: site("ams-1"), Commit: a1}, {Site: site("ams-2"), Commit: a2}},
 		Deadline: time.Now().Add(10 * time.Second),
 	})
 	if diff := cmp.Diff([]bool{true, true}, res.Converged); diff != "" || res.Failed {
@@ -392,7 +392,7 @@ func TestWaitConverged(t *testing.T) {
 	other := f.commitOn("main", "never promoted", map[string]string{"apps/app.yaml": "version: 9\n"})
 	start = time.Now()
 	res = waitConverged(t, env, ConvergeInput{
-		Sites:    []Expectation{{site("ams-1"), a1}, {site("ams-2"), other}},
+		Sites:    []Expectation{{Site: site("ams-1"), Commit: a1}, {Site: site("ams-2"), Commit: other}},
 		Deadline: time.Now().Add(300 * time.Millisecond),
 	})
 	if diff := cmp.Diff([]bool{true, false}, res.Converged); diff != "" || res.Failed {
@@ -409,7 +409,7 @@ func TestWaitConverged(t *testing.T) {
 	// A broken sim.yaml at the expected commit: Flux failed, so the wait ends early.
 	broken := f.commitOn("sites/ams-2", "broken", map[string]string{sim.ConfigFile: "degraded: [\n"})
 	res = waitConverged(t, env, ConvergeInput{
-		Sites:    []Expectation{{site("ams-2"), broken}},
+		Sites:    []Expectation{{Site: site("ams-2"), Commit: broken}},
 		Deadline: time.Now().Add(10 * time.Second),
 	})
 	if !res.Failed || res.Converged[0] {
@@ -440,7 +440,7 @@ func TestConvergenceIsNotifiedNotPolled(t *testing.T) {
 		env.RegisterActivity(&Sites{Driver: d.driver, Poll: time.Hour})
 		start := time.Now()
 		res := waitConverged(t, env, ConvergeInput{
-			Sites:    []Expectation{{rollout.Site{Name: "ams-1"}, c}},
+			Sites:    []Expectation{{Site: rollout.Site{Name: "ams-1"}, Commit: c}},
 			Deadline: time.Now().Add(20 * time.Second),
 		})
 		if !res.Converged[0] || !res.States[0].Converged(c) {
@@ -619,7 +619,7 @@ func TestConvergedUnderSomeoneElsesCommit(t *testing.T) {
 	unrelated := f.commitOn("main", "never promoted", map[string]string{"apps/app.yaml": "version: 9\n"})
 	in := func(commit string) ConvergeInput {
 		// Long enough for the simulated site to apply the head (its reconcile takes 1s).
-		return ConvergeInput{Sites: []Expectation{{rollout.Site{Name: "ams-1"}, commit}}, Deadline: time.Now().Add(3 * time.Second)}
+		return ConvergeInput{Sites: []Expectation{{Site: rollout.Site{Name: "ams-1"}, Commit: commit}}, Deadline: time.Now().Add(3 * time.Second)}
 	}
 
 	env := newEnv()

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,13 +68,18 @@ func (d *descendants) mark(ctx context.Context, st *rollout.SiteState, expect st
 type Expectation struct {
 	Site   rollout.Site
 	Commit string
+	// UnreachableSince is since when the site could not be observed, when it could not at its
+	// last observation before this wait (with ConvergeInput.Offline).
+	UnreachableSince time.Time `json:",omitzero"`
 }
 
 // ConvergeInput lists the sites to wait for and the absolute deadline (so a retried attempt
-// does not restart the clock).
+// does not restart the clock). With Offline, the wait also ends once a site has been
+// unreachable that long (the plan's health.offline.after): the wave defers it.
 type ConvergeInput struct {
 	Sites    []Expectation
 	Deadline time.Time
+	Offline  time.Duration `json:",omitempty"`
 }
 
 // ConvergeResult holds the last observation of every site; Converged[i] says whether site i
@@ -85,6 +91,9 @@ type ConvergeResult struct {
 	Failed bool
 	// TimedOut is true when the deadline passed before every site converged.
 	TimedOut bool `json:",omitempty"`
+	// UnreachableSince[i] (with ConvergeInput.Offline) is since when site i could not be
+	// observed, zero when its last observation could.
+	UnreachableSince []time.Time `json:",omitempty"`
 }
 
 // WaitConverged observes the sites until every one applied its commit and is ready, one fails
@@ -96,6 +105,12 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 		poll = 2 * time.Second
 	}
 	res := ConvergeResult{States: make([]rollout.SiteState, len(in.Sites)), Converged: make([]bool, len(in.Sites))}
+	if in.Offline > 0 {
+		res.UnreachableSince = make([]time.Time, len(in.Sites))
+		for i, e := range in.Sites {
+			res.UnreachableSince[i] = e.UnreachableSince
+		}
+	}
 	requested := make([]bool, len(in.Sites))
 	// Watch before the first round, so that a site applying between its observation and the
 	// wait is not missed; the watch ends with the wait.
@@ -113,7 +128,7 @@ func (s *Sites) WaitConverged(ctx context.Context, in ConvergeInput) (ConvergeRe
 			}
 		}
 		activity.RecordHeartbeat(ctx, done)
-		if done == len(in.Sites) || res.Failed {
+		if done == len(in.Sites) || res.Failed || offline(in, &res, time.Now()) {
 			return res, nil
 		}
 		if !time.Now().Before(in.Deadline) {
@@ -175,6 +190,55 @@ func (s *Sites) convergeRound(ctx context.Context, in []Expectation, res *Conver
 		}
 	}
 	return nil
+}
+
+// offline tracks since when each site that has not converged could not be observed
+// (ConvergeInput.Offline), and reports whether one has not been for Offline.
+func offline(in ConvergeInput, res *ConvergeResult, now time.Time) bool {
+	if in.Offline <= 0 {
+		return false
+	}
+	found := false
+	for i, st := range res.States {
+		switch {
+		case res.Converged[i] || st.Reachable:
+			res.UnreachableSince[i] = time.Time{}
+		case res.UnreachableSince[i].IsZero():
+			res.UnreachableSince[i] = cmp.Or(st.ObservedAt, now)
+		}
+		if !res.Converged[i] && !res.UnreachableSince[i].IsZero() && now.Sub(res.UnreachableSince[i]) >= in.Offline {
+			found = true
+		}
+	}
+	return found
+}
+
+// ProbeInput lists sites to probe.
+type ProbeInput struct {
+	Sites []rollout.Site
+}
+
+// ProbeResult lists the observation of each probed site that could not be reached; the
+// others answered. It is recorded in the workflow's history, so it lists only those.
+type ProbeResult struct {
+	Unreachable []rollout.SiteState `json:",omitempty"`
+}
+
+// Probe observes once whether the sites can be reached (before a wave promotes them). It runs
+// as a local activity: its input, every site of a batch, stays out of the history. The
+// workflow waits between probes on its own timers.
+func (s *Sites) Probe(ctx context.Context, in ProbeInput) (ProbeResult, error) {
+	states, err := s.observeAll(ctx, in.Sites)
+	if err != nil {
+		return ProbeResult{}, err
+	}
+	var out ProbeResult
+	for _, st := range states {
+		if !st.Reachable {
+			out.Unreachable = append(out.Unreachable, st)
+		}
+	}
+	return out, nil
 }
 
 // watch subscribes to changes of the sites when the driver can tell them (deploy.Watcher), so

@@ -105,6 +105,9 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 		switch st.State {
 		case rollout.StateSucceeded:
 			text = fmt.Sprintf(":tada: Rolled out `%s` to every wave", rollout.Short(st.Commit))
+			if st.Reason != "" {
+				text += "; " + esc(st.Reason) // the Deferred sites
+			}
 		default:
 			text = fmt.Sprintf("%s Rollout %s", stateIcon(st.State), words(st.State))
 			if st.Reason != "" {

@@ -280,6 +280,7 @@ func (p *Plan) Scaled(k float64) *Plan {
 	out.Health.ConvergenceTimeout = div(p.Health.ConvergenceTimeout)
 	out.Health.Interval = max(div(p.Health.Interval), MinScaledInterval)
 	out.Health.UnknownTimeout = div(p.Health.UnknownTimeout)
+	out.Health.Offline.After = div(p.Health.Offline.After)
 	return &out
 }
 

@@ -100,12 +100,19 @@ type fileWave struct {
 }
 
 type fileHealth struct {
-	ConvergenceTimeout string      `yaml:"convergenceTimeout"`
-	Interval           string      `yaml:"interval"`
-	FailureThreshold   *int        `yaml:"failureThreshold"`
-	UnknownTimeout     string      `yaml:"unknownTimeout"`
-	Watch              string      `yaml:"watch"`
-	Checks             []fileCheck `yaml:"checks"`
+	ConvergenceTimeout string       `yaml:"convergenceTimeout"`
+	Interval           string       `yaml:"interval"`
+	FailureThreshold   *int         `yaml:"failureThreshold"`
+	UnknownTimeout     string       `yaml:"unknownTimeout"`
+	Watch              string       `yaml:"watch"`
+	Checks             []fileCheck  `yaml:"checks"`
+	Offline            *fileOffline `yaml:"offline"`
+}
+
+type fileOffline struct {
+	After       string `yaml:"after"`
+	Action      string `yaml:"action"`
+	MaxDeferred any    `yaml:"maxDeferred"` // a count (2) or a percentage ("10%")
 }
 
 type fileCheck struct {

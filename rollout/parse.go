@@ -557,6 +557,34 @@ func (v *validator) health(h fileHealth) Health {
 			out.FailureThreshold = *h.FailureThreshold
 		}
 	}
+	if h.Offline != nil {
+		out.Offline = v.offline(*h.Offline, out)
+	}
+	return out
+}
+
+// offline validates health.offline. Deferring needs a budget the plan states (maxDeferred):
+// a default would let a wave pass with sites nobody saw; and after must be shorter than the
+// convergence timeout, or no site would ever be Offline before it degraded.
+func (v *validator) offline(o fileOffline, h Health) Offline {
+	const path = "$.spec.health.offline"
+	out := Offline{After: v.duration(path+".after", o.After, DefaultOfflineAfter, false)}
+	switch o.Action {
+	case "", OfflineFail:
+		out.Action = OfflineFail
+	case OfflineDefer:
+		out.Action = OfflineDefer
+	default:
+		v.errorf(path+".action", "health.offline.action must be defer or fail, got %q", o.Action)
+	}
+	if o.MaxDeferred != nil {
+		out.MaxDeferred = v.budget(path+".maxDeferred", "maxDeferred", o.MaxDeferred)
+	} else if out.Action == OfflineDefer {
+		v.errorf(path, "health.offline.maxDeferred is required with action defer: how many of a wave's sites may be deferred, a count (2) or a percentage (\"10%%\")")
+	}
+	if out.After > 0 && out.After >= h.ConvergenceTimeout {
+		v.errorf(path+".after", "health.offline.after (%s) must be shorter than health.convergenceTimeout (%s): a site would degrade before it counted as offline", out.After, h.ConvergenceTimeout)
+	}
 	return out
 }
 

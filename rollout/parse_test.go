@@ -161,6 +161,22 @@ func TestParsePlanErrors(t *testing.T) {
 				`8:30: maxFailures must be a number of sites (2) or a percentage of the wave ("5%"), got -1`},
 		},
 		{
+			name: "bad offline settings",
+			doc:  header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    offline: {action: skip, maxDeferred: many}\n",
+			want: []string{`7:23: health.offline.action must be defer or fail, got "skip"`,
+				`7:42: maxDeferred must be a number of sites (2) or a percentage of the wave ("5%"), got many`},
+		},
+		{
+			name: "defer without maxDeferred",
+			doc:  header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    offline: {action: defer}\n",
+			want: []string{`7:14: health.offline.maxDeferred is required with action defer`},
+		},
+		{
+			name: "offline after the convergence timeout",
+			doc:  header + "  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    convergenceTimeout: 5m\n    offline: {after: 5m, action: defer, maxDeferred: 1}\n",
+			want: []string{`8:22: health.offline.after (5m0s) must be shorter than health.convergenceTimeout (5m0s)`},
+		},
+		{
 			name: "wrong apiVersion and kind",
 			doc:  "apiVersion: v1\nkind: Plan\nspec:\n  sites: [{name: a}]\n  waves: [{name: w}]\n",
 			want: []string{`1:13: apiVersion must be "fleetwave.dev/v1alpha1"`, `2:7: kind must be "RolloutPlan"`},
@@ -419,6 +435,36 @@ func TestParsePlanFailureBudget(t *testing.T) {
 		if got := tt.b.Allowed(tt.sites); got != tt.want || tt.b.String() != tt.text {
 			t.Errorf("%+v.Allowed(%d) = %d (%s), want %d (%s)", tt.b, tt.sites, got, tt.b, tt.want, tt.text)
 		}
+	}
+}
+
+// TestParsePlanOffline: without health.offline, or with its defaults, a plan keeps the
+// fail-closed rules; with defer it
+// keeps its after and its maxDeferred, and Defers says so.
+func TestParsePlanOffline(t *testing.T) {
+	p, err := ParsePlan("fleetwave.yaml", []byte(header+"  sites: [{name: a}]\n  waves: [{name: w}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Health.Defers() {
+		t.Errorf("a plan without health.offline defers: %+v", p.Health.Offline)
+	}
+	p, err = ParsePlan("fleetwave.yaml", []byte(header+"  sites: [{name: a}]\n  waves: [{name: w}]\n  health: {offline: {}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Offline{After: DefaultOfflineAfter, Action: OfflineFail}); p.Health.Offline != want || p.Health.Defers() {
+		t.Errorf("empty offline %+v (defers %v), want %+v", p.Health.Offline, p.Health.Defers(), want)
+	}
+	p, err = ParsePlan("fleetwave.yaml", []byte(header+"  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    offline: {after: 90s, action: defer, maxDeferred: 10%}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Offline{After: 90 * time.Second, Action: OfflineDefer, MaxDeferred: FailureBudget{Percent: 10}}); p.Health.Offline != want || !p.Health.Defers() {
+		t.Errorf("offline %+v (defers %v), want %+v", p.Health.Offline, p.Health.Defers(), want)
+	}
+	if got := p.Scaled(60).Health.Offline.After; got != 1500*time.Millisecond {
+		t.Errorf("scaled by 60: after %s, want 1.5s", got)
 	}
 }
 

@@ -159,7 +159,34 @@ type Health struct {
 	// Watch says how long a promoted site stays observed: WatchRollout (the default, also
 	// when empty) until the rollout ends, WatchWave until its own wave ended.
 	Watch string `json:",omitempty"`
+	// Offline says what happens to a site that cannot be observed when its batch is promoted,
+	// or after its promotion was pushed and before it applied it.
+	Offline Offline `json:",omitzero"`
 }
+
+// Offline is the plan's health.offline: a site fleetwave could not observe for After is
+// Offline; with Action OfflineDefer it is Deferred (its batch goes on without it, and an
+// unapplied promotion is withdrawn), at most MaxDeferred of a wave's sites; with OfflineFail
+// (the default, also when empty) it is judged as any unreachable site: degraded after
+// convergenceTimeout.
+type Offline struct {
+	After       time.Duration `json:",omitempty"`
+	Action      string        `json:",omitempty"`
+	MaxDeferred FailureBudget `json:",omitzero"`
+}
+
+// Offline actions.
+const (
+	OfflineFail  = "fail"
+	OfflineDefer = "defer"
+)
+
+// DefaultOfflineAfter is how long a site must be unobservable to be Offline when the plan's
+// health.offline leaves after out.
+const DefaultOfflineAfter = 2 * time.Minute
+
+// Defers reports whether offline sites are deferred (health.offline.action defer).
+func (h Health) Defers() bool { return h.Offline.Action == OfflineDefer }
 
 // Watches: how long a promoted site stays observed.
 const (

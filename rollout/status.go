@@ -17,6 +17,10 @@ const (
 	VerdictDegraded   Verdict = "Degraded"   // a check failed FailureThreshold times in a row, Flux failed, or Unknown too long
 	VerdictUnknown    Verdict = "Unknown"    // cannot tell: the site is unreachable
 	VerdictReverted   Verdict = "Reverted"   // the promotion was reverted through git
+	// VerdictDeferred: the site was offline (health.offline, action defer) when its batch was
+	// promoted, or after its promotion was pushed and before it applied it; its branch holds
+	// no commit a gate did not pass (an unapplied promotion is withdrawn by a revert).
+	VerdictDeferred Verdict = "Deferred"
 )
 
 // State is the phase of a rollout or a wave.
@@ -413,6 +417,27 @@ type Status struct {
 	Waiting []string `json:"waiting,omitempty"`
 }
 
+// DeferredNote says which sites of the rollout were Deferred (offline, health.offline), ""
+// when none: a rollout that succeeded without them says so as its Reason.
+func (s Status) DeferredNote() string {
+	var names []string
+	for _, w := range s.Waves {
+		for _, site := range w.Sites {
+			if site.Verdict == VerdictDeferred {
+				names = append(names, site.Name)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	list := strings.Join(names, ", ")
+	if len(names) > 3 {
+		list = strings.Join(names[:3], ", ") + fmt.Sprintf(" and %d more", len(names)-3)
+	}
+	return fmt.Sprintf("%s deferred (offline): %s", Count(len(names), "site"), list)
+}
+
 // ApprovalWave is the wave a vote that names none is on: the last one that asked for approval.
 func (s Status) ApprovalWave() (int, bool) {
 	for i := len(s.Waves) - 1; i >= 0; i-- {
@@ -517,7 +542,8 @@ func (w *WaveStatus) Apply(c WaveChange) {
 // failed round.
 func (s SiteStatus) compact() SiteStatus {
 	if (s.Verdict == VerdictHealthy && s.Failures == 0) || s.Verdict == VerdictPending {
-		return SiteStatus{Name: s.Name, Branch: s.Branch, Verdict: s.Verdict, Promoted: s.Promoted}
+		// A pending site keeps since when it is unreachable (health.offline counts from it).
+		return SiteStatus{Name: s.Name, Branch: s.Branch, Verdict: s.Verdict, Promoted: s.Promoted, UnknownSince: s.UnknownSince}
 	}
 	return s
 }

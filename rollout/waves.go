@@ -319,8 +319,14 @@ func FormatSelector(sel map[string]string) string {
 // failureBudget reads maxFailures: a count of sites (0 or more) or a percentage of the wave's
 // sites ("5%", up to 100%).
 func (v *validator) failureBudget(path string, raw any) FailureBudget {
+	return v.budget(path, "maxFailures", raw)
+}
+
+// budget parses a count of a wave's sites (2) or a percentage of them ("5%"): maxFailures,
+// maxDeferred.
+func (v *validator) budget(path, field string, raw any) FailureBudget {
 	bad := func() FailureBudget {
-		v.errorf(path, "maxFailures must be a number of sites (2) or a percentage of the wave (\"5%%\"), got %v", raw)
+		v.errorf(path, "%s must be a number of sites (2) or a percentage of the wave (\"5%%\"), got %v", field, raw)
 		return FailureBudget{}
 	}
 	switch n := raw.(type) {

@@ -155,6 +155,11 @@ func (d *waveDriver) versions(ctx workflow.Context) {
 	d.evidence = workflow.GetVersion(ctx, versionEvidenceGates, workflow.DefaultVersion, 1) >= 1
 	// Before versionPromoteMissing, a site branch that did not exist failed the whole push.
 	d.skipMissing = workflow.GetVersion(ctx, versionPromoteMissing, workflow.DefaultVersion, 1) >= 1
+	// Before versionOfflineDefer, a plan's health.offline did not exist. Only a wave that can
+	// defer asks, so that every other wave's history stays as it was.
+	if d.evidence && d.in.Health.Defers() {
+		d.offline = workflow.GetVersion(ctx, versionOfflineDefer, workflow.DefaultVersion, 1) >= 1
+	}
 }
 
 // versionPromoteMissing guards a missing site branch counting as that one site's failure
@@ -163,7 +168,7 @@ const versionPromoteMissing = "promote-missing-branch"
 
 // flags gives the runbook what the versions say, and the status its rollout was told last.
 func (d *waveDriver) flags(ctx workflow.Context) {
-	d.run.Afresh, d.run.Evidence, d.run.Reporting = d.afresh, d.evidence, d.reporting
+	d.run.Afresh, d.run.Evidence, d.run.Reporting, d.run.Offline = d.afresh, d.evidence, d.reporting, d.offline
 	d.run.Reported, d.run.ReportedAt = d.in.Status, workflow.Now(ctx)
 }
 
@@ -188,6 +193,8 @@ func (d *waveDriver) runStep(ctx workflow.Context) (runbook.WaveEvent, error) {
 		return d.converge(ctx, c), nil
 	case runbook.ObserveHealth:
 		return d.observe(ctx, c), nil
+	case runbook.ProbeSites:
+		return d.probe(ctx, c), nil
 	case runbook.RevertSites:
 		return d.revert(ctx, c), nil
 	case runbook.SleepUntil:
@@ -252,6 +259,8 @@ type waveDriver struct {
 	reporting        runbook.Reporting
 	// skipMissing: a missing site branch is its site's failure, not the batch's (versioned).
 	skipMissing bool
+	// offline: the wave defers offline sites (health.offline, versioned).
+	offline bool
 	// localRounds: health rounds run as local activities reporting changes (versioned).
 	localRounds bool
 	// cancelOnAbort: an abort cancels a convergence wait in flight (versioned).
@@ -512,7 +521,7 @@ func (d *waveDriver) converge(ctx workflow.Context, c runbook.AwaitConvergence) 
 	var res runbook.SitesConverged
 	var err error
 	wait := func(ctx workflow.Context) {
-		res, err = waitConverged(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, "wait for "+label)
+		res, err = waitConvergedOffline(ctx, d.site, c.Sites, c.Deadline, d.in.Health.ConvergenceTimeout, c.Offline, "wait for "+label)
 	}
 	if d.cancelOnAbort {
 		wctx, cancel := workflow.WithCancel(ctx)
@@ -699,12 +708,19 @@ func (d *waveDriver) finish(ctx workflow.Context, c runbook.FinishWave) (WaveRes
 // failed at its commit, or the deadline passed.
 func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect []runbook.Expect, deadline time.Time,
 	timeout time.Duration, summary string) (runbook.SitesConverged, error) {
+	return waitConvergedOffline(ctx, site, expect, deadline, timeout, 0, summary)
+}
+
+// waitConvergedOffline is waitConverged that also ends once a site has been unreachable for
+// offline (a wave that defers offline sites), and says since when each could not be observed.
+func waitConvergedOffline(ctx workflow.Context, site func(string) rollout.Site, expect []runbook.Expect, deadline time.Time,
+	timeout, offline time.Duration, summary string) (runbook.SitesConverged, error) {
 	parts := split(expect, chunk)
 	futures := make([]workflow.Future, len(parts))
 	for i, part := range parts {
-		in := activities.ConvergeInput{Deadline: deadline, Sites: make([]activities.Expectation, len(part))}
+		in := activities.ConvergeInput{Deadline: deadline, Offline: offline, Sites: make([]activities.Expectation, len(part))}
 		for j, e := range part {
-			in.Sites[j] = activities.Expectation{Site: site(e.Site), Commit: e.Commit}
+			in.Sites[j] = activities.Expectation{Site: site(e.Site), Commit: e.Commit, UnreachableSince: e.Unreachable}
 		}
 		var sites *activities.Sites
 		futures[i] = workflow.ExecuteActivity(convergeOptions(ctx, timeout, summary), sites.WaitConverged, in)
@@ -720,6 +736,9 @@ func waitConverged(ctx workflow.Context, site func(string) rollout.Site, expect 
 			c := runbook.Convergence{Site: e.Site}
 			if j < len(res.Converged) {
 				c.Converged, c.State = res.Converged[j], res.States[j]
+			}
+			if j < len(res.UnreachableSince) {
+				c.Unreachable = res.UnreachableSince[j]
 			}
 			out.Sites = append(out.Sites, c)
 		}

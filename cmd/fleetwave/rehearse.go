@@ -41,6 +41,7 @@ type rehearseOptions struct {
 	approve        string
 	temporalBin    string
 	logLevel       string
+	keepRepo       string
 }
 
 func newRehearseCmd(g *globals) *cobra.Command {
@@ -77,6 +78,7 @@ report say it), and 1 on bad input or when the rehearsal itself failed. See docs
 	f.Float64Var(&o.scale, "time-scale", 60, "divide every duration of the plan and the faults by this (1: real time)")
 	f.StringArrayVar(&o.reports, "report", nil, "write the report to this file: .json or .md (repeatable)")
 	f.StringVar(&o.approve, "approve", "auto", "what the rehearsal answers to approval requests: auto (approve) or reject")
+	f.StringVar(&o.keepRepo, "keep-repo", "", "copy the fleet repo the rehearsal pushed to into this new directory (a bare git repository), to read its commits with git")
 	f.StringVar(&o.temporalBin, "temporal", "", "the Temporal CLI binary (default: $FLEETWAVE_TEMPORAL, .tools/bin/temporal, or temporal on PATH)")
 	return cmd
 }
@@ -88,6 +90,11 @@ func runRehearse(ctx context.Context, g *globals, o rehearseOptions) error {
 	for _, r := range o.reports {
 		if ext := filepath.Ext(r); ext != ".json" && ext != ".md" {
 			return usagef("--report %s: name a .json or a .md file", r)
+		}
+	}
+	if o.keepRepo != "" {
+		if _, err := os.Stat(o.keepRepo); err == nil {
+			return usagef("--keep-repo %s: the directory exists; name a new one", o.keepRepo)
 		}
 	}
 	in, err := loadRehearsal(o)
@@ -110,6 +117,11 @@ func runRehearse(ctx context.Context, g *globals, o rehearseOptions) error {
 	for _, path := range o.reports {
 		if err := rep.write(path); err != nil {
 			return err
+		}
+	}
+	if o.keepRepo != "" {
+		if err := os.CopyFS(o.keepRepo, os.DirFS(r.repoDir)); err != nil {
+			return fmt.Errorf("--keep-repo %s: %w", o.keepRepo, err)
 		}
 	}
 	fmt.Fprintln(g.stdout, rep.outcome())

@@ -46,6 +46,8 @@ type rehearsalSummary struct {
 	Promoted       int                      `json:"promoted"`
 	Reverted       int                      `json:"reverted"`
 	Unknown        int                      `json:"unknown"`
+	// Deferred counts the sites Deferred at the end (offline, health.offline).
+	Deferred int `json:"deferred,omitempty"`
 	// Duration is the rollout's on the plan's scale; RealDuration how long the rehearsal took.
 	Duration     string        `json:"duration"`
 	RealDuration string        `json:"realDuration"`
@@ -160,6 +162,8 @@ func (r *rehearsal) report(ctx context.Context, id string, st rollout.Status, st
 				sum.Reverted++
 			case s.Verdict == rollout.VerdictUnknown:
 				sum.Unknown++
+			case s.Verdict == rollout.VerdictDeferred:
+				sum.Deferred++
 			}
 			if s.Promoted {
 				sum.Promoted++
@@ -234,10 +238,14 @@ func (r *rehearsal) checkGit(id string, st rollout.Status) (gitCheck, error) {
 			}
 			out.Promotions += promotions
 			out.Reverts += reverts
-			if promotions > 1 || reverts > 1 {
+			// A Deferred site's promotion was withdrawn by a revert; one that rejoined was promoted
+			// again: promotions and reverts alternate, and what is left standing is what the
+			// status says.
+			if promotions > reverts+1 || reverts > promotions {
 				out.Duplicates = append(out.Duplicates, s.Name)
 			}
-			if (promotions > 0) != s.Promoted || (reverts > 0) != (s.Verdict == rollout.VerdictReverted) {
+			standing := s.Promoted && s.Revert == "" && s.Verdict != rollout.VerdictReverted
+			if (promotions > 0) != (s.Promoted || reverts > 0) || (promotions-reverts == 1) != standing {
 				out.Mismatches = append(out.Mismatches, fmt.Sprintf("%s: %d promotions, %d reverts; status: promoted %v, %s", s.Name, promotions, reverts, s.Promoted, s.Verdict))
 			}
 		}
@@ -310,7 +318,7 @@ func (rep *rehearsalReport) markdown() string {
 	if st.Reason != "" {
 		fmt.Fprintf(&b, " %s.", strings.TrimSuffix(st.Reason, "."))
 	}
-	fmt.Fprintf(&b, "\n\n%s promoted, %d reverted, %d unknown at the end.\n\n", rollout.Count(sum.Promoted, "site"), sum.Reverted, sum.Unknown)
+	fmt.Fprintf(&b, "\n\n%s promoted, %d reverted, %d unknown, %d deferred at the end.\n\n", rollout.Count(sum.Promoted, "site"), sum.Reverted, sum.Unknown, sum.Deferred)
 	b.WriteString("## Waves\n\n| wave | state | start | end | sites | verdicts |\n|---|---|---|---|---|---|\n")
 	for _, w := range sum.Waves {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s |\n", w.Name, w.State, dash(w.Start), dash(w.End), w.Sites, verdictList(w.Verdicts))

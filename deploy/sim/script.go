@@ -69,10 +69,31 @@ func (f *Fleet) runsCommit(applied string) bool {
 	return v
 }
 
-// unreachable returns why the script makes the site unreachable now, or "".
+// scriptUnreachable returns why the script makes the site unreachable now, or "".
 func (f *Fleet) scriptUnreachable(name string, now time.Time) string {
-	if f.script == nil {
+	i, u := f.unreachableFault(name, now)
+	if u == nil {
 		return ""
+	}
+	f.record(i, name, now)
+	if u.For > 0 {
+		return fmt.Sprintf("rehearsal fault: unreachable from %s for %s", u.From, u.For)
+	}
+	return fmt.Sprintf("rehearsal fault: unreachable from %s on", u.From)
+}
+
+// scriptOffline reports whether the script makes the site unreachable now: an offline site
+// neither answers nor fetches its branch.
+func (f *Fleet) scriptOffline(name string, now time.Time) bool {
+	_, u := f.unreachableFault(name, now)
+	return u != nil
+}
+
+// unreachableFault returns the script's fault that makes the site unreachable now, and its
+// index, or nil.
+func (f *Fleet) unreachableFault(name string, now time.Time) (int, *rollout.UnreachableFault) {
+	if f.script == nil {
+		return 0, nil
 	}
 	for i, fl := range f.script.Faults {
 		u := fl.Unreachable
@@ -80,16 +101,11 @@ func (f *Fleet) scriptUnreachable(name string, now time.Time) string {
 			continue
 		}
 		from := f.script.at(u.From)
-		if now.Before(from) || (u.For > 0 && !now.Before(f.script.at(u.From+u.For))) {
-			continue
+		if !now.Before(from) && (u.For == 0 || now.Before(f.script.at(u.From+u.For))) {
+			return i, u
 		}
-		f.record(i, name, now)
-		if u.For > 0 {
-			return fmt.Sprintf("rehearsal fault: unreachable from %s for %s", u.From, u.For)
-		}
-		return fmt.Sprintf("rehearsal fault: unreachable from %s on", u.From)
 	}
-	return ""
+	return 0, nil
 }
 
 // scriptFailing returns why the script makes the site's checks fail now, or "".

@@ -276,6 +276,10 @@ func (f *Fleet) Step(ctx context.Context) error {
 			continue
 		}
 		s.missing = false
+		if f.scriptOffline(name, now) {
+			// Offline: it cannot fetch its branch either, until it is back.
+			continue
+		}
 		if r.head != s.pending {
 			if r.head == r.pending {
 				// Another Step moved the site meanwhile: read this head's sim.yaml now.

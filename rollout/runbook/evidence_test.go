@@ -308,7 +308,7 @@ func TestEvidenceAbortCutsRevertWait(t *testing.T) {
 		t.Fatalf("a degraded within the budget: %#v, want a write-only revert", c)
 	}
 	r, c = step(r, SitesReverted{At: at(5 * time.Minute), Sites: []Reversion{{Site: "a", Revert: "r-a", Head: "r-a"}}})
-	if diff := cmp.Diff(AwaitConvergence{Sites: []Expect{{"a", "r-a"}}, Deadline: at(5*time.Minute + time.Minute)}, c); diff != "" {
+	if diff := cmp.Diff(AwaitConvergence{Sites: []Expect{{Site: "a", Commit: "r-a"}}, Deadline: at(5*time.Minute + time.Minute)}, c); diff != "" {
 		t.Fatalf("the revert's wait, sliced at the next round (-want +got):\n%s", diff)
 	}
 	r, c = step(r, StepCancelled{At: at(5*time.Minute + 10*time.Second)})

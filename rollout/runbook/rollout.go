@@ -915,6 +915,8 @@ func (s *turn) succeed(now time.Time) {
 	r := &s.r
 	s.setState(rollout.StateSucceeded)
 	r.Status.FinishedAt = now
+	// Succeeded without its Deferred sites, if any: the Reason says so.
+	r.Status.Reason = r.Status.DeferredNote()
 	s.finish(rollout.StateSucceeded, "")
 }
 

@@ -130,7 +130,11 @@ func (r Rollout) details() string {
 	case r.Phase == PhaseDone:
 		switch st.Cause {
 		case "":
-			return fmt.Sprintf("Rolled out %s to %s", rollout.Short(st.Commit), rollout.Count(len(r.Plan.Sites), "site"))
+			d := fmt.Sprintf("Rolled out %s to %s", rollout.Short(st.Commit), rollout.Count(len(r.Plan.Sites), "site"))
+			if st.Reason != "" {
+				d += "; " + st.Reason // the Deferred sites
+			}
+			return d
 		case rollout.CauseSuperseded:
 			return "Stopped: " + r.Stopper.Reason
 		case rollout.CauseAborted, rollout.CauseRolledBack, rollout.CauseWatchDegraded:

@@ -95,6 +95,11 @@ type Wave struct {
 	// seen applying yet, and RevertDeadline when they must have.
 	RevertWait     []Expect
 	RevertDeadline time.Time
+	// Offline makes an Evidence wave defer its offline sites when the plan says so
+	// (Health.Defers; versioned by the workflow: offline.go); Rejoins are the batches of
+	// Deferred sites that came back, promoted after the plan's Batches (and part of them).
+	Offline bool       `json:",omitempty"`
+	Rejoins [][]string `json:",omitempty"`
 
 	// Reporting says how the wave tells its rollout of its changes (Report); Reported is the
 	// status the rollout was last told (ReportCoalesced), at ReportedAt.
@@ -133,13 +138,14 @@ type WaveResume struct {
 	Extended       time.Duration `json:",omitempty"`
 	RevertWait     []Expect      `json:",omitempty"`
 	RevertDeadline time.Time     `json:",omitzero"`
+	Rejoins        [][]string    `json:",omitempty"`
 }
 
 // Resume returns where the runbook stands; ResumeWave takes it back with the status.
 func (r Wave) Resume() WaveResume {
 	return WaveResume{Phase: r.Phase, Batch: r.Batch, Deadline: r.Deadline, Then: r.Then, Pending: r.Pending,
 		Paused: r.Paused, Aborted: r.Aborted, Failed: r.Failed,
-		Seen: r.Seen, Extended: r.Extended, RevertWait: r.RevertWait, RevertDeadline: r.RevertDeadline}
+		Seen: r.Seen, Extended: r.Extended, RevertWait: r.RevertWait, RevertDeadline: r.RevertDeadline, Rejoins: r.Rejoins}
 }
 
 // ResumeWave returns the state of a wave that continued as new: its status then, and where
@@ -149,6 +155,8 @@ func ResumeWave(rolloutID, commit string, w rollout.Wave, h rollout.Health, auto
 	r.Phase, r.Batch, r.Deadline, r.Then, r.Pending = res.Phase, res.Batch, res.Deadline, res.Then, res.Pending
 	r.Paused, r.Aborted, r.Failed = res.Paused, res.Aborted, res.Failed
 	r.Seen, r.Extended, r.RevertWait, r.RevertDeadline = res.Seen, res.Extended, res.RevertWait, res.RevertDeadline
+	r.Rejoins = res.Rejoins
+	r.Batches = append(r.Batches, res.Rejoins...)
 	return r
 }
 
@@ -200,6 +208,9 @@ type Convergence struct {
 	Site      string
 	Converged bool
 	State     rollout.SiteState
+	// Unreachable is since when the site could not be observed, when its last observation
+	// could not (set when the wait was given the time, Expect.Unreachable, or saw it begin).
+	Unreachable time.Time `json:",omitzero"`
 }
 
 // SitesConverged says where the sites that were waited for stand: every one converged, one's
@@ -325,12 +336,17 @@ type PromoteSites struct {
 type Expect struct {
 	Site   string
 	Commit string
+	// Unreachable is since when the site could not be observed, if it could not at its last
+	// observation (a wave that defers offline sites).
+	Unreachable time.Time `json:",omitzero"`
 }
 
-// AwaitConvergence waits until the sites applied their commits, one's Flux fails, or Deadline.
+// AwaitConvergence waits until the sites applied their commits, one's Flux fails, or Deadline;
+// with Offline, also until a site has been unreachable that long (health.offline.after).
 type AwaitConvergence struct {
 	Sites    []Expect
 	Deadline time.Time
+	Offline  time.Duration `json:",omitempty"`
 }
 
 // ObserveHealth runs one health round over the sites.
@@ -453,6 +469,8 @@ func eventAt(e WaveEvent) time.Time {
 		return e.At
 	case HealthObserved:
 		return e.At
+	case SitesProbed:
+		return e.At
 	case WaveTick:
 		return e.At
 	case SitesReverted:
@@ -467,7 +485,12 @@ func (r Wave) next(e WaveEvent) (Wave, WaveStep) {
 	switch e := e.(type) {
 	case WaveStarted:
 		r.Status.StartedAt = e.At
+		if r.defers() && len(r.Batches) > 0 {
+			return r.startProbe(e.At)
+		}
 		return r.promoteNext(e.At)
+	case SitesProbed:
+		return r.probed(e)
 	case WaveControl:
 		return r.control(e)
 	case StepFailed:
@@ -533,8 +556,11 @@ func (r Wave) promoteNext(now time.Time) (Wave, WaveStep) {
 	if r.Batch >= len(r.Batches) {
 		r.Phase = WaveBake
 		r.Status.State = rollout.StateBaking
-		r.Status.ConvergedAt = now
-		r.Status.BakeUntil = now.Add(r.Wave.Bake)
+		if !r.defers() || r.Status.ConvergedAt.IsZero() {
+			// Sites that rejoined bake what is left of the wave's bake.
+			r.Status.ConvergedAt = now
+			r.Status.BakeUntil = now.Add(r.Wave.Bake)
+		}
 		return r, ObserveHealth{Sites: r.observable()}
 	}
 	if r.Paused {
@@ -543,7 +569,10 @@ func (r Wave) promoteNext(now time.Time) (Wave, WaveStep) {
 	}
 	if r.roundDue(now) {
 		// The sites of earlier batches are observed between pushes too.
-		return r, ObserveHealth{Sites: r.watched()}
+		return r, ObserveHealth{Sites: r.roundSites()}
+	}
+	if r.defers() {
+		return r.probeBatch(now)
 	}
 	r.Status.State = rollout.StatePromoting
 	return r, PromoteSites{Batch: r.Batch, Sites: r.Batches[r.Batch]}
@@ -606,7 +635,7 @@ func (r Wave) converged(e SitesConverged) (Wave, WaveStep) {
 	if r.Phase == WaveReverting {
 		return r.revertsConverged(e)
 	}
-	var degraded []string
+	var degraded, offline []string
 	var pending []Expect
 	// sliced: the wait ended for a health round, not at the convergence deadline.
 	sliced := r.Evidence && e.TimedOut && r.Slice.Before(r.Deadline)
@@ -617,6 +646,18 @@ func (r Wave) converged(e SitesConverged) (Wave, WaveStep) {
 		}
 		st := c.State
 		s.UpdatedAt, s.Revision = e.At, st.Revision
+		if r.defers() {
+			switch {
+			case c.Converged || st.Reachable:
+				s.UnknownSince = time.Time{}
+			case !c.Unreachable.IsZero():
+				s.UnknownSince = c.Unreachable
+			}
+			if r.offlineAt(c, e.At) {
+				offline = append(offline, c.Site)
+				continue
+			}
+		}
 		if c.Converged {
 			s.Verdict = rollout.VerdictHealthy
 			s.Message = "applied " + rollout.Short(s.Promotion)
@@ -639,6 +680,16 @@ func (r Wave) converged(e SitesConverged) (Wave, WaveStep) {
 		}
 		s.Verdict = rollout.VerdictDegraded
 		degraded = append(degraded, c.Site)
+	}
+	if len(offline) > 0 {
+		if len(degraded) == 0 {
+			return r.withdraw(e.At, offline, pending)
+		}
+		// Degraded sites first; the offline ones are withdrawn at the next wait, which
+		// returns at once for them.
+		for _, name := range offline {
+			pending = append(pending, Expect{Site: name, Commit: r.Site(name).Promotion})
+		}
 	}
 	if r.Evidence {
 		r.Pending = pending
@@ -678,9 +729,18 @@ func (r Wave) awaitConverge(now time.Time) (Wave, WaveStep) {
 		return r.abort(now)
 	}
 	if r.roundDue(now) {
-		return r, ObserveHealth{Sites: r.watched()}
+		return r, ObserveHealth{Sites: r.roundSites()}
 	}
 	r.Slice = r.sliceEnd(now, r.Deadline)
+	if r.defers() {
+		sites := slices.Clone(r.Pending)
+		for i := range sites {
+			if s := r.Site(sites[i].Site); s != nil {
+				sites[i].Unreachable = s.UnknownSince
+			}
+		}
+		return r, AwaitConvergence{Sites: sites, Deadline: r.Slice, Offline: r.Health.Offline.After}
+	}
 	return r, AwaitConvergence{Sites: r.Pending, Deadline: r.Slice}
 }
 
@@ -696,7 +756,7 @@ func (r Wave) awaitReverts(now time.Time) (Wave, WaveStep) {
 		return r.resume(now, r.Pending)
 	}
 	if r.roundDue(now) {
-		return r, ObserveHealth{Sites: r.watched()}
+		return r, ObserveHealth{Sites: r.roundSites()}
 	}
 	r.Slice = r.sliceEnd(now, r.RevertDeadline)
 	return r, AwaitConvergence{Sites: r.RevertWait, Deadline: r.Slice}
@@ -755,13 +815,23 @@ func (r Wave) observedEvidence(e HealthObserved) (Wave, WaveStep) {
 	r.Seen = e.At
 	// Only converged sites that are not decided yet.
 	degraded := r.fold(e, isWatched)
+	r, back := r.rejoin(e)
 	if len(degraded) > 0 {
 		if r.Phase != WaveReverting {
 			r.Then = r.Phase // Reverting keeps what it goes back to
 		}
+		if r.Then == WaveBake && back {
+			r.Then = WavePromote // the sites back are promoted after the reverts
+		}
 		return r.degrade(e.At, degraded, r.Pending)
 	}
 	switch r.Phase {
+	case WaveProbe:
+		return r.probeBatch(e.At)
+	case WaveBake:
+		if back {
+			return r.promoteNext(e.At)
+		}
 	case WaveConverge:
 		return r.awaitConverge(e.At)
 	case WaveReverting:
@@ -852,6 +922,9 @@ func (r Wave) bakeNext(now time.Time) (Wave, WaveStep) {
 	if r.Extended > 0 {
 		notes = append(notes, fmt.Sprintf("bake extended by %s for missed health rounds", r.Extended))
 	}
+	if note := r.deferredNote(); note != "" {
+		notes = append(notes, note)
+	}
 	if r.Evidence || len(notes) > 0 {
 		// An Evidence wave's waiting message gives way; waves recorded before kept theirs.
 		r.Status.Message = strings.Join(notes, "; ")
@@ -878,15 +951,26 @@ func (r Wave) unpassed() []string {
 // decided (degraded or reverted), as the rollout's watch observes a wave that passed.
 func (r Wave) watched() []string { return r.Status.WatchedSites() }
 
-// anyWatched reports whether any site is watched, without listing them.
+// anyWatched reports whether any site is watched, or Deferred (a round sees it back), without
+// listing them.
 func (r Wave) anyWatched() bool {
-	return slices.ContainsFunc(r.Status.Sites, rollout.SiteStatus.Watched)
+	if slices.ContainsFunc(r.Status.Sites, rollout.SiteStatus.Watched) {
+		return true
+	}
+	return r.defers() && slices.ContainsFunc(r.Status.Sites, func(s rollout.SiteStatus) bool { return s.Verdict == rollout.VerdictDeferred })
 }
 
-// observable lists the sites a round of the bake observes: watched (Evidence), or live.
+// roundSites lists the sites a health round of an Evidence wave observes: the watched ones,
+// and the Deferred ones, to see them back.
+func (r Wave) roundSites() []string {
+	return append(r.watched(), r.deferredSites()...)
+}
+
+// observable lists the sites a round of the bake observes: watched and Deferred (Evidence),
+// or live.
 func (r Wave) observable() []string {
 	if r.Evidence {
-		return r.watched()
+		return r.roundSites()
 	}
 	return r.live()
 }
@@ -959,6 +1043,9 @@ func (r Wave) resume(now time.Time, pending []Expect) (Wave, WaveStep) {
 }
 
 func (r Wave) reverted(e SitesReverted) (Wave, WaveStep) {
+	if r.Phase == WaveWithdraw {
+		return r.withdrawn(e)
+	}
 	if r.Evidence {
 		// The reverts are written, not yet applied: wait for them, observing the others.
 		r.RevertWait = slices.Clone(r.RevertWait)

@@ -146,11 +146,11 @@ func TestNextWave(t *testing.T) {
 
 		// Converge.
 		{name: "a promoted batch is waited for", state: testWave(rollout.FailureBudget{}), events: []WaveEvent{WaveStarted{At: t0}, promotion("a", "b")},
-			want:  AwaitConvergence{Sites: []Expect{{"a", "p-a"}, {"b", "p-b"}}, Deadline: at(6 * time.Minute)},
+			want:  AwaitConvergence{Sites: []Expect{{Site: "a", Commit: "p-a"}, {Site: "b", Commit: "p-b"}}, Deadline: at(6 * time.Minute)},
 			phase: WaveConverge, state2: rollout.StateConverging, verdicts: "a=Converging b=Converging c=Pending"},
 		{name: "a site found promoted by a lost attempt counts as promoted", state: testWave(rollout.FailureBudget{}),
 			events: []WaveEvent{WaveStarted{At: t0}, BatchPromoted{At: at(time.Minute), Sites: []Promotion{{Site: "a", Commit: "p-a", Ours: true}, {Site: "b", Commit: "old-b"}}}},
-			want:   AwaitConvergence{Sites: []Expect{{"a", "p-a"}, {"b", "old-b"}}, Deadline: at(6 * time.Minute)}, phase: WaveConverge,
+			want:   AwaitConvergence{Sites: []Expect{{Site: "a", Commit: "p-a"}, {Site: "b", Commit: "old-b"}}, Deadline: at(6 * time.Minute)}, phase: WaveConverge,
 			check: func(t *testing.T, r Wave) {
 				if !r.Site("a").Promoted || r.Site("b").Promoted {
 					t.Errorf("promoted: a=%v b=%v, want a only (b's branch already had the tree)", r.Site("a").Promoted, r.Site("b").Promoted)
@@ -175,7 +175,7 @@ func TestNextWave(t *testing.T) {
 			phase: WaveReverting, verdicts: "a=Degraded b=Converging c=Pending",
 			check: func(t *testing.T, r Wave) {
 				r, c, _ := r.Next(SitesReverted{At: at(3 * time.Minute), Sites: []Reversion{{Site: "a", Revert: "r-a", Converged: true, State: healthy("a", "r-a")}}})
-				if diff := cmp.Diff(AwaitConvergence{Sites: []Expect{{"b", "p-b"}}, Deadline: at(6 * time.Minute)}, c); diff != "" {
+				if diff := cmp.Diff(AwaitConvergence{Sites: []Expect{{Site: "b", Commit: "p-b"}}, Deadline: at(6 * time.Minute)}, c); diff != "" {
 					t.Errorf("after the budgeted revert (-want +got):\n%s", diff)
 				}
 				if verdicts(r) != "a=Reverted b=Converging c=Pending" || r.Site("a").Revert != "r-a" {
