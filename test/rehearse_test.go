@@ -35,6 +35,7 @@ type rehearsalReport struct {
 			State rollout.State `json:"state"`
 			Start string        `json:"start"`
 		} `json:"waves"`
+		Deferred  int `json:"deferred"`
 		Histories []struct {
 			Workflow string `json:"workflow"`
 			Events   int    `json:"events"`
