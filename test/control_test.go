@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 	"github.com/fleetwave/fleetwave/workflows"
 )
 
@@ -39,11 +40,17 @@ func TestControlOnDev(t *testing.T) {
 		t.Errorf("second pause: %v: %s", err, out)
 	}
 	euBefore := lsRemote(t, gitURL, "refs/heads/sites/ams-2")
-	time.Sleep(15 * time.Second) // longer than the canary's 10s bake
-	st, err := fw.Status(context.Background(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The canary's bake ends while the rollout is paused: the wave holds, and nothing of the
+	// next wave moves.
+	var st rollout.Status
+	waitFor(t, "the canary's bake to end while paused", func() bool {
+		var err error
+		if st, err = fw.Status(context.Background(), id); err != nil || len(st.Waves) == 0 {
+			return false
+		}
+		bake := st.Waves[0].BakeUntil
+		return !bake.IsZero() && time.Since(bake) > runbook.TimerSlack
+	})
 	if st.State != rollout.StatePaused || st.Waves[1].State != rollout.StatePending || lsRemote(t, gitURL, "refs/heads/sites/ams-2") != euBefore {
 		t.Fatalf("while paused: rollout %s, eu-west %s, ams-2 moved: %v", st.State, st.Waves[1].State, lsRemote(t, gitURL, "refs/heads/sites/ams-2") != euBefore)
 	}

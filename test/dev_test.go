@@ -32,17 +32,6 @@ import (
 
 var devSites = []string{"ams-1", "ams-2", "fra-1", "nyc-1", "nyc-2", "sfo-1"}
 
-// buildFleetwave builds the real binary once per test run.
-func buildFleetwave(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fleetwave")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/fleetwave")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // devSession is `fleetwave dev` started by a test on free ports, with a Temporal client to
 // its dev server; everything stops when the test ends.
