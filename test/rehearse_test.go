@@ -34,9 +34,12 @@ type rehearsalReport struct {
 			Name  string        `json:"name"`
 			State rollout.State `json:"state"`
 			Start string        `json:"start"`
+			End   string        `json:"end"`
 		} `json:"waves"`
-		Deferred  int `json:"deferred"`
-		Histories []struct {
+		Deferred     int    `json:"deferred"`
+		Duration     string `json:"duration"`
+		RealDuration string `json:"realDuration"`
+		Histories    []struct {
 			Workflow string `json:"workflow"`
 			Events   int    `json:"events"`
 		} `json:"histories"`
