@@ -49,7 +49,8 @@ e2e: tools kube-tools prometheus
 # 100, 1,000 and 10,000 simulated sites (P2, P4; drawn in docs/benchmarks-rollout.png) and 50
 # reverts over file:// and smart HTTP against 50 git CLI pushes (P3); the report and evidence
 # commit of a rollout to 1,000 and 10,000 sites; 50 rollouts in a row at 2,000 and 10,000 site
-# branches, keeping all history or serve's window (the repo copy's memory). About 70 minutes.
+# branches, keeping all history or serve's window (the repo copy's memory); a 10,000-site
+# rehearsal with and without 1 % of the sites offline (health.offline). About 85 minutes.
 .PHONY: bench
 bench: tools
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1000x -benchmem ./rollout/...
@@ -59,6 +60,7 @@ bench: tools
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkRollout$$' -benchtime 1x -timeout 40m ./test/ -bench.plot $(CURDIR)/docs/benchmarks-rollout.png
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkRevertLatency$$' -benchtime 1x -timeout 40m ./test/
 	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkReport$$' -benchtime 3x -timeout 30m ./test/
+	$(GO) test -tags e2e -count=1 -run '^$$' -bench '^BenchmarkOfflineFleet$$' -benchtime 1x -timeout 40m ./test/
 
 # Push → Flux Ready on a real site, with and without fleetwave's reconcile request.
 .PHONY: bench-kube

@@ -78,11 +78,19 @@ type EarlierInput struct {
 	// finished its runbook (it may still be writing its evidence) and promotes nothing more.
 	StateAttr string   `json:",omitempty"`
 	Ended     []string `json:",omitempty"`
+	// CatchUps, when set, is the workflow type of catch-ups: the running catch-ups of the
+	// fleet are listed too (EarlierResult.CatchUps), and each that has not ended is sent Signal
+	// with Commit (a newer rollout supersedes them).
+	CatchUps string `json:",omitempty"`
+	Signal   string `json:",omitempty"`
+	Commit   string `json:",omitempty"`
 }
 
-// EarlierResult lists the earlier rollouts that still run, oldest first.
+// EarlierResult lists the earlier rollouts that still run, oldest first, and the fleet's
+// catch-ups that still run (with EarlierInput.CatchUps).
 type EarlierResult struct {
 	Rollouts []string `json:",omitempty"`
+	CatchUps []string `json:",omitempty"`
 }
 
 // Earlier lists the running Rollout workflows of the fleet that started before in.Self, from
@@ -111,6 +119,29 @@ func (e *Executions) Earlier(ctx context.Context, in EarlierInput) (EarlierResul
 	var out EarlierResult
 	for _, f := range found {
 		out.Rollouts = append(out.Rollouts, f.id)
+	}
+	if in.CatchUps == "" {
+		return out, nil
+	}
+	var catchUps []string
+	err = e.list(ctx, fmt.Sprintf("WorkflowType = %s AND ExecutionStatus = 'Running' AND %s = %s", quote(in.CatchUps), in.Attribute, quote(in.Fleet)),
+		func(x *workflowpb.WorkflowExecutionInfo) {
+			id := x.GetExecution().GetWorkflowId()
+			out.CatchUps = append(out.CatchUps, id)
+			if in.StateAttr == "" || !slices.Contains(in.Ended, keyword(x, in.StateAttr)) {
+				catchUps = append(catchUps, id)
+			}
+		})
+	if err != nil {
+		return EarlierResult{}, fmt.Errorf("list the running catch-ups of fleet %s: %w", in.Fleet, err)
+	}
+	slices.Sort(out.CatchUps)
+	for _, id := range catchUps {
+		err := e.Client.SignalWorkflow(ctx, id, "", in.Signal, map[string]string{"Commit": in.Commit})
+		var notFound *serviceerror.NotFound
+		if err != nil && !errors.As(err, &notFound) {
+			return EarlierResult{}, fmt.Errorf("supersede catch-up %s: %w", id, err)
+		}
 	}
 	return out, nil
 }

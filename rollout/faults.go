@@ -281,6 +281,7 @@ func (p *Plan) Scaled(k float64) *Plan {
 	out.Health.Interval = max(div(p.Health.Interval), MinScaledInterval)
 	out.Health.UnknownTimeout = div(p.Health.UnknownTimeout)
 	out.Health.Offline.After = div(p.Health.Offline.After)
+	out.Health.Offline.Probe = div(p.Health.Offline.Probe)
 	return &out
 }
 

@@ -113,6 +113,7 @@ type fileOffline struct {
 	After       string `yaml:"after"`
 	Action      string `yaml:"action"`
 	MaxDeferred any    `yaml:"maxDeferred"` // a count (2) or a percentage ("10%")
+	Probe       string `yaml:"probe"`
 }
 
 type fileCheck struct {

@@ -568,7 +568,8 @@ func (v *validator) health(h fileHealth) Health {
 // convergence timeout, or no site would ever be Offline before it degraded.
 func (v *validator) offline(o fileOffline, h Health) Offline {
 	const path = "$.spec.health.offline"
-	out := Offline{After: v.duration(path+".after", o.After, DefaultOfflineAfter, false)}
+	out := Offline{After: v.duration(path+".after", o.After, DefaultOfflineAfter, false),
+		Probe: v.duration(path+".probe", o.Probe, DefaultOfflineProbe, false)}
 	switch o.Action {
 	case "", OfflineFail:
 		out.Action = OfflineFail

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -453,18 +454,59 @@ func TestParsePlanOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Offline{After: DefaultOfflineAfter, Action: OfflineFail}); p.Health.Offline != want || p.Health.Defers() {
+	if want := (Offline{After: DefaultOfflineAfter, Action: OfflineFail, Probe: DefaultOfflineProbe}); p.Health.Offline != want || p.Health.Defers() {
 		t.Errorf("empty offline %+v (defers %v), want %+v", p.Health.Offline, p.Health.Defers(), want)
 	}
-	p, err = ParsePlan("fleetwave.yaml", []byte(header+"  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    offline: {after: 90s, action: defer, maxDeferred: 10%}\n"))
+	p, err = ParsePlan("fleetwave.yaml", []byte(header+"  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    offline: {after: 90s, action: defer, maxDeferred: 10%, probe: 30s}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Offline{After: 90 * time.Second, Action: OfflineDefer, MaxDeferred: FailureBudget{Percent: 10}}); p.Health.Offline != want || !p.Health.Defers() {
+	if want := (Offline{After: 90 * time.Second, Action: OfflineDefer, MaxDeferred: FailureBudget{Percent: 10}, Probe: 30 * time.Second}); p.Health.Offline != want || !p.Health.Defers() {
 		t.Errorf("offline %+v (defers %v), want %+v", p.Health.Offline, p.Health.Defers(), want)
 	}
-	if got := p.Scaled(60).Health.Offline.After; got != 1500*time.Millisecond {
-		t.Errorf("scaled by 60: after %s, want 1.5s", got)
+	if got := p.Scaled(60).Health.Offline; got.After != 1500*time.Millisecond || got.Probe != 500*time.Millisecond {
+		t.Errorf("scaled by 60: after %s, probe %s; want 1.5s and 500ms", got.After, got.Probe)
+	}
+	_, err = ParsePlan("fleetwave.yaml", []byte(header+"  sites: [{name: a}]\n  waves: [{name: w}]\n  health:\n    offline: {action: defer, maxDeferred: 1, probe: 0s}\n"))
+	if err == nil || !strings.Contains(err.Error(), "fleetwave.yaml:7:53:") || !strings.Contains(err.Error(), `duration "0s" must be positive`) {
+		t.Errorf("probe 0s: %v; want an error at its position", err)
+	}
+}
+
+// TestPlanCatchUp: a catch-up's plan is the site's wave with the site alone, one batch, no
+// failure budget and no approval; the rest of the plan stays.
+func TestPlanCatchUp(t *testing.T) {
+	p, err := ParsePlan("fleetwave.yaml", []byte(header+`  sites:
+    - {name: a, labels: {tier: canary}}
+    - {name: b}
+    - {name: c}
+  waves:
+    - {name: canary, selector: {tier: canary}, bake: 1m}
+    - {name: rest, maxParallel: 2, bake: 5m, maxFailures: 1, approval: {approvers: [U012ABC]}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := p.CatchUp("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Waves) != 1 {
+		t.Fatalf("%d waves, want the one of c", len(q.Waves))
+	}
+	w := q.Waves[0]
+	if w.Name != "rest" || !slices.Equal(w.Sites, []string{"c"}) || w.MaxParallel != 1 || w.Bake != 5*time.Minute ||
+		w.MaxFailures != (FailureBudget{}) || w.Approval != nil {
+		t.Errorf("catch-up wave %+v; want rest with c alone, one batch, the 5m bake, no budget, no approval", w)
+	}
+	if len(p.Waves) != 2 || len(p.Waves[1].Sites) != 2 || p.Waves[1].Approval == nil {
+		t.Errorf("the plan itself changed: %+v", p.Waves)
+	}
+	if len(q.Sites) != 3 || q.Health.Offline != p.Health.Offline || q.Health.ConvergenceTimeout != p.Health.ConvergenceTimeout {
+		t.Errorf("the catch-up's plan lost its sites or health settings")
+	}
+	if _, err := p.CatchUp("gone"); err == nil || !strings.Contains(err.Error(), "site gone is in no wave") {
+		t.Errorf("a site no longer in the plan: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -173,6 +174,9 @@ type Offline struct {
 	After       time.Duration `json:",omitempty"`
 	Action      string        `json:",omitempty"`
 	MaxDeferred FailureBudget `json:",omitzero"`
+	// Probe is how often a catch-up probes a Deferred site after its rollout ended, until it
+	// answers (DefaultOfflineProbe when the plan leaves it out).
+	Probe time.Duration `json:",omitempty"`
 }
 
 // Offline actions.
@@ -184,6 +188,10 @@ const (
 // DefaultOfflineAfter is how long a site must be unobservable to be Offline when the plan's
 // health.offline leaves after out.
 const DefaultOfflineAfter = 2 * time.Minute
+
+// DefaultOfflineProbe is how often a catch-up probes its Deferred site when the plan's
+// health.offline leaves probe out.
+const DefaultOfflineProbe = time.Minute
 
 // Defers reports whether offline sites are deferred (health.offline.action defer).
 func (h Health) Defers() bool { return h.Offline.Action == OfflineDefer }
@@ -269,6 +277,30 @@ func SitesByName(sites []Site) func(name string) Site {
 		}
 		return Site{Name: name}
 	}
+}
+
+// CatchUp returns the plan of a catch-up of one site (a site Deferred by a rollout that
+// succeeded, promoted once it is back): the site's wave with the site alone, one batch, no
+// failure budget and no approval (the rollout that deferred the site had it approved), and
+// room to defer the site once more; its bake, health settings, checks and policies are the
+// plan's. A site the plan no longer has in
+// a wave is an error: membership is what the commit says.
+func (p *Plan) CatchUp(site string) (*Plan, error) {
+	for _, w := range p.Waves {
+		if !slices.Contains(w.Sites, site) {
+			continue
+		}
+		w.Sites, w.Explicit, w.Selector, w.Percent, w.Spread = []string{site}, []string{site}, nil, 0, ""
+		w.MaxParallel, w.MaxFailures, w.Approval = 1, FailureBudget{}, nil
+		q := *p
+		q.Waves = []Wave{w}
+		if q.Health.Defers() {
+			// Offline again: deferred once more (and probed again), not a failed wave.
+			q.Health.Offline.MaxDeferred = FailureBudget{Count: 1}
+		}
+		return &q, nil
+	}
+	return nil, fmt.Errorf("site %s is in no wave of the plan", site)
 }
 
 // Wave returns the named wave and its index.

@@ -31,7 +31,12 @@ func TestControlOnDev(t *testing.T) {
 
 	// Pause the sample rollout while its canary bakes: the next wave waits for resume.
 	id := workflows.RolloutID("demo", lsRemote(t, gitURL, "refs/heads/main"))
-	waitFor(t, "the sample rollout to start", func() bool { _, err := fw.Status(context.Background(), id); return err == nil })
+	// Pause once the canary bakes: a pause that came earlier would hold the rollout before the
+	// canary, and the bake would never end.
+	waitFor(t, "the sample rollout's canary to bake", func() bool {
+		st, err := fw.Status(context.Background(), id)
+		return err == nil && len(st.Waves) > 0 && !st.Waves[0].BakeUntil.IsZero()
+	})
 	out, err := fleetwaveCLI(t, bin, temporal, "pause", id, "--as", "U012ABC", "--reason", "checking dashboards")
 	if err != nil || !strings.Contains(out, "paused") {
 		t.Fatalf("fleetwave pause: %v: %s", err, out)

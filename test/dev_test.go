@@ -32,7 +32,6 @@ import (
 
 var devSites = []string{"ams-1", "ams-2", "fra-1", "nyc-1", "nyc-2", "sfo-1"}
 
-
 // devSession is `fleetwave dev` started by a test on free ports, with a Temporal client to
 // its dev server; everything stops when the test ends.
 type devSession struct {

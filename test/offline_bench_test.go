@@ -97,7 +97,7 @@ spec:
 	if err := os.WriteFile(planFile, []byte(plan.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	args := []string{"rehearse", "--plan", planFile, "--time-scale", "60", "--report", report}
+	args := []string{"rehearse", "--plan", planFile, "--time-scale", "60", "--catch-up-timeout", "0", "--report", report}
 	if offline {
 		faults := filepath.Join(dir, "faults.yaml")
 		if err := os.WriteFile(faults, []byte("apiVersion: fleetwave.dev/v1alpha1\nkind: RehearsalFaults\nfaults:\n  - {unreachable: {sites: [\"s???99\"]}}\n"), 0o644); err != nil {

@@ -54,7 +54,7 @@ func TestRehearseOfflineDeferred(t *testing.T) {
 	code, out, rep := rehearse(t, bin, `  - {unreachable: {sites: [c]}}
   - {slowReconcile: {sites: [e], delay: {p50: 30m, p99: 30m}}}
   - {unreachable: {sites: [e], from: 10m}}
-`, "--plan", offlinePlan(t, "2", "5m", "30m"), "--time-scale", "60", "--keep-repo", keep)
+`, "--plan", offlinePlan(t, "2", "5m", "30m"), "--time-scale", "60", "--keep-repo", keep, "--catch-up-timeout", "2m")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -75,8 +75,14 @@ func TestRehearseOfflineDeferred(t *testing.T) {
 	if e.Verdict != rollout.VerdictDeferred || e.Revert == "" || !strings.Contains(e.Message, "withdrawn") {
 		t.Errorf("e: %s, revert %q, %q; want Deferred, its promotion withdrawn", e.Verdict, e.Revert, e.Message)
 	}
-	if !strings.HasSuffix(strings.TrimSpace(out), "2 sites deferred (offline): c, e") {
-		t.Errorf("the last line does not say which sites were deferred:\n%s", out)
+	// c and e stay offline: --catch-up-timeout 2m reports their catch-ups still probing.
+	if !strings.HasSuffix(strings.TrimSpace(out), "2 sites deferred (offline): c, e; catch-ups: c Waiting, e Waiting") {
+		t.Errorf("the last line does not say which sites were deferred and how their catch-ups stand:\n%s", out)
+	}
+	for _, c := range rep.Rehearsal.CatchUps {
+		if c.State != rollout.StateWaiting || c.Verdict != "" || !strings.Contains(c.Reason, "probing every 1s") {
+			t.Errorf("catch-up of %s: %s %s %q; want Waiting, probing every 1s (1m at time scale 60)", c.Site, c.State, c.Verdict, c.Reason)
+		}
 	}
 	if rep.Rehearsal.Deferred != 2 || rep.Rehearsal.Git.Promotions != 4 || rep.Rehearsal.Git.Reverts != 1 || len(rep.Rehearsal.Git.Mismatches) > 0 {
 		t.Errorf("report: %d deferred, git %+v; want 2 deferred, 4 promotions (a b d e), e's withdrawal, no mismatch", rep.Rehearsal.Deferred, rep.Rehearsal.Git)
@@ -157,4 +163,67 @@ func TestRehearseTooManyOffline(t *testing.T) {
 	if v["e"].Promoted {
 		t.Error("e, in the batch after the failure, was promoted")
 	}
+}
+
+// TestRehearseCatchUp: c and d cannot be reached for the first 20 minutes, so the rollout
+// defers both and Succeeds without them (about 10 minutes). Their catch-ups, CatchUp
+// workflows that outlive the rollout, probe them until they answer, then promote the rollout's
+// commit through the wave's gates: c converges and passes the bake, Healthy; d fails its
+// checks on the commit (a degrade fault), so its catch-up reverts it and fails. The report
+// lists both in rehearsal.catchUps, and the git CLI finds each catch-up's commits on the site
+// branch under its own Fleetwave-Rollout trailer: c on the rollout's tree, d back on the
+// seed's.
+func TestRehearseCatchUp(t *testing.T) {
+	bin := buildFleetwave(t)
+	keep := filepath.Join(t.TempDir(), "repo")
+	code, out, rep := rehearse(t, bin, `  - {unreachable: {sites: [c, d], for: 20m}}
+  - {degrade: {sites: [d]}}
+`, "--plan", offlinePlan(t, "2", "5m", "30m"), "--time-scale", "60", "--keep-repo", keep)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	st := rep.Status
+	if st.State != rollout.StateSucceeded || !strings.HasPrefix(st.Reason, "2 sites deferred (offline): c, d") {
+		t.Fatalf("rollout %s (%q), want Succeeded with c and d deferred\n%s", st.State, st.Reason, out)
+	}
+	// The rollout's own status keeps them Deferred; the catch-ups say how they ended.
+	v := sitesByName(st)
+	if v["c"].Verdict != rollout.VerdictDeferred || v["d"].Verdict != rollout.VerdictDeferred {
+		t.Errorf("c %s, d %s in the rollout's status; want both Deferred", v["c"].Verdict, v["d"].Verdict)
+	}
+	got := map[string]string{}
+	for _, c := range rep.Rehearsal.CatchUps {
+		got[c.Site] = string(c.State) + " " + string(c.Verdict)
+		if c.Commit != st.Commit || c.At == "" {
+			t.Errorf("catch-up of %s: commit %s, at %q; want the rollout's commit %s and an end time", c.Site, c.Commit, c.At, st.Commit)
+		}
+	}
+	if got["c"] != "Succeeded Healthy" || got["d"] != "Failed Reverted" || len(got) != 2 {
+		t.Fatalf("catch-ups %v, want c Succeeded Healthy and d Failed Reverted\n%s", got, out)
+	}
+	if !strings.Contains(out, "catch-up of c Succeeded: Healthy") || !strings.Contains(out, "catch-up of d Failed: Reverted") {
+		t.Errorf("the progress does not show the catch-ups' ends:\n%s", out)
+	}
+
+	seed := git(t, keep, "rev-list", "--max-parents=0", "main")
+	tree := func(ref string) string { return git(t, keep, "rev-parse", ref+"^{tree}") }
+	trailer := func(ref string) string {
+		return git(t, keep, "log", "-1", "--format=%(trailers:key=Fleetwave-Rollout,valueonly)", ref)
+	}
+	// c: one promotion, the catch-up's, on the tree every healthy site runs.
+	if log := git(t, keep, "log", "--format=%s", seed+"..sites/c"); strings.Count(log, "\n") != 0 || !strings.HasPrefix(log, "Promote ") {
+		t.Errorf("sites/c since the seed:\n%s\nwant one promotion", log)
+	}
+	if trailer("sites/c") != "catchup/edge/c" || tree("sites/c") != tree("sites/a") {
+		t.Errorf("sites/c: trailer %q, tree == sites/a's %v; want the catch-up's promotion of the rollout's tree", trailer("sites/c"), tree("sites/c") == tree("sites/a"))
+	}
+	// d: the catch-up's promotion, then its revert; the tree is the seed's again.
+	log := strings.Split(git(t, keep, "log", "--format=%s", seed+"..sites/d"), "\n")
+	if len(log) != 2 || !strings.HasPrefix(log[0], "Revert ") || !strings.HasPrefix(log[1], "Promote ") {
+		t.Errorf("sites/d since the seed:\n%s\nwant the catch-up's promotion and its revert", strings.Join(log, "\n"))
+	}
+	if trailer("sites/d") != "catchup/edge/d" || tree("sites/d") != tree(seed) {
+		t.Errorf("sites/d: trailer %q, back on the seed's tree %v", trailer("sites/d"), tree("sites/d") == tree(seed))
+	}
+	t.Logf("the rehearsal:\n%s", out)
 }

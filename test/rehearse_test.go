@@ -36,7 +36,15 @@ type rehearsalReport struct {
 			Start string        `json:"start"`
 			End   string        `json:"end"`
 		} `json:"waves"`
-		Deferred     int    `json:"deferred"`
+		Deferred int `json:"deferred"`
+		CatchUps []struct {
+			Site    string          `json:"site"`
+			Commit  string          `json:"commit"`
+			Verdict rollout.Verdict `json:"verdict"`
+			State   rollout.State   `json:"state"`
+			At      string          `json:"at"`
+			Reason  string          `json:"reason"`
+		} `json:"catchUps"`
 		Duration     string `json:"duration"`
 		RealDuration string `json:"realDuration"`
 		Histories    []struct {

@@ -152,7 +152,7 @@ func (l *lab) saveHistory(workflowID, name string) { saveHistory(l.t, l.tc, work
 // historyTag names the workflow code that -record records histories of: a recorded history is
 // kept for good (docs/workflows.md, the versioning rule), so new recordings go beside the old
 // ones under a new tag, never over them. Change it when workflow code changes.
-const historyTag = "trust"
+const historyTag = "catchup"
 
 // saveHistory writes a workflow's history (and its ID, since child IDs derive from it) to
 // workflows/testdata/histories/<name>.<historyTag>.json when the tests run with -record. It
@@ -344,16 +344,5 @@ func TestRolloutWaitsForUnreachableGitServer(t *testing.T) {
 	}
 	if res.Status.State != rollout.StateSucceeded {
 		t.Errorf("state %s", res.Status.State)
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -315,11 +315,12 @@ func (c *Client) Resolve(ctx context.Context, fleet, ref string) (string, error)
 	return "", fmt.Errorf("%s names several rollouts of fleet %s (%s): give more digits", ref, fleet, strings.Join(ids, ", "))
 }
 
-// Find returns the ID of the rollout ref names, in any fleet: a rollout ID as it is;
+// Find returns the ID of the rollout ref names, in any fleet: a rollout or catch-up ID
+// (catchup/<fleet>/<site>) as it is;
 // "<fleet>/<commit>" as Resolve finds it in that fleet; a bare commit prefix (4 hex digits or
 // more) by the rollouts whose commit starts with it, an error when none or several do.
 func (c *Client) Find(ctx context.Context, ref string) (string, error) {
-	if strings.HasPrefix(ref, "rollout/") {
+	if strings.HasPrefix(ref, "rollout/") || strings.HasPrefix(ref, "catchup/") {
 		return ref, nil
 	}
 	if fleet, commit, ok := strings.Cut(ref, "/"); ok {

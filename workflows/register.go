@@ -26,7 +26,7 @@ func Register(w worker.Registry, a Activities) error {
 	if a.Git == nil || a.Sites == nil || a.Executions == nil {
 		return errors.New("register the fleetwave worker: the Git, Sites and Executions activities are required")
 	}
-	for _, wf := range []any{Fleet, Rollout, Wave, Watch, Rollback} {
+	for _, wf := range []any{Fleet, Rollout, Wave, Watch, Rollback, CatchUp} {
 		w.RegisterWorkflow(wf)
 	}
 	w.RegisterActivity(a.Git)

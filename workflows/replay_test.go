@@ -45,6 +45,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(Rollout)
 			r.RegisterWorkflow(Wave)
 			r.RegisterWorkflow(Watch)
+			r.RegisterWorkflow(CatchUp)
 			err = r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
 				OriginalExecution: workflow.Execution{ID: strings.TrimSpace(string(id)), RunID: "replay"},
 			})

@@ -49,6 +49,8 @@ type rolloutDriver struct {
 	slack notifier
 	// watches are the running watches over the waves that succeeded.
 	watches []workflow.ChildWorkflowFuture
+	// catchUp is the input of a catch-up (catchup.go); nil for a rollout.
+	catchUp *CatchUpInput
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit, by the
@@ -114,6 +116,11 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 	if err := d.handle(ctx); err != nil {
 		return RolloutResult{}, err
 	}
+	return d.drive(ctx)
+}
+
+// drive runs the runbook from its start to its end.
+func (d *rolloutDriver) drive(ctx workflow.Context) (RolloutResult, error) {
 	defer func() {
 		if ctx.Err() != nil {
 			// Cancelled in Temporal: close open approval requests and tell the thread.
@@ -128,7 +135,9 @@ func runRollout(ctx workflow.Context, in RolloutInput) (RolloutResult, error) {
 			return RolloutResult{}, err
 		}
 		if ev == nil {
-			return d.finish(ctx, d.step.(runbook.FinishRollout))
+			res, err := d.finish(ctx, d.step.(runbook.FinishRollout))
+			d.startCatchUps(ctx)
+			return res, err
 		}
 		d.next(ctx, ev)
 	}
@@ -199,6 +208,10 @@ func (d *rolloutDriver) next(ctx workflow.Context, e runbook.Event) {
 			d.setState(ctx, c)
 		case runbook.StartThread:
 			d.slack.start(ctx, d.run.Status.Rollout, c.Channel, func() rollout.Status { return d.run.Status.Digest() })
+			if d.catchUp != nil && d.catchUp.Thread != "" {
+				// A catch-up posts in the thread of the rollout that deferred its site.
+				d.slack.channel, d.slack.thread = d.catchUp.Channel, d.catchUp.Thread
+			}
 		case runbook.PostEvent:
 			d.slack.note(c.Event.Kind, c.Event.Wave)
 		case runbook.ForwardControl:
@@ -305,12 +318,21 @@ func (d *rolloutDriver) checkAlone(ctx workflow.Context) (runbook.Event, error) 
 	var ex *activities.Executions
 	var res activities.EarlierResult
 	info := workflow.GetInfo(ctx)
+	in := activities.EarlierInput{Fleet: d.run.Status.Fleet, Attribute: AttrFleet.GetName(),
+		Self: info.WorkflowExecution.ID, Started: info.WorkflowStartTime, StateAttr: AttrState.GetName(), Ended: endedStates}
+	summary := "is an earlier rollout of fleet " + d.run.Status.Fleet + " still running?"
+	if d.catchUp != nil {
+		// A catch-up gives way to every rollout of its fleet, whenever it started.
+		in.Started, summary = maxTime, "is a rollout of fleet "+d.run.Status.Fleet+" running?"
+	} else {
+		// A rollout supersedes the fleet's catch-ups, and waits for them to end.
+		in.CatchUps, in.Signal, in.Commit = CatchUpType, signalSupersede, d.run.Status.Commit
+	}
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
-		Summary:             "is an earlier rollout of fleet " + d.run.Status.Fleet + " still running?",
+		Summary:             summary,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	}), ex.Earlier, activities.EarlierInput{Fleet: d.run.Status.Fleet, Attribute: AttrFleet.GetName(),
-		Self: info.WorkflowExecution.ID, Started: info.WorkflowStartTime, StateAttr: AttrState.GetName(), Ended: endedStates}).Get(ctx, &res)
+	}), ex.Earlier, in).Get(ctx, &res)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, ctx.Err()
@@ -318,9 +340,14 @@ func (d *rolloutDriver) checkAlone(ctx workflow.Context) (runbook.Event, error) 
 		return runbook.AloneChecked{At: workflow.Now(ctx), Err: errorMessage(err)}, nil
 	case len(res.Rollouts) > 0:
 		return runbook.AloneChecked{At: workflow.Now(ctx), Other: res.Rollouts[0]}, nil
+	case len(res.CatchUps) > 0:
+		return runbook.AloneChecked{At: workflow.Now(ctx), Other: res.CatchUps[0], CatchUp: true}, nil
 	}
 	return runbook.AloneChecked{At: workflow.Now(ctx)}, nil
 }
+
+// maxTime is later than any rollout's start.
+var maxTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // revert reverts the set's sites (revertSites: a cancellation of the rollout cannot stop it
 // half way) and says what it did.

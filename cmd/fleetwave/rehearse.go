@@ -42,6 +42,7 @@ type rehearseOptions struct {
 	temporalBin    string
 	logLevel       string
 	keepRepo       string
+	catchUpTimeout time.Duration
 }
 
 func newRehearseCmd(g *globals) *cobra.Command {
@@ -79,6 +80,7 @@ report say it), and 1 on bad input or when the rehearsal itself failed. See docs
 	f.StringArrayVar(&o.reports, "report", nil, "write the report to this file: .json or .md (repeatable)")
 	f.StringVar(&o.approve, "approve", "auto", "what the rehearsal answers to approval requests: auto (approve) or reject")
 	f.StringVar(&o.keepRepo, "keep-repo", "", "copy the fleet repo the rehearsal pushed to into this new directory (a bare git repository), to read its commits with git")
+	f.DurationVar(&o.catchUpTimeout, "catch-up-timeout", time.Hour, "after a rollout that succeeded with deferred sites, wait this long on the plan's clock for their catch-ups before the report (0: do not wait)")
 	f.StringVar(&o.temporalBin, "temporal", "", "the Temporal CLI binary (default: $FLEETWAVE_TEMPORAL, .tools/bin/temporal, or temporal on PATH)")
 	return cmd
 }
@@ -490,7 +492,100 @@ loop:
 		return nil, fmt.Errorf("rehearsal: the rollout's final status: %w (it ended with %v)", err, result)
 	}
 	p.show(st)
-	return r.report(ctx, id, st, start, time.Now())
+	end := time.Now()
+	catchUps, err := r.awaitCatchUps(ctx, g.stdout, st, start)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := r.report(ctx, id, st, start, end)
+	if err != nil {
+		return nil, err
+	}
+	rep.Rehearsal.CatchUps = catchUps
+	return rep, nil
+}
+
+// awaitCatchUps waits, up to --catch-up-timeout on the plan's clock, for the catch-ups of the
+// sites a rollout that succeeded deferred, and says how each ended; one still running when
+// the time is up is reported in the state it is in.
+func (r *rehearsal) awaitCatchUps(ctx context.Context, w io.Writer, st rollout.Status, start time.Time) ([]catchUpSummary, error) {
+	var sites []string
+	for _, wave := range st.Waves {
+		for _, s := range wave.Sites {
+			if s.Verdict == rollout.VerdictDeferred {
+				sites = append(sites, s.Name)
+			}
+		}
+	}
+	if st.State != rollout.StateSucceeded || len(sites) == 0 || r.opts.catchUpTimeout <= 0 {
+		return nil, nil
+	}
+	clock := func() string { return planClock(time.Since(start), r.opts.scale) }
+	fmt.Fprintf(w, "%s waiting up to %s for the catch-ups of %s\n", clock(), r.opts.catchUpTimeout, rollout.SitesLabel(sites))
+	deadline := time.Now().Add(rollout.ScaleDown(r.opts.catchUpTimeout, r.opts.scale))
+	found := make(map[string]rollout.Status, len(sites))
+	shown := map[string]string{}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		done := 0
+		for _, site := range sites {
+			if cs, ok := found[site]; ok && cs.State.Done() {
+				done++
+				continue
+			}
+			cs, err := r.fw.Status(ctx, workflows.CatchUpID(r.fleetNm, site))
+			if err != nil {
+				continue // not started yet, or between runs
+			}
+			found[site] = cs
+			line := fmt.Sprintf("catch-up of %s %s", site, cs.State)
+			if v := catchUpVerdict(cs); v != "" {
+				line += ": " + string(v)
+			}
+			if shown[site] != line {
+				shown[site] = line
+				fmt.Fprintf(w, "%s %s\n", clock(), line)
+			}
+			if cs.State.Done() {
+				done++
+			}
+		}
+		if done == len(sites) || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+	}
+	out := make([]catchUpSummary, 0, len(sites))
+	for _, site := range sites {
+		cs, ok := found[site]
+		if !ok {
+			out = append(out, catchUpSummary{Site: site, Commit: st.Commit, State: "NotStarted"})
+			continue
+		}
+		c := catchUpSummary{Site: site, Commit: cs.Commit, State: cs.State, Verdict: catchUpVerdict(cs), Reason: cs.Reason}
+		if cs.State.Done() && !cs.FinishedAt.IsZero() {
+			c.At = planDuration(cs.FinishedAt.Sub(start), r.opts.scale).Round(time.Second).String()
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// catchUpVerdict is the verdict of a catch-up's site, "" before its wave started.
+func catchUpVerdict(cs rollout.Status) rollout.Verdict {
+	for _, w := range cs.Waves {
+		for _, s := range w.Sites {
+			if s.Verdict != rollout.VerdictPending {
+				return s.Verdict
+			}
+		}
+	}
+	return ""
 }
 
 // answerApprovals votes on every open approval request, once per wave, as --approve says.

@@ -53,6 +53,20 @@ type rehearsalSummary struct {
 	RealDuration string        `json:"realDuration"`
 	Histories    []historySize `json:"histories"`
 	Git          gitCheck      `json:"git"`
+	// CatchUps are the catch-ups of the Deferred sites after the rollout succeeded, as far as
+	// --catch-up-timeout waited for them (the rollout's own status keeps them Deferred).
+	CatchUps []catchUpSummary `json:"catchUps,omitempty"`
+}
+
+// catchUpSummary is how a catch-up ended: its site's verdict (Healthy, Reverted; empty when
+// it never promoted), its state, and when it ended on the plan's clock.
+type catchUpSummary struct {
+	Site    string          `json:"site"`
+	Commit  string          `json:"commit"`
+	Verdict rollout.Verdict `json:"verdict,omitempty"`
+	State   rollout.State   `json:"state"`
+	At      string          `json:"at,omitempty"`
+	Reason  string          `json:"reason,omitempty"`
 }
 
 // faultApplied is a fault of the file and what it did: the sites it acted on, first and last.
@@ -288,6 +302,13 @@ func (rep *rehearsalReport) outcome() string {
 		st.State, rep.Rehearsal.Duration, rep.Rehearsal.RealDuration, rep.Rehearsal.Promoted, rep.Rehearsal.Reverted, rep.Rehearsal.Unknown)
 	if st.Reason != "" {
 		line += ": " + st.Reason
+	}
+	if len(rep.Rehearsal.CatchUps) > 0 {
+		ends := make([]string, len(rep.Rehearsal.CatchUps))
+		for i, c := range rep.Rehearsal.CatchUps {
+			ends[i] = c.Site + " " + string(cmp.Or(rollout.State(c.Verdict), c.State))
+		}
+		line += "; catch-ups: " + strings.Join(ends, ", ")
 	}
 	return line
 }

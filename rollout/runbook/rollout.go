@@ -133,11 +133,19 @@ type Rollout struct {
 	// started before it still runs, so that one rollout promotes at a time whatever happened
 	// to the fleet's coordinator (versioned by the workflow).
 	Alone bool `json:",omitempty"`
+	// CatchUp, when set, is the one site this rollout promotes: a catch-up of a site Deferred
+	// by a rollout that succeeded (see catchup.go). The plan is cut to that site's wave and
+	// the site alone (rollout.Plan.CatchUp), and GateAlone waits for every rollout of the
+	// fleet that runs, whenever it started: a newer rollout supersedes a catch-up.
+	CatchUp string `json:",omitempty"`
 }
 
 // AloneEvery is how often a rollout asks again whether an earlier rollout of its fleet still
 // runs.
 const AloneEvery = 30 * time.Second
+
+// CatchUpEvery is how often a rollout asks again whether a catch-up it superseded has ended.
+const CatchUpEvery = 2 * time.Second
 
 // MaxPolicyWaits bounds how often the policies may make one wave wait: settings that can never
 // all hold at once (a daily freeze over the business hours) deny instead of waiting forever.
@@ -296,6 +304,15 @@ func (s *turn) approval(i int) *rollout.ApprovalStatus {
 
 func (s *turn) loaded(e PlanLoaded) {
 	r := &s.r
+	if r.CatchUp != "" {
+		plan, err := e.Plan.CatchUp(r.CatchUp)
+		if err != nil {
+			r.Plan = e.Plan
+			s.fail(e.At, rollout.CauseLoadFailed, fmt.Sprintf("catch-up of %s at %s: %v", r.CatchUp, rollout.Short(e.Commit), err))
+			return
+		}
+		e.Plan = plan
+	}
 	r.Plan, r.Author, r.Message = e.Plan, e.Author, e.Message
 	r.Policies = e.Policies || !e.Plan.Policies.Empty()
 	r.Status.Commit, r.Status.Subject = e.Commit, e.Subject
@@ -407,10 +424,15 @@ func (s *turn) enter(now time.Time) {
 func (s *turn) aloneChecked(e AloneChecked) {
 	if s.r.Stop == rollout.StopNone && (e.Other != "" || e.Err != "") {
 		msg := fmt.Sprintf("waiting for rollout %s of the fleet to end: one rollout promotes at a time", e.Other)
-		if e.Other == "" {
+		every := AloneEvery
+		switch {
+		case e.Other == "":
 			msg = "cannot tell whether another rollout of the fleet promotes (" + e.Err + "): asking again"
+		case e.CatchUp:
+			msg = fmt.Sprintf("waiting for catch-up %s to end: this rollout supersedes it, one writer per site branch", e.Other)
+			every = CatchUpEvery
 		}
-		s.waitAt(e.At.Add(AloneEvery), msg)
+		s.waitAt(e.At.Add(every), msg)
 		return
 	}
 	s.passAt(e.At)

@@ -48,6 +48,9 @@ type AloneChecked struct {
 	At    time.Time
 	Other string
 	Err   string
+	// CatchUp says Other is a catch-up the rollout superseded (no rollout runs): it ends at
+	// its next safe point, so the rollout asks again sooner (CatchUpEvery).
+	CatchUp bool `json:",omitempty"`
 }
 
 // Woke says a waiting step ended: its timer fired, or Interrupted said it should end.

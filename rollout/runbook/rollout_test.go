@@ -636,3 +636,41 @@ func TestAloneGate(t *testing.T) {
 		})
 	}
 }
+
+// TestCatchUpRunbook: a catch-up's runbook runs the site's wave alone, with the site alone and
+// no approval; a catch-up of a site no longer in a wave fails at the load; a rollout that
+// superseded a catch-up asks again every CatchUpEvery.
+func TestCatchUpRunbook(t *testing.T) {
+	catchUp := func(site string, events ...Event) (Rollout, []any) {
+		r := NewRollout("catchup/demo/"+site, "demo", "abc1234")
+		r.Alone, r.CatchUp = true, site // "": a rollout with the alone gate
+		var cmds []any
+		for _, e := range events {
+			r, cmds = next(r, e)
+		}
+		return r, cmds
+	}
+	r, cmds := catchUp("c", plain...)
+	if got := describe(cmds); got != "CheckAlone" {
+		t.Errorf("after the load: %q, want the alone gate (no approval)", got)
+	}
+	if len(r.Plan.Waves) != 1 || r.Plan.Waves[0].Name != "eu" || len(r.Status.Waves) != 1 || len(r.Status.Waves[0].Sites) != 1 ||
+		r.Status.Waves[0].Sites[0].Name != "c" || r.Plan.Waves[0].Approval != nil {
+		t.Fatalf("catch-up plan %+v, status %+v; want wave eu with c alone, no approval", r.Plan.Waves, r.Status.Waves)
+	}
+	r, cmds = next(r, AloneChecked{At: at(2 * time.Second)})
+	if got := describe(cmds); got != "state Promoting; post wave-started eu; run wave 0" {
+		t.Errorf("alone: %q", got)
+	}
+	_, cmds = catchUp("gone", plain...)
+	if got := describe(cmds); !strings.HasPrefix(got, "state Failed; finish Failed catch-up of gone at abc1234: site gone is in no wave of the plan") {
+		t.Errorf("a site no longer in the plan: %q", got)
+	}
+
+	r, _ = catchUp("", plain...)
+	r, cmds = next(r, AloneChecked{At: at(2 * time.Second), Other: "catchup/demo/c", CatchUp: true})
+	if got := describe(cmds); got != "state Waiting; wait until 4s" ||
+		r.Status.Waves[0].Message != "waiting for catch-up catchup/demo/c to end: this rollout supersedes it, one writer per site branch" {
+		t.Errorf("a superseded catch-up: %q, %q", got, r.Status.Waves[0].Message)
+	}
+}

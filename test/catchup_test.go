@@ -1,0 +1,144 @@
+//go:build e2e
+
+package test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/deploy/sim"
+	"github.com/fleetwave/fleetwave/gitops"
+	"github.com/fleetwave/fleetwave/gitops/gittest"
+	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/test/testenv"
+	"github.com/fleetwave/fleetwave/workflows"
+)
+
+// catchUpPlan defers an offline site after 2s and probes it every second once its rollout
+// ended.
+const catchUpPlan = `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: edge}
+spec:
+  sites: [{name: a}, {name: b}, {name: c}]
+  waves:
+    - {name: all, sites: [a, b, c], bake: 1s}
+  health:
+    interval: 500ms
+    convergenceTimeout: 30s
+    unknownTimeout: 10s
+    offline: {after: 2s, action: defer, maxDeferred: 1, probe: 1s}
+`
+
+// TestNewerRolloutSupersedesCatchUp: c never answers. The first rollout defers it and
+// succeeds, and its catch-up probes c. A second rollout of the fleet supersedes that catch-up
+// at its first gate and promotes nothing until the catch-up ended (one writer per site
+// branch); it defers c again, and the catch-up that follows is the second rollout's, with its
+// commit. Nothing was ever pushed to sites/c.
+func TestNewerRolloutSupersedesCatchUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	tp := testenv.StartTemporal(t, workflows.SearchAttributes...)
+	gs := gittest.NewServer(t, "fleet", map[string]string{"fleetwave.yaml": catchUpPlan, "apps/app.yaml": "version: 1\n"}, "sites/a", "sites/b", "sites/c")
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	writer, err := gitops.Open(ctx, gs.URL, gitops.WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower, err := gitops.Open(ctx, gs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := sim.New(follower, "sites/{site}", sim.WithPoll(100*time.Millisecond), sim.WithLogger(logger),
+		sim.WithScript(sim.Script{Faults: []rollout.Fault{{Unreachable: &rollout.UnreachableFault{Sites: []string{"c"}}}}}))
+	fleet.Track("a", "b", "c")
+	fleet.StartScript(time.Now())
+	go fleet.Run(ctx)
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger),
+		DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	w := worker.New(tc, workflows.TaskQueue("edge"), worker.Options{})
+	if err := workflows.Register(w, workflows.Activities{
+		Git:        &activities.Git{Repo: writer},
+		Sites:      &activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond},
+		Executions: &activities.Executions{Client: tc},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	fw := workflows.NewClient(tc, "")
+	seedC := git(t, gs.Dir, "rev-parse", "sites/c")
+	roll := func(version string) rollout.Status {
+		t.Helper()
+		commit := gs.CommitOn(t, "main", "app "+version, map[string]string{"apps/app.yaml": "version: " + version + "\n"})
+		run, err := fw.Start(ctx, workflows.RolloutInput{Fleet: "edge", Commit: commit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := run.Get(ctx, nil); err != nil {
+			t.Fatalf("rollout of %s: %v", version, err)
+		}
+		st, err := fw.Status(ctx, run.GetID())
+		if err != nil || st.State != rollout.StateSucceeded || st.Reason != "1 site deferred (offline): c" {
+			t.Fatalf("rollout of %s: %v, %s %q; want Succeeded with c deferred", version, err, st.State, st.Reason)
+		}
+		return st
+	}
+	id := workflows.CatchUpID("edge", "c")
+	probing := func(commit string) string {
+		t.Helper()
+		var st rollout.Status
+		eventually(t, "the catch-up of c to probe it, for "+rollout.Short(commit), 30*time.Second, func() (bool, string) {
+			var err error
+			st, err = fw.Status(ctx, id)
+			return err == nil && st.Commit == commit && st.State == rollout.StateWaiting && strings.Contains(st.Reason, "probing every 1s"),
+				st.Commit + " " + string(st.State) + " " + st.Reason
+		})
+		d, err := tc.DescribeWorkflow(ctx, id, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.RawResponse.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	}
+
+	first := roll("2")
+	firstRun := probing(first.Commit)
+	second := roll("3")
+	probing(second.Commit)
+	saveHistory(t, tc, first.Rollout, "rollout-deferred-catchup")
+	saveHistoryRun(t, tc, id, firstRun, "catchup-superseded")
+
+	var res workflows.RolloutResult
+	if err := tc.GetWorkflow(ctx, id, firstRun).Get(ctx, &res); err != nil {
+		t.Fatalf("the first catch-up: %v", err)
+	}
+	if st := res.Status; st.State != rollout.StateSuperseded || !strings.Contains(st.Reason, "superseded by "+rollout.Short(second.Commit)) {
+		t.Errorf("the first catch-up ended %s (%q); want Superseded by %s", st.State, st.Reason, rollout.Short(second.Commit))
+	}
+	d, err := tc.DescribeWorkflow(ctx, id, firstRun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := d.RawResponse.GetWorkflowExecutionInfo().GetCloseTime()
+	if promoted := second.Waves[0].StartedAt; closed == nil || !closed.AsTime().Before(promoted) {
+		t.Errorf("the second rollout's wave started at %s, before the first catch-up closed (%v): two writers", promoted, closed)
+	}
+	if head := git(t, gs.Dir, "rev-parse", "sites/c"); head != seedC {
+		t.Errorf("sites/c moved to %s; nothing may be pushed to a site that never answered", head)
+	}
+}
