@@ -201,8 +201,9 @@ func TestRehearseCatchUp(t *testing.T) {
 	if got["c"] != "Succeeded Healthy" || got["d"] != "Failed Reverted" || len(got) != 2 {
 		t.Fatalf("catch-ups %v, want c Succeeded Healthy and d Failed Reverted\n%s", got, out)
 	}
-	if !strings.Contains(out, "catch-up of c Succeeded: Healthy") || !strings.Contains(out, "catch-up of d Failed: Reverted") {
-		t.Errorf("the progress does not show the catch-ups' ends:\n%s", out)
+	if !strings.Contains(out, "catch-up of c Succeeded: Healthy") || !strings.Contains(out, "catch-up of d Failed: Reverted") ||
+		!strings.HasSuffix(strings.TrimSpace(out), "2 sites deferred (offline): c, d; catch-ups: c Healthy, d Reverted") {
+		t.Errorf("the progress and the last line do not show the catch-ups' ends:\n%s", out)
 	}
 
 	seed := git(t, keep, "rev-list", "--max-parents=0", "main")

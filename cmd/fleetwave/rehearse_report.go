@@ -344,6 +344,12 @@ func (rep *rehearsalReport) markdown() string {
 	for _, w := range sum.Waves {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %s |\n", w.Name, w.State, dash(w.Start), dash(w.End), w.Sites, verdictList(w.Verdicts))
 	}
+	if len(sum.CatchUps) > 0 {
+		b.WriteString("\n## Catch-ups\n\nAfter the rollout, each deferred site's catch-up (`catchup/<fleet>/<site>`):\n\n| site | state | verdict | ended | reason |\n|---|---|---|---|---|\n")
+		for _, c := range sum.CatchUps {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", c.Site, c.State, dash(string(c.Verdict)), dash(c.At), dash(strings.ReplaceAll(c.Reason, "|", "\\|")))
+		}
+	}
 	if len(sum.Faults) > 0 {
 		b.WriteString("\n## Faults\n\n| fault | acted on |\n|---|---|\n")
 		for _, f := range sum.Faults {
