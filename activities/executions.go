@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
@@ -259,4 +260,81 @@ func (e *Executions) Ended(ctx context.Context, in EndedInput) (rollout.Status, 
 		return rollout.Status{}, fmt.Errorf("decode the status of %s: %w", in.WorkflowID, err)
 	}
 	return st, nil
+}
+
+// LastRunsInput names catch-ups (workflow IDs) that a rollout superseded, and the state a
+// superseded catch-up ends in.
+type LastRunsInput struct {
+	IDs        []string
+	Superseded string
+}
+
+// LastRun is a catch-up's last run that ended superseded, with the input it started with
+// (the JSON of workflows.CatchUpInput, decoded here: a workflow decodes no JSON itself).
+type LastRun struct {
+	ID    string
+	Input CatchUpRun
+}
+
+// CatchUpRun is the input a catch-up ran with: the fields of workflows.CatchUpInput.
+type CatchUpRun struct {
+	Fleet, Commit, Site, Rollout string
+	Since                        time.Time `json:",omitzero"`
+	Started                      time.Time `json:",omitzero"`
+	Channel                      string    `json:",omitempty"`
+	Thread                       string    `json:",omitempty"`
+}
+
+// LastRunsResult lists the named workflows whose last run closed superseded.
+type LastRunsResult struct {
+	Superseded []LastRun `json:",omitempty"`
+}
+
+// LastRuns finds, of the named workflows, those whose last run closed in the Superseded state
+// (and no later run started since), with the input of that run: a rollout that superseded
+// catch-ups and then did not succeed starts them again. Payloads are decoded as fleetwave's
+// data converter writes them (JSON, zlib-compressed when large).
+func (e *Executions) LastRuns(ctx context.Context, in LastRunsInput) (LastRunsResult, error) {
+	dc := converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), converter.NewZlibCodec(converter.ZlibCodecOptions{}))
+	var out LastRunsResult
+	for _, id := range in.IDs {
+		d, err := e.Client.DescribeWorkflow(ctx, id, "")
+		var notFound *serviceerror.NotFound
+		switch {
+		case errors.As(err, &notFound):
+			continue
+		case err != nil:
+			return out, fmt.Errorf("describe %s: %w", id, err)
+		case d.RawResponse.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+			continue // running again, or closed some other way
+		}
+		runID := d.RawResponse.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		var input, result *commonpb.Payloads
+		it := e.Client.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return out, fmt.Errorf("read the history of %s: %w", id, err)
+			}
+			if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+				input = a.GetInput()
+			}
+			if a := ev.GetWorkflowExecutionCompletedEventAttributes(); a != nil {
+				result = a.GetResult()
+			}
+		}
+		var res struct{ Status struct{ State string } }
+		if result == nil || len(result.GetPayloads()) == 0 || dc.FromPayload(result.GetPayloads()[0], &res) != nil || res.Status.State != in.Superseded {
+			continue
+		}
+		var run CatchUpRun
+		if input == nil || len(input.GetPayloads()) == 0 {
+			continue
+		}
+		if err := dc.FromPayload(input.GetPayloads()[0], &run); err != nil {
+			return out, fmt.Errorf("decode the input of %s: %w", id, err)
+		}
+		out.Superseded = append(out.Superseded, LastRun{ID: id, Input: run})
+	}
+	return out, nil
 }

@@ -17,11 +17,16 @@ type PolicyRequest = policy.Request
 // Policies that cannot be evaluated deny (fail closed); it never returns an error.
 //
 // A worker whose activity context carries a time scale (WithTimeScale: a rehearsal's) evaluates
-// on the plan's clock, which starts with the rollout (rollout.PlanClock), and returns the
+// on the plan's clock, which starts with the rollout (rollout.PlanClock; a catch-up's with the
+// rollout that deferred its site, Request.Clock), and returns the
 // decision's times on the real one.
 func EvaluatePolicy(ctx context.Context, req PolicyRequest) (rollout.PolicyDecision, error) {
-	if k, ok := ctx.Value(timeScaleKey{}).(float64); ok && k > 1 && !req.Input.Rollout.StartedAt.IsZero() {
-		c := rollout.PlanClock{Start: req.Input.Rollout.StartedAt, Scale: k}
+	start := req.Clock
+	if start.IsZero() {
+		start = req.Input.Rollout.StartedAt
+	}
+	if k, ok := ctx.Value(timeScaleKey{}).(float64); ok && k > 1 && !start.IsZero() {
+		c := rollout.PlanClock{Start: start, Scale: k}
 		req.Input = c.PlanInput(req.Input)
 		return c.RealDecision(policy.Decide(ctx, req)), nil
 	}

@@ -415,6 +415,17 @@ type Status struct {
 	// Waiting lists the activities in flight with their attempt and last failure; the client
 	// fills it from Temporal, the workflow does not.
 	Waiting []string `json:"waiting,omitempty"`
+	// CatchUp is set on the status of a catch-up (catchup/<fleet>/<site>), not a rollout's.
+	CatchUp *CatchUpOf `json:"catchUp,omitempty"`
+}
+
+// CatchUpOf says which site a catch-up brings to its commit, which rollout deferred it, and
+// whether it still probes the site, unreachable since OfflineSince.
+type CatchUpOf struct {
+	Site         string    `json:"site"`
+	Rollout      string    `json:"rollout"`
+	Probing      bool      `json:"probing,omitempty"`
+	OfflineSince time.Time `json:"offlineSince,omitzero"`
 }
 
 // DeferredNote says which sites of the rollout were Deferred (offline, health.offline), ""

@@ -4,8 +4,10 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +20,10 @@ import (
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
+	"github.com/fleetwave/fleetwave/internal/metrics"
+	"github.com/fleetwave/fleetwave/internal/report"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/rollout/runbook"
 	"github.com/fleetwave/fleetwave/test/testenv"
 	"github.com/fleetwave/fleetwave/workflows"
 )
@@ -43,7 +48,9 @@ spec:
 // succeeds, and its catch-up probes c. A second rollout of the fleet supersedes that catch-up
 // at its first gate and promotes nothing until the catch-up ended (one writer per site
 // branch); it defers c again, and the catch-up that follows is the second rollout's, with its
-// commit. Nothing was ever pushed to sites/c.
+// commit. A third rollout supersedes that one and is aborted: it starts the catch-up again,
+// with the second rollout's commit, the fleet's last succeeded one. Nothing was ever pushed to
+// sites/c.
 func TestNewerRolloutSupersedesCatchUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -118,6 +125,29 @@ func TestNewerRolloutSupersedesCatchUp(t *testing.T) {
 
 	first := roll("2")
 	firstRun := probing(first.Commit)
+	// serve's /metrics: one site behind, offline since the rollout last saw it.
+	ms := metrics.New(nil, "edge")
+	ms.WatchRollouts(fw, "edge")
+	families, err := ms.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if n := f.GetName(); n == "fleetwave_sites_behind" || n == "fleetwave_site_offline_seconds" {
+				var labels []string
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetName()+"="+l.GetValue())
+				}
+				got[n+"{"+strings.Join(labels, ",")+"}"] = fmt.Sprint(m.GetGauge().GetValue())
+			}
+		}
+	}
+	offline, _ := strconv.ParseFloat(got["fleetwave_site_offline_seconds{fleet=edge,site=c}"], 64)
+	if got["fleetwave_sites_behind{fleet=edge}"] != "1" || offline < 2 || len(got) != 2 {
+		t.Errorf("catch-up metrics %v; want 1 site behind and c offline for 2s (offline.after) or more", got)
+	}
 	second := roll("3")
 	probing(second.Commit)
 	saveHistory(t, tc, first.Rollout, "rollout-deferred-catchup")
@@ -138,6 +168,43 @@ func TestNewerRolloutSupersedesCatchUp(t *testing.T) {
 	if promoted := second.Waves[0].StartedAt; closed == nil || !closed.AsTime().Before(promoted) {
 		t.Errorf("the second rollout's wave started at %s, before the first catch-up closed (%v): two writers", promoted, closed)
 	}
+	// The rollouts' reports list their catch-ups as they stand: the first superseded, the
+	// second's probing.
+	for _, tc := range []struct {
+		st    rollout.Status
+		state rollout.State
+	}{{first, rollout.StateSuperseded}, {second, rollout.StateWaiting}} {
+		rep, err := fw.Report(ctx, "", tc.st.Rollout, report.Links{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.CatchUps) != 1 || rep.CatchUps[0].Site != "c" || rep.CatchUps[0].Workflow != id || rep.CatchUps[0].State != tc.state {
+			t.Errorf("report of %s: catch-ups %+v; want c's, %s", tc.st.Rollout, rep.CatchUps, tc.state)
+		}
+		if md := report.Markdown(rep); !strings.Contains(md, "## Catch-ups") || !strings.Contains(md, "`"+id+"`") {
+			t.Errorf("the Markdown report of %s does not list the catch-up:\n%s", tc.st.Rollout, md)
+		}
+	}
+	// A third rollout supersedes the second's catch-up too, and is aborted while it bakes: it
+	// did not succeed, so it starts that catch-up again, with the fleet's last succeeded commit.
+	third := gs.CommitOn(t, "main", "app 4, baking long", map[string]string{"apps/app.yaml": "version: 4\n",
+		"fleetwave.yaml": strings.Replace(catchUpPlan, "bake: 1s", "bake: 5m", 1)})
+	run, err := fw.Start(ctx, workflows.RolloutInput{Fleet: "edge", Commit: third})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the third rollout to bake", 30*time.Second, func() (bool, string) {
+		st, err := fw.Status(ctx, run.GetID())
+		return err == nil && st.State == rollout.StateBaking, string(st.State) + " " + st.Reason
+	})
+	if _, err := fw.Control(ctx, run.GetID(), string(runbook.ControlAbort), workflows.ControlInput{By: "test", Reason: "enough"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); err == nil {
+		t.Fatal("the aborted rollout succeeded")
+	}
+	probing(second.Commit)
+	saveHistory(t, tc, run.GetID(), "rollout-restarts-catchup")
 	if head := git(t, gs.Dir, "rev-parse", "sites/c"); head != seedC {
 		t.Errorf("sites/c moved to %s; nothing may be pushed to a site that never answered", head)
 	}

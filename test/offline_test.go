@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetwave/fleetwave/rollout"
 )
@@ -227,4 +228,50 @@ func TestRehearseCatchUp(t *testing.T) {
 		t.Errorf("sites/d: trailer %q, back on the seed's tree %v", trailer("sites/d"), tree("sites/d") == tree(seed))
 	}
 	t.Logf("the rehearsal:\n%s", out)
+}
+
+// TestRehearseCatchUpWaitsForFreeze: c cannot be reached for the first 20 minutes and is
+// caught up after the rollout ended, but a freeze of the plan's policies runs from 15 to 35
+// minutes after the rehearsal starts. The catch-up is judged by the policies for c at that
+// time, on the rollout's clock: it waits for the freeze to end, then promotes and bakes 5
+// minutes, so it ends Healthy no earlier than 39 minutes in (without the freeze, about 27).
+func TestRehearseCatchUpWaitsForFreeze(t *testing.T) {
+	bin := buildFleetwave(t)
+	freeze := time.Now().UTC().Add(15 * time.Minute).Truncate(time.Second)
+	plan := filepath.Join(t.TempDir(), "fleetwave.yaml")
+	writeFile(t, plan, `apiVersion: fleetwave.dev/v1alpha1
+kind: RolloutPlan
+metadata: {name: edge}
+spec:
+  sites: [{name: a}, {name: b}, {name: c}]
+  waves:
+    - {name: all, sites: [a, b, c], maxParallel: 2, bake: 5m}
+  health:
+    interval: 30s
+    convergenceTimeout: 30m
+    unknownTimeout: 5m
+    offline: {after: 2m, action: defer, maxDeferred: 1}
+  policies:
+    freezes:
+      - {name: change-freeze, start: "`+freeze.Format("2006-01-02T15:04:05")+`", duration: 20m}
+`)
+	code, out, rep := rehearse(t, bin, "  - {unreachable: {sites: [c], for: 20m}}\n", "--plan", plan, "--time-scale", "60")
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	if st := rep.Status; st.State != rollout.StateSucceeded || st.Reason != "1 site deferred (offline): c" {
+		t.Fatalf("rollout %s (%q), want Succeeded with c deferred\n%s", st.State, st.Reason, out)
+	}
+	if len(rep.Rehearsal.CatchUps) != 1 {
+		t.Fatalf("catch-ups %+v, want c's", rep.Rehearsal.CatchUps)
+	}
+	c := rep.Rehearsal.CatchUps[0]
+	ended, err := time.ParseDuration(c.At)
+	if c.State != rollout.StateSucceeded || c.Verdict != rollout.VerdictHealthy || err != nil || ended < 39*time.Minute {
+		t.Errorf("catch-up of c: %s %s at %q; want Succeeded Healthy after the freeze and the bake, 39m or later\n%s", c.State, c.Verdict, c.At, out)
+	}
+	// The wait is on the real clock, as the workflow's timer runs.
+	if !strings.Contains(out, "catch-up of c Waiting (waiting until ") || !strings.Contains(out, "change-freeze") {
+		t.Errorf("the progress does not show the catch-up held by the freeze until its end:\n%s", out)
+	}
 }

@@ -38,6 +38,17 @@ func CatchUpID(fleet, site string) string { return "catchup/" + fleet + "/" + si
 // versionCatchUp guards a rollout that succeeded with Deferred sites starting their catch-ups.
 const versionCatchUp = "rollout-catchup"
 
+// memoCatchUp is the memo key of a catch-up: a CatchUpMemo, which the visibility store lists
+// with it (fleetwave sites, serve's /metrics) without asking the workflow.
+const memoCatchUp = "catchUp"
+
+// CatchUpMemo is a catch-up's memo: its site, and since when the site is unreachable while the
+// catch-up probes it (zero once it answered).
+type CatchUpMemo struct {
+	Site         string
+	OfflineSince time.Time `json:",omitzero"`
+}
+
 // CatchUpInput names the site to catch up, the commit (of the rollout that deferred it, which
 // succeeded: the fleet's last succeeded commit when it started) and where to report.
 type CatchUpInput struct {
@@ -46,8 +57,10 @@ type CatchUpInput struct {
 	Site   string
 	// Rollout is the rollout that deferred the site.
 	Rollout string
-	// Since is when the site was last observed, as that rollout saw it.
-	Since time.Time `json:",omitzero"`
+	// Since is when the site was last observed, as that rollout saw it; Started is when that
+	// rollout started (a rehearsal judges the catch-up's policies on that rollout's clock).
+	Since   time.Time `json:",omitzero"`
+	Started time.Time `json:",omitzero"`
 	// Channel and Thread are the rollout's Slack thread, where the catch-up posts; empty when
 	// the rollout had none.
 	Channel string `json:",omitempty"`
@@ -61,10 +74,16 @@ func CatchUp(ctx workflow.Context, in CatchUpInput) (RolloutResult, error) {
 	d := &rolloutDriver{run: runbook.NewRollout(id, in.Fleet, in.Commit), catchUp: &in}
 	d.run.Watching, d.run.Alone, d.run.CatchUp = true, true, in.Site
 	d.run.Status.State = rollout.StateWaiting
+	d.run.Status.CatchUp = &rollout.CatchUpOf{Site: in.Site, Rollout: in.Rollout, Probing: true, OfflineSince: in.Since}
 	if err := d.handle(ctx); err != nil {
 		return RolloutResult{}, err
 	}
 	d.setState(ctx, runbook.SetState{State: rollout.StateWaiting})
+	since := in.Since
+	if since.IsZero() {
+		since = workflow.Now(ctx)
+	}
+	d.memo(ctx, CatchUpMemo{Site: in.Site, OfflineSince: since})
 	if again, err := d.awaitSite(ctx); err != nil || again {
 		if err == nil {
 			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
@@ -73,6 +92,8 @@ func CatchUp(ctx workflow.Context, in CatchUpInput) (RolloutResult, error) {
 		return RolloutResult{}, err
 	}
 	d.run.Status.Reason = ""
+	d.run.Status.CatchUp = &rollout.CatchUpOf{Site: in.Site, Rollout: in.Rollout, OfflineSince: in.Since}
+	d.memo(ctx, CatchUpMemo{Site: in.Site})
 	res, err := d.drive(ctx)
 	if err == nil && res.Status.State == rollout.StateSucceeded && res.Status.DeferredNote() != "" {
 		// Offline again before it applied the promotion: withdrawn, and probed again.
@@ -84,6 +105,13 @@ func CatchUp(ctx workflow.Context, in CatchUpInput) (RolloutResult, error) {
 		writeEvidence(dctx, res.Status)
 	}
 	return res, err
+}
+
+// memo sets the catch-up's memo; a failure only leaves the memo as it was.
+func (d *rolloutDriver) memo(ctx workflow.Context, m CatchUpMemo) {
+	if err := workflow.UpsertMemo(ctx, map[string]any{memoCatchUp: m}); err != nil {
+		workflow.GetLogger(ctx).Warn("cannot set the catch-up's memo", "site", m.Site, "error", err)
+	}
 }
 
 // catchUpHistory is how many events a catch-up's history may hold while it probes before it
@@ -147,33 +175,48 @@ func (d *rolloutDriver) awaitSite(ctx workflow.Context) (again bool, err error) 
 	return false, nil
 }
 
-// startCatchUps starts the catch-ups of the rollout's Deferred sites, once it succeeded.
+// startCatchUps starts the catch-ups of the rollout's Deferred sites, once it succeeded; a
+// rollout that did not succeed starts again the catch-ups it superseded (their commit is
+// still the fleet's last succeeded one).
 func (d *rolloutDriver) startCatchUps(ctx workflow.Context) {
 	st := d.run.Status
-	if d.catchUp != nil || st.State != rollout.StateSucceeded || st.DeferredNote() == "" {
+	succeeded := st.State == rollout.StateSucceeded
+	if d.catchUp != nil || (succeeded && st.DeferredNote() == "") || (!succeeded && len(d.superseded) == 0) {
 		return
 	}
 	if workflow.GetVersion(ctx, versionCatchUp, workflow.DefaultVersion, 1) < 1 {
 		return
 	}
-	var futures []workflow.ChildWorkflowFuture
-	for _, w := range st.Waves {
-		for _, s := range w.Sites {
-			if s.Verdict != rollout.VerdictDeferred {
-				continue
+	var ins []CatchUpInput
+	var waves []string
+	if succeeded {
+		for _, w := range st.Waves {
+			for _, s := range w.Sites {
+				if s.Verdict == rollout.VerdictDeferred {
+					ins = append(ins, CatchUpInput{Fleet: st.Fleet, Commit: st.Commit, Site: s.Name, Rollout: st.Rollout,
+						Since: s.UnknownSince, Started: st.StartedAt, Channel: d.slack.channel, Thread: d.slack.thread})
+					waves = append(waves, w.Name)
+				}
 			}
-			in := CatchUpInput{Fleet: st.Fleet, Commit: st.Commit, Site: s.Name, Rollout: st.Rollout,
-				Since: s.UnknownSince, Channel: d.slack.channel, Thread: d.slack.thread}
-			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-				WorkflowID:            CatchUpID(st.Fleet, s.Name),
-				ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-				WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-				StaticSummary:         fmt.Sprintf("catch-up of %s to %s, deferred by %s", s.Name, rollout.Short(st.Commit), st.Rollout),
-				TypedSearchAttributes: temporal.NewSearchAttributes(
-					AttrFleet.ValueSet(st.Fleet), AttrCommit.ValueSet(st.Commit), AttrWave.ValueSet(w.Name)),
-			})
-			futures = append(futures, workflow.ExecuteChildWorkflow(cctx, CatchUp, in))
 		}
+	} else {
+		ins = d.supersededInputs(ctx)
+		waves = make([]string, len(ins))
+	}
+	futures := make([]workflow.ChildWorkflowFuture, len(ins))
+	for i, in := range ins {
+		attrs := []temporal.SearchAttributeUpdate{AttrFleet.ValueSet(in.Fleet), AttrCommit.ValueSet(in.Commit)}
+		if waves[i] != "" {
+			attrs = append(attrs, AttrWave.ValueSet(waves[i]))
+		}
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:            CatchUpID(in.Fleet, in.Site),
+			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			StaticSummary:         fmt.Sprintf("catch-up of %s to %s, deferred by %s", in.Site, rollout.Short(in.Commit), in.Rollout),
+			TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
+		})
+		futures[i] = workflow.ExecuteChildWorkflow(cctx, CatchUp, in)
 	}
 	for _, f := range futures {
 		// Started, or already running (a newer rollout's catch-up would have superseded it):
@@ -182,4 +225,31 @@ func (d *rolloutDriver) startCatchUps(ctx workflow.Context) {
 			workflow.GetLogger(ctx).Warn("cannot start a catch-up", "rollout", st.Rollout, "error", err)
 		}
 	}
+}
+
+// supersededInputs reads the inputs of the catch-ups this rollout superseded whose last run
+// ended superseded (none started since), to start them again.
+func (d *rolloutDriver) supersededInputs(ctx workflow.Context) []CatchUpInput {
+	var ex *activities.Executions
+	var res activities.LastRunsResult
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		Summary:             "the catch-ups this rollout superseded, to start again",
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10, MaximumInterval: 30 * time.Second},
+	}), ex.LastRuns, activities.LastRunsInput{IDs: d.superseded, Superseded: string(rollout.StateSuperseded)}).Get(ctx, &res)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("cannot read the catch-ups this rollout superseded; they stay ended", "rollout", d.run.Status.Rollout, "error", err)
+		return nil
+	}
+	var out []CatchUpInput
+	for _, run := range res.Superseded {
+		r := run.Input
+		if r.Site == "" || r.Fleet != d.run.Status.Fleet {
+			workflow.GetLogger(ctx).Warn("a superseded catch-up is of no site of this fleet", "workflow", run.ID, "fleet", r.Fleet)
+			continue
+		}
+		out = append(out, CatchUpInput{Fleet: r.Fleet, Commit: r.Commit, Site: r.Site, Rollout: r.Rollout,
+			Since: r.Since, Started: r.Started, Channel: r.Channel, Thread: r.Thread})
+	}
+	return out
 }

@@ -456,3 +456,66 @@ func manualSearchAttributes(namespace string) string {
 	}
 	return "register them with: " + strings.Join(cmds, "; ")
 }
+
+// SitesView is what Temporal knows of a fleet's sites: the commit of the fleet's latest
+// rollout that succeeded (its target), and its running catch-ups, by site.
+type SitesView struct {
+	Target   string
+	CatchUps map[string]CatchUpSummary
+}
+
+// CatchUpSummary is a running catch-up as the visibility store lists it: its ID, commit and
+// site, and since when the site is unreachable while it is probed (zero: the catch-up
+// promotes it).
+type CatchUpSummary struct {
+	ID, Site, Commit string
+	OfflineSince     time.Time
+}
+
+// SitesView reads the fleet's target and running catch-ups from Temporal's visibility store.
+func (c *Client) SitesView(ctx context.Context, fleet string) (SitesView, error) {
+	view := SitesView{CatchUps: map[string]CatchUpSummary{}}
+	succeeded, err := c.List(ctx, ListFilter{Fleet: fleet, State: string(rollout.StateSucceeded), Limit: 1000})
+	if err != nil {
+		return view, err
+	}
+	var latest time.Time
+	for _, s := range succeeded {
+		if s.Closed.After(latest) && s.Commit != "" {
+			view.Target, latest = s.Commit, s.Closed
+		}
+	}
+	catchUps, err := c.CatchUps(ctx, fleet)
+	for _, cu := range catchUps {
+		view.CatchUps[cu.Site] = cu
+	}
+	return view, err
+}
+
+// CatchUps lists the fleet's running catch-ups, from Temporal's visibility store (their memo).
+func (c *Client) CatchUps(ctx context.Context, fleet string) ([]CatchUpSummary, error) {
+	query := fmt.Sprintf("WorkflowType = %q AND %s = %q AND ExecutionStatus = \"Running\"", CatchUpType, AttrFleet.GetName(), fleet)
+	dc := DataConverter()
+	var out []CatchUpSummary
+	var token []byte
+	for {
+		resp, err := c.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return out, fmt.Errorf("list the catch-ups of fleet %s: %w", fleet, err)
+		}
+		for _, e := range resp.GetExecutions() {
+			var m CatchUpMemo
+			if p, ok := e.GetMemo().GetFields()[memoCatchUp]; !ok || dc.FromPayload(p, &m) != nil || m.Site == "" {
+				continue // not started far enough to say
+			}
+			cu := CatchUpSummary{ID: e.GetExecution().GetWorkflowId(), Site: m.Site, OfflineSince: m.OfflineSince}
+			if p, ok := e.GetSearchAttributes().GetIndexedFields()[AttrCommit.GetName()]; ok {
+				_ = converter.GetDefaultDataConverter().FromPayload(p, &cu.Commit)
+			}
+			out = append(out, cu)
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out, nil
+		}
+	}
+}

@@ -42,7 +42,33 @@ func (c *Client) Report(ctx context.Context, namespace, id string, links report.
 		}
 		final = &st
 	}
-	return c.report(namespace, id, runID, events, final, links)
+	r, err := c.report(namespace, id, runID, events, final, links)
+	if err == nil {
+		c.catchUpStates(ctx, &r)
+	}
+	return r, err
+}
+
+// catchUpStates says how each catch-up of the report stands now. A catch-up ID that runs
+// another commit belongs to a newer rollout's catch-up: this one was superseded.
+func (c *Client) catchUpStates(ctx context.Context, r *report.Report) {
+	for i := range r.CatchUps {
+		cu := &r.CatchUps[i]
+		st, err := c.Status(ctx, cu.Workflow)
+		switch {
+		case err != nil:
+			cu.Reason = err.Error()
+		case st.Commit != r.Commit.SHA:
+			cu.State, cu.Reason = rollout.StateSuperseded, "the catch-up of "+cu.Site+" now brings it to "+rollout.Short(st.Commit)
+		default:
+			cu.State, cu.Reason = st.State, st.Reason
+			for _, w := range st.Waves {
+				for _, s := range w.Sites {
+					cu.Verdict = s.Verdict
+				}
+			}
+		}
+	}
 }
 
 // ReportOf builds the report of run runID of rollout id from its history so far and its final
@@ -191,6 +217,14 @@ func (b *reportBuilder) event(ev *historypb.HistoryEvent) error {
 		return b.marker(ev.GetMarkerRecordedEventAttributes())
 	case enumspb.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
 		a := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes()
+		if a.GetWorkflowType().GetName() == CatchUpType {
+			var in CatchUpInput
+			if err := b.decode(a.GetInput(), &in); err != nil {
+				return err
+			}
+			b.r.CatchUps = append(b.r.CatchUps, report.CatchUp{Site: in.Site, Workflow: a.GetWorkflowId()})
+			return nil
+		}
 		if a.GetWorkflowType().GetName() != "Wave" {
 			return nil // a watch over a wave that succeeded
 		}

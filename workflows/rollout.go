@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,6 +52,8 @@ type rolloutDriver struct {
 	watches []workflow.ChildWorkflowFuture
 	// catchUp is the input of a catch-up (catchup.go); nil for a rollout.
 	catchUp *CatchUpInput
+	// superseded are the catch-ups this rollout superseded at its alone gates (IDs).
+	superseded []string
 }
 
 // Rollout moves one source commit through every wave of the plan found at that commit, by the
@@ -251,6 +254,9 @@ func (d *rolloutDriver) runStep(ctx workflow.Context) (runbook.Event, error) {
 			Author: d.loaded.Author, Message: d.loaded.Message, Policies: len(d.loaded.Policies) > 0, Simulated: d.loaded.Simulated}, nil
 	case runbook.EvaluatePolicies:
 		req := activities.PolicyRequest{Builtins: d.run.Plan.Policies, MinSoak: c.MinSoak, Files: d.loaded.Policies, Input: c.Input}
+		if d.catchUp != nil {
+			req.Clock = d.catchUp.Started
+		}
 		var dec rollout.PolicyDecision
 		if err := workflow.ExecuteLocalActivity(policyOptions(ctx), activities.EvaluatePolicy, req).Get(ctx, &dec); err != nil {
 			if ctx.Err() != nil {
@@ -333,6 +339,12 @@ func (d *rolloutDriver) checkAlone(ctx workflow.Context) (runbook.Event, error) 
 		Summary:             summary,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	}), ex.Earlier, in).Get(ctx, &res)
+	for _, id := range res.CatchUps {
+		// Signalled to end: started again if this rollout does not succeed (startCatchUps).
+		if !slices.Contains(d.superseded, id) {
+			d.superseded = append(d.superseded, id)
+		}
+	}
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, ctx.Err()

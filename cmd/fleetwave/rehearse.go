@@ -543,6 +543,9 @@ func (r *rehearsal) awaitCatchUps(ctx context.Context, w io.Writer, st rollout.S
 			if v := catchUpVerdict(cs); v != "" {
 				line += ": " + string(v)
 			}
+			if len(cs.Waves) > 0 && cs.State == rollout.StateWaiting && cs.Waves[0].Message != "" {
+				line += " (" + cs.Waves[0].Message + ")" // held by a policy
+			}
 			if shown[site] != line {
 				shown[site] = line
 				fmt.Fprintf(w, "%s %s\n", clock(), line)

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/fleetwave/fleetwave/deploy"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/rollout"
+	"github.com/fleetwave/fleetwave/workflows"
 )
 
 // siteReport is one row of `fleetwave sites`, and its JSON form.
@@ -24,6 +28,16 @@ type siteReport struct {
 	Applied string `json:"applied,omitempty"`
 	// Source is the source commit the applied promotion carries (its Fleetwave-Source trailer).
 	Source string `json:"source,omitempty"`
+	// Running is the source commit the site runs: Source, under the name of its column.
+	Running string `json:"running,omitempty"`
+	// Target is the fleet's last succeeded commit (its latest rollout that succeeded, from
+	// Temporal); State says how the site stands against it: InSync, Behind, Deferred (since
+	// Since: its catch-up probes it), CatchingUp (its catch-up promotes it), Drifted (Flux
+	// applied something else than the branch head); empty when Temporal cannot tell.
+	Target  string    `json:"target,omitempty"`
+	State   string    `json:"state,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
+	CatchUp string    `json:"catchUp,omitempty"`
 	// Runs says whether the site runs --commit; absent without --commit.
 	Runs    *bool                 `json:"runs,omitempty"`
 	Drift   bool                  `json:"drift"`
@@ -35,6 +49,7 @@ type siteReport struct {
 
 type sitesOptions struct {
 	serve      serveOptions
+	fleet      string
 	commit     string
 	kubeconfig string
 	output     string
@@ -51,6 +66,11 @@ current value of every health check in the plan. DRIFT marks a site whose applie
 is not its branch head. With --commit, the plan is read at that commit and RUNS says whether
 each site runs it.
 
+From Temporal (TEMPORAL_ADDRESS; without it, these columns stay empty, with a warning):
+RUNNING is the source commit a site runs, TARGET the fleet's last succeeded commit, and STATE
+InSync, Behind, Deferred since when (offline; its catch-up probes it), CatchingUp (its
+catch-up promotes it) or Drifted.
+
 It exits 1 when any site is Degraded or Unknown, so scripts can use it as a gate.
 Git credentials come from the same variables as serve; sites from the kubeconfig contexts
 the plan names.`,
@@ -61,6 +81,7 @@ the plan names.`,
 	f.StringVar(&o.serve.repo, "repo", "", "URL of the fleet repo")
 	f.StringVar(&o.serve.sourceBranch, "source-branch", "main", "branch holding the plan")
 	f.StringVar(&o.serve.sshKey, "ssh-key", "", "private key file for ssh:// and git@ repo URLs")
+	f.StringVar(&o.fleet, "fleet", "", "the fleet's name in Temporal, for TARGET and STATE (default: the plan's metadata.name)")
 	f.StringVar(&o.commit, "commit", "", "source commit to compare the sites with (default: the source branch head, without the RUNS column)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig files, separated like PATH (default $KUBECONFIG, else ~/.kube/config)")
 	f.StringVarP(&o.output, "output", "o", "", "output format: text or json")
@@ -86,6 +107,13 @@ func runSites(ctx context.Context, g *globals, o sitesOptions) error {
 		return err
 	}
 	reports := inspectSites(ctx, repo, deploy.NewKube(o.kubeconfig), &deploy.Checker{}, plan)
+	view, err := sitesView(ctx, g, cmp.Or(o.fleet, plan.Name))
+	if err != nil {
+		fmt.Fprintf(g.stderr, "warning: no TARGET or STATE: %v\n", err)
+	}
+	for i := range reports {
+		reports[i].judge(view)
+	}
 	if o.commit != "" {
 		for i := range reports {
 			runs := reports[i].Source == info.SHA
@@ -103,6 +131,44 @@ func runSites(ctx context.Context, g *globals, o sitesOptions) error {
 		}
 	}
 	return nil
+}
+
+// sitesView asks Temporal, within a few seconds, for the fleet's target and catch-ups.
+func sitesView(ctx context.Context, g *globals, fleet string) (workflows.SitesView, error) {
+	if fleet == "" {
+		return workflows.SitesView{}, errors.New("the plan names no fleet (metadata.name): give --fleet")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	fw, tc, err := g.dialRollouts(ctx)
+	if err != nil {
+		return workflows.SitesView{}, err
+	}
+	defer tc.Close()
+	return fw.SitesView(ctx, fleet)
+}
+
+// judge sets the site's RUNNING, TARGET and STATE from what Temporal knows of the fleet.
+func (r *siteReport) judge(view workflows.SitesView) {
+	r.Running, r.Target = r.Source, view.Target
+	if cu, ok := view.CatchUps[r.Site]; ok {
+		r.CatchUp = cu.ID
+		if !cu.OfflineSince.IsZero() {
+			r.State, r.Since = "Deferred", cu.OfflineSince
+		} else {
+			r.State = "CatchingUp"
+		}
+		return
+	}
+	switch {
+	case r.Drift:
+		r.State = "Drifted"
+	case r.Target == "":
+	case r.Source == r.Target:
+		r.State = "InSync"
+	default:
+		r.State = "Behind"
+	}
 }
 
 // inspectSites observes every site of the plan and measures its checks the way a health round
@@ -173,9 +239,9 @@ func siteReportOf(repo *gitops.Repo, plan *rollout.Plan, site rollout.Site, st r
 
 func printSites(g *globals, reports []siteReport, withRuns bool) {
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	header := "SITE\tWAVE\tBRANCH HEAD\tAPPLIED\tDRIFT\tFLUX\tVERDICT\tCHECKS\tMESSAGE"
+	header := "SITE\tWAVE\tBRANCH HEAD\tAPPLIED\tRUNNING\tTARGET\tSTATE\tDRIFT\tFLUX\tVERDICT\tCHECKS\tMESSAGE"
 	if withRuns {
-		header = "SITE\tWAVE\tBRANCH HEAD\tAPPLIED\tRUNS\tDRIFT\tFLUX\tVERDICT\tCHECKS\tMESSAGE"
+		header = "SITE\tWAVE\tBRANCH HEAD\tAPPLIED\tRUNNING\tTARGET\tSTATE\tRUNS\tDRIFT\tFLUX\tVERDICT\tCHECKS\tMESSAGE"
 	}
 	fmt.Fprintln(tw, header)
 	for _, r := range reports {
@@ -183,7 +249,11 @@ func printSites(g *globals, reports []siteReport, withRuns bool) {
 		if r.Drift {
 			drift = "DRIFT"
 		}
-		row := []string{r.Site, r.Wave, short(r.Head), short(r.Applied)}
+		state := r.State
+		if !r.Since.IsZero() {
+			state += " since " + r.Since.UTC().Format(time.RFC3339)
+		}
+		row := []string{r.Site, r.Wave, short(r.Head), short(r.Applied), short(r.Running), short(r.Target), dash(state)}
 		if withRuns {
 			row = append(row, fmt.Sprint(*r.Runs))
 		}

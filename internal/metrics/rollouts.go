@@ -30,7 +30,11 @@ const CacheFor = 15 * time.Second
 //     status (a step, a measurement, a vote, a control), or the end of the bake it waits for;
 //     a working rollout whose time stands still is stuck (deploy/install/alerts.yaml);
 //   - fleetwave_site_unknown_since_timestamp_seconds{rollout, wave, site}: since when a site
-//     of the running wave has been Unknown.
+//     of the running wave has been Unknown;
+//   - fleetwave_sites_behind: how many sites a rollout that succeeded deferred, and their
+//     catch-ups have not brought to its commit yet (running catch-ups);
+//   - fleetwave_site_offline_seconds{site}: for how long each of them, while its catch-up
+//     probes it, has been unreachable.
 //
 // Every replica exports the same values: aggregate them with max, not sum. Scrapes within
 // CacheFor of one that asked Temporal get its values.
@@ -42,6 +46,10 @@ func (s *Set) WatchRollouts(fw *workflows.Client, fleet string) {
 			[]string{"rollout", "state"}, nil),
 		unknown: prometheus.NewDesc("fleetwave_site_unknown_since_timestamp_seconds",
 			"Since when a site of an open rollout's running wave has been Unknown.", []string{"rollout", "wave", "site"}, nil),
+		behind: prometheus.NewDesc("fleetwave_sites_behind",
+			"Sites deferred by a rollout that succeeded whose catch-up still runs: not on the fleet's last succeeded commit yet.", nil, nil),
+		offline: prometheus.NewDesc("fleetwave_site_offline_seconds",
+			"For how long a deferred site, probed by its catch-up, has been unreachable.", []string{"site"}, nil),
 	}
 	s.reg.MustRegister(s.rollouts)
 }
@@ -50,6 +58,7 @@ type rolloutsCollector struct {
 	fw                      *workflows.Client
 	fleet                   string
 	open, progress, unknown *prometheus.Desc
+	behind, offline         *prometheus.Desc
 	now                     func() time.Time
 
 	// mu serializes scrapes, so that concurrent ones share one round of questions; cached
@@ -63,6 +72,8 @@ func (c *rolloutsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.open
 	ch <- c.progress
 	ch <- c.unknown
+	ch <- c.behind
+	ch <- c.offline
 }
 
 func (c *rolloutsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -86,6 +97,14 @@ func (c *rolloutsCollector) ask() []prometheus.Metric {
 		// Temporal unreachable: these gauges are absent from this scrape, and the rest of
 		// /metrics still answers (an invalid metric would fail the whole scrape).
 		return nil
+	}
+	if catchUps, err := c.fw.CatchUps(ctx, c.fleet); err == nil {
+		out = append(out, prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(len(catchUps))))
+		for _, cu := range catchUps {
+			if !cu.OfflineSince.IsZero() {
+				out = append(out, prometheus.MustNewConstMetric(c.offline, prometheus.GaugeValue, c.now().Sub(cu.OfflineSince).Seconds(), cu.Site))
+			}
+		}
 	}
 	byState := map[string]int{}
 	for _, r := range list {

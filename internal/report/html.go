@@ -234,7 +234,10 @@ svg .tick{stroke:#d0d7de}
 {{end}}{{end}}</table>{{end}}
 {{range $s := .Sites}}{{with .Revert}}<p>Reverted <strong>{{$s.Name}}</strong> with <code>{{.Commit}}</code>{{if not .At.IsZero}} at {{stamp .At}}{{end}}{{if .Reason}}: {{.Reason}}{{end}}</p>
 {{end}}{{end}}{{end}}{{end}}
-{{if .Controls}}<h2>Controls</h2>
+{{if .CatchUps}}<h2>Catch-ups</h2>
+<p>Started as the rollout ended, one per deferred site:</p>
+<table><tr><th>Site</th><th>Workflow</th><th>State</th><th>Verdict</th><th>Reason</th></tr>{{range .CatchUps}}<tr><td>{{.Site}}</td><td><code>{{.Workflow}}</code></td><td>{{.State}}</td><td>{{.Verdict}}</td><td>{{.Reason}}</td></tr>{{end}}</table>
+{{end}}{{if .Controls}}<h2>Controls</h2>
 <table><tr><th>At</th><th>Action</th><th>By</th><th>Reason</th></tr>{{range .Controls}}<tr><td>{{stamp .At}}</td><td>{{.Action}}</td><td>{{.By}}</td><td>{{.Reason}}</td></tr>{{end}}</table>{{end}}
 </body>
 </html>

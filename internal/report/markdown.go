@@ -50,6 +50,12 @@ func Markdown(r Report) string {
 	for _, w := range r.Waves {
 		markdownWave(&b, w, len(r.Waves))
 	}
+	if len(r.CatchUps) > 0 {
+		b.WriteString("\n## Catch-ups\n\nStarted as the rollout ended, one per deferred site:\n\n| Site | Workflow | State | Verdict | Reason |\n|---|---|---|---|---|\n")
+		for _, c := range r.CatchUps {
+			fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", cell(c.Site), cell(c.Workflow), cell(string(c.State)), cell(string(c.Verdict)), cell(c.Reason))
+		}
+	}
 	if len(r.Controls) > 0 {
 		b.WriteString("\n## Controls\n\n| At | Action | By | Reason |\n|---|---|---|---|\n")
 		for _, c := range r.Controls {

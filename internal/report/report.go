@@ -47,6 +47,19 @@ type Report struct {
 	// PolicyInputsError says why the policies' inputs are missing from the decisions, when
 	// replaying the history to recover them failed.
 	PolicyInputsError string `json:"policyInputsError,omitempty"`
+	// CatchUps are the catch-ups the rollout started as it ended, one per Deferred site, and
+	// how each stands when the report is made (fleetwave report asks Temporal).
+	CatchUps []CatchUp `json:"catchUps,omitempty"`
+}
+
+// CatchUp is a catch-up a rollout started (catchup/<fleet>/<site>): its site, its workflow
+// ID, and, once known, its state, its site's verdict and why.
+type CatchUp struct {
+	Site     string          `json:"site"`
+	Workflow string          `json:"workflow"`
+	State    rollout.State   `json:"state,omitempty"`
+	Verdict  rollout.Verdict `json:"verdict,omitempty"`
+	Reason   string          `json:"reason,omitempty"`
 }
 
 // Workflow names the rollout's workflow execution, with its Temporal UI address when known.

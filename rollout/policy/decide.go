@@ -14,6 +14,9 @@ type Request struct {
 	MinSoak  time.Duration
 	Files    []rollout.PolicyFile `json:",omitempty"`
 	Input    rollout.PolicyInput
+	// Clock is when a rehearsal's plan clock started, when it is not the input rollout's start:
+	// a catch-up is judged on the clock of the rollout that deferred its site.
+	Clock time.Time `json:",omitzero"`
 }
 
 // WaitReason names the Rego wait_until in a decision's reasons.
