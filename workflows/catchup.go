@@ -73,16 +73,16 @@ func CatchUp(ctx workflow.Context, in CatchUpInput) (RolloutResult, error) {
 	id := workflow.GetInfo(ctx).WorkflowExecution.ID
 	d := &rolloutDriver{run: runbook.NewRollout(id, in.Fleet, in.Commit), catchUp: &in}
 	d.run.Watching, d.run.Alone, d.run.CatchUp = true, true, in.Site
-	d.run.Status.State = rollout.StateWaiting
-	d.run.Status.CatchUp = &rollout.CatchUpOf{Site: in.Site, Rollout: in.Rollout, Probing: true, OfflineSince: in.Since}
-	if err := d.handle(ctx); err != nil {
-		return RolloutResult{}, err
-	}
-	d.setState(ctx, runbook.SetState{State: rollout.StateWaiting})
 	since := in.Since
 	if since.IsZero() {
 		since = workflow.Now(ctx)
 	}
+	d.run.Status.State = rollout.StateWaiting
+	d.run.Status.CatchUp = &rollout.CatchUpOf{Site: in.Site, Rollout: in.Rollout, Probing: true, OfflineSince: since}
+	if err := d.handle(ctx); err != nil {
+		return RolloutResult{}, err
+	}
+	d.setState(ctx, runbook.SetState{State: rollout.StateWaiting})
 	d.memo(ctx, CatchUpMemo{Site: in.Site, OfflineSince: since})
 	if again, err := d.awaitSite(ctx); err != nil || again {
 		if err == nil {
@@ -92,7 +92,7 @@ func CatchUp(ctx workflow.Context, in CatchUpInput) (RolloutResult, error) {
 		return RolloutResult{}, err
 	}
 	d.run.Status.Reason = ""
-	d.run.Status.CatchUp = &rollout.CatchUpOf{Site: in.Site, Rollout: in.Rollout, OfflineSince: in.Since}
+	d.run.Status.CatchUp = &rollout.CatchUpOf{Site: in.Site, Rollout: in.Rollout, OfflineSince: since}
 	d.memo(ctx, CatchUpMemo{Site: in.Site})
 	res, err := d.drive(ctx)
 	if err == nil && res.Status.State == rollout.StateSucceeded && res.Status.DeferredNote() != "" {
