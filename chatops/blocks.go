@@ -102,8 +102,17 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 			text += "\nReason: " + esc(st.Reason)
 		}
 	case rollout.EventFinished:
-		switch st.State {
-		case rollout.StateSucceeded:
+		switch {
+		case st.CatchUp != nil:
+			// A catch-up's end, in the thread of the rollout that deferred its site.
+			text = fmt.Sprintf("%s Catch-up of *%s* to `%s` %s", stateIcon(st.State), esc(st.CatchUp.Site), rollout.Short(st.Commit), words(st.State))
+			if v := st.CatchUpVerdict(); v != "" {
+				text += ": " + string(v)
+			}
+			if st.Reason != "" {
+				text += "; " + esc(st.Reason)
+			}
+		case st.State == rollout.StateSucceeded:
 			text = fmt.Sprintf(":tada: Rolled out `%s` to every wave", rollout.Short(st.Commit))
 			if st.Reason != "" {
 				text += "; " + esc(st.Reason) // the Deferred sites
@@ -136,6 +145,9 @@ func EventBlocks(ev rollout.Event, st rollout.Status, l Links) ([]slack.Block, s
 		text += "; nothing more is promoted."
 	default:
 		text = fmt.Sprintf("%s %s", esc(ev.Kind), esc(ev.Wave))
+	}
+	if st.CatchUp != nil && ev.Kind != rollout.EventFinished {
+		text = fmt.Sprintf("Catch-up of *%s*: %s", esc(st.CatchUp.Site), text)
 	}
 	return []slack.Block{slack.NewSectionBlock(mrkdwn(text), nil, nil)}, fallback(text)
 }

@@ -419,6 +419,19 @@ type Status struct {
 	CatchUp *CatchUpOf `json:"catchUp,omitempty"`
 }
 
+// CatchUpVerdict is the verdict of a catch-up's one site, "" before it has one (while it
+// probes, or before its wave started).
+func (s Status) CatchUpVerdict() Verdict {
+	for _, w := range s.Waves {
+		for _, site := range w.Sites {
+			if site.Verdict != VerdictPending {
+				return site.Verdict
+			}
+		}
+	}
+	return ""
+}
+
 // CatchUpOf says which site a catch-up brings to its commit, which rollout deferred it, and
 // whether it still probes the site, unreachable since OfflineSince.
 type CatchUpOf struct {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/fleetwave/fleetwave/activities"
+	"github.com/fleetwave/fleetwave/chatops"
 	"github.com/fleetwave/fleetwave/deploy/sim"
 	"github.com/fleetwave/fleetwave/gitops"
 	"github.com/fleetwave/fleetwave/gitops/gittest"
@@ -54,41 +56,8 @@ spec:
 func TestNewerRolloutSupersedesCatchUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	tp := testenv.StartTemporal(t, workflows.SearchAttributes...)
-	gs := gittest.NewServer(t, "fleet", map[string]string{"fleetwave.yaml": catchUpPlan, "apps/app.yaml": "version: 1\n"}, "sites/a", "sites/b", "sites/c")
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	writer, err := gitops.Open(ctx, gs.URL, gitops.WithLogger(logger))
-	if err != nil {
-		t.Fatal(err)
-	}
-	follower, err := gitops.Open(ctx, gs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fleet := sim.New(follower, "sites/{site}", sim.WithPoll(100*time.Millisecond), sim.WithLogger(logger),
-		sim.WithScript(sim.Script{Faults: []rollout.Fault{{Unreachable: &rollout.UnreachableFault{Sites: []string{"c"}}}}}))
-	fleet.Track("a", "b", "c")
-	fleet.StartScript(time.Now())
-	go fleet.Run(ctx)
-	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger),
-		DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	w := worker.New(tc, workflows.TaskQueue("edge"), worker.Options{})
-	if err := workflows.Register(w, workflows.Activities{
-		Git:        &activities.Git{Repo: writer},
-		Sites:      &activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond},
-		Executions: &activities.Executions{Client: tc},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	fw := workflows.NewClient(tc, "")
+	l := newCatchUpLab(t, catchUpPlan, 0, nil)
+	gs, tc, fw := l.gs, l.tc, l.fw
 	seedC := git(t, gs.Dir, "rev-parse", "sites/c")
 	roll := func(version string) rollout.Status {
 		t.Helper()
@@ -207,5 +176,107 @@ func TestNewerRolloutSupersedesCatchUp(t *testing.T) {
 	saveHistory(t, tc, run.GetID(), "rollout-restarts-catchup")
 	if head := git(t, gs.Dir, "rev-parse", "sites/c"); head != seedC {
 		t.Errorf("sites/c moved to %s; nothing may be pushed to a site that never answered", head)
+	}
+}
+
+// catchUpLab is a fleet of three simulated sites (a, b, c) on a git server over HTTP, with a
+// Temporal dev server and a worker in this process; c is unreachable for the first
+// offlineFor (0: for ever).
+type catchUpLab struct {
+	gs *gittest.Server
+	tc client.Client
+	fw *workflows.Client
+}
+
+func newCatchUpLab(t *testing.T, plan string, offlineFor time.Duration, slack *activities.Slack) *catchUpLab {
+	t.Helper()
+	ctx := t.Context()
+	tp := testenv.StartTemporal(t, workflows.SearchAttributes...)
+	gs := gittest.NewServer(t, "fleet", map[string]string{"fleetwave.yaml": plan, "apps/app.yaml": "version: 1\n"}, "sites/a", "sites/b", "sites/c")
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	writer, err := gitops.Open(ctx, gs.URL, gitops.WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower, err := gitops.Open(ctx, gs.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := sim.New(follower, "sites/{site}", sim.WithPoll(100*time.Millisecond), sim.WithLogger(logger),
+		sim.WithScript(sim.Script{Faults: []rollout.Fault{{Unreachable: &rollout.UnreachableFault{Sites: []string{"c"}, For: offlineFor}}}}))
+	fleet.Track("a", "b", "c")
+	fleet.StartScript(time.Now())
+	go fleet.Run(ctx)
+	tc, err := client.Dial(client.Options{HostPort: tp.Address, Logger: tlog.NewStructuredLogger(logger),
+		DataConverter: workflows.DataConverter(), FailureConverter: workflows.FailureConverter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	w := worker.New(tc, workflows.TaskQueue("edge"), worker.Options{})
+	if err := workflows.Register(w, workflows.Activities{
+		Git:        &activities.Git{Repo: writer},
+		Sites:      &activities.Sites{Driver: fleet, Poll: 100 * time.Millisecond},
+		Executions: &activities.Executions{Client: tc},
+		Slack:      slack,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return &catchUpLab{gs: gs, tc: tc, fw: workflows.NewClient(tc, "")}
+}
+
+// TestCatchUpPostsInRolloutThread: the rollout defers c, offline for its first 8 seconds, and
+// succeeds; c's catch-up promotes it once it answers, and posts in the rollout's Slack thread
+// (slacktest): its wave and its end, "Catch-up of c", as replies to the rollout's header, and
+// no thread of its own.
+func TestCatchUpPostsInRolloutThread(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	slk := newE2ESlack(t)
+	plan := catchUpPlan + "  notify: {slack: {channel: \"#edge\"}}\n"
+	l := newCatchUpLab(t, plan, 8*time.Second,
+		&activities.Slack{Notifier: &chatops.Notifier{API: chatops.NewAPI("xoxb-test", slk.api.GetAPIURL())}})
+	commit := l.gs.CommitOn(t, "main", "app 2", map[string]string{"apps/app.yaml": "version: 2\n"})
+	run, err := l.fw.Start(ctx, workflows.RolloutInput{Fleet: "edge", Commit: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := workflows.CatchUpID("edge", "c")
+	var st rollout.Status
+	eventually(t, "the catch-up of c to succeed", time.Minute, func() (bool, string) {
+		st, err = l.fw.Status(ctx, id)
+		return err == nil && st.State == rollout.StateSucceeded, string(st.State) + " " + st.Reason
+	})
+	if v := st.CatchUpVerdict(); v != rollout.VerdictHealthy {
+		t.Fatalf("catch-up of c: %s", v)
+	}
+	headers := slk.find(func(v url.Values) bool { return v.Get("method") == "chat.postMessage" && v.Get("thread_ts") == "" })
+	if len(headers) != 1 {
+		t.Fatalf("%d thread headers, want the rollout's alone", len(headers))
+	}
+	thread := headers[0].Get("returned_ts")
+	var caughtUp []string
+	eventually(t, "the catch-up's end in the rollout's thread", 30*time.Second, func() (bool, string) {
+		caughtUp = nil
+		for _, v := range slk.find(func(v url.Values) bool { return v.Get("thread_ts") == thread }) {
+			if text := v.Get("text"); strings.HasPrefix(text, "Catch-up of c:") || strings.Contains(text, "Catch-up of c to") {
+				caughtUp = append(caughtUp, text)
+			}
+		}
+		last := ""
+		if len(caughtUp) > 0 {
+			last = caughtUp[len(caughtUp)-1]
+		}
+		return strings.Contains(last, "Catch-up of c to "+rollout.Short(commit)+" succeeded: Healthy"), strings.Join(caughtUp, " | ")
+	})
+	if !strings.HasPrefix(caughtUp[0], "Catch-up of c: ") || !strings.Contains(caughtUp[0], "Wave all started") {
+		t.Errorf("the catch-up's first post %q; want its wave's start, named as the catch-up's", caughtUp[0])
 	}
 }

@@ -61,12 +61,7 @@ func (c *Client) catchUpStates(ctx context.Context, r *report.Report) {
 		case st.Commit != r.Commit.SHA:
 			cu.State, cu.Reason = rollout.StateSuperseded, "the catch-up of "+cu.Site+" now brings it to "+rollout.Short(st.Commit)
 		default:
-			cu.State, cu.Reason = st.State, st.Reason
-			for _, w := range st.Waves {
-				for _, s := range w.Sites {
-					cu.Verdict = s.Verdict
-				}
-			}
+			cu.State, cu.Reason, cu.Verdict = st.State, st.Reason, st.CatchUpVerdict()
 		}
 	}
 }

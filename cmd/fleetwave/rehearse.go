@@ -540,7 +540,7 @@ func (r *rehearsal) awaitCatchUps(ctx context.Context, w io.Writer, st rollout.S
 			}
 			found[site] = cs
 			line := fmt.Sprintf("catch-up of %s %s", site, cs.State)
-			if v := catchUpVerdict(cs); v != "" {
+			if v := cs.CatchUpVerdict(); v != "" {
 				line += ": " + string(v)
 			}
 			if len(cs.Waves) > 0 && cs.State == rollout.StateWaiting && cs.Waves[0].Message != "" {
@@ -570,25 +570,13 @@ func (r *rehearsal) awaitCatchUps(ctx context.Context, w io.Writer, st rollout.S
 			out = append(out, catchUpSummary{Site: site, Commit: st.Commit, State: "NotStarted"})
 			continue
 		}
-		c := catchUpSummary{Site: site, Commit: cs.Commit, State: cs.State, Verdict: catchUpVerdict(cs), Reason: cs.Reason}
+		c := catchUpSummary{Site: site, Commit: cs.Commit, State: cs.State, Verdict: cs.CatchUpVerdict(), Reason: cs.Reason}
 		if cs.State.Done() && !cs.FinishedAt.IsZero() {
 			c.At = planDuration(cs.FinishedAt.Sub(start), r.opts.scale).Round(time.Second).String()
 		}
 		out = append(out, c)
 	}
 	return out, nil
-}
-
-// catchUpVerdict is the verdict of a catch-up's site, "" before its wave started.
-func catchUpVerdict(cs rollout.Status) rollout.Verdict {
-	for _, w := range cs.Waves {
-		for _, s := range w.Sites {
-			if s.Verdict != rollout.VerdictPending {
-				return s.Verdict
-			}
-		}
-	}
-	return ""
 }
 
 // answerApprovals votes on every open approval request, once per wave, as --approve says.
