@@ -85,6 +85,11 @@ type EarlierInput struct {
 	CatchUps string `json:",omitempty"`
 	Signal   string `json:",omitempty"`
 	Commit   string `json:",omitempty"`
+	// Signalled are catch-ups already sent Signal: listed, not signalled again.
+	Signalled []string `json:",omitempty"`
+	// Any lists every running rollout of the fleet, whenever it started (a catch-up gives way
+	// to all of them), instead of those that started before Self.
+	Any bool `json:",omitempty"`
 }
 
 // EarlierResult lists the earlier rollouts that still run, oldest first, and the fleet's
@@ -109,7 +114,7 @@ func (e *Executions) Earlier(ctx context.Context, in EarlierInput) (EarlierResul
 	var found []earlier
 	err := e.list(ctx, query, func(x *workflowpb.WorkflowExecutionInfo) {
 		id, started := x.GetExecution().GetWorkflowId(), x.GetStartTime().AsTime()
-		if id != in.Self && (started.Before(in.Started) || (started.Equal(in.Started) && id < in.Self)) {
+		if id != in.Self && (in.Any || started.Before(in.Started) || (started.Equal(in.Started) && id < in.Self)) {
 			found = append(found, earlier{id, started})
 		}
 	})
@@ -129,7 +134,7 @@ func (e *Executions) Earlier(ctx context.Context, in EarlierInput) (EarlierResul
 		func(x *workflowpb.WorkflowExecutionInfo) {
 			id := x.GetExecution().GetWorkflowId()
 			out.CatchUps = append(out.CatchUps, id)
-			if in.StateAttr == "" || !slices.Contains(in.Ended, keyword(x, in.StateAttr)) {
+			if (in.StateAttr == "" || !slices.Contains(in.Ended, keyword(x, in.StateAttr))) && !slices.Contains(in.Signalled, id) {
 				catchUps = append(catchUps, id)
 			}
 		})

@@ -419,6 +419,19 @@ type Status struct {
 	CatchUp *CatchUpOf `json:"catchUp,omitempty"`
 }
 
+// DeferredSites lists the rollout's Deferred sites, in wave order.
+func (s Status) DeferredSites() []string {
+	var names []string
+	for _, w := range s.Waves {
+		for _, site := range w.Sites {
+			if site.Verdict == VerdictDeferred {
+				names = append(names, site.Name)
+			}
+		}
+	}
+	return names
+}
+
 // CatchUpVerdict is the verdict of a catch-up's one site, "" before it has one (while it
 // probes, or before its wave started).
 func (s Status) CatchUpVerdict() Verdict {
@@ -444,14 +457,7 @@ type CatchUpOf struct {
 // DeferredNote says which sites of the rollout were Deferred (offline, health.offline), ""
 // when none: a rollout that succeeded without them says so as its Reason.
 func (s Status) DeferredNote() string {
-	var names []string
-	for _, w := range s.Waves {
-		for _, site := range w.Sites {
-			if site.Verdict == VerdictDeferred {
-				names = append(names, site.Name)
-			}
-		}
-	}
+	names := s.DeferredSites()
 	if len(names) == 0 {
 		return ""
 	}

@@ -95,7 +95,7 @@ func CatchUp(ctx workflow.Context, in CatchUpInput) (RolloutResult, error) {
 	d.run.Status.CatchUp = &rollout.CatchUpOf{Site: in.Site, Rollout: in.Rollout, OfflineSince: since}
 	d.memo(ctx, CatchUpMemo{Site: in.Site})
 	res, err := d.drive(ctx)
-	if err == nil && res.Status.State == rollout.StateSucceeded && res.Status.DeferredNote() != "" {
+	if err == nil && res.Status.State == rollout.StateSucceeded && len(res.Status.DeferredSites()) > 0 {
 		// Offline again before it applied the promotion: withdrawn, and probed again.
 		in.Since = workflow.Now(ctx)
 		return RolloutResult{}, workflow.NewContinueAsNewError(ctx, CatchUp, in)
@@ -181,7 +181,7 @@ func (d *rolloutDriver) awaitSite(ctx workflow.Context) (again bool, err error) 
 func (d *rolloutDriver) startCatchUps(ctx workflow.Context) {
 	st := d.run.Status
 	succeeded := st.State == rollout.StateSucceeded
-	if d.catchUp != nil || (succeeded && st.DeferredNote() == "") || (!succeeded && len(d.superseded) == 0) {
+	if d.catchUp != nil || (succeeded && len(st.DeferredSites()) == 0) || (!succeeded && len(d.superseded) == 0) {
 		return
 	}
 	if workflow.GetVersion(ctx, versionCatchUp, workflow.DefaultVersion, 1) < 1 {

@@ -12,6 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -248,41 +249,52 @@ func (c *Client) List(ctx context.Context, f ListFilter) ([]Summary, error) {
 		limit = 50
 	}
 	var out []Summary
-	var token []byte
-	for len(out) < limit {
-		resp, err := c.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: f.Query(), PageSize: int32(min(limit, 1000)), NextPageToken: token,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list rollouts: %w", err)
+	err := c.each(ctx, f.Query(), min(limit, 1000), func(e *workflowpb.WorkflowExecutionInfo) bool {
+		s := Summary{Rollout: e.GetExecution().GetWorkflowId(), Started: e.GetStartTime().AsTime(),
+			Fleet: keyword(e, AttrFleet), Commit: keyword(e, AttrCommit), Wave: keyword(e, AttrWave), State: keyword(e, AttrState)}
+		if e.GetCloseTime() != nil {
+			s.Closed = e.GetCloseTime().AsTime()
 		}
-		for _, e := range resp.GetExecutions() {
-			s := Summary{Rollout: e.GetExecution().GetWorkflowId(), Started: e.GetStartTime().AsTime()}
-			if e.GetCloseTime() != nil {
-				s.Closed = e.GetCloseTime().AsTime()
-			}
-			fields := e.GetSearchAttributes().GetIndexedFields()
-			for name, dst := range map[string]*string{AttrFleet.GetName(): &s.Fleet, AttrCommit.GetName(): &s.Commit,
-				AttrWave.GetName(): &s.Wave, AttrState.GetName(): &s.State} {
-				if p, ok := fields[name]; ok {
-					_ = converter.GetDefaultDataConverter().FromPayload(p, dst)
-				}
-			}
-			// A rollout closed from outside kept the state it had: show how it really closed.
-			if closed, ok := rollout.ClosedState(e.GetStatus().String()); ok && !rollout.State(s.State).Done() {
-				s.State = string(closed)
-			}
-			out = append(out, s)
+		// A rollout closed from outside kept the state it had: show how it really closed.
+		if closed, ok := rollout.ClosedState(e.GetStatus().String()); ok && !rollout.State(s.State).Done() {
+			s.State = string(closed)
 		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 {
-			break
-		}
-	}
-	if len(out) > limit {
-		out = out[:limit]
+		out = append(out, s)
+		return len(out) < limit
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list rollouts: %w", err)
 	}
 	return out, nil
+}
+
+// each calls fn for the executions the visibility query matches, page by page, until fn
+// returns false or the pages end.
+func (c *Client) each(ctx context.Context, query string, pageSize int, fn func(*workflowpb.WorkflowExecutionInfo) bool) error {
+	var token []byte
+	for {
+		resp, err := c.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: int32(pageSize), NextPageToken: token})
+		if err != nil {
+			return err
+		}
+		for _, e := range resp.GetExecutions() {
+			if !fn(e) {
+				return nil
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return nil
+		}
+	}
+}
+
+// keyword is the value of an execution's keyword search attribute, "" when unset.
+func keyword(e *workflowpb.WorkflowExecutionInfo, key temporal.SearchAttributeKeyKeyword) string {
+	var v string
+	if p, ok := e.GetSearchAttributes().GetIndexedFields()[key.GetName()]; ok {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	}
+	return v
 }
 
 // Resolve returns the ID of fleet's rollout of ref: a rollout ID as it is, a commit of at
@@ -497,25 +509,16 @@ func (c *Client) CatchUps(ctx context.Context, fleet string) ([]CatchUpSummary, 
 	query := fmt.Sprintf("WorkflowType = %q AND %s = %q AND ExecutionStatus = \"Running\"", CatchUpType, AttrFleet.GetName(), fleet)
 	dc := DataConverter()
 	var out []CatchUpSummary
-	var token []byte
-	for {
-		resp, err := c.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1000, NextPageToken: token})
-		if err != nil {
-			return out, fmt.Errorf("list the catch-ups of fleet %s: %w", fleet, err)
+	err := c.each(ctx, query, 1000, func(e *workflowpb.WorkflowExecutionInfo) bool {
+		var m CatchUpMemo
+		if p, ok := e.GetMemo().GetFields()[memoCatchUp]; !ok || dc.FromPayload(p, &m) != nil || m.Site == "" {
+			return true // not started far enough to say
 		}
-		for _, e := range resp.GetExecutions() {
-			var m CatchUpMemo
-			if p, ok := e.GetMemo().GetFields()[memoCatchUp]; !ok || dc.FromPayload(p, &m) != nil || m.Site == "" {
-				continue // not started far enough to say
-			}
-			cu := CatchUpSummary{ID: e.GetExecution().GetWorkflowId(), Site: m.Site, OfflineSince: m.OfflineSince}
-			if p, ok := e.GetSearchAttributes().GetIndexedFields()[AttrCommit.GetName()]; ok {
-				_ = converter.GetDefaultDataConverter().FromPayload(p, &cu.Commit)
-			}
-			out = append(out, cu)
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return out, nil
-		}
+		out = append(out, CatchUpSummary{ID: e.GetExecution().GetWorkflowId(), Site: m.Site, Commit: keyword(e, AttrCommit), OfflineSince: m.OfflineSince})
+		return true
+	})
+	if err != nil {
+		return out, fmt.Errorf("list the catch-ups of fleet %s: %w", fleet, err)
 	}
+	return out, nil
 }

@@ -329,10 +329,10 @@ func (d *rolloutDriver) checkAlone(ctx workflow.Context) (runbook.Event, error) 
 	summary := "is an earlier rollout of fleet " + d.run.Status.Fleet + " still running?"
 	if d.catchUp != nil {
 		// A catch-up gives way to every rollout of its fleet, whenever it started.
-		in.Started, summary = maxTime, "is a rollout of fleet "+d.run.Status.Fleet+" running?"
+		in.Any, summary = true, "is a rollout of fleet "+d.run.Status.Fleet+" running?"
 	} else {
-		// A rollout supersedes the fleet's catch-ups, and waits for them to end.
-		in.CatchUps, in.Signal, in.Commit = CatchUpType, signalSupersede, d.run.Status.Commit
+		// A rollout supersedes the fleet's catch-ups (each once), and waits for them to end.
+		in.CatchUps, in.Signal, in.Commit, in.Signalled = CatchUpType, signalSupersede, d.run.Status.Commit, d.superseded
 	}
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
@@ -357,9 +357,6 @@ func (d *rolloutDriver) checkAlone(ctx workflow.Context) (runbook.Event, error) 
 	}
 	return runbook.AloneChecked{At: workflow.Now(ctx)}, nil
 }
-
-// maxTime is later than any rollout's start.
-var maxTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // revert reverts the set's sites (revertSites: a cancellation of the rollout cannot stop it
 // half way) and says what it did.

@@ -509,14 +509,7 @@ loop:
 // sites a rollout that succeeded deferred, and says how each ended; one still running when
 // the time is up is reported in the state it is in.
 func (r *rehearsal) awaitCatchUps(ctx context.Context, w io.Writer, st rollout.Status, start time.Time) ([]catchUpSummary, error) {
-	var sites []string
-	for _, wave := range st.Waves {
-		for _, s := range wave.Sites {
-			if s.Verdict == rollout.VerdictDeferred {
-				sites = append(sites, s.Name)
-			}
-		}
-	}
+	sites := st.DeferredSites()
 	if st.State != rollout.StateSucceeded || len(sites) == 0 || r.opts.catchUpTimeout <= 0 {
 		return nil, nil
 	}
